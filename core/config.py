@@ -1,0 +1,303 @@
+"""`.deliver/edeliver.toml`: parsed and validated into frozen settings (DESIGN §2).
+
+Parsing is pure: it takes the file's text and the name to blame in errors. Every error names the
+file, the key path and what was expected, and unknown keys are errors, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+from edeliver.core.errors import ConfigError, NotFoundError
+
+Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
+Fallback = Literal["rollback", "stop", "ignore"]
+Mode = Literal["release", "upgrade"]
+StoreKind = Literal["local", "ssh", "s3"]
+
+STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "rest_for_one", "one_for_all")
+FALLBACKS: tuple[Fallback, ...] = ("rollback", "stop", "ignore")
+MODES: tuple[Mode, ...] = ("release", "upgrade")
+BUILD_STRATEGIES = ("local", "remote", "docker")
+
+DEFAULT_STORE = ".deliver/releases"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SSH_URL = re.compile(r"^(?P<user>[^@\s/:]+)@(?P<host>[^:\s/@]+):(?P<path>\S.*)$")
+_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How an environment rolls out and what it does when a node fails (DESIGN §4)."""
+
+    strategy: Strategy = "one_for_all"
+    fallback: Fallback = "rollback"
+    max_parallel: int | None = None
+    max_failures: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    host: str
+    path: str
+    port: int = 22
+    user: str | None = None
+    labels: tuple[str, ...] = ()
+    identity_file: str | None = None
+
+    @property
+    def address(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    nodes: tuple[str, ...]
+    mode: Mode = "release"
+    policy: Policy = Policy()
+    step_timeout: float = 300.0
+    keep_releases: int = 5
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str
+    kind: StoreKind
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    strategy: str = "local"
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    app: str | None
+    store: StoreConfig
+    build: BuildConfig
+    nodes: Mapping[str, NodeConfig]
+    environments: Mapping[str, EnvironmentConfig]
+    known_hosts: str | None = None
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        """The environment called `name`, or an error listing the ones there are."""
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise NotFoundError(f"{self.file}: no environment {name!r} (defined: {known})")
+        return self.environments[name]
+
+    def nodes_of(self, environment: str) -> tuple[NodeConfig, ...]:
+        return tuple(self.nodes[n] for n in self.environment(environment).nodes)
+
+
+T = TypeVar("T")
+
+
+class _Table:
+    """One TOML table being read: tracks its key path and which keys were used."""
+
+    def __init__(self, file: str, path: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, path, "expected a table")
+        self.file, self.path, self.data = file, path, cast(dict[str, Any], data)
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), problem)
+
+    def get(self, name: str, kind: type[T], expected: str) -> T | None:
+        self.used.add(name)
+        value = self.data.get(name)
+        if value is None:
+            return None
+        # TOML booleans are Python ints; a port of `true` must not pass as 1.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(name, f"expected {expected}, got {value!r}")
+        return value
+
+    def require(self, name: str, kind: type[T], expected: str) -> T:
+        value = self.get(name, kind, expected)
+        if value is None:
+            raise self.fail(name, f"missing; expected {expected}")
+        return value
+
+    def strings(self, name: str) -> tuple[str, ...] | None:
+        values = self.get(name, list, "a list of strings")
+        if values is None:
+            return None
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(name, f"expected a list of strings, got {values!r}")
+        return tuple(values)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, "one of " + " | ".join(choices))
+        if value is None:
+            return default
+        if value not in choices:
+            raise self.fail(name, f"expected one of {' | '.join(choices)}, got {value!r}")
+        return value
+
+    def int_at_least(self, name: str, low: int) -> int | None:
+        value = self.get(name, int, f"an integer >= {low}")
+        if value is not None and value < low:
+            raise self.fail(name, f"expected an integer >= {low}, got {value}")
+        return value
+
+    def table(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.file, self.key(name), self.data.get(name, {}))
+
+    def subtables(self, name: str) -> Iterator[tuple[str, _Table]]:
+        for key, value in self.table(name).data.items():
+            if not _NAME.match(key):
+                raise ConfigError(
+                    self.file, f"{self.key(name)}.{key}", "names use letters, digits, _ . -"
+                )
+            yield key, _Table(self.file, f"{self.key(name)}.{key}", value)
+
+    def done(self) -> None:
+        """Unknown keys are errors: a misspelt setting must not silently take its default."""
+        for name in self.data:
+            if name not in self.used:
+                raise self.fail(name, "unknown key")
+
+
+def parse_config(text: str, file: str) -> Config:
+    """Parse and validate the text of an edeliver.toml; `file` is the name used in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(file, "", f"invalid TOML: {error}") from None
+    top = _Table(file, "", data)
+    app = top.get("app", str, "the app name as a string")
+    known_hosts = top.get("known_hosts", str, "a path to a known_hosts file")
+    store = _store(top.table("store"))
+    build = _build(top.table("build"))
+    nodes = _nodes(top, file)
+    environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
+    top.done()
+    return Config(file, app, store, build, nodes, environments, known_hosts)
+
+
+def _store(table: _Table) -> StoreConfig:
+    url = table.get("url", str, "a store URL") or DEFAULT_STORE
+    table.done()
+    return StoreConfig(url, store_kind(url, table))
+
+
+def store_kind(url: str, table: _Table | None = None) -> StoreKind:
+    """Which kind of store a URL names; credentials in a URL are refused, never parsed."""
+
+    def bad(problem: str) -> ConfigError:
+        return table.fail("url", problem) if table else ConfigError("store", "url", problem)
+
+    if url.startswith("s3://"):
+        if "@" in url.split("/", 3)[2]:
+            raise bad("credentials never go in the URL; use the AWS environment or a profile")
+        if not _S3_URL.match(url):
+            raise bad(f"expected s3://bucket/prefix with a valid bucket name, got {url!r}")
+        return "s3"
+    if "://" in url:
+        raise bad(f"expected a local directory, user@host:/path or s3://bucket/prefix, got {url!r}")
+    if _SSH_URL.match(url):
+        return "ssh"
+    if not url.strip():
+        raise bad("expected a local directory, user@host:/path or s3://bucket/prefix")
+    return "local"
+
+
+def _build(table: _Table) -> BuildConfig:
+    strategy = table.choice("strategy", BUILD_STRATEGIES, "local")
+    table.done()
+    return BuildConfig(strategy)
+
+
+def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
+    nodes: dict[str, NodeConfig] = {}
+    seen: dict[tuple[str, int], str] = {}
+    for name, table in top.subtables("nodes"):
+        node = _node(name, table)
+        other = seen.setdefault((node.host, node.port), name)
+        if other != name:
+            raise table.fail(
+                "host", f"{node.host}:{node.port} is already the address of node {other!r}"
+            )
+        nodes[name] = node
+    return nodes
+
+
+def _node(name: str, table: _Table) -> NodeConfig:
+    host = table.require("host", str, "a host name or address")
+    port = table.get("port", int, "a port number 1-65535")
+    if port is not None and not 1 <= port <= 65535:
+        raise table.fail("port", f"expected a port number 1-65535, got {port}")
+    path = table.require("path", str, "an absolute deploy path")
+    if not path.startswith("/"):
+        raise table.fail("path", f"expected an absolute deploy path, got {path!r}")
+    node = NodeConfig(
+        name=name,
+        host=host,
+        path=path.rstrip("/") or "/",
+        port=22 if port is None else port,
+        user=table.get("user", str, "a user name"),
+        labels=table.strings("labels") or (),
+        identity_file=table.get("identity_file", str, "a path to a private key"),
+    )
+    table.done()
+    return node
+
+
+def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> EnvironmentConfig:
+    members = _members(table, nodes)
+    max_parallel = table.int_at_least("max_parallel", 1)
+    policy = Policy(
+        strategy=cast(Strategy, table.choice("strategy", STRATEGIES, Policy.strategy)),
+        fallback=cast(Fallback, table.choice("fallback", FALLBACKS, Policy.fallback)),
+        max_parallel=max_parallel,
+        max_failures=table.int_at_least("max_failures", 0),
+    )
+    timeout = table.get("step_timeout", (int, float), "a number of seconds > 0")  # type: ignore[arg-type]
+    if timeout is not None and timeout <= 0:
+        raise table.fail("step_timeout", f"expected a number of seconds > 0, got {timeout}")
+    environment = EnvironmentConfig(
+        name=name,
+        nodes=members,
+        mode=cast(Mode, table.choice("mode", MODES, "release")),
+        policy=policy,
+        step_timeout=float(timeout) if timeout is not None else EnvironmentConfig.step_timeout,
+        keep_releases=table.int_at_least("keep_releases", 1) or EnvironmentConfig.keep_releases,
+    )
+    table.done()
+    return environment
+
+
+def _members(table: _Table, nodes: Mapping[str, NodeConfig]) -> tuple[str, ...]:
+    """The environment's nodes in order: its `nodes` list, then nodes carrying its `labels`."""
+    listed = table.strings("nodes") or ()
+    for index, node in enumerate(listed):
+        if node not in nodes:
+            raise table.fail(f"nodes[{index}]", f"node {node!r} is not defined under [nodes]")
+    labelled: list[str] = []
+    for label in table.strings("labels") or ():
+        matching = [n.name for n in nodes.values() if label in n.labels]
+        if not matching:
+            raise table.fail("labels", f"label {label!r} matches no node")
+        labelled += matching
+    members = tuple(dict.fromkeys([*listed, *labelled]))
+    if not members:
+        raise ConfigError(
+            table.file, table.path, "has no nodes; give nodes = [...] or labels = [...]"
+        )
+    return members

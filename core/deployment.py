@@ -1,0 +1,244 @@
+"""The Deployment aggregate: one rollout of one version to one environment (DESIGN §3-§5).
+
+Command methods validate against the lifecycle and the strategy, then record events; each
+event's apply body only assigns, because it runs again on every replay. Events hold primitive
+fields only (strings, numbers, lists, dicts), so every store transcodes them.
+
+A node's pending fallback action (`pending_actions`) is recorded with the decision and cleared by
+the transition that carries it out. So an interruption between deciding and acting loses
+nothing: `resume` finds the action still pending and carries it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+from uuid import UUID
+
+from edeliver.core import strategy
+from edeliver.core.config import Fallback, Policy, Strategy
+from edeliver.core.lifecycle import (
+    HALTED,
+    PENDING,
+    ROLLING_BACK,
+    SETTLED,
+    SKIPPED,
+    STEP_OF_STATE,
+    UPDATED,
+    next_state,
+)
+from eventsourcing.domain import Aggregate, event
+
+SUCCEEDED, FAILED_OUTCOME, REFUSED, ABANDONED = "succeeded", "failed", "refused", "abandoned"
+_CARRIED_BY = {  # the trigger that carries out each pending action
+    strategy.SKIP: "skip",
+    strategy.ROLLBACK: "rollback",
+    strategy.ROLLBACK_AFTER_STEP: "rollback",
+    strategy.HALT: "halt",
+    strategy.HALT_AFTER_STEP: "halt",
+}
+
+
+class Deployment(Aggregate):
+    """Every node's lifecycle, every failure and fallback decision, and the outcome."""
+
+    @staticmethod
+    def create_id(deployment_id: str, **_: Any) -> UUID:
+        return UUID(deployment_id)
+
+    @event("Started")
+    def __init__(
+        self,
+        deployment_id: str,
+        app: str,
+        environment: str,
+        version: str,
+        mode: str,
+        policy: dict[str, Any],
+        order: list[str],
+        batches: list[list[str]],
+        started_by: str,
+        started_at: str,
+    ) -> None:
+        self.app, self.environment, self.release, self.mode = app, environment, version, mode
+        self.policy_fields = policy
+        self.order, self.batches = order, batches
+        self.started_by, self.started_at = started_by, started_at
+        self.states: dict[str, str] = dict.fromkeys(order, PENDING)
+        self.previous: dict[str, str | None] = {}
+        self.pending_actions: dict[str, str] = {}
+        self.undecided: list[str] = []
+        self.reasons: dict[str, str] = {}
+        self.failures = 0
+        self.escalated = False
+        self.outcome: str | None = None
+        self.ended_at: str | None = None
+        self.interruptions = 0
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        fields = self.policy_fields
+        return Policy(
+            strategy=_strategy(fields["strategy"]),
+            fallback=_fallback(fields["fallback"]),
+            max_parallel=fields.get("max_parallel"),
+            max_failures=fields.get("max_failures"),
+        )
+
+    @property
+    def short_id(self) -> str:
+        return str(self.id)[:8]
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    def nodes_in(self, *states: str) -> list[str]:
+        return [n for n in self.order if self.states[n] in states]
+
+    def all_settled(self) -> bool:
+        """Nothing is left to do: every node settled, every failure decided, every action done."""
+        return (
+            all(s in SETTLED for s in self.states.values())
+            and not self.undecided
+            and not self.pending_actions
+        )
+
+    # ---- commands -----------------------------------------------------------------------------
+
+    def probed(self, node: str, facts: Mapping[str, object]) -> None:
+        """Record what a probe found; the first probe fixes the version to roll back to."""
+        current = facts.get("current_version")
+        self._probed(node, dict(facts), current if isinstance(current, str) else None)
+
+    def transition(self, node: str, trigger: str, detail: str = "") -> str:
+        """Fire a lifecycle trigger on a node and record it; returns the new state."""
+        source = self.states[node]
+        destination = next_state(source, trigger)
+        self._transitioned(node, trigger, source, destination, detail)
+        return destination
+
+    def fail(self, node: str, step: str, reason: str) -> None:
+        """Record the failure of a node's step and, unless a decision already covers the node,
+        decide the fallback."""
+        self.transition(node, "fail", f"{step}: {reason}")
+        if node not in self.pending_actions:
+            self._undecided(node)
+            self.decide_pending()
+
+    def decide_pending(self) -> None:
+        """Decide the fallback for every failure recorded without a decision yet."""
+        for node in list(self.undecided):
+            decision = strategy.decide(
+                self.policy, self.states, self.order, node, self.failures + 1
+            )
+            actions = {n: a for n, a in decision.actions.items() if a in _CARRIED_BY}
+            self._decided(node, list(decision.scope), decision.escalated, actions)
+
+    def step_ended(self, node: str) -> str:
+        """Record that the node's current step succeeded; returns the node's new state."""
+        trigger = _STEP_TRIGGERS[self.states[node]]
+        state = self.transition(node, trigger)
+        if state == UPDATED and self.pending_actions.get(node) == strategy.HALT_AFTER_STEP:
+            self._action_dropped(node)  # stop leaves updated nodes updated
+        return state
+
+    def carry_out_due_actions(self, busy: Collection[str] = ()) -> list[str]:
+        """Skip and halt what the decisions say, except on nodes whose step is still running
+        (`busy`); return the nodes whose rollback is due now, for the caller to carry out."""
+        rollbacks = []
+        for node in [n for n in self.order if n in self.pending_actions and n not in busy]:
+            trigger = _CARRIED_BY[self.pending_actions[node]]
+            if trigger == "rollback":
+                rollbacks.append(node)
+            else:
+                self.transition(node, trigger)
+        return rollbacks
+
+    def finish(self, at: str) -> None:
+        self._finished(self._outcome(), at)
+
+    def refuse(self, reason: str, at: str) -> None:
+        self._finished(REFUSED, at, reason)
+
+    def abandon(self, reason: str, by: str, at: str) -> None:
+        self._abandoned(reason, by, at)
+
+    def interrupt(self, reason: str) -> None:
+        self._interrupted(reason)
+
+    def resume(self, by: str) -> None:
+        self._resumed(by)
+
+    def _outcome(self) -> str:
+        return SUCCEEDED if all(s == UPDATED for s in self.states.values()) else FAILED_OUTCOME
+
+    # ---- events: apply bodies only assign ----------------------------------------------------
+
+    @event("NodeProbed")
+    def _probed(self, node: str, facts: dict[str, object], current_version: str | None) -> None:
+        self.previous.setdefault(node, current_version)
+
+    @event("NodeTransitioned")
+    def _transitioned(self, node: str, trigger: str, src: str, dest: str, detail: str) -> None:
+        self.states[node] = dest
+        if trigger == "fail":
+            self.reasons[node] = detail
+        if dest in (SKIPPED, HALTED, ROLLING_BACK):
+            self.pending_actions.pop(node, None)
+
+    @event("FailureNeedsDecision")
+    def _undecided(self, node: str) -> None:
+        self.undecided.append(node)
+
+    @event("FallbackDecided")
+    def _decided(
+        self, failed_node: str, scope: list[str], escalated: bool, actions: dict[str, str]
+    ) -> None:
+        self.undecided.remove(failed_node)
+        self.failures += 1
+        self.escalated = self.escalated or escalated
+        for node, action in actions.items():
+            self.pending_actions.setdefault(node, action)
+
+    @event("PendingActionDropped")
+    def _action_dropped(self, node: str) -> None:
+        self.pending_actions.pop(node, None)
+
+    @event("Finished")
+    def _finished(self, outcome: str, at: str, reason: str = "") -> None:
+        self.outcome, self.ended_at = outcome, at
+        if reason:
+            self.reasons["*"] = reason
+
+    @event("Abandoned")
+    def _abandoned(self, reason: str, by: str, at: str) -> None:
+        self.outcome, self.ended_at = ABANDONED, at
+        self.reasons["*"] = f"abandoned by {by}: {reason}"
+
+    @event("Interrupted")
+    def _interrupted(self, reason: str) -> None:
+        self.interruptions += 1
+
+    @event("Resumed")
+    def _resumed(self, by: str) -> None:
+        pass
+
+
+_STEP_TRIGGERS = {state: trigger for state, (_, trigger) in STEP_OF_STATE.items()}
+
+
+def _strategy(value: object) -> Strategy:
+    for known in ("one_for_one", "rest_for_one", "one_for_all"):
+        if value == known:
+            return known
+    raise ValueError(f"unknown strategy {value!r} in stored events")
+
+
+def _fallback(value: object) -> Fallback:
+    for known in ("rollback", "stop", "ignore"):
+        if value == known:
+            return known
+    raise ValueError(f"unknown fallback {value!r} in stored events")

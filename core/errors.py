@@ -1,0 +1,83 @@
+"""The one error tree of Edeliver; each class knows the exit code it maps to (DESIGN §9).
+
+EdeliverError                      exit 1  something failed
+├── UsageError                     exit 2  bad usage or configuration
+│   ├── ConfigError                        names the file and key path at fault
+│   └── NotFoundError                      an unknown deployment, version or node
+├── RefusedError                   exit 3  refused before any change
+│   ├── LockHeldError                      the environment has an active deployment
+│   ├── NotUniformError                    nodes differ from each other or from the release
+│   └── HostKeyError                       unknown or changed SSH host key
+├── DeploymentFailed               exit 1  a node failed; the fallback was applied
+├── DeploymentInterrupted      exit 4  stopped midway; `edeliver resume` continues it
+└── NodeError                      exit 1  a step failed on one node (caught by the orchestrator)
+    ├── NodeUnreachable                    connection refused, lost or timed out
+    └── StepTimeout                        a step outlived its timeout
+"""
+
+from __future__ import annotations
+
+
+class EdeliverError(Exception):
+    """Root of every error Edeliver raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(EdeliverError):
+    """The command line or the configuration cannot be used as given."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file is invalid; the message names the file, the key and what was expected."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class NotFoundError(UsageError):
+    """Something named on the command line does not exist."""
+
+
+class RefusedError(EdeliverError):
+    """The operation was refused before anything changed."""
+
+    exit_code = 3
+
+
+class LockHeldError(RefusedError):
+    """Another deployment holds the environment."""
+
+
+class NotUniformError(RefusedError):
+    """The nodes of an environment differ, or differ from the release's build platform."""
+
+
+class HostKeyError(RefusedError):
+    """A node presented an unknown or changed host key."""
+
+
+class DeploymentFailed(EdeliverError):
+    """The deployment ended with failed nodes; the fallback has been applied."""
+
+
+class DeploymentInterrupted(EdeliverError):
+    """The deployment stopped midway and can be resumed."""
+
+    exit_code = 4
+
+
+class NodeError(EdeliverError):
+    """A step failed on one node."""
+
+
+class NodeUnreachable(NodeError):
+    """The node could not be reached, or the connection was lost."""
+
+
+class StepTimeout(NodeError):
+    """A step on a node took longer than its timeout."""

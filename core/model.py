@@ -1,0 +1,56 @@
+"""Domain values shared by the core and the adapters: what a node is like, what gets shipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The platform a release was built for or a node runs; ERTS inside means both must match."""
+
+    os: str = ""
+    arch: str = ""
+    libc: str = ""
+    libc_version: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.arch}/{self.libc}-{self.libc_version}"
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a probe learned about one node (DESIGN §8)."""
+
+    platform: Platform = Platform()
+    free_bytes: int = 0
+    running_version: str | None = None  # what the running VM says
+    current_version: str | None = None  # where `current` points: the version a restart boots
+    releases: tuple[str, ...] = ()  # complete release dirs on disk
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "platform": str(self.platform),
+            "free_bytes": self.free_bytes,
+            "running_version": self.running_version,
+            "current_version": self.current_version,
+            "releases": list(self.releases),
+        }
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One built release (or upgrade package) of an app version, as the store describes it."""
+
+    app: str
+    version: str
+    sha256: str
+    size: int
+    kind: str = "release"
+    platform: Platform = Platform()
+    location: str = ""  # where the store keeps it: a local path, an ssh path or an S3 key
+    from_versions: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return f"{self.app}-{self.version}.tar.gz"

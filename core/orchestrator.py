@@ -1,0 +1,165 @@
+"""Drives a Deployment through the ports: the asyncio side of the core.
+
+The rule (DESIGN §5): **event first, then act**. A node's entry into a state is stored before
+the step of that state starts, and every step is idempotent (see `ports`). So after any
+interruption `resume` re-runs the step of each node that was in flight, and that is safe
+whether the step had happened, half happened or not happened at all.
+
+Events are stored by a `Journal` with group commit: nodes that change state at the same moment
+share one transaction, and each waits until its own events are stored before it acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from edeliver.core.config import NodeConfig
+from edeliver.core.deployment import Deployment
+from edeliver.core.errors import EdeliverError
+from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE
+from edeliver.core.model import Artifact
+from edeliver.core.ports import NodeShell, NodeShells
+
+SaveEvents = Callable[[Sequence[Any]], object]
+Listener = Callable[[Deployment, Sequence[Any]], None]
+
+
+class Journal:
+    """Stores a deployment's new events, many nodes' changes in one transaction."""
+
+    def __init__(self, deployment: Deployment, save: SaveEvents, listener: Listener | None) -> None:
+        self.deployment, self._save, self._listener = deployment, save, listener
+        self._buffer: list[Any] = []
+        self._queued = self._stored = 0
+        self._lock = asyncio.Lock()
+        # eventsourcing is synchronous: one writer thread keeps the loop free and the DB serial.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edeliver-journal")
+
+    async def commit(self) -> None:
+        """Return once every event recorded so far is stored."""
+        new = self.deployment.collect_events()
+        self._buffer += new
+        self._queued += len(new)
+        target = self._queued
+        async with self._lock:
+            if self._stored >= target:
+                return  # a commit that ran while we waited stored ours too
+            batch, self._buffer = self._buffer, []
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._save, batch)
+            self._stored += len(batch)
+        if self._listener and batch:
+            self._listener(self.deployment, batch)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+
+@dataclass
+class Orchestrator:
+    """Runs one deployment (or the rest of one) to the end."""
+
+    deployment: Deployment
+    artifact: Artifact
+    nodes: Mapping[str, NodeConfig]
+    shells: NodeShells
+    journal: Journal
+    step_timeout: float
+    _open: dict[str, NodeShell] = field(default_factory=dict)
+    _busy: set[str] = field(default_factory=set)
+    _tasks: asyncio.TaskGroup | None = None
+    _rollback_limit: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+
+    async def run(self) -> None:
+        """Drive every node until all are settled; rollbacks run beside the batches."""
+        d = self.deployment
+        self._rollback_limit = asyncio.Semaphore(d.policy.max_parallel or max(len(d.order), 1))
+        try:
+            async with asyncio.TaskGroup() as self._tasks:
+                d.decide_pending()
+                await self._settle()
+                for node in d.nodes_in(ROLLING_BACK):
+                    self._tasks.create_task(self._roll_back(node))
+                for batch in d.batches:
+                    async with asyncio.TaskGroup() as this_batch:
+                        for node in batch:
+                            this_batch.create_task(self._drive(node))
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        finally:
+            await self.close()
+
+    async def shell(self, node: str) -> NodeShell:
+        """The node's connection, opened once and reused for every step."""
+        if node not in self._open:
+            self._open[node] = await self.shells.open(self.nodes[node])
+        return self._open[node]
+
+    async def _drive(self, node: str) -> None:
+        d = self.deployment
+        if d.states[node] == PENDING and node not in d.pending_actions:
+            d.transition(node, "start")
+        while True:
+            await self._settle()
+            state = d.states[node]
+            if state not in IN_FLIGHT or node in d.pending_actions:
+                return
+            step = STEP_OF_STATE[state][0]
+            self._busy.add(node)
+            error = await self._run_step(node, step)
+            self._busy.discard(node)
+            if error is None:
+                d.step_ended(node)
+            else:
+                d.fail(node, step, error)
+
+    async def _run_step(self, node: str, step: str) -> str | None:
+        """Run one step; return why it failed, or None."""
+        try:
+            async with asyncio.timeout(self.step_timeout):
+                shell = await self.shell(node)
+                await getattr(shell, step)(self.artifact)
+        except TimeoutError:
+            return f"timed out after {self.step_timeout:g}s"
+        except EdeliverError as error:
+            return str(error)
+        except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    async def _settle(self) -> None:
+        """Carry out due fallback actions, store every new event, then start due rollbacks."""
+        rolling_back = self.deployment.carry_out_due_actions(self._busy)
+        await self.journal.commit()
+        assert self._tasks is not None
+        for node in rolling_back:
+            self._tasks.create_task(self._roll_back(node))
+
+    async def _roll_back(self, node: str) -> None:
+        d = self.deployment
+        previous = d.previous.get(node)
+        async with self._rollback_limit:
+            try:
+                async with asyncio.timeout(self.step_timeout):
+                    await (await self.shell(node)).roll_back(self.artifact, previous)
+            except Exception as error:
+                detail = "timed out" if isinstance(error, TimeoutError) else str(error)
+                d.transition(node, "rollback_failed", detail)
+            else:
+                d.transition(node, "rolled_back", f"back on {previous}" if previous else "emptied")
+        await self.journal.commit()
+
+    async def close(self) -> None:
+        """Close every connection and stop the journal's writer."""
+        await asyncio.gather(*(s.close() for s in self._open.values()), return_exceptions=True)
+        self._open.clear()
+        self.journal.close()
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside (possibly nested) task groups."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,68 @@
+"""The ports: what the core needs from the outside world, in the core's own words.
+
+Adapters implement them for asyncssh, boto3, the local disk and mix; in-memory fakes of each
+live in `edeliver.adapters.fakes`. Every NodeShell step is idempotent: running it again after it
+completed, or after it was cut short, leaves the node as one successful run would. That is what
+lets `resume` simply re-run the step of each node that was in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from edeliver.core.config import NodeConfig
+from edeliver.core.model import Artifact, NodeFacts
+
+
+class NodeShell(Protocol):
+    """The steps of the node lifecycle on one node, over one connection."""
+
+    name: str
+
+    async def probe(self) -> NodeFacts:
+        """Platform, free disk, running and current versions, releases on disk."""
+        ...
+
+    async def prepare(self, artifact: Artifact) -> None:
+        """Upload the artifact (resuming a partial upload) and verify its sha256 on the node."""
+        ...
+
+    async def install(self, artifact: Artifact) -> None:
+        """Unpack beside the running release; nothing running changes."""
+        ...
+
+    async def activate(self, artifact: Artifact) -> None:
+        """Switch `current` atomically and restart into the new release."""
+        ...
+
+    async def verify(self, artifact: Artifact) -> None:
+        """Health-check that the new release runs."""
+        ...
+
+    async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        """Return to `previous` and run it, or with no previous release stop and leave it empty."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class NodeShells(Protocol):
+    """Opens a NodeShell per node; connection errors are raised as NodeUnreachable."""
+
+    async def open(self, node: NodeConfig) -> NodeShell: ...
+
+
+class ReleaseStore(Protocol):
+    """Where built releases live, with their manifests."""
+
+    async def versions(self, app: str) -> Sequence[str]: ...
+
+    async def artifact(self, app: str, version: str) -> Artifact:
+        """The manifest entry of one version; NotFoundError listing the versions there are."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

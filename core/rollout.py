@@ -1,0 +1,212 @@
+"""The use cases: deploy a version to an environment, resume an interrupted deployment.
+
+Each takes its collaborators in a `Services` bundle (the composition root builds the real one,
+tests build one of fakes) and returns the ended Deployment; the CLI turns it into an exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+from uuid import uuid4
+
+from edeliver.core.config import Config, EnvironmentConfig
+from edeliver.core.deployment import Deployment
+from edeliver.core.errors import DeploymentInterrupted, EdeliverError, NodeError, UsageError
+from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
+from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
+from edeliver.core.ports import Clock, NodeShells, ReleaseStore
+from edeliver.core.service import Deployments
+from edeliver.core.strategy import batches
+from edeliver.core.uniform import check_rollout
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    deployments: Deployments
+    shells: NodeShells
+    store: ReleaseStore
+    clock: Clock
+    user: str  # who deploys, as "user@host", for the lock and the history
+    listener: Listener | None = None
+    # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
+    save: SaveEvents | None = None
+    new_id: Callable[[], str] = lambda: str(uuid4())
+
+    def saver(self) -> SaveEvents:
+        return self.save or (lambda events: self.deployments.save(*events))
+
+
+async def deploy(
+    services: Services, config: Config, environment: str, version: str | None
+) -> Deployment:
+    """Roll `version` (default: the newest in the store) out to `environment`."""
+    env = config.environment(environment)
+    app = _app_of(config)
+    artifact = await _artifact(services.store, app, version)
+    deployment = _new_deployment(services, app, env, artifact)
+    await _in_thread(services.deployments.begin, deployment)
+    orchestrator = _orchestrator(services, config, env, deployment, artifact)
+    try:
+        await _probe_all(orchestrator, deployment, artifact, services)
+    except EdeliverError:
+        await _end(orchestrator, services, deployment)
+        raise
+    return await _drive(orchestrator, services, deployment)
+
+
+async def resume(services: Services, config: Config, deployment_id: str | None) -> Deployment:
+    """Continue an interrupted deployment from its stored events."""
+    deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
+    env = config.environment(deployment.environment)
+    artifact = await services.store.artifact(deployment.app, deployment.release)
+    orchestrator = _orchestrator(services, config, env, deployment, artifact)
+    deployment.resume(services.user)
+    await _reprobe_in_flight(orchestrator, deployment)
+    return await _drive(orchestrator, services, deployment)
+
+
+def abandon(services: Services, deployment_id: str, reason: str) -> Deployment:
+    """Give up an interrupted deployment: release its lock and record why."""
+    if not reason.strip():
+        raise UsageError("abandon needs a --reason, recorded in the history")
+    deployment = services.deployments.load(deployment_id)
+    services.deployments.abandon(deployment, reason, services.user, _now(services))
+    return deployment
+
+
+def _app_of(config: Config) -> str:
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    return config.app
+
+
+async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:
+    if version is None:
+        versions = await store.versions(app)
+        if not versions:
+            raise UsageError(f"no release of {app} in the store; run `edeliver build` first")
+        version = versions[-1]
+    return await store.artifact(app, version)
+
+
+def _new_deployment(
+    services: Services, app: str, env: EnvironmentConfig, artifact: Artifact
+) -> Deployment:
+    policy = env.policy
+    return Deployment(
+        deployment_id=services.new_id(),
+        app=app,
+        environment=env.name,
+        version=artifact.version,
+        mode=env.mode,
+        policy={
+            "strategy": policy.strategy,
+            "fallback": policy.fallback,
+            "max_parallel": policy.max_parallel,
+            "max_failures": policy.max_failures,
+        },
+        order=list(env.nodes),
+        batches=[list(b) for b in batches(env.nodes, policy.max_parallel)],
+        started_by=services.user,
+        started_at=_now(services),
+    )
+
+
+def _orchestrator(
+    services: Services,
+    config: Config,
+    env: EnvironmentConfig,
+    deployment: Deployment,
+    artifact: Artifact,
+) -> Orchestrator:
+    journal = Journal(deployment, services.saver(), services.listener)
+    nodes = {name: config.nodes[name] for name in env.nodes}
+    return Orchestrator(deployment, artifact, nodes, services.shells, journal, env.step_timeout)
+
+
+async def _probe_all(
+    orchestrator: Orchestrator, deployment: Deployment, artifact: Artifact, services: Services
+) -> None:
+    """Probe every node before any change; refuse (and record why) if one cannot take it."""
+    try:
+        facts = dict(
+            zip(
+                deployment.order,
+                await asyncio.gather(*(_probe(orchestrator, n) for n in deployment.order)),
+                strict=True,
+            )
+        )
+        for node, node_facts in facts.items():
+            deployment.probed(node, node_facts.as_dict())
+        check_rollout(facts, artifact)
+    except EdeliverError as error:
+        deployment.refuse(str(error), _now(services))
+        raise
+
+
+async def _probe(orchestrator: Orchestrator, node: str) -> NodeFacts:
+    try:
+        return await (await orchestrator.shell(node)).probe()
+    except NodeError as error:
+        raise type(error)(f"node {node}: {error}") from error
+
+
+async def _reprobe_in_flight(orchestrator: Orchestrator, deployment: Deployment) -> None:
+    """Ask each node that was mid-step what it runs now; recorded for the audit trail."""
+    for node in deployment.nodes_in(*IN_FLIGHT, ROLLING_BACK):
+        # An unreachable node is not an error here: its step will meet the same error and fail.
+        with contextlib.suppress(NodeError):
+            deployment.probed(node, (await (await orchestrator.shell(node)).probe()).as_dict())
+
+
+async def _drive(
+    orchestrator: Orchestrator, services: Services, deployment: Deployment
+) -> Deployment:
+    try:
+        await orchestrator.run()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        deployment.interrupt("interrupted by the user")
+        await _in_thread(services.deployments.save, deployment)
+        raise DeploymentInterrupted(
+            f"deployment {deployment.short_id} interrupted; `edeliver resume {deployment.short_id}`"
+        ) from None
+    deployment.finish(_now(services))
+    await _in_thread(services.deployments.end, deployment)
+    return deployment
+
+
+async def _end(orchestrator: Orchestrator, services: Services, deployment: Deployment) -> None:
+    """End a deployment that never started rolling out (it was refused)."""
+    await orchestrator.close()
+    await _in_thread(services.deployments.end, deployment)
+
+
+def _unfinished(deployments: Deployments, deployment_id: str | None) -> Deployment:
+    if deployment_id is None:
+        pending = deployments.unfinished()
+        if not pending:
+            raise UsageError("no interrupted deployment to resume")
+        if len(pending) > 1:
+            ids = ", ".join(f"{s.id[:8]} ({s.environment})" for s in pending)
+            raise UsageError(f"several interrupted deployments, name one: {ids}")
+        deployment_id = pending[0].id
+    deployment = deployments.load(deployment_id)
+    if deployment.finished:
+        raise UsageError(f"deployment {deployment.short_id} already ended ({deployment.outcome})")
+    return deployment
+
+
+def _now(services: Services) -> str:
+    return services.clock.now().isoformat(timespec="seconds")
+
+
+async def _in_thread(function: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))

@@ -1,0 +1,181 @@
+"""The application service: deployments and environment locks in one event store (DESIGN §5).
+
+`Deployments` is an eventsourcing Application. Which store it writes to (SQLite, PostgreSQL, or
+memory) is decided by the environment it is given, never here. The lock is an aggregate per
+environment: optimistic concurrency on it makes "at most one active deployment" race-free, and
+its events are the audit of who held it when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from edeliver.core.deployment import ABANDONED, Deployment
+from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, DomainEventProtocol, event
+from eventsourcing.persistence import IntegrityError
+
+_SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
+
+
+class EnvironmentLock(Aggregate):
+    """Who deploys to an environment right now; at most one deployment at a time."""
+
+    @staticmethod
+    def create_id(app: str, environment: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"edeliver:/apps/{app}/environments/{environment}")
+
+    @event("Registered")
+    def __init__(self, app: str, environment: str) -> None:
+        self.app, self.environment = app, environment
+        self.deployment_id: str | None = None
+        self.holder, self.since = "", ""
+
+    def acquire(self, deployment_id: str, holder: str, at: str) -> None:
+        if self.deployment_id is not None:
+            raise LockHeldError(
+                f"environment {self.environment!r} is locked by deployment "
+                f"{self.deployment_id[:8]} ({self.holder}) since {self.since}; "
+                f"`edeliver resume {self.deployment_id[:8]}` or `edeliver abandon ...`"
+            )
+        self._locked(deployment_id, holder, at)
+
+    def release(self, deployment_id: str, outcome: str) -> None:
+        if self.deployment_id == deployment_id:
+            self._unlocked(deployment_id, outcome)
+
+    @event("Locked")
+    def _locked(self, deployment_id: str, holder: str, at: str) -> None:
+        self.deployment_id, self.holder, self.since = deployment_id, holder, at
+
+    @event("Unlocked")
+    def _unlocked(self, deployment_id: str, outcome: str) -> None:
+        self.deployment_id, self.holder, self.since = None, "", ""
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """One row of `edeliver history`."""
+
+    id: str
+    app: str
+    environment: str
+    version: str
+    started_by: str
+    started_at: str
+    outcome: str | None
+    ended_at: str | None
+
+
+class Deployments(Application[UUID]):
+    """Starts, records, ends and reads deployments; holds the environment locks."""
+
+    name = "Deployments"
+
+    def begin(self, deployment: Deployment) -> None:
+        """Take the environment's lock for a new deployment and store both, in one transaction."""
+        for attempt in range(2):
+            lock = self._lock(deployment.app, deployment.environment)
+            lock.acquire(str(deployment.id), deployment.started_by, deployment.started_at)
+            try:
+                self.save(lock, deployment)
+                return
+            except IntegrityError:
+                # Another deployer took the lock between our read and our write: read it again,
+                # and `acquire` now names the holder.
+                if attempt:
+                    raise
+
+    def end(self, deployment: Deployment) -> None:
+        """Store the deployment's last events and release its environment, in one transaction."""
+        lock = self._lock(deployment.app, deployment.environment)
+        lock.release(str(deployment.id), deployment.outcome or "")
+        self.save(deployment, lock)
+
+    def abandon(self, deployment: Deployment, reason: str, by: str, at: str) -> None:
+        if deployment.finished:
+            raise UsageError(
+                f"deployment {deployment.short_id} already ended ({deployment.outcome})"
+            )
+        deployment.abandon(reason, by, at)
+        self.end(deployment)
+
+    def load(self, id_or_prefix: str) -> Deployment:
+        """A deployment by its id or an unambiguous prefix of it."""
+        matches = [s.id for s in self.history() if s.id.startswith(id_or_prefix.lower())]
+        if len(matches) != 1:
+            problem = "matches no deployment" if not matches else "is ambiguous"
+            raise NotFoundError(f"deployment id {id_or_prefix!r} {problem}")
+        found: object = self.repository.get(UUID(matches[0]))
+        assert isinstance(found, Deployment)
+        return found
+
+    def latest(self, environment: str | None = None) -> Deployment:
+        rows = [s for s in self.history() if environment in (None, s.environment)]
+        if not rows:
+            raise NotFoundError("no deployments recorded yet")
+        return self.load(rows[-1].id)
+
+    def unfinished(self, environment: str | None = None) -> list[DeploymentSummary]:
+        return [
+            s for s in self.history() if s.outcome is None and environment in (None, s.environment)
+        ]
+
+    def lock_holder(self, app: str, environment: str) -> str | None:
+        return self._lock(app, environment).deployment_id
+
+    def history(self) -> list[DeploymentSummary]:
+        """Every deployment in the order they started, with its outcome when it has one."""
+        rows: dict[str, dict[str, Any]] = {}
+        for domain_event in self._select(_SUMMARY_EVENTS):
+            fields = _fields(domain_event)
+            row = rows.setdefault(str(domain_event.originator_id), {})
+            if isinstance(domain_event, Deployment.Started):  # type: ignore[attr-defined]
+                row.update(
+                    app=fields["app"],
+                    environment=fields["environment"],
+                    version=fields["version"],
+                    started_by=fields["started_by"],
+                    started_at=fields["started_at"],
+                    outcome=None,
+                    ended_at=None,
+                )
+            else:
+                is_abandoned = isinstance(domain_event, Deployment.Abandoned)  # type: ignore[attr-defined]
+                row.update(
+                    outcome=ABANDONED if is_abandoned else fields["outcome"], ended_at=fields["at"]
+                )
+        return [DeploymentSummary(id=i, **r) for i, r in rows.items() if "app" in r]
+
+    def events_of(self, deployment_id: UUID, after: int = 0) -> list[DomainEventProtocol[UUID]]:
+        """The stored events of one deployment, in order, after version `after`."""
+        return list(self.events.get(deployment_id, gt=after or None))
+
+    def _lock(self, app: str, environment: str) -> EnvironmentLock:
+        lock_id = EnvironmentLock.create_id(app, environment)
+        if lock_id in self.repository:
+            found: object = self.repository.get(lock_id)
+            assert isinstance(found, EnvironmentLock)
+            return found
+        return EnvironmentLock(app, environment)
+
+    def _select(self, classes: tuple[type, ...]) -> Iterator[DomainEventProtocol[UUID]]:
+        topics = [f"{c.__module__}:{c.__qualname__}" for c in classes]
+        start, page = 1, 500
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=page, topics=topics
+            )
+            for notification in notifications:
+                yield self.mapper.to_domain_event(notification)
+            if len(notifications) < page:
+                return
+            start = notifications[-1].id + 1
+
+
+def _fields(domain_event: object) -> dict[str, Any]:
+    return dict(vars(domain_event))
