@@ -146,15 +146,13 @@ class Deployment(Aggregate):
         return state
 
     def carry_out_due_actions(self, busy: Collection[str] = ()) -> list[str]:
-        """Skip and halt what the decisions say, except on nodes whose step is still running
-        (`busy`); return the nodes whose rollback is due now, for the caller to carry out."""
+        """Record the due fallback transitions (skip, halt, rollback), except on nodes whose step
+        is still running (`busy`); return the nodes now rolling back, for the caller to act on."""
         rollbacks = []
         for node in [n for n in self.order if n in self.pending_actions and n not in busy]:
             trigger = _CARRIED_BY[self.pending_actions[node]]
-            if trigger == "rollback":
+            if self.transition(node, trigger) == ROLLING_BACK:
                 rollbacks.append(node)
-            else:
-                self.transition(node, trigger)
         return rollbacks
 
     def finish(self, at: str) -> None:

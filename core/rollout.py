@@ -54,11 +54,7 @@ async def deploy(
     deployment = _new_deployment(services, app, env, artifact)
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
-    try:
-        await _probe_all(orchestrator, deployment, artifact, services)
-    except EdeliverError:
-        await _end(orchestrator, services, deployment)
-        raise
+    await _checked_probes(orchestrator, deployment, artifact, services)
     return await _drive(orchestrator, services, deployment)
 
 
@@ -69,6 +65,9 @@ async def resume(services: Services, config: Config, deployment_id: str | None) 
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     deployment.resume(services.user)
+    if not deployment.previous:
+        # It died before its probes were stored, so before any change: check everything again.
+        await _checked_probes(orchestrator, deployment, artifact, services)
     await _reprobe_in_flight(orchestrator, deployment)
     return await _drive(orchestrator, services, deployment)
 
@@ -132,10 +131,10 @@ def _orchestrator(
     return Orchestrator(deployment, artifact, nodes, services.shells, journal, env.step_timeout)
 
 
-async def _probe_all(
+async def _checked_probes(
     orchestrator: Orchestrator, deployment: Deployment, artifact: Artifact, services: Services
 ) -> None:
-    """Probe every node before any change; refuse (and record why) if one cannot take it."""
+    """Probe every node before any change; refuse, record why and end if one cannot take it."""
     try:
         facts = dict(
             zip(
@@ -149,6 +148,7 @@ async def _probe_all(
         check_rollout(facts, artifact)
     except EdeliverError as error:
         deployment.refuse(str(error), _now(services))
+        await _end(orchestrator, services, deployment)
         raise
 
 

@@ -1,0 +1,207 @@
+"""In-memory fakes of the ports, with scriptable faults; the contract tests hold them to the truth.
+
+`FakeHost` is a simulated node: the releases on its disk, where `current` points, what runs.
+`InMemoryNodeShells` opens shells on such hosts and injects faults per (node, step): fail the
+step (after doing what a real step would have half done), hang until the step times out, or lose
+the connection. Every step call is appended to a shared `trace`, so tests can check what started
+when. `CrashingSave` stops "the deployer" after the K-th stored event, as a SIGKILL would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import NodeError, NodeUnreachable, NotFoundError
+from edeliver.core.model import Artifact, NodeFacts, Platform
+
+FaultKind = Literal["fail", "hang", "disconnect"]
+STEPS = ("prepare", "install", "activate", "verify", "roll_back")
+LINUX = Platform("linux", "x86_64", "glibc", "2.36")
+
+
+@dataclass
+class FakeHost:
+    """A simulated node: its disk and its running VM."""
+
+    platform: Platform = LINUX
+    free_bytes: int = 10**10
+    uploads: set[str] = field(default_factory=set)  # verified artifacts on disk
+    releases: set[str] = field(default_factory=set)  # complete release dirs
+    staging: set[str] = field(default_factory=set)  # half-unpacked dirs, never a release
+    current: str | None = None
+    running: str | None = None
+    reachable: bool = True
+
+
+@dataclass
+class Faults:
+    """Faults to inject, by (node, step). They hold until removed, as a bad release would."""
+
+    by_step: dict[tuple[str, str], FaultKind] = field(default_factory=dict)
+
+    def add(self, node: str, step: str, kind: FaultKind = "fail") -> None:
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEPS)}")
+        self.by_step[(node, step)] = kind
+
+    def clear(self) -> None:
+        self.by_step.clear()
+
+
+class InMemoryNodeShells:
+    """Opens InMemoryNodeShells on FakeHosts by node name."""
+
+    def __init__(
+        self,
+        hosts: dict[str, FakeHost],
+        faults: Faults | None = None,
+        trace: list[tuple[str, ...]] | None = None,
+    ) -> None:
+        self.hosts, self.faults = hosts, faults or Faults()
+        self.trace = trace if trace is not None else []
+        self.opened: list[str] = []
+
+    async def open(self, node: NodeConfig) -> InMemoryNodeShell:
+        host = self.hosts[node.name]
+        if not host.reachable:
+            raise NodeUnreachable(f"cannot connect to {node.address}: connection refused")
+        self.opened.append(node.name)
+        return InMemoryNodeShell(node.name, host, self.faults, self.trace)
+
+
+class InMemoryNodeShell:
+    """The lifecycle steps on one FakeHost; each is idempotent like the real ones must be."""
+
+    def __init__(
+        self, name: str, host: FakeHost, faults: Faults, trace: list[tuple[str, ...]]
+    ) -> None:
+        self.name, self.host, self.faults, self.trace = name, host, faults, trace
+        self.closed = False
+
+    async def probe(self) -> NodeFacts:
+        await asyncio.sleep(0)
+        self._check_connected()
+        h = self.host
+        return NodeFacts(h.platform, h.free_bytes, h.running, h.current, tuple(sorted(h.releases)))
+
+    async def prepare(self, artifact: Artifact) -> None:
+        await self._step("prepare", artifact.version)
+        self.host.uploads.add(artifact.version)
+
+    async def install(self, artifact: Artifact) -> None:
+        await self._step("install", artifact.version, half_done=self._half_install)
+        self._require(artifact.version in self.host.uploads, "nothing uploaded to unpack")
+        self.host.staging.discard(artifact.version)
+        self.host.releases.add(artifact.version)
+
+    async def activate(self, artifact: Artifact) -> None:
+        await self._step("activate", artifact.version, half_done=self._half_activate)
+        self._require(artifact.version in self.host.releases, "no such release to switch to")
+        self.host.current = self.host.running = artifact.version
+
+    async def verify(self, artifact: Artifact) -> None:
+        await self._step("verify", artifact.version)
+        self._require(self.host.running == artifact.version, f"{artifact.version} is not running")
+
+    async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        await self._step("roll_back", artifact.version)
+        h = self.host
+        h.current = h.running = previous
+        h.staging.discard(artifact.version)
+        h.uploads.discard(artifact.version)
+        if artifact.version != previous:
+            h.releases.discard(artifact.version)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def _step(
+        self, step: str, version: str, half_done: Callable[[str], None] | None = None
+    ) -> None:
+        """Record the call, yield to the loop like real I/O, then inject the scheduled fault."""
+        self.trace.append(("step", self.name, step, version))
+        await asyncio.sleep(0)
+        self._check_connected()
+        fault = self.faults.by_step.get((self.name, step))
+        if fault == "hang":
+            await asyncio.Event().wait()
+        if fault == "disconnect":
+            raise NodeUnreachable(f"{self.name}: connection lost during {step}")
+        if fault == "fail":
+            if half_done:
+                half_done(version)
+            raise NodeError(f"{self.name}: {step} of {version} failed (injected)")
+
+    def _half_install(self, version: str) -> None:
+        self.host.staging.add(version)
+
+    def _half_activate(self, version: str) -> None:
+        """A release that does not boot: switched to, but nothing runs."""
+        if version in self.host.releases:
+            self.host.current, self.host.running = version, None
+
+    def _check_connected(self) -> None:
+        if not self.host.reachable:
+            raise NodeUnreachable(f"{self.name}: connection lost")
+
+    def _require(self, condition: bool, problem: str) -> None:
+        if not condition:
+            raise NodeError(f"{self.name}: {problem}")
+
+
+class InMemoryReleaseStore:
+    """Artifacts by app and version, in the order they were added."""
+
+    def __init__(self, artifacts: Sequence[Artifact] = ()) -> None:
+        self.artifacts: dict[tuple[str, str], Artifact] = {}
+        for artifact in artifacts:
+            self.add(artifact)
+
+    def add(self, artifact: Artifact) -> None:
+        self.artifacts[(artifact.app, artifact.version)] = artifact
+
+    async def versions(self, app: str) -> list[str]:
+        return [v for a, v in self.artifacts if a == app]
+
+    async def artifact(self, app: str, version: str) -> Artifact:
+        if (app, version) not in self.artifacts:
+            known = ", ".join(await self.versions(app)) or "none"
+            raise NotFoundError(f"version {version} of {app} is not in the store (it has: {known})")
+        return self.artifacts[(app, version)]
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class SimulatedCrash(BaseException):
+    """The deployer died: nothing after this point runs, nothing is recorded."""
+
+
+class CrashingSave:
+    """Stores events like `save`, but the deployer "dies" once `after` events are stored."""
+
+    def __init__(self, save: Callable[..., object], after: int) -> None:
+        self._save, self.remaining = save, after
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        kept = list(events[: max(self.remaining, 0)])
+        if kept:
+            self._save(*kept)
+        self.remaining -= len(events)
+        if self.remaining < 0:
+            raise SimulatedCrash(f"deployer killed with {len(events) - len(kept)} events unsaved")

@@ -1,0 +1,97 @@
+"""A simulated environment on the in-memory fakes: config, hosts, store and services in one."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edeliver.adapters.event_store import store_settings
+from edeliver.adapters.fakes import (
+    CrashingSave,
+    FakeClock,
+    FakeHost,
+    Faults,
+    InMemoryNodeShells,
+    InMemoryReleaseStore,
+)
+from edeliver.core.config import Config, parse_config
+from edeliver.core.deployment import Deployment
+from edeliver.core.model import Artifact
+from edeliver.core.rollout import Services, deploy, resume
+from edeliver.core.service import Deployments
+
+
+def config_text(
+    nodes: int,
+    strategy: str = "one_for_all",
+    fallback: str = "rollback",
+    max_parallel: int | None = None,
+    max_failures: int | None = None,
+) -> str:
+    lines = ['app = "hello"']
+    for i in range(nodes):
+        lines += [f"[nodes.n{i}]", 'host = "10.0.0.1"', f"port = {2000 + i}", 'path = "/srv/hello"']
+    lines += ["[environments.prod]", 'labels = []', f"nodes = {[f'n{i}' for i in range(nodes)]!r}"]
+    lines += [f'strategy = "{strategy}"', f'fallback = "{fallback}"', "step_timeout = 0.01"]
+    if max_parallel is not None:
+        lines.append(f"max_parallel = {max_parallel}")
+    if max_failures is not None:
+        lines.append(f"max_failures = {max_failures}")
+    return "\n".join(lines).replace("nodes = [", "nodes = [", 1).replace("'", '"')
+
+
+def artifact(version: str) -> Artifact:
+    return Artifact("hello", version, sha256="0" * 64, size=5_000_000)
+
+
+@dataclass
+class Simulation:
+    """N fake hosts, a store holding versions 1..k, and a SQLite event store on disk."""
+
+    config: Config
+    db: Path
+    hosts: dict[str, FakeHost]
+    faults: Faults = field(default_factory=Faults)
+    trace: list[tuple[Any, ...]] = field(default_factory=list)
+    store: InMemoryReleaseStore = field(default_factory=InMemoryReleaseStore)
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    @classmethod
+    def create(cls, directory: Path, nodes: int, **policy: Any) -> Simulation:
+        config = parse_config(config_text(nodes, **policy), "edeliver.toml")
+        hosts = {name: FakeHost() for name in config.nodes}
+        return cls(config, directory / "events.db", hosts)
+
+    def deployments(self) -> Deployments:
+        """A fresh application on the stored events, as a new deployer process would open."""
+        return Deployments(env=store_settings(self.db.parent, f"sqlite:///{self.db}", {}))
+
+    def services(self, deployments: Deployments, crash_after: int | None = None) -> Services:
+        shells = InMemoryNodeShells(self.hosts, self.faults, self.trace)
+
+        def save_and_trace(*events: Any) -> None:
+            """Store, then note in the trace that the events are stored (and when)."""
+            deployments.save(*events)
+            self.trace.extend(("event", type(e).__name__, dict(vars(e))) for e in events)
+
+        save: Any = lambda events: save_and_trace(*events)  # noqa: E731
+        if crash_after is not None:
+            save = CrashingSave(save_and_trace, crash_after)
+        return Services(deployments, shells, self.store, self.clock, "tester@ci", save=save)
+
+    def deploy(self, version: str, crash_after: int | None = None) -> Deployment:
+        self.store.add(artifact(version))
+        deployments = self.deployments()
+        try:
+            return asyncio.run(deploy(self.services(deployments, crash_after), self.config, "prod", version))
+        finally:
+            deployments.close()
+
+    def resume(self, crash_after: int | None = None) -> Deployment:
+        deployments = self.deployments()
+        try:
+            return asyncio.run(resume(self.services(deployments, crash_after), self.config, None))
+        finally:
+            deployments.close()
