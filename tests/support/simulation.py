@@ -33,7 +33,7 @@ def config_text(
     lines = ['app = "hello"']
     for i in range(nodes):
         lines += [f"[nodes.n{i}]", 'host = "10.0.0.1"', f"port = {2000 + i}", 'path = "/srv/hello"']
-    lines += ["[environments.prod]", 'labels = []', f"nodes = {[f'n{i}' for i in range(nodes)]!r}"]
+    lines += ["[environments.prod]", "labels = []", f"nodes = {[f'n{i}' for i in range(nodes)]!r}"]
     lines += [f'strategy = "{strategy}"', f'fallback = "{fallback}"', "step_timeout = 0.01"]
     if max_parallel is not None:
         lines.append(f"max_parallel = {max_parallel}")
@@ -85,7 +85,9 @@ class Simulation:
         self.store.add(artifact(version))
         deployments = self.deployments()
         try:
-            return asyncio.run(deploy(self.services(deployments, crash_after), self.config, "prod", version))
+            return asyncio.run(
+                deploy(self.services(deployments, crash_after), self.config, "prod", version)
+            )
         finally:
             deployments.close()
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edeliver.adapters.fakes import FakeHost, SimulatedCrash
+from edeliver.core.config import FALLBACKS, STRATEGIES
+from edeliver.core.deployment import Deployment
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from edeliver.adapters.fakes import FakeHost, SimulatedCrash
-from edeliver.core.config import FALLBACKS, STRATEGIES
-from edeliver.core.deployment import Deployment
 from tests.support.simulation import Simulation
 
 EXAMPLES_PER_COMBINATION = 20
@@ -48,14 +48,21 @@ class RolloutMachine(RuleBasedStateMachine):
         max_parallel = data.draw(st.none() | st.integers(1, size), label="max_parallel")
         max_failures = data.draw(st.none() | st.integers(0, 3), label="max_failures")
         self.sim = Simulation.create(
-            self.directory, size, strategy=self.strategy, fallback=self.fallback,
-            max_parallel=max_parallel, max_failures=max_failures,
+            self.directory,
+            size,
+            strategy=self.strategy,
+            fallback=self.fallback,
+            max_parallel=max_parallel,
+            max_failures=max_failures,
         )
         self.nodes = list(self.sim.config.nodes)
 
     @precondition(lambda self: not self.interrupted)
-    @rule(data=st.data(), step=st.sampled_from(FAULTY_STEPS),
-          kind=st.sampled_from(("fail", "fail", "fail", "disconnect", "hang")))
+    @rule(
+        data=st.data(),
+        step=st.sampled_from(FAULTY_STEPS),
+        kind=st.sampled_from(("fail", "fail", "fail", "disconnect", "hang")),
+    )
     def schedule_fault(self, data: st.DataObject, step: str, kind: Any) -> None:
         self.sim.faults.add(data.draw(st.sampled_from(self.nodes), label="node"), step, kind)
 
@@ -137,8 +144,11 @@ class RolloutMachine(RuleBasedStateMachine):
                 assert state == "rollback_failed", (node, state)
 
     def _failed_nodes(self, live: Deployment) -> set[str]:
-        return {e.node for e in self.stored_events if type(e).__name__ == "NodeTransitioned"
-                and e.trigger == "fail"}
+        return {
+            e.node
+            for e in self.stored_events
+            if type(e).__name__ == "NodeTransitioned" and e.trigger == "fail"
+        }
 
     def _all_or_nothing(self, live: Deployment) -> None:
         """Invariant 2: one_for_all + rollback ends all new or all old."""
@@ -165,9 +175,9 @@ class RolloutMachine(RuleBasedStateMachine):
                 assert state in ("rolled_back", "skipped", "rollback_failed"), (node, state)
 
     def _nothing_starts_in_scope(self) -> None:
-        """Invariant 4: under stop, no step starts on a node in scope once the decision is stored."""
+        """Invariant 4: with stop, no step starts on a node in scope once the decision is stored."""
         doomed: set[str] = set()
-        for entry in self.sim.trace[self.trace_start:]:
+        for entry in self.sim.trace[self.trace_start :]:
             if entry[0] == "event" and entry[1] == "FallbackDecided":
                 doomed |= set(entry[2]["scope"])
             elif entry[0] == "step":
@@ -181,8 +191,11 @@ class RolloutMachine(RuleBasedStateMachine):
 
 
 def machine_for(strategy: str, fallback: str) -> type[RolloutMachine]:
-    return type(f"Rollout_{strategy}_{fallback}", (RolloutMachine,),
-                {"strategy": strategy, "fallback": fallback})
+    return type(
+        f"Rollout_{strategy}_{fallback}",
+        (RolloutMachine,),
+        {"strategy": strategy, "fallback": fallback},
+    )
 
 
 @pytest.mark.parametrize("fallback", FALLBACKS)

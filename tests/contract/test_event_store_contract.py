@@ -1,0 +1,181 @@
+"""The event store contract, run on SQLite and on a real PostgreSQL server.
+
+One suite, subclassed per backend (the eventsourcing project's own persistence tests are the
+model): whatever the backend, deployments replay to what was recorded, the environment lock
+admits one deployment at a time even under a race, and the audit queries agree.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from edeliver.adapters.event_store import open_deployments
+from edeliver.core.deployment import Deployment
+from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
+from edeliver.core.service import Deployments
+
+from tests.support.postgres import PostgresServer
+
+
+def new_deployment(
+    environment: str = "prod", version: str = "1.0.0", by: str = "ann@laptop"
+) -> Deployment:
+    return Deployment(
+        deployment_id=str(uuid.uuid4()),
+        app="hello",
+        environment=environment,
+        version=version,
+        mode="release",
+        policy={"strategy": "one_for_all", "fallback": "rollback"},
+        order=["web1", "web2"],
+        batches=[["web1", "web2"]],
+        started_by=by,
+        started_at="2026-03-01T10:00:00+00:00",
+    )
+
+
+class EventStoreContract:
+    """What every event store backend must do."""
+
+    def open(self) -> Deployments:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self) -> Iterator[Deployments]:
+        app = self.open()
+        yield app
+        app.close()
+
+    def test_a_deployment_replays_to_what_was_recorded(self, store: Deployments) -> None:
+        """Node transitions, probes and the outcome come back from the stored events."""
+        deployment = new_deployment()
+        store.begin(deployment)
+        deployment.probed("web1", {"current_version": "0.9.0"})
+        deployment.transition("web1", "start")
+        deployment.fail("web1", "prepare", "disk full")
+        assert deployment.carry_out_due_actions() == ["web1"]
+        store.save(deployment)
+        reader = self.open()
+        again = reader.repository.get(deployment.id)
+        reader.close()
+        assert isinstance(again, Deployment)
+        assert again.states == {"web1": "rolling_back", "web2": "skipped"}
+        assert again.previous == {"web1": "0.9.0"}
+        assert again.reasons["web1"] == "prepare: disk full"
+        assert again.pending_actions == {}
+
+    def test_a_second_deployment_to_a_locked_environment_is_refused(
+        self, store: Deployments
+    ) -> None:
+        """The refusal names the holder and since when (exit 3)."""
+        store.begin(new_deployment(by="ann@laptop"))
+        other = self.open()
+        expected = r"locked by deployment \w{8} \(ann@laptop\) since 2026-03-01T10:00"
+        with pytest.raises(LockHeldError, match=expected) as refused:
+            other.begin(new_deployment(by="bob@ci"))
+        other.close()
+        assert refused.value.exit_code == 3
+
+    def test_other_environments_are_not_locked(self, store: Deployments) -> None:
+        store.begin(new_deployment("prod"))
+        store.begin(new_deployment("staging"))
+        assert len(store.unfinished()) == 2
+
+    def test_ending_a_deployment_releases_the_lock(self, store: Deployments) -> None:
+        first = new_deployment()
+        store.begin(first)
+        first.transition("web1", "skip")
+        first.transition("web2", "skip")
+        first.finish("2026-03-01T10:05:00+00:00")
+        store.end(first)
+        second = new_deployment(version="1.0.1")
+        other = self.open()
+        other.begin(second)
+        other.close()
+        assert store.lock_holder("hello", "prod") == str(second.id)
+
+    def test_racing_deployers_get_one_lock(self, store: Deployments) -> None:
+        """Eight deployers starting at once on separate connections: exactly one wins."""
+        apps = [self.open() for _ in range(8)]
+        outcomes: list[str] = []
+        barrier = threading.Barrier(len(apps), timeout=30)
+
+        def race(app: Deployments) -> None:
+            barrier.wait()
+            try:
+                app.begin(new_deployment())
+                outcomes.append("won")
+            except LockHeldError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=race, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for app in apps:
+            app.close()
+        assert sorted(outcomes) == ["refused"] * 7 + ["won"]
+        assert len(store.unfinished("prod")) == 1
+
+    def test_abandon_releases_the_lock_and_records_why(self, store: Deployments) -> None:
+        deployment = new_deployment()
+        store.begin(deployment)
+        store.abandon(
+            deployment, "node web2 was decommissioned", "ann@laptop", "2026-03-02T09:00:00"
+        )
+        (row,) = store.history()
+        assert row.outcome == "abandoned" and row.ended_at == "2026-03-02T09:00:00"
+        assert store.lock_holder("hello", "prod") is None
+        with pytest.raises(UsageError, match="already ended"):
+            store.abandon(store.load(row.id), "again", "ann@laptop", "2026-03-02T09:01:00")
+
+    def test_history_lists_every_deployment_in_order(self, store: Deployments) -> None:
+        for version in ("1", "2", "3"):
+            deployment = new_deployment(version=version)
+            store.begin(deployment)
+            store.abandon(deployment, "test", "ann", "t")
+        store.begin(new_deployment("staging", version="4"))
+        rows = store.history()
+        assert [r.version for r in rows] == ["1", "2", "3", "4"]
+        assert [r.outcome for r in rows] == ["abandoned"] * 3 + [None]
+        assert store.latest("prod").release == "3"
+
+    def test_deployments_are_found_by_id_prefix(self, store: Deployments) -> None:
+        deployment = new_deployment()
+        store.begin(deployment)
+        assert store.load(str(deployment.id)[:8]).id == deployment.id
+        with pytest.raises(NotFoundError, match="matches no deployment"):
+            store.load("zzzzzzzz")
+
+    def test_events_of_a_deployment_come_in_order(self, store: Deployments) -> None:
+        deployment = new_deployment()
+        store.begin(deployment)
+        deployment.transition("web1", "start")
+        deployment.transition("web1", "prepared")
+        store.save(deployment)
+        names = [type(e).__name__ for e in store.events_of(deployment.id)]
+        assert names == ["Started", "NodeTransitioned", "NodeTransitioned"]
+        assert [e.originator_version for e in store.events_of(deployment.id, after=2)] == [3]
+
+
+class TestSQLite(EventStoreContract):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.directory = tmp_path
+
+    def open(self) -> Deployments:
+        return open_deployments(self.directory, "")
+
+
+class TestPostgreSQL(EventStoreContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres: PostgresServer) -> None:
+        self.url = postgres.new_database()
+
+    def open(self) -> Deployments:
+        return open_deployments(Path("."), self.url)

@@ -1,0 +1,133 @@
+"""Offline builds of the `examples/hello` release, cached per version and variant.
+
+A build lives in `.cache/hello-builds/<version>-<variant>/` and is reused while a digest of
+the example's sources (and of the Elixir install) is unchanged. Run a release from a copy
+(unpack `tarball()` into a temp dir), never from the cache: a running node writes `tmp/`
+into its root and release_handler mutates `releases/`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+Variant = Literal["good", "broken"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DIR = REPO_ROOT / "examples" / "hello"
+CACHE_DIR = REPO_ROOT / ".cache" / "hello-builds"
+SOURCE_PATTERNS = ("mix.exs", "lib/**/*.ex", "rel/**/*")
+TOP_LEVEL = ("bin", "erts-*", "lib", "releases")
+
+
+class HelloBuildError(RuntimeError):
+    """`mix release` of the example failed."""
+
+
+def build_hello(version: str = "0.1.0", variant: Variant = "good") -> Path:
+    """Return the root of a built `hello` release (bin/, erts-*/, lib/, releases/)."""
+    entry = _entry(version, variant)
+    with _locked(entry):
+        if not _is_fresh(entry):
+            _rebuild(entry, version, variant)
+    return entry / "release"
+
+
+def tarball(version: str = "0.1.0", variant: Variant = "good") -> Path:
+    """Return a gzip tarball of the release root; entries have no `./` prefix."""
+    release = build_hello(version, variant)
+    target = release.parent / f"hello-{version}.tar.gz"
+    with _locked(release.parent):
+        if not target.exists():
+            _write_tarball(release, target)
+    return target
+
+
+def source_digest() -> str:
+    """Hash of the example's sources and the Elixir install, the cache key of every build."""
+    digest = hashlib.sha256(_toolchain_id().encode())
+    for path in _source_files():
+        digest.update(str(path.relative_to(SOURCE_DIR)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _entry(version: str, variant: Variant) -> Path:
+    return CACHE_DIR / f"{version}-{variant}"
+
+
+def _source_files() -> list[Path]:
+    found = {p for pattern in SOURCE_PATTERNS for p in SOURCE_DIR.glob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def _toolchain_id() -> str:
+    elixir = Path(shutil.which("elixir") or "elixir").resolve()
+    return f"{elixir}:{elixir.stat().st_mtime_ns if elixir.exists() else 0}"
+
+
+def _is_fresh(entry: Path) -> bool:
+    stamp = entry / "source.sha256"
+    built = (entry / "release" / "bin" / "hello").exists()
+    return built and stamp.exists() and stamp.read_text() == source_digest()
+
+
+def _rebuild(entry: Path, version: str, variant: Variant) -> None:
+    for stale in ("release", "_build", "source.sha256", f"hello-{version}.tar.gz"):
+        path = entry / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    _mix_release(entry, version, variant)
+    (entry / "source.sha256").write_text(source_digest())
+
+
+def _mix_release(entry: Path, version: str, variant: Variant) -> None:
+    command = ["mix", "release", "--path", str(entry / "release"), "--overwrite"]
+    env = _mix_env(entry, version, variant)
+    done = subprocess.run(
+        command, check=False, cwd=SOURCE_DIR, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise HelloBuildError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def _mix_env(entry: Path, version: str, variant: Variant) -> dict[str, str]:
+    home = entry / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "MIX_HOME": str(home / ".mix"),
+        "HEX_OFFLINE": "1",
+        "MIX_ENV": "prod",
+        "MIX_BUILD_PATH": str(entry / "_build"),
+        "HELLO_VERSION": version,
+        "HELLO_VARIANT": variant,
+    }
+
+
+def _write_tarball(release: Path, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for top in sorted(p for pattern in TOP_LEVEL for p in release.glob(pattern)):
+            tar.add(top, arcname=top.name)
+    partial.replace(target)
+
+
+@contextmanager
+def _locked(entry: Path) -> Iterator[None]:
+    """Serialise builds of one entry across processes (pytest-xdist workers, a demo)."""
+    entry.mkdir(parents=True, exist_ok=True)
+    with (entry.parent / f"{entry.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,250 @@
+"""The node scripts of the asyncssh NodeShell: parsers as tables, scripts run by a local `sh`.
+
+Running the scripts here, in a temp dir whose name has a space, quotes and a `$`, checks their
+quoting and their idempotence without SSH; the contract suite runs them on real sshd nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.node_scripts import Layout, ReleaseCommands, Switch, Vm
+
+PHYS = "/srv/it's here"
+BEAM = [
+    f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/beam.smp", "--", "-root", f"{PHYS}/releases/0.1.0",
+    "-progname", "erl", "--", "-boot", f"{PHYS}/releases/0.1.0/releases/0.1.0/start", "--",
+]  # fmt: skip
+
+
+def vm_line(pid: int, argv: list[str]) -> str:
+    return "\x1f".join([f"/proc/{pid}/cmdline", *argv, ""])
+
+
+@pytest.mark.parametrize(
+    ("getconf", "ldd", "expected"),
+    [
+        ("glibc 2.36", "", ("glibc", "2.36")),
+        ("", "ldd (Debian GLIBC 2.36-9+deb12u4) 2.36 Copyright (C) 2022", ("glibc", "2.36")),
+        ("", "ldd (GNU libc) 2.28 ", ("glibc", "2.28")),
+        ("", "musl libc (x86_64) Version 1.2.4 ", ("musl", "1.2.4")),
+        ("", "sh: 1: ldd: not found ", ("", "")),
+    ],
+)
+def test_libc_is_read_from_getconf_or_ldd(
+    getconf: str, ldd: str, expected: tuple[str, str]
+) -> None:
+    """glibc from getconf, else glibc or musl from `ldd --version`, else unknown."""
+    assert ns.parse_libc(getconf, ldd) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (BEAM, Vm(42, f"{PHYS}/releases/0.1.0", "0.1.0")),
+        # after a hot upgrade and restart the root holds several versions: the boot one counts
+        (
+            [*BEAM[:-2], f"{PHYS}/releases/0.1.0/releases/0.2.0/start", "--"],
+            Vm(42, f"{PHYS}/releases/0.1.0", "0.2.0"),
+        ),
+        ([f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/run_erl", "-daemon", *BEAM[1:]], None),
+        ([BEAM[0], "-root", "/elsewhere/releases/0.1.0"], None),
+        ([BEAM[0], "-root", f"{PHYS}/releases/0.1.0/nested"], None),
+        (["grep", "-l", f"{PHYS}/releases/"], None),
+        ([], None),
+    ],
+    ids=["beam", "booted another version", "run_erl", "other root", "nested", "grep", "empty"],
+)
+def test_a_vm_is_a_beam_started_from_a_release_under_the_path(
+    argv: list[str], expected: Vm | None
+) -> None:
+    """Only BEAMs whose -root is <path>/releases/<dir> count; the version is the booted one."""
+    assert ns.parse_vm(vm_line(42, argv), PHYS) == expected
+
+
+def test_a_probe_reports_running_and_current_versions_and_complete_releases() -> None:
+    """The probe's key=value lines become NodeFacts; releases keep their mtime order apart."""
+    output = "\n".join([
+        "os=Linux", "arch=aarch64", "getconf=glibc 2.36", "ldd=", "free_kb=2048",
+        "current=releases/0.2.0", f"phys={PHYS}", "release=0.2.0", "release=0.1.0",
+        "last.previous=0.1.0", "vm=" + vm_line(7, BEAM),
+    ])  # fmt: skip
+    state = ns.parse_probe(output)
+    assert str(state.facts.platform) == "linux/aarch64/glibc-2.36"
+    assert state.facts.free_bytes == 2048 * 1024
+    assert (state.facts.current_version, state.facts.running_version) == ("0.2.0", "0.1.0")
+    assert state.facts.releases == ("0.1.0", "0.2.0")
+    assert state.releases_by_age == ("0.2.0", "0.1.0")
+    assert state.last == {"previous": "0.1.0"}
+
+
+GNU_LISTING = [
+    ("drwxr-xr-x root/root         0 2026-11-26 06:40 bin/", None),
+    ("-rwxr-xr-x root/root      5306 2026-11-26 06:40 bin/my app", None),
+    ("lrwxrwxrwx root/root         0 2026-11-26 06:40 bin/run -> ../lib/run", None),
+    ("hrwxr-xr-x root/root         0 2026-11-26 06:40 bin/b link to bin/my app", None),
+    ("-rw-r--r-- root/root         1 2026-11-26 06:40 /etc/cron.d/x", "outside"),
+    ("-rw-r--r-- root/root         1 2026-11-26 06:40 lib/../../x", "outside"),
+    ("lrwxrwxrwx root/root         0 2026-11-26 06:40 lib/x -> ../../etc", "points outside"),
+    ("lrwxrwxrwx root/root         0 2026-11-26 06:40 lib/x -> /etc/passwd", "points outside"),
+    ("lrwxrwxrwx root/root         0 2026-11-26 06:40 a -> b -> c", "ambiguous"),
+    ("hrw-r--r-- root/root         0 2026-11-26 06:40 lib/x link to ../etc/passwd", "hard link"),
+    ("crw-r--r-- root/root       1,3 2026-11-26 06:40 dev/null", "special"),
+    ("gibberish", "unreadable"),
+]
+
+
+@pytest.mark.parametrize(("line", "problem"), GNU_LISTING)
+def test_unsafe_tar_entries_are_found_in_the_listing(line: str, problem: str | None) -> None:
+    """Absolute names, `..`, links leaving the release and special files are unsafe."""
+    found = ns.unsafe_entries([line])
+    assert (problem in found[0]) if problem else found == []
+
+
+def test_a_real_tar_listing_of_an_escaping_symlink_is_caught(tmp_path: Path) -> None:
+    """`tar -tzvf` as GNU tar prints it: the escaping symlink is found, the rest is fine."""
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, target in [("bin/ok", None), ("lib/up", "../../../etc")]:
+            info = tarfile.TarInfo(name)
+            if target:
+                info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info, io.BytesIO(b""))
+    listing = subprocess.run(
+        ["tar", "-tzvf", archive], capture_output=True, text=True, check=True
+    ).stdout
+    assert [p.split(":")[0] for p in ns.unsafe_entries(listing.splitlines())] == [
+        "symlink 'lib/up' points outside the release"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("newest_first", "keep", "protected", "pruned"),
+    [
+        (["5", "4", "3", "2", "1"], 5, set(), []),
+        (["6", "5", "4", "3", "2", "1"], 5, set(), ["1"]),
+        (["3", "2", "1"], 1, {"3", "1"}, ["2"]),
+        (["3", "2", "1"], 2, {"1"}, []),
+        ([], 5, set(), []),
+    ],
+)
+def test_housekeeping_keeps_the_newest_and_the_protected(
+    newest_first: list[str], keep: int, protected: set[str], pruned: list[str]
+) -> None:
+    """All but the `keep` newest go, except the protected (current, previous, running)."""
+    assert ns.prune(newest_first, keep, protected) == pruned
+
+
+def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started() -> None:
+    """`{app}` is replaced; the default health check asks rpc for the started app's version."""
+    commands = ReleaseCommands()
+    assert commands.render(commands.stop, "hello") == "bin/hello stop"
+    health = commands.render(commands.health, "hello")
+    assert health.startswith("bin/hello rpc '") and ':"hello"' in health
+    assert "Application.started_applications()" in health
+
+
+@pytest.mark.parametrize("app", ["Hello", "he llo", "", "a;b"])
+def test_an_app_name_that_is_not_an_otp_name_is_refused(app: str) -> None:
+    with pytest.raises(ValueError, match="app name"):
+        Layout("/srv/hello", app)
+
+
+@pytest.mark.parametrize("version", ["../1.0", "1 0", ".hidden", ""])
+def test_a_version_that_is_not_a_plain_name_is_refused(version: str) -> None:
+    with pytest.raises(ValueError, match="version"):
+        Layout("/srv/hello", "hello").upload(version)
+
+
+# -- the scripts, run by a local sh --------------------------------------------------------------
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return Layout(str(tmp_path / 'it\'s a "deploy" $HOME dir'), "hello")
+
+
+def run(script: str) -> subprocess.CompletedProcess[str]:
+    """Run a script the way the adapter does, minus SSH."""
+    return subprocess.run(
+        ns.REMOTE_SH, shell=True, input=script, capture_output=True, text=True, check=False
+    )
+
+
+def release_tarball(tmp_path: Path, version: str) -> tuple[Path, str]:
+    source = tmp_path / f"src-{version}"
+    (source / "bin").mkdir(parents=True)
+    (source / "bin" / "hello").write_text("#!/bin/sh\n")
+    (source / "releases" / version).mkdir(parents=True)
+    archive = tmp_path / f"hello-{version}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for top in ("bin", "releases"):
+            tar.add(source / top, arcname=top)
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_a_probe_of_a_missing_deploy_path_reports_an_empty_node(layout: Layout) -> None:
+    """Free space comes from the nearest existing parent; nothing is current or running."""
+    state = ns.parse_probe(run(ns.probe_script(layout)).stdout)
+    assert state.facts.platform.os == "linux" and state.facts.free_bytes > 0
+    assert (state.facts.current_version, state.vms, state.facts.releases) == (None, (), ())
+
+
+def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """Verified upload, unpack into place, switch current, then clean up: each twice is fine."""
+    archive, sha = release_tarball(tmp_path, "1.0.0")
+    assert run(ns.upload_state_script(layout, "1.0.0", sha)).stdout == ""
+    Path(layout.upload("1.0.0") + ".partial").write_bytes(archive.read_bytes())
+    assert run(ns.finish_upload_script(layout, "1.0.0", sha)).returncode == 0
+    assert run(ns.upload_state_script(layout, "1.0.0", sha)).stdout == "done\n"
+    for _ in range(2):
+        state = run(ns.install_state_script(layout, "1.0.0")).stdout
+        if state.startswith("listing"):
+            assert ns.unsafe_entries(state.splitlines()[1:]) == []
+            assert run(ns.unpack_script(layout, "1.0.0")).returncode == 0
+    assert state == "installed\n"
+    commands = ReleaseCommands(start="true", stop="true")
+    switch = Switch(to="1.0.0", record=("activate", "1.0.0", "", sha))
+    for _ in range(2):
+        done = run(ns.switch_script(layout, commands, switch))
+        assert done.returncode == 0, done.stderr
+    assert os.readlink(f"{layout.path}/current") == "releases/1.0.0"
+    state_after = ns.parse_probe(run(ns.probe_script(layout)).stdout)
+    assert state_after.facts.releases == ("1.0.0",)
+    assert state_after.last["sha256"] == sha
+    empty = Switch(to=None, remove=("1.0.0",))
+    for _ in range(2):
+        assert run(ns.switch_script(layout, commands, empty)).returncode == 0
+    assert sorted(os.listdir(layout.path)) == [".edeliver", "releases"]
+    assert os.listdir(f"{layout.path}/releases") == []
+
+
+def test_a_partial_upload_with_the_wrong_checksum_is_deleted(layout: Layout) -> None:
+    """finish_upload exits 4 with the checksum it got, and removes the partial."""
+    run(ns.upload_state_script(layout, "1.0.0", "0" * 64))
+    partial = Path(layout.upload("1.0.0") + ".partial")
+    partial.write_bytes(b"not it")
+    done = run(ns.finish_upload_script(layout, "1.0.0", "0" * 64))
+    assert (done.returncode, done.stdout.strip()) == (4, hashlib.sha256(b"not it").hexdigest())
+    assert not partial.exists()
+
+
+def test_an_archive_that_is_not_that_release_is_not_installed(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """A tarball without releases/<version> is refused and leaves no partial dir behind."""
+    archive, sha = release_tarball(tmp_path, "1.0.0")
+    run(ns.upload_state_script(layout, "2.0.0", sha))
+    Path(layout.upload("2.0.0")).write_bytes(archive.read_bytes())
+    done = run(ns.unpack_script(layout, "2.0.0"))
+    assert done.returncode == 6 and "not a release of hello 2.0.0" in done.stderr
+    assert os.listdir(f"{layout.path}/releases") == []
