@@ -72,15 +72,6 @@ async def resume(services: Services, config: Config, deployment_id: str | None) 
     return await _drive(orchestrator, services, deployment)
 
 
-def abandon(services: Services, deployment_id: str, reason: str) -> Deployment:
-    """Give up an interrupted deployment: release its lock and record why."""
-    if not reason.strip():
-        raise UsageError("abandon needs a --reason, recorded in the history")
-    deployment = services.deployments.load(deployment_id)
-    services.deployments.abandon(deployment, reason, services.user, _now(services))
-    return deployment
-
-
 def _app_of(config: Config) -> str:
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")

@@ -97,6 +97,9 @@ class Deployments(Application[UUID]):
         self.save(deployment, lock)
 
     def abandon(self, deployment: Deployment, reason: str, by: str, at: str) -> None:
+        """End an interrupted deployment without finishing it, releasing its environment."""
+        if not reason.strip():
+            raise UsageError("abandoning needs a reason, for the history")
         if deployment.finished:
             raise UsageError(
                 f"deployment {deployment.short_id} already ended ({deployment.outcome})"

@@ -1,0 +1,36 @@
+"""Reads `.deliver/edeliver.toml` from a project; the app name defaults to the mix project's."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from edeliver.core.config import Config, parse_config
+from edeliver.core.errors import ConfigError
+
+CONFIG_FILE = Path(".deliver/edeliver.toml")
+_MIX_APP = re.compile(r"\bapp:\s*:([a-z_][a-zA-Z0-9_]*)")
+
+
+def load_config(project: Path) -> Config:
+    """The project's configuration, validated; errors name the file as the user would type it."""
+    path = project / CONFIG_FILE
+    shown = str(CONFIG_FILE) if project.resolve() == Path.cwd().resolve() else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(shown, "", "not found; create it (see docs/configuration.md)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(shown, "", f"cannot be read: {error}") from None
+    config = parse_config(text, shown)
+    return config if config.app else replace(config, app=mix_app_name(project))
+
+
+def mix_app_name(project: Path) -> str | None:
+    """The `app:` of mix.exs, which names the release too."""
+    try:
+        found = _MIX_APP.search((project / "mix.exs").read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return found.group(1) if found else None

@@ -1,0 +1,94 @@
+"""The embedded default store: a local directory of releases with a manifest per version.
+
+Layout: `<root>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`. A version is
+listed only once its manifest exists, and the manifest is written last, so a store never shows
+a half-copied release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from edeliver.core.errors import NotFoundError
+from edeliver.core.model import Artifact, Platform
+
+MANIFEST = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def version_key(version: str) -> tuple[tuple[int, str], ...]:
+    """Order versions like people do: 0.10.0 after 0.9.0."""
+    return tuple(
+        (int(p), "") if p.isdigit() else (-1, p) for p in version.replace("-", ".").split(".")
+    )
+
+
+class LocalDirectoryStore:
+    """Releases in a directory on this machine."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def versions(self, app: str) -> list[str]:
+        base = self.root / app
+        found = [p.parent.name for p in base.glob(f"*/{MANIFEST}")] if base.is_dir() else []
+        return sorted(found, key=version_key)
+
+    async def artifact(self, app: str, version: str) -> Artifact:
+        manifest = self.root / app / version / MANIFEST
+        if not manifest.is_file():
+            known = ", ".join(await self.versions(app)) or "none"
+            raise NotFoundError(
+                f"version {version} of {app} is not in the store {self.root} (it has: {known})"
+            )
+        return _from_manifest(json.loads(manifest.read_text()), manifest.parent)
+
+    def put(
+        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
+    ) -> Artifact:
+        """Copy a built tarball in and write its manifest last; returns the stored artifact."""
+        directory = self.root / artifact.app / artifact.version
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / artifact.name
+        shutil.copyfile(tarball, target.with_suffix(".partial"))
+        os.replace(target.with_suffix(".partial"), target)
+        stored = replace(
+            artifact, location=str(target), sha256=sha256_of(target), size=target.stat().st_size
+        )
+        _write_manifest(directory / MANIFEST, stored, extra or {})
+        return stored
+
+
+def _write_manifest(path: Path, artifact: Artifact, extra: dict[str, Any]) -> None:
+    fields = asdict(artifact)
+    fields.pop("location")
+    fields["platform"] = asdict(artifact.platform)
+    temporary = path.with_suffix(".partial")
+    temporary.write_text(json.dumps({**fields, **extra}, indent=2, sort_keys=True))
+    os.replace(temporary, path)
+
+
+def _from_manifest(fields: dict[str, Any], directory: Path) -> Artifact:
+    artifact = Artifact(
+        app=fields["app"],
+        version=fields["version"],
+        sha256=fields["sha256"],
+        size=fields["size"],
+        kind=fields.get("kind", "release"),
+        platform=Platform(**fields.get("platform", {})),
+        from_versions=tuple(fields.get("from_versions", ())),
+    )
+    return replace(artifact, location=str(directory / artifact.name))

@@ -1,0 +1,46 @@
+"""The composition root: the one place that wires real adapters to the core."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+
+from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.core.config import Config
+from edeliver.core.errors import UsageError
+from edeliver.core.orchestrator import Listener
+from edeliver.core.rollout import Services
+
+
+def who() -> str:
+    """The deployer as user@host, recorded with every deployment and lock."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def release_store(project: Path, config: Config) -> LocalDirectoryStore:
+    if config.store.kind != "local":
+        raise UsageError(
+            f"{config.file}: store.url: {config.store.kind} stores are not supported yet; "
+            "use a local directory"
+        )
+    root = Path(config.store.url)
+    return LocalDirectoryStore(root if root.is_absolute() else project / root)
+
+
+def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
+    """Services on SSH, the configured store, the configured event store and the wall clock."""
+    known_hosts = config.known_hosts
+    if known_hosts and not Path(known_hosts).is_absolute():
+        known_hosts = str(project / known_hosts)
+    return Services(
+        deployments=open_deployments(project),
+        shells=AsyncsshNodeShells(known_hosts=known_hosts),
+        store=release_store(project, config),
+        clock=SystemClock(),
+        user=who(),
+        listener=listener,
+    )

@@ -1,0 +1,159 @@
+"""Turning deployments and events into what a person or a program reads.
+
+Human output goes through rich (a live row per node on a terminal, plain lines otherwise);
+`--json` output is one JSON document, or JSON lines for streams, on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from edeliver.core.config import Config, EnvironmentConfig
+from edeliver.core.deployment import Deployment
+from edeliver.core.service import DeploymentSummary
+from edeliver.core.strategy import batches
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+_STATE_STYLE = {
+    "updated": "green",
+    "skipped": "dim",
+    "failed": "red",
+    "halted": "yellow",
+    "rolled_back": "yellow",
+    "rollback_failed": "bold red",
+    "rolling_back": "magenta",
+}
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def event_record(domain_event: Any) -> dict[str, Any]:
+    """One stored event as a flat, JSON-ready dict."""
+    fields = {k: v for k, v in vars(domain_event).items() if k not in _BASE_FIELDS}
+    timestamp = domain_event.timestamp
+    return {
+        "at": timestamp.isoformat() if isinstance(timestamp, datetime) else str(timestamp),
+        "deployment": str(domain_event.originator_id),
+        "seq": domain_event.originator_version,
+        "event": type(domain_event).__name__,
+        **fields,
+    }
+
+
+def event_line(record: dict[str, Any]) -> str:
+    """One event as a log line for people."""
+    details = {k: v for k, v in record.items() if k not in ("at", "deployment", "seq", "event")}
+    if record["event"] == "NodeTransitioned":
+        text = f"{details['node']}: {details['src']} -{details['trigger']}-> {details['dest']}"
+        text += f"  ({details['detail']})" if details.get("detail") else ""
+    else:
+        text = " ".join(f"{k}={_short(v)}" for k, v in details.items())
+    where = f"{record['at'][:19]}  {record['deployment'][:8]} #{record['seq']:<4}"
+    return f"{where} {record['event']:<18} {text}"
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def summary(deployment: Deployment) -> dict[str, Any]:
+    """The outcome of a deployment, node by node."""
+    return {
+        "id": str(deployment.id),
+        "app": deployment.app,
+        "environment": deployment.environment,
+        "version": deployment.release,
+        "outcome": deployment.outcome,
+        "escalated": deployment.escalated,
+        "nodes": {
+            node: {"state": state, "reason": deployment.reasons.get(node, "")}
+            for node, state in deployment.states.items()
+        },
+    }
+
+
+def print_summary(console: Console, deployment: Deployment) -> None:
+    table = Table(
+        title=f"{deployment.app} {deployment.release} → {deployment.environment}: "
+        f"{deployment.outcome} ({deployment.short_id})"
+    )
+    for column in ("node", "state", "reason"):
+        table.add_column(column)
+    for node, state in deployment.states.items():
+        style = _STATE_STYLE.get(state, "")
+        table.add_row(
+            node, f"[{style}]{state}[/]" if style else state, deployment.reasons.get(node, "")
+        )
+    console.print(table)
+    if "*" in deployment.reasons:
+        console.print(deployment.reasons["*"])
+
+
+def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
+    table = Table(title="deployments")
+    for column in ("id", "environment", "version", "who", "started", "outcome", "ended"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.id[:8],
+            row.environment,
+            row.version,
+            row.started_by,
+            row.started_at,
+            row.outcome or "[yellow]unfinished[/]",
+            row.ended_at or "",
+        )
+    return table
+
+
+def plan_lines(config: Config, environment: EnvironmentConfig, steps: Sequence[str]) -> list[str]:
+    """The dry run of a deployment, as plain lines."""
+    policy = environment.policy
+    lines = [
+        f"{environment.name}: {environment.mode} mode, {policy.strategy} + {policy.fallback}, "
+        f"max_parallel={policy.max_parallel or 'all'}, max_failures={policy.max_failures}",
+        "nodes:",
+        *(f"  {n}  {config.nodes[n].address} {config.nodes[n].path}" for n in environment.nodes),
+        "batches:",
+    ]
+    for index, batch in enumerate(batches(environment.nodes, policy.max_parallel), start=1):
+        lines.append(f"  {index}: {', '.join(batch)}")
+    return [*lines, "each node: " + " → ".join(steps), "(a plan changes nothing)"]
+
+
+class Progress:
+    """Shows node states as events are stored: a live table on a terminal, lines otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+
+    def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        if self.console.is_terminal:
+            self._refresh(deployment)
+            return
+        for domain_event in events:
+            if type(domain_event).__name__ in ("NodeTransitioned", "FallbackDecided"):
+                self.console.print(event_line(event_record(domain_event)), highlight=False)
+
+    def _refresh(self, deployment: Deployment) -> None:
+        table = Table(title=f"{deployment.app} {deployment.release} → {deployment.environment}")
+        table.add_column("node")
+        table.add_column("state")
+        for node, state in deployment.states.items():
+            style = _STATE_STYLE.get(state, "cyan")
+            table.add_row(node, f"[{style}]{state}[/]")
+        if self.live is None:
+            self.live = Live(table, console=self.console, refresh_per_second=8)
+            self.live.start()
+        self.live.update(table)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

@@ -1,0 +1,190 @@
+"""The CLI on the in-memory fakes: exit codes, output, the lock, resume, abandon, log, history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.fakes import (
+    CrashingSave,
+    FakeClock,
+    FakeHost,
+    Faults,
+    InMemoryNodeShells,
+    InMemoryReleaseStore,
+    SimulatedCrash,
+)
+from edeliver.cli.main import Runtime, app
+from edeliver.core.config import Config
+from edeliver.core.model import Platform
+from edeliver.core.rollout import Services
+from typer.testing import CliRunner
+
+from tests.support.simulation import artifact, config_text
+
+runner = CliRunner()
+
+
+class World:
+    """One project directory with a config, fake hosts and a store holding 1.0.0 and 2.0.0."""
+
+    def __init__(self, directory: Path, **policy: Any) -> None:
+        self.project = directory
+        (directory / ".deliver").mkdir()
+        (directory / ".deliver/edeliver.toml").write_text(config_text(3, **policy))
+        self.hosts = {f"n{i}": FakeHost() for i in range(3)}
+        self.faults = Faults()
+        self.store = InMemoryReleaseStore([artifact("1.0.0"), artifact("2.0.0")])
+        self.crash_after: int | None = None
+
+    def services(self, project: Path, config: Config, listener: Any) -> Services:
+        deployments = open_deployments(project, "")
+        save: Any = None
+        if self.crash_after is not None:
+            save = CrashingSave(deployments.save, self.crash_after)
+        return Services(
+            deployments,
+            InMemoryNodeShells(self.hosts, self.faults),
+            self.store,
+            FakeClock(),
+            "ann@laptop",
+            listener,
+            save,
+        )
+
+    def run(self, *args: str) -> Any:
+        runtime = Runtime(project=self.project, services=self.services)
+        return runner.invoke(app, list(args), obj=runtime)
+
+    def running(self) -> dict[str, str | None]:
+        return {name: host.running for name, host in self.hosts.items()}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_plan_shows_batches_and_steps_and_changes_nothing(tmp_path: Path) -> None:
+    world = World(tmp_path, max_parallel=2)
+    result = world.run("plan", "prod", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["batches"] == [["n0", "n1"], ["n2"]]
+    assert plan["steps"][0].startswith("upload") and plan["strategy"] == "one_for_all"
+    assert world.running() == {"n0": None, "n1": None, "n2": None}
+    human = world.run("plan", "prod")
+    assert "  1: n0, n1\n  2: n2\n" in human.stdout and "changes nothing" in human.stdout
+
+
+def test_a_deploy_that_succeeds_exits_0_and_reports_every_node(world: World) -> None:
+    result = world.run("deploy", "prod", "--version", "1.0.0", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["outcome"] == "succeeded"
+    assert {n["state"] for n in report["nodes"].values()} == {"updated"}
+    assert world.running() == {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
+
+
+def test_the_newest_version_is_deployed_by_default(world: World) -> None:
+    assert world.run("deploy", "prod").exit_code == 0
+    assert set(world.running().values()) == {"2.0.0"}
+
+
+def test_a_failed_deploy_exits_1_after_its_fallback(world: World) -> None:
+    """one_for_all + rollback: a node that fails to start brings every node back."""
+    assert world.run("deploy", "prod", "--version", "1.0.0").exit_code == 0
+    world.faults.add("n1", "activate")
+    result = world.run("deploy", "prod", "--version", "2.0.0")
+    assert result.exit_code == 1
+    assert "rolled_back" in result.stdout and "activate" in result.stdout
+    assert set(world.running().values()) == {"1.0.0"}
+
+
+def test_a_version_not_in_the_store_is_refused_listing_the_ones_there_are(world: World) -> None:
+    result = world.run("deploy", "prod", "--version", "9.9.9")
+    assert result.exit_code == 2
+    assert "version 9.9.9 of hello is not in the store (it has: 1.0.0, 2.0.0)" in result.stderr
+
+
+def test_an_unreachable_node_refuses_the_deploy_before_any_change(world: World) -> None:
+    world.hosts["n2"].reachable = False
+    result = world.run("deploy", "prod", "--version", "1.0.0")
+    assert result.exit_code == 1 and "n2" in result.stderr
+    assert world.running() == {"n0": None, "n1": None, "n2": None}
+    assert world.run("history", "--json").exit_code == 0
+    (row,) = json.loads(world.run("history", "--json").stdout)
+    assert row["outcome"] == "refused"
+
+
+def test_mixed_platforms_are_refused_with_exit_3(world: World) -> None:
+    world.hosts["n1"].platform = Platform("linux", "aarch64", "glibc", "2.36")
+    result = world.run("deploy", "prod")
+    assert result.exit_code == 3
+    assert "different platforms" in result.stderr and "n1" in result.stderr
+    assert world.running() == {"n0": None, "n1": None, "n2": None}
+
+
+def test_a_second_deploy_to_a_locked_environment_is_refused_with_exit_3(world: World) -> None:
+    """A deployer that died holds the lock; the next one is told who and since when."""
+    _crash(world, after=4)
+    refused = world.run("deploy", "prod", "--version", "2.0.0")
+    assert refused.exit_code == 3
+    assert "is locked by deployment" in refused.stderr
+    assert "(ann@laptop) since 2026-01-01T00:00:00" in refused.stderr
+
+
+def _crash(world: World, after: int) -> None:
+    """Run a deploy whose deployer dies once `after` events are stored."""
+    world.crash_after = after
+    with pytest.raises(SimulatedCrash):
+        world.run("deploy", "prod", "--version", "1.0.0")
+    world.crash_after = None
+
+
+def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
+    _crash(world, after=6)
+    assert world.running() != {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
+    result = world.run("resume", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["outcome"] == "succeeded"
+    assert world.running() == {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
+    log = [json.loads(line) for line in world.run("log", "--json").stdout.splitlines()]
+    assert "Resumed" in [e["event"] for e in log]
+
+
+def test_abandon_unlocks_and_needs_a_reason(world: World) -> None:
+    _crash(world, after=3)
+    (row,) = json.loads(world.run("history", "--json").stdout)
+    assert world.run("abandon", row["id"][:8], "--reason", " ").exit_code == 2
+    assert world.run("abandon", row["id"][:8], "--reason", "bad release").exit_code == 0
+    assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 0
+    rows = json.loads(world.run("history", "prod", "--json").stdout)
+    assert [r["outcome"] for r in rows] == ["abandoned", "succeeded"]
+
+
+def test_log_prints_every_event_of_the_latest_deployment(world: World) -> None:
+    assert world.run("deploy", "prod", "--version", "1.0.0").exit_code == 0
+    lines = world.run("log").stdout.splitlines()
+    assert "Started" in lines[0]
+    assert any("n2: verifying -verified-> updated" in line for line in lines)
+    assert "Finished" in lines[-1]
+    records = [json.loads(line) for line in world.run("log", "--json").stdout.splitlines()]
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_unknown_ids_and_environments_are_usage_errors(world: World) -> None:
+    assert world.run("log", "deadbeef").exit_code == 2
+    result = world.run("deploy", "qa")
+    assert result.exit_code == 2 and "no environment 'qa' (defined: prod)" in result.stderr
+
+
+def test_a_broken_config_is_one_line_with_exit_2(world: World) -> None:
+    (world.project / ".deliver/edeliver.toml").write_text('app = "hello"\n[nodes.a]\nhost = 1\n')
+    result = world.run("plan", "prod")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "nodes.a.host: expected a host name or address, got 1" in result.stderr
