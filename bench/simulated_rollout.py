@@ -1,0 +1,98 @@
+"""A 1,000-node simulated deployment on the in-memory fakes, events on SQLite.
+
+one_for_all + rollback, max_parallel 50, the node at position 700 fails to start: the first 13
+batches update, batch 14 fails, and every updated node is rolled back. Prints wall time, events
+written, peak memory, and the time to replay the deployment from the stored events.
+
+    .venv/bin/python bench/simulated_rollout.py [--nodes 1000] [--fail-at 700] [--max-parallel 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edeliver.adapters.event_store import store_settings
+from edeliver.adapters.fakes import (
+    FakeClock,
+    FakeHost,
+    Faults,
+    InMemoryNodeShells,
+    InMemoryReleaseStore,
+)
+from edeliver.core.config import parse_config
+from edeliver.core.rollout import Services, deploy
+from edeliver.core.service import Deployments
+
+from tests.support.simulation import artifact, config_text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--fail-at", type=int, default=700)
+    parser.add_argument("--max-parallel", type=int, default=50)
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="edeliver-bench-"))
+    config = parse_config(config_text(args.nodes, max_parallel=args.max_parallel), "bench.toml")
+    hosts = {
+        name: FakeHost(current="0.9.0", running="0.9.0", releases={"0.9.0"})
+        for name in config.nodes
+    }
+    faults = Faults()
+    faults.add(f"n{args.fail_at}", "activate")
+    env = store_settings(directory, f"sqlite:///{directory / 'events.db'}", {})
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    deployments = Deployments(env=env)
+    services = Services(
+        deployments,
+        InMemoryNodeShells(hosts, faults),
+        InMemoryReleaseStore([artifact("1.0.0")]),
+        FakeClock(),
+        "bench@localhost",
+    )
+    deployment = asyncio.run(deploy(services, config, "prod", "1.0.0"))
+    wall = time.perf_counter() - started
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    events = deployments.recorder.max_notification_id() or 0
+    deployments.close()
+
+    started = time.perf_counter()
+    reader = Deployments(env=env)
+    replayed = reader.repository.get(deployment.id)
+    replay = time.perf_counter() - started
+    reader.close()
+
+    states: dict[str, int] = {}
+    for state in deployment.states.values():
+        states[state] = states.get(state, 0) + 1
+    running = {h.running for h in hosts.values()}
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"nodes                {args.nodes} (max_parallel {args.max_parallel}, failure at n{args.fail_at})"
+    )
+    print(
+        f"outcome              {deployment.outcome}: {states}; nodes now run {sorted(map(str, running))}"
+    )
+    print(f"wall time            {wall:.2f} s   (target < 10 s)")
+    print(f"events written       {events}")
+    print(
+        f"peak memory          {rss_mb:.0f} MB max RSS of the process, {traced_peak / 2**20:.0f} MB traced Python heap   (target < 300 MB)"
+    )
+    print(f"replay               {replay:.2f} s for {replayed.version} events   (target < 2 s)")
+    assert replayed.states == deployment.states, "replay differs from the live run"
+
+
+if __name__ == "__main__":
+    main()
