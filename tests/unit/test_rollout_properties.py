@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from tests.support.simulation import Simulation
 
-EXAMPLES_PER_COMBINATION = 20
+EXAMPLES_PER_COMBINATION = 300
 FAULTY_STEPS = ("prepare", "install", "activate", "verify", "roll_back")
 
 
