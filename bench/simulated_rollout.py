@@ -31,7 +31,6 @@ from edeliver.adapters.fakes import (
 from edeliver.core.config import parse_config
 from edeliver.core.rollout import Services, deploy
 from edeliver.core.service import Deployments
-
 from tests.support.simulation import artifact, config_text
 
 

@@ -11,13 +11,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.service import DeploymentSummary
 from edeliver.core.strategy import batches
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 _STATE_STYLE = {
     "updated": "green",
@@ -86,12 +87,19 @@ def print_summary(console: Console, deployment: Deployment) -> None:
         table.add_column(column)
     for node, state in deployment.states.items():
         style = _STATE_STYLE.get(state, "")
-        table.add_row(
-            node, f"[{style}]{state}[/]" if style else state, deployment.reasons.get(node, "")
-        )
+        reason = first_line(deployment.reasons.get(node, ""))
+        table.add_row(node, f"[{style}]{state}[/]" if style else state, reason)
     console.print(table)
     if "*" in deployment.reasons:
         console.print(deployment.reasons["*"])
+    if deployment.outcome != "succeeded":
+        console.print(f"the whole story: edeliver log {deployment.short_id}")
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    """A reason short enough for a table row; `edeliver log` shows all of it."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def history_rows(rows: Iterable[DeploymentSummary]) -> Table:

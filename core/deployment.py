@@ -15,6 +15,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate, event
+
 from edeliver.core import strategy
 from edeliver.core.config import Fallback, Policy, Strategy
 from edeliver.core.lifecycle import (
@@ -27,7 +29,6 @@ from edeliver.core.lifecycle import (
     UPDATED,
     next_state,
 )
-from eventsourcing.domain import Aggregate, event
 
 SUCCEEDED, FAILED_OUTCOME, REFUSED, ABANDONED = "succeeded", "failed", "refused", "abandoned"
 _CARRIED_BY = {  # the trigger that carries out each pending action
@@ -122,11 +123,9 @@ class Deployment(Aggregate):
 
     def fail(self, node: str, step: str, reason: str) -> None:
         """Record the failure of a node's step and, unless a decision already covers the node,
-        decide the fallback."""
+        decide the fallback (the failure event itself marks it as awaiting a decision)."""
         self.transition(node, "fail", f"{step}: {reason}")
-        if node not in self.pending_actions:
-            self._undecided(node)
-            self.decide_pending()
+        self.decide_pending()
 
     def decide_pending(self) -> None:
         """Decide the fallback for every failure recorded without a decision yet."""
@@ -184,12 +183,11 @@ class Deployment(Aggregate):
         self.states[node] = dest
         if trigger == "fail":
             self.reasons[node] = detail
+            # In the same event, so no interruption can separate a failure from its decision.
+            if node not in self.pending_actions:
+                self.undecided.append(node)
         if dest in (SKIPPED, HALTED, ROLLING_BACK):
             self.pending_actions.pop(node, None)
-
-    @event("FailureNeedsDecision")
-    def _undecided(self, node: str) -> None:
-        self.undecided.append(node)
 
     @event("FallbackDecided")
     def _decided(

@@ -58,7 +58,11 @@ class NotUniformError(RefusedError):
 
 
 class HostKeyError(RefusedError):
-    """A node presented an unknown or changed host key."""
+    """A node presented a host key that is not pinned."""
+
+
+class HostKeyChanged(HostKeyError):
+    """A node presented a key other than the one pinned: possibly a man in the middle."""
 
 
 class DeploymentFailed(EdeliverError):

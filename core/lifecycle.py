@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from edeliver.core.errors import EdeliverError
 from transitions import Machine
+
+from edeliver.core.errors import EdeliverError
 
 PENDING, PREPARING, INSTALLING, ACTIVATING, VERIFYING = (
     "pending",

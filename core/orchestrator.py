@@ -79,9 +79,12 @@ class Orchestrator:
         self._rollback_limit = asyncio.Semaphore(d.policy.max_parallel or max(len(d.order), 1))
         try:
             async with asyncio.TaskGroup() as self._tasks:
+                # Rollbacks cut short by an interruption start again; `_settle` starts the
+                # ones it decides itself, so take the list before it runs.
+                interrupted_rollbacks = d.nodes_in(ROLLING_BACK)
                 d.decide_pending()
                 await self._settle()
-                for node in d.nodes_in(ROLLING_BACK):
+                for node in interrupted_rollbacks:
                     self._tasks.create_task(self._roll_back(node))
                 for batch in d.batches:
                     async with asyncio.TaskGroup() as this_batch:

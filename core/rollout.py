@@ -65,8 +65,8 @@ async def resume(services: Services, config: Config, deployment_id: str | None) 
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     deployment.resume(services.user)
-    if not deployment.previous:
-        # It died before its probes were stored, so before any change: check everything again.
+    if set(deployment.previous) != set(deployment.order):
+        # It died before all its probes were stored, so before any change: check them again.
         await _checked_probes(orchestrator, deployment, artifact, services)
     await _reprobe_in_flight(orchestrator, deployment)
     return await _drive(orchestrator, services, deployment)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from edeliver.core.deployment import ABANDONED, Deployment
-from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol, event
 from eventsourcing.persistence import IntegrityError
+
+from edeliver.core.deployment import ABANDONED, Deployment
+from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
 
 _SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from edeliver.adapters.event_store import open_deployments
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
 from edeliver.core.service import Deployments
-
 from tests.support.postgres import PostgresServer
 
 

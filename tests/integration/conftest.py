@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from edeliver.adapters.local_fleet import LocalFleet
 
 FleetFactory = Callable[..., LocalFleet]

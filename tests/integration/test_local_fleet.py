@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncssh
 import pytest
+
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 
 FleetFactory = Callable[..., LocalFleet]

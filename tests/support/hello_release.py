@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
-import subprocess
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+
+from edeliver.adapters.mix_build import MixLocalBuilder
 
 Variant = Literal["good", "broken"]
 
@@ -25,30 +24,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "examples" / "hello"
 CACHE_DIR = REPO_ROOT / ".cache" / "hello-builds"
 SOURCE_PATTERNS = ("mix.exs", "lib/**/*.ex", "rel/**/*")
-TOP_LEVEL = ("bin", "erts-*", "lib", "releases")
-
-
-class HelloBuildError(RuntimeError):
-    """`mix release` of the example failed."""
 
 
 def build_hello(version: str = "0.1.0", variant: Variant = "good") -> Path:
     """Return the root of a built `hello` release (bin/, erts-*/, lib/, releases/)."""
-    entry = _entry(version, variant)
-    with _locked(entry):
-        if not _is_fresh(entry):
-            _rebuild(entry, version, variant)
-    return entry / "release"
+    return _built(version, variant).parent / "release"
 
 
 def tarball(version: str = "0.1.0", variant: Variant = "good") -> Path:
     """Return a gzip tarball of the release root; entries have no `./` prefix."""
-    release = build_hello(version, variant)
-    target = release.parent / f"hello-{version}.tar.gz"
-    with _locked(release.parent):
-        if not target.exists():
-            _write_tarball(release, target)
-    return target
+    return _built(version, variant)
+
+
+def _built(version: str, variant: Variant) -> Path:
+    entry = _entry(version, variant)
+    with _locked(entry):
+        if not _is_fresh(entry):
+            _rebuild(entry, version, variant)
+    return entry / f"hello-{version}.tar.gz"
 
 
 def source_digest() -> str:
@@ -81,47 +74,21 @@ def _is_fresh(entry: Path) -> bool:
 
 
 def _rebuild(entry: Path, version: str, variant: Variant) -> None:
-    for stale in ("release", "_build", "source.sha256", f"hello-{version}.tar.gz"):
-        path = entry / stale
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    _mix_release(entry, version, variant)
-    (entry / "source.sha256").write_text(source_digest())
-
-
-def _mix_release(entry: Path, version: str, variant: Variant) -> None:
-    command = ["mix", "release", "--path", str(entry / "release"), "--overwrite"]
-    env = _mix_env(entry, version, variant)
-    done = subprocess.run(
-        command, check=False, cwd=SOURCE_DIR, env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise HelloBuildError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-
-
-def _mix_env(entry: Path, version: str, variant: Variant) -> dict[str, str]:
+    """The product's own local builder, with the variant chosen by environment variables."""
+    (entry / "source.sha256").unlink(missing_ok=True)
     home = entry / "home"
     home.mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
+    env = {
         "HOME": str(home),
         "MIX_HOME": str(home / ".mix"),
         "HEX_OFFLINE": "1",
-        "MIX_ENV": "prod",
         "MIX_BUILD_PATH": str(entry / "_build"),
         "HELLO_VERSION": version,
         "HELLO_VARIANT": variant,
     }
-
-
-def _write_tarball(release: Path, target: Path) -> None:
-    partial = target.with_name(target.name + ".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for top in sorted(p for pattern in TOP_LEVEL for p in release.glob(pattern)):
-            tar.add(top, arcname=top.name)
-    partial.replace(target)
+    built = MixLocalBuilder(SOURCE_DIR, "hello", env=env, build_dir=entry).build()
+    assert built.artifact.version == version, built.artifact
+    (entry / "source.sha256").write_text(source_digest())
 
 
 @contextmanager

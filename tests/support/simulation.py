@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.popo import POPOApplicationRecorder
+
 from edeliver.adapters.event_store import store_settings
 from edeliver.adapters.fakes import (
     CrashingSave,
@@ -21,6 +24,17 @@ from edeliver.core.deployment import Deployment
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
+
+
+class _SharedRecorderDeployments(Deployments):
+    """Deployments on a recorder that outlives the application, like a database does."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self._shared = recorder
+        super().__init__(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        return self._shared
 
 
 def config_text(
@@ -57,15 +71,25 @@ class Simulation:
     trace: list[tuple[Any, ...]] = field(default_factory=list)
     store: InMemoryReleaseStore = field(default_factory=InMemoryReleaseStore)
     clock: FakeClock = field(default_factory=FakeClock)
+    recorder: ApplicationRecorder | None = None
 
     @classmethod
-    def create(cls, directory: Path, nodes: int, **policy: Any) -> Simulation:
+    def create(
+        cls, directory: Path, nodes: int, *, in_memory: bool = False, **policy: Any
+    ) -> Simulation:
         config = parse_config(config_text(nodes, **policy), "edeliver.toml")
         hosts = {name: FakeHost() for name in config.nodes}
-        return cls(config, directory / "events.db", hosts)
+        recorder = POPOApplicationRecorder() if in_memory else None
+        return cls(config, directory / "events.db", hosts, recorder=recorder)
 
     def deployments(self) -> Deployments:
-        """A fresh application on the stored events, as a new deployer process would open."""
+        """A fresh application on the stored events, as a new deployer process would open.
+
+        On SQLite by default; `in_memory` simulations share one in-memory recorder instead (the
+        events still go through the JSON mapper), which makes property tests several times faster.
+        """
+        if self.recorder is not None:
+            return _SharedRecorderDeployments(self.recorder)
         return Deployments(env=store_settings(self.db.parent, f"sqlite:///{self.db}", {}))
 
     def services(self, deployments: Deployments, crash_after: int | None = None) -> Services:

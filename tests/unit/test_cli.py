@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
 from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.fakes import (
     CrashingSave,
@@ -21,8 +23,6 @@ from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Platform
 from edeliver.core.rollout import Services
-from typer.testing import CliRunner
-
 from tests.support.simulation import artifact, config_text
 
 runner = CliRunner()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from edeliver.core.config import Policy, parse_config
 from edeliver.core.errors import ConfigError, NotFoundError
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edeliver.adapters.fakes import FakeHost, SimulatedCrash
-from edeliver.core.config import FALLBACKS, STRATEGIES
-from edeliver.core.deployment import Deployment
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from edeliver.adapters.fakes import FakeHost, SimulatedCrash
+from edeliver.core.config import FALLBACKS, STRATEGIES
+from edeliver.core.deployment import Deployment
 from tests.support.simulation import Simulation
 
 EXAMPLES_PER_COMBINATION = 300
@@ -54,6 +54,7 @@ class RolloutMachine(RuleBasedStateMachine):
             fallback=self.fallback,
             max_parallel=max_parallel,
             max_failures=max_failures,
+            in_memory=True,
         )
         self.nodes = list(self.sim.config.nodes)
 

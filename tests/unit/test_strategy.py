@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from edeliver.core.config import Policy
 from edeliver.core.lifecycle import IllegalTransition, next_state, triggers_from
 from edeliver.core.strategy import (

@@ -4,9 +4,22 @@ defmodule Hello.Application do
 
   @impl true
   def start(_type, _args) do
-    case Application.fetch_env!(:hello, :variant) do
-      :broken -> {:error, :broken_on_purpose}
-      :good -> start_tree()
+    cond do
+      Application.fetch_env!(:hello, :variant) == :broken -> {:error, :broken_on_purpose}
+      refused_on_this_node?() -> {:error, {:refused_on_this_node, Hello.version()}}
+      true -> start_tree()
+    end
+  end
+
+  # Tests make one chosen node refuse to boot one chosen version: the node's
+  # <deploy path>/shared/hello.refuse holds that version. RELEASE_ROOT is
+  # <deploy path>/releases/<version>, so shared/ is two levels up.
+  defp refused_on_this_node? do
+    root = System.get_env("RELEASE_ROOT", File.cwd!())
+
+    case File.read(Path.expand("../../shared/hello.refuse", root)) do
+      {:ok, text} -> String.trim(text) == Hello.version()
+      {:error, _} -> false
     end
   end
 

@@ -1,0 +1,96 @@
+"""Local builds: `mix release` in the app's directory, packed as the tarball nodes unpack.
+
+The release is built into `.deliver/build/release` (never into a directory a node runs from)
+and packed with entries `bin/ erts-*/ lib/ releases/`, without a `./` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edeliver.core.errors import EdeliverError
+from edeliver.core.model import Artifact, Platform
+
+BUILD_DIR = Path(".deliver/build")
+_LOG_TAIL = 20
+
+
+class BuildFailed(EdeliverError):
+    """The build command failed; the message carries the tail of its output."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A release tarball on this machine and what the store needs to know of it."""
+
+    tarball: Path
+    artifact: Artifact
+
+
+def local_platform() -> Platform:
+    """This machine's platform, in the form node probes report (`uname -s` lowered, `uname -m`)."""
+    libc, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "unknown ").partition(" ")
+    return Platform(platform.system().lower(), platform.machine(), libc, version)
+
+
+class MixLocalBuilder:
+    """Builds the app's release with the local `mix`, MIX_ENV=prod."""
+
+    def __init__(
+        self,
+        project: Path,
+        app: str,
+        env: Mapping[str, str] | None = None,
+        build_dir: Path | None = None,
+    ) -> None:
+        self.project, self.app, self.env = project, app, dict(env or {})
+        self.build_dir = build_dir or project / BUILD_DIR
+
+    def build(self) -> Built:
+        release = self.build_dir / "release"
+        self._mix("release", "--path", str(release), "--overwrite")
+        version = release_version(release)
+        tarball = self.build_dir / f"{self.app}-{version}.tar.gz"
+        pack_release(release, tarball)
+        artifact = Artifact(
+            self.app, version, sha256="", size=0, platform=local_platform(), location=str(tarball)
+        )
+        return Built(tarball, artifact)
+
+    def _mix(self, *args: str) -> None:
+        if shutil.which("mix") is None:
+            raise BuildFailed(
+                "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
+            )
+        env = {**os.environ, "MIX_ENV": "prod", **self.env}
+        done = subprocess.run(
+            ["mix", *args], cwd=self.project, env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-_LOG_TAIL:])
+            raise BuildFailed(f"mix {' '.join(args)} failed in {self.project}:\n{tail}")
+
+
+def release_version(release: Path) -> str:
+    """The version a release root boots: the second word of releases/start_erl.data."""
+    try:
+        return (release / "releases" / "start_erl.data").read_text().split()[1]
+    except (OSError, IndexError) as error:
+        raise BuildFailed(f"{release} is not a complete release: {error}") from None
+
+
+def pack_release(release: Path, tarball: Path) -> None:
+    """gzip tar of the release root's top-level dirs, renamed into place when complete."""
+    partial = tarball.with_name(tarball.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
+        for entry in sorted(release.iterdir()):
+            if entry.name in ("bin", "lib", "releases") or entry.name.startswith("erts-"):
+                archive.add(entry, arcname=entry.name)
+    partial.replace(tarball)

@@ -1,0 +1,452 @@
+"""The node side of the asyncssh NodeShell: POSIX `sh` scripts and the parsers of their output.
+
+Pure functions only (no I/O), so every script and parser is testable as a table. Layout on a
+node (DESIGN §6), `P` being the node's deploy path:
+
+    P/releases/<version>/              complete release roots, renamed into place once unpacked
+    P/releases/.<version>.partial/     an unpack in progress: never booted, never listed
+    P/current -> releases/<version>    switched by rename: `ln -sfn` to a temp link, `mv -T`
+    P/shared/                          files that outlive releases
+    P/.edeliver/uploads/<app>-<version>.tar.gz   verified uploads (`.partial` until verified)
+    P/.edeliver/last                   the last activation or rollback: version, previous, time
+    P/.edeliver/start.log              output of the start and stop commands
+
+The running version is read from `/proc/<pid>/cmdline` of the BEAM VM (`beam.smp ... -root
+<release root> ... -boot <root>/releases/<vsn>/start`): no second VM is started, and since the
+mix release scripts resolve their root with `pwd -P`, `-root` is the physical release dir, not
+`current`. `/proc` is Linux-only; elsewhere no VM is ever seen running.
+
+Every value put into a script goes through `shlex.quote`; scripts run under `sh`, never the
+user's login shell (see `REMOTE_SH`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import posixpath
+import re
+import shlex
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from edeliver.core.model import NodeFacts, Platform
+
+# The only command line sent to the login shell: it reads the script from stdin, then runs it
+# with `sh`. Reading it whole first leaves no script on stdin for the commands it starts, and
+# this line means the same in sh, bash, zsh and fish.
+REMOTE_SH = "sh -c 'eval \"$(cat)\"'"
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
+q = shlex.quote
+
+_RPC_HEALTH = (
+    'case List.keyfind(Application.started_applications(), :"{app}", 0) do '
+    '{{_, _, vsn}} -> IO.puts(vsn); nil -> raise "{app} is not started" end'
+)
+# `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its
+# supervision tree is up), at ~0.35 s a call.
+RPC_HEALTH = "bin/{app} rpc " + q(_RPC_HEALTH)
+# erlexec starts epmd through `sh -c` with the release path unquoted, which fails when the deploy
+# path has a space or a quote; so start the release's own epmd first, quoted (a no-op when one
+# already listens on ERL_EPMD_PORT).
+MIX_START = 'for e in erts-*/bin/epmd; do "$e" -daemon; done >/dev/null 2>&1; bin/{app} daemon'
+# The status file examples/hello writes once its tree is up (and removes when stopping): no VM.
+STATUS_FILE_HEALTH = 'f=tmp/{app}.status; test -f "$f" && kill -0 "$(sed -n s/^pid=//p "$f")"'
+
+
+@dataclass(frozen=True)
+class ReleaseCommands:
+    """How to start, stop and health-check a release; run from its root, `{app}` filled in.
+
+    `health` exits 0 once the app is up; whether the right version runs is checked apart.
+    """
+
+    start: str = MIX_START
+    stop: str = "bin/{app} stop"
+    health: str = RPC_HEALTH
+
+    def render(self, template: str, app: str) -> str:
+        return template.format(app=q(app))
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A BEAM VM running from a release under the deploy path."""
+
+    pid: int
+    root: str
+    version: str
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What the probe script saw: the facts, plus what the steps need to decide."""
+
+    facts: NodeFacts
+    vms: tuple[Vm, ...]
+    releases_by_age: tuple[str, ...]  # newest first (mtime)
+    last: dict[str, str]  # P/.edeliver/last
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        return tuple(vm.version for vm in self.vms)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one app on one node; every script starts with them as shell variables."""
+
+    path: str
+    app: str
+
+    def __post_init__(self) -> None:
+        if not APP_NAME.match(self.app):
+            raise ValueError(f"app name {self.app!r} is not a plain lower-case OTP app name")
+        if not self.path or "\n" in self.path:
+            raise ValueError(f"bad deploy path {self.path!r}")
+
+    def upload(self, version: str) -> str:
+        return f"{self.path}/.edeliver/uploads/{self.upload_name(version)}"
+
+    def upload_name(self, version: str) -> str:
+        return f"{self.app}-{checked_version(version)}.tar.gz"
+
+    def prelude(self) -> str:
+        return (
+            "set -u\n"
+            f"P={q(self.path)}\nAPP={q(self.app)}\n"
+            'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
+            'PHYS=$(cd "$P" 2>/dev/null && pwd -P) || PHYS=\n'
+            # A complete release of version $1: renamed into place with its boot files.
+            'complete() { [ -d "$R/$1/bin" ] && [ -d "$R/$1/releases/$1" ]; }\n'
+        )
+
+
+def checked_version(version: str) -> str:
+    if not VERSION.match(version):
+        raise ValueError(f"version {version!r} is not usable as a directory name")
+    return version
+
+
+# -- probe -------------------------------------------------------------------------------------
+
+_VMS = r"""
+vms() {
+  [ -n "$PHYS" ] || return 0
+  for f in $(grep -a -l -F -e "$PHYS/releases/" /proc/[0-9]*/cmdline 2>/dev/null); do
+    printf 'vm=%s\037' "$f"; tr '\0\n' '\037 ' <"$f" 2>/dev/null; echo
+  done
+}
+"""
+
+
+def probe_script(layout: Layout) -> str:
+    """Platform, free disk, current, complete releases (newest first), last record, VMs."""
+    return (
+        layout.prelude()
+        + _VMS
+        + r"""
+echo "os=$(uname -s)"
+echo "arch=$(uname -m)"
+echo "getconf=$(getconf GNU_LIBC_VERSION 2>/dev/null)"
+echo "ldd=$(ldd --version 2>&1 | head -n 2 | tr '\n' ' ')"
+d=$P; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+echo "free_kb=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 {print $4}')"
+echo "current=$(readlink "$P/current" 2>/dev/null)"
+echo "phys=$PHYS"
+if [ -d "$R" ]; then
+  ls -1t "$R" | while IFS= read -r n; do if complete "$n"; then echo "release=$n"; fi; done
+fi
+if [ -f "$S/last" ]; then sed 's/^/last./' "$S/last"; fi
+vms
+"""
+    )
+
+
+def parse_probe(output: str) -> NodeState:
+    fields: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields.setdefault(key, []).append(value)
+
+    def one(key: str) -> str:
+        return fields.get(key, [""])[-1].strip()
+
+    phys = one("phys")
+    vms = tuple(vm for line in fields.get("vm", []) if (vm := parse_vm(line, phys)))
+    current = posixpath.basename(one("current").rstrip("/")) or None
+    releases = tuple(fields.get("release", []))
+    free_kb = one("free_kb")
+    platform = Platform(one("os").lower(), one("arch"), *parse_libc(one("getconf"), one("ldd")))
+    running = _running_version(vms, current)
+    facts = NodeFacts(
+        platform=platform,
+        free_bytes=int(free_kb) * 1024 if free_kb.isdigit() else 0,
+        running_version=running,
+        current_version=current,
+        releases=tuple(sorted(releases)),
+    )
+    last = {k.removeprefix("last."): v[-1] for k, v in fields.items() if k.startswith("last.")}
+    return NodeState(facts, vms, releases, last)
+
+
+def _running_version(vms: Sequence[Vm], current: str | None) -> str | None:
+    versions = [vm.version for vm in vms]
+    if current in versions:
+        return current
+    return versions[0] if versions else None
+
+
+def parse_libc(getconf: str, ldd: str) -> tuple[str, str]:
+    """("glibc", "2.36") from `getconf GNU_LIBC_VERSION`, else from `ldd --version` (musl)."""
+    if match := re.match(r"glibc\s+(\S+)", getconf.strip()):
+        return "glibc", match.group(1)
+    if match := re.search(r"(?:GLIBC|GNU libc)[^)]*\)\s+(\d+(?:\.\d+)+)", ldd):
+        return "glibc", match.group(1)
+    if "musl" in ldd and (match := re.search(r"Version\s+(\S+)", ldd)):
+        return "musl", match.group(1)
+    return "", ""
+
+
+def parse_vm(line: str, phys: str) -> Vm | None:
+    """A `vm=` line (`/proc/<pid>/cmdline` then argv, split by \\x1f) as a Vm, if it is a BEAM
+    started from `<phys>/releases/<dir>`."""
+    proc, *argv = line.split("\x1f")
+    pid = proc.removeprefix("/proc/").removesuffix("/cmdline")
+    if not (pid.isdigit() and argv and phys):
+        return None
+    if not posixpath.basename(argv[0]).startswith("beam"):
+        return None
+    root, boot = _arg_after(argv, "-root"), _arg_after(argv, "-boot")
+    if root is None or posixpath.dirname(root) != f"{phys}/releases":
+        return None
+    version = posixpath.basename(root)
+    if boot and boot.startswith(f"{root}/releases/"):
+        version = posixpath.basename(posixpath.dirname(boot))  # the version it booted
+    return Vm(int(pid), root, version)
+
+
+def _arg_after(argv: Sequence[str], flag: str) -> str | None:
+    for before, value in itertools.pairwise(argv):
+        if before == flag:
+            return value
+    return None
+
+
+# -- prepare -----------------------------------------------------------------------------------
+
+
+def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
+    """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
+    return layout.prelude() + (
+        f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
+        'mkdir -p "$U" || exit 3\n'
+        'if [ -f "$F" ]; then\n'
+        '  [ "$(sha256sum <"$F" | cut -c1-64)" = "$SHA" ] && { echo done; exit 0; }\n'
+        '  rm -f "$F"\n'
+        "fi\n"
+        'if [ -f "$F.partial" ]; then echo "partial=$(wc -c <"$F.partial")"; fi\n'
+    )
+
+
+def finish_upload_script(layout: Layout, version: str, sha256: str) -> str:
+    """Hash the partial upload on the node: rename it if it matches, else delete it (exit 4)."""
+    return layout.prelude() + (
+        f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
+        'got=$(sha256sum <"$F.partial" | cut -c1-64) || exit 3\n'
+        'if [ "$got" = "$SHA" ]; then mv -f "$F.partial" "$F" && exit 0; exit 3; fi\n'
+        'rm -f "$F.partial"; echo "$got"; exit 4\n'
+    )
+
+
+# -- install -----------------------------------------------------------------------------------
+
+
+def install_state_script(layout: Layout, version: str) -> str:
+    """`installed`, `missing` (no verified upload), or `listing` then `tar -tzvf` of it."""
+    return layout.prelude() + (
+        f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
+        'if complete "$V"; then echo installed; exit 0; fi\n'
+        'if [ ! -f "$F" ]; then echo missing; exit 0; fi\n'
+        'echo listing; tar -tzvf "$F" || exit 5\n'
+    )
+
+
+def unpack_script(layout: Layout, version: str) -> str:
+    """Unpack into releases/.<v>.partial, check it is that release, rename it into place."""
+    return layout.prelude() + (
+        f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
+        'T="$R/.$V.partial"; D="$R/$V"\n'
+        'rm -rf "$T" && mkdir -p "$T" || exit 3\n'
+        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n'
+        'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
+        '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
+        "fi\n"
+        'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+    )
+
+
+def unsafe_entries(listing: Iterable[str]) -> list[str]:
+    """The entries of a `tar -tzvf` listing that could write outside the unpack dir."""
+    problems = []
+    for line in listing:
+        parts = line.split(None, 5)
+        if not line.strip():
+            continue
+        if len(parts) < 6:
+            problems.append(f"unreadable entry {line!r}")
+            continue
+        kind, rest = parts[0][:1], parts[5]
+        if problem := _entry_problem(kind, rest):
+            problems.append(problem)
+    return problems
+
+
+def _entry_problem(kind: str, rest: str) -> str | None:
+    name, target, problem = rest, "", None
+    if kind in ("l", "h"):
+        arrow = " -> " if kind == "l" else " link to "
+        name, sep, target = rest.partition(arrow)
+        if not sep or arrow in target:
+            problem = f"ambiguous link entry {rest!r}"
+    elif kind not in ("-", "d"):
+        problem = f"special file {rest!r}"
+    if problem is None and _outside(name):
+        problem = f"path outside the release: {name!r}"
+    elif problem is None and kind == "h" and _outside(target):
+        problem = f"hard link {name!r} to a path outside the release: {target!r}"
+    elif problem is None and kind == "l" and _link_leaves(name, target):
+        problem = f"symlink {name!r} points outside the release: {target!r}"
+    return problem
+
+
+def _outside(member: str) -> bool:
+    return member.startswith("/") or ".." in member.split("/")
+
+
+def _link_leaves(name: str, target: str) -> bool:
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name.rstrip("/")), target))
+    return target.startswith("/") or resolved == ".." or resolved.startswith("../")
+
+
+# -- activate, roll back, verify ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One run of the lifecycle script: stop `stop`, point current at `to` and start it."""
+
+    stop: tuple[Vm, ...] = ()
+    to: str | None = None  # None: remove current, start nothing
+    start: bool = True
+    record: tuple[str, str, str, str] | None = None  # step, version, previous, sha256
+    remove: tuple[str, ...] = ()  # versions whose release dir, partial and upload go
+
+
+def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds: float) -> str:
+    stop = commands.render(commands.stop, layout.app)
+    start = commands.render(commands.start, layout.app)
+    return f"""
+alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdline" 2>/dev/null; }}
+gone_within() {{  # pid tenths-of-seconds
+  n=0; while alive "$1"; do [ "$n" -ge "$2" ] && return 1; sleep 0.1; n=$((n + 1)); done
+}}
+stop_vm() {{  # pid root: the stop command from the VM's own root, then TERM, then KILL
+  if [ -d "$2" ]; then (cd "$2" && {stop}) >>"$S/start.log" 2>&1 </dev/null; fi
+  gone_within "$1" {max(1, round(stop_seconds * 10))} && return 0
+  kill -TERM "$1" 2>/dev/null; gone_within "$1" 50 && return 0
+  kill -KILL "$1" 2>/dev/null; gone_within "$1" 50 && return 0
+  echo "could not stop the VM $1 running from $2" >&2; exit 4
+}}
+switch() {{ ln -sfn "releases/$1" "$S/current.new" && mv -fT "$S/current.new" "$P/current"; }}
+start_current() {{
+  echo "--- start $(readlink "$P/current") $(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$S/start.log"
+  (cd "$P/current" && {start}) >>"$S/start.log" 2>&1 </dev/null && return 0
+  echo "the start command failed; .edeliver/start.log ends:" >&2
+  tail -n 20 "$S/start.log" >&2; exit 5
+}}
+record() {{  # step version previous sha256
+  printf 'step=%s\\nversion=%s\\nprevious=%s\\nsha256=%s\\nat=%s\\n' "$1" "$2" "$3" "$4" \\
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$S/last.new" && mv -f "$S/last.new" "$S/last"
+}}
+"""
+
+
+def switch_script(
+    layout: Layout, commands: ReleaseCommands, switch: Switch, stop_seconds: float = 30.0
+) -> str:
+    """Stop, switch current (or remove it), start, record, remove: each part skipped when done."""
+    lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
+    lines.append('mkdir -p "$S" || exit 3')
+    if switch.to is not None:
+        to = q(checked_version(switch.to))
+        lines.append(
+            f'complete {to} || {{ echo "release "{to}" is not on the node" >&2; exit 3; }}'
+        )
+    lines += [f"stop_vm {vm.pid} {q(vm.root)}" for vm in switch.stop]
+    if switch.record:
+        lines.append("record " + " ".join(q(v) for v in switch.record) + " || exit 3")
+    if switch.to is None:
+        lines.append('rm -f "$P/current" || exit 3')
+    else:
+        to = q(switch.to)
+        lines.append(f'switch {to} && touch "$R/"{to} || exit 3')
+        if switch.start:
+            lines.append("start_current")
+    for version in switch.remove:
+        upload = q(layout.upload_name(version))
+        partial = q(f".{version}.partial")
+        lines.append(f'rm -rf "$R/"{q(version)} "$R/"{partial} "$U/"{upload} "$U/"{upload}.partial')
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Health:
+    """One health poll: what runs, where current points, what the health command said."""
+
+    running: tuple[str, ...]
+    current: str | None
+    code: int
+    said: str
+
+
+def health_script(layout: Layout, commands: ReleaseCommands) -> str:
+    """The running VMs and current (as in the probe), then the health command's exit code and
+    last lines."""
+    health = commands.render(commands.health, layout.app)
+    return (
+        layout.prelude()
+        + _VMS
+        + (
+            'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\nvms\n'
+            f'out=$(cd "$P/current" 2>&1 && {{ {health} ; }} 2>&1 </dev/null); rc=$?\n'
+            "printf '%s\\n' \"$out\" | tail -n 5 | sed 's/^/health=/'\n"
+            'echo "health_rc=$rc"\n'
+        )
+    )
+
+
+def parse_health(output: str) -> Health:
+    state = parse_probe(output)
+    said, code = [], 1
+    for line in output.splitlines():
+        if line.startswith("health="):
+            said.append(line.removeprefix("health="))
+        elif line.startswith("health_rc=") and line[10:].isdigit():
+            code = int(line[10:])
+    return Health(state.running, state.facts.current_version, code, "\n".join(said))
+
+
+def log_tail_script(layout: Layout, lines: int = 30) -> str:
+    """The end of the newest `erlang.log.*` of the release current points to."""
+    return layout.prelude() + (
+        'f=$(ls -t "$P/current/tmp/log"/erlang.log.* 2>/dev/null | head -n 1)\n'
+        f'if [ -n "$f" ]; then echo "$f:"; tail -n {int(lines)} "$f"; fi\n'
+    )
+
+
+def prune(releases_newest_first: Sequence[str], keep: int, protected: Collection[str]) -> list[str]:
+    """The releases to delete: all but the `keep` newest, never a protected one."""
+    return [r for i, r in enumerate(releases_newest_first) if i >= keep and r not in protected]

@@ -1,0 +1,436 @@
+"""The NodeShell port over asyncssh: full-release deploys to a node's deploy path (DESIGN §6).
+
+One SSH connection per node carries every step; each step is one or two remote `sh` scripts
+(`node_scripts`) plus SFTP for the upload. Host keys are always verified, against the given
+known_hosts file or else the user's OpenSSH ones (~/.ssh/config's UserKnownHostsFile, else
+~/.ssh/known_hosts); a config that turns checking off is ignored. sshd's defaults are
+respected: at most `channels` sessions per connection (MaxSessions 10) and `connect_limit`
+connects at once in flight (MaxStartups 10:30:100), both retried with backoff when refused.
+Errors of asyncssh become ours in `_error` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+
+from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import (
+    EdeliverError,
+    HostKeyError,
+    NodeError,
+    NodeUnreachable,
+    StepTimeout,
+)
+from edeliver.core.model import Artifact, NodeFacts
+
+__all__ = [
+    "AsyncsshNodeShell",
+    "AsyncsshNodeShells",
+    "ReleaseCommands",
+    "fetch_host_key",
+    "pin_host_key",
+]
+
+Progress = Callable[[str, int, int], None]  # node, bytes sent, total
+T = TypeVar("T")
+_RETRIES = 4
+_CHUNK = 4 * 1024 * 1024  # read locally per write; asyncssh splits it into parallel requests
+# A VM exists from the moment `daemon` returns; seen nowhere this long, it is not coming up.
+_GONE_AFTER = 3.0
+
+
+class AsyncsshNodeShells:
+    """Opens one verified SSH connection per node and wraps it in an AsyncsshNodeShell."""
+
+    def __init__(
+        self,
+        known_hosts: str | None = None,
+        commands: ReleaseCommands | None = None,
+        keep_releases: int = 5,
+        *,
+        ssh_config: Sequence[str] | None = None,
+        connect_limit: int = 8,
+        channels: int = 8,
+        connect_timeout: float = 20.0,
+        command_timeout: float = 600.0,
+        verify_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+        poll_interval: float = 0.5,
+        progress: Progress | None = None,
+    ) -> None:
+        if keep_releases < 1:
+            raise ValueError("keep_releases must be at least 1")
+        self.known_hosts, self.commands = known_hosts, commands or ReleaseCommands()
+        self.keep_releases, self.ssh_config = keep_releases, ssh_config
+        self.channels, self.connect_timeout = channels, connect_timeout
+        self.command_timeout, self.verify_timeout = command_timeout, verify_timeout
+        self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
+        self._connects = asyncio.Semaphore(connect_limit)
+
+    async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
+        return AsyncsshNodeShell(node, self, await self.connect(node))
+
+    async def connect(self, node: NodeConfig) -> asyncssh.SSHClientConnection:
+        """Connect with retries; NodeUnreachable / HostKeyError naming the node on failure."""
+        known = _KnownHosts(self._known_hosts_files(node))
+        for attempt in range(_RETRIES):
+            client = _HostKeyCatcher()
+            try:
+                async with self._connects:
+                    return await asyncssh.connect(
+                        node.host, node.port, username=node.user or (),
+                        client_keys=[node.identity_file] if node.identity_file else (),
+                        known_hosts=known.match, client_factory=lambda c=client: c,
+                        config=self._config(), connect_timeout=self.connect_timeout,
+                        keepalive_interval=15, keepalive_count_max=3,
+                    )  # fmt: skip
+            except (asyncssh.Error, OSError) as error:
+                if not (_retryable(error) and attempt + 1 < _RETRIES):
+                    raise _error(node, error, "connecting", known, client.offered) from error
+            await _backoff(attempt)
+        raise AssertionError("unreachable")
+
+    def _config(self) -> Sequence[str] | tuple[()]:
+        return () if self.ssh_config is None else self.ssh_config
+
+    def _known_hosts_files(self, node: NodeConfig) -> list[str]:
+        if self.known_hosts is not None:
+            return [self.known_hosts]
+        options = asyncssh.SSHClientConnectionOptions(
+            host=node.host, port=node.port, config=self._config(), client_keys=None
+        )
+        configured = options.known_hosts
+        if isinstance(configured, list | tuple) and configured:
+            return [str(Path(str(f)).expanduser()) for f in configured]
+        return [str(Path("~/.ssh/known_hosts").expanduser())]  # never unchecked
+
+
+class AsyncsshNodeShell:
+    """The lifecycle steps on one node, over one connection; every step is idempotent."""
+
+    def __init__(
+        self, node: NodeConfig, shells: AsyncsshNodeShells, conn: asyncssh.SSHClientConnection
+    ) -> None:
+        self.name, self.node, self._shells, self._conn = node.name, node, shells, conn
+        self._channels = asyncio.Semaphore(shells.channels)
+
+    # -- the port ----------------------------------------------------------------------------
+
+    async def probe(self) -> NodeFacts:
+        return (await self._state()).facts
+
+    async def prepare(self, artifact: Artifact) -> None:
+        layout = self._layout(artifact)
+        said = await self._script(ns.upload_state_script(layout, artifact.version, artifact.sha256))
+        if said.strip() == "done":
+            return
+        offset = int(said.partition("partial=")[2] or 0)
+        await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
+        finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
+        result = await self._run(finish, check=False)
+        if result.exit_status == 4:
+            got = str(result.stdout).strip()
+            raise NodeError(
+                f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
+                f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
+            )
+        self._check(result, f"verifying the upload of {artifact.name}")
+
+    async def install(self, artifact: Artifact) -> None:
+        layout = self._layout(artifact)
+        said = await self._script(ns.install_state_script(layout, artifact.version))
+        state, _, listing = said.partition("\n")
+        if state == "installed":
+            return
+        if state == "missing":
+            raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
+        if problems := ns.unsafe_entries(listing.splitlines()):
+            raise NodeError(
+                f"{self.name}: refusing to unpack {artifact.name}: " + "; ".join(problems[:5])
+            )
+        await self._script(ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}")
+
+    async def activate(self, artifact: Artifact) -> None:
+        layout, v = self._layout(artifact), artifact.version
+        state = await self._state()
+        if state.facts.current_version == v and state.running == (v,):
+            return
+        if v not in state.facts.releases:
+            raise NodeError(f"{self.name}: release {v} is not installed: run install first")
+        old = state.facts.current_version
+        # Re-run after the switch: the previous one is the one recorded when switching to v.
+        recorded = state.last.get("previous") if state.last.get("version") == v else None
+        previous = old if old != v else recorded or None
+        record = ("activate", v, previous or "", artifact.sha256) if old != v else None
+        newest_first = (v, *(r for r in state.releases_by_age if r != v))
+        keep = {v, *state.running, *([previous] if previous else [])}
+        remove = ns.prune(newest_first, self._shells.keep_releases, keep)
+        await self._switch(layout, Switch(state.vms, v, True, record, tuple(remove)), "activating")
+
+    async def verify(self, artifact: Artifact) -> None:
+        await self._wait_healthy(self._layout(artifact), artifact.version)
+
+    async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        layout, v = self._layout(artifact), artifact.version
+        state = await self._state()
+        remove = () if v == previous else (v,)
+        if previous is None:
+            switch = Switch(state.vms, None, False, ("roll_back", "", "", ""), remove)
+        elif previous not in state.facts.releases:
+            raise NodeError(f"{self.name}: cannot roll back to {previous}: it is not on the node")
+        else:
+            done = state.facts.current_version == previous and state.running == (previous,)
+            stop = () if done else state.vms
+            switch = Switch(stop, previous, not done, ("roll_back", previous, "", ""), remove)
+        await self._switch(layout, switch, f"rolling back to {previous or 'nothing'}")
+        if previous is not None:
+            await self._wait_healthy(layout, previous)
+
+    async def close(self) -> None:
+        self._conn.close()
+        with suppress(Exception):
+            await self._conn.wait_closed()
+
+    # -- steps' parts ------------------------------------------------------------------------
+
+    def _layout(self, artifact: Artifact) -> Layout:
+        try:
+            return Layout(self.node.path, artifact.app)
+        except ValueError as error:
+            raise NodeError(f"{self.name}: {error}") from None
+
+    async def _state(self) -> NodeState:
+        # The probe reads no app-specific path: any valid app name will do.
+        return ns.parse_probe(await self._script(ns.probe_script(Layout(self.node.path, "app"))))
+
+    async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
+        shells = self._shells
+        script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout)
+        await self._script(script, doing)
+
+    async def _wait_healthy(self, layout: Layout, version: str) -> None:
+        """Poll until one VM runs `version` and the health command passes; else fail with logs."""
+        loop, shells = asyncio.get_running_loop(), self._shells
+        deadline = seen = loop.time()
+        deadline += shells.verify_timeout
+        script = ns.health_script(layout, shells.commands)
+        while True:
+            health = ns.parse_health(await self._script(script, check=False))
+            if health.running == (version,) and health.code == 0:
+                return
+            now = loop.time()
+            seen = now if health.running else seen
+            why = (
+                f"current is {health.current or 'missing'}" if health.current != version
+                else "no VM runs" if now - seen > _GONE_AFTER
+                else f"not healthy after {shells.verify_timeout:g}s" if now > deadline
+                else None
+            )  # fmt: skip
+            if why:
+                raise NodeError(await self._unhealthy(layout, version, health, why))
+            await asyncio.sleep(shells.poll_interval)
+
+    async def _unhealthy(self, layout: Layout, version: str, health: ns.Health, why: str) -> str:
+        log = await self._script(ns.log_tail_script(layout), check=False)
+        return (
+            f"{self.name}: {version} did not come up ({why}; running: "
+            f"{', '.join(health.running) or 'nothing'}); health check said:\n"
+            f"{health.said or '(nothing)'}\nlog {log.strip() or '(none found)'}"
+        )
+
+    async def _upload(self, artifact: Artifact, remote: str, offset: int) -> None:
+        local = Path(artifact.location)
+        if not local.is_file():
+            raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
+        total = local.stat().st_size
+        offset = offset if 0 < offset <= total else 0
+        await self._on_channel(
+            f"uploading {artifact.name}", lambda: self._send(local, remote, offset, total)
+        )
+
+    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+        """Write `local` from `offset` on into `remote` (created, or resumed where it ends)."""
+        mode = "r+b" if offset else "wb"
+        async with self._conn.start_sftp_client() as sftp, sftp.open(remote, mode) as target:
+            with local.open("rb") as source:
+                source.seek(offset)
+                while chunk := source.read(_CHUNK):
+                    await target.write(chunk, offset)
+                    offset += len(chunk)
+                    if self._shells.progress:
+                        self._shells.progress(self.name, offset, total)
+
+    # -- running scripts ---------------------------------------------------------------------
+
+    async def _script(self, script: str, doing: str = "", *, check: bool = True) -> str:
+        result = await self._run(script, check=False)
+        if check:
+            self._check(result, doing or "probing")
+        return str(result.stdout)
+
+    async def _run(self, script: str, *, check: bool) -> asyncssh.SSHCompletedProcess:
+        timeout = self._shells.command_timeout
+        return await self._on_channel(
+            "running a script",
+            lambda: self._conn.run(ns.REMOTE_SH, input=script, check=check, timeout=timeout),
+        )
+
+    def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
+        if result.exit_status != 0:
+            detail = (str(result.stderr or "").strip() or str(result.stdout or "").strip())[-2000:]
+            raise NodeError(
+                f"{self.name}: {doing} failed (exit {result.exit_status}): {detail or 'no output'}"
+            )
+
+    async def _on_channel(self, doing: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Run `action` in a channel slot (reconnecting if the connection was lost), with
+        refused channel opens retried with backoff and errors mapped to ours."""
+        async with self._channels:
+            for attempt in range(_RETRIES):
+                if self._conn.is_closed():
+                    self._conn = await self._shells.connect(self.node)
+                try:
+                    return await action()
+                except asyncssh.ChannelOpenError as error:
+                    if attempt + 1 == _RETRIES:
+                        raise _error(self.node, error, doing) from error
+                except (asyncssh.Error, OSError) as error:
+                    raise _error(self.node, error, doing) from error
+                await _backoff(attempt)
+        raise AssertionError("unreachable")
+
+
+# -- host keys ---------------------------------------------------------------------------------
+
+
+class _KnownHosts:
+    """The known_hosts files, read once per connect; remembers whether the host had keys."""
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.files = list(files)
+        self.known = asyncssh.SSHKnownHosts()
+        for file in self.files:
+            if os.path.isfile(file):
+                self.known.load(Path(file).read_text())
+        self.host_had_keys = False
+
+    def match(self, host: str, addr: str, port: int | None) -> Any:
+        found = self.known.match(host, addr, port)
+        self.host_had_keys = self.host_had_keys or bool(found[0] or found[1])
+        return found
+
+
+class _HostKeyCatcher(asyncssh.SSHClient):
+    """Keeps the host key the server offered when known_hosts did not trust it; trusts none."""
+
+    offered: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.offered = key
+        return False
+
+
+async def fetch_host_key(
+    node: NodeConfig, ssh_config: Sequence[str] | None = None
+) -> tuple[str, str]:
+    """The node's host key as a known_hosts line and its fingerprint, for the user to confirm."""
+    try:
+        config = () if ssh_config is None else ssh_config
+        key = await asyncssh.get_server_host_key(node.host, node.port, config=config)
+    except (asyncssh.Error, OSError) as error:
+        raise _error(node, error, "fetching its host key") from error
+    if key is None:
+        raise NodeUnreachable(f"{node.name} ({node.host}:{node.port}) offered no host key")
+    public = " ".join(key.export_public_key().decode().split()[:2])
+    pattern = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
+    return f"{pattern} {public}", key.get_fingerprint()
+
+
+def pin_host_key(known_hosts: str | os.PathLike[str], line: str) -> None:
+    """Pin a host key: replace the lines of the same host pattern in `known_hosts`, or add it.
+
+    Lines are compared by their first field as written: hashed (`|1|...`) entries stay.
+    """
+    path = Path(known_hosts).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pattern = line.split(maxsplit=1)[0]
+    old = path.read_text().splitlines() if path.exists() else []
+    kept = [entry for entry in old if entry.split()[:1] != [pattern]]
+    path.write_text("".join(f"{entry}\n" for entry in [*kept, line]))
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def _error(
+    node: NodeConfig,
+    error: BaseException,
+    doing: str,
+    known: _KnownHosts | None = None,
+    offered: asyncssh.SSHKey | None = None,
+) -> EdeliverError:
+    """The one place where asyncssh's and the OS's errors become ours."""
+    where = f"{node.name} ({node.host}:{node.port})"
+    if isinstance(error, asyncssh.HostKeyNotVerifiable):
+        return _host_key_error(where, known, offered)
+    for kind, ours, say in _MAPPING:
+        if isinstance(error, kind):
+            return ours(f"{where}: {say(error, doing, node)}")
+    return NodeError(f"{where}: {doing} failed: {error}")
+
+
+_Say = Callable[[Any, str, NodeConfig], str]
+_Kinds = type[BaseException] | tuple[type[BaseException], ...]
+# First match wins: asyncssh.TimeoutError is a ProcessError and an OSError too.
+_MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
+    (asyncssh.PermissionDenied, NodeUnreachable,
+     lambda e, _, n: f"authentication as {n.user or 'the default user'} failed: {e.reason}"),
+    (asyncssh.TimeoutError, StepTimeout, lambda e, doing, _: f"{doing} timed out"),
+    (asyncssh.ProcessError, NodeError,
+     lambda e, doing, _: f"{doing} failed (exit {e.exit_status}): {e.stderr!s}"),
+    (asyncssh.ChannelOpenError, NodeUnreachable,
+     lambda e, doing, _: f"{doing}: the node refused a new session: {e.reason}"),
+    ((asyncssh.DisconnectError, asyncssh.SFTPConnectionLost), NodeUnreachable,
+     lambda e, doing, _: f"connection lost while {doing}: {e}"),
+    (asyncssh.SFTPError, NodeError, lambda e, doing, _: f"{doing}: SFTP error: {e.reason}"),
+    (TimeoutError, NodeUnreachable, lambda e, doing, _: f"timed out {doing}"),
+    (OSError, NodeUnreachable, lambda e, doing, _: f"cannot connect: {e.strerror or e}"),
+)  # fmt: skip
+
+
+def _host_key_error(
+    where: str, known: _KnownHosts | None, offered: asyncssh.SSHKey | None
+) -> HostKeyError:
+    files = ", ".join(known.files) if known else "known_hosts"
+    offers = f" It offers {offered.get_fingerprint()}." if offered else ""
+    if known and known.host_had_keys:
+        return HostKeyError(
+            f"{where}: the host key has CHANGED since it was pinned in {files}.{offers} This "
+            "may be a man-in-the-middle attack; if the node was reinstalled, pin its new key."
+        )
+    return HostKeyError(
+        f"{where}: unknown host key (not in {files}).{offers} Check it, then pin it with "
+        "`edeliver nodes trust ENV`."
+    )
+
+
+def _retryable(error: BaseException) -> bool:
+    """Refusals a busy sshd gives (MaxStartups drops, resets), worth another try."""
+    lost = asyncssh.ConnectionLost | asyncssh.ChannelOpenError | ConnectionResetError
+    return isinstance(error, lost)
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(0.2 * 2**attempt * (1 + random.random()))  # noqa: S311  jitter only

@@ -1,0 +1,84 @@
+"""What every command shares: the typer app, the Runtime it runs against, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from edeliver.adapters.config_file import load_config
+from edeliver.adapters.event_store import open_deployments
+from edeliver.cli.composition import real_services
+from edeliver.core.config import Config
+from edeliver.core.errors import EdeliverError
+from edeliver.core.orchestrator import Listener
+from edeliver.core.rollout import Services
+from edeliver.core.service import Deployments
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Runtime:
+    """What commands run against; tests replace the factories with fakes."""
+
+    project: Path = field(default_factory=Path.cwd)
+    services: Callable[[Path, Config, Listener | None], Services] = real_services
+    deployments: Callable[[Path], Deployments] = open_deployments
+    load_config: Callable[[Path], Config] = load_config
+    console: Console | None = None
+
+    def out(self) -> Console:
+        # Created per command, never at import time, so test runners capture it.
+        if self.console is None:
+            self.console = Console(highlight=False)
+        return self.console
+
+
+app = typer.Typer(
+    name="edeliver",
+    help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    project: Annotated[Path, typer.Option("--project", "-C", help="The app's directory.")] = Path(),
+) -> None:
+    if not isinstance(ctx.obj, Runtime):
+        ctx.obj = Runtime(project=project.resolve())
+
+
+def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except EdeliverError as error:
+            typer.echo(f"edeliver: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+def runtime_of(ctx: typer.Context) -> Runtime:
+    assert isinstance(ctx.obj, Runtime)
+    return ctx.obj
+
+
+def run(coroutine: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coroutine)

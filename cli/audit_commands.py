@@ -1,0 +1,89 @@
+"""Commands that read or settle the record: log, history, abandon."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from edeliver.adapters.clock import SystemClock
+from edeliver.cli import render
+from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.cli.composition import who
+from edeliver.core.deployment import Deployment
+from edeliver.core.service import Deployments
+
+
+@app.command()
+@exits_on_errors
+def abandon(
+    ctx: typer.Context,
+    deployment_id: str,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the history.")],
+) -> None:
+    """Give up an interrupted deployment: release its environment's lock, record why."""
+    runtime = runtime_of(ctx)
+    deployments = runtime.deployments(runtime.project)
+    try:
+        deployment = deployments.load(deployment_id)
+        at = SystemClock().now().isoformat(timespec="seconds")
+        deployments.abandon(deployment, reason, who(), at)
+    finally:
+        deployments.close()
+    runtime.out().print(f"abandoned {deployment.short_id}; {deployment.environment} is unlocked")
+
+
+@app.command()
+@exits_on_errors
+def log(
+    ctx: typer.Context,
+    deployment_id: Annotated[str | None, typer.Argument(help="Default: the latest.")] = None,
+    as_json: JsonOption = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new events.")] = False,
+) -> None:
+    """Print the events of a deployment, oldest first."""
+    runtime = runtime_of(ctx)
+    deployments = runtime.deployments(runtime.project)
+    try:
+        deployment = deployments.load(deployment_id) if deployment_id else deployments.latest()
+        seen = _print_events(deployments, deployment, 0, as_json)
+        while follow and not deployment.finished:
+            time.sleep(0.5)  # SQLite cannot push notifications; polling serves both stores
+            deployment = deployments.load(str(deployment.id))
+            seen = _print_events(deployments, deployment, seen, as_json)
+    finally:
+        deployments.close()
+
+
+def _print_events(
+    deployments: Deployments, deployment: Deployment, after: int, as_json: bool
+) -> int:
+    for domain_event in deployments.events_of(deployment.id, after):
+        record = render.event_record(domain_event)
+        typer.echo(json.dumps(record) if as_json else render.event_line(record))
+        after = record["seq"]
+        sys.stdout.flush()
+    return after
+
+
+@app.command()
+@exits_on_errors
+def history(
+    ctx: typer.Context,
+    environment: Annotated[str | None, typer.Argument(help="Default: every environment.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List deployments: who deployed what, when, and how it ended."""
+    runtime = runtime_of(ctx)
+    deployments = runtime.deployments(runtime.project)
+    try:
+        rows = [r for r in deployments.history() if environment in (None, r.environment)]
+    finally:
+        deployments.close()
+    if as_json:
+        typer.echo(json.dumps([vars(r) for r in rows]))
+    else:
+        runtime.out().print(render.history_rows(rows))

@@ -1,0 +1,111 @@
+"""Commands about the nodes themselves: status, and trusting their host keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edeliver.adapters.ssh import fetch_host_key, pin_host_key
+from edeliver.cli.app import JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.core.config import Config, NodeConfig
+from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
+from edeliver.core.ports import NodeShells
+
+nodes_app = typer.Typer(help="Manage the nodes' SSH host keys.", no_args_is_help=True)
+app.add_typer(nodes_app, name="nodes")
+
+
+@app.command()
+@exits_on_errors
+def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
+    """Per node: reachable, running version, boot version, releases on disk."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    nodes = config.nodes_of(environment)
+    services = runtime.services(runtime.project, config, None)
+    services.deployments.close()
+    rows = run(probe_all(services.shells, nodes))
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        for row in rows:
+            typer.echo(status_line(row))
+    if not all(row["reachable"] for row in rows):
+        raise typer.Exit(1)
+
+
+async def probe_all(shells: NodeShells, nodes: tuple[NodeConfig, ...]) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(_probe(shells, node) for node in nodes)))
+
+
+async def _probe(shells: NodeShells, node: NodeConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {"node": node.name, "address": node.address}
+    try:
+        shell = await shells.open(node)
+        try:
+            facts = await shell.probe()
+        finally:
+            await shell.close()
+    except EdeliverError as error:
+        return {**row, "reachable": False, "error": str(error)}
+    return {**row, "reachable": True, **facts.as_dict()}
+
+
+def status_line(row: dict[str, Any]) -> str:
+    if not row["reachable"]:
+        return f"{row['node']:<12} unreachable  {row['error']}"
+    releases = ", ".join(row["releases"]) or "none"
+    return (
+        f"{row['node']:<12} running {row['running_version'] or '-':<10} "
+        f"boots {row['current_version'] or '-':<10} releases: {releases}"
+    )
+
+
+@nodes_app.command()
+@exits_on_errors
+def trust(
+    ctx: typer.Context,
+    environment: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Pin new keys without asking.")] = False,
+) -> None:
+    """Show each node's host key fingerprint and pin the new ones; a changed key is refused."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    target = _known_hosts_file(runtime.project, config)
+    services = runtime.services(runtime.project, config, None)
+    services.deployments.close()
+    changed = []
+    for node in config.nodes_of(environment):
+        try:
+            run(_connect_and_close(services.shells, node))
+            typer.echo(f"{node.name:<12} trusted")
+            continue
+        except HostKeyChanged as error:
+            changed.append(str(error))
+            typer.echo(f"{node.name:<12} CHANGED: refused", err=True)
+            continue
+        except HostKeyError:
+            pass
+        line, fingerprint = run(fetch_host_key(node))
+        typer.echo(f"{node.name:<12} new key {fingerprint}")
+        if yes or typer.confirm(f"pin {fingerprint} for {node.name} into {target}?"):
+            pin_host_key(target, line)
+            typer.echo(f"{node.name:<12} pinned in {target}")
+    if changed:
+        raise HostKeyChanged("; ".join(changed))
+
+
+async def _connect_and_close(shells: NodeShells, node: NodeConfig) -> None:
+    await (await shells.open(node)).close()
+
+
+def _known_hosts_file(project: Path, config: Config) -> Path:
+    """Where new keys are pinned: the configured known_hosts, else the user's own."""
+    if config.known_hosts:
+        path = Path(config.known_hosts).expanduser()
+        return path if path.is_absolute() else project / path
+    return Path("~/.ssh/known_hosts").expanduser()

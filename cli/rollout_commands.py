@@ -1,0 +1,212 @@
+"""Commands that change nodes: build, deploy, resume, rollback; and plan, which shows how."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.mix_build import MixLocalBuilder
+from edeliver.cli import render
+from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import release_store, who
+from edeliver.core.config import Config
+from edeliver.core.deployment import SUCCEEDED, Deployment
+from edeliver.core.errors import UsageError
+from edeliver.core.model import Artifact
+from edeliver.core.rollout import Services, deploy, resume
+from edeliver.core.strategy import batches
+
+STEPS = {
+    "release": [
+        "upload + verify sha256",
+        "unpack beside",
+        "switch current + restart",
+        "health check",
+    ],
+    "upgrade": [
+        "upload + verify sha256",
+        "unpack_release",
+        "install_release",
+        "health check + make_permanent",
+    ],
+}
+
+
+@app.command()
+@exits_on_errors
+def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
+    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    env = config.environment(environment)
+    steps = STEPS[env.mode]
+    if as_json:
+        cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
+        typer.echo(
+            json.dumps(
+                {
+                    "environment": env.name,
+                    "mode": env.mode,
+                    "strategy": env.policy.strategy,
+                    "fallback": env.policy.fallback,
+                    "max_failures": env.policy.max_failures,
+                    "nodes": {
+                        n: config.nodes[n].address + ":" + config.nodes[n].path for n in env.nodes
+                    },
+                    "batches": cut,
+                    "steps": steps,
+                }
+            )
+        )
+        return
+    for line in render.plan_lines(config, env, steps):
+        typer.echo(line)
+
+
+@app.command(name="deploy")
+@exits_on_errors
+def deploy_command(
+    ctx: typer.Context,
+    environment: str,
+    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll a release out to ENVIRONMENT with its strategy and fallback."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, version))
+
+
+@app.command(name="resume")
+@exits_on_errors
+def resume_command(
+    ctx: typer.Context,
+    deployment_id: Annotated[
+        str | None, typer.Argument(help="Default: the one unfinished.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Continue an interrupted deployment from its recorded events."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id))
+
+
+def _rollout(
+    runtime: Runtime,
+    config: Config,
+    as_json: bool,
+    use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
+) -> None:
+    """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
+    deployment = rollout_and_report(runtime, config, as_json, use_case)
+    if deployment.outcome != SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def rollout_and_report(
+    runtime: Runtime,
+    config: Config,
+    as_json: bool,
+    use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
+) -> Deployment:
+    console = runtime.out()
+    progress = None if as_json else render.Progress(console)
+    services = runtime.services(runtime.project, config, progress)
+    try:
+        deployment = run(use_case(services))
+    finally:
+        if progress:
+            progress.stop()
+        services.deployments.close()
+    if as_json:
+        typer.echo(json.dumps(render.summary(deployment)))
+    else:
+        render.print_summary(console, deployment)
+    return deployment
+
+
+@app.command()
+@exits_on_errors
+def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Build a release with `mix release` (MIX_ENV=prod) here and put it in the store."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    stored = build_into_store(runtime.project, config)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "app": stored.app,
+                    "version": stored.version,
+                    "sha256": stored.sha256,
+                    "size": stored.size,
+                    "location": stored.location,
+                    "platform": str(stored.platform),
+                }
+            )
+        )
+    else:
+        typer.echo(
+            f"built {stored.app} {stored.version} for {stored.platform}: "
+            f"{stored.size} bytes, sha256 {stored.sha256[:16]}…, in {stored.location}"
+        )
+
+
+def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
+    if config.build.strategy != "local":
+        raise UsageError(
+            f"{config.file}: build.strategy: {config.build.strategy!r} builds are "
+            'not supported yet; use "local"'
+        )
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    built = MixLocalBuilder(project, config.app, env=env).build()
+    return release_store(project, config).put(
+        built.tarball,
+        built.artifact,
+        extra={
+            "built_at": SystemClock().now().isoformat(timespec="seconds"),
+            "built_by": who(),
+        },
+    )
+
+
+@app.command()
+@exits_on_errors
+def rollback(
+    ctx: typer.Context,
+    environment: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Default: the release before the current one.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll ENVIRONMENT back to an earlier release, as a deployment of it."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    config.environment(environment)
+    target = to or _previous_release(runtime, environment)
+    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, target))
+
+
+def _previous_release(runtime: Runtime, environment: str) -> str:
+    """The newest release deployed to the environment before its current one."""
+    deployments = runtime.deployments(runtime.project)
+    try:
+        versions = [
+            r.version
+            for r in deployments.history()
+            if r.environment == environment and r.outcome == SUCCEEDED
+        ]
+    finally:
+        deployments.close()
+    earlier = [v for v in versions if v != versions[-1]] if versions else []
+    if not earlier:
+        raise UsageError(f"no earlier release was deployed to {environment}; name one with --to")
+    return earlier[-1]
