@@ -69,7 +69,7 @@ class InMemoryNodeShells:
     async def open(self, node: NodeConfig) -> InMemoryNodeShell:
         host = self.hosts[node.name]
         if not host.reachable:
-            raise NodeUnreachable(f"cannot connect to {node.address}: connection refused")
+            raise NodeUnreachable(f"{node.name} ({node.address}): cannot connect: refused")
         self.opened.append(node.name)
         return InMemoryNodeShell(node.name, host, self.faults, self.trace)
 

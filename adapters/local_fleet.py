@@ -400,6 +400,13 @@ def _checked_deploy_path(path: str) -> str:
 # -- helpers: files, users, keys ---------------------------------------------------------------
 
 
+LOOPBACK_ONLY_ERLANG = {
+    "ERL_EPMD_ADDRESS": "127.0.0.1",
+    "ERL_AFLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+}
+_LOOPBACK_SETENV = " ".join(f'{name}="{value}"' for name, value in LOOPBACK_ONLY_ERLANG.items())
+
+
 def _sshd_config(node: FleetNode, files: _Files) -> str:
     def quoted(path: Path) -> str:
         if '"' in str(path) or "\n" in str(path):
@@ -419,7 +426,10 @@ def _sshd_config(node: FleetNode, files: _Files) -> str:
         "PrintMotd no\nPrintLastLog no\nX11Forwarding no\n"
         "Subsystem sftp internal-sftp\n"
         # One epmd per node, so one BEAM node name can run on every node at once.
-        f"SetEnv ERL_EPMD_PORT={node.epmd_port}\n"
+        # Test hosts share this machine's network: epmd and Erlang distribution listen on
+        # loopback only, never on the machine's other addresses. sshd takes the first SetEnv
+        # line only, so every variable goes on it.
+        f"SetEnv ERL_EPMD_PORT={node.epmd_port} {_LOOPBACK_SETENV}\n"
         # MaxSessions / MaxStartups stay at sshd's defaults: the product must respect them.
     )
 

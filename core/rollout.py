@@ -16,7 +16,13 @@ from uuid import uuid4
 
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import DeploymentInterrupted, EdeliverError, NodeError, UsageError
+from edeliver.core.errors import (
+    DeploymentInterrupted,
+    EdeliverError,
+    NodeError,
+    RefusedError,
+    UsageError,
+)
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
@@ -144,10 +150,11 @@ async def _checked_probes(
 
 
 async def _probe(orchestrator: Orchestrator, node: str) -> NodeFacts:
+    """A node that cannot be probed refuses the whole deployment, before anything changed."""
     try:
         return await (await orchestrator.shell(node)).probe()
     except NodeError as error:
-        raise type(error)(f"node {node}: {error}") from error
+        raise RefusedError(f"{error}; nothing was changed on any node") from error
 
 
 async def _reprobe_in_flight(orchestrator: Orchestrator, deployment: Deployment) -> None:

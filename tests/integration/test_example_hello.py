@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.local_fleet import LOOPBACK_ONLY_ERLANG
 from tests.support.hello_release import tarball
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ class Node:
     epmd_port: int
 
     def hello(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
+        env = {**os.environ, **LOOPBACK_ONLY_ERLANG, "ERL_EPMD_PORT": str(self.epmd_port)}
         return subprocess.run(
             [str(self.root / "bin" / "hello"), *args],
             check=False,

@@ -123,6 +123,33 @@ async def test_one_beam_node_name_runs_on_every_node_at_once(fleet: FleetFactory
         assert "epmd" in [_comm(pid) for pid in local.processes(node.name)]
 
 
+async def test_beam_nodes_on_the_fleet_listen_on_loopback_only(fleet: FleetFactory) -> None:
+    """epmd and Erlang distribution of a node's VMs bind 127.0.0.1, never other addresses."""
+    local = fleet(1)
+    (node,) = local.nodes
+    await run(local, node, "erl -detached -noinput -sname hello")
+    pids = await _listening_pids_when_up(local, node)
+    listeners = _listeners_of(set(local.processes(node.name)))
+    assert pids and listeners, "the VM and its epmd should be listening"
+    assert all(address in ("127.0.0.1", "::1") for address in listeners), listeners
+
+
+async def _listening_pids_when_up(local: LocalFleet, node: FleetNode) -> list[int]:
+    await run(local, node, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
+    return local.processes(node.name)
+
+
+def _listeners_of(pids: set[int]) -> list[str]:
+    """Local addresses of the TCP sockets these processes listen on (from `ss -ltnpH`)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        if any(f"pid={pid}," in fields[-1] for pid in pids):
+            found.append(fields[3].rsplit(":", 1)[0].strip("[]"))
+    return found
+
+
 async def test_orphans_of_a_session_are_reaped_by_the_nodes_init(fleet: FleetFactory) -> None:
     """A daemonised process that exits leaves no zombie behind, as on a host with an init."""
     local = fleet(1)

@@ -113,7 +113,9 @@ def test_a_version_not_in_the_store_is_refused_listing_the_ones_there_are(world:
 def test_an_unreachable_node_refuses_the_deploy_before_any_change(world: World) -> None:
     world.hosts["n2"].reachable = False
     result = world.run("deploy", "prod", "--version", "1.0.0")
-    assert result.exit_code == 1 and "n2" in result.stderr
+    assert result.exit_code == 3, result.output
+    assert "n2 (10.0.0.1:2002): cannot connect: refused" in result.stderr
+    assert "nothing was changed on any node" in result.stderr
     assert world.running() == {"n0": None, "n1": None, "n2": None}
     assert world.run("history", "--json").exit_code == 0
     (row,) = json.loads(world.run("history", "--json").stdout)

@@ -1,0 +1,193 @@
+"""Full-release deployments to 5 real nodes through the `edeliver` command line.
+
+Every assertion about what runs asks the nodes themselves (OpenSSH + `bin/hello rpc`), not
+Edeliver: the event log says what Edeliver believes, the nodes say what is true.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from edeliver.core.config import FALLBACKS, STRATEGIES
+from tests.e2e.conftest import BROKEN, GOOD, NEXT, Project
+
+
+def report(result: Any) -> dict[str, Any]:
+    assert result.stdout.strip(), result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_clean_deploy_runs_the_release_on_every_node(project: Project) -> None:
+    """Build, deploy and status agree with what each node's BEAM answers."""
+    project.ensure_all_on(GOOD)
+    result = project.deploy("all", NEXT)
+    assert result.returncode == 0, result.stderr
+    assert {n["state"] for n in report(result)["nodes"].values()} == {"updated"}
+    assert project.running() == dict.fromkeys(project.fleet.names, NEXT)
+    status = json.loads(project.edeliver("status", "all", "--json").stdout)
+    for row in status:
+        assert (row["running_version"], row["current_version"]) == (NEXT, NEXT), row
+        assert {GOOD, NEXT} <= set(row["releases"])
+
+
+def _stored(project: Project, deployment: str) -> list[dict[str, Any]]:
+    return project.events(deployment)
+
+
+def _updated_before_first_failure(events: list[dict[str, Any]]) -> set[str]:
+    early = set()
+    for event in events:
+        if event["event"] == "NodeTransitioned" and event["trigger"] == "fail":
+            return early
+        if event["event"] == "NodeTransitioned" and event["dest"] == "updated":
+            early.add(event["node"])
+    return early
+
+
+@pytest.mark.parametrize("fallback", FALLBACKS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_release_that_fails_on_one_node_gets_the_fallback(
+    project: Project, strategy: str, fallback: str
+) -> None:
+    """node3 refuses to boot 0.2.0; batches of 2; each node ends where DESIGN §4 says."""
+    project.ensure_all_on(GOOD)
+    project.refuse_on("node3", NEXT)
+    result = project.deploy(f"{strategy}-{fallback}", NEXT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    summary = report(result)
+    states = {node: row["state"] for node, row in summary["nodes"].items()}
+    running = project.running()
+    events = _stored(project, summary["id"])
+
+    for node, state in states.items():  # what Edeliver recorded is what the nodes run
+        if state == "updated":
+            assert running[node] == NEXT, (node, state, running)
+        elif state in ("rolled_back", "skipped"):
+            assert running[node] == GOOD, (node, state, running)
+    assert running["node3"] != NEXT and states["node3"] in ("rolled_back", "halted", "failed")
+
+    if fallback == "rollback" and strategy == "one_for_all":  # invariant 2
+        assert set(running.values()) == {GOOD}
+    if fallback == "rollback" and strategy == "rest_for_one":  # invariant 3
+        early = _updated_before_first_failure(events)
+        assert {n for n, v in running.items() if v == NEXT} == early
+    if strategy == "one_for_one" or fallback == "ignore":  # invariant 5, and ignore
+        assert all(running[n] == NEXT for n in project.fleet.names if n != "node3"), running
+    if fallback == "stop":  # invariant 4: after the decision, nothing new starts in scope
+        decided = next(e for e in events if e["event"] == "FallbackDecided")
+        later = [
+            e for e in events if e["seq"] > decided["seq"] and e["event"] == "NodeTransitioned"
+        ]
+        for node in decided["scope"]:
+            triggers = [e["trigger"] for e in later if e["node"] == node]
+            assert "start" not in triggers and len(triggers) <= 2, (node, triggers)
+
+
+def test_rollback_returns_the_environment_to_the_previous_release(project: Project) -> None:
+    project.ensure_all_on(GOOD)
+    assert project.deploy("all", NEXT).returncode == 0
+    result = project.edeliver("rollback", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    assert report(result)["version"] == GOOD
+    assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
+
+
+def test_a_release_that_never_boots_is_rolled_back_everywhere(project: Project) -> None:
+    """one_for_all + rollback with a release broken on every node: all stay on the old one."""
+    project.ensure_all_on(GOOD)
+    result = project.deploy("all", BROKEN)
+    assert result.returncode == 1
+    assert {n["state"] for n in report(result)["nodes"].values()} == {"rolled_back"}
+    assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
+
+
+def _wait_for(project: Project, condition: Any, timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = project.events()
+        if condition(events):
+            return events
+        time.sleep(0.3)
+    raise AssertionError("the deployment never got there")
+
+
+def test_a_killed_deployer_is_resumed_and_a_second_deploy_is_refused(project: Project) -> None:
+    """SIGKILL mid-rollout (node by node): the lock holds, `resume` finishes the job."""
+    project.ensure_all_on(GOOD)
+    first = project.start("deploy", "waves", "--version", NEXT)
+    _wait_for(
+        project,
+        lambda events: any(
+            e["event"] == "NodeTransitioned" and e["node"] == "node2" and e["dest"] == "activating"
+            for e in events
+        ),
+    )
+    concurrent = project.deploy("waves", NEXT)
+    assert concurrent.returncode == 3, concurrent.stderr
+    assert "is locked by deployment" in concurrent.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    again = project.deploy("waves", NEXT)
+    assert again.returncode == 3 and "waves" in again.stderr
+    resumed = project.edeliver("resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert report(resumed)["outcome"] == "succeeded"
+    assert project.running() == dict.fromkeys(project.fleet.names, NEXT)
+    assert "Resumed" in [e["event"] for e in project.events(report(resumed)["id"])]
+
+
+def test_a_changed_host_key_is_refused_before_any_change(project: Project) -> None:
+    project.ensure_all_on(GOOD)
+    project.fleet.rotate_host_key("node5")
+    try:
+        result = project.deploy("all", NEXT)
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "node5" in result.stderr and "CHANGED" in result.stderr
+        for node in project.fleet.nodes:  # nothing switched anywhere
+            assert (node.root / "current").resolve().name == GOOD
+    finally:
+        project.fleet.write_known_hosts()
+    assert set(project.running().values()) == {GOOD}
+
+
+def test_a_corrupted_artifact_is_refused_before_any_switch(project: Project) -> None:
+    project.ensure_all_on(GOOD)
+    stored = project.directory / ".deliver/releases/hello" / NEXT / f"hello-{NEXT}.tar.gz"
+    original = stored.read_bytes()
+    corrupted = bytearray(original)
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    stored.write_bytes(bytes(corrupted))
+    try:
+        result = project.deploy("all", NEXT)
+        assert result.returncode == 1
+        reasons = [n["reason"] for n in report(result)["nodes"].values()]
+        assert any("checksum" in r for r in reasons), reasons
+        assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
+        for node in project.fleet.nodes:
+            assert not (node.root / "releases" / NEXT).exists()
+            assert (node.root / "current").resolve().name == GOOD
+    finally:
+        stored.write_bytes(original)
+
+
+def test_an_unreachable_node_refuses_the_deploy_naming_it(project: Project) -> None:
+    project.ensure_all_on(GOOD)
+    project.fleet.kill_sshd("node4")
+    try:
+        result = project.deploy("all", NEXT)
+        assert result.returncode == 3, result.stderr
+        assert "node4" in result.stderr and "nothing was changed" in result.stderr
+    finally:
+        project.fleet.start_sshd("node4")
+    assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
+
+
+def test_a_version_not_in_the_store_lists_the_ones_there_are(project: Project) -> None:
+    result = project.deploy("all", "9.9.9")
+    assert result.returncode == 2
+    assert f"(it has: {GOOD}, {NEXT}, {BROKEN})" in result.stderr
