@@ -87,6 +87,7 @@ class NodeState:
     vms: tuple[Vm, ...]
     releases_by_age: tuple[str, ...]  # newest first (mtime)
     last: dict[str, str]  # P/.edeliver/last
+    launching: bool = False  # a run_erl of ours is up: its VM is starting or running
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -189,7 +190,8 @@ def parse_probe(output: str) -> NodeState:
         releases=tuple(sorted(releases)),
     )
     last = {k.removeprefix("last."): v[-1] for k, v in fields.items() if k.startswith("last.")}
-    return NodeState(facts, vms, releases, last)
+    launching = any(_is_run_erl(line, phys) for line in fields.get("vm", []))
+    return NodeState(facts, vms, releases, last, launching)
 
 
 def _running_version(vms: Sequence[Vm], current: str | None) -> str | None:
@@ -208,6 +210,13 @@ def parse_libc(getconf: str, ldd: str) -> tuple[str, str]:
     if "musl" in ldd and (match := re.search(r"Version\s+(\S+)", ldd)):
         return "musl", match.group(1)
     return "", ""
+
+
+def _is_run_erl(line: str, phys: str) -> bool:
+    """`daemon` runs the VM under run_erl, which lives exactly as long as the VM does, and is
+    there before the VM's own process is (a shell script and erlexec come first)."""
+    _, *argv = line.split("\x1f")
+    return bool(phys and argv) and posixpath.basename(argv[0]) == "run_erl"
 
 
 def parse_vm(line: str, phys: str) -> Vm | None:
@@ -242,7 +251,7 @@ def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
     """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
     return layout.prelude() + (
         f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
-        'mkdir -p "$U" || exit 3\n'
+        'mkdir -p "$U" "$P/shared" || exit 3\n'
         'if [ -f "$F" ]; then\n'
         '  [ "$(sha256sum <"$F" | cut -c1-64)" = "$SHA" ] && { echo done; exit 0; }\n'
         '  rm -f "$F"\n'
@@ -410,6 +419,7 @@ class Health:
     current: str | None
     code: int
     said: str
+    launching: bool
 
 
 def health_script(layout: Layout, commands: ReleaseCommands) -> str:
@@ -436,7 +446,8 @@ def parse_health(output: str) -> Health:
             said.append(line.removeprefix("health="))
         elif line.startswith("health_rc=") and line[10:].isdigit():
             code = int(line[10:])
-    return Health(state.running, state.facts.current_version, code, "\n".join(said))
+    current = state.facts.current_version
+    return Health(state.running, current, code, "\n".join(said), state.launching)
 
 
 def log_tail_script(layout: Layout, lines: int = 30) -> str:

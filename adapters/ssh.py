@@ -26,6 +26,7 @@ from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, S
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
     EdeliverError,
+    HostKeyChanged,
     HostKeyError,
     NodeError,
     NodeUnreachable,
@@ -45,7 +46,8 @@ Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
 _CHUNK = 4 * 1024 * 1024  # read locally per write; asyncssh splits it into parallel requests
-# A VM exists from the moment `daemon` returns; seen nowhere this long, it is not coming up.
+# Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
+# until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
 
 
@@ -137,7 +139,7 @@ class AsyncsshNodeShell:
         offset = int(said.partition("partial=")[2] or 0)
         await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
-        result = await self._run(finish, check=False)
+        result = await self._run(finish)
         if result.exit_status == 4:
             got = str(result.stdout).strip()
             raise NodeError(
@@ -229,7 +231,7 @@ class AsyncsshNodeShell:
             if health.running == (version,) and health.code == 0:
                 return
             now = loop.time()
-            seen = now if health.running else seen
+            seen = now if health.running or health.launching else seen
             why = (
                 f"current is {health.current or 'missing'}" if health.current != version
                 else "no VM runs" if now - seen > _GONE_AFTER
@@ -273,16 +275,17 @@ class AsyncsshNodeShell:
     # -- running scripts ---------------------------------------------------------------------
 
     async def _script(self, script: str, doing: str = "", *, check: bool = True) -> str:
-        result = await self._run(script, check=False)
+        """Run a node script; its stdout, after raising NodeError for a non-zero exit if `check`."""
+        result = await self._run(script)
         if check:
             self._check(result, doing or "probing")
         return str(result.stdout)
 
-    async def _run(self, script: str, *, check: bool) -> asyncssh.SSHCompletedProcess:
+    async def _run(self, script: str) -> asyncssh.SSHCompletedProcess:
         timeout = self._shells.command_timeout
         return await self._on_channel(
             "running a script",
-            lambda: self._conn.run(ns.REMOTE_SH, input=script, check=check, timeout=timeout),
+            lambda: self._conn.run(ns.REMOTE_SH, input=script, check=False, timeout=timeout),
         )
 
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
@@ -416,7 +419,7 @@ def _host_key_error(
     files = ", ".join(known.files) if known else "known_hosts"
     offers = f" It offers {offered.get_fingerprint()}." if offered else ""
     if known and known.host_had_keys:
-        return HostKeyError(
+        return HostKeyChanged(
             f"{where}: the host key has CHANGED since it was pinned in {files}.{offers} This "
             "may be a man-in-the-middle attack; if the node was reinstalled, pin its new key."
         )

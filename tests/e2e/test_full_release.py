@@ -7,14 +7,21 @@ Edeliver: the event log says what Edeliver believes, the nodes say what is true.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import tarfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.mix_build import local_platform
 from edeliver.core.config import FALLBACKS, STRATEGIES
+from edeliver.core.model import Artifact
 from tests.e2e.conftest import BROKEN, GOOD, NEXT, Project
+from tests.support.hello_release import tarball
 
 
 def report(result: Any) -> dict[str, Any]:
@@ -191,3 +198,62 @@ def test_a_version_not_in_the_store_lists_the_ones_there_are(project: Project) -
     result = project.deploy("all", "9.9.9")
     assert result.returncode == 2
     assert f"(it has: {GOOD}, {NEXT}, {BROKEN})" in result.stderr
+
+
+def _padded_release(project: Project, version: str) -> None:
+    """A real release of `version`, padded with 48 MB of noise so its upload takes a while."""
+    source = tarball(version)
+    padded = project.directory / f"hello-{version}-padded.tar.gz"
+    noise = project.directory / "noise.bin"
+    noise.write_bytes(os.urandom(48 * 2**20))
+    with tarfile.open(source) as original, tarfile.open(padded, "w:gz", compresslevel=1) as out:
+        for member in original.getmembers():
+            out.addfile(member, original.extractfile(member) if member.isfile() else None)
+        out.add(noise, arcname=f"lib/padding-{version}.bin")
+    store = LocalDirectoryStore(project.directory / ".deliver/releases")
+    store.put(padded, Artifact("hello", version, "", 0, platform=local_platform()))
+
+
+def _kill_sshd_when_upload_is_under_way(project: Project, node: str, version: str) -> int:
+    """SIGKILL every sshd of the node (listener and sessions) once the upload has begun."""
+    partial = (
+        project.fleet.node(node).root / ".edeliver/uploads" / f"hello-{version}.tar.gz.partial"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        size = partial.stat().st_size if partial.exists() else 0
+        if size > 4 * 2**20:
+            for pid in project.fleet.processes(node):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
+            return size
+        time.sleep(0.01)
+    raise AssertionError("the upload never started")
+
+
+def test_an_sshd_killed_mid_upload_fails_that_node_and_the_upload_resumes(project: Project) -> None:
+    """one_for_one + ignore: the node that lost its sshd fails, the others go on; later the
+    half-uploaded file is completed, not started again."""
+    project.ensure_all_on(GOOD)
+    version = "0.2.5"
+    _padded_release(project, version)
+    deploying = project.start("deploy", "one_for_one-ignore", "--version", version, "--json")
+    cut_at = _kill_sshd_when_upload_is_under_way(project, "node2", version)
+    out, err = deploying.communicate(timeout=300)
+    assert deploying.returncode == 1, out + err
+    states = {n: row["state"] for n, row in json.loads(out.splitlines()[-1])["nodes"].items()}
+    assert (
+        states["node2"] == "failed"
+        and "prepare" in json.loads(out.splitlines()[-1])["nodes"]["node2"]["reason"]
+    )
+    partial = (
+        project.fleet.node("node2").root / ".edeliver/uploads" / f"hello-{version}.tar.gz.partial"
+    )
+    assert partial.stat().st_size >= cut_at  # what was sent before the cut is still there
+    project.fleet.start_sshd("node2")
+    running = project.running()
+    assert running["node2"] == GOOD and all(running[n] == version for n in running if n != "node2")
+    again = project.deploy("one_for_one-ignore", version)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert project.running() == dict.fromkeys(project.fleet.names, version)
+    assert not partial.exists()

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.node_scripts import Layout, ReleaseCommands, Switch, Vm
 
@@ -83,6 +84,14 @@ def test_a_probe_reports_running_and_current_versions_and_complete_releases() ->
     assert state.facts.releases == ("0.1.0", "0.2.0")
     assert state.releases_by_age == ("0.2.0", "0.1.0")
     assert state.last == {"previous": "0.1.0"}
+    assert not state.launching
+
+
+def test_a_run_erl_of_a_release_under_the_path_means_a_vm_is_launching() -> None:
+    """run_erl outlives the boot scripts and lives as long as its VM: the VM is on its way."""
+    run_erl = [f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/run_erl", "-daemon", f"{PHYS}/x/"]
+    state = ns.parse_probe(f"phys={PHYS}\nvm={vm_line(8, run_erl)}\n")
+    assert state.launching and state.vms == ()
 
 
 GNU_LISTING = [
@@ -224,7 +233,7 @@ def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
     empty = Switch(to=None, remove=("1.0.0",))
     for _ in range(2):
         assert run(ns.switch_script(layout, commands, empty)).returncode == 0
-    assert sorted(os.listdir(layout.path)) == [".edeliver", "releases"]
+    assert sorted(os.listdir(layout.path)) == [".edeliver", "releases", "shared"]
     assert os.listdir(f"{layout.path}/releases") == []
 
 

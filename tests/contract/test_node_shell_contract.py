@@ -1,0 +1,395 @@
+"""The NodeShell contract, run against the in-memory fake and against asyncssh on real sshd nodes.
+
+`NodeShellContract` holds the tests; each backend subclasses it once and provides `world` (see
+conftest.py). `RealOnlyContract` is the part of the contract the fake cannot honour (its
+docstring says why); only real backends run it.
+Below them, tests of what only the real adapter has: quoting, host keys, resumed uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
+from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
+from edeliver.core.errors import HostKeyChanged, HostKeyError, NodeError, NodeUnreachable
+from edeliver.core.model import Artifact
+from edeliver.core.ports import NodeShell
+from tests.contract.conftest import BROKEN, FakeWorld, FleetWorld, World, WorldMaker, node_config
+
+V1, V2 = "0.1.0", "0.2.0"
+
+
+async def deploy(shell: NodeShell, artifact: Artifact) -> None:
+    for step in (shell.prepare, shell.install, shell.activate, shell.verify):
+        await step(artifact)
+
+
+class NodeShellContract:
+    """What every NodeShell does, whatever it talks to."""
+
+    async def test_a_fresh_node_probes_empty(self, world: World) -> None:
+        """A node never deployed to has no current, runs nothing, holds no releases."""
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (None, None, ())
+        assert facts.platform.os == "linux" and facts.platform.arch and facts.platform.libc
+        assert facts.free_bytes > 0
+
+    async def test_a_full_deploy_leaves_v1_running(self, world: World) -> None:
+        """prepare, install, activate, verify: v1 is current, on disk and running."""
+        await deploy(world.shell, world.artifact(V1))
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+        assert await world.running_version() == V1
+
+    async def test_every_step_run_twice_is_harmless(self, world: World) -> None:
+        """Each step repeated after it completed leaves the node as one run did."""
+        v1 = world.artifact(V1)
+        for step in (world.shell.prepare, world.shell.install, world.shell.activate):
+            await step(v1)
+            await step(v1)
+        await world.shell.verify(v1)
+        await world.shell.verify(v1)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+        assert await world.running_version() == V1
+
+    async def test_rolling_back_v2_returns_to_v1(self, world: World) -> None:
+        """After v2 is deployed, roll_back(previous=v1), twice, runs v1 and removes v2."""
+        await deploy(world.shell, world.artifact(V1))
+        v2 = world.artifact(V2)
+        await deploy(world.shell, v2)
+        assert await world.running_version() == V2
+        await world.shell.roll_back(v2, V1)
+        await world.shell.roll_back(v2, V1)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+        assert await world.running_version() == V1
+
+    async def test_rolling_back_a_node_that_never_activated_keeps_v1_running(
+        self, world: World
+    ) -> None:
+        """v2 prepared and installed, then rolled back: v1 still runs, v2 is gone."""
+        await deploy(world.shell, world.artifact(V1))
+        v2 = world.artifact(V2)
+        await world.shell.prepare(v2)
+        await world.shell.install(v2)
+        await world.shell.roll_back(v2, V1)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+
+    async def test_rolling_back_without_previous_leaves_the_node_empty(self, world: World) -> None:
+        """A first deploy rolled back (previous None), twice: no current, nothing runs or stays."""
+        v1 = world.artifact(V1)
+        await deploy(world.shell, v1)
+        await world.shell.roll_back(v1, None)
+        await world.shell.roll_back(v1, None)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (None, None, ())
+        assert await world.running_version() is None
+
+    async def test_install_before_prepare_fails(self, world: World) -> None:
+        """Nothing uploaded, nothing to unpack: install fails and the node stays empty."""
+        with pytest.raises(NodeError):
+            await world.shell.install(world.artifact(V1))
+        assert (await world.shell.probe()).releases == ()
+
+    async def test_activate_before_install_fails(self, world: World) -> None:
+        """A release not on disk cannot be switched to; what runs keeps running."""
+        await deploy(world.shell, world.artifact(V1))
+        v2 = world.artifact(V2)
+        await world.shell.prepare(v2)
+        with pytest.raises(NodeError):
+            await world.shell.activate(v2)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version) == (V1, V1)
+
+    async def test_verify_of_a_release_that_was_not_activated_fails_at_once(
+        self, world: World
+    ) -> None:
+        """verify(v2) while v1 is current fails promptly, not after the health timeout."""
+        await deploy(world.shell, world.artifact(V1))
+        v2 = world.artifact(V2)
+        await world.shell.prepare(v2)
+        await world.shell.install(v2)
+        with pytest.raises(NodeError):
+            await asyncio.wait_for(world.shell.verify(v2), 10)
+        assert await world.running_version() == V1
+
+    async def test_a_release_that_does_not_boot_fails_verify_and_rolls_back(
+        self, world: World
+    ) -> None:
+        """The broken release activates but fails verify; roll_back restores v1 running."""
+        await deploy(world.shell, world.artifact(V1))
+        broken = world.artifact(BROKEN)
+        await world.shell.prepare(broken)
+        await world.shell.install(broken)
+        await world.shell.activate(broken)
+        with pytest.raises(NodeError):
+            await world.shell.verify(broken)
+        await world.shell.roll_back(broken, V1)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+        assert await world.running_version() == V1
+
+
+class RealOnlyContract:
+    """Contract tests the fake cannot honour (yet), so only real backends run them:
+    InMemoryNodeShell keeps no file contents, so it cannot tell a corrupted upload from a good
+    one; and its roll_back switches to a `previous` that is not on disk instead of refusing."""
+
+    async def test_a_corrupted_upload_is_refused_and_nothing_switches(
+        self, world: FleetWorld
+    ) -> None:
+        """A tarball with one byte flipped fails prepare with both checksums; v1 still runs."""
+        await deploy(world.shell, world.artifact(V1))
+        good = world.artifact(V2)
+        with pytest.raises(NodeError, match=f"checksum mismatch.*expected {good.sha256} got"):
+            await world.shell.prepare(world.corrupted(good))
+        with pytest.raises(NodeError):
+            await world.shell.install(good)
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+        uploads = sorted(p.name for p in world.local(".edeliver/uploads").iterdir())
+        assert uploads == [world.artifact(V1).name]
+
+    async def test_rolling_back_to_a_release_not_on_disk_fails_and_changes_nothing(
+        self, world: FleetWorld
+    ) -> None:
+        """roll_back to a previous release that was never installed: NodeError; v1 keeps running."""
+        await deploy(world.shell, world.artifact(V1))
+        v2 = world.artifact(V2)
+        await world.shell.prepare(v2)
+        with pytest.raises(NodeError, match=r"cannot roll back to 0\.0\.9"):
+            await world.shell.roll_back(v2, "0.0.9")
+        facts = await world.shell.probe()
+        assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
+
+
+class TestInMemoryNodeShell(NodeShellContract):
+    @pytest.fixture
+    def world(self, fake_world: FakeWorld) -> FakeWorld:
+        return fake_world
+
+
+@pytest.mark.slow
+class TestAsyncsshNodeShell(NodeShellContract, RealOnlyContract):
+    @pytest.fixture
+    def world(self, fleet_world: FleetWorld) -> FleetWorld:
+        return fleet_world
+
+
+# -- the real adapter only ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+class TestAsyncsshOnly:
+    async def test_a_deploy_path_with_a_space_and_a_quote_works(
+        self, module_fleet: LocalFleet, open_world: WorldMaker
+    ) -> None:
+        """Every remote argument is quoted: deploy, roll back and probe under "it's a dir"."""
+        path = f'{module_fleet.deploy_path}/it\'s a "dir" $HOME'
+        world = await open_world(path)
+        try:
+            await deploy(world.shell, world.artifact(V1))
+            v2 = world.artifact(V2)
+            await deploy(world.shell, v2)
+            await world.shell.roll_back(v2, V1)
+            facts = await world.shell.probe()
+            assert (facts.current_version, facts.running_version) == (V1, V1)
+            assert os.readlink(world.local("current")) == f"releases/{V1}"
+            assert await world.running_version() == V1
+        finally:
+            await world.shell.close()
+
+    async def test_activate_again_does_not_restart_the_running_vm(
+        self, fleet_world: FleetWorld
+    ) -> None:
+        """The second activate of what already runs from current leaves the same BEAM."""
+        v1 = fleet_world.artifact(V1)
+        await deploy(fleet_world.shell, v1)
+        pids = fleet_world.beam_pids()
+        await fleet_world.shell.activate(v1)
+        await fleet_world.shell.verify(v1)
+        assert fleet_world.beam_pids() == pids and len(pids) == 1
+
+    async def test_a_half_upload_is_resumed_and_verified(self, fleet_world: FleetWorld) -> None:
+        """With half the tarball already on the node, prepare sends only the rest."""
+        sent: list[int] = []
+        shells = AsyncsshNodeShells(
+            known_hosts=str(fleet_world.fleet.known_hosts),
+            progress=lambda _node, done, _total: sent.append(done),
+        )
+        shell = await shells.open(fleet_world.config)
+        v1 = fleet_world.artifact(V1)
+        data = Path(v1.location).read_bytes()
+        fleet_world.write_partial_upload(v1, data[: len(data) // 2])
+        try:
+            await shell.prepare(v1)
+            await shell.install(v1)
+        finally:
+            await shell.close()
+        assert sent[0] > len(data) // 2 and sent[-1] == len(data)
+        assert fleet_world.local(f".edeliver/uploads/{v1.name}").read_bytes() == data
+
+    async def test_a_corrupted_partial_upload_is_deleted_and_the_next_prepare_succeeds(
+        self, fleet_world: FleetWorld
+    ) -> None:
+        """A flipped byte in the node's partial fails the checksum; a re-run uploads afresh."""
+        v1 = fleet_world.artifact(V1)
+        half = bytearray(Path(v1.location).read_bytes()[: v1.size // 2])
+        half[10] ^= 0xFF
+        partial = fleet_world.write_partial_upload(v1, bytes(half))
+        with pytest.raises(NodeError, match="checksum mismatch"):
+            await fleet_world.shell.prepare(v1)
+        assert not partial.exists()
+        await fleet_world.shell.prepare(v1)
+        await fleet_world.shell.install(v1)
+        assert (await fleet_world.shell.probe()).releases == (V1,)
+
+    async def test_housekeeping_keeps_the_newest_but_never_current_or_previous(
+        self, module_fleet: LocalFleet, open_world: WorldMaker
+    ) -> None:
+        """keep_releases=1: after v1, v2, broken, v1 is pruned; v2 (previous) and current stay."""
+        shells = AsyncsshNodeShells(known_hosts=str(module_fleet.known_hosts), keep_releases=1)
+        world = await open_world(shells=shells)
+        try:
+            await deploy(world.shell, world.artifact(V1))
+            await deploy(world.shell, world.artifact(V2))
+            assert (await world.shell.probe()).releases == (V1, V2)
+            broken = world.artifact(BROKEN)
+            for step in (world.shell.prepare, world.shell.install, world.shell.activate):
+                await step(broken)
+            assert (await world.shell.probe()).releases == (V2, BROKEN)
+            uploads = sorted(p.name for p in world.local(".edeliver/uploads").iterdir())
+            assert uploads == [f"hello-{V2}.tar.gz", f"hello-{BROKEN}.tar.gz"]
+            await world.shell.roll_back(broken, V2)
+            facts = await world.shell.probe()
+            assert (facts.current_version, facts.running_version, facts.releases) == (V2, V2, (V2,))
+        finally:
+            await world.shell.close()
+
+    async def test_the_status_file_health_check_of_hello_works(
+        self, module_fleet: LocalFleet, open_world: WorldMaker
+    ) -> None:
+        """ReleaseCommands(health=STATUS_FILE_HEALTH) verifies v1 and refuses the broken one."""
+        commands = ReleaseCommands(health=STATUS_FILE_HEALTH)
+        shells = AsyncsshNodeShells(known_hosts=str(module_fleet.known_hosts), commands=commands)
+        world = await open_world(shells=shells)
+        try:
+            await deploy(world.shell, world.artifact(V1))
+            broken = world.artifact(BROKEN)
+            for step in (world.shell.prepare, world.shell.install, world.shell.activate):
+                await step(broken)
+            with pytest.raises(NodeError, match="broken_on_purpose"):
+                await world.shell.verify(broken)
+        finally:
+            await world.shell.close()
+
+    async def test_many_parallel_commands_share_one_connection_within_max_sessions(
+        self, fleet_world: FleetWorld
+    ) -> None:
+        """30 concurrent probes on one connection all succeed (sshd allows 10 sessions)."""
+        results = await asyncio.gather(*(fleet_world.shell.probe() for _ in range(30)))
+        assert {facts.current_version for facts in results} == {None}
+
+
+@pytest.mark.slow
+class TestAsyncsshConnecting:
+    async def test_an_unknown_host_is_refused(
+        self, module_fleet: LocalFleet, tmp_path: Path
+    ) -> None:
+        """A node missing from known_hosts: HostKeyError naming it, its address and fingerprint."""
+        node = module_fleet.nodes[0]
+        empty = tmp_path / "known_hosts"
+        empty.write_text("")
+        shells = AsyncsshNodeShells(known_hosts=str(empty))
+        with pytest.raises(HostKeyError) as refused:
+            await shells.open(node_config(module_fleet, node))
+        assert not isinstance(refused.value, HostKeyChanged)
+        message = str(refused.value)
+        assert node.name in message and f"{node.host}:{node.port}" in message
+        assert "unknown" in message and node.host_key_fingerprint in message
+
+    async def test_a_changed_host_key_is_refused(self, tmp_path: Path) -> None:
+        """After the node's host key rotated: HostKeyError saying CHANGED, with the new key."""
+        with LocalFleet(tmp_path / "fleet", 1) as fleet:
+            node = fleet.nodes[0]
+            shells = AsyncsshNodeShells(known_hosts=str(fleet.known_hosts))
+            await (await shells.open(node_config(fleet, node))).close()
+            rotated = fleet.rotate_host_key(node.name)
+            with pytest.raises(HostKeyChanged) as refused:
+                await shells.open(node_config(fleet, node))
+        message = str(refused.value)
+        assert node.name in message and f"{node.host}:{node.port}" in message
+        assert "CHANGED" in message and rotated.host_key_fingerprint in message
+
+    async def test_many_connects_at_once_stay_within_max_startups(
+        self, module_fleet: LocalFleet
+    ) -> None:
+        """60 connects at once to one sshd (MaxStartups 10:30:100 drops a third) all get through."""
+        shells = AsyncsshNodeShells(known_hosts=str(module_fleet.known_hosts))
+        config = node_config(module_fleet, module_fleet.nodes[0])
+        opened = await asyncio.gather(*(shells.open(config) for _ in range(60)))
+        await asyncio.gather(*(shell.close() for shell in opened))
+
+    async def test_a_fetched_and_pinned_host_key_is_trusted(
+        self, module_fleet: LocalFleet, tmp_path: Path
+    ) -> None:
+        """fetch_host_key gives the node's key and fingerprint; pinned, the node connects."""
+        node = module_fleet.nodes[0]
+        config = node_config(module_fleet, node)
+        line, fingerprint = await fetch_host_key(config)
+        assert (line, fingerprint) == (node.known_hosts_line, node.host_key_fingerprint)
+        pinned = tmp_path / "ssh" / "known_hosts"
+        pin_host_key(pinned, f"{line.split()[0]} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld")
+        pin_host_key(pinned, line)
+        assert pinned.read_text() == line + "\n"
+        await (await AsyncsshNodeShells(known_hosts=str(pinned)).open(config)).close()
+
+    async def test_the_users_openssh_known_hosts_decide_and_are_never_switched_off(
+        self, module_fleet: LocalFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without a known_hosts path: ~/.ssh/config's file, else ~/.ssh/known_hosts; never none."""
+        monkeypatch.setenv("HOME", str(tmp_path))
+        ssh = tmp_path / ".ssh"
+        ssh.mkdir()
+        config = node_config(module_fleet, module_fleet.nodes[0])
+        line = module_fleet.nodes[0].known_hosts_line + "\n"
+        (ssh / "config").write_text(
+            "Host *\n  UserKnownHostsFile none\n  StrictHostKeyChecking no\n"
+        )
+        with pytest.raises(HostKeyError, match="unknown host key"):
+            await AsyncsshNodeShells().open(config)
+        (ssh / "known_hosts").write_text(line)
+        await (await AsyncsshNodeShells().open(config)).close()
+        (ssh / "config").write_text(f"Host *\n  UserKnownHostsFile {tmp_path / 'pinned'}\n")
+        with pytest.raises(HostKeyError, match="unknown host key"):
+            await AsyncsshNodeShells().open(config)
+        (tmp_path / "pinned").write_text(line)
+        await (await AsyncsshNodeShells().open(config)).close()
+
+    @pytest.mark.parametrize(
+        "change",
+        [{"identity_file": "wrong key"}, {"port": 1}],
+        ids=["wrong credentials", "nothing listening"],
+    )
+    async def test_an_unreachable_node_raises_node_unreachable(
+        self, module_fleet: LocalFleet, tmp_path: Path, change: dict[str, Any]
+    ) -> None:
+        """A refused key or a closed port: NodeUnreachable naming the node."""
+        node = module_fleet.nodes[0]
+        if "identity_file" in change:
+            change = {"identity_file": str(tmp_path / "other_key")}
+            asyncssh.generate_private_key("ssh-ed25519").write_private_key(change["identity_file"])
+        config = replace(node_config(module_fleet, node), **change)
+        with pytest.raises(NodeUnreachable, match=node.name):
+            await AsyncsshNodeShells(known_hosts=str(module_fleet.known_hosts)).open(config)
