@@ -430,8 +430,14 @@ def health_script(layout: Layout, commands: ReleaseCommands) -> str:
         layout.prelude()
         + _VMS
         + (
-            'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\nvms\n'
-            f'out=$(cd "$P/current" 2>&1 && {{ {health} ; }} 2>&1 </dev/null); rc=$?\n'
+            'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\n'
+            'running=$(vms); [ -z "$running" ] || printf \'%s\\n\' "$running"\n'
+            # With no VM yet, a health command such as `rpc` would only boot a VM for nothing.
+            # (`vms` may also list its own short-lived grep, hence the look for a VM's name.)
+            'case "$running" in\n'
+            "  *beam.smp*|*run_erl*)\n"
+            f'    out=$(cd "$P/current" 2>&1 && {{ {health} ; }} 2>&1 </dev/null); rc=$? ;;\n'
+            '  *) out="no VM runs yet"; rc=1 ;;\nesac\n'
             "printf '%s\\n' \"$out\" | tail -n 5 | sed 's/^/health=/'\n"
             'echo "health_rc=$rc"\n'
         )

@@ -45,7 +45,9 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
-_CHUNK = 4 * 1024 * 1024  # read locally per write; asyncssh splits it into parallel requests
+# Read locally per write; asyncssh splits it into parallel requests. Small, because every node
+# uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
+_CHUNK = 256 * 1024
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
@@ -227,14 +229,17 @@ class AsyncsshNodeShell:
         deadline += shells.verify_timeout
         script = ns.health_script(layout, shells.commands)
         while True:
+            # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
+            # by it was there at its start, not at its end.
+            polled_at = loop.time()
             health = ns.parse_health(await self._script(script, check=False))
             if health.running == (version,) and health.code == 0:
                 return
             now = loop.time()
-            seen = now if health.running or health.launching else seen
+            seen = polled_at if health.running or health.launching else seen
             why = (
                 f"current is {health.current or 'missing'}" if health.current != version
-                else "no VM runs" if now - seen > _GONE_AFTER
+                else "no VM runs" if polled_at - seen > _GONE_AFTER
                 else f"not healthy after {shells.verify_timeout:g}s" if now > deadline
                 else None
             )  # fmt: skip

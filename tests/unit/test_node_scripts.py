@@ -257,3 +257,14 @@ def test_an_archive_that_is_not_that_release_is_not_installed(
     done = run(ns.unpack_script(layout, "2.0.0"))
     assert done.returncode == 6 and "not a release of hello 2.0.0" in done.stderr
     assert os.listdir(f"{layout.path}/releases") == []
+
+
+def test_the_health_command_is_not_run_while_no_vm_runs(layout: Layout, tmp_path: Path) -> None:
+    """An `rpc` health check boots a VM; with none of ours running it would be wasted."""
+    marker = tmp_path / "health-ran"
+    commands = ns.ReleaseCommands(health=f"touch {marker}")
+    Path(layout.path, "current").mkdir(parents=True)
+    health = ns.parse_health(run(ns.health_script(layout, commands)).stdout)
+    assert (health.running, health.code) == ((), 1)
+    assert "no VM runs yet" in health.said
+    assert not marker.exists()
