@@ -31,6 +31,11 @@ def release_store(project: Path, config: Config) -> LocalDirectoryStore:
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
 
+def _keep_releases(config: Config) -> int:
+    """Nodes can serve several environments: keep as many releases as the most careful asks."""
+    return max((env.keep_releases for env in config.environments.values()), default=5)
+
+
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
     known_hosts = config.known_hosts
@@ -38,7 +43,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         known_hosts = str(project / known_hosts)
     return Services(
         deployments=open_deployments(project),
-        shells=AsyncsshNodeShells(known_hosts=known_hosts),
+        shells=AsyncsshNodeShells(known_hosts=known_hosts, keep_releases=_keep_releases(config)),
         store=release_store(project, config),
         clock=SystemClock(),
         user=who(),

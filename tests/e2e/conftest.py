@@ -46,14 +46,16 @@ class Project:
     directory: Path
     fleet: LocalFleet
 
-    def edeliver(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def edeliver(
+        self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*EDELIVER, "-C", str(self.directory), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
-            env=_env(),
+            env={**_env(), **(env or {})},
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:

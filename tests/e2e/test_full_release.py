@@ -6,6 +6,7 @@ Edeliver: the event log says what Edeliver believes, the nodes say what is true.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -163,23 +164,26 @@ def test_a_changed_host_key_is_refused_before_any_change(project: Project) -> No
 
 
 def test_a_corrupted_artifact_is_refused_before_any_switch(project: Project) -> None:
+    """A store copy damaged after its manifest was written: every node refuses it at prepare."""
     project.ensure_all_on(GOOD)
-    stored = project.directory / ".deliver/releases/hello" / NEXT / f"hello-{NEXT}.tar.gz"
-    original = stored.read_bytes()
-    corrupted = bytearray(original)
-    corrupted[len(corrupted) // 2] ^= 0xFF
-    stored.write_bytes(bytes(corrupted))
-    try:
-        result = project.deploy("all", NEXT)
-        assert result.returncode == 1
-        reasons = [n["reason"] for n in report(result)["nodes"].values()]
-        assert any("checksum" in r for r in reasons), reasons
-        assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
-        for node in project.fleet.nodes:
-            assert not (node.root / "releases" / NEXT).exists()
-            assert (node.root / "current").resolve().name == GOOD
-    finally:
-        stored.write_bytes(original)
+    version = "0.2.7"  # never uploaded anywhere, so no node has a good copy already
+    store = LocalDirectoryStore(project.directory / ".deliver/releases")
+    stored = Path(
+        store.put(
+            tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+        ).location
+    )
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    stored.write_bytes(bytes(damaged))
+    result = project.deploy("all", version)
+    assert result.returncode == 1, result.stdout + result.stderr
+    reasons = [n["reason"] for n in report(result)["nodes"].values()]
+    assert any("checksum mismatch" in r for r in reasons), reasons
+    assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
+    for node in project.fleet.nodes:
+        assert not (node.root / "releases" / version).exists()
+        assert (node.root / "current").resolve().name == GOOD
 
 
 def test_an_unreachable_node_refuses_the_deploy_naming_it(project: Project) -> None:
@@ -257,3 +261,41 @@ def test_an_sshd_killed_mid_upload_fails_that_node_and_the_upload_resumes(projec
     assert again.returncode == 0, again.stdout + again.stderr
     assert project.running() == dict.fromkeys(project.fleet.names, version)
     assert not partial.exists()
+
+
+def test_build_puts_a_verified_release_with_its_manifest_in_the_store(project: Project) -> None:
+    """`edeliver build` runs mix release here and stores tarball and manifest; it deploys."""
+    result = project.edeliver("build", "--json", env={"HELLO_VERSION": "0.4.0"})
+    assert result.returncode == 0, result.stderr
+    built = json.loads(result.stdout)
+    stored = Path(built["location"])
+    manifest = json.loads((stored.parent / "manifest.json").read_text())
+    assert built["version"] == manifest["version"] == "0.4.0"
+    assert manifest["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert manifest["platform"]["arch"] and manifest["built_by"]
+    with tarfile.open(stored) as archive:
+        tops = {name.split("/")[0] for name in archive.getnames()}
+    assert {"bin", "lib", "releases"} <= tops and all(
+        t in ("bin", "lib", "releases") or t.startswith("erts-") for t in tops
+    )
+    deployed = project.deploy("all", "0.4.0")
+    assert deployed.returncode == 0, deployed.stderr
+    assert set(project.running().values()) == {"0.4.0"}
+
+
+def test_nodes_trust_pins_unknown_keys_and_refuses_a_changed_one(project: Project) -> None:
+    known_hosts = project.fleet.known_hosts
+    known_hosts.write_text("")
+    try:
+        trusted = project.edeliver("nodes", "trust", "all", "--yes")
+        assert trusted.returncode == 0, trusted.stderr
+        for node in project.fleet.nodes:
+            assert node.host_key_fingerprint in trusted.stdout
+        assert len(known_hosts.read_text().splitlines()) == len(project.fleet.nodes)
+        assert project.edeliver("status", "all").returncode == 0
+        project.fleet.rotate_host_key("node2")
+        refused = project.edeliver("nodes", "trust", "all", "--yes")
+        assert refused.returncode == 3 and "CHANGED" in refused.stderr
+        assert project.fleet.node("node2").host_key_fingerprint not in known_hosts.read_text()
+    finally:
+        project.fleet.write_known_hosts()
