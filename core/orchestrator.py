@@ -55,7 +55,14 @@ class Journal:
             self._listener(self.deployment, batch)
 
     def close(self) -> None:
+        """Stop the writer once a write in progress has finished."""
         self._writer.shutdown(wait=True)
+
+    def unsaved(self) -> list[Any]:
+        """Events collected but never written (an interruption cut their commit short), in order.
+        Stored before anything else, or the aggregate's version sequence would have a hole."""
+        left, self._buffer = self._buffer, []
+        return left
 
 
 @dataclass

@@ -172,7 +172,7 @@ async def _drive(
         await orchestrator.run()
     except (asyncio.CancelledError, KeyboardInterrupt):
         deployment.interrupt("interrupted by the user")
-        await _in_thread(services.deployments.save, deployment)
+        await _in_thread(services.deployments.save, *orchestrator.journal.unsaved(), deployment)
         raise DeploymentInterrupted(
             f"deployment {deployment.short_id} interrupted; `edeliver resume {deployment.short_id}`"
         ) from None

@@ -299,3 +299,25 @@ def test_nodes_trust_pins_unknown_keys_and_refuses_a_changed_one(project: Projec
         assert project.fleet.node("node2").host_key_fingerprint not in known_hosts.read_text()
     finally:
         project.fleet.write_known_hosts()
+
+
+def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes(project: Project) -> None:
+    """SIGINT mid-rollout: the deployer records the interruption, exits 4; resume completes."""
+    project.ensure_all_on(NEXT)
+    deploying = project.start("deploy", "waves", "--version", GOOD)
+    _wait_for(
+        project,
+        lambda events: any(
+            e["event"] == "NodeTransitioned" and e["node"] == "node2" and e["dest"] == "installing"
+            for e in events
+        ),
+    )
+    deploying.send_signal(signal.SIGINT)
+    _, err = deploying.communicate(timeout=120)
+    assert deploying.returncode == 4, err
+    assert "edeliver resume" in err
+    events = project.events()
+    assert events[-1]["event"] == "Interrupted"
+    resumed = project.edeliver("resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert project.running() == dict.fromkeys(project.fleet.names, GOOD)
