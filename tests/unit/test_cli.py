@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +194,29 @@ def test_a_broken_config_is_one_line_with_exit_2(world: World) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "nodes.a.host: expected a host name or address, got 1" in result.stderr
+
+
+def test_log_follow_prints_events_as_they_are_stored_until_the_end(world: World) -> None:
+    """`log --follow` in another process keeps printing until the deployment finishes."""
+    _crash(world, after=5)
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edeliver.cli",
+            "-C",
+            str(world.project),
+            "log",
+            "--follow",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "EDELIVER_EVENTS": ""},
+    )
+    time.sleep(1.5)
+    assert follower.poll() is None, "it must wait while the deployment is unfinished"
+    assert world.run("resume").exit_code == 0
+    out, _ = follower.communicate(timeout=30)
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events[0] == "Started" and events[-1] == "Finished" and "Resumed" in events
