@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from edeliver.cli import audit_commands, demo, node_commands, rollout_commands
+from edeliver.cli import audit_commands, demo, node_commands, rollout_commands, task_commands
 from edeliver.cli.app import Runtime, app
 
 __all__ = ["Runtime", "app", "main"]
-_COMMANDS = (audit_commands, demo, node_commands, rollout_commands)  # imported for their commands
+_COMMANDS = (
+    audit_commands,
+    demo,
+    node_commands,
+    rollout_commands,
+    task_commands,
+)  # imported for their commands
 
 
 def main() -> None:

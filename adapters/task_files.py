@@ -1,0 +1,126 @@
+"""Finds the tasks under `.deliver/tasks/`: Python modules, shell and Elixir files.
+
+Python files declare tasks with `@task(...)` from `edeliver.core.tasks`; `.sh` and `.exs` files
+carry their settings in a header comment:
+
+    # stage: post_extract_release_archive
+    # where: node
+    # optional: initial
+    # critical: false
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edeliver.core.tasks import TaskError, TaskSpec
+
+TASKS_DIR = Path(".deliver/tasks")
+_LIST_SETTINGS = {"optional", "environments", "requires"}
+_HEADER_KEYS = {"stage", "where", "critical", *_LIST_SETTINGS}
+
+
+@dataclass(frozen=True)
+class FoundTask:
+    """A task's settings and what runs it: a Python callable, or a script file."""
+
+    spec: TaskSpec
+    run: Callable[[Any], Any] | None = None
+    cleanup: Callable[[Any], Any] | None = None
+    script: Path | None = None
+
+
+def discover(project: Path) -> list[FoundTask]:
+    """Every task under the project's `.deliver/tasks/`, in no particular order."""
+    root = project / TASKS_DIR
+    found: list[FoundTask] = []
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        if path.suffix == ".py" and not path.name.startswith("_"):
+            found += _python_tasks(path, root)
+        elif path.suffix in (".sh", ".exs"):
+            found.append(_script_task(path, root))
+    return found
+
+
+def _name(path: Path, root: Path) -> str:
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def _python_tasks(path: Path, root: Path) -> list[FoundTask]:
+    module = _import(path, root)
+    marked = [
+        (n, f) for n, f in vars(module).items() if callable(f) and hasattr(f, "__edeliver_task__")
+    ]
+    base = _name(path, root)
+    tasks = []
+    for attribute, function in marked:
+        settings = dict(function.__edeliver_task__)
+        cleanup = settings.pop("cleanup")
+        name = base if len(marked) == 1 else f"{base}.{attribute}"
+        spec = TaskSpec(name=name, source=str(path), **settings)
+        tasks.append(FoundTask(spec, run=function, cleanup=cleanup))
+    return tasks
+
+
+def _import(path: Path, root: Path) -> Any:
+    """Import a task module; a failure names the file and the line, and nothing is deployed."""
+    module_name = "edeliver_tasks." + _name(path, root).replace("/", ".")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise TaskError(f"{path}:{error.lineno}: {error.msg}") from None
+    except Exception as error:
+        line = _line_in(path, error)
+        raise TaskError(f"{path}:{line}: {type(error).__name__}: {error}") from None
+    sys.modules.pop(module_name, None)
+    return module
+
+
+def _line_in(path: Path, error: BaseException) -> int | str:
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
+    if not frames:
+        return "?"
+    return frames[-1].lineno or "?"
+
+
+def _script_task(path: Path, root: Path) -> FoundTask:
+    settings = _header(path)
+    if "stage" not in settings:
+        raise TaskError(f"{path}: no `# stage: …` line in its header comment")
+    return FoundTask(TaskSpec(name=_name(path, root), source=str(path), **settings), script=path)
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """`# key: value` lines at the top of a script, up to the first line that is not one."""
+    settings: dict[str, Any] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith("#!") or not line.strip():
+            continue
+        if not line.startswith("#") or ":" not in line:
+            break
+        key, _, value = line.lstrip("#").partition(":")
+        key, value = key.strip(), value.strip()
+        if key not in _HEADER_KEYS:
+            raise TaskError(f"{path}:{number}: unknown task setting {key!r}")
+        settings[key] = _value(key, value, path, number)
+    return settings
+
+
+def _value(key: str, value: str, path: Path, number: int) -> Any:
+    if key in _LIST_SETTINGS:
+        return tuple(v for v in value.replace(",", " ").split() if v)
+    if key == "critical":
+        if value not in ("true", "false"):
+            raise TaskError(f"{path}:{number}: critical: expected true or false, got {value!r}")
+        return value == "true"
+    return value

@@ -1,0 +1,51 @@
+"""`edeliver tasks ENV`: the resolved order of the tasks per stage, and why any is skipped."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from edeliver.adapters.task_files import discover
+from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.core.tasks import Selection, plan_by_stage, unmatched_tags
+
+TagOption = Annotated[list[str] | None, typer.Option(help="A tag; may be repeated.")]
+
+
+@app.command()
+@exits_on_errors
+def tasks(
+    ctx: typer.Context,
+    environment: str,
+    include: TagOption = None,
+    exclude: TagOption = None,
+    only: TagOption = None,
+    first_deploy: Annotated[bool, typer.Option(help="As on a node's first deploy.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the tasks that would run in ENVIRONMENT, per stage in order, and why others not."""
+    runtime = runtime_of(ctx)
+    runtime.load_config(runtime.project).environment(environment)
+    found = [t.spec for t in discover(runtime.project)]
+    selection = Selection(frozenset(include or ()), frozenset(exclude or ()), frozenset(only or ()))
+    for tag in unmatched_tags(found, selection):
+        typer.echo(f"edeliver: warning: no task is tagged {tag!r}", err=True)
+    stages = plan_by_stage(found, environment, selection, first_deploy)
+    if as_json:
+        typer.echo(json.dumps([
+            {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
+                                        "runs": reason is None, "skipped_because": reason}
+                                       for t, reason in entries]}
+            for stage, entries in stages
+        ]))  # fmt: skip
+        return
+    for stage, entries in stages:
+        typer.echo(stage)
+        for spec, reason in entries:
+            what = f"{spec.where}{'' if spec.critical else ', not critical'}"
+            typer.echo(
+                f"  {'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
+                + (f"  — {reason}" if reason else "")
+            )

@@ -1,0 +1,176 @@
+"""Deploy and rollback tasks (DESIGN §7): their settings, order and selection, as pure functions.
+
+A task is user code run at a stage. This module only knows tasks as `TaskSpec`s: where they come
+from (Python, shell or Elixir files under `.deliver/tasks/`) is the adapters' business, running
+them is the orchestrator's. Order: by name (directories are groups, `10_assets/` before
+`20_deploy/`), unless `requires` draws a dependency graph, which wins. Selection is ExUnit's:
+optional tasks carry tags and run only when selected; `initial` is selected on a node's first
+deploy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edeliver.core.errors import UsageError
+
+# edeliver 1.x's hooks in firing order (reference/edeliver1.md §5), then the new stages.
+LEGACY_STAGES: Final = (
+    "pre_init_app_remotely", "post_init_app_remotely", "pre_git_push", "post_git_push",
+    "pre_git_submodules", "post_git_submodules",
+    "pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps",
+    "pre_erlang_clean_compile", "post_erlang_clean_compile",
+    "pre_erlang_generate_release", "post_erlang_generate_release",
+    "pre_relx_generate_relup", "post_relx_generate_relup",
+    "pre_extract_release_archive", "post_extract_release_archive",
+    "pre_start_deployed_release", "post_start_deployed_release",
+    "pre_upgrade_release", "post_upgrade_release",
+    "pre_erlang_update", "post_erlang_deployed_update", "post_erlang_update", "pre_edit_relup",
+)  # fmt: skip
+STAGES: Final = (*LEGACY_STAGES, "pre_rollback", "post_rollback")
+WHERE: Final = ("node", "once", "build", "local")
+INITIAL: Final = "initial"
+
+
+class TaskError(UsageError):
+    """A task file or the set of tasks is unusable; the message names the file or the tasks."""
+
+
+def task(
+    stage: str,
+    *,
+    where: str = "node",
+    optional: Sequence[str] = (),
+    critical: bool = True,
+    environments: Sequence[str] = (),
+    requires: Sequence[str] = (),
+    cleanup: Callable[[Any], Any] | None = None,
+) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Mark a function `run(ctx) -> ctx` in a `.deliver/tasks/*.py` file as a task."""
+
+    def mark(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        run.__edeliver_task__ = {  # type: ignore[attr-defined]
+            "stage": stage, "where": where, "optional": tuple(optional), "critical": critical,
+            "environments": tuple(environments), "requires": tuple(requires), "cleanup": cleanup,
+        }  # fmt: skip
+        return run
+
+    return mark
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task's settings; `name` is its path under `.deliver/tasks/` without the suffix."""
+
+    name: str
+    stage: str
+    source: str
+    where: str = "node"
+    optional: tuple[str, ...] = ()
+    critical: bool = True
+    environments: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            near = difflib.get_close_matches(self.stage, STAGES, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise TaskError(f"{self.source}: stage: unknown stage {self.stage!r}{hint}")
+        if self.where not in WHERE:
+            raise TaskError(
+                f"{self.source}: where: expected one of {' | '.join(WHERE)}, got {self.where!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """`--include`, `--exclude` and `--only` tags, as ExUnit takes them."""
+
+    include: frozenset[str] = field(default_factory=frozenset)
+    exclude: frozenset[str] = field(default_factory=frozenset)
+    only: frozenset[str] = field(default_factory=frozenset)
+
+
+def ordered(tasks: Iterable[TaskSpec]) -> list[TaskSpec]:
+    """Name order, unless `requires` says otherwise; a cycle or a missing task is an error."""
+    by_name = {t.name: t for t in sorted(tasks, key=lambda t: t.name)}
+    edges = {
+        name: [_resolve(spec, r, by_name) for r in spec.requires] for name, spec in by_name.items()
+    }
+    done: list[str] = []
+    for name in by_name:
+        _visit(name, edges, done, [])
+    return [by_name[name] for name in done]
+
+
+def _resolve(spec: TaskSpec, required: str, by_name: dict[str, TaskSpec]) -> str:
+    """A requirement names a task by its full name or, when unambiguous, its file name."""
+    if required in by_name:
+        return required
+    matches = [n for n in by_name if n.rsplit("/", 1)[-1] == required]
+    if len(matches) == 1:
+        return matches[0]
+    problem = "matches several tasks: " + ", ".join(matches) if matches else "is no task"
+    raise TaskError(f"{spec.source}: requires: {required!r} {problem}")
+
+
+def _visit(name: str, edges: dict[str, list[str]], done: list[str], path: list[str]) -> None:
+    """Depth-first: a task comes after what it requires, and otherwise keeps its name order."""
+    if name in done:
+        return
+    if name in path:
+        cycle = [*path[path.index(name) :], name]
+        raise TaskError(f"tasks require each other in a cycle: {' → '.join(cycle)}")
+    for required in edges[name]:
+        _visit(required, edges, done, [*path, name])
+    done.append(name)
+
+
+def skip_reason(
+    spec: TaskSpec, environment: str, selection: Selection, first_deploy: bool
+) -> str | None:
+    """Why this task does not run here, or None when it runs."""
+    if spec.environments and environment not in spec.environments:
+        return f"only for environments {', '.join(spec.environments)}"
+    tags = set(spec.optional)
+    if selection.only:
+        return (
+            None
+            if tags & selection.only
+            else f"not tagged {' or '.join(sorted(selection.only))} (--only)"
+        )
+    if excluded := tags & selection.exclude:
+        return f"excluded by --exclude {', '.join(sorted(excluded))}"
+    chosen = selection.include | ({INITIAL} if first_deploy else set())
+    if tags and not tags & chosen:
+        return f"optional ({', '.join(sorted(tags))}); run it with --include {sorted(tags)[0]}"
+    return None
+
+
+def unmatched_tags(tasks: Iterable[TaskSpec], selection: Selection) -> list[str]:
+    """Tags named on the command line that no task carries (worth a warning)."""
+    carried = {tag for spec in tasks for tag in spec.optional}
+    named = selection.include | selection.exclude | selection.only
+    return sorted(named - carried)
+
+
+def plan_by_stage(
+    tasks: Iterable[TaskSpec], environment: str, selection: Selection, first_deploy: bool
+) -> list[tuple[str, list[tuple[TaskSpec, str | None]]]]:
+    """Per stage, in firing order: each task in run order with why it is skipped (or None)."""
+    in_order = ordered(tasks)
+    return [
+        (
+            stage,
+            [
+                (t, skip_reason(t, environment, selection, first_deploy))
+                for t in in_order
+                if t.stage == stage
+            ],
+        )
+        for stage in STAGES
+        if any(t.stage == stage for t in in_order)
+    ]
