@@ -18,6 +18,7 @@ from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
 from edeliver.core.errors import EdeliverError
 from edeliver.core.orchestrator import Listener
+from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
 from edeliver.core.service import Deployments
 
@@ -34,6 +35,12 @@ class Runtime:
     deployments: Callable[[Path], Deployments] = open_deployments
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
+
+    def node_shells(self, config: Config) -> NodeShells:
+        """Just the connections to nodes, for commands that record nothing."""
+        services = self.services(self.project, config, None)
+        services.deployments.close()
+        return services.shells
 
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.

@@ -95,9 +95,7 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
 
 
 def _show_status(runtime: Runtime, config: Config) -> list[dict[str, object]]:
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
-    rows = asyncio.run(probe_all(services.shells, config.nodes_of("demo")))
+    rows = asyncio.run(probe_all(runtime.node_shells(config), config.nodes_of("demo")))
     for row in rows:
         typer.echo("  " + status_line(row))
     return rows

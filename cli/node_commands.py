@@ -25,10 +25,7 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     """Per node: reachable, running version, boot version, releases on disk."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    nodes = config.nodes_of(environment)
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
-    rows = run(probe_all(services.shells, nodes))
+    rows = run(probe_all(runtime.node_shells(config), config.nodes_of(environment)))
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -76,12 +73,11 @@ def trust(
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     target = _known_hosts_file(runtime.project, config)
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
+    shells = runtime.node_shells(config)
     changed = []
     for node in config.nodes_of(environment):
         try:
-            run(_connect_and_close(services.shells, node))
+            run(_connect_and_close(shells, node))
             typer.echo(f"{node.name:<12} trusted")
             continue
         except HostKeyChanged as error:
