@@ -19,40 +19,40 @@ When that pid 1 exits the kernel kills every process of the node and nothing els
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import json
 import os
 import pwd
 import re
-import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO, NamedTuple, Self
+from typing import NamedTuple, Self
 
 # cryptography comes with asyncssh; it writes OpenSSH keys without running ssh-keygen.
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from edeliver.adapters.local_host import (
+    HOST,
+    FleetError,
+    comm,
+    ensure_user,
+    fingerprint,
+    free_ports,
+    kill,
+    popen,
+    proc_table,
+    speaks_ssh,
+    write_key_pair,
+)
 
-HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
 USER_PREFIX = "edfleet-"
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 2.0
 # Node names become Unix user names (max 32 chars) and bare TOML keys.
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,22}$")
-_LOWEST_PORT = 10_000
-
-
-class FleetError(RuntimeError):
-    """The local fleet could not be set up or driven."""
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,6 @@ class _Running:
     pid_ns: str | None = None
 
 
-@dataclass(frozen=True)
-class _Proc:
-    pid: int
-    ppid: int
-    pid_ns: str
-    ns_pid: int  # the pid as seen inside its own (innermost) namespace
-
-
 class LocalFleet:
     """`size` sshd nodes named `<name_prefix>1..N`, all serving `deploy_path`."""
 
@@ -158,7 +150,7 @@ class LocalFleet:
         for running in self._running.values():
             # pid 1 exits on TERM (init.sh traps it); the kernel then kills the rest.
             if running.init_pid is not None:
-                _kill(running.init_pid, signal.SIGTERM)
+                kill(running.init_pid, signal.SIGTERM)
             else:  # not forked yet: --kill-child takes the child down with unshare
                 running.unshare.kill()
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -195,7 +187,7 @@ class LocalFleet:
         """Stop the node's sshd listener only: open sessions and started releases live on."""
         pid = self._listener_pid(name)
         if pid is not None:
-            _kill(pid, signal.SIGTERM)
+            kill(pid, signal.SIGTERM)
             self._wait_closed(name)
 
     def start_sshd(self, name: str) -> None:
@@ -211,9 +203,9 @@ class LocalFleet:
     def rotate_host_key(self, name: str) -> FleetNode:
         """Give the node a new host key (known_hosts is left stale on purpose)."""
         files = self._files(name)
-        public = _write_key_pair(files.host_key, f"{name} host key")
+        public = write_key_pair(files.host_key, f"{name} host key")
         self._nodes[name] = replace(
-            self.node(name), host_public_key=public, host_key_fingerprint=_fingerprint(public)
+            self.node(name), host_public_key=public, host_key_fingerprint=fingerprint(public)
         )
         self.kill_sshd(name)
         self.start_sshd(name)
@@ -224,7 +216,7 @@ class LocalFleet:
         running = self._running.get(name)
         if running is None or running.pid_ns is None:
             return []
-        return [p.pid for p in _proc_table() if p.pid_ns == running.pid_ns]
+        return [p.pid for p in proc_table() if p.pid_ns == running.pid_ns]
 
     # -- client side -------------------------------------------------------------------------
 
@@ -255,8 +247,8 @@ class LocalFleet:
         self.root.mkdir(parents=True, exist_ok=True)
         Path(self.deploy_path).mkdir(parents=True, exist_ok=True)  # the empty host mountpoint
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-        client_public = _write_key_pair(self.client_key, "edeliver local fleet client")
-        ports = _free_ports(2 * self.size)
+        client_public = write_key_pair(self.client_key, "edeliver local fleet client")
+        ports = free_ports(2 * self.size)
         for i, name in enumerate(self.names):
             self._nodes[name] = self._prepare_node(name, ports[2 * i], ports[2 * i + 1])
             self._write_node_files(self._nodes[name], client_public)
@@ -265,12 +257,12 @@ class LocalFleet:
     def _prepare_node(self, name: str, port: int, epmd_port: int) -> FleetNode:
         files = self._files(name)
         files.base.mkdir(parents=True, exist_ok=True)
-        user = _ensure_user(USER_PREFIX + name)
-        public = _write_key_pair(files.host_key, f"{name} host key")
+        user = ensure_user(USER_PREFIX + name)
+        public = write_key_pair(files.host_key, f"{name} host key")
         return FleetNode(
             name=name, host=HOST, port=port, user=user.pw_name, path=self.deploy_path,
             root=files.deploy, home=files.home, epmd_port=epmd_port,
-            host_public_key=public, host_key_fingerprint=_fingerprint(public),
+            host_public_key=public, host_key_fingerprint=fingerprint(public),
         )  # fmt: skip
 
     def _write_node_files(self, node: FleetNode, client_public: str) -> None:
@@ -316,14 +308,14 @@ class LocalFleet:
                 "--propagation", "private", "/bin/sh", str(files.init)]  # fmt: skip
         with files.log.open("ab") as log:
             # A new session: a Ctrl-C in `edeliver demo` reaches Python, which stops the fleet.
-            self._running[name] = _Running(_popen(argv, log))
+            self._running[name] = _Running(popen(argv, log))
 
     def _wait_ready(self, names: list[str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         pending = list(names)
         while pending:
             for name in list(pending):
-                if _speaks_ssh(self._nodes[name].port):
+                if speaks_ssh(self._nodes[name].port):
                     pending.remove(name)
                 elif (code := self._running[name].unshare.poll()) is not None:
                     tail = self._log_tail(name)
@@ -335,7 +327,7 @@ class LocalFleet:
 
     def _wait_closed(self, name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        while _speaks_ssh(self._nodes[name].port):
+        while speaks_ssh(self._nodes[name].port):
             if time.monotonic() > deadline:
                 raise FleetError(f"sshd of {name} still accepts connections")
             time.sleep(0.01)
@@ -345,7 +337,7 @@ class LocalFleet:
         missing = {r.unshare.pid: r for r in self._running.values() if r.init_pid is None}
         if not missing:
             return
-        for proc in _proc_table():
+        for proc in proc_table():
             running = missing.get(proc.ppid)
             if running is not None and proc.ns_pid == 1:
                 running.init_pid, running.pid_ns = proc.pid, proc.pid_ns
@@ -364,8 +356,8 @@ class LocalFleet:
         except (OSError, ValueError):
             return None
         # The daemonised listener is a child of pid 1; a stale pid file matches nothing.
-        for proc in _proc_table():
-            if proc.ppid == init_pid and proc.ns_pid == ns_pid and _comm(proc.pid) == "sshd":
+        for proc in proc_table():
+            if proc.ppid == init_pid and proc.ns_pid == ns_pid and comm(proc.pid) == "sshd":
                 return proc.pid
         return None
 
@@ -434,150 +426,6 @@ def _sshd_config(node: FleetNode, files: _Files) -> str:
     )
 
 
-def _ensure_user(name: str) -> pwd.struct_passwd:
-    """The node's own user, created once and reused; its password field must be '*'."""
-    try:
-        return _unlocked(pwd.getpwnam(name))
-    except KeyError:
-        pass
-    useradd = ["useradd", "-m", "-s", "/bin/bash", "-p", "*", "-c", "edeliver local fleet", name]
-    result = subprocess.run(useradd, capture_output=True, text=True, check=False)
-    if result.returncode not in (0, 9):  # 9: created meanwhile by another fleet
-        raise FleetError(f"useradd {name} failed: {result.stderr.strip()}")
-    return _unlocked(pwd.getpwnam(name))
-
-
-def _unlocked(user: pwd.struct_passwd) -> pwd.struct_passwd:
-    # With UsePAM no, sshd refuses accounts whose shadow password starts with '!' (locked).
-    for line in Path("/etc/shadow").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name == user.pw_name and rest.startswith("!"):
-            subprocess.run(["usermod", "-p", "*", user.pw_name], check=True)
-    Path(user.pw_dir).mkdir(mode=0o755, exist_ok=True)  # the home is a mountpoint
-    return user
-
-
-def _write_key_pair(path: Path, comment: str) -> str:
-    """Write a fresh ed25519 key pair in OpenSSH format; return the public key line."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # ssh refuses open keys
-    with os.fdopen(fd, "wb") as out:
-        out.write(private)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    line = public.decode()
-    path.with_name(path.name + ".pub").write_text(f"{line} {comment}\n")
-    return line
-
-
-def _fingerprint(public_line: str) -> str:
-    blob = base64.b64decode(public_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-
-
-# -- helpers: ports ----------------------------------------------------------------------------
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct ports free right now, all below the kernel's ephemeral range.
-
-    Not bind(0): that hands out ephemeral ports, which any outgoing connection may take later,
-    and epmd binds its port only when the first BEAM starts; start_sshd re-binds too.
-    """
-    ceiling = _ephemeral_low()
-    held: list[socket.socket] = []
-    try:
-        for _ in range(100 * count):
-            if len(held) == count:
-                break
-            port = _LOWEST_PORT + secrets.randbelow(ceiling - _LOWEST_PORT)
-            sock = _bound(port)  # fails for ports already held, so no duplicates
-            if sock is not None:
-                held.append(sock)
-        if len(held) < count:
-            raise FleetError(f"could not find {count} free ports")
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for sock in held:
-            sock.close()
-
-
-def _ephemeral_low() -> int:
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return max(low, _LOWEST_PORT + 1000)
-
-
-def _bound(port: int) -> socket.socket | None:
-    """A socket bound to `port` on every address (epmd listens on all), or None if taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("", port))
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
-def _speaks_ssh(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5) as sock:
-            return sock.recv(8).startswith(b"SSH-2.0-")
-    except OSError:
-        return False
-
-
-# -- helpers: processes ------------------------------------------------------------------------
-
-
-def _popen(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-    )
-
-
-def _proc_table() -> list[_Proc]:
-    """Every live, non-zombie process: pid, parent, pid namespace, pid inside it."""
-    table = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            proc = _read_proc(int(entry.name))
-            if proc is not None:
-                table.append(proc)
-    return table
-
-
-def _read_proc(pid: int) -> _Proc | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        pid_ns = os.readlink(f"/proc/{pid}/ns/pid")  # fails for zombies: they are gone
-    except OSError:
-        return None
-    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    return _Proc(pid, int(fields["PPid"]), pid_ns, int(fields["NSpid"].split()[-1]))
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone is fine
-        os.kill(pid, sig)
-
-
 def _reap(running: _Running, deadline: float) -> None:
     """Wait for the node's `unshare`, which exits only when the whole namespace is gone."""
     try:
@@ -585,6 +433,6 @@ def _reap(running: _Running, deadline: float) -> None:
     except subprocess.TimeoutExpired:
         # pid 1 ignored TERM (signalled before its trap was set): SIGKILL cannot be ignored.
         if running.init_pid is not None:
-            _kill(running.init_pid)
+            kill(running.init_pid)
         running.unshare.kill()
         running.unshare.wait()

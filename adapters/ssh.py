@@ -12,7 +12,6 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
@@ -23,11 +22,15 @@ import asyncssh
 
 from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.ssh_host_keys import (
+    HostKeyCatcher,
+    KnownHosts,
+    host_key_error,
+    pin_host_key,
+)
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
     EdeliverError,
-    HostKeyChanged,
-    HostKeyError,
     NodeError,
     NodeUnreachable,
     StepTimeout,
@@ -86,9 +89,9 @@ class AsyncsshNodeShells:
 
     async def connect(self, node: NodeConfig) -> asyncssh.SSHClientConnection:
         """Connect with retries; NodeUnreachable / HostKeyError naming the node on failure."""
-        known = _KnownHosts(self._known_hosts_files(node))
+        known = KnownHosts(self._known_hosts_files(node))
         for attempt in range(_RETRIES):
-            client = _HostKeyCatcher()
+            client = HostKeyCatcher()
             try:
                 async with self._connects:
                     return await asyncssh.connect(
@@ -321,35 +324,6 @@ class AsyncsshNodeShell:
 # -- host keys ---------------------------------------------------------------------------------
 
 
-class _KnownHosts:
-    """The known_hosts files, read once per connect; remembers whether the host had keys."""
-
-    def __init__(self, files: Sequence[str]) -> None:
-        self.files = list(files)
-        self.known = asyncssh.SSHKnownHosts()
-        for file in self.files:
-            if os.path.isfile(file):
-                self.known.load(Path(file).read_text())
-        self.host_had_keys = False
-
-    def match(self, host: str, addr: str, port: int | None) -> Any:
-        found = self.known.match(host, addr, port)
-        self.host_had_keys = self.host_had_keys or bool(found[0] or found[1])
-        return found
-
-
-class _HostKeyCatcher(asyncssh.SSHClient):
-    """Keeps the host key the server offered when known_hosts did not trust it; trusts none."""
-
-    offered: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        self.offered = key
-        return False
-
-
 async def fetch_host_key(
     node: NodeConfig, ssh_config: Sequence[str] | None = None
 ) -> tuple[str, str]:
@@ -366,19 +340,6 @@ async def fetch_host_key(
     return f"{pattern} {public}", key.get_fingerprint()
 
 
-def pin_host_key(known_hosts: str | os.PathLike[str], line: str) -> None:
-    """Pin a host key: replace the lines of the same host pattern in `known_hosts`, or add it.
-
-    Lines are compared by their first field as written: hashed (`|1|...`) entries stay.
-    """
-    path = Path(known_hosts).expanduser()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pattern = line.split(maxsplit=1)[0]
-    old = path.read_text().splitlines() if path.exists() else []
-    kept = [entry for entry in old if entry.split()[:1] != [pattern]]
-    path.write_text("".join(f"{entry}\n" for entry in [*kept, line]))
-
-
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -386,13 +347,13 @@ def _error(
     node: NodeConfig,
     error: BaseException,
     doing: str,
-    known: _KnownHosts | None = None,
+    known: KnownHosts | None = None,
     offered: asyncssh.SSHKey | None = None,
 ) -> EdeliverError:
     """The one place where asyncssh's and the OS's errors become ours."""
     where = f"{node.name} ({node.host}:{node.port})"
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
-        return _host_key_error(where, known, offered)
+        return host_key_error(where, known, offered)
     for kind, ours, say in _MAPPING:
         if isinstance(error, kind):
             return ours(f"{where}: {say(error, doing, node)}")
@@ -416,22 +377,6 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
     (TimeoutError, NodeUnreachable, lambda e, doing, _: f"timed out {doing}"),
     (OSError, NodeUnreachable, lambda e, doing, _: f"cannot connect: {e.strerror or e}"),
 )  # fmt: skip
-
-
-def _host_key_error(
-    where: str, known: _KnownHosts | None, offered: asyncssh.SSHKey | None
-) -> HostKeyError:
-    files = ", ".join(known.files) if known else "known_hosts"
-    offers = f" It offers {offered.get_fingerprint()}." if offered else ""
-    if known and known.host_had_keys:
-        return HostKeyChanged(
-            f"{where}: the host key has CHANGED since it was pinned in {files}.{offers} This "
-            "may be a man-in-the-middle attack; if the node was reinstalled, pin its new key."
-        )
-    return HostKeyError(
-        f"{where}: unknown host key (not in {files}).{offers} Check it, then pin it with "
-        "`edeliver nodes trust ENV`."
-    )
 
 
 def _retryable(error: BaseException) -> bool:

@@ -24,6 +24,7 @@ import pytest
 
 from edeliver.adapters.fakes import FakeHost, InMemoryNodeShell, InMemoryNodeShells
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.local_host import comm
 from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
 from edeliver.core.model import Artifact
@@ -140,7 +141,7 @@ class FleetWorld:
         return replace(artifact, location=str(copy))
 
     def beam_pids(self) -> list[int]:
-        return [p for p in self.fleet.processes(self.node.name) if _comm(p) == "beam.smp"]
+        return [p for p in self.fleet.processes(self.node.name) if comm(p) == "beam.smp"]
 
     async def running_version(self) -> str | None:
         """Ask the running BEAM over Erlang distribution (rpc), from outside the node's shell."""
@@ -224,7 +225,7 @@ async def fleet_world(open_world: WorldMaker) -> AsyncIterator[FleetWorld]:
 def reset_node(fleet: LocalFleet, node: FleetNode) -> None:
     """Kill the releases a test started on the node (by pid) and empty its deploy dir."""
     deadline = time.monotonic() + 10
-    while pids := [p for p in fleet.processes(node.name) if _comm(p) in RELEASE_PROCESSES]:
+    while pids := [p for p in fleet.processes(node.name) if comm(p) in RELEASE_PROCESSES]:
         for pid in pids:
             _kill(pid)
         if time.monotonic() > deadline:
@@ -235,13 +236,6 @@ def reset_node(fleet: LocalFleet, node: FleetNode) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _kill(pid: int) -> None:

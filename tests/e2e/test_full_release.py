@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from edeliver.adapters.local_host import comm
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import local_platform
 from edeliver.core.config import FALLBACKS, STRATEGIES
@@ -231,7 +232,7 @@ def _kill_sshd_when_upload_is_under_way(project: Project, node: str, version: st
         size = partial.stat().st_size if partial.exists() else 0
         if size > 4 * 2**20:
             for pid in project.fleet.processes(node):
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                if comm(pid) == "sshd":
                     os.kill(pid, signal.SIGKILL)
             return size
         time.sleep(0.01)

@@ -15,6 +15,7 @@ import asyncssh
 import pytest
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.local_host import comm
 
 FleetFactory = Callable[..., LocalFleet]
 
@@ -92,7 +93,7 @@ async def test_a_killed_sshd_refuses_connections_and_restarts_with_the_same_host
     local.kill_sshd("node1")
     with pytest.raises(OSError):
         await run(local, node, "true")
-    assert "sleep" in [_comm(pid) for pid in local.processes("node1")]
+    assert "sleep" in [comm(pid) for pid in local.processes("node1")]
     local.start_sshd("node1")
     assert local.node("node1").host_key_fingerprint == node.host_key_fingerprint
     assert (await run(local, node, "echo back")).strip() == "back"
@@ -120,7 +121,7 @@ async def test_one_beam_node_name_runs_on_every_node_at_once(fleet: FleetFactory
     names = await run_all(local, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
     assert all("name hello at port" in listing for listing in names)
     for node in local.nodes:
-        assert "epmd" in [_comm(pid) for pid in local.processes(node.name)]
+        assert "epmd" in [comm(pid) for pid in local.processes(node.name)]
 
 
 async def test_beam_nodes_on_the_fleet_listen_on_loopback_only(fleet: FleetFactory) -> None:
@@ -210,13 +211,6 @@ async def test_twenty_nodes_start_within_seconds_and_all_answer(fleet: FleetFact
 
     users = await asyncio.gather(*(hostname(node) for node in local.nodes))
     assert [u.strip() for u in users] == [node.user for node in local.nodes]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _alive(pid: int) -> bool:
