@@ -1,4 +1,5 @@
-"""`edeliver tasks ENV`: the resolved order of the tasks per stage, and why any is skipped."""
+"""Tasks and their legacy form: `edeliver tasks ENV` (the resolved order per stage, and why any
+task is skipped) and `edeliver migrate-config` (edeliver 1.x's .deliver/config to edeliver.toml)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from typing import Annotated
 
 import typer
 
+from edeliver.adapters.config_file import CONFIG_FILE
+from edeliver.adapters.legacy_config import LEGACY_CONFIG, read_legacy_config
 from edeliver.adapters.task_files import discover
 from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.core.errors import UsageError
+from edeliver.core.legacy import migrate
 from edeliver.core.tasks import Selection, plan_by_stage, unmatched_tags
 
 TagOption = Annotated[list[str] | None, typer.Option(help="A tag; may be repeated.")]
@@ -49,3 +54,29 @@ def tasks(
                 f"  {'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
                 + (f"  — {reason}" if reason else "")
             )
+
+
+@app.command(name="migrate-config")
+@exits_on_errors
+def migrate_config(
+    ctx: typer.Context,
+    write: Annotated[
+        bool, typer.Option(help="Write .deliver/edeliver.toml (never over one).")
+    ] = False,
+) -> None:
+    """Turn an edeliver 1.x .deliver/config into .deliver/edeliver.toml; list what stays behind."""
+    runtime = runtime_of(ctx)
+    variables, functions = read_legacy_config(runtime.project)
+    migration = migrate(variables, functions, str(LEGACY_CONFIG))
+    target = runtime.project / CONFIG_FILE
+    if write:
+        if target.exists():
+            raise UsageError(f"{CONFIG_FILE}: already exists; not overwritten")
+        target.write_text(migration.toml)
+        typer.echo(f"wrote {CONFIG_FILE}", err=True)
+    else:
+        typer.echo(migration.toml, nl=False)
+    for line in migration.left_behind:
+        typer.echo(f"not carried over: {line}", err=True)
+    for hook in migration.hooks:
+        typer.echo(f"hook {hook}: found; it will run as a shell task at its stage", err=True)
