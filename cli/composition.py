@@ -9,7 +9,7 @@ from pathlib import Path
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.orchestrator import Listener
@@ -31,6 +31,12 @@ def release_store(project: Path, config: Config) -> LocalDirectoryStore:
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
 
+def release_commands(config: Config) -> ReleaseCommands:
+    """The configured start / stop / health commands over the defaults for a mix release."""
+    given = {k: v for k, v in vars(config.commands).items() if v is not None}
+    return ReleaseCommands(**given)
+
+
 def _keep_releases(config: Config) -> int:
     """Nodes can serve several environments: keep as many releases as the most careful asks."""
     return max((env.keep_releases for env in config.environments.values()), default=5)
@@ -43,7 +49,11 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         known_hosts = str(project / known_hosts)
     return Services(
         deployments=open_deployments(project),
-        shells=AsyncsshNodeShells(known_hosts=known_hosts, keep_releases=_keep_releases(config)),
+        shells=AsyncsshNodeShells(
+            known_hosts=known_hosts,
+            commands=release_commands(config),
+            keep_releases=_keep_releases(config),
+        ),
         store=release_store(project, config),
         clock=SystemClock(),
         user=who(),

@@ -8,6 +8,7 @@ SSH. Only the nodes are local; the product code is the same that deploys to real
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
 from edeliver.cli.app import Runtime, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import probe_all, status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
@@ -78,6 +80,9 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     project = prepare_project(
         root, fleet, "demo", 'strategy = "one_for_all"\nfallback = "rollback"'
     )
+    with (project / ".deliver/edeliver.toml").open("a") as toml:
+        # hello writes a status file once its tree is up: a health check that boots no VM.
+        toml.write(f"\n[commands]\nhealth = {json.dumps(STATUS_FILE_HEALTH)}\n")
     runtime = Runtime(project=project, services=parent.services, console=parent.console)
     config = load_config(project)
     _say(f"building hello {GOOD}, and {BROKEN} which fails to boot")

@@ -74,6 +74,15 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class CommandsConfig:
+    """Shell commands run from a release's root on the node, `{app}` filled in; None = default."""
+
+    start: str | None = None
+    stop: str | None = None
+    health: str | None = None
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     strategy: str = "local"
 
@@ -87,6 +96,7 @@ class Config:
     nodes: Mapping[str, NodeConfig]
     environments: Mapping[str, EnvironmentConfig]
     known_hosts: str | None = None
+    commands: CommandsConfig = CommandsConfig()
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The environment called `name`, or an error listing the ones there are."""
@@ -185,10 +195,11 @@ def parse_config(text: str, file: str) -> Config:
     known_hosts = top.get("known_hosts", str, "a path to a known_hosts file")
     store = _store(top.table("store"))
     build = _build(top.table("build"))
+    commands = _commands(top.table("commands"))
     nodes = _nodes(top, file)
     environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
     top.done()
-    return Config(file, app, store, build, nodes, environments, known_hosts)
+    return Config(file, app, store, build, nodes, environments, known_hosts, commands)
 
 
 def _store(table: _Table) -> StoreConfig:
@@ -216,6 +227,15 @@ def store_kind(url: str, table: _Table | None = None) -> StoreKind:
     if not url.strip():
         raise bad("expected a local directory, user@host:/path or s3://bucket/prefix")
     return "local"
+
+
+def _commands(table: _Table) -> CommandsConfig:
+    expected = "a shell command run from the release root ({app} is the app name)"
+    commands = CommandsConfig(
+        *(table.get(key, str, expected) for key in ("start", "stop", "health"))
+    )
+    table.done()
+    return commands
 
 
 def _build(table: _Table) -> BuildConfig:

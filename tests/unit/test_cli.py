@@ -220,3 +220,11 @@ def test_log_follow_prints_events_as_they_are_stored_until_the_end(world: World)
     out, _ = follower.communicate(timeout=30)
     events = [json.loads(line)["event"] for line in out.splitlines()]
     assert events[0] == "Started" and events[-1] == "Finished" and "Resumed" in events
+
+
+def test_a_node_without_room_for_the_release_refuses_before_upload(world: World) -> None:
+    world.hosts["n1"].free_bytes = 1_000_000
+    result = world.run("deploy", "prod", "--version", "1.0.0")
+    assert result.exit_code == 3
+    assert "not enough free disk for hello-1.0.0.tar.gz" in result.stderr and "n1" in result.stderr
+    assert not any(host.uploads for host in world.hosts.values())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edeliver.adapters.node_scripts import ReleaseCommands
+from edeliver.cli.composition import release_commands
 from edeliver.core.config import Policy, parse_config
 from edeliver.core.errors import ConfigError, NotFoundError
 
@@ -68,6 +70,15 @@ def test_store_urls_are_recognised() -> None:
         ("s3://my-bucket", "s3"),
     ]:
         assert parse_config(f'[store]\nurl = "{url}"', FILE).store.kind == kind
+
+
+def test_release_commands_replace_only_the_defaults_they_name() -> None:
+    """[commands] overrides start / stop / health templates; the rest keep the mix defaults."""
+    config = parse_config('[commands]\nhealth = "test -f tmp/{app}.status"\n', FILE)
+    commands = release_commands(config)
+    assert commands.health == "test -f tmp/{app}.status"
+    assert (commands.start, commands.stop) == (ReleaseCommands().start, ReleaseCommands().stop)
+    assert commands.render(commands.health, "hello") == "test -f tmp/hello.status"
 
 
 def test_an_unknown_environment_lists_the_defined_ones() -> None:
@@ -172,6 +183,8 @@ BAD_INPUT = [
         "nodes.stage1.labels: expected a list of strings",
     ),
     ("a node that is not a table", 'nodes = { web1 = "10.0.0.1" }', "nodes.web1: expected a table"),
+    ("unknown command", '[commands]\nrestart = "x"', "commands.restart: unknown key"),
+    ("command not a string", "[commands]\nhealth = 1", "commands.health: expected a shell command"),
     (
         "bad step_timeout",
         _with("max_parallel = 1", "max_parallel = 1\nstep_timeout = 0"),
