@@ -35,7 +35,8 @@ def read_legacy_config(project: Path) -> tuple[dict[str, str], list[str]]:
         raise ConfigError(
             str(LEGACY_CONFIG),
             "",
-            "bash cannot source it: " + (" ".join(said[-2:]) if said else f"exit {done.returncode}"),
+            "bash cannot source it: "
+            + (" ".join(said[-2:]) if said else f"exit {done.returncode}"),
         )
     fields = done.stdout.decode(errors="replace").split("\0")
     split = fields.index("--functions--")
