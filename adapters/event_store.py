@@ -8,11 +8,12 @@ password may also come from `PGPASSWORD`; it is never printed (see `describe`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from edeliver.core.errors import UsageError
+from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.service import Deployments
 
 DEFAULT_DB = ".deliver/events.db"
@@ -21,7 +22,13 @@ DEFAULT_DB = ".deliver/events.db"
 def open_deployments(project: Path, url: str | None = None) -> Deployments:
     """The Deployments application on the configured store."""
     url = url if url is not None else os.environ.get("EDELIVER_EVENTS", "")
-    return Deployments(env=store_settings(project, url, os.environ))
+    where = describe(url) if url else str(project / DEFAULT_DB)
+    try:
+        return Deployments(env=store_settings(project, url, os.environ))
+    except EdeliverError:
+        raise
+    except Exception as error:  # a database that is down, a directory we may not write
+        raise EdeliverError(f"event store {where}: cannot be opened: {error}") from None
 
 
 def store_settings(project: Path, url: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -40,10 +47,13 @@ def store_settings(project: Path, url: str, environ: Mapping[str, str]) -> dict[
 def describe(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    netloc = parts.netloc.replace(f":{password}@", ":***@") if password else parts.netloc
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def _sqlite(path: Path) -> dict[str, str]:
@@ -58,6 +68,10 @@ def _sqlite(path: Path) -> dict[str, str]:
 
 def _postgres(url: str, environ: Mapping[str, str]) -> dict[str, str]:
     parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise UsageError(f"EDELIVER_EVENTS: bad port in {describe(url)!r}") from None
     query = parse_qs(parts.query)
     host = query.get("host", [parts.hostname or ""])[0]
     dbname = unquote(parts.path.lstrip("/"))
@@ -68,7 +82,7 @@ def _postgres(url: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_HOST": host,
-        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_PORT": str(port),
         "POSTGRES_DBNAME": dbname,
         "POSTGRES_USER": unquote(parts.username),
         "POSTGRES_PASSWORD": unquote(parts.password or environ.get("PGPASSWORD", "")),

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from edeliver.core.errors import NotFoundError
+from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
 
 MANIFEST = "manifest.json"
@@ -61,6 +61,7 @@ class LocalDirectoryStore:
     ) -> Artifact:
         """Copy a built tarball in and write its manifest last; returns the stored artifact."""
         directory = self.root / artifact.app / artifact.version
+        self._refuse_another_build(directory, tarball)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / artifact.name
         shutil.copyfile(tarball, target.with_suffix(".partial"))
@@ -70,6 +71,17 @@ class LocalDirectoryStore:
         )
         _write_manifest(directory / MANIFEST, stored, extra or {})
         return stored
+
+    @staticmethod
+    def _refuse_another_build(directory: Path, tarball: Path) -> None:
+        """A version is immutable: nodes that have it would never get a different build of it."""
+        manifest = directory / MANIFEST
+        if manifest.is_file() and json.loads(manifest.read_text())["sha256"] != sha256_of(tarball):
+            raise UsageError(
+                f"{directory.parent.name} {directory.name} is already in the store "
+                f"{directory.parent.parent} as another build; bump the version "
+                "(nodes that have it would keep the old one)"
+            )
 
 
 def _write_manifest(path: Path, artifact: Artifact, extra: dict[str, Any]) -> None:

@@ -67,7 +67,8 @@ class ReleaseCommands:
     health: str = RPC_HEALTH
 
     def render(self, template: str, app: str) -> str:
-        return template.format(app=q(app))
+        # Only `{app}`: braces the user's shell command has (`${PORT}`, JSON) stay as written.
+        return template.replace("{app}", q(app))
 
 
 @dataclass(frozen=True)

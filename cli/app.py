@@ -16,7 +16,7 @@ from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import open_deployments
 from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
-from edeliver.core.errors import EdeliverError
+from edeliver.core.errors import DeploymentInterrupted, EdeliverError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
@@ -78,6 +78,14 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
         except EdeliverError as error:
             typer.echo(f"edeliver: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            # Before a deployment records anything (or in build): nothing to resume but the lock.
+            typer.echo(
+                "edeliver: interrupted; `edeliver resume` continues an unfinished "
+                "deployment, `edeliver history` shows whether there is one",
+                err=True,
+            )
+            raise typer.Exit(DeploymentInterrupted.exit_code) from None
 
     return wrapper
 

@@ -45,8 +45,9 @@ def _keep_releases(config: Config) -> int:
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
     known_hosts = config.known_hosts
-    if known_hosts and not Path(known_hosts).is_absolute():
-        known_hosts = str(project / known_hosts)
+    if known_hosts:
+        path = Path(known_hosts).expanduser()
+        known_hosts = str(path if path.is_absolute() else project / path)
     return Services(
         deployments=open_deployments(project),
         shells=AsyncsshNodeShells(

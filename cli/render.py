@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from edeliver.core.config import Config, EnvironmentConfig
@@ -87,11 +88,11 @@ def print_summary(console: Console, deployment: Deployment) -> None:
         table.add_column(column)
     for node, state in deployment.states.items():
         style = _STATE_STYLE.get(state, "")
-        reason = first_line(deployment.reasons.get(node, ""))
+        reason = escape(first_line(deployment.reasons.get(node, "")))
         table.add_row(node, f"[{style}]{state}[/]" if style else state, reason)
     console.print(table)
     if "*" in deployment.reasons:
-        console.print(deployment.reasons["*"])
+        console.print(deployment.reasons["*"], markup=False)
     if deployment.outcome != "succeeded":
         console.print(f"the whole story: edeliver log {deployment.short_id}")
 
@@ -147,7 +148,9 @@ class Progress:
             return
         for domain_event in events:
             if type(domain_event).__name__ in ("NodeTransitioned", "FallbackDecided"):
-                self.console.print(event_line(event_record(domain_event)), highlight=False)
+                self.console.print(
+                    event_line(event_record(domain_event)), highlight=False, markup=False
+                )
 
     def _refresh(self, deployment: Deployment) -> None:
         table = Table(title=f"{deployment.app} {deployment.release} → {deployment.environment}")

@@ -12,6 +12,7 @@ share one transaction, and each waits until its own events are stored before it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,10 +50,14 @@ class Journal:
             if self._stored >= target:
                 return  # a commit that ran while we waited stored ours too
             batch, self._buffer = self._buffer, []
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._save, batch)
+            writing = asyncio.get_running_loop().run_in_executor(self._writer, self._save, batch)
+            # Shielded: cancelling the wait must not cancel a write not yet started, or its
+            # events would be lost and the version sequence would have a hole.
+            await asyncio.shield(writing)
             self._stored += len(batch)
         if self._listener and batch:
-            self._listener(self.deployment, batch)
+            with contextlib.suppress(Exception):  # showing progress must never stop a rollout
+                self._listener(self.deployment, batch)
 
     def close(self) -> None:
         """Stop the writer once a write in progress has finished."""

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 from uuid import uuid4
 
 from edeliver.core.config import Config, EnvironmentConfig
@@ -124,7 +124,13 @@ def _orchestrator(
     artifact: Artifact,
 ) -> Orchestrator:
     journal = Journal(deployment, services.saver(), services.listener)
-    nodes = {name: config.nodes[name] for name in env.nodes}
+    missing = [name for name in deployment.order if name not in config.nodes]
+    if missing:
+        raise UsageError(
+            f"{config.file}: nodes {', '.join(missing)} of deployment {deployment.short_id} "
+            "are no longer defined; restore them, or `edeliver abandon` it"
+        )
+    nodes = {name: config.nodes[name] for name in deployment.order}
     return Orchestrator(deployment, artifact, nodes, services.shells, journal, env.step_timeout)
 
 
@@ -171,14 +177,23 @@ async def _drive(
     try:
         await orchestrator.run()
     except (asyncio.CancelledError, KeyboardInterrupt):
-        deployment.interrupt("interrupted by the user")
-        await _in_thread(services.deployments.save, *orchestrator.journal.unsaved(), deployment)
-        raise DeploymentInterrupted(
-            f"deployment {deployment.short_id} interrupted; `edeliver resume {deployment.short_id}`"
-        ) from None
+        await _record_interruption(orchestrator, services, deployment, "interrupted by the user")
+    except Exception as error:  # the event store failing, say: stop, resumable, and say why
+        await _record_interruption(orchestrator, services, deployment, f"stopped by {error!r}")
     deployment.finish(_now(services))
     await _in_thread(services.deployments.end, deployment)
     return deployment
+
+
+async def _record_interruption(
+    orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
+) -> NoReturn:
+    """Store what was done and the interruption (if the store still takes it), then exit 4."""
+    deployment.interrupt(why)
+    with contextlib.suppress(Exception):
+        await _in_thread(services.deployments.save, *orchestrator.journal.unsaved(), deployment)
+    resume_with = f"`edeliver resume {deployment.short_id}`"
+    raise DeploymentInterrupted(f"deployment {deployment.short_id} {why}; {resume_with}")
 
 
 async def _end(orchestrator: Orchestrator, services: Services, deployment: Deployment) -> None:

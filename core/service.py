@@ -79,11 +79,13 @@ class Deployments(Application[UUID]):
 
     def begin(self, deployment: Deployment) -> None:
         """Take the environment's lock for a new deployment and store both, in one transaction."""
+        # Collected once: a save that fails has still taken them off the aggregate.
+        started = deployment.collect_events()
         for attempt in range(2):
             lock = self._lock(deployment.app, deployment.environment)
             lock.acquire(str(deployment.id), deployment.started_by, deployment.started_at)
             try:
-                self.save(lock, deployment)
+                self.save(lock, *started)
                 return
             except IntegrityError:
                 # Another deployer took the lock between our read and our write: read it again,

@@ -6,8 +6,23 @@ import ast
 import sys
 from pathlib import Path
 
-FORBIDDEN = {"asyncssh", "boto3", "botocore", "typer", "rich", "subprocess", "socket", "os",
-             "shutil", "sqlite3", "psycopg", "urllib", "http", "requests", "pathlib"}
+FORBIDDEN = {
+    "asyncssh",
+    "boto3",
+    "botocore",
+    "typer",
+    "rich",
+    "subprocess",
+    "socket",
+    "os",
+    "shutil",
+    "sqlite3",
+    "psycopg",
+    "urllib",
+    "http",
+    "requests",
+    "pathlib",
+}
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -22,8 +37,11 @@ def imported_roots(path: Path) -> set[str]:
 
 def main() -> int:
     core = Path(__file__).resolve().parents[1] / "core"
-    bad = {f"{p.name}: {', '.join(sorted(imported_roots(p) & FORBIDDEN))}"
-           for p in sorted(core.glob("*.py")) if imported_roots(p) & FORBIDDEN}
+    bad = {
+        f"{p.name}: {', '.join(sorted(imported_roots(p) & FORBIDDEN))}"
+        for p in sorted(core.glob("*.py"))
+        if imported_roots(p) & FORBIDDEN
+    }
     for line in sorted(bad):
         print(f"core must stay pure, but {line}", file=sys.stderr)
     return 1 if bad else 0

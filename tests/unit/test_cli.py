@@ -228,3 +228,23 @@ def test_a_node_without_room_for_the_release_refuses_before_upload(world: World)
     assert result.exit_code == 3
     assert "not enough free disk for hello-1.0.0.tar.gz" in result.stderr and "n1" in result.stderr
     assert not any(host.uploads for host in world.hosts.values())
+
+
+def test_resume_refuses_when_a_node_of_the_deployment_is_gone_from_the_config(
+    world: World,
+) -> None:
+    _crash(world, after=5)
+    (world.project / ".deliver/edeliver.toml").write_text(config_text(2))
+    result = world.run("resume")
+    assert result.exit_code == 2
+    assert "nodes n2 of deployment" in result.stderr and "no longer defined" in result.stderr
+
+
+def test_an_event_store_that_is_down_is_one_line_naming_it_without_password(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDELIVER_EVENTS", "postgresql://ann:s3cret@127.0.0.1:1/events")
+    result = runner.invoke(app, ["history"], obj=Runtime(project=world.project))
+    assert result.exit_code == 1
+    assert "event store postgresql://ann:***@127.0.0.1:1/events: cannot be opened" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout

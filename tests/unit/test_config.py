@@ -79,6 +79,8 @@ def test_release_commands_replace_only_the_defaults_they_name() -> None:
     assert commands.health == "test -f tmp/{app}.status"
     assert (commands.start, commands.stop) == (ReleaseCommands().start, ReleaseCommands().stop)
     assert commands.render(commands.health, "hello") == "test -f tmp/hello.status"
+    braces = ReleaseCommands(health="""curl -fs localhost:${PORT}/up | grep -q '{"ok":true}'""")
+    assert braces.render(braces.health, "hello") == braces.health
 
 
 def test_an_unknown_environment_lists_the_defined_ones() -> None:
