@@ -42,7 +42,7 @@ q = shlex.quote
 
 _RPC_HEALTH = (
     'case List.keyfind(Application.started_applications(), :"{app}", 0) do '
-    '{{_, _, vsn}} -> IO.puts(vsn); nil -> raise "{app} is not started" end'
+    '{_, _, vsn} -> IO.puts(vsn); nil -> raise "{app} is not started" end'
 )
 # `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its
 # supervision tree is up), at ~0.35 s a call.
