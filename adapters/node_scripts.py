@@ -41,7 +41,7 @@ VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
 q = shlex.quote
 
 _RPC_HEALTH = (
-    'case List.keyfind(Application.started_applications(), :"{app}", 0) do '
+    "case List.keyfind(Application.started_applications(), :{app}, 0) do "
     '{_, _, vsn} -> IO.puts(vsn); nil -> raise "{app} is not started" end'
 )
 # `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its

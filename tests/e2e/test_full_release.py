@@ -6,6 +6,7 @@ Edeliver: the event log says what Edeliver believes, the nodes say what is true.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -233,7 +234,8 @@ def _kill_sshd_when_upload_is_under_way(project: Project, node: str, version: st
         if size > 4 * 2**20:
             for pid in project.fleet.processes(node):
                 if comm(pid) == "sshd":
-                    os.kill(pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):  # a session may end first
+                        os.kill(pid, signal.SIGKILL)
             return size
         time.sleep(0.01)
     raise AssertionError("the upload never started")
@@ -246,8 +248,12 @@ def test_an_sshd_killed_mid_upload_fails_that_node_and_the_upload_resumes(projec
     version = "0.2.5"
     _padded_release(project, version)
     deploying = project.start("deploy", "one_for_one-ignore", "--version", version, "--json")
-    cut_at = _kill_sshd_when_upload_is_under_way(project, "node2", version)
-    out, err = deploying.communicate(timeout=300)
+    try:
+        cut_at = _kill_sshd_when_upload_is_under_way(project, "node2", version)
+        out, err = deploying.communicate(timeout=300)
+    finally:  # never leave a deployer running into the next test
+        deploying.kill()
+        project.fleet.start_sshd("node2")
     assert deploying.returncode == 1, out + err
     states = {n: row["state"] for n, row in json.loads(out.splitlines()[-1])["nodes"].items()}
     assert (
@@ -258,7 +264,6 @@ def test_an_sshd_killed_mid_upload_fails_that_node_and_the_upload_resumes(projec
         project.fleet.node("node2").root / ".edeliver/uploads" / f"hello-{version}.tar.gz.partial"
     )
     assert partial.stat().st_size >= cut_at  # what was sent before the cut is still there
-    project.fleet.start_sshd("node2")
     running = project.running()
     assert running["node2"] == GOOD and all(running[n] == version for n in running if n != "node2")
     again = project.deploy("one_for_one-ignore", version)

@@ -156,7 +156,7 @@ def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started(
     commands = ReleaseCommands()
     assert commands.render(commands.stop, "hello") == "bin/hello stop"
     health = commands.render(commands.health, "hello")
-    assert health.startswith("bin/hello rpc '") and ':"hello"' in health
+    assert health.startswith("bin/hello rpc '") and "started_applications(), :hello, 0)" in health
     assert "Application.started_applications()" in health
     assert "{_, _, vsn} -> IO.puts(vsn)" in health and "{{" not in health
 
