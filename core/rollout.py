@@ -60,7 +60,11 @@ async def deploy(
     deployment = _new_deployment(services, app, env, artifact)
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
-    await _checked_probes(orchestrator, deployment, artifact, services)
+    try:
+        await _checked_probes(orchestrator, deployment, artifact, services)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C while probing: nothing changed
+        await orchestrator.close()
+        await _record_interruption(orchestrator, services, deployment, "interrupted by the user")
     return await _drive(orchestrator, services, deployment)
 
 

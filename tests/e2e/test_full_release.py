@@ -127,17 +127,19 @@ def _wait_for(project: Project, condition: Any, timeout: float = 120) -> list[di
     raise AssertionError("the deployment never got there")
 
 
+def _reached(events: list[dict[str, Any]], environment: str, node: str, state: str) -> bool:
+    """The latest deployment is the one to `environment`, and `node` has entered `state`."""
+    return events[0].get("environment") == environment and any(
+        e["event"] == "NodeTransitioned" and e["node"] == node and e["dest"] == state
+        for e in events
+    )
+
+
 def test_a_killed_deployer_is_resumed_and_a_second_deploy_is_refused(project: Project) -> None:
     """SIGKILL mid-rollout (node by node): the lock holds, `resume` finishes the job."""
     project.ensure_all_on(GOOD)
     first = project.start("deploy", "waves", "--version", NEXT)
-    _wait_for(
-        project,
-        lambda events: any(
-            e["event"] == "NodeTransitioned" and e["node"] == "node2" and e["dest"] == "activating"
-            for e in events
-        ),
-    )
+    _wait_for(project, lambda events: _reached(events, "waves", "node2", "activating"))
     concurrent = project.deploy("waves", NEXT)
     assert concurrent.returncode == 3, concurrent.stderr
     assert "is locked by deployment" in concurrent.stderr
@@ -314,13 +316,7 @@ def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes(project: Project) -> 
     """SIGINT mid-rollout: the deployer records the interruption, exits 4; resume completes."""
     project.ensure_all_on(NEXT)
     deploying = project.start("deploy", "waves", "--version", GOOD)
-    _wait_for(
-        project,
-        lambda events: any(
-            e["event"] == "NodeTransitioned" and e["node"] == "node2" and e["dest"] == "installing"
-            for e in events
-        ),
-    )
+    _wait_for(project, lambda events: _reached(events, "waves", "node2", "installing"))
     deploying.send_signal(signal.SIGINT)
     _, err = deploying.communicate(timeout=120)
     assert deploying.returncode == 4, err
