@@ -6,8 +6,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from edeliver.adapters.legacy_config import LEGACY_CONFIG, read_legacy_config
 from edeliver.core.config import Config, parse_config
 from edeliver.core.errors import ConfigError
+from edeliver.core.legacy import migrate
 
 CONFIG_FILE = Path(".deliver/edeliver.toml")
 _MIX_APP = re.compile(r"\bapp:\s*:([a-z_][a-zA-Z0-9_]*)")
@@ -17,6 +19,8 @@ def load_config(project: Path) -> Config:
     """The project's configuration, validated; errors name the file as the user would type it."""
     path = project / CONFIG_FILE
     shown = str(CONFIG_FILE) if project.resolve() == Path.cwd().resolve() else str(path)
+    if not path.exists() and (project / LEGACY_CONFIG).is_file():
+        return _from_legacy(project)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -34,3 +38,12 @@ def mix_app_name(project: Path) -> str | None:
     except OSError:
         return None
     return found.group(1) if found else None
+
+
+def _from_legacy(project: Path) -> Config:
+    """An edeliver 1.x project without edeliver.toml: its .deliver/config, read by bash and
+    mapped as `edeliver migrate-config` would write it."""
+    variables, functions = read_legacy_config(project)
+    source = f"{LEGACY_CONFIG} (edeliver 1.x)"
+    config = parse_config(migrate(variables, functions, str(LEGACY_CONFIG)).toml, source)
+    return config if config.app else replace(config, app=mix_app_name(project))

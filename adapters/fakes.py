@@ -10,7 +10,7 @@ when. `CrashingSave` stops "the deployer" after the K-th stored event, as a SIGK
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from typing import Any, Literal
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, NodeUnreachable, NotFoundError
 from edeliver.core.model import Artifact, NodeFacts, Platform
+from edeliver.core.ports import CommandResult
 
 FaultKind = Literal["fail", "hang", "disconnect"]
 STEPS = ("prepare", "install", "activate", "verify", "roll_back")
@@ -36,6 +37,10 @@ class FakeHost:
     current: str | None = None
     running: str | None = None
     reachable: bool = True
+    # What a task's command does here: given the script and its env, its result. Default: ok.
+    commands: Callable[[str, Mapping[str, str]], CommandResult] = lambda _s, _e: CommandResult(
+        0, ""
+    )
 
 
 @dataclass
@@ -116,6 +121,18 @@ class InMemoryNodeShell:
         h.uploads.discard(artifact.version)
         if artifact.version != previous:
             h.releases.discard(artifact.version)
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        self.trace.append(("command", self.name, script, env.get("STAGE", "")))
+        await asyncio.sleep(0)
+        self._check_connected()
+        return self.host.commands(script, env)
+
+    async def eval_elixir(
+        self, artifact: Artifact, code: str, env: Mapping[str, str]
+    ) -> CommandResult:
+        self._require(artifact.version in self.host.releases, f"{artifact.version} not installed")
+        return await self.run_command(f"eval {code}", env)
 
     async def close(self) -> None:
         self.closed = True

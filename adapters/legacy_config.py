@@ -7,6 +7,8 @@ from pathlib import Path
 
 from edeliver.core.errors import ConfigError
 from edeliver.core.legacy import KNOWN
+from edeliver.core.task_runs import Task
+from edeliver.core.tasks import LEGACY_STAGES, TaskSpec
 
 LEGACY_CONFIG = Path(".deliver/config")
 # Source the config in a clean bash, then print the known variables and every function name,
@@ -43,3 +45,45 @@ def read_legacy_config(project: Path) -> tuple[dict[str, str], list[str]]:
     values = fields[:split]
     variables = {values[i]: values[i + 1] for i in range(0, len(values) - 1, 2)}
     return variables, [f for f in fields[split + 1 :] if f]
+
+
+# What edeliver 1.x gave its hooks besides the variables: `status`, `error`, and `__remote` /
+# `__sync_remote` reaching the hosts of the stage (here: the node, or every node around a whole
+# rollout) with the system's OpenSSH client, host keys checked, in parallel like 1.x.
+_HOOK_RUNTIME = r"""#!/bin/bash --noprofile --norc
+status() { echo "-----> $*"; }
+error() { echo "$*" >&2; exit 1; }
+__remote() {
+  local pids=() failed=0 port login identity path
+  while IFS=$'\x1f' read -r port login identity path; do
+    [ -n "$port" ] || continue
+    ssh -n -o BatchMode=yes -o StrictHostKeyChecking=yes -o LogLevel=ERROR \
+      ${EDELIVER_KNOWN_HOSTS:+-o "UserKnownHostsFile=$EDELIVER_KNOWN_HOSTS"} \
+      ${identity:+-o IdentitiesOnly=yes -i "$identity"} -p "$port" "$login" "$1" &
+    pids+=($!)
+  done <<< "$EDELIVER_SSH_TARGETS"
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || error "remote command failed on $HOSTS: $1"
+}
+__sync_remote() {
+  case "$HOSTS" in *" "*) error "__sync_remote reaches one host, but HOSTS is: $HOSTS" ;; esac
+  __remote "$1"
+}
+source .deliver/config >/dev/null || exit 97
+"""
+
+
+def legacy_hook_tasks(project: Path) -> list[Task]:
+    """Each hook function of a legacy `.deliver/config` as a local shell task at its stage; its
+    exit status counts only through `error`, `exit` or a failing `__remote`, as in edeliver 1.x."""
+    if not (project / LEGACY_CONFIG).is_file():
+        return []
+    _, functions = read_legacy_config(project)
+    return [
+        Task(
+            TaskSpec(name=f"legacy/{hook}", stage=hook, source=str(LEGACY_CONFIG), where="local"),
+            script=f"{_HOOK_RUNTIME}{hook}\nexit 0\n",
+        )
+        for hook in LEGACY_STAGES
+        if hook in functions
+    ]

@@ -26,10 +26,11 @@ import itertools
 import posixpath
 import re
 import shlex
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edeliver.core.model import NodeFacts, Platform
+from edeliver.core.task_runs import interpreter
 
 # The only command line sent to the login shell: it reads the script from stdin, then runs it
 # with `sh`. Reading it whole first leaves no script on stdin for the commands it starts, and
@@ -455,6 +456,36 @@ def parse_health(output: str) -> Health:
             code = int(line[10:])
     current = state.facts.current_version
     return Health(state.running, current, code, "\n".join(said), state.launching)
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _exports(env: Mapping[str, str]) -> str:
+    bad = [name for name in env if not ENV_NAME.match(name)]
+    if bad:
+        raise ValueError(f"not an environment variable name: {bad[0]!r}")
+    return "".join(f"export {name}={q(value)}\n" for name, value in env.items())
+
+
+def task_script(path: str, env: Mapping[str, str], script: str) -> str:
+    """Run a task's script from the deploy path (made if missing) with its interpreter, its
+    environment exported and stderr merged into stdout, so its output reads in order."""
+    argv = " ".join(q(arg) for arg in interpreter(script))
+    return (
+        f"mkdir -p {q(path)} && cd {q(path)} || exit 97\n{_exports(env)}"
+        f"exec {argv} -c {q(script)} edeliver-task 2>&1\n"
+    )
+
+
+def eval_script(layout: Layout, version: str, code: str, env: Mapping[str, str]) -> str:
+    """Evaluate Elixir code with an installed release's `bin/<app> eval`, from its root."""
+    return (
+        f"{layout.prelude()}V={q(checked_version(version))}\n"
+        'complete "$V" || { echo "release $V is not installed on this node"; exit 98; }\n'
+        f'cd "$R/$V" || exit 97\n{_exports(env)}'
+        f'exec bin/"$APP" eval {q(code)} 2>&1\n'
+    )
 
 
 def log_tail_script(layout: Layout, lines: int = 30) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from edeliver.core.errors import (
     StepTimeout,
 )
 from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.ports import CommandResult
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -203,6 +204,15 @@ class AsyncsshNodeShell:
         if previous is not None:
             await self._wait_healthy(layout, previous)
 
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        return _result(await self._run(ns.task_script(self.node.path, env, script)))
+
+    async def eval_elixir(
+        self, artifact: Artifact, code: str, env: Mapping[str, str]
+    ) -> CommandResult:
+        layout = self._layout(artifact)
+        return _result(await self._run(ns.eval_script(layout, artifact.version, code, env)))
+
     async def close(self) -> None:
         self._conn.close()
         with suppress(Exception):
@@ -322,6 +332,11 @@ class AsyncsshNodeShell:
 
 
 # -- host keys ---------------------------------------------------------------------------------
+
+
+def _result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
+    said = str(done.stdout or "") + str(done.stderr or "")
+    return CommandResult(done.exit_status if done.exit_status is not None else 255, said)
 
 
 async def fetch_host_key(

@@ -14,11 +14,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edeliver.core.task_runs import Task
 from edeliver.core.tasks import TaskError, TaskSpec
 
 TASKS_DIR = Path(".deliver/tasks")
@@ -26,20 +25,10 @@ _LIST_SETTINGS = {"optional", "environments", "requires"}
 _HEADER_KEYS = {"stage", "where", "critical", *_LIST_SETTINGS}
 
 
-@dataclass(frozen=True)
-class FoundTask:
-    """A task's settings and what runs it: a Python callable, or a script file."""
-
-    spec: TaskSpec
-    run: Callable[[Any], Any] | None = None
-    cleanup: Callable[[Any], Any] | None = None
-    script: Path | None = None
-
-
-def discover(project: Path) -> list[FoundTask]:
+def discover(project: Path) -> list[Task]:
     """Every task under the project's `.deliver/tasks/`, in no particular order."""
     root = project / TASKS_DIR
-    found: list[FoundTask] = []
+    found: list[Task] = []
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
         if path.suffix == ".py" and not path.name.startswith("_"):
             found += _python_tasks(path, root)
@@ -52,7 +41,7 @@ def _name(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _python_tasks(path: Path, root: Path) -> list[FoundTask]:
+def _python_tasks(path: Path, root: Path) -> list[Task]:
     module = _import(path, root)
     marked = [
         (n, f) for n, f in vars(module).items() if callable(f) and hasattr(f, "__edeliver_task__")
@@ -64,7 +53,7 @@ def _python_tasks(path: Path, root: Path) -> list[FoundTask]:
         cleanup = settings.pop("cleanup")
         name = base if len(marked) == 1 else f"{base}.{attribute}"
         spec = TaskSpec(name=name, source=str(path), **settings)
-        tasks.append(FoundTask(spec, run=function, cleanup=cleanup))
+        tasks.append(Task(spec, run=function, cleanup=cleanup))
     return tasks
 
 
@@ -93,17 +82,23 @@ def _line_in(path: Path, error: BaseException) -> int | str:
     return frames[-1].lineno or "?"
 
 
-def _script_task(path: Path, root: Path) -> FoundTask:
-    settings = _header(path)
+def _script_task(path: Path, root: Path) -> Task:
+    text = path.read_text(encoding="utf-8")
+    settings = _header(path, text)
     if "stage" not in settings:
         raise TaskError(f"{path}: no `# stage: …` line in its header comment")
-    return FoundTask(TaskSpec(name=_name(path, root), source=str(path), **settings), script=path)
+    spec = TaskSpec(name=_name(path, root), source=str(path), **settings)
+    if path.suffix == ".sh":
+        return Task(spec, script=text)
+    if spec.where not in ("node", "once"):
+        raise TaskError(f"{path}: where: an .exs task is evaluated on a node: node | once")
+    return Task(spec, elixir=text)
 
 
-def _header(path: Path) -> dict[str, Any]:
+def _header(path: Path, text: str) -> dict[str, Any]:
     """`# key: value` lines at the top of a script, up to the first line that is not one."""
     settings: dict[str, Any] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith("#!") or not line.strip():
             continue
         if not line.startswith("#") or ":" not in line:

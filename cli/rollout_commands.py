@@ -13,13 +13,15 @@ from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.mix_build import MixLocalBuilder
 from edeliver.cli import render
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import release_store, who
+from edeliver.cli.composition import project_tasks, release_store, who, with_tasks
+from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.strategy import batches
+from edeliver.core.task_runs import Task
 
 STEPS = {
     "release": [
@@ -74,12 +76,19 @@ def deploy_command(
     ctx: typer.Context,
     environment: str,
     version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    include: TagOption = None,
+    exclude: TagOption = None,
+    only: TagOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll a release out to ENVIRONMENT with its strategy and fallback."""
+    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, version))
+    tasks = project_tasks(runtime.project)
+    chosen = selection_of(include, exclude, only, [t.spec for t in tasks])
+    _rollout(
+        runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
+    )
 
 
 @app.command(name="resume")
@@ -102,9 +111,10 @@ def _rollout(
     config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
+    tasks: list[Task] | None = None,
 ) -> None:
     """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
-    deployment = rollout_and_report(runtime, config, as_json, use_case)
+    deployment = rollout_and_report(runtime, config, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
         raise typer.Exit(1)
 
@@ -114,10 +124,13 @@ def rollout_and_report(
     config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
+    tasks: list[Task] | None = None,
 ) -> Deployment:
     console = runtime.out()
+    tasks = project_tasks(runtime.project) if tasks is None else tasks
     progress = None if as_json else render.Progress(console)
     services = runtime.services(runtime.project, config, progress)
+    services = with_tasks(services, runtime.project, config, tasks)
     try:
         deployment = run(use_case(services))
     finally:

@@ -10,13 +10,26 @@ import typer
 
 from edeliver.adapters.config_file import CONFIG_FILE
 from edeliver.adapters.legacy_config import LEGACY_CONFIG, read_legacy_config
-from edeliver.adapters.task_files import discover
 from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.cli.composition import project_tasks
 from edeliver.core.errors import UsageError
 from edeliver.core.legacy import migrate
-from edeliver.core.tasks import Selection, plan_by_stage, unmatched_tags
+from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
 TagOption = Annotated[list[str] | None, typer.Option(help="A tag; may be repeated.")]
+
+
+def selection_of(
+    include: list[str] | None,
+    exclude: list[str] | None,
+    only: list[str] | None,
+    specs: list[TaskSpec],
+) -> Selection:
+    """The tags chosen on the command line; a tag no task carries is warned about."""
+    chosen = Selection(frozenset(include or ()), frozenset(exclude or ()), frozenset(only or ()))
+    for tag in unmatched_tags(specs, chosen):
+        typer.echo(f"edeliver: warning: no task is tagged {tag!r}", err=True)
+    return chosen
 
 
 @app.command()
@@ -33,10 +46,8 @@ def tasks(
     """Show the tasks that would run in ENVIRONMENT, per stage in order, and why others not."""
     runtime = runtime_of(ctx)
     runtime.load_config(runtime.project).environment(environment)
-    found = [t.spec for t in discover(runtime.project)]
-    selection = Selection(frozenset(include or ()), frozenset(exclude or ()), frozenset(only or ()))
-    for tag in unmatched_tags(found, selection):
-        typer.echo(f"edeliver: warning: no task is tagged {tag!r}", err=True)
+    found = [t.spec for t in project_tasks(runtime.project)]
+    selection = selection_of(include, exclude, only, found)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
         typer.echo(json.dumps([

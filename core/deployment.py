@@ -29,8 +29,11 @@ from edeliver.core.lifecycle import (
     UPDATED,
     next_state,
 )
+from edeliver.core.tasks import AFTER_ROLLOUT, OUTPUT_LIMIT
 
 SUCCEEDED, FAILED_OUTCOME, REFUSED, ABANDONED = "succeeded", "failed", "refused", "abandoned"
+TASK_OK, TASK_FAILED, CLEANED, CLEANUP_FAILED = "ok", "failed", "cleaned", "cleanup_failed"
+CLEANUP_OUTCOMES = (CLEANED, CLEANUP_FAILED)
 _CARRIED_BY = {  # the trigger that carries out each pending action
     strategy.SKIP: "skip",
     strategy.ROLLBACK: "rollback",
@@ -60,8 +63,10 @@ class Deployment(Aggregate):
         batches: list[list[str]],
         started_by: str,
         started_at: str,
+        selection: dict[str, list[str]] | None = None,
     ) -> None:
         self.app, self.environment, self.release, self.mode = app, environment, version, mode
+        self.selection = selection or {}
         self.policy_fields = policy
         self.order, self.batches = order, batches
         self.started_by, self.started_at = started_by, started_at
@@ -75,6 +80,8 @@ class Deployment(Aggregate):
         self.outcome: str | None = None
         self.ended_at: str | None = None
         self.interruptions = 0
+        self.task_runs: list[tuple[str, str, str, str]] = []  # (node, stage, task, outcome)
+        self.tasks_failed_after = False  # a critical task failed after every node was updated
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -98,6 +105,22 @@ class Deployment(Aggregate):
 
     def nodes_in(self, *states: str) -> list[str]:
         return [n for n in self.order if self.states[n] in states]
+
+    def task_outcome(self, node: str, stage: str, task: str) -> str | None:
+        """How the task last ended there in this deployment, or None if it never ran there."""
+        ended = [o for n, s, t, o in self.task_runs if (n, s, t) == (node, stage, task)]
+        return ended[-1] if ended else None
+
+    def once_outcome(self, task: str) -> tuple[str, str] | None:
+        """For a once-per-deployment task: the node it ran for and how it ended, if it ran."""
+        ran = [(n, o) for n, _, t, o in self.task_runs if t == task and o in (TASK_OK, TASK_FAILED)]
+        return ran[-1] if ran else None
+
+    def cleanups_due(self, node: str) -> list[str]:
+        """Tasks that ran on the node and are not cleaned up yet, the last one first."""
+        cleaned = {t for n, _, t, o in self.task_runs if n == node and o in CLEANUP_OUTCOMES}
+        ran = [t for n, _, t, o in self.task_runs if n == node and o == TASK_OK]
+        return [t for t in reversed(ran) if t not in cleaned]
 
     def all_settled(self) -> bool:
         """Nothing is left to do: every node settled, every failure decided, every action done."""
@@ -154,6 +177,12 @@ class Deployment(Aggregate):
                 rollbacks.append(node)
         return rollbacks
 
+    def task_ran(
+        self, node: str, stage: str, task: str, outcome: str, *, critical: bool, output: str = ""
+    ) -> None:
+        """Record how a task (or its cleanup) ended, with the tail of its output."""
+        self._task_ran(node, stage, task, outcome, critical, output[-OUTPUT_LIMIT:])
+
     def finish(self, at: str) -> None:
         self._finished(self._outcome(), at)
 
@@ -170,7 +199,8 @@ class Deployment(Aggregate):
         self._resumed(by)
 
     def _outcome(self) -> str:
-        return SUCCEEDED if all(s == UPDATED for s in self.states.values()) else FAILED_OUTCOME
+        updated = all(s == UPDATED for s in self.states.values())
+        return SUCCEEDED if updated and not self.tasks_failed_after else FAILED_OUTCOME
 
     # ---- events: apply bodies only assign ----------------------------------------------------
 
@@ -202,6 +232,14 @@ class Deployment(Aggregate):
     @event("PendingActionDropped")
     def _action_dropped(self, node: str) -> None:
         self.pending_actions.pop(node, None)
+
+    @event("TaskRan")
+    def _task_ran(
+        self, node: str, stage: str, task: str, outcome: str, critical: bool, output: str
+    ) -> None:
+        self.task_runs.append((node, stage, task, outcome))
+        if stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical:
+            self.tasks_failed_after = True
 
     @event("Finished")
     def _finished(self, outcome: str, at: str, reason: str = "") -> None:

@@ -21,9 +21,10 @@ from typing import Any
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError
-from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE
+from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
 from edeliver.core.model import Artifact
-from edeliver.core.ports import NodeShell, NodeShells
+from edeliver.core.ports import CommandHost, NodeShell, NodeShells
+from edeliver.core.task_runs import Task, TaskRunner
 
 SaveEvents = Callable[[Sequence[Any]], object]
 Listener = Callable[[Deployment, Sequence[Any]], None]
@@ -80,10 +81,20 @@ class Orchestrator:
     shells: NodeShells
     journal: Journal
     step_timeout: float
+    tasks: Sequence[Task] = ()
+    local: CommandHost | None = None  # runs `where = "local"` tasks
+    task_env: Mapping[str, str] = field(default_factory=dict)
+    runner: TaskRunner = field(init=False)
     _open: dict[str, NodeShell] = field(default_factory=dict)
     _busy: set[str] = field(default_factory=set)
     _tasks: asyncio.TaskGroup | None = None
     _rollback_limit: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+
+    def __post_init__(self) -> None:
+        self.runner = TaskRunner(
+            self.tasks, self.deployment, self.nodes, self.artifact, self.local,
+            self.journal.commit, self.task_env,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """Drive every node until all are settled; rollbacks run beside the batches."""
@@ -102,6 +113,8 @@ class Orchestrator:
                     async with asyncio.TaskGroup() as this_batch:
                         for node in batch:
                             this_batch.create_task(self._drive(node))
+            if all(state == UPDATED for state in d.states.values()):
+                await self.runner.after_rollout(self.shell)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         finally:
@@ -136,7 +149,12 @@ class Orchestrator:
         try:
             async with asyncio.timeout(self.step_timeout):
                 shell = await self.shell(node)
+                stages = self.runner.stages_of_step(step)
+                if stages:
+                    await self.runner.at_node_stage(stages[0], node, shell)
                 await getattr(shell, step)(self.artifact)
+                if stages:
+                    await self.runner.at_node_stage(stages[1], node, shell)
         except TimeoutError:
             return f"timed out after {self.step_timeout:g}s"
         except EdeliverError as error:
@@ -159,7 +177,10 @@ class Orchestrator:
         async with self._rollback_limit:
             try:
                 async with asyncio.timeout(self.step_timeout):
-                    await (await self.shell(node)).roll_back(self.artifact, previous)
+                    shell = await self.shell(node)
+                    await self.runner.rolling_back(
+                        node, shell, lambda: shell.roll_back(self.artifact, previous)
+                    )
             except Exception as error:
                 detail = "timed out" if isinstance(error, TimeoutError) else str(error)
                 d.transition(node, "rollback_failed", detail)

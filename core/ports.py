@@ -8,7 +8,8 @@ lets `resume` simply re-run the step of each node that was in flight.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -16,7 +17,23 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.model import Artifact, NodeFacts
 
 
-class NodeShell(Protocol):
+@dataclass(frozen=True)
+class CommandResult:
+    """What a task's command did: its exit status and its output (stdout and stderr, merged)."""
+
+    status: int
+    output: str
+
+
+class CommandHost(Protocol):
+    """Where a task's commands run: a node over its connection, or this machine."""
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        """Run a `sh` script with `env` exported, from the deploy path (or the project)."""
+        ...
+
+
+class NodeShell(CommandHost, Protocol):
     """The steps of the node lifecycle on one node, over one connection."""
 
     name: str
@@ -43,6 +60,12 @@ class NodeShell(Protocol):
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
         """Return to `previous` and run it, or with no previous release stop and leave it empty."""
+        ...
+
+    async def eval_elixir(
+        self, artifact: Artifact, code: str, env: Mapping[str, str]
+    ) -> CommandResult:
+        """Evaluate Elixir code with the artifact's release (`bin/<app> eval`) on the node."""
         ...
 
     async def close(self) -> None: ...

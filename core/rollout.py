@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import NoReturn, TypeVar
 from uuid import uuid4
@@ -26,9 +26,11 @@ from edeliver.core.errors import (
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
-from edeliver.core.ports import Clock, NodeShells, ReleaseStore
+from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
+from edeliver.core.task_runs import Task
+from edeliver.core.tasks import Selection
 from edeliver.core.uniform import check_rollout
 
 T = TypeVar("T")
@@ -45,24 +47,34 @@ class Services:
     # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
     save: SaveEvents | None = None
     new_id: Callable[[], str] = lambda: str(uuid4())
+    # The project's tasks (DESIGN §7), where `local` ones run, and what every task is given.
+    tasks: Sequence[Task] = ()
+    local: CommandHost | None = None
+    task_env: Mapping[str, str] = field(default_factory=dict)
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
 
 
 async def deploy(
-    services: Services, config: Config, environment: str, version: str | None
+    services: Services,
+    config: Config,
+    environment: str,
+    version: str | None,
+    selection: Selection | None = None,
 ) -> Deployment:
-    """Roll `version` (default: the newest in the store) out to `environment`."""
+    """Roll `version` (default: the newest in the store) out to `environment`, running the
+    tasks `selection` picks at their stages."""
     env = config.environment(environment)
     app = _app_of(config)
     artifact = await _artifact(services.store, app, version)
-    deployment = _new_deployment(services, app, env, artifact)
+    deployment = _new_deployment(services, app, env, artifact, selection or Selection())
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     try:
         await _checked_probes(orchestrator, deployment, artifact, services)
-    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C while probing: nothing changed
+        await _before_rollout(orchestrator, deployment, services)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C before any change
         await orchestrator.close()
         await _record_interruption(orchestrator, services, deployment, "interrupted by the user")
     return await _drive(orchestrator, services, deployment)
@@ -79,6 +91,7 @@ async def resume(services: Services, config: Config, deployment_id: str | None) 
         # It died before all its probes were stored, so before any change: check them again.
         await _checked_probes(orchestrator, deployment, artifact, services)
     await _reprobe_in_flight(orchestrator, deployment)
+    await _before_rollout(orchestrator, deployment, services)
     return await _drive(orchestrator, services, deployment)
 
 
@@ -98,7 +111,11 @@ async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artif
 
 
 def _new_deployment(
-    services: Services, app: str, env: EnvironmentConfig, artifact: Artifact
+    services: Services,
+    app: str,
+    env: EnvironmentConfig,
+    artifact: Artifact,
+    selection: Selection,
 ) -> Deployment:
     policy = env.policy
     return Deployment(
@@ -117,6 +134,11 @@ def _new_deployment(
         batches=[list(b) for b in batches(env.nodes, policy.max_parallel)],
         started_by=services.user,
         started_at=_now(services),
+        selection={
+            "include": sorted(selection.include),
+            "exclude": sorted(selection.exclude),
+            "only": sorted(selection.only),
+        },
     )
 
 
@@ -135,7 +157,10 @@ def _orchestrator(
             "are no longer defined; restore them, or `edeliver abandon` it"
         )
     nodes = {name: config.nodes[name] for name in deployment.order}
-    return Orchestrator(deployment, artifact, nodes, services.shells, journal, env.step_timeout)
+    return Orchestrator(
+        deployment, artifact, nodes, services.shells, journal, env.step_timeout,
+        tasks=services.tasks, local=services.local, task_env=services.task_env,
+    )  # fmt: skip
 
 
 async def _checked_probes(
@@ -154,6 +179,18 @@ async def _checked_probes(
             deployment.probed(node, node_facts.as_dict())
         check_rollout(facts, artifact)
     except EdeliverError as error:
+        deployment.refuse(str(error), _now(services))
+        await _end(orchestrator, services, deployment)
+        raise
+
+
+async def _before_rollout(
+    orchestrator: Orchestrator, deployment: Deployment, services: Services
+) -> None:
+    """The tasks that run before any node changes; a critical failure refuses the deployment."""
+    try:
+        await orchestrator.runner.before_rollout(orchestrator.shell)
+    except RefusedError as error:
         deployment.refuse(str(error), _now(services))
         await _end(orchestrator, services, deployment)
         raise

@@ -34,6 +34,23 @@ STAGES: Final = (*LEGACY_STAGES, "pre_rollback", "post_rollback")
 WHERE: Final = ("node", "once", "build", "local")
 INITIAL: Final = "initial"
 
+# Where each stage fires. Build stages: during a build, on the build host. Step stages: around a
+# node's step, per node (edeliver 1.x fired them around the same commands, for all hosts at once).
+# Rollout stages: once around a whole rollout (edeliver 1.x's `update`). Rollback stages: around
+# a node's fallback rollback, with the cleanups of the tasks that ran on it between them.
+BUILD_STAGES: Final = (*LEGACY_STAGES[:14], "pre_edit_relup")
+STEP_STAGES: Final = {
+    "release": {
+        "install": ("pre_extract_release_archive", "post_extract_release_archive"),
+        "activate": ("pre_start_deployed_release", "post_start_deployed_release"),
+    },
+    "upgrade": {"activate": ("pre_upgrade_release", "post_upgrade_release")},
+}
+BEFORE_ROLLOUT: Final = ("pre_erlang_update",)
+AFTER_ROLLOUT: Final = ("post_erlang_deployed_update", "post_erlang_update")
+PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
+OUTPUT_LIMIT: Final = 4000  # characters of a task's output kept in its event: the tail
+
 
 class TaskError(UsageError):
     """A task file or the set of tasks is unusable; the message names the file or the tasks."""
@@ -82,6 +99,12 @@ class TaskSpec:
         if self.where not in WHERE:
             raise TaskError(
                 f"{self.source}: where: expected one of {' | '.join(WHERE)}, got {self.where!r}"
+            )
+        fits = ("build", "local") if self.stage in BUILD_STAGES else ("node", "once", "local")
+        if self.where not in fits:
+            raise TaskError(
+                f"{self.source}: where: {self.where!r} does not fit stage {self.stage!r}; "
+                f"it takes {' | '.join(fits)}"
             )
 
 

@@ -22,8 +22,11 @@ from edeliver.adapters.fakes import (
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.model import Artifact
+from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
+from edeliver.core.task_runs import Task
+from edeliver.core.tasks import Selection
 
 
 class _SharedRecorderDeployments(Deployments):
@@ -43,12 +46,14 @@ def config_text(
     fallback: str = "rollback",
     max_parallel: int | None = None,
     max_failures: int | None = None,
+    step_timeout: float = 0.01,
 ) -> str:
     lines = ['app = "hello"']
     for i in range(nodes):
         lines += [f"[nodes.n{i}]", 'host = "10.0.0.1"', f"port = {2000 + i}", 'path = "/srv/hello"']
     lines += ["[environments.prod]", "labels = []", f"nodes = {[f'n{i}' for i in range(nodes)]!r}"]
-    lines += [f'strategy = "{strategy}"', f'fallback = "{fallback}"', "step_timeout = 0.01"]
+    lines += [f'strategy = "{strategy}"', f'fallback = "{fallback}"']
+    lines.append(f"step_timeout = {step_timeout}")
     if max_parallel is not None:
         lines.append(f"max_parallel = {max_parallel}")
     if max_failures is not None:
@@ -72,6 +77,8 @@ class Simulation:
     store: InMemoryReleaseStore = field(default_factory=InMemoryReleaseStore)
     clock: FakeClock = field(default_factory=FakeClock)
     recorder: ApplicationRecorder | None = None
+    tasks: list[Task] = field(default_factory=list)
+    local: CommandHost | None = None
 
     @classmethod
     def create(
@@ -103,15 +110,19 @@ class Simulation:
         save: Any = lambda events: save_and_trace(*events)  # noqa: E731
         if crash_after is not None:
             save = CrashingSave(save_and_trace, crash_after)
-        return Services(deployments, shells, self.store, self.clock, "tester@ci", save=save)
+        return Services(
+            deployments, shells, self.store, self.clock, "tester@ci", save=save,
+            tasks=self.tasks, local=self.local,
+        )  # fmt: skip
 
-    def deploy(self, version: str, crash_after: int | None = None) -> Deployment:
+    def deploy(
+        self, version: str, crash_after: int | None = None, selection: Selection | None = None
+    ) -> Deployment:
         self.store.add(artifact(version))
         deployments = self.deployments()
+        services = self.services(deployments, crash_after)
         try:
-            return asyncio.run(
-                deploy(self.services(deployments, crash_after), self.config, "prod", version)
-            )
+            return asyncio.run(deploy(services, self.config, "prod", version, selection))
         finally:
             deployments.close()
 

@@ -129,7 +129,7 @@ def test_python_shell_and_elixir_task_files_are_discovered(tmp_path: Path) -> No
         "@task('pre_start_deployed_release', where='local')\ndef drain(ctx):\n    return ctx\n",
     )
     found = {t.spec.name: t for t in discover(tmp_path)}
-    assert found["20_deploy/migrate"].spec.where == "once" and found["20_deploy/migrate"].script
+    assert found["20_deploy/migrate"].spec.where == "once" and found["20_deploy/migrate"].elixir
     warm = found["10_assets/warm"].spec
     assert warm.optional == ("initial", "seed") and warm.critical is False
     assert found["30_lb/drain"].run is not None and found["30_lb/drain"].spec.where == "local"

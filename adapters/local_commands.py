@@ -1,0 +1,36 @@
+"""Runs `where = "local"` tasks' commands on this machine, from the project directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from edeliver.core.ports import CommandResult
+from edeliver.core.task_runs import interpreter
+
+
+class LocalCommandHost:
+    """The deployer's own machine as a place to run task scripts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        process = await asyncio.create_subprocess_exec(
+            *interpreter(script), "-c", script, "edeliver-task",
+            cwd=self.directory,
+            env={**os.environ, **env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            output, _ = await process.communicate()
+        except asyncio.CancelledError:  # the step timed out or the user pressed Ctrl-C
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
+        return CommandResult(process.returncode or 0, output.decode(errors="replace"))

@@ -1,0 +1,310 @@
+"""Running tasks during a rollout (DESIGN §7): around a node's steps, once around the rollout,
+and around a node's fallback rollback with the cleanups of what ran on it.
+
+Every run is recorded as a `TaskRan` event with the tail of its output, so a failure shows what
+the task said, and `resume` never runs again a task that already ended on a node (a task whose
+run was cut short by the interruption runs again: tasks, like steps, should be idempotent).
+
+A Python task's `run(ctx)` is the user's synchronous code: it runs in a worker thread, and
+`ctx.run(...)` hands each command back to the event loop, which runs it over the node's one
+connection (or on this machine for `where = "local"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import traceback
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edeliver.core.config import NodeConfig
+from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
+from edeliver.core.errors import NodeError, RefusedError
+from edeliver.core.model import Artifact
+from edeliver.core.ports import CommandHost, CommandResult, NodeShell
+from edeliver.core.tasks import (
+    AFTER_ROLLOUT,
+    BEFORE_ROLLOUT,
+    POST_ROLLBACK,
+    PRE_ROLLBACK,
+    STEP_STAGES,
+    Selection,
+    TaskSpec,
+    ordered,
+    skip_reason,
+)
+
+TaskBody = Callable[["TaskContext"], object]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task's settings and its body: a Python callable, a shell script or Elixir code."""
+
+    spec: TaskSpec
+    run: TaskBody | None = None
+    cleanup: TaskBody | None = None
+    script: str | None = None  # run by `sh` where the task runs
+    elixir: str | None = None  # evaluated by the release being deployed, on the node
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class TaskCommandFailed(Exception):
+    """A command a Python task ran with `ctx.run` exited non-zero."""
+
+
+@dataclass
+class TaskContext:
+    """What a task receives, akin to a Plug's conn: return it, with `assigns` for later tasks."""
+
+    app: str
+    release: str
+    environment: str
+    stage: str
+    node: NodeConfig | None  # None for a local task outside any node's flow
+    first_deploy: bool
+    assigns: dict[str, Any]
+    env: dict[str, str]
+    _host: CommandHost
+    _loop: asyncio.AbstractEventLoop
+    _said: list[str] = field(default_factory=list)
+
+    def run(self, command: str, *, check: bool = True) -> str:
+        """Run a shell command where the task runs; its output (TaskCommandFailed on non-zero
+        exit when `check`)."""
+        coroutine = self._host.run_command(command, self.env)
+        result = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        self._said.append(result.output)
+        if check and result.status != 0:
+            raise TaskCommandFailed(f"`{command}` exited {result.status}")
+        return result.output
+
+    def assign(self, **values: Any) -> TaskContext:
+        self.assigns.update(values)
+        return self
+
+
+@dataclass
+class TaskRunner:
+    """Runs the selected tasks of a deployment at their stages and records each run."""
+
+    tasks: Sequence[Task]
+    deployment: Deployment
+    nodes: Mapping[str, NodeConfig]
+    artifact: Artifact
+    local: CommandHost | None
+    record: Callable[[], Awaitable[None]]  # stores the recorded events
+    env: Mapping[str, str] = field(default_factory=dict)  # given to every task
+    _once: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _assigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        by_name = {t.name: t for t in self.tasks}
+        self.tasks = [by_name[spec.name] for spec in ordered(t.spec for t in self.tasks)]
+
+    @property
+    def selection(self) -> Selection:
+        chosen = self.deployment.selection
+        return Selection(*(frozenset(chosen.get(k, ())) for k in ("include", "exclude", "only")))
+
+    def stages_of_step(self, step: str) -> tuple[str, str] | None:
+        return STEP_STAGES.get(self.deployment.mode, {}).get(step)
+
+    # -- a node's stages -----------------------------------------------------------------------
+
+    async def at_node_stage(self, stage: str, node: str, shell: NodeShell) -> None:
+        """Run the stage's tasks for a node; NodeError when a critical one fails."""
+        for task in self._due(stage, node):
+            if task.spec.where == "once":
+                await self._once_for(task, stage, node, shell)
+            else:
+                await self._run_recorded(task, stage, node, node, shell)
+
+    async def rolling_back(
+        self, node: str, shell: NodeShell, roll_back: Callable[[], Awaitable[None]]
+    ) -> None:
+        """pre_rollback tasks, then the cleanups of what ran on the node in reverse, the rollback
+        itself, then post_rollback tasks. A failing task or cleanup is recorded, never stops it:
+        getting the node back comes first."""
+        with contextlib.suppress(NodeError):
+            await self.at_node_stage(PRE_ROLLBACK, node, shell)
+        for name in self.deployment.cleanups_due(node):
+            await self._clean_up(name, node, shell)
+        await roll_back()
+        with contextlib.suppress(NodeError):
+            await self.at_node_stage(POST_ROLLBACK, node, shell)
+
+    async def _once_for(self, task: Task, stage: str, node: str, shell: NodeShell) -> None:
+        """The first node to reach the stage runs it; the others wait for it, and fail with it
+        when it failed and is critical (they must not go on without it)."""
+        async with self._once.setdefault(task.name, asyncio.Lock()):
+            done = self.deployment.once_outcome(task.name)
+            if done is None:
+                await self._run_recorded(task, stage, node, node, shell)
+                return
+        ran_on, outcome = done
+        if outcome == TASK_FAILED and task.spec.critical:
+            raise NodeError(f"{node}: task {task.name} failed on {ran_on}; it runs once for all")
+
+    async def _clean_up(self, name: str, node: str, shell: NodeShell) -> None:
+        task = next((t for t in self.tasks if t.name == name), None)
+        if task is None or task.cleanup is None:
+            return
+        context = self._context(task, task.spec.stage, node, self._host(task, shell))
+        ok, said = await self._call(task.cleanup, context)
+        self.deployment.task_ran(
+            node, task.spec.stage, name, CLEANED if ok else CLEANUP_FAILED,
+            critical=False, output=said,
+        )  # fmt: skip
+        await self.record()
+
+    # -- around the rollout --------------------------------------------------------------------
+
+    async def before_rollout(self, shells: Callable[[str], Awaitable[NodeShell]]) -> None:
+        """pre_erlang_update; a critical failure refuses the deployment (nothing changed yet)."""
+        try:
+            for stage in BEFORE_ROLLOUT:
+                await self._around_rollout(stage, shells)
+        except NodeError as error:
+            raise RefusedError(f"{error}; nothing was changed on any node") from error
+
+    async def after_rollout(self, shells: Callable[[str], Awaitable[NodeShell]]) -> None:
+        """post_erlang_deployed_update, post_erlang_update: once every node is updated."""
+        with contextlib.suppress(NodeError):  # recorded; the outcome says it failed
+            for stage in AFTER_ROLLOUT:
+                await self._around_rollout(stage, shells)
+
+    async def _around_rollout(
+        self, stage: str, shells: Callable[[str], Awaitable[NodeShell]]
+    ) -> None:
+        order = self.deployment.order
+        for task in self._due(stage, None):
+            if task.spec.where == "local":
+                await self._run_recorded(task, stage, "", None, None)
+                continue
+            for node in order[:1] if task.spec.where == "once" else order:
+                await self._run_recorded(task, stage, node, node, await shells(node))
+
+    # -- one run -------------------------------------------------------------------------------
+
+    def _due(self, stage: str, node: str | None) -> Iterator[Task]:
+        first = node is not None and self.deployment.previous.get(node) is None
+        for task in self.tasks:
+            if task.spec.stage != stage:
+                continue
+            if skip_reason(task.spec, self.deployment.environment, self.selection, first) is None:
+                yield task
+
+    def _host(self, task: Task, shell: NodeShell | None) -> CommandHost:
+        if shell is not None and task.spec.where != "local":
+            return shell
+        if self.local is None:  # a wiring mistake, not user input
+            raise NodeError(f"task {task.name}: no way to run commands on this machine")
+        return self.local
+
+    async def _run_recorded(
+        self, task: Task, stage: str, key: str, node: str | None, shell: NodeShell | None
+    ) -> None:
+        """Run a task unless it already ended under `key` (its node, or "" for this machine);
+        record how it ended; NodeError when it failed and is critical."""
+        if self.deployment.task_outcome(key, stage, task.name) in (TASK_OK, TASK_FAILED):
+            return
+        context = self._context(task, stage, node, self._host(task, shell))
+        ok, said = await self._execute(task, context, shell)
+        self.deployment.task_ran(
+            key, stage, task.name, TASK_OK if ok else TASK_FAILED,
+            critical=task.spec.critical, output=said,
+        )  # fmt: skip
+        await self.record()
+        if not ok and task.spec.critical:
+            where = node or "this machine"
+            raise NodeError(f"{where}: task {task.name} failed at {stage}: {_last_lines(said)}")
+        if ok and node is not None:
+            self._assigns[node] = context.assigns
+
+    async def _execute(
+        self, task: Task, context: TaskContext, shell: NodeShell | None
+    ) -> tuple[bool, str]:
+        if task.run is not None:
+            return await self._call(task.run, context)
+        if task.script is not None:
+            return _ended(await context._host.run_command(task.script, context.env))
+        if task.elixir is not None and shell is not None:
+            return _ended(await shell.eval_elixir(self.artifact, task.elixir, context.env))
+        return False, f"{task.spec.source}: an Elixir task runs on a node (where: node | once)"
+
+    @staticmethod
+    async def _call(body: TaskBody, context: TaskContext) -> tuple[bool, str]:
+        try:
+            await asyncio.to_thread(body, context)
+        except Exception as error:  # the user's code: any error fails the task, with its trace
+            trace = "".join(traceback.format_exception_only(error)).strip()
+            return False, "\n".join([*context._said, trace])
+        return True, "\n".join(context._said)
+
+    def _context(self, task: Task, stage: str, node: str | None, host: CommandHost) -> TaskContext:
+        config = self.nodes.get(node) if node else None
+        return TaskContext(
+            app=self.deployment.app,
+            release=self.deployment.release,
+            environment=self.deployment.environment,
+            stage=stage,
+            node=config,
+            first_deploy=node is not None and self.deployment.previous.get(node) is None,
+            assigns=dict(self._assigns.get(node or "", {})),
+            env=self._env(stage, task, node),
+            _host=host,
+            _loop=asyncio.get_running_loop(),
+        )
+
+    def _env(self, stage: str, task: Task, node: str | None) -> dict[str, str]:
+        """What a task's commands see: edeliver 1.x's variables for the node (or every node)."""
+        d = self.deployment
+        targets = [self.nodes[n] for n in ([node] if node else d.order)]
+        return {
+            **self.env,
+            "APP": d.app,
+            "VERSION": d.release,
+            "ENVIRONMENT": d.environment,
+            "STAGE": stage,
+            "TASK": task.name,
+            "NODE": node or "",
+            "HOSTS": " ".join(t.host for t in targets),
+            "APP_USER": targets[0].user or "" if targets else "",
+            "DELIVER_TO": _deliver_to(targets[0].path, d.app) if targets else "",
+            "FIRST_DEPLOY": "true" if node and d.previous.get(node) is None else "false",
+            "EDELIVER_SSH_TARGETS": "\n".join(_ssh_target(t) for t in targets),
+        }
+
+
+def interpreter(script: str) -> list[str]:
+    """The command line that runs a task script: its `#!` line's, else `sh`."""
+    first = script.partition("\n")[0]
+    return (first[2:].split() if first.startswith("#!") else []) or ["sh"]
+
+
+def _ssh_target(node: NodeConfig) -> str:
+    """One line per node for legacy hooks' `__remote`: port, user@host, identity, deploy path,
+    split by the ASCII unit separator (a tab would let `read` merge an empty field)."""
+    login = f"{node.user}@{node.host}" if node.user else node.host
+    return "\x1f".join([str(node.port), login, node.identity_file or "", node.path])
+
+
+def _deliver_to(path: str, app: str) -> str:
+    """edeliver 1.x deployed into $DELIVER_TO/$APP: the parent of a path ending in the app."""
+    head, _, tail = path.rstrip("/").rpartition("/")
+    return (head or "/") if tail == app else path
+
+
+def _ended(result: CommandResult) -> tuple[bool, str]:
+    said = result.output if result.status == 0 else f"{result.output}\n(exit {result.status})"
+    return result.status == 0, said.strip()
+
+
+def _last_lines(output: str, lines: int = 5) -> str:
+    return " | ".join(output.strip().splitlines()[-lines:]) or "no output"
