@@ -228,9 +228,9 @@ class LocalFleet:
 
     def toml_nodes(self) -> str:
         """An edeliver.toml fragment: one `[nodes.<name>]` table per node."""
-        return "\n".join(self._toml_node(node) for node in self.nodes)
+        return "\n".join(self.toml_node(node) for node in self.nodes)
 
-    def _toml_node(self, node: FleetNode) -> str:
+    def toml_node(self, node: FleetNode) -> str:
         # JSON strings are valid TOML basic strings.
         return (
             f"[nodes.{node.name}]\n"

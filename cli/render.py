@@ -52,6 +52,11 @@ def event_line(record: dict[str, Any]) -> str:
     if record["event"] == "NodeTransitioned":
         text = f"{details['node']}: {details['src']} -{details['trigger']}-> {details['dest']}"
         text += f"  ({details['detail']})" if details.get("detail") else ""
+    elif record["event"] == "TaskRan":
+        text = f"{details['node'] or 'local'}: task {details['task']} at {details['stage']}: "
+        text += details["outcome"]
+        if details["outcome"] != "ok" and details.get("output"):
+            text += "".join(f"\n    | {line}" for line in details["output"].splitlines())
     else:
         text = " ".join(f"{k}={_short(v)}" for k, v in details.items())
     where = f"{record['at'][:19]}  {record['deployment'][:8]} #{record['seq']:<4}"

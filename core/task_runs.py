@@ -119,6 +119,8 @@ class TaskRunner:
 
     async def at_node_stage(self, stage: str, node: str, shell: NodeShell) -> None:
         """Run the stage's tasks for a node; NodeError when a critical one fails."""
+        if not stage:
+            return
         for task in self._due(stage, node):
             if task.spec.where == "once":
                 await self._once_for(task, stage, node, shell)
@@ -277,6 +279,7 @@ class TaskRunner:
             "HOSTS": " ".join(t.host for t in targets),
             "APP_USER": targets[0].user or "" if targets else "",
             "DELIVER_TO": _deliver_to(targets[0].path, d.app) if targets else "",
+            "DEPLOY_PATH": targets[0].path if targets else "",
             "FIRST_DEPLOY": "true" if node and d.previous.get(node) is None else "false",
             "EDELIVER_SSH_TARGETS": "\n".join(_ssh_target(t) for t in targets),
         }

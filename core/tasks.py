@@ -34,21 +34,35 @@ STAGES: Final = (*LEGACY_STAGES, "pre_rollback", "post_rollback")
 WHERE: Final = ("node", "once", "build", "local")
 INITIAL: Final = "initial"
 
-# Where each stage fires. Build stages: during a build, on the build host. Step stages: around a
-# node's step, per node (edeliver 1.x fired them around the same commands, for all hosts at once).
-# Rollout stages: once around a whole rollout (edeliver 1.x's `update`). Rollback stages: around
-# a node's fallback rollback, with the cleanups of the tasks that ran on it between them.
+# Where each stage fires. Build stages: during a build, on the build host. Step stages: before
+# or after one of a node's steps, per node (edeliver 1.x fired them around the same commands, for
+# all hosts at once); post_start_deployed_release waits for the health check, so its tasks find
+# the release up. Rollout stages: once around a whole rollout (edeliver 1.x's `update`).
+# Rollback stages: around a node's fallback rollback, the cleanups of its tasks between them.
 BUILD_STAGES: Final = (*LEGACY_STAGES[:14], "pre_edit_relup")
-STEP_STAGES: Final = {
+STEP_STAGES: Final = {  # mode -> step -> (stage before it, stage after it); "" for none
     "release": {
         "install": ("pre_extract_release_archive", "post_extract_release_archive"),
-        "activate": ("pre_start_deployed_release", "post_start_deployed_release"),
+        "activate": ("pre_start_deployed_release", ""),
+        "verify": ("", "post_start_deployed_release"),
     },
-    "upgrade": {"activate": ("pre_upgrade_release", "post_upgrade_release")},
+    "upgrade": {
+        "activate": ("pre_upgrade_release", ""),
+        "verify": ("", "post_upgrade_release"),
+    },
 }
 BEFORE_ROLLOUT: Final = ("pre_erlang_update",)
 AFTER_ROLLOUT: Final = ("post_erlang_deployed_update", "post_erlang_update")
 PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
+# The stages in the order a build and then a deployment fire them.
+FIRING_ORDER: Final = (
+    *BUILD_STAGES,
+    *BEFORE_ROLLOUT,
+    *(s for steps in STEP_STAGES.values() for pair in steps.values() for s in pair if s),
+    *AFTER_ROLLOUT,
+    PRE_ROLLBACK,
+    POST_ROLLBACK,
+)
 OUTPUT_LIMIT: Final = 4000  # characters of a task's output kept in its event: the tail
 
 
@@ -194,6 +208,6 @@ def plan_by_stage(
                 if t.stage == stage
             ],
         )
-        for stage in STAGES
+        for stage in FIRING_ORDER
         if any(t.stage == stage for t in in_order)
     ]

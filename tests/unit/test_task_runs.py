@@ -67,8 +67,8 @@ def test_node_stages_fire_around_the_steps_in_edeliver_1_order(tmp_path: Path) -
         "post_extract_release_archive:echo post_extract_release_archive",
         "pre_start_deployed_release:echo pre_start_deployed_release",
         "activate",
-        "post_start_deployed_release:echo post_start_deployed_release",
         "verify",
+        "post_start_deployed_release:echo post_start_deployed_release",
     ]
 
 

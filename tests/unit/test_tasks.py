@@ -166,3 +166,12 @@ def test_the_tasks_command_shows_order_and_skip_reasons(tmp_path: Path) -> None:
     assert "skip  10_seed" in lines[1] and "--include seed" in lines[1]
     assert "run   20_deploy/migrate" in lines[2]
     assert "no task is tagged 'sede'" in result.stderr
+
+
+def test_the_firing_order_has_every_stage_once() -> None:
+    from edeliver.core.tasks import FIRING_ORDER, STAGES
+
+    assert sorted(FIRING_ORDER) == sorted(STAGES) and len(FIRING_ORDER) == len(STAGES)
+    assert FIRING_ORDER.index("pre_erlang_update") < FIRING_ORDER.index(
+        "pre_extract_release_archive"
+    )
