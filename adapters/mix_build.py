@@ -11,7 +11,7 @@ import platform
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +49,20 @@ class MixLocalBuilder:
         app: str,
         env: Mapping[str, str] | None = None,
         build_dir: Path | None = None,
+        at_stage: Callable[[str], None] = lambda _stage: None,
     ) -> None:
         self.project, self.app, self.env = project, app, dict(env or {})
         self.build_dir = build_dir or project / BUILD_DIR
+        self.at_stage = at_stage  # runs the tasks of a build stage (edeliver 1.x's hooks)
 
     def build(self) -> Built:
         release = self.build_dir / "release"
+        self.at_stage("pre_erlang_clean_compile")
+        self._mix("compile")
+        self.at_stage("post_erlang_clean_compile")
+        self.at_stage("pre_erlang_generate_release")
         self._mix("release", "--path", str(release), "--overwrite")
+        self.at_stage("post_erlang_generate_release")
         version = release_version(release)
         tarball = self.build_dir / f"{self.app}-{version}.tar.gz"
         pack_release(release, tarball)

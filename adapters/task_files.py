@@ -23,6 +23,7 @@ from edeliver.core.tasks import TaskError, TaskSpec
 TASKS_DIR = Path(".deliver/tasks")
 _LIST_SETTINGS = {"optional", "environments", "requires"}
 _HEADER_KEYS = {"stage", "where", "critical", *_LIST_SETTINGS}
+_BEFORE_UNPACK = ("pre_erlang_update", "pre_extract_release_archive")
 
 
 def discover(project: Path) -> list[Task]:
@@ -92,6 +93,11 @@ def _script_task(path: Path, root: Path) -> Task:
         return Task(spec, script=text)
     if spec.where not in ("node", "once"):
         raise TaskError(f"{path}: where: an .exs task is evaluated on a node: node | once")
+    if spec.stage in _BEFORE_UNPACK:
+        raise TaskError(
+            f"{path}: stage: an .exs task is evaluated by the unpacked release; "
+            f"{spec.stage} comes before the unpack (post_extract_release_archive is the first)"
+        )
     return Task(spec, elixir=text)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.mix_build import MixLocalBuilder
 from edeliver.cli import render
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
@@ -21,7 +22,7 @@ from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import Task
+from edeliver.core.task_runs import Task, run_build_stage
 
 STEPS = {
     "release": [
@@ -179,7 +180,13 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         )
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    built = MixLocalBuilder(project, config.app, env=env).build()
+    tasks, here = project_tasks(project), LocalCommandHost(project)
+    app = config.app
+
+    def at_stage(stage: str) -> None:  # a local build: the build host is this machine
+        run(run_build_stage(tasks, stage, app, here, here, env or {}))
+
+    built = MixLocalBuilder(project, config.app, env=env, at_stage=at_stage).build()
     return release_store(project, config).put(
         built.tarball,
         built.artifact,

@@ -21,7 +21,7 @@ from typing import Any
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
-from edeliver.core.errors import NodeError, RefusedError
+from edeliver.core.errors import EdeliverError, NodeError, RefusedError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
 from edeliver.core.tasks import (
@@ -158,7 +158,7 @@ class TaskRunner:
         if task is None or task.cleanup is None:
             return
         context = self._context(task, task.spec.stage, node, self._host(task, shell))
-        ok, said = await self._call(task.cleanup, context)
+        ok, said = await _call(task.cleanup, context)
         self.deployment.task_ran(
             node, task.spec.stage, name, CLEANED if ok else CLEANUP_FAILED,
             critical=False, output=said,
@@ -233,21 +233,12 @@ class TaskRunner:
         self, task: Task, context: TaskContext, shell: NodeShell | None
     ) -> tuple[bool, str]:
         if task.run is not None:
-            return await self._call(task.run, context)
+            return await _call(task.run, context)
         if task.script is not None:
             return _ended(await context._host.run_command(task.script, context.env))
         if task.elixir is not None and shell is not None:
             return _ended(await shell.eval_elixir(self.artifact, task.elixir, context.env))
         return False, f"{task.spec.source}: an Elixir task runs on a node (where: node | once)"
-
-    @staticmethod
-    async def _call(body: TaskBody, context: TaskContext) -> tuple[bool, str]:
-        try:
-            await asyncio.to_thread(body, context)
-        except Exception as error:  # the user's code: any error fails the task, with its trace
-            trace = "".join(traceback.format_exception_only(error)).strip()
-            return False, "\n".join([*context._said, trace])
-        return True, "\n".join(context._said)
 
     def _context(self, task: Task, stage: str, node: str | None, host: CommandHost) -> TaskContext:
         config = self.nodes.get(node) if node else None
@@ -283,6 +274,48 @@ class TaskRunner:
             "FIRST_DEPLOY": "true" if node and d.previous.get(node) is None else "false",
             "EDELIVER_SSH_TARGETS": "\n".join(_ssh_target(t) for t in targets),
         }
+
+
+class TaskFailed(EdeliverError):
+    """A critical task failed outside any node's flow (in a build); the message has its output."""
+
+
+async def run_build_stage(
+    tasks: Sequence[Task],
+    stage: str,
+    app: str,
+    build_host: CommandHost,
+    local: CommandHost,
+    env: Mapping[str, str],
+) -> None:
+    """Run a build stage's tasks in order on the build host (`local` ones here); optional tasks
+    are skipped (builds take no tag selection). TaskFailed when a critical one fails."""
+    for spec in ordered(t.spec for t in tasks):
+        task = next(t for t in tasks if t.name == spec.name)
+        if spec.stage != stage or spec.optional:
+            continue
+        host = local if spec.where == "local" else build_host
+        context = TaskContext(
+            app=app, release="", environment="", stage=stage, node=None, first_deploy=False,
+            assigns={}, env={**env, "APP": app, "STAGE": stage, "TASK": spec.name},
+            _host=host, _loop=asyncio.get_running_loop(),
+        )  # fmt: skip
+        if task.run is not None:
+            ok, said = await _call(task.run, context)
+        else:
+            ok, said = _ended(await host.run_command(task.script or "", context.env))
+        if not ok and spec.critical:
+            raise TaskFailed(f"task {spec.name} failed at {stage}: {_last_lines(said)}")
+
+
+async def _call(body: TaskBody, context: TaskContext) -> tuple[bool, str]:
+    """Run a Python task body in a worker thread: (ok, what its commands said and any error)."""
+    try:
+        await asyncio.to_thread(body, context)
+    except Exception as error:  # the user's code: any error fails the task, with its trace
+        trace = "".join(traceback.format_exception_only(error)).strip()
+        return False, "\n".join([*context._said, trace])
+    return True, "\n".join(context._said)
 
 
 def interpreter(script: str) -> list[str]:

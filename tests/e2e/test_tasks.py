@@ -6,6 +6,7 @@ edeliver 1.x `.deliver/config` whose hooks leave marks in 1.x order, before and 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -35,10 +36,13 @@ class Project:
     def __init__(self, directory: Path, fleet: LocalFleet) -> None:
         self.directory, self.fleet = directory, fleet
 
-    def edeliver(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def edeliver(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*EDELIVER, "-C", str(self.directory), *args],
             capture_output=True, text=True, timeout=600, check=False,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
 
     def tasks(self, files: dict[str, str]) -> None:
@@ -233,3 +237,32 @@ def test_migrate_config_output_deploys_the_same_way(project: Project) -> None:
         assert _hook_marks(project, node, SECOND) == [f"{h} {SECOND}" for h in LEGACY_HOOKS]
     assert set(running_versions(project.fleet).values()) == {SECOND}
     assert re.search(r"\[environments\.staging\]", text)
+
+
+BUILD_STAGES = [
+    "pre_erlang_clean_compile",
+    "post_erlang_clean_compile",
+    "pre_erlang_generate_release",
+    "post_erlang_generate_release",
+]
+
+
+def test_build_stages_run_their_tasks_around_compile_and_release(project: Project) -> None:
+    (project.directory / ".deliver/config").unlink(missing_ok=True)
+    project.tasks(
+        {
+            f"{i}_{stage}.sh": f"# stage: {stage}\n# where: build\n"
+            'echo "$STAGE" >> build_marks\n'
+            for i, stage in enumerate(BUILD_STAGES)
+        }
+    )
+    built = project.edeliver("build", env={"HELLO_VERSION": "0.9.1", "HEX_OFFLINE": "1"})
+    assert built.returncode == 0, built.stdout + built.stderr
+    marks = (project.directory / "build_marks").read_text().split("\n")
+    assert [m for m in marks if m] == BUILD_STAGES
+    project.tasks({"gate.sh": "# stage: pre_erlang_clean_compile\n# where: build\nexit 5\n"})
+    failed = project.edeliver("build", env={"HELLO_VERSION": "0.9.2", "HEX_OFFLINE": "1"})
+    assert failed.returncode == 1
+    assert "task gate failed at pre_erlang_clean_compile" in failed.stderr
+    stored = project.edeliver("deploy", "staging", "--version", "0.9.2")
+    assert stored.returncode == 2 and "0.9.2" in stored.stderr  # nothing was stored

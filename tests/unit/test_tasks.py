@@ -175,3 +175,15 @@ def test_the_firing_order_has_every_stage_once() -> None:
     assert FIRING_ORDER.index("pre_erlang_update") < FIRING_ORDER.index(
         "pre_extract_release_archive"
     )
+
+
+def test_an_exs_task_before_the_unpack_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.exs", "# stage: pre_extract_release_archive\nIO.puts(1)\n")
+    with pytest.raises(TaskError, match=rf"{path}: stage: an .exs task is evaluated by the"):
+        discover(tmp_path)
+
+
+def test_a_build_stage_takes_only_build_or_local_tasks() -> None:
+    with pytest.raises(TaskError, match="where: 'node' does not fit stage 'pre_erlang_clean"):
+        spec("x", stage="pre_erlang_clean_compile")
+    assert spec("y", stage="pre_erlang_clean_compile", where="build").where == "build"
