@@ -210,6 +210,40 @@ class TestAsyncsshOnly:
         finally:
             await world.shell.close()
 
+    async def test_task_commands_run_from_the_deploy_path_with_their_env_quoted(
+        self, module_fleet: LocalFleet, open_world: WorldMaker
+    ) -> None:
+        """A task's script: run from the deploy path, env values verbatim, its exit status and
+        merged output returned, its `#!` interpreter used."""
+        path = f'{module_fleet.deploy_path}/it\'s a "dir" $HOME'
+        world = await open_world(path)
+        tricky = 'it\'s "quoted" $HOME `id` \\ and\nnewlines'
+        try:
+            said = await world.shell.run_command(
+                'pwd; printf "%s\\n" "$VALUE"; echo oops >&2; exit 3', {"VALUE": tricky}
+            )
+            assert said.status == 3
+            lines = said.output.split("\n")
+            assert lines[0] == path and "\n".join(lines[1:3]) == tricky
+            assert "oops" in said.output
+            bash = await world.shell.run_command("#!/bin/bash\necho ${BASH_VERSION:+bash}", {})
+            assert (bash.status, bash.output.strip()) == (0, "bash")
+        finally:
+            await world.shell.close()
+
+    async def test_elixir_is_evaluated_by_the_installed_release(
+        self, fleet_world: FleetWorld
+    ) -> None:
+        """`.exs` tasks: `bin/<app> eval` of the given version, its modules loaded, env given."""
+        v1 = fleet_world.artifact(V1)
+        missing = await fleet_world.shell.eval_elixir(v1, "IO.puts(1)", {})
+        assert missing.status != 0 and f"release {V1} is not installed" in missing.output
+        await fleet_world.shell.prepare(v1)
+        await fleet_world.shell.install(v1)
+        code = 'IO.puts(Hello.version() <> " " <> System.fetch_env!("WHO"))'
+        said = await fleet_world.shell.eval_elixir(v1, code, {"WHO": "task's env"})
+        assert (said.status, said.output.strip()) == (0, f"{V1} task's env")
+
     async def test_activate_again_does_not_restart_the_running_vm(
         self, fleet_world: FleetWorld
     ) -> None:

@@ -248,3 +248,34 @@ def test_an_event_store_that_is_down_is_one_line_naming_it_without_password(
     assert result.exit_code == 1
     assert "event store postgresql://ann:***@127.0.0.1:1/events: cannot be opened" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_task_module_that_fails_to_import_stops_the_deploy_before_anything(
+    world: World,
+) -> None:
+    tasks = world.project / ".deliver/tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "migrate.py").write_text("import os\n\nos.no_such_function()\n")
+    result = world.run("deploy", "prod", "--version", "1.0.0")
+    assert result.exit_code == 2
+    assert f"{tasks / 'migrate.py'}:3: AttributeError" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert world.running() == {"n0": None, "n1": None, "n2": None}
+    assert world.run("history", "--json").stdout.strip() == "[]"
+
+
+def test_deploy_warns_of_a_tag_no_task_carries_and_runs_the_selected_ones(
+    world: World,
+) -> None:
+    tasks = world.project / ".deliver/tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "seed.sh").write_text("# stage: post_start_deployed_release\n# optional: seed\n")
+    result = world.run("deploy", "prod", "--version", "1.0.0", "--include", "sede", "--json")
+    assert result.exit_code == 0, result.output
+    assert "no task is tagged 'sede'" in result.stderr
+    result = world.run("deploy", "prod", "--version", "2.0.0", "--include", "seed", "--json")
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in world.run("log", "--json").stdout.splitlines()]
+    assert {(e["node"], e["task"]) for e in log if e["event"] == "TaskRan"} == {
+        ("n0", "seed"), ("n1", "seed"), ("n2", "seed"),
+    }  # fmt: skip
