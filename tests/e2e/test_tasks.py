@@ -251,8 +251,7 @@ def test_build_stages_run_their_tasks_around_compile_and_release(project: Projec
     (project.directory / ".deliver/config").unlink(missing_ok=True)
     project.tasks(
         {
-            f"{i}_{stage}.sh": f"# stage: {stage}\n# where: build\n"
-            'echo "$STAGE" >> build_marks\n'
+            f"{i}_{stage}.sh": f'# stage: {stage}\n# where: build\necho "$STAGE" >> build_marks\n'
             for i, stage in enumerate(BUILD_STAGES)
         }
     )
