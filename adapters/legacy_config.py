@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edeliver.core.errors import ConfigError
 from edeliver.core.legacy import KNOWN
-from edeliver.core.task_runs import Task
+from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import LEGACY_STAGES, TaskSpec
 
 LEGACY_CONFIG = Path(".deliver/config")
@@ -73,14 +73,14 @@ source .deliver/config >/dev/null || exit 97
 """
 
 
-def legacy_hook_tasks(project: Path) -> list[Task]:
+def legacy_hook_tasks(project: Path) -> list[LoadedTask]:
     """Each hook function of a legacy `.deliver/config` as a local shell task at its stage; its
     exit status counts only through `error`, `exit` or a failing `__remote`, as in edeliver 1.x."""
     if not (project / LEGACY_CONFIG).is_file():
         return []
     _, functions = read_legacy_config(project)
     return [
-        Task(
+        LoadedTask(
             TaskSpec(name=f"legacy/{hook}", stage=hook, source=str(LEGACY_CONFIG), where="local"),
             script=f"{_HOOK_RUNTIME}{hook}\nexit 0\n",
         )

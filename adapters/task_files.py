@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edeliver.core.task_runs import Task
-from edeliver.core.tasks import TaskError, TaskSpec
+from edeliver.core.task_runs import LoadedTask
+from edeliver.core.tasks import Task, TaskError, TaskSpec
 
 TASKS_DIR = Path(".deliver/tasks")
 _LIST_SETTINGS = {"optional", "environments", "requires"}
@@ -26,10 +26,10 @@ _HEADER_KEYS = {"stage", "where", "critical", *_LIST_SETTINGS}
 _BEFORE_UNPACK = ("pre_erlang_update", "pre_extract_release_archive")
 
 
-def discover(project: Path) -> list[Task]:
+def discover(project: Path) -> list[LoadedTask]:
     """Every task under the project's `.deliver/tasks/`, in no particular order."""
     root = project / TASKS_DIR
-    found: list[Task] = []
+    found: list[LoadedTask] = []
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
         if path.suffix == ".py" and not path.name.startswith("_"):
             found += _python_tasks(path, root)
@@ -42,20 +42,41 @@ def _name(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _python_tasks(path: Path, root: Path) -> list[Task]:
+def _python_tasks(path: Path, root: Path) -> list[LoadedTask]:
+    """The module's `@task` functions and `Task` subclasses, each one task."""
     module = _import(path, root)
-    marked = [
-        (n, f) for n, f in vars(module).items() if callable(f) and hasattr(f, "__edeliver_task__")
+    found = [
+        (attribute, value)
+        for attribute, value in vars(module).items()
+        if (callable(value) and hasattr(value, "__edeliver_task__")) or _task_class(value, module)
     ]
     base = _name(path, root)
     tasks = []
-    for attribute, function in marked:
-        settings = dict(function.__edeliver_task__)
-        cleanup = settings.pop("cleanup")
-        name = base if len(marked) == 1 else f"{base}.{attribute}"
-        spec = TaskSpec(name=name, source=str(path), **settings)
-        tasks.append(Task(spec, run=function, cleanup=cleanup))
+    for attribute, value in found:
+        name = base if len(found) == 1 else f"{base}.{attribute}"
+        tasks.append(_loaded(value, name, str(path)))
     return tasks
+
+
+def _task_class(value: object, module: Any) -> bool:
+    """A Task subclass defined in the module itself (not one it imported)."""
+    return (
+        isinstance(value, type)
+        and issubclass(value, Task)
+        and value is not Task
+        and value.__module__ == module.__name__
+    )
+
+
+def _loaded(value: Any, name: str, source: str) -> LoadedTask:
+    if isinstance(value, type) and issubclass(value, Task):
+        instance = value()
+        spec = TaskSpec(name=name, source=source, **value.settings(source))
+        cleanup = instance.cleanup if value.has_cleanup() else None
+        return LoadedTask(spec, run=instance.run, cleanup=cleanup)
+    settings = dict(value.__edeliver_task__)
+    cleanup = settings.pop("cleanup")
+    return LoadedTask(TaskSpec(name=name, source=source, **settings), run=value, cleanup=cleanup)
 
 
 def _import(path: Path, root: Path) -> Any:
@@ -83,14 +104,14 @@ def _line_in(path: Path, error: BaseException) -> int | str:
     return frames[-1].lineno or "?"
 
 
-def _script_task(path: Path, root: Path) -> Task:
+def _script_task(path: Path, root: Path) -> LoadedTask:
     text = path.read_text(encoding="utf-8")
     settings = _header(path, text)
     if "stage" not in settings:
         raise TaskError(f"{path}: no `# stage: …` line in its header comment")
     spec = TaskSpec(name=_name(path, root), source=str(path), **settings)
     if path.suffix == ".sh":
-        return Task(spec, script=text)
+        return LoadedTask(spec, script=text)
     if spec.where not in ("node", "once"):
         raise TaskError(f"{path}: where: an .exs task is evaluated on a node: node | once")
     if spec.stage in _BEFORE_UNPACK:
@@ -98,7 +119,7 @@ def _script_task(path: Path, root: Path) -> Task:
             f"{path}: stage: an .exs task is evaluated by the unpacked release; "
             f"{spec.stage} comes before the unpack (post_extract_release_archive is the first)"
         )
-    return Task(spec, elixir=text)
+    return LoadedTask(spec, elixir=text)
 
 
 def _header(path: Path, text: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.rollout import Services
-from edeliver.core.task_runs import Task
+from edeliver.core.task_runs import LoadedTask
 
 
 def who() -> str:
@@ -54,13 +54,15 @@ def known_hosts_file(project: Path, config: Config) -> str | None:
     return str(path if path.is_absolute() else project / path)
 
 
-def project_tasks(project: Path) -> list[Task]:
+def project_tasks(project: Path) -> list[LoadedTask]:
     """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
     file raises here, before anything connects to a node."""
     return [*discover(project), *legacy_hook_tasks(project)]
 
 
-def with_tasks(services: Services, project: Path, config: Config, tasks: list[Task]) -> Services:
+def with_tasks(
+    services: Services, project: Path, config: Config, tasks: list[LoadedTask]
+) -> Services:
     """Services that run `tasks`: local ones from the project dir, legacy `__remote` checking
     host keys against the same known_hosts file as every other connection."""
     known_hosts = known_hosts_file(project, config)

@@ -22,7 +22,7 @@ from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import Task, run_build_stage
+from edeliver.core.task_runs import LoadedTask, run_build_stage
 
 STEPS = {
     "release": [
@@ -112,7 +112,7 @@ def _rollout(
     config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
-    tasks: list[Task] | None = None,
+    tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
     deployment = rollout_and_report(runtime, config, as_json, use_case, tasks)
@@ -125,7 +125,7 @@ def rollout_and_report(
     config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
-    tasks: list[Task] | None = None,
+    tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
     console = runtime.out()
     tasks = project_tasks(runtime.project) if tasks is None else tasks

@@ -24,7 +24,7 @@ from edeliver.core.errors import EdeliverError
 from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
-from edeliver.core.task_runs import Task, TaskRunner
+from edeliver.core.task_runs import LoadedTask, TaskRunner
 
 SaveEvents = Callable[[Sequence[Any]], object]
 Listener = Callable[[Deployment, Sequence[Any]], None]
@@ -81,7 +81,7 @@ class Orchestrator:
     shells: NodeShells
     journal: Journal
     step_timeout: float
-    tasks: Sequence[Task] = ()
+    tasks: Sequence[LoadedTask] = ()
     local: CommandHost | None = None  # runs `where = "local"` tasks
     task_env: Mapping[str, str] = field(default_factory=dict)
     runner: TaskRunner = field(init=False)

@@ -29,7 +29,7 @@ from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEven
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import Task
+from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 from edeliver.core.uniform import check_rollout
 
@@ -48,7 +48,7 @@ class Services:
     save: SaveEvents | None = None
     new_id: Callable[[], str] = lambda: str(uuid4())
     # The project's tasks (DESIGN §7), where `local` ones run, and what every task is given.
-    tasks: Sequence[Task] = ()
+    tasks: Sequence[LoadedTask] = ()
     local: CommandHost | None = None
     task_env: Mapping[str, str] = field(default_factory=dict)
 

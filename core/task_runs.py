@@ -40,7 +40,7 @@ TaskBody = Callable[["TaskContext"], object]
 
 
 @dataclass(frozen=True)
-class Task:
+class LoadedTask:
     """A task's settings and its body: a Python callable, a shell script or Elixir code."""
 
     spec: TaskSpec
@@ -93,7 +93,7 @@ class TaskContext:
 class TaskRunner:
     """Runs the selected tasks of a deployment at their stages and records each run."""
 
-    tasks: Sequence[Task]
+    tasks: Sequence[LoadedTask]
     deployment: Deployment
     nodes: Mapping[str, NodeConfig]
     artifact: Artifact
@@ -141,7 +141,7 @@ class TaskRunner:
         with contextlib.suppress(NodeError):
             await self.at_node_stage(POST_ROLLBACK, node, shell)
 
-    async def _once_for(self, task: Task, stage: str, node: str, shell: NodeShell) -> None:
+    async def _once_for(self, task: LoadedTask, stage: str, node: str, shell: NodeShell) -> None:
         """The first node to reach the stage runs it; the others wait for it, and fail with it
         when it failed and is critical (they must not go on without it)."""
         async with self._once.setdefault(task.name, asyncio.Lock()):
@@ -194,7 +194,7 @@ class TaskRunner:
 
     # -- one run -------------------------------------------------------------------------------
 
-    def _due(self, stage: str, node: str | None) -> Iterator[Task]:
+    def _due(self, stage: str, node: str | None) -> Iterator[LoadedTask]:
         first = node is not None and self.deployment.previous.get(node) is None
         for task in self.tasks:
             if task.spec.stage != stage:
@@ -202,7 +202,7 @@ class TaskRunner:
             if skip_reason(task.spec, self.deployment.environment, self.selection, first) is None:
                 yield task
 
-    def _host(self, task: Task, shell: NodeShell | None) -> CommandHost:
+    def _host(self, task: LoadedTask, shell: NodeShell | None) -> CommandHost:
         if shell is not None and task.spec.where != "local":
             return shell
         if self.local is None:  # a wiring mistake, not user input
@@ -210,7 +210,7 @@ class TaskRunner:
         return self.local
 
     async def _run_recorded(
-        self, task: Task, stage: str, key: str, node: str | None, shell: NodeShell | None
+        self, task: LoadedTask, stage: str, key: str, node: str | None, shell: NodeShell | None
     ) -> None:
         """Run a task unless it already ended under `key` (its node, or "" for this machine);
         record how it ended; NodeError when it failed and is critical."""
@@ -230,7 +230,7 @@ class TaskRunner:
             self._assigns[node] = context.assigns
 
     async def _execute(
-        self, task: Task, context: TaskContext, shell: NodeShell | None
+        self, task: LoadedTask, context: TaskContext, shell: NodeShell | None
     ) -> tuple[bool, str]:
         if task.run is not None:
             return await _call(task.run, context)
@@ -240,7 +240,9 @@ class TaskRunner:
             return _ended(await shell.eval_elixir(self.artifact, task.elixir, context.env))
         return False, f"{task.spec.source}: an Elixir task runs on a node (where: node | once)"
 
-    def _context(self, task: Task, stage: str, node: str | None, host: CommandHost) -> TaskContext:
+    def _context(
+        self, task: LoadedTask, stage: str, node: str | None, host: CommandHost
+    ) -> TaskContext:
         config = self.nodes.get(node) if node else None
         return TaskContext(
             app=self.deployment.app,
@@ -255,7 +257,7 @@ class TaskRunner:
             _loop=asyncio.get_running_loop(),
         )
 
-    def _env(self, stage: str, task: Task, node: str | None) -> dict[str, str]:
+    def _env(self, stage: str, task: LoadedTask, node: str | None) -> dict[str, str]:
         """What a task's commands see: edeliver 1.x's variables for the node (or every node)."""
         d = self.deployment
         targets = [self.nodes[n] for n in ([node] if node else d.order)]
@@ -281,7 +283,7 @@ class TaskFailed(EdeliverError):
 
 
 async def run_build_stage(
-    tasks: Sequence[Task],
+    tasks: Sequence[LoadedTask],
     stage: str,
     app: str,
     build_host: CommandHost,

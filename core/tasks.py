@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from edeliver.core.errors import UsageError
 
@@ -68,6 +68,49 @@ OUTPUT_LIMIT: Final = 4000  # characters of a task's output kept in its event: t
 
 class TaskError(UsageError):
     """A task file or the set of tasks is unusable; the message names the file or the tasks."""
+
+
+class Task:
+    """A task as a class, for tasks with state or helpers; the settings are class attributes:
+
+        class Migrate(Task):
+            stage = "post_extract_release_archive"
+            where = "once"
+
+            def run(self, ctx):
+                ctx.run("bin/hello eval 'Hello.Release.migrate()'")
+                return ctx
+
+    Override `cleanup(ctx)` to undo `run` when the node is rolled back.
+    """
+
+    stage: ClassVar[str]
+    where: ClassVar[str] = "node"
+    optional: ClassVar[Sequence[str]] = ()
+    critical: ClassVar[bool] = True
+    environments: ClassVar[Sequence[str]] = ()
+    requires: ClassVar[Sequence[str]] = ()
+
+    def run(self, ctx: Any) -> Any:
+        return ctx
+
+    def cleanup(self, ctx: Any) -> Any:
+        return ctx
+
+    @classmethod
+    def settings(cls, source: str) -> dict[str, Any]:
+        """The settings as `TaskSpec` takes them; a missing stage names the class."""
+        if not isinstance(getattr(cls, "stage", None), str):
+            raise TaskError(f'{source}: {cls.__name__}: no `stage = "…"` class attribute')
+        return {
+            "stage": cls.stage, "where": cls.where, "optional": tuple(cls.optional),
+            "critical": cls.critical, "environments": tuple(cls.environments),
+            "requires": tuple(cls.requires),
+        }  # fmt: skip
+
+    @classmethod
+    def has_cleanup(cls) -> bool:
+        return cls.cleanup is not Task.cleanup
 
 
 def task(

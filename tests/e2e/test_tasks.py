@@ -144,15 +144,16 @@ def test_the_task_runs_are_in_the_event_log(project: Project) -> None:
 
 
 CLEANUP_TASKS = {
-    "10_reserve.py": (
-        "from edeliver.core.tasks import task\n\n"
-        "def release_it(ctx):\n"
-        "    ctx.run(f'echo cleaned {ctx.release} >> shared/reserve')\n"
-        "    return ctx\n\n"
-        "@task('post_extract_release_archive', cleanup=release_it)\n"
-        "def reserve(ctx):\n"
-        "    ctx.run(f'echo reserved {ctx.release} >> shared/reserve')\n"
-        "    return ctx\n"
+    "10_reserve.py": (  # the class form of a task
+        "from edeliver.core.tasks import Task\n\n"
+        "class Reserve(Task):\n"
+        "    stage = 'post_extract_release_archive'\n\n"
+        "    def run(self, ctx):\n"
+        "        ctx.run(f'echo reserved {ctx.release} >> shared/reserve')\n"
+        "        return ctx\n\n"
+        "    def cleanup(self, ctx):\n"
+        "        ctx.run(f'echo cleaned {ctx.release} >> shared/reserve')\n"
+        "        return ctx\n"
     ),
     "20_gate.sh": (
         "# stage: post_extract_release_archive\n"

@@ -25,7 +25,7 @@ from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
-from edeliver.core.task_runs import Task
+from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 
 
@@ -77,7 +77,7 @@ class Simulation:
     store: InMemoryReleaseStore = field(default_factory=InMemoryReleaseStore)
     clock: FakeClock = field(default_factory=FakeClock)
     recorder: ApplicationRecorder | None = None
-    tasks: list[Task] = field(default_factory=list)
+    tasks: list[LoadedTask] = field(default_factory=list)
     local: CommandHost | None = None
 
     @classmethod

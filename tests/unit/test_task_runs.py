@@ -12,7 +12,7 @@ from edeliver.adapters.fakes import SimulatedCrash
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import Task, TaskContext
+from edeliver.core.task_runs import LoadedTask, TaskContext
 from edeliver.core.tasks import Selection, TaskSpec
 from tests.support.simulation import Simulation
 
@@ -21,8 +21,8 @@ def spec(name: str, stage: str, **settings: Any) -> TaskSpec:
     return TaskSpec(name=name, stage=stage, source=f".deliver/tasks/{name}.py", **settings)
 
 
-def shell_task(name: str, stage: str, script: str, **settings: Any) -> Task:
-    return Task(spec(name, stage, **settings), script=script)
+def shell_task(name: str, stage: str, script: str, **settings: Any) -> LoadedTask:
+    return LoadedTask(spec(name, stage, **settings), script=script)
 
 
 def simulation(tmp_path: Path, nodes: int = 3, **policy: Any) -> Simulation:
@@ -87,7 +87,7 @@ def test_a_python_task_runs_commands_on_its_node_and_passes_assigns_along(tmp_pa
     for host_name, host in sim.hosts.items():
         host.commands = lambda script, env, n=host_name: CommandResult(0, f"{n}:{env['NODE']}")
     stage = "post_extract_release_archive"
-    sim.tasks = [Task(spec("a", stage), run=first), Task(spec("b", stage), run=second)]
+    sim.tasks = [LoadedTask(spec("a", stage), run=first), LoadedTask(spec("b", stage), run=second)]
     assert sim.deploy("1.0.0").outcome == "succeeded"
     assert seen == {"n0": {"said": "n0:n0", "node": "n0"}, "n1": {"said": "n1:n1", "node": "n1"}}
     assert commands(sim, "n0") == [(stage, "hostname")]
@@ -120,8 +120,8 @@ def test_a_critical_failure_rolls_back_and_cleans_up_in_reverse_on_every_node_th
 
     stage = "post_extract_release_archive"
     sim.tasks = [
-        Task(spec("10_a", stage), run=lambda ctx: ctx.run("do a"), cleanup=cleanup("10_a")),
-        Task(spec("20_b", stage), run=lambda ctx: ctx.run("do b"), cleanup=cleanup("20_b")),
+        LoadedTask(spec("10_a", stage), run=lambda ctx: ctx.run("do a"), cleanup=cleanup("10_a")),
+        LoadedTask(spec("20_b", stage), run=lambda ctx: ctx.run("do b"), cleanup=cleanup("20_b")),
         shell_task("30_check", stage, "check"),
         shell_task("pre", "pre_rollback", "before rollback"),
         shell_task("post", "post_rollback", "after rollback"),

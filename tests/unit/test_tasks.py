@@ -187,3 +187,36 @@ def test_a_build_stage_takes_only_build_or_local_tasks() -> None:
     with pytest.raises(TaskError, match="where: 'node' does not fit stage 'pre_erlang_clean"):
         spec("x", stage="pre_erlang_clean_compile")
     assert spec("y", stage="pre_erlang_clean_compile", where="build").where == "build"
+
+
+def test_a_task_can_be_a_class_with_settings_run_and_cleanup(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "20_deploy/migrate.py",
+        "from edeliver.core.tasks import Task\n\n"
+        "class Migrate(Task):\n"
+        "    stage = 'post_extract_release_archive'\n"
+        "    where = 'once'\n"
+        "    optional = ('db',)\n\n"
+        "    def run(self, ctx):\n        return ctx.assign(migrated=True)\n\n"
+        "    def cleanup(self, ctx):\n        return ctx.assign(migrated=False)\n\n"
+        "class Warm(Task):\n"
+        "    stage = 'post_start_deployed_release'\n"
+        "    critical = False\n",
+    )
+    found = {t.spec.name: t for t in discover(tmp_path)}
+    assert set(found) == {"20_deploy/migrate.Migrate", "20_deploy/migrate.Warm"}
+    migrate, warm = found["20_deploy/migrate.Migrate"], found["20_deploy/migrate.Warm"]
+    assert (migrate.spec.stage, migrate.spec.where, migrate.spec.optional) == (
+        "post_extract_release_archive", "once", ("db",),
+    )  # fmt: skip
+    assert migrate.cleanup is not None and warm.cleanup is None
+    assert warm.spec.critical is False and warm.spec.where == "node"
+
+
+def test_a_task_class_without_a_stage_is_refused_naming_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "x.py", "from edeliver.core.tasks import Task\n\nclass Nothing(Task):\n    pass\n"
+    )
+    with pytest.raises(TaskError, match=rf"{path}: Nothing: no `stage"):
+        discover(tmp_path)
