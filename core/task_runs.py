@@ -340,8 +340,8 @@ def _deliver_to(path: str, app: str) -> str:
 
 
 def _ended(result: CommandResult) -> tuple[bool, str]:
-    said = result.output if result.status == 0 else f"{result.output}\n(exit {result.status})"
-    return result.status == 0, said.strip()
+    said = result.output.strip()
+    return result.status == 0, said if result.status == 0 else f"{said}\n(exit {result.status})"
 
 
 def _last_lines(output: str, lines: int = 5) -> str:

@@ -26,6 +26,7 @@ from edeliver.adapters.fakes import (
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Platform
+from edeliver.core.ports import CommandResult
 from edeliver.core.rollout import Services
 from tests.support.simulation import artifact, config_text
 
@@ -38,7 +39,8 @@ class World:
     def __init__(self, directory: Path, **policy: Any) -> None:
         self.project = directory
         (directory / ".deliver").mkdir()
-        (directory / ".deliver/edeliver.toml").write_text(config_text(3, **policy))
+        # No test here hangs a step: a generous timeout keeps them steady on a loaded machine.
+        (directory / ".deliver/edeliver.toml").write_text(config_text(3, step_timeout=30, **policy))
         self.hosts = {f"n{i}": FakeHost() for i in range(3)}
         self.faults = Faults()
         self.store = InMemoryReleaseStore([artifact("1.0.0"), artifact("2.0.0")])
@@ -279,3 +281,15 @@ def test_deploy_warns_of_a_tag_no_task_carries_and_runs_the_selected_ones(
     assert {(e["node"], e["task"]) for e in log if e["event"] == "TaskRan"} == {
         ("n0", "seed"), ("n1", "seed"), ("n2", "seed"),
     }  # fmt: skip
+
+
+def test_log_shows_the_output_of_a_failed_task(world: World) -> None:
+    tasks = world.project / ".deliver/tasks"
+    tasks.mkdir(parents=True)
+    (tasks / "warm.sh").write_text("# stage: post_start_deployed_release\n# critical: false\n")
+    world.hosts["n1"].commands = lambda script, env: CommandResult(2, "cache: cold\nno route\n")
+    assert world.run("deploy", "prod", "--version", "1.0.0").exit_code == 0
+    log = world.run("log").stdout
+    assert "n1: task warm at post_start_deployed_release: failed" in log
+    assert "    | cache: cold\n    | no route\n    | (exit 2)" in log
+    assert "n0: task warm at post_start_deployed_release: ok" in log
