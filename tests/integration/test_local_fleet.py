@@ -164,7 +164,9 @@ async def test_stop_kills_every_process_of_the_fleet_and_nothing_else(
     fleet: FleetFactory,
 ) -> None:
     """stop() ends sshd, sessions, VMs and epmd of every node, and spares other processes."""
-    local = fleet(2)
+    # Node users are shared by fleets with the same node names: a prefix no other test uses
+    # lets "no process of these users is left" speak of this fleet alone.
+    local = fleet(2, name_prefix="stopcheck")
     background = "setsid sleep 300 </dev/null >/dev/null 2>&1 &"
     await run_all(local, f"erl -detached -noinput -sname hello; {background}")
     await run_all(local, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
