@@ -68,6 +68,12 @@ class World:
     def running(self) -> dict[str, str | None]:
         return {name: host.running for name, host in self.hosts.items()}
 
+    def task_file(self, name: str, text: str) -> Path:
+        path = self.project / ".deliver/tasks" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
@@ -255,12 +261,10 @@ def test_an_event_store_that_is_down_is_one_line_naming_it_without_password(
 def test_a_task_module_that_fails_to_import_stops_the_deploy_before_anything(
     world: World,
 ) -> None:
-    tasks = world.project / ".deliver/tasks"
-    tasks.mkdir(parents=True)
-    (tasks / "migrate.py").write_text("import os\n\nos.no_such_function()\n")
+    path = world.task_file("migrate.py", "import os\n\nos.no_such_function()\n")
     result = world.run("deploy", "prod", "--version", "1.0.0")
     assert result.exit_code == 2
-    assert f"{tasks / 'migrate.py'}:3: AttributeError" in result.stderr
+    assert f"{path}:3: AttributeError" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert world.running() == {"n0": None, "n1": None, "n2": None}
     assert world.run("history", "--json").stdout.strip() == "[]"
@@ -269,9 +273,7 @@ def test_a_task_module_that_fails_to_import_stops_the_deploy_before_anything(
 def test_deploy_warns_of_a_tag_no_task_carries_and_runs_the_selected_ones(
     world: World,
 ) -> None:
-    tasks = world.project / ".deliver/tasks"
-    tasks.mkdir(parents=True)
-    (tasks / "seed.sh").write_text("# stage: post_start_deployed_release\n# optional: seed\n")
+    world.task_file("seed.sh", "# stage: post_start_deployed_release\n# optional: seed\n")
     result = world.run("deploy", "prod", "--version", "1.0.0", "--include", "sede", "--json")
     assert result.exit_code == 0, result.output
     assert "no task is tagged 'sede'" in result.stderr
@@ -284,9 +286,7 @@ def test_deploy_warns_of_a_tag_no_task_carries_and_runs_the_selected_ones(
 
 
 def test_log_shows_the_output_of_a_failed_task(world: World) -> None:
-    tasks = world.project / ".deliver/tasks"
-    tasks.mkdir(parents=True)
-    (tasks / "warm.sh").write_text("# stage: post_start_deployed_release\n# critical: false\n")
+    world.task_file("warm.sh", "# stage: post_start_deployed_release\n# critical: false\n")
     world.hosts["n1"].commands = lambda script, env: CommandResult(2, "cache: cold\nno route\n")
     assert world.run("deploy", "prod", "--version", "1.0.0").exit_code == 0
     log = world.run("log").stdout
