@@ -5,6 +5,10 @@ batches update, batch 14 fails, and every updated node is rolled back. Prints wa
 written, peak memory, and the time to replay the deployment from the stored events.
 
     .venv/bin/python bench/simulated_rollout.py [--nodes 1000] [--fail-at 700] [--max-parallel 50]
+                                                [--tasks 0]
+
+`--tasks N` adds N shell tasks per node (alternately before and after the unpack, each with a
+TaskRan event): the cost of tasks themselves on the core, with commands that return at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from edeliver.adapters.fakes import (
 from edeliver.core.config import parse_config
 from edeliver.core.rollout import Services, deploy
 from edeliver.core.service import Deployments
+from edeliver.core.task_runs import LoadedTask
+from edeliver.core.tasks import TaskSpec
 from tests.support.simulation import artifact, config_text
 
 
@@ -39,9 +45,11 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--fail-at", type=int, default=700)
     parser.add_argument("--max-parallel", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=0)
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="edeliver-bench-"))
-    config = parse_config(config_text(args.nodes, max_parallel=args.max_parallel), "bench.toml")
+    text = config_text(args.nodes, max_parallel=args.max_parallel, step_timeout=60)
+    config = parse_config(text, "bench.toml")
     hosts = {
         name: FakeHost(current="0.9.0", running="0.9.0", releases={"0.9.0"})
         for name in config.nodes
@@ -59,6 +67,7 @@ def main() -> None:
         InMemoryReleaseStore([artifact("1.0.0")]),
         FakeClock(),
         "bench@localhost",
+        tasks=_tasks(args.tasks),
     )
     deployment = asyncio.run(deploy(services, config, "prod", "1.0.0"))
     wall = time.perf_counter() - started
@@ -79,7 +88,7 @@ def main() -> None:
     running = {h.running for h in hosts.values()}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"nodes                {args.nodes} (max_parallel {args.max_parallel}, failure at n{args.fail_at})"
+        f"nodes                {args.nodes} (max_parallel {args.max_parallel}, failure at n{args.fail_at}, {args.tasks} tasks per node)"
     )
     print(
         f"outcome              {deployment.outcome}: {states}; nodes now run {sorted(map(str, running))}"
@@ -91,6 +100,14 @@ def main() -> None:
     )
     print(f"replay               {replay:.2f} s for {replayed.version} events   (target < 2 s)")
     assert replayed.states == deployment.states, "replay differs from the live run"
+
+
+def _tasks(count: int) -> list[LoadedTask]:
+    stages = ("pre_extract_release_archive", "post_extract_release_archive")
+    return [
+        LoadedTask(TaskSpec(f"t{i:03}", stages[i % 2], "bench"), script=f"echo {i}")
+        for i in range(count)
+    ]
 
 
 if __name__ == "__main__":
