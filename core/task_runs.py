@@ -119,13 +119,20 @@ class TaskRunner:
 
     async def at_node_stage(self, stage: str, node: str, shell: NodeShell) -> None:
         """Run the stage's tasks for a node; NodeError when a critical one fails."""
-        if not stage:
+        due = list(self._due(stage, node)) if stage else []
+        if not due:
             return
-        for task in self._due(stage, node):
-            if task.spec.where == "once":
-                await self._once_for(task, stage, node, shell)
-            else:
-                await self._run_recorded(task, stage, node, node, shell)
+        try:
+            for task in due:
+                if task.spec.where == "once":
+                    await self._once_for(task, stage, node, shell)
+                else:
+                    await self._run_recorded(task, stage, node, node, shell)
+        finally:
+            # One write for the stage: a run whose record an interruption loses runs again on
+            # resume, as a run cut short does. Not while cancelled: the next write stores it.
+            if not _cancelling():
+                await self.record()
 
     async def rolling_back(
         self, node: str, shell: NodeShell, roll_back: Callable[[], Awaitable[None]]
@@ -137,6 +144,7 @@ class TaskRunner:
             await self.at_node_stage(PRE_ROLLBACK, node, shell)
         for name in self.deployment.cleanups_due(node):
             await self._clean_up(name, node, shell)
+        await self.record()
         await roll_back()
         with contextlib.suppress(NodeError):
             await self.at_node_stage(POST_ROLLBACK, node, shell)
@@ -163,7 +171,6 @@ class TaskRunner:
             node, task.spec.stage, name, CLEANED if ok else CLEANUP_FAILED,
             critical=False, output=said,
         )  # fmt: skip
-        await self.record()
 
     # -- around the rollout --------------------------------------------------------------------
 
@@ -185,12 +192,16 @@ class TaskRunner:
         self, stage: str, shells: Callable[[str], Awaitable[NodeShell]]
     ) -> None:
         order = self.deployment.order
-        for task in self._due(stage, None):
-            if task.spec.where == "local":
-                await self._run_recorded(task, stage, "", None, None)
-                continue
-            for node in order[:1] if task.spec.where == "once" else order:
-                await self._run_recorded(task, stage, node, node, await shells(node))
+        try:
+            for task in self._due(stage, None):
+                if task.spec.where == "local":
+                    await self._run_recorded(task, stage, "", None, None)
+                    continue
+                for node in order[:1] if task.spec.where == "once" else order:
+                    await self._run_recorded(task, stage, node, node, await shells(node))
+        finally:
+            if not _cancelling():
+                await self.record()
 
     # -- one run -------------------------------------------------------------------------------
 
@@ -222,7 +233,6 @@ class TaskRunner:
             key, stage, task.name, TASK_OK if ok else TASK_FAILED,
             critical=task.spec.critical, output=said,
         )  # fmt: skip
-        await self.record()
         if not ok and task.spec.critical:
             where = node or "this machine"
             raise NodeError(f"{where}: task {task.name} failed at {stage}: {_last_lines(said)}")
@@ -324,6 +334,11 @@ def interpreter(script: str) -> list[str]:
     """The command line that runs a task script: its `#!` line's, else `sh`."""
     first = script.partition("\n")[0]
     return (first[2:].split() if first.startswith("#!") else []) or ["sh"]
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _ssh_target(node: NodeConfig) -> str:
