@@ -5,15 +5,23 @@ from __future__ import annotations
 import getpass
 import socket
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
+from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
+from edeliver.core.ports import ReleaseArchive
 from edeliver.core.rollout import Services
+
+# Verified local copies of remote stores' releases, for pushes: one download, many uploads.
+STORE_CACHE = Path(".deliver/cache/store")
 
 
 def who() -> str:
@@ -21,14 +29,40 @@ def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def release_store(project: Path, config: Config) -> LocalDirectoryStore:
-    if config.store.kind != "local":
-        raise UsageError(
-            f"{config.file}: store.url: {config.store.kind} stores are not supported yet; "
-            "use a local directory"
-        )
-    root = Path(config.store.url)
+class Store(ReleaseArchive, Protocol):
+    """What the commands need of any store adapter: the port, plus putting and fetching."""
+
+    def put(
+        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
+    ) -> Artifact: ...
+
+    async def local_file(self, artifact: Artifact) -> Path: ...
+
+
+def release_store(project: Path, config: Config) -> Store:
+    """The configured store: a local directory, S3, or a store host over SSH."""
+    settings = config.store
+    cache = project / STORE_CACHE
+    if settings.kind == "s3":
+        bucket, _, prefix = settings.url.removeprefix("s3://").partition("/")
+        return S3ReleaseStore(
+            bucket, prefix, cache,
+            endpoint_url=settings.endpoint_url, region=settings.region,
+            profile=settings.profile, checksums=settings.checksums,
+            url_expiry=config.transfer.url_expiry,
+        )  # fmt: skip
+    if settings.kind == "ssh":
+        raise UsageError(f"{config.file}: store.url: ssh stores are not supported yet")
+    root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
+
+
+def delivery(config: Config, store: Store) -> Delivery:
+    """How releases reach the nodes: a local store's files pushed as they are, or per config."""
+    if config.store.kind == "local":
+        return FromLocation()
+    fetching = cast(FetchingStore, store)
+    return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
 
 
 def release_commands(config: Config) -> ReleaseCommands:
@@ -48,14 +82,16 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
     if known_hosts:
         path = Path(known_hosts).expanduser()
         known_hosts = str(path if path.is_absolute() else project / path)
+    store = release_store(project, config)
     return Services(
         deployments=open_deployments(project),
         shells=AsyncsshNodeShells(
             known_hosts=known_hosts,
             commands=release_commands(config),
             keep_releases=_keep_releases(config),
+            delivery=delivery(config, store),
         ),
-        store=release_store(project, config),
+        store=store,
         clock=SystemClock(),
         user=who(),
         listener=listener,

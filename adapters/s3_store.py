@@ -1,0 +1,256 @@
+"""The ReleaseStore port on S3 (or any S3-compatible endpoint) with boto3.
+
+Layout: `<prefix>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`, the manifest
+written last (and create-only), so a listing never shows a half-stored version. Credentials come
+from boto3's own chain (environment, profile, instance role), never from the config; no error
+message carries more than the error code of a refusal, so no secret or signature is ever shown.
+Edeliver's own full-file sha256 is in the manifest (S3's multipart checksums are composite): a
+download is verified against it, on this machine for a push and on the node for a pull.
+boto3 is synchronous: each call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from edeliver.adapters.local_store import from_manifest, manifest_text, sha256_of, version_key
+from edeliver.core.errors import EdeliverError, NodeError, NotFoundError, UsageError
+from edeliver.core.model import Artifact
+
+MANIFEST = "manifest.json"
+T = TypeVar("T")
+
+
+class StoreUnreachable(EdeliverError):
+    """The store's endpoint or host could not be reached."""
+
+
+class S3ReleaseStore:
+    """Releases in an S3 bucket under a prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        cache: Path,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        checksums: str = "when_supported",
+        url_expiry: int = 900,
+    ) -> None:
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.cache, self.url_expiry = cache, url_expiry
+        self.endpoint_url, self.region, self.profile = endpoint_url, region, profile
+        self.checksums = checksums
+        self._client: Any = None
+        self._downloads: dict[str, asyncio.Lock] = {}
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    # -- the port ----------------------------------------------------------------------------
+
+    async def versions(self, app: str) -> list[str]:
+        keys = await self._call(f"listing {app}", self._list, self._key(app) + "/")
+        found = [k.rsplit("/", 2)[-2] for k in keys if k.endswith("/" + MANIFEST)]
+        return sorted(found, key=version_key)
+
+    async def artifact(self, app: str, version: str) -> Artifact:
+        key = self._key(app, version, MANIFEST)
+        text = await self._call(f"reading {app} {version}", self._read, key)
+        if text is None:
+            known = ", ".join(await self.versions(app)) or "none"
+            raise NotFoundError(
+                f"version {version} of {app} is not in the store {self.url} (it has: {known})"
+            )
+        return from_manifest(json.loads(text), self._key(app, version, f"{app}-{version}.tar.gz"))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(
+        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
+    ) -> Artifact:
+        """Upload the tarball, then its manifest (create-only); a version is immutable."""
+        stored = replace(
+            artifact,
+            sha256=sha256_of(tarball),
+            size=tarball.stat().st_size,
+            location=self._key(artifact.app, artifact.version, artifact.name),
+        )
+        self._sync(f"storing {artifact.app} {artifact.version}", self._put, tarball, stored, extra)
+        return stored
+
+    async def remove(self, app: str, version: str) -> None:
+        """Delete the manifest first, so a half-removed version is never listed."""
+        doing = f"removing {app} {version}"
+        for name in (MANIFEST, f"{app}-{version}.tar.gz"):
+            await self._call(
+                doing,
+                self._s3().delete_object,
+                Bucket=self.bucket,
+                Key=self._key(app, version, name),
+            )
+
+    # -- getting the bytes to a node ---------------------------------------------------------
+
+    async def local_file(self, artifact: Artifact) -> Path:
+        """A verified copy in the local cache, downloaded once however many nodes ask."""
+        target = self.cache / self.bucket / artifact.location
+        lock = self._downloads.setdefault(artifact.location, asyncio.Lock())
+        async with lock:
+            if not (target.is_file() and sha256_of(target) == artifact.sha256):
+                await self._call(f"downloading {artifact.name}", self._download, artifact, target)
+        return target
+
+    async def fetch_command(self, artifact: Artifact) -> str:
+        """A node-side sh command printing the object: curl of a short-lived presigned URL,
+        read from a here-document so the URL is in no process's argument list."""
+        url = await self._call(
+            f"signing a URL for {artifact.name}",
+            self._s3().generate_presigned_url,
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": artifact.location},
+            ExpiresIn=self.url_expiry,
+        )
+        if any(c in url for c in '"\\\n'):
+            raise UsageError(f"store {self.url}: unexpected characters in a presigned URL")
+        return f"curl -fsS --retry 3 --config - <<'EDELIVER_CURL'\nurl = \"{url}\"\nEDELIVER_CURL"
+
+    # -- boto3 -------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            config = botocore.config.Config(
+                signature_version="s3v4",  # presigned URLs default to SigV2, which S3 retired
+                request_checksum_calculation=self.checksums,
+                response_checksum_validation=self.checksums,
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return self._client
+
+    def _list(self, prefix: str) -> list[str]:
+        pages = (
+            self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+    def _read(self, key: str) -> str | None:
+        try:
+            body = self._s3().get_object(Bucket=self.bucket, Key=key)["Body"]
+        except botocore.exceptions.ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return str(body.read().decode())
+
+    def _put(self, tarball: Path, stored: Artifact, extra: dict[str, Any] | None) -> None:
+        manifest_key = self._key(stored.app, stored.version, MANIFEST)
+        existing = self._read(manifest_key)
+        if existing is not None:
+            if json.loads(existing)["sha256"] == stored.sha256:
+                return
+            raise UsageError(
+                f"{stored.app} {stored.version} is already in the store {self.url} as another "
+                "build; bump the version (nodes that have it would keep the old one)"
+            )
+        self._s3().upload_file(
+            str(tarball),
+            self.bucket,
+            stored.location,
+            ExtraArgs={"Metadata": {"sha256": stored.sha256}},
+        )
+        self._s3().put_object(
+            Bucket=self.bucket,
+            Key=manifest_key,
+            Body=manifest_text(stored, extra or {}).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+
+    def _download(self, artifact: Artifact, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        self._s3().download_file(self.bucket, artifact.location, str(partial))
+        got = sha256_of(partial)
+        if got != artifact.sha256:
+            partial.unlink()
+            raise NodeError(
+                f"{self.url}: {artifact.name} is corrupted in the store: sha256 {got}, "
+                f"the manifest says {artifact.sha256}; refused before any node was changed"
+            )
+        os.replace(partial, target)
+
+    async def _call(self, doing: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(self._sync, doing, function, *args, **kwargs)
+
+    def _sync(self, doing: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            raise self._error(error, doing) from None
+
+    def _error(self, error: Exception, doing: str) -> EdeliverError:
+        """The one place where boto3's errors become ours: a code, never the request's details."""
+        where = f"store {self.url}: {doing}"
+        if isinstance(error, botocore.exceptions.ClientError):
+            return self._refusal(_code(error), where)
+        if isinstance(error, botocore.exceptions.ProfileNotFound):
+            return UsageError(f"{where}: AWS profile {self.profile!r} is not configured")
+        if isinstance(error, botocore.exceptions.NoCredentialsError):
+            return UsageError(f"{where}: no AWS credentials (set AWS_PROFILE or AWS_* variables)")
+        unreachable = (
+            botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+        )
+        if isinstance(error, unreachable):
+            return StoreUnreachable(f"{where}: cannot reach {self.endpoint_url or 'AWS S3'}")
+        return EdeliverError(f"{where}: {type(error).__name__}")
+
+    def _refusal(self, code: str, where: str) -> EdeliverError:
+        if code == "NoSuchBucket":
+            return UsageError(f"{where}: bucket {self.bucket!r} does not exist")
+        if code in _CREDENTIAL_CODES:
+            return UsageError(
+                f"{where}: the credentials were refused ({code}); check AWS_PROFILE or "
+                "the AWS_* environment variables"
+            )
+        return EdeliverError(f"{where}: S3 said {code}")
+
+
+_UNREACHABLE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+)
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "InvalidClientTokenId",
+    "403",
+}
+
+
+def _code(error: botocore.exceptions.ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "unknown"))
