@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +24,8 @@ import botocore.config
 import botocore.exceptions
 
 from edeliver.adapters.local_store import from_manifest, manifest_text, sha256_of, version_key
-from edeliver.core.errors import EdeliverError, NodeError, NotFoundError, UsageError
+from edeliver.adapters.transfer import VerifiedCache
+from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
 
 MANIFEST = "manifest.json"
@@ -51,11 +52,10 @@ class S3ReleaseStore:
         url_expiry: int = 900,
     ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.cache, self.url_expiry = cache, url_expiry
+        self.cache, self.url_expiry = VerifiedCache(cache), url_expiry
         self.endpoint_url, self.region, self.profile = endpoint_url, region, profile
         self.checksums = checksums
         self._client: Any = None
-        self._downloads: dict[str, asyncio.Lock] = {}
 
     @property
     def url(self) -> str:
@@ -108,12 +108,7 @@ class S3ReleaseStore:
 
     async def local_file(self, artifact: Artifact) -> Path:
         """A verified copy in the local cache, downloaded once however many nodes ask."""
-        target = self.cache / self.bucket / artifact.location
-        lock = self._downloads.setdefault(artifact.location, asyncio.Lock())
-        async with lock:
-            if not (target.is_file() and sha256_of(target) == artifact.sha256):
-                await self._call(f"downloading {artifact.name}", self._download, artifact, target)
-        return target
+        return await self.cache.get(artifact, self.url, partial(self._download, artifact))
 
     async def fetch_command(self, artifact: Artifact) -> str:
         """A node-side sh command printing the object: curl of a short-lived presigned URL,
@@ -188,18 +183,11 @@ class S3ReleaseStore:
             IfNoneMatch="*",
         )
 
-    def _download(self, artifact: Artifact, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        self._s3().download_file(self.bucket, artifact.location, str(partial))
-        got = sha256_of(partial)
-        if got != artifact.sha256:
-            partial.unlink()
-            raise NodeError(
-                f"{self.url}: {artifact.name} is corrupted in the store: sha256 {got}, "
-                f"the manifest says {artifact.sha256}; refused before any node was changed"
-            )
-        os.replace(partial, target)
+    async def _download(self, artifact: Artifact, target: Path) -> None:
+        download = self._s3().download_file
+        await self._call(
+            f"downloading {artifact.name}", download, self.bucket, artifact.location, str(target)
+        )
 
     async def _call(self, doing: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(self._sync, doing, function, *args, **kwargs)

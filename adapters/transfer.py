@@ -8,9 +8,14 @@ the deployer. Either way the node then checks the same sha256 before anything is
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
+from edeliver.adapters.local_store import sha256_of
+from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact
 
 
@@ -58,3 +63,33 @@ class Pull(Push):
 
     async def fetch_command(self, artifact: Artifact) -> str | None:
         return await self.store.fetch_command(artifact)
+
+
+class VerifiedCache:
+    """Local copies of remote stores' artifacts for pushes: downloaded once however many nodes
+    ask at once, and kept only when their sha256 is the manifest's."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    async def get(
+        self, artifact: Artifact, store: str, download: Callable[[Path], Awaitable[None]]
+    ) -> Path:
+        target = (
+            self.root / store.replace("://", "/").replace(":", "/") / artifact.location.lstrip("/")
+        )
+        async with self._locks.setdefault(target, asyncio.Lock()):
+            if target.is_file() and sha256_of(target) == artifact.sha256:
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            await download(partial)
+            if (got := sha256_of(partial)) != artifact.sha256:
+                partial.unlink()
+                raise NodeError(
+                    f"{store}: {artifact.name} is corrupted in the store: sha256 {got}, "
+                    f"the manifest says {artifact.sha256}; refused before any node was changed"
+                )
+            os.replace(partial, target)
+            return target

@@ -12,9 +12,9 @@ from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
-from edeliver.core.config import Config
-from edeliver.core.errors import UsageError
+from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import ReleaseArchive
@@ -52,7 +52,11 @@ def release_store(project: Path, config: Config) -> Store:
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
     if settings.kind == "ssh":
-        raise UsageError(f"{config.file}: store.url: ssh stores are not supported yet")
+        user, host, path = ssh_store_address(settings.url)
+        address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
+        shells = AsyncsshNodeShells(known_hosts=_known_hosts(project, config))
+        identity = config.transfer.node_identity_file
+        return SshReleaseStore(address, cache, shells, node_identity_file=identity)
     root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
@@ -76,12 +80,17 @@ def _keep_releases(config: Config) -> int:
     return max((env.keep_releases for env in config.environments.values()), default=5)
 
 
+def _known_hosts(project: Path, config: Config) -> str | None:
+    """The configured known_hosts file (relative to the project), or None for the user's."""
+    if not config.known_hosts:
+        return None
+    path = Path(config.known_hosts).expanduser()
+    return str(path if path.is_absolute() else project / path)
+
+
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
-    known_hosts = config.known_hosts
-    if known_hosts:
-        path = Path(known_hosts).expanduser()
-        known_hosts = str(path if path.is_absolute() else project / path)
+    known_hosts = _known_hosts(project, config)
     store = release_store(project, config)
     return Services(
         deployments=open_deployments(project),

@@ -90,6 +90,7 @@ class TransferConfig:
 
     mode: TransferMode = "push"
     url_expiry: int = 900  # s3 pull: seconds a presigned URL stays valid
+    node_identity_file: str | None = None  # ssh pull: the nodes' key for the store host
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,17 @@ def _transfer(table: _Table, store: StoreConfig) -> TransferConfig:
             "mode", "pull needs a store the nodes can reach (s3:// or user@host:/path)"
         )
     expiry = table.int_at_least("url_expiry", 60)
+    identity = table.get("node_identity_file", str, "a path to a private key on the nodes")
     table.done()
-    return TransferConfig(mode, expiry or TransferConfig.url_expiry)
+    return TransferConfig(mode, expiry or TransferConfig.url_expiry, identity)
+
+
+def ssh_store_address(url: str) -> tuple[str, str, str]:
+    """(user, host, path) of a `user@host:/path` store URL."""
+    match = _SSH_URL.match(url)
+    if not match:
+        raise ConfigError("store", "url", f"expected user@host:/path, got {url!r}")
+    return match["user"], match["host"], match["path"]
 
 
 def store_kind(url: str, table: _Table | None = None) -> StoreKind:
