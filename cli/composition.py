@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.mix_build import Built, MixLocalBuilder
+from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
 from edeliver.adapters.ssh_store import SshReleaseStore
@@ -27,6 +31,10 @@ STORE_CACHE = Path(".deliver/cache/store")
 def who() -> str:
     """The deployer as user@host, recorded with every deployment and lock."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+class Builder(Protocol):
+    def build(self) -> Built: ...
 
 
 class Store(ReleaseArchive, Protocol):
@@ -59,6 +67,31 @@ def release_store(project: Path, config: Config) -> Store:
         return SshReleaseStore(address, cache, shells, node_identity_file=identity)
     root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
+
+
+def builder(
+    project: Path,
+    config: Config,
+    app: str,
+    env: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] = lambda _: None,
+) -> Builder:
+    """The configured build strategy: here, on a build host over SSH, or in a container."""
+    build = config.build
+    if build.strategy == "remote":
+        user, host, path = ssh_store_address(build.host or "")
+        address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
+        shells = AsyncsshNodeShells(known_hosts=_known_hosts(project, config))
+        return SshBuildHost(
+            project, app, address, shells, revision=build.revision, env=env, warn=warn
+        )
+    if build.strategy == "docker":
+        return ContainerBuilder(
+            project, app, build.image or "", cli=build.cli,
+            global_options=build.global_options, run_options=build.run_options,
+            revision=build.revision, env=env, warn=warn,
+        )  # fmt: skip
+    return MixLocalBuilder(project, app, env=env)
 
 
 def delivery(config: Config, store: Store) -> Delivery:

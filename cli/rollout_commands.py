@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.mix_build import MixLocalBuilder
 from edeliver.cli import render
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import release_store, who
+from edeliver.cli.composition import builder, release_store, who
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
@@ -134,7 +134,7 @@ def rollout_and_report(
 @app.command()
 @exits_on_errors
 def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Build a release with `mix release` (MIX_ENV=prod) here and put it in the store."""
+    """Build a release (MIX_ENV=prod) with the configured strategy and put it in the store."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     stored = build_into_store(runtime.project, config)
@@ -159,22 +159,16 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
-    if config.build.strategy != "local":
-        raise UsageError(
-            f"{config.file}: build.strategy: {config.build.strategy!r} builds are "
-            'not supported yet; use "local"'
-        )
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    built = MixLocalBuilder(project, config.app, env=env).build()
-    return release_store(project, config).put(
-        built.tarball,
-        built.artifact,
-        extra={
-            "built_at": SystemClock().now().isoformat(timespec="seconds"),
-            "built_by": who(),
-        },
-    )
+    built = builder(project, config, config.app, env, warn=_warn).build()
+    now = SystemClock().now().isoformat(timespec="seconds")
+    artifact = replace(built.artifact, built_at=now)
+    return release_store(project, config).put(built.tarball, artifact, extra={"built_by": who()})
+
+
+def _warn(text: str) -> None:
+    typer.echo(f"edeliver: warning: {text}", err=True)
 
 
 @app.command()

@@ -104,7 +104,17 @@ class CommandsConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """Where releases are built: here, on a build host over SSH, or in a container."""
+
     strategy: str = "local"
+    revision: str = "HEAD"  # remote, docker: the git revision whose sources are built
+    host: str | None = None  # remote: user@host:/path of per-build directories
+    port: int = 22  # remote
+    identity_file: str | None = None  # remote
+    image: str | None = None  # docker
+    cli: str = "docker"  # docker: docker | podman
+    global_options: tuple[str, ...] = ()  # docker: options before `run` (podman --runtime runc)
+    run_options: tuple[str, ...] = ()  # docker: options of `run` (--ulimit ...)
 
 
 @dataclass(frozen=True)
@@ -314,10 +324,42 @@ def _commands(table: _Table) -> CommandsConfig:
     return commands
 
 
+_BUILD_KEYS = {
+    "local": (),
+    "remote": ("revision", "host", "port", "identity_file"),
+    "docker": ("revision", "image", "cli", "global_options", "run_options"),
+}
+
+
 def _build(table: _Table) -> BuildConfig:
     strategy = table.choice("strategy", BUILD_STRATEGIES, "local")
+    for key in table.data:
+        if key != "strategy" and key not in _BUILD_KEYS[strategy]:
+            known = [s for s, keys in _BUILD_KEYS.items() if key in keys]
+            if known:
+                raise table.fail(key, f"applies to strategy = {' or '.join(known)}, not {strategy}")
+    host = table.get("host", str, "user@host:/path of the build directories")
+    if host is not None and not _SSH_URL.match(host):
+        raise table.fail("host", f"expected user@host:/path, got {host!r}")
+    if strategy == "remote" and host is None:
+        raise table.fail("host", "missing; remote builds need user@host:/path")
+    image = table.get("image", str, "a container image name")
+    if strategy == "docker" and image is None:
+        raise table.fail("image", "missing; docker builds need an image with elixir")
+    port = table.int_at_least("port", 1)
+    build = BuildConfig(
+        strategy=strategy,
+        revision=table.get("revision", str, "a git revision") or "HEAD",
+        host=host,
+        port=port or 22,
+        identity_file=table.get("identity_file", str, "a path to a private key"),
+        image=image,
+        cli=table.choice("cli", ("docker", "podman"), "docker"),
+        global_options=table.strings("global_options") or (),
+        run_options=table.strings("run_options") or (),
+    )
     table.done()
-    return BuildConfig(strategy)
+    return build
 
 
 def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
