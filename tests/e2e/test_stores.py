@@ -9,6 +9,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -165,3 +166,21 @@ def test_prune_keeps_what_runs_and_what_each_node_would_roll_back_to(
     assert plan["kept"][GOOD].startswith("the rollback target on node")
     listed = s3_client(s3_project.endpoint).list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)
     assert not [o["Key"] for o in listed["Contents"] if f"/{OLD}/" in o["Key"]]
+
+
+def test_a_release_built_for_another_platform_is_refused_before_any_upload(
+    s3_project: S3Project, tmp_path: Path
+) -> None:
+    """An aarch64 build for x86_64 nodes: exit 3 naming both, nothing fetched by any node."""
+    s3_project.ensure_all_on(GOOD)
+    other = replace(
+        local_platform(), arch="aarch64" if local_platform().arch != "aarch64" else "x86_64"
+    )
+    store = S3ReleaseStore(BUCKET, PREFIX, tmp_path, endpoint_url=s3_project.endpoint)
+    with mock.patch.dict(os.environ, CREDENTIALS):
+        store.put(tarball(GOOD), Artifact("hello", "0.9.0", "", 0, platform=other))
+    result = s3_project.deploy("all", "0.9.0")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"release built for {other}, but nodes" in result.stderr
+    assert not any(s3_project.uploads("0.9.0").values())
+    assert s3_project.running() == dict.fromkeys(s3_project.fleet.names, GOOD)
