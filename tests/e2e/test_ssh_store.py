@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import pwd
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,24 +26,16 @@ from edeliver.cli.composition import release_store
 from edeliver.cli.demo import prepare_project
 from edeliver.core.config import NodeConfig
 from edeliver.core.model import Artifact
-from tests.e2e.conftest import GOOD, NEXT, Project
+from tests.e2e.conftest import GOOD, NEXT
 from tests.support.hello_release import tarball
 from tests.support.moto import free_port
+from tests.support.store_project import StoreProject
 
 STORE_PATH = "/srv/edeliver-store"
 
 
-class StoreHostProject(Project):
+class StoreHostProject(StoreProject):
     store_fleet: LocalFleet
-
-    def transfer(self, mode: str) -> None:
-        config = self.directory / ".deliver/edeliver.toml"
-        config.write_text(
-            re.sub(r'(?m)^mode = "(push|pull)"$', f'mode = "{mode}"', config.read_text())
-        )
-
-    def cached(self) -> list[Path]:
-        return list((self.directory / ".deliver/cache").rglob("*.tar.gz"))
 
     def stored(self) -> set[str]:
         root = self.store_fleet.nodes[0].root / "hello"
@@ -116,15 +107,7 @@ def test_nodes_pull_from_the_store_host_over_ssh(store_project: StoreHostProject
 def test_a_push_from_the_store_host_uploads_a_verified_local_copy(
     store_project: StoreHostProject,
 ) -> None:
-    store_project.ensure_all_on(GOOD)
-    store_project.transfer("push")
-    try:
-        result = store_project.deploy("all", NEXT)
-    finally:
-        store_project.transfer("pull")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert store_project.running() == dict.fromkeys(store_project.fleet.names, NEXT)
-    assert [p.name for p in store_project.cached()] == [f"hello-{NEXT}.tar.gz"]
+    store_project.push_runs_one_verified_copy(GOOD, NEXT)
 
 
 def test_an_unreachable_store_host_is_one_clear_error(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,36 +19,22 @@ from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact, Platform
-from tests.e2e.conftest import GOOD, NEXT, Project
+from tests.e2e.conftest import GOOD, NEXT
 from tests.support.hello_release import tarball
 from tests.support.moto import CREDENTIALS, moto_server, s3_client
+from tests.support.store_project import StoreProject
 
 BUCKET, PREFIX = "edeliver-releases", "teams/hello"
 OLD = "0.0.1"
 
 
-class S3Project(Project):
+class S3Project(StoreProject):
     """The hello project with its store in S3; the deployer has AWS credentials in its env."""
 
     endpoint: str
 
     def edeliver(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def,override]
         return super().edeliver(*args, timeout=timeout, env={**CREDENTIALS, **(env or {})})
-
-    def transfer(self, mode: str) -> None:
-        config = self.directory / ".deliver/edeliver.toml"
-        config.write_text(
-            re.sub(r'(?m)^mode = "(push|pull)"$', f'mode = "{mode}"', config.read_text())
-        )
-
-    def cached(self) -> list[Path]:
-        return list((self.directory / ".deliver/cache").rglob("*.tar.gz"))
-
-    def uploads(self, version: str) -> dict[str, bool]:
-        return {
-            n.name: (n.root / ".edeliver/uploads" / f"hello-{version}.tar.gz").exists()
-            for n in self.fleet.nodes
-        }
 
 
 @pytest.fixture(scope="module")
@@ -142,15 +127,7 @@ def test_a_corrupted_object_is_refused_on_every_node_before_any_switch(
 
 
 def test_a_push_from_s3_uploads_one_verified_local_copy(s3_project: S3Project) -> None:
-    s3_project.ensure_all_on(GOOD)
-    s3_project.transfer("push")
-    try:
-        result = s3_project.deploy("all", NEXT)
-    finally:
-        s3_project.transfer("pull")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert s3_project.running() == dict.fromkeys(s3_project.fleet.names, NEXT)
-    assert [p.name for p in s3_project.cached()] == [f"hello-{NEXT}.tar.gz"]
+    s3_project.push_runs_one_verified_copy(GOOD, NEXT)
 
 
 def test_prune_keeps_what_runs_and_what_each_node_would_roll_back_to(

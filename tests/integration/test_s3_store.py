@@ -1,4 +1,5 @@
-"""S3ReleaseStore against moto's S3 server over HTTP: layout, manifest, immutability, errors."""
+"""S3ReleaseStore against moto's S3 server over HTTP: its layout and its errors (the rest of what
+every store does is tests/contract/test_release_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_store import sha256_of
 from edeliver.adapters.s3_store import S3ReleaseStore, StoreUnreachable
-from edeliver.core.errors import NodeError, NotFoundError, UsageError
+from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.model import Artifact, Platform
 from tests.support.moto import CREDENTIALS, free_port, moto_server, s3_client
 
@@ -69,31 +69,6 @@ def test_a_put_version_is_listed_in_version_order_with_its_full_manifest(
     assert manifest["kind"] == "release" and manifest["from_versions"] == []
 
 
-def test_a_version_not_in_the_store_names_the_versions_it_has(
-    endpoint: str, tmp_path: Path
-) -> None:
-    store = store_at(endpoint, tmp_path)
-    store.put(tarball(tmp_path, b"one"), Artifact("hello", "0.1.0", "", 0))
-    with pytest.raises(
-        NotFoundError,
-        match=r"version 9\.9\.9 of hello is not in the store s3://releases/.* \(it has: 0\.1\.0\)",
-    ):
-        asyncio.run(store.artifact("hello", "9.9.9"))
-
-
-def test_a_version_is_immutable_but_the_same_build_may_be_put_again(
-    endpoint: str, tmp_path: Path
-) -> None:
-    store = store_at(endpoint, tmp_path)
-    first = tarball(tmp_path, b"first build")
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
-    with pytest.raises(
-        UsageError, match=r"hello 1\.0\.0 is already in the store .* bump the version"
-    ):
-        store.put(tarball(tmp_path, b"another build"), Artifact("hello", "1.0.0", "", 0))
-
-
 def test_a_removed_version_is_no_longer_listed_nor_stored(endpoint: str, tmp_path: Path) -> None:
     store = store_at(endpoint, tmp_path)
     for version in ("0.1.0", "0.2.0"):
@@ -104,13 +79,6 @@ def test_a_removed_version_is_no_longer_listed_nor_stored(endpoint: str, tmp_pat
         Bucket=BUCKET, Prefix=f"{tmp_path.name}/hello/0.1.0/"
     )
     assert left.get("KeyCount") == 0
-
-
-def test_a_download_for_a_push_is_verified_and_cached(endpoint: str, tmp_path: Path) -> None:
-    store = store_at(endpoint, tmp_path)
-    stored = store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
-    local = asyncio.run(store.local_file(stored))
-    assert local.read_bytes() == b"release bytes" and sha256_of(local) == stored.sha256
 
 
 def test_a_corrupted_object_is_refused_when_downloaded(endpoint: str, tmp_path: Path) -> None:
