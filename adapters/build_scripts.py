@@ -92,3 +92,20 @@ def built_artifact(app: str, facts: BuildFacts, location: str, revision: str) ->
         app, facts.version, sha256="", size=0, platform=facts.platform, location=location,
         git_revision=revision, erts=facts.erts, otp=facts.otp, elixir=facts.elixir,
     )  # fmt: skip
+
+
+def upload_script(upload: str) -> str:
+    """Run the store's upload command in the build dir, then print the tarball's sha256 and size.
+
+    `upload` is built by a store adapter with every value quoted, never from user input.
+    """
+    return (
+        f"{{ {upload}\n}} || {{ echo 'putting the release into the store failed' >&2; exit 7; }}\n"
+        f'echo "sha256=$(sha256sum <{TARBALL} | cut -c1-64)"\n'
+        f'echo "size=$(wc -c <{TARBALL})"\n'
+    )
+
+
+def parse_upload(output: str) -> tuple[str, int]:
+    fields = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
+    return fields.get("sha256", "").strip(), int(fields.get("size", "0").strip() or 0)

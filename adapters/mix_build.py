@@ -30,9 +30,10 @@ class BuildFailed(EdeliverError):
 
 @dataclass(frozen=True)
 class Built:
-    """A release tarball on this machine and what the store needs to know of it."""
+    """A release tarball on this machine (None: the build host put it in the store already)
+    and what the store needs to know of it."""
 
-    tarball: Path
+    tarball: Path | None
     artifact: Artifact
 
 

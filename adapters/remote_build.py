@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import asyncssh
 
@@ -21,8 +23,17 @@ from edeliver.adapters.node_scripts import REMOTE_SH
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
+from edeliver.core.model import Artifact
 
 q = bs.q
+
+
+class DirectStore(Protocol):
+    """A store a build host can put its release into without the deployer in between."""
+
+    async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]: ...
+
+    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
 
 
 class SshBuildHost:
@@ -38,8 +49,10 @@ class SshBuildHost:
         revision: str = "HEAD",
         env: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = lambda _: None,
+        direct: DirectStore | None = None,
     ) -> None:
         self.project, self.app, self.host, self.shells = project, app, host, shells
+        self.direct = direct
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
         self.build_dir = project / BUILD_DIR
 
@@ -66,12 +79,31 @@ class SshBuildHost:
         remote = f"{self.host.path.rstrip('/')}/{self.app}-{revision[:12]}-{secrets.token_hex(4)}"
         try:
             facts = await self._remote_build(conn, sources, remote)
+            if self.direct:
+                return await self._put_from_host(conn, remote, facts, revision, self.direct)
             tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
             await self._sftp(conn, "fetching the release", "get", f"{remote}/{bs.TARBALL}", tarball)
         finally:
             await self._run(conn, f"rm -rf {q(remote)}\n")
             conn.close()
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    async def _put_from_host(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        remote: str,
+        facts: bs.BuildFacts,
+        revision: str,
+        store: DirectStore,
+    ) -> Built:
+        """The build host uploads the tarball to the store itself and reports its checksum."""
+        location, upload = await store.upload_command(self.app, facts.version, bs.TARBALL)
+        script = f"cd {q(remote)} || exit 3\n" + bs.upload_script(upload)
+        result = await self._run(conn, script)
+        await self._check(result, "putting the release into the store")
+        sha256, size = bs.parse_upload(str(result.stdout))
+        artifact = bs.built_artifact(self.app, facts, location, revision)
+        return Built(None, replace(artifact, sha256=sha256, size=size))
 
     async def _remote_build(
         self, conn: asyncssh.SSHClientConnection, sources: Path, remote: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -111,18 +112,47 @@ class S3ReleaseStore:
         return await self.cache.get(artifact, self.url, partial(self._download, artifact))
 
     async def fetch_command(self, artifact: Artifact) -> str:
-        """A node-side sh command printing the object: curl of a short-lived presigned URL,
-        read from a here-document so the URL is in no process's argument list."""
-        url = await self._call(
-            f"signing a URL for {artifact.name}",
-            self._s3().generate_presigned_url,
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": artifact.location},
-            ExpiresIn=self.url_expiry,
+        """A node-side sh command printing the object: curl of a short-lived presigned URL."""
+        url = await self._presigned("get_object", artifact.location)
+        return _curl(url, self.url)
+
+    # -- a build host putting its release straight in ----------------------------------------
+
+    async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]:
+        """Where a build host puts its tarball and the sh command (a presigned PUT of the file
+        at `path`) that does it; refused when the version is already stored."""
+        known = await self.versions(app)
+        if version in known:
+            raise UsageError(
+                f"{app} {version} is already in the store {self.url}; bump the version "
+                "(nodes that have it would keep the old one)"
+            )
+        key = self._key(app, version, f"{app}-{version}.tar.gz")
+        url = await self._presigned("put_object", key)
+        return key, _curl(url, self.url, "-o", "/dev/null", "-T", path)
+
+    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+        """Write the manifest of a tarball a build host put in, once S3 shows it whole."""
+        doing = f"storing {stored.app} {stored.version}"
+        head = self._sync(doing, self._s3().head_object, Bucket=self.bucket, Key=stored.location)
+        if head["ContentLength"] != stored.size:
+            raise UsageError(
+                f"store {self.url}: {stored.location} has {head['ContentLength']} bytes, the "
+                f"build host sent {stored.size}; no manifest written, the version is not listed"
+            )
+        self._sync(doing, self._write_manifest, stored, extra)
+        return stored
+
+    async def _presigned(self, operation: str, key: str) -> str:
+        return str(
+            await self._call(
+                f"signing a URL for {key}",
+                self._s3().generate_presigned_url,
+                operation,
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.url_expiry,
+            )
         )
-        if any(c in url for c in '"\\\n'):
-            raise UsageError(f"store {self.url}: unexpected characters in a presigned URL")
-        return f"curl -fsS --retry 3 --config - <<'EDELIVER_CURL'\nurl = \"{url}\"\nEDELIVER_CURL"
 
     # -- boto3 -------------------------------------------------------------------------------
 
@@ -175,12 +205,15 @@ class S3ReleaseStore:
             stored.location,
             ExtraArgs={"Metadata": {"sha256": stored.sha256}},
         )
+        self._write_manifest(stored, extra)
+
+    def _write_manifest(self, stored: Artifact, extra: dict[str, Any] | None) -> None:
         self._s3().put_object(
             Bucket=self.bucket,
-            Key=manifest_key,
+            Key=self._key(stored.app, stored.version, MANIFEST),
             Body=manifest_text(stored, extra or {}).encode(),
             ContentType="application/json",
-            IfNoneMatch="*",
+            IfNoneMatch="*",  # create-only: two builders racing for one version, one wins
         )
 
     async def _download(self, artifact: Artifact, target: Path) -> None:
@@ -238,6 +271,14 @@ _CREDENTIAL_CODES = {
     "InvalidClientTokenId",
     "403",
 }
+
+
+def _curl(url: str, store: str, *options: str) -> str:
+    """curl of a presigned URL read from a here-document, so no process list shows it."""
+    if any(c in url for c in '"\\\n'):
+        raise UsageError(f"store {store}: unexpected characters in a presigned URL")
+    arguments = " ".join(shlex.quote(o) for o in ("-fsS", "--retry", "3", *options))
+    return f"curl {arguments} --config - <<'EDELIVER_CURL'\nurl = \"{url}\"\nEDELIVER_CURL"
 
 
 def _code(error: botocore.exceptions.ClientError) -> str:

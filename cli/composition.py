@@ -75,16 +75,23 @@ def builder(
     app: str,
     env: Mapping[str, str] | None = None,
     warn: Callable[[str], None] = lambda _: None,
+    store: Store | None = None,
 ) -> Builder:
-    """The configured build strategy: here, on a build host over SSH, or in a container."""
+    """The configured build strategy: here, on a build host over SSH, or in a container.
+
+    A build host puts its release straight into an S3 store (a presigned PUT), so the tarball
+    never passes through this machine.
+    """
     build = config.build
     if build.strategy == "remote":
         user, host, path = ssh_store_address(build.host or "")
         address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
         shells = AsyncsshNodeShells(known_hosts=_known_hosts(project, config))
+        direct = store if isinstance(store, S3ReleaseStore) else None
         return SshBuildHost(
-            project, app, address, shells, revision=build.revision, env=env, warn=warn
-        )
+            project, app, address, shells, revision=build.revision, env=env, warn=warn,
+            direct=direct,
+        )  # fmt: skip
     if build.strategy == "docker":
         return ContainerBuilder(
             project, app, build.image or "", cli=build.cli,

@@ -6,11 +6,12 @@ import json
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
 from edeliver.cli.composition import builder, release_store, who
@@ -161,10 +162,13 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    built = builder(project, config, config.app, env, warn=_warn).build()
+    store = release_store(project, config)
+    built = builder(project, config, config.app, env, warn=_warn, store=store).build()
     now = SystemClock().now().isoformat(timespec="seconds")
-    artifact = replace(built.artifact, built_at=now)
-    return release_store(project, config).put(built.tarball, artifact, extra={"built_by": who()})
+    artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
+    if built.tarball is None:  # a build host put it into the store itself
+        return cast(DirectStore, store).record(artifact, extra)
+    return store.put(built.tarball, artifact, extra)
 
 
 def _warn(text: str) -> None:

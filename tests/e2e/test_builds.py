@@ -3,6 +3,7 @@ nodes; a podman build into a local store, pushed. The nodes say what runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -92,7 +93,8 @@ def remote_project(
 def test_a_remote_build_goes_to_s3_and_the_nodes_pull_and_run_it(
     remote_project: tuple[Project, str],
 ) -> None:
-    """git archive of HEAD to the build host, mix release there, into S3, pulled by each node."""
+    """git archive of HEAD to the build host, mix release there, put by it into S3 (a presigned
+    PUT: the tarball never comes back here), pulled by each node."""
     project, endpoint = remote_project
     config = load_config(project.directory)
     stored = build_into_store(project.directory, config, env=_env(REMOTE))
@@ -102,6 +104,10 @@ def test_a_remote_build_goes_to_s3_and_the_nodes_pull_and_run_it(
     key = f"hello/hello/{REMOTE}/manifest.json"
     manifest = json.loads(s3_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert manifest["git_revision"] == stored.git_revision and manifest["built_at"]
+    assert not (project.directory / f".deliver/build/hello-{REMOTE}.tar.gz").exists()
+    key = f"hello/hello/{REMOTE}/hello-{REMOTE}.tar.gz"
+    body = s3_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == stored.sha256 == manifest["sha256"]
     result = project.edeliver("deploy", "all", "--version", REMOTE, env=CREDENTIALS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert project.running() == dict.fromkeys(project.fleet.names, REMOTE)
