@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=20)
     nodes = parser.parse_args().nodes
     release = tarball(VERSION)  # built (or found cached) before anything is timed
+    load = os.getloadavg()[0]  # before our own nodes add to it: other jobs on this machine
     root = Path(tempfile.mkdtemp(prefix="edeliver-bench-transfer-"))
     fleet = LocalFleet(root / "fleet", nodes)
     rows = []
@@ -108,7 +109,7 @@ def main() -> None:
     print(
         f"# {nodes} nodes, hello {VERSION} ({size / 1e6:.1f} MB), moto S3 on loopback, tree {tree()}"
     )
-    print(f"# {os.cpu_count()} cores shared with the nodes' BEAMs; load {os.getloadavg()[0]:.1f}")
+    print(f"# {os.cpu_count()} cores shared with the nodes' BEAMs; 1-min load before: {load:.1f}")
     print(f"{'mode':<5} {'wall s':>7} {'MB sent over SSH':>17} {'x release':>10}  outcome")
     for mode, wall, sent, outcome in rows:
         print(f"{mode:<5} {wall:>7.2f} {sent / 1e6:>17.2f} {sent / size:>10.2f}  {outcome}")
