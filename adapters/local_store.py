@@ -86,16 +86,24 @@ class LocalDirectoryStore:
         """The tarball on this machine, for a push: it is already here."""
         return Path(artifact.location)
 
-    @staticmethod
-    def _refuse_another_build(directory: Path, tarball: Path) -> None:
-        """A version is immutable: nodes that have it would never get a different build of it."""
+    def _refuse_another_build(self, directory: Path, tarball: Path) -> None:
         manifest = directory / MANIFEST
-        if manifest.is_file() and json.loads(manifest.read_text())["sha256"] != sha256_of(tarball):
-            raise UsageError(
-                f"{directory.parent.name} {directory.name} is already in the store "
-                f"{directory.parent.parent} as another build; bump the version "
-                "(nodes that have it would keep the old one)"
-            )
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())["sha256"]
+            app, version = directory.parent.name, directory.name
+            refuse_another_build(app, version, str(self.root), stored, sha256_of(tarball))
+
+
+def refuse_another_build(app: str, version: str, store: str, stored: str, new: str) -> None:
+    """A version is immutable: nodes that have it would never get a different build of it.
+
+    `new` = "" when the new build's checksum is not known yet (a build host about to upload).
+    """
+    if stored != new:
+        raise UsageError(
+            f"{app} {version} is already in the store {store} as another build; bump the "
+            "version (nodes that have it would keep the old one)"
+        )
 
 
 def manifest_text(artifact: Artifact, extra: dict[str, Any]) -> str:

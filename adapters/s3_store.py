@@ -24,7 +24,13 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from edeliver.adapters.local_store import from_manifest, manifest_text, sha256_of, version_key
+from edeliver.adapters.local_store import (
+    from_manifest,
+    manifest_text,
+    refuse_another_build,
+    sha256_of,
+    version_key,
+)
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
@@ -121,12 +127,9 @@ class S3ReleaseStore:
     async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]:
         """Where a build host puts its tarball and the sh command (a presigned PUT of the file
         at `path`) that does it; refused when the version is already stored."""
-        known = await self.versions(app)
-        if version in known:
-            raise UsageError(
-                f"{app} {version} is already in the store {self.url}; bump the version "
-                "(nodes that have it would keep the old one)"
-            )
+        if version in await self.versions(app):
+            stored = (await self.artifact(app, version)).sha256
+            refuse_another_build(app, version, self.url, stored, new="")
         key = self._key(app, version, f"{app}-{version}.tar.gz")
         url = await self._presigned("put_object", key)
         return key, _curl(url, self.url, "-o", "/dev/null", "-T", path)
@@ -193,12 +196,9 @@ class S3ReleaseStore:
         manifest_key = self._key(stored.app, stored.version, MANIFEST)
         existing = self._read(manifest_key)
         if existing is not None:
-            if json.loads(existing)["sha256"] == stored.sha256:
-                return
-            raise UsageError(
-                f"{stored.app} {stored.version} is already in the store {self.url} as another "
-                "build; bump the version (nodes that have it would keep the old one)"
-            )
+            was = json.loads(existing)["sha256"]
+            refuse_another_build(stored.app, stored.version, self.url, was, stored.sha256)
+            return
         self._s3().upload_file(
             str(tarball),
             self.bucket,

@@ -22,7 +22,13 @@ from typing import Any
 
 import asyncssh
 
-from edeliver.adapters.local_store import from_manifest, manifest_text, sha256_of, version_key
+from edeliver.adapters.local_store import (
+    from_manifest,
+    manifest_text,
+    refuse_another_build,
+    sha256_of,
+    version_key,
+)
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
@@ -95,12 +101,9 @@ class SshReleaseStore:
 
     async def _put(self, tarball: Path, stored: Artifact, manifest: str) -> None:
         if await self._has(stored):
-            if (await self.artifact(stored.app, stored.version)).sha256 == stored.sha256:
-                return
-            raise UsageError(
-                f"{stored.app} {stored.version} is already in the store {self.url} as another "
-                "build; bump the version (nodes that have it would keep the old one)"
-            )
+            was = (await self.artifact(stored.app, stored.version)).sha256
+            refuse_another_build(stored.app, stored.version, self.url, was, stored.sha256)
+            return
         directory = self._dir(stored.app, stored.version)
         async with self._connection() as conn:
             await self._run(conn, f"mkdir -p {q(directory)}\n", "creating the version's dir")
