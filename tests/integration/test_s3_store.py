@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from edeliver.adapters.s3_store import S3ReleaseStore, StoreUnreachable
+from edeliver.cli.main import Runtime, app
 from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.model import Artifact, Platform
 from tests.support.moto import CREDENTIALS, free_port, moto_server, s3_client
@@ -127,3 +129,24 @@ def test_a_presigned_fetch_command_keeps_the_url_out_of_argv(endpoint: str, tmp_
     assert "X-Amz-Signature" not in first_line and "X-Amz-Signature" in rest
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in rest  # SigV4: S3 refuses SigV2 URLs
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in command
+
+
+def test_the_cli_reports_a_missing_bucket_and_refused_credentials_in_one_line_exit_2(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """`edeliver releases` through the real composition: the bucket named, no secret shown."""
+    (tmp_path / ".deliver").mkdir()
+    config = tmp_path / ".deliver/edeliver.toml"
+    runner = CliRunner()
+    with moto_server(check_credentials=True) as strict:
+        for url, bucket, said in (
+            (endpoint, "no-such-bucket", "bucket 'no-such-bucket' does not exist"),
+            (strict, BUCKET, "the credentials were refused (InvalidAccessKeyId)"),
+        ):
+            config.write_text(
+                f'app = "hello"\n[store]\nurl = "s3://{bucket}/hello"\nendpoint_url = "{url}"\n'
+            )
+            result = runner.invoke(app, ["releases"], obj=Runtime(project=tmp_path))
+            assert result.exit_code == 2, result.output
+            assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+            assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in result.output + result.stderr
