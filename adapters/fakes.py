@@ -41,6 +41,7 @@ class FakeHost:
     commands: Callable[[str, Mapping[str, str]], CommandResult] = lambda _s, _e: CommandResult(
         0, ""
     )
+    previous: str | None = None  # what a rollback of `current` returns to
 
 
 @dataclass
@@ -92,7 +93,8 @@ class InMemoryNodeShell:
         await asyncio.sleep(0)
         self._check_connected()
         h = self.host
-        return NodeFacts(h.platform, h.free_bytes, h.running, h.current, tuple(sorted(h.releases)))
+        releases = tuple(sorted(h.releases))
+        return NodeFacts(h.platform, h.free_bytes, h.running, h.current, releases, h.previous)
 
     async def prepare(self, artifact: Artifact) -> None:
         await self._step("prepare", artifact.version)
@@ -107,6 +109,8 @@ class InMemoryNodeShell:
     async def activate(self, artifact: Artifact) -> None:
         await self._step("activate", artifact.version, half_done=self._half_activate)
         self._require(artifact.version in self.host.releases, "no such release to switch to")
+        if self.host.current != artifact.version:
+            self.host.previous = self.host.current
         self.host.current = self.host.running = artifact.version
 
     async def verify(self, artifact: Artifact) -> None:
@@ -117,6 +121,7 @@ class InMemoryNodeShell:
         await self._step("roll_back", artifact.version)
         h = self.host
         h.current = h.running = previous
+        h.previous = None
         h.staging.discard(artifact.version)
         h.uploads.discard(artifact.version)
         if artifact.version != previous:
@@ -190,6 +195,9 @@ class InMemoryReleaseStore:
             known = ", ".join(await self.versions(app)) or "none"
             raise NotFoundError(f"version {version} of {app} is not in the store (it has: {known})")
         return self.artifacts[(app, version)]
+
+    async def remove(self, app: str, version: str) -> None:
+        self.artifacts.pop((app, version), None)
 
 
 class FakeClock:

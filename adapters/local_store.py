@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ class LocalDirectoryStore:
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.root} (it has: {known})"
             )
-        return _from_manifest(json.loads(manifest.read_text()), manifest.parent)
+        fields = json.loads(manifest.read_text())
+        return from_manifest(fields, str(manifest.parent / f"{app}-{version}.tar.gz"))
 
     def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
@@ -69,38 +71,55 @@ class LocalDirectoryStore:
         stored = replace(
             artifact, location=str(target), sha256=sha256_of(target), size=target.stat().st_size
         )
-        _write_manifest(directory / MANIFEST, stored, extra or {})
+        temporary = directory / (MANIFEST + ".partial")
+        temporary.write_text(manifest_text(stored, extra or {}))
+        os.replace(temporary, directory / MANIFEST)
         return stored
 
-    @staticmethod
-    def _refuse_another_build(directory: Path, tarball: Path) -> None:
-        """A version is immutable: nodes that have it would never get a different build of it."""
+    async def remove(self, app: str, version: str) -> None:
+        """Delete a version, its manifest first so it is never listed half-removed."""
+        directory = self.root / app / version
+        (directory / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    async def local_file(self, artifact: Artifact) -> Path:
+        """The tarball on this machine, for a push: it is already here."""
+        return Path(artifact.location)
+
+    def _refuse_another_build(self, directory: Path, tarball: Path) -> None:
         manifest = directory / MANIFEST
-        if manifest.is_file() and json.loads(manifest.read_text())["sha256"] != sha256_of(tarball):
-            raise UsageError(
-                f"{directory.parent.name} {directory.name} is already in the store "
-                f"{directory.parent.parent} as another build; bump the version "
-                "(nodes that have it would keep the old one)"
-            )
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())["sha256"]
+            app, version = directory.parent.name, directory.name
+            refuse_another_build(app, version, str(self.root), stored, sha256_of(tarball))
 
 
-def _write_manifest(path: Path, artifact: Artifact, extra: dict[str, Any]) -> None:
+def refuse_another_build(app: str, version: str, store: str, stored: str, new: str) -> None:
+    """A version is immutable: nodes that have it would never get a different build of it.
+
+    `new` = "" when the new build's checksum is not known yet (a build host about to upload).
+    """
+    if stored != new:
+        raise UsageError(
+            f"{app} {version} is already in the store {store} as another build; bump the "
+            "version (nodes that have it would keep the old one)"
+        )
+
+
+def manifest_text(artifact: Artifact, extra: dict[str, Any]) -> str:
+    """The manifest of a stored version, shared by every store: the artifact's fields but where."""
     fields = asdict(artifact)
     fields.pop("location")
     fields["platform"] = asdict(artifact.platform)
-    temporary = path.with_suffix(".partial")
-    temporary.write_text(json.dumps({**fields, **extra}, indent=2, sort_keys=True))
-    os.replace(temporary, path)
+    return json.dumps({**fields, **extra}, indent=2, sort_keys=True)
 
 
-def _from_manifest(fields: dict[str, Any], directory: Path) -> Artifact:
+def from_manifest(fields: dict[str, Any], location: str) -> Artifact:
+    """An Artifact from a manifest (older manifests lack the newer fields) kept at `location`."""
+    known = {f.name for f in dataclass_fields(Artifact)} - {"platform", "from_versions"}
     artifact = Artifact(
-        app=fields["app"],
-        version=fields["version"],
-        sha256=fields["sha256"],
-        size=fields["size"],
-        kind=fields.get("kind", "release"),
+        **{k: v for k, v in fields.items() if k in known},
         platform=Platform(**fields.get("platform", {})),
         from_versions=tuple(fields.get("from_versions", ())),
     )
-    return replace(artifact, location=str(directory / artifact.name))
+    return replace(artifact, location=location)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edeliver.adapters.build_scripts import BuildFacts, facts_script, parse_facts
+from edeliver.adapters.git_source import git_source
 from edeliver.core.errors import EdeliverError
 from edeliver.core.model import Artifact, Platform
 
@@ -28,9 +30,10 @@ class BuildFailed(EdeliverError):
 
 @dataclass(frozen=True)
 class Built:
-    """A release tarball on this machine and what the store needs to know of it."""
+    """A release tarball on this machine (None: the build host put it in the store already)
+    and what the store needs to know of it."""
 
-    tarball: Path
+    tarball: Path | None
     artifact: Artifact
 
 
@@ -66,9 +69,13 @@ class MixLocalBuilder:
         version = release_version(release)
         tarball = self.build_dir / f"{self.app}-{version}.tar.gz"
         pack_release(release, tarball)
+        facts = toolchain_facts(release)
+        source = git_source(self.project)
         artifact = Artifact(
-            self.app, version, sha256="", size=0, platform=local_platform(), location=str(tarball)
-        )
+            self.app, version, sha256="", size=0, platform=local_platform(), location=str(tarball),
+            git_revision=source.revision if source else "",
+            erts=facts.erts, otp=facts.otp, elixir=facts.elixir,
+        )  # fmt: skip
         return Built(tarball, artifact)
 
     def _mix(self, *args: str) -> None:
@@ -83,6 +90,14 @@ class MixLocalBuilder:
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-_LOG_TAIL:])
             raise BuildFailed(f"mix {' '.join(args)} failed in {self.project}:\n{tail}")
+
+
+def toolchain_facts(release: Path) -> BuildFacts:
+    """ERTS, OTP and Elixir versions of a local build, as build hosts report theirs."""
+    done = subprocess.run(
+        ["sh", "-c", facts_script()], cwd=release, capture_output=True, text=True, check=False
+    )
+    return parse_facts(done.stdout)
 
 
 def release_version(release: Path) -> str:

@@ -184,14 +184,15 @@ def parse_probe(output: str) -> NodeState:
     free_kb = one("free_kb")
     platform = Platform(one("os").lower(), one("arch"), *parse_libc(one("getconf"), one("ldd")))
     running = _running_version(vms, current)
+    last = {k.removeprefix("last."): v[-1] for k, v in fields.items() if k.startswith("last.")}
     facts = NodeFacts(
         platform=platform,
         free_bytes=int(free_kb) * 1024 if free_kb.isdigit() else 0,
         running_version=running,
         current_version=current,
         releases=tuple(sorted(releases)),
+        previous_version=(last.get("previous") or None) if last.get("version") == current else None,
     )
-    last = {k.removeprefix("last."): v[-1] for k, v in fields.items() if k.startswith("last.")}
     launching = any(_is_run_erl(line, phys) for line in fields.get("vm", []))
     return NodeState(facts, vms, releases, last, launching)
 
@@ -269,6 +270,20 @@ def finish_upload_script(layout: Layout, version: str, sha256: str) -> str:
         'got=$(sha256sum <"$F.partial" | cut -c1-64) || exit 3\n'
         'if [ "$got" = "$SHA" ]; then mv -f "$F.partial" "$F" && exit 0; exit 3; fi\n'
         'rm -f "$F.partial"; echo "$got"; exit 4\n'
+    )
+
+
+def fetch_script(layout: Layout, version: str, fetch: str) -> str:
+    """Run the store's fetch command into the partial upload (pull mode); finish_upload checks it.
+
+    `fetch` is built by a store adapter with every value quoted, never from user input.
+    """
+    return layout.prelude() + (
+        f"F={q(layout.upload(version))}\n"
+        'mkdir -p "$U" || exit 3\n'
+        f'{{ {fetch}\n}} >"$F.partial" || {{\n'
+        '  rm -f "$F.partial"; echo "fetching the release from the store failed" >&2; exit 7\n'
+        "}\n"
     )
 
 

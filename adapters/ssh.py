@@ -28,6 +28,7 @@ from edeliver.adapters.ssh_host_keys import (
     host_key_error,
     pin_host_key,
 )
+from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
     EdeliverError,
@@ -75,6 +76,7 @@ class AsyncsshNodeShells:
         stop_timeout: float = 30.0,
         poll_interval: float = 0.5,
         progress: Progress | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         if keep_releases < 1:
             raise ValueError("keep_releases must be at least 1")
@@ -84,6 +86,7 @@ class AsyncsshNodeShells:
         self.command_timeout, self.verify_timeout = command_timeout, verify_timeout
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
+        self.delivery: Delivery = delivery or FromLocation()
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
@@ -143,7 +146,12 @@ class AsyncsshNodeShell:
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
+        fetch = await self._shells.delivery.fetch_command(artifact)
+        if fetch is None:
+            await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
+        else:
+            script = ns.fetch_script(layout, artifact.version, fetch)
+            await self._script(script, f"fetching {artifact.name} from the store")
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
         result = await self._run(finish)
         if result.exit_status == 4:
@@ -269,7 +277,7 @@ class AsyncsshNodeShell:
         )
 
     async def _upload(self, artifact: Artifact, remote: str, offset: int) -> None:
-        local = Path(artifact.location)
+        local = await self._shells.delivery.local_file(artifact)
         if not local.is_file():
             raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
         total = local.stat().st_size

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.mix_build import Built, MixLocalBuilder
+from edeliver.adapters.remote_build import SshBuildHost
+from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
-from edeliver.core.config import Config
-from edeliver.core.errors import UsageError
+from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
+from edeliver.core.config import Config, NodeConfig, ssh_store_address
+from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
+from edeliver.core.ports import ReleaseArchive
 from edeliver.core.rollout import Services
 from edeliver.core.task_runs import LoadedTask
+
+# Verified local copies of remote stores' releases, for pushes: one download, many uploads.
+STORE_CACHE = Path(".deliver/cache/store")
 
 
 def who() -> str:
@@ -25,14 +37,83 @@ def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def release_store(project: Path, config: Config) -> LocalDirectoryStore:
-    if config.store.kind != "local":
-        raise UsageError(
-            f"{config.file}: store.url: {config.store.kind} stores are not supported yet; "
-            "use a local directory"
-        )
-    root = Path(config.store.url)
+class Builder(Protocol):
+    def build(self) -> Built: ...
+
+
+class Store(ReleaseArchive, Protocol):
+    """What the commands need of any store adapter: the port, plus putting and fetching."""
+
+    def put(
+        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
+    ) -> Artifact: ...
+
+    async def local_file(self, artifact: Artifact) -> Path: ...
+
+
+def release_store(project: Path, config: Config) -> Store:
+    """The configured store: a local directory, S3, or a store host over SSH."""
+    settings = config.store
+    cache = project / STORE_CACHE
+    if settings.kind == "s3":
+        bucket, _, prefix = settings.url.removeprefix("s3://").partition("/")
+        return S3ReleaseStore(
+            bucket, prefix, cache,
+            endpoint_url=settings.endpoint_url, region=settings.region,
+            profile=settings.profile, checksums=settings.checksums,
+            url_expiry=config.transfer.url_expiry,
+        )  # fmt: skip
+    if settings.kind == "ssh":
+        user, host, path = ssh_store_address(settings.url)
+        address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
+        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+        identity = config.transfer.node_identity_file
+        return SshReleaseStore(address, cache, shells, node_identity_file=identity)
+    root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
+
+
+def builder(
+    project: Path,
+    config: Config,
+    app: str,
+    env: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] = lambda _: None,
+    store: Store | None = None,
+    at_stage: Callable[[str], None] = lambda _stage: None,
+) -> Builder:
+    """The configured build strategy: here, on a build host over SSH, or in a container.
+
+    A build host puts its release straight into an S3 store (a presigned PUT), so the tarball
+    never passes through this machine.
+    """
+    build = config.build
+    if build.strategy == "remote":
+        user, host, path = ssh_store_address(build.host or "")
+        address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
+        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+        direct = store if isinstance(store, S3ReleaseStore) else None
+        return SshBuildHost(
+            project, app, address, shells, revision=build.revision, env=env, warn=warn,
+            direct=direct,
+        )  # fmt: skip
+    if build.strategy == "docker":
+        return ContainerBuilder(
+            project, app, build.image or "", cli=build.cli,
+            global_options=build.global_options, run_options=build.run_options,
+            revision=build.revision, env=env, warn=warn,
+        )  # fmt: skip
+    # Build stages run tasks in local builds; the remote and container scripts have no stage
+    # points yet.
+    return MixLocalBuilder(project, app, env=env, at_stage=at_stage)
+
+
+def delivery(config: Config, store: Store) -> Delivery:
+    """How releases reach the nodes: a local store's files pushed as they are, or per config."""
+    if config.store.kind == "local":
+        return FromLocation()
+    fetching = cast(FetchingStore, store)
+    return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
 
 
 def release_commands(config: Config) -> ReleaseCommands:
@@ -74,14 +155,16 @@ def with_tasks(
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
     known_hosts = known_hosts_file(project, config)
+    store = release_store(project, config)
     return Services(
         deployments=open_deployments(project),
         shells=AsyncsshNodeShells(
             known_hosts=known_hosts,
             commands=release_commands(config),
             keep_releases=_keep_releases(config),
+            delivery=delivery(config, store),
         ),
-        store=release_store(project, config),
+        store=store,
         clock=SystemClock(),
         user=who(),
         listener=listener,

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.mix_build import MixLocalBuilder
+from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import project_tasks, release_store, who, with_tasks
+from edeliver.cli.composition import builder, project_tasks, release_store, who, with_tasks
 from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -148,7 +149,7 @@ def rollout_and_report(
 @app.command()
 @exits_on_errors
 def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Build a release with `mix release` (MIX_ENV=prod) here and put it in the store."""
+    """Build a release (MIX_ENV=prod) with the configured strategy and put it in the store."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     stored = build_into_store(runtime.project, config)
@@ -173,11 +174,6 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
-    if config.build.strategy != "local":
-        raise UsageError(
-            f"{config.file}: build.strategy: {config.build.strategy!r} builds are "
-            'not supported yet; use "local"'
-        )
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
     tasks, here = project_tasks(project), LocalCommandHost(project)
@@ -186,15 +182,17 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     def at_stage(stage: str) -> None:  # a local build: the build host is this machine
         run(run_build_stage(tasks, stage, app, here, here, env or {}))
 
-    built = MixLocalBuilder(project, config.app, env=env, at_stage=at_stage).build()
-    return release_store(project, config).put(
-        built.tarball,
-        built.artifact,
-        extra={
-            "built_at": SystemClock().now().isoformat(timespec="seconds"),
-            "built_by": who(),
-        },
-    )
+    store = release_store(project, config)
+    built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
+    now = SystemClock().now().isoformat(timespec="seconds")
+    artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
+    if built.tarball is None:  # a build host put it into the store itself
+        return cast(DirectStore, store).record(artifact, extra)
+    return store.put(built.tarball, artifact, extra)
+
+
+def _warn(text: str) -> None:
+    typer.echo(f"edeliver: warning: {text}", err=True)
 
 
 @app.command()

@@ -19,11 +19,14 @@ Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
 Fallback = Literal["rollback", "stop", "ignore"]
 Mode = Literal["release", "upgrade"]
 StoreKind = Literal["local", "ssh", "s3"]
+TransferMode = Literal["push", "pull"]
 
 STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "rest_for_one", "one_for_all")
 FALLBACKS: tuple[Fallback, ...] = ("rollback", "stop", "ignore")
 MODES: tuple[Mode, ...] = ("release", "upgrade")
 BUILD_STRATEGIES = ("local", "remote", "docker")
+TRANSFER_MODES: tuple[TransferMode, ...] = ("push", "pull")
+S3_CHECKSUMS = ("when_supported", "when_required")
 
 DEFAULT_STORE = ".deliver/releases"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -69,8 +72,25 @@ class EnvironmentConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """Where releases live; the S3 settings name no secret (credentials come from AWS's chain)."""
+
     url: str
     kind: StoreKind
+    endpoint_url: str | None = None  # s3: another S3-compatible endpoint than AWS's
+    region: str | None = None  # s3
+    profile: str | None = None  # s3: an AWS profile name, whose keys stay in ~/.aws
+    checksums: str = "when_supported"  # s3: boto3's request/response checksum setting
+    port: int = 22  # ssh
+    identity_file: str | None = None  # ssh: the deployer's key for the store host
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How a release reaches the nodes: uploaded by the deployer, or fetched by each node."""
+
+    mode: TransferMode = "push"
+    url_expiry: int = 900  # s3 pull: seconds a presigned URL stays valid
+    node_identity_file: str | None = None  # ssh pull: the nodes' key for the store host
 
 
 @dataclass(frozen=True)
@@ -84,7 +104,17 @@ class CommandsConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """Where releases are built: here, on a build host over SSH, or in a container."""
+
     strategy: str = "local"
+    revision: str = "HEAD"  # remote, docker: the git revision whose sources are built
+    host: str | None = None  # remote: user@host:/path of per-build directories
+    port: int = 22  # remote
+    identity_file: str | None = None  # remote
+    image: str | None = None  # docker
+    cli: str = "docker"  # docker: docker | podman
+    global_options: tuple[str, ...] = ()  # docker: options before `run` (podman --runtime runc)
+    run_options: tuple[str, ...] = ()  # docker: options of `run` (--ulimit ...)
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,7 @@ class Config:
     environments: Mapping[str, EnvironmentConfig]
     known_hosts: str | None = None
     commands: CommandsConfig = CommandsConfig()
+    transfer: TransferConfig = TransferConfig()
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The environment called `name`, or an error listing the ones there are."""
@@ -196,16 +227,71 @@ def parse_config(text: str, file: str) -> Config:
     store = _store(top.table("store"))
     build = _build(top.table("build"))
     commands = _commands(top.table("commands"))
+    transfer = _transfer(top.table("transfer"), store)
     nodes = _nodes(top, file)
     environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
     top.done()
-    return Config(file, app, store, build, nodes, environments, known_hosts, commands)
+    return Config(file, app, store, build, nodes, environments, known_hosts, commands, transfer)
+
+
+_STORE_KEYS: dict[StoreKind, tuple[str, ...]] = {
+    "local": (),
+    "s3": ("endpoint_url", "region", "profile", "checksums"),
+    "ssh": ("port", "identity_file"),
+}
 
 
 def _store(table: _Table) -> StoreConfig:
     url = table.get("url", str, "a store URL") or DEFAULT_STORE
+    kind = store_kind(url, table)
+    for key in table.data:
+        if key != "url" and key not in _STORE_KEYS[kind] and key in _ALL_STORE_KEYS:
+            raise table.fail(key, f"applies to {_kinds_with(key)} stores, not to {url!r}")
+    endpoint = table.get("endpoint_url", str, "an http(s) URL without credentials")
+    if endpoint is not None and (not re.match(r"^https?://[^@/\s]+(/\S*)?$", endpoint)):
+        raise table.fail("endpoint_url", "expected an http(s) URL without credentials")
+    port = table.get("port", int, "a port number 1-65535")
+    if port is not None and not 1 <= port <= 65535:
+        raise table.fail("port", f"expected a port number 1-65535, got {port}")
+    store = StoreConfig(
+        url,
+        kind,
+        endpoint_url=endpoint,
+        region=table.get("region", str, "an AWS region name"),
+        profile=table.get("profile", str, "an AWS profile name"),
+        checksums=table.choice("checksums", S3_CHECKSUMS, "when_supported"),
+        port=port or 22,
+        identity_file=table.get("identity_file", str, "a path to a private key"),
+    )
     table.done()
-    return StoreConfig(url, store_kind(url, table))
+    return store
+
+
+_ALL_STORE_KEYS = {key for keys in _STORE_KEYS.values() for key in keys}
+
+
+def _kinds_with(key: str) -> str:
+    return " and ".join(kind for kind, keys in _STORE_KEYS.items() if key in keys)
+
+
+def _transfer(table: _Table, store: StoreConfig) -> TransferConfig:
+    mode = cast(TransferMode, table.choice("mode", TRANSFER_MODES, "push"))
+    if mode == "pull" and store.kind == "local":
+        raise table.fail(
+            "mode", "pull needs a store the nodes can reach (s3:// or user@host:/path)"
+        )
+    expiry = table.int_at_least("url_expiry", 60)
+    identity = table.get("node_identity_file", str, "a path to a private key on the nodes")
+    table.done()
+    return TransferConfig(mode, expiry or TransferConfig.url_expiry, identity)
+
+
+def ssh_store_address(url: str) -> tuple[str, str, str]:
+    """(user, host, path) of a `user@host:/path` store URL."""
+    match = _SSH_URL.match(url)
+    if not match:
+        raise ConfigError("store", "url", f"expected user@host:/path, got {url!r}")
+    return match["user"], match["host"], match["path"]
 
 
 def store_kind(url: str, table: _Table | None = None) -> StoreKind:
@@ -238,10 +324,42 @@ def _commands(table: _Table) -> CommandsConfig:
     return commands
 
 
+_BUILD_KEYS = {
+    "local": (),
+    "remote": ("revision", "host", "port", "identity_file"),
+    "docker": ("revision", "image", "cli", "global_options", "run_options"),
+}
+
+
 def _build(table: _Table) -> BuildConfig:
     strategy = table.choice("strategy", BUILD_STRATEGIES, "local")
+    for key in table.data:
+        if key != "strategy" and key not in _BUILD_KEYS[strategy]:
+            known = [s for s, keys in _BUILD_KEYS.items() if key in keys]
+            if known:
+                raise table.fail(key, f"applies to strategy = {' or '.join(known)}, not {strategy}")
+    host = table.get("host", str, "user@host:/path of the build directories")
+    if host is not None and not _SSH_URL.match(host):
+        raise table.fail("host", f"expected user@host:/path, got {host!r}")
+    if strategy == "remote" and host is None:
+        raise table.fail("host", "missing; remote builds need user@host:/path")
+    image = table.get("image", str, "a container image name")
+    if strategy == "docker" and image is None:
+        raise table.fail("image", "missing; docker builds need an image with elixir")
+    port = table.int_at_least("port", 1)
+    build = BuildConfig(
+        strategy=strategy,
+        revision=table.get("revision", str, "a git revision") or "HEAD",
+        host=host,
+        port=port or 22,
+        identity_file=table.get("identity_file", str, "a path to a private key"),
+        image=image,
+        cli=table.choice("cli", ("docker", "podman"), "docker"),
+        global_options=table.strings("global_options") or (),
+        run_options=table.strings("run_options") or (),
+    )
     table.done()
-    return BuildConfig(strategy)
+    return build
 
 
 def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:

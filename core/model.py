@@ -27,6 +27,7 @@ class NodeFacts:
     running_version: str | None = None  # what the running VM says
     current_version: str | None = None  # where `current` points: the version a restart boots
     releases: tuple[str, ...] = ()  # complete release dirs on disk
+    previous_version: str | None = None  # what a rollback of `current` returns to, if recorded
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +51,12 @@ class Artifact:
     platform: Platform = Platform()
     location: str = ""  # where the store keeps it: a local path, an ssh path or an S3 key
     from_versions: tuple[str, ...] = field(default=())
+    # Provenance, recorded in the manifest: what was built, from what, with which toolchain.
+    git_revision: str = ""
+    built_at: str = ""
+    erts: str = ""
+    otp: str = ""
+    elixir: str = ""
 
     @property
     def name(self) -> str:

@@ -87,5 +87,13 @@ class ReleaseStore(Protocol):
         ...
 
 
+class ReleaseArchive(ReleaseStore, Protocol):
+    """A store whose versions can be removed (`edeliver releases prune`)."""
+
+    async def remove(self, app: str, version: str) -> None:
+        """Delete a version, its manifest first, so it is never listed half-removed."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...

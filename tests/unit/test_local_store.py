@@ -1,4 +1,4 @@
-"""The local directory store: manifests, version order, immutable versions."""
+"""The local directory store; what every store does: tests/contract/test_release_store_contract."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
-from edeliver.core.errors import NotFoundError, UsageError
+from edeliver.core.errors import NotFoundError
 from edeliver.core.model import Artifact
 
 
@@ -27,15 +27,3 @@ def test_a_put_version_comes_back_with_its_checksum_in_version_order(tmp_path: P
     assert found.sha256 == sha256_of(Path(found.location)) and found.size == 6
     with pytest.raises(NotFoundError, match=r"it has: 0\.9\.0, 0\.10\.0"):
         asyncio.run(store.artifact("hello", "1.0.0"))
-
-
-def test_a_version_is_immutable_but_the_same_build_may_be_put_again(tmp_path: Path) -> None:
-    """Nodes that have a version would never get another build of it: bump the version."""
-    store = LocalDirectoryStore(tmp_path / "store")
-    first = tarball(tmp_path, b"first build")
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
-    with pytest.raises(
-        UsageError, match=r"hello 1\.0\.0 is already in the store .* bump the version"
-    ):
-        store.put(tarball(tmp_path, b"second build!"), Artifact("hello", "1.0.0", "", 0))

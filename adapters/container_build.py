@@ -1,0 +1,83 @@
+"""Builds in a container with the docker or podman CLI: the sources mounted, the image chosen.
+
+From a git checkout the sources are `git archive` of the revision (uncommitted changes warned
+and left out), unpacked under `.deliver/build/`; otherwise the project directory itself. They
+are mounted at /build and the same script as a build host's runs there, as the container's user.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.git_source import archive, describe, git_source
+from edeliver.adapters.mix_build import BUILD_DIR, BuildFailed, Built
+from edeliver.core.errors import UsageError
+
+
+class ContainerBuilder:
+    """`mix release` inside `image`, run with `cli` (docker or podman)."""
+
+    def __init__(
+        self,
+        project: Path,
+        app: str,
+        image: str,
+        *,
+        cli: str = "podman",
+        global_options: Sequence[str] = (),
+        run_options: Sequence[str] = (),
+        revision: str = "HEAD",
+        env: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.project, self.app, self.image, self.cli = project, app, image, cli
+        self.global_options, self.run_options = list(global_options), list(run_options)
+        self.revision, self.env, self.warn = revision, dict(env or {}), warn
+        self.build_dir = project / BUILD_DIR
+
+    def build(self) -> Built:
+        if shutil.which(self.cli) is None:
+            raise UsageError(f"build.container: {self.cli!r} is not installed here")
+        sources, revision = self._sources()
+        done = subprocess.run(self._command(sources), capture_output=True, text=True, check=False)
+        if done.returncode == bs.BUILD_FAILED:
+            raise BuildFailed(
+                f"mix release failed in the {self.image} container; the end of its log:\n"
+                f"{done.stderr.strip()}"
+            )
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-bs.LOG_LINES :])
+            raise BuildFailed(
+                f"{self.cli} run {self.image} failed (exit {done.returncode}):\n{tail}"
+            )
+        facts = bs.parse_facts(done.stdout)
+        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+        (sources / bs.TARBALL).replace(tarball)
+        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    def _sources(self) -> tuple[Path, str]:
+        """The directory to mount: the revision's files, or the project when not in git."""
+        source = git_source(self.project, self.revision)
+        if source is None:
+            return self.project, ""
+        if source.dirty:
+            self.warn(f"building {describe(source)}")
+        packed = archive(source, self.build_dir / f"{self.app}.src.tar.gz")
+        target = self.build_dir / "container-src"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        with tarfile.open(packed) as sources:
+            sources.extractall(target, filter="data")  # refuses links and paths leaving target
+        return target, source.revision
+
+    def _command(self, sources: Path) -> list[str]:
+        return [
+            self.cli, *self.global_options, "run", "--rm", *self.run_options,
+            "-v", f"{sources.resolve()}:/build", "-w", "/build",
+            self.image, "sh", "-c", bs.build_script(self.env),
+        ]  # fmt: skip

@@ -1,0 +1,148 @@
+"""Builds on a build host over SSH: `git archive` of a revision in, the release tarball out.
+
+The sources are the local checkout's commit (no push to any repository), unpacked in a fresh
+per-build directory under the host's path and removed afterwards. The host is connected to like
+a node: host key verified, errors mapped once (`AsyncsshNodeShells.connect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncssh
+
+from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.git_source import archive, describe, git_source
+from edeliver.adapters.mix_build import BUILD_DIR, BuildFailed, Built
+from edeliver.adapters.node_scripts import REMOTE_SH
+from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import NodeError, UsageError
+from edeliver.core.model import Artifact
+
+q = bs.q
+
+
+class DirectStore(Protocol):
+    """A store a build host can put its release into without the deployer in between."""
+
+    async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]: ...
+
+    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
+
+
+class SshBuildHost:
+    """`mix release` on a build host reached over SSH."""
+
+    def __init__(
+        self,
+        project: Path,
+        app: str,
+        host: NodeConfig,
+        shells: AsyncsshNodeShells,
+        *,
+        revision: str = "HEAD",
+        env: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] = lambda _: None,
+        direct: DirectStore | None = None,
+    ) -> None:
+        self.project, self.app, self.host, self.shells = project, app, host, shells
+        self.direct = direct
+        self.revision, self.env, self.warn = revision, dict(env or {}), warn
+        self.build_dir = project / BUILD_DIR
+
+    @property
+    def where(self) -> str:
+        return f"build host {self.host.user}@{self.host.host}:{self.host.port}"
+
+    def build(self) -> Built:
+        source = git_source(self.project, self.revision)
+        if source is None:
+            raise UsageError(
+                f"{self.project} is not in a git checkout: remote builds send a git revision"
+            )
+        if source.dirty:
+            self.warn(f"building {describe(source)}")
+        sources = archive(source, self.build_dir / f"{self.app}-{source.revision[:12]}.src.tar.gz")
+        return asyncio.run(self._build(sources, source.revision))
+
+    async def _build(self, sources: Path, revision: str) -> Built:
+        try:
+            conn = await self.shells.connect(self.host)
+        except NodeError as error:
+            raise BuildFailed(f"{self.where}: {error}") from None
+        remote = f"{self.host.path.rstrip('/')}/{self.app}-{revision[:12]}-{secrets.token_hex(4)}"
+        try:
+            facts = await self._remote_build(conn, sources, remote)
+            if self.direct:
+                return await self._put_from_host(conn, remote, facts, revision, self.direct)
+            tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+            await self._sftp(conn, "fetching the release", "get", f"{remote}/{bs.TARBALL}", tarball)
+        finally:
+            await self._run(conn, f"rm -rf {q(remote)}\n")
+            conn.close()
+        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    async def _put_from_host(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        remote: str,
+        facts: bs.BuildFacts,
+        revision: str,
+        store: DirectStore,
+    ) -> Built:
+        """The build host uploads the tarball to the store itself and reports its checksum."""
+        location, upload = await store.upload_command(self.app, facts.version, bs.TARBALL)
+        script = f"cd {q(remote)} || exit 3\n" + bs.upload_script(upload)
+        result = await self._run(conn, script)
+        await self._check(result, "putting the release into the store")
+        sha256, size = bs.parse_upload(str(result.stdout))
+        artifact = bs.built_artifact(self.app, facts, location, revision)
+        return Built(None, replace(artifact, sha256=sha256, size=size))
+
+    async def _remote_build(
+        self, conn: asyncssh.SSHClientConnection, sources: Path, remote: str
+    ) -> bs.BuildFacts:
+        await self._check(await self._run(conn, f"mkdir -p {q(remote)}\n"), "making the build dir")
+        await self._sftp(conn, "sending the sources", "put", sources, f"{remote}/src.tar.gz")
+        script = f"cd {q(remote)} && tar -xzf src.tar.gz || exit 3\n" + bs.build_script(self.env)
+        result = await self._run(conn, script)
+        if result.exit_status == bs.BUILD_FAILED:
+            raise BuildFailed(
+                f"mix release failed on the {self.where} (revision {self.revision}); "
+                f"the end of its log:\n{str(result.stderr).strip()}"
+            )
+        await self._check(result, "building")
+        return bs.parse_facts(str(result.stdout))
+
+    async def _run(
+        self, conn: asyncssh.SSHClientConnection, script: str
+    ) -> asyncssh.SSHCompletedProcess:
+        try:
+            return await conn.run(REMOTE_SH, input=script, check=False, timeout=1800)
+        except (asyncssh.Error, OSError) as error:
+            raise BuildFailed(f"{self.where}: {error}") from None
+
+    async def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
+        if result.exit_status != 0:
+            said = str(result.stderr or result.stdout or "").strip()[-1000:]
+            raise BuildFailed(f"{self.where}: {doing} failed (exit {result.exit_status}): {said}")
+
+    async def _sftp(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        doing: str,
+        direction: str,
+        source: Path | str,
+        target: Path | str,
+    ) -> None:
+        try:
+            async with conn.start_sftp_client() as sftp:
+                await (sftp.put if direction == "put" else sftp.get)(str(source), str(target))
+        except (asyncssh.Error, OSError) as error:
+            raise BuildFailed(f"{self.where}: {doing} failed: {error}") from None

@@ -1,0 +1,108 @@
+"""`edeliver releases`: what the store holds; `releases prune`: drop what no node needs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, cast
+
+import typer
+
+from edeliver.cli.app import JsonOption, Runtime, exits_on_errors, run, runtime_of
+from edeliver.cli.app import app as root
+from edeliver.core.config import Config
+from edeliver.core.errors import UsageError
+from edeliver.core.model import Artifact
+from edeliver.core.ports import ReleaseArchive
+from edeliver.core.retention import PrunePlan, prune
+from edeliver.core.rollout import Services
+
+releases_app = typer.Typer(help="The releases in the store.")
+root.add_typer(releases_app, name="releases")
+
+
+@releases_app.callback(invoke_without_command=True)
+@exits_on_errors
+def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the stored versions, oldest first, with kind, size, platform and provenance."""
+    if ctx.invoked_subcommand:
+        return
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    services = _services(runtime, config)
+    app = _app(config)
+    stored = run(_artifacts(services, app))
+    if as_json:
+        typer.echo(json.dumps([_row(a) for a in stored]))
+    elif not stored:
+        typer.echo(f"no release of {app} in the store {config.store.url}")
+    for artifact in stored if not as_json else ():
+        typer.echo(_line(artifact))
+
+
+@releases_app.command(name="prune")
+@exits_on_errors
+def prune_command(
+    ctx: typer.Context,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="How many newest versions stay.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove all but the KEEP newest versions, never one any node runs or would roll back to."""
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    services = _services(runtime, config)
+    archive = cast(ReleaseArchive, services.store)
+    nodes = tuple(config.nodes.values())
+    plan = run(prune(archive, services.shells, nodes, _app(config), keep, dry_run=dry_run))
+    if as_json:
+        typer.echo(json.dumps({"removed": list(plan.removed), "kept": dict(plan.kept)}))
+    else:
+        _print_plan(plan, dry_run)
+
+
+def _services(runtime: Runtime, config: Config) -> Services:
+    services = runtime.services(runtime.project, config, None)
+    services.deployments.close()
+    return services
+
+
+def _app(config: Config) -> str:
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    return config.app
+
+
+async def _artifacts(services: Services, app: str) -> list[Artifact]:
+    return [await services.store.artifact(app, v) for v in await services.store.versions(app)]
+
+
+def _row(artifact: Artifact) -> dict[str, Any]:
+    return {
+        "version": artifact.version,
+        "kind": artifact.kind,
+        "from_versions": list(artifact.from_versions),
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "platform": str(artifact.platform),
+        "git_revision": artifact.git_revision,
+        "built_at": artifact.built_at,
+        "otp": artifact.otp,
+        "elixir": artifact.elixir,
+    }
+
+
+def _line(artifact: Artifact) -> str:
+    upgrade = f" from {', '.join(artifact.from_versions)}" if artifact.from_versions else ""
+    revision = f" git {artifact.git_revision[:10]}" if artifact.git_revision else ""
+    return (
+        f"{artifact.version:<12} {artifact.kind}{upgrade:<8} {artifact.size:>11} bytes  "
+        f"{artifact.platform}  {artifact.built_at or '-'}{revision}  sha256 {artifact.sha256[:12]}"
+    )
+
+
+def _print_plan(plan: PrunePlan, dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    for version in plan.removed:
+        typer.echo(f"{verb:<12} {version}")
+    for version, why in plan.kept.items():
+        typer.echo(f"{'kept':<12} {version}  ({why})")

@@ -1,0 +1,101 @@
+"""One contract for every store adapter that can be written to: the local directory and S3
+(moto's server over HTTP). Listing order, missing versions, immutability, removal, manifests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
+from edeliver.adapters.s3_store import S3ReleaseStore
+from edeliver.cli.composition import Store
+from edeliver.core.errors import NotFoundError, UsageError
+from edeliver.core.model import Artifact, Platform
+from tests.support.moto import CREDENTIALS, moto_server, s3_client
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        s3_client(url).create_bucket(Bucket="contract")
+        yield url
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    if request.param == "local":
+        return LocalDirectoryStore(tmp_path / "store")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    url = request.getfixturevalue("endpoint")
+    return S3ReleaseStore("contract", tmp_path.name, tmp_path / "cache", endpoint_url=url)
+
+
+def tarball(directory: Path, content: bytes) -> Path:
+    path = directory / f"t-{len(content)}.tar.gz"
+    path.write_bytes(content)
+    return path
+
+
+def test_versions_come_back_in_version_order(store: Store, tmp_path: Path) -> None:
+    for version in ("0.10.0", "0.9.0", "0.9.1"):
+        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+    assert asyncio.run(store.versions("hello")) == ["0.9.0", "0.9.1", "0.10.0"]
+    assert asyncio.run(store.versions("other")) == []
+
+
+def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Path) -> None:
+    platform = Platform("linux", "x86_64", "glibc", "2.36")
+    built = Artifact(
+        "hello", "1.0.0", "", 0, kind="upgrade", platform=platform, from_versions=("0.9.0",),
+        git_revision="abc", built_at="2026-01-01T00:00:00+00:00", erts="13.1.5", otp="25",
+        elixir="1.14.0",
+    )  # fmt: skip
+    stored = store.put(tarball(tmp_path, b"release"), built)
+    found = asyncio.run(store.artifact("hello", "1.0.0"))
+    assert found == stored and found.sha256 == sha256_of(tmp_path / "t-7.tar.gz")
+    assert (found.size, found.kind, found.from_versions, found.otp) == (
+        7,
+        "upgrade",
+        ("0.9.0",),
+        "25",
+    )
+
+
+def test_a_missing_version_names_the_versions_there_are(store: Store, tmp_path: Path) -> None:
+    store.put(tarball(tmp_path, b"one"), Artifact("hello", "0.1.0", "", 0))
+    with pytest.raises(
+        NotFoundError, match=r"version 9\.9\.9 of hello is not in the store .*\(it has: 0\.1\.0\)"
+    ):
+        asyncio.run(store.artifact("hello", "9.9.9"))
+
+
+def test_a_version_is_immutable_but_the_same_build_may_be_put_again(
+    store: Store, tmp_path: Path
+) -> None:
+    """Nodes that have a version would never get another build of it: bump the version."""
+    first = tarball(tmp_path, b"first build")
+    store.put(first, Artifact("hello", "1.0.0", "", 0))
+    store.put(first, Artifact("hello", "1.0.0", "", 0))
+    with pytest.raises(
+        UsageError, match=r"hello 1\.0\.0 is already in the store .* bump the version"
+    ):
+        store.put(tarball(tmp_path, b"second build!"), Artifact("hello", "1.0.0", "", 0))
+
+
+def test_a_removed_version_is_gone(store: Store, tmp_path: Path) -> None:
+    for version in ("0.1.0", "0.2.0"):
+        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+    asyncio.run(store.remove("hello", "0.1.0"))
+    assert asyncio.run(store.versions("hello")) == ["0.2.0"]
+    with pytest.raises(NotFoundError):
+        asyncio.run(store.artifact("hello", "0.1.0"))
+
+
+def test_a_local_copy_has_the_stored_bytes(store: Store, tmp_path: Path) -> None:
+    stored = store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
+    local = asyncio.run(store.local_file(stored))
+    assert local.read_bytes() == b"release bytes"

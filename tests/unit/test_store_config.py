@@ -1,0 +1,59 @@
+"""[store] and [transfer] settings: strict, one line naming the file and key at fault."""
+
+from __future__ import annotations
+
+import pytest
+
+from edeliver.core.config import ConfigError, parse_config
+
+NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
+
+
+def parse(text: str):  # type: ignore[no-untyped-def]
+    return parse_config(text + "\n" + NODE, "edeliver.toml")
+
+
+def test_s3_settings_are_read_and_name_no_secret() -> None:
+    config = parse(
+        '[store]\nurl = "s3://rel-bucket/hello"\nendpoint_url = "http://127.0.0.1:9000"\n'
+        'region = "eu-west-1"\nprofile = "ci"\nchecksums = "when_required"\n'
+        '[transfer]\nmode = "pull"\nurl_expiry = 120'
+    )
+    store = config.store
+    assert (store.kind, store.endpoint_url, store.region, store.profile, store.checksums) == (
+        "s3",
+        "http://127.0.0.1:9000",
+        "eu-west-1",
+        "ci",
+        "when_required",
+    )
+    assert (config.transfer.mode, config.transfer.url_expiry) == ("pull", 120)
+
+
+def test_the_default_transfer_is_push() -> None:
+    assert parse("").transfer.mode == "push"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[store]\nurl = "s3://b-1/p"\nsecret_access_key = "x"',
+            r"store\.secret_access_key: unknown key",
+        ),
+        ('[store]\nurl = "s3://key:secret@b-1/p"', "credentials never go in the URL"),
+        ('[store]\nurl = "s3://b-1/p"\nendpoint_url = "http://k:s@host"', "without credentials"),
+        ('[store]\nurl = ".deliver/releases"\nregion = "x"', "applies to s3 stores"),
+        ('[store]\nurl = "s3://b-1/p"\nport = 22', "applies to ssh stores"),
+        ('[store]\nurl = "s3://b-1/p"\nchecksums = "never"', "when_supported | when_required"),
+        ('[transfer]\nmode = "pull"', "pull needs a store the nodes can reach"),
+        ('[transfer]\nmode = "carrier-pigeon"', "push | pull"),
+        ('[store]\nurl = "s3://b-1/p"\n[transfer]\nurl_expiry = 5', "an integer >= 60"),
+    ],
+)
+def test_bad_store_and_transfer_settings_are_one_line_naming_the_key(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse(text)
+    assert str(caught.value).startswith("edeliver.toml: ") and "\n" not in str(caught.value)
