@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
 from edeliver.core.config import Config
@@ -48,15 +49,18 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
     if known_hosts:
         path = Path(known_hosts).expanduser()
         known_hosts = str(path if path.is_absolute() else project / path)
+    shells = AsyncsshNodeShells(
+        known_hosts=known_hosts,
+        commands=release_commands(config),
+        keep_releases=_keep_releases(config),
+    )
+    store = release_store(project, config)
     return Services(
         deployments=open_deployments(project),
-        shells=AsyncsshNodeShells(
-            known_hosts=known_hosts,
-            commands=release_commands(config),
-            keep_releases=_keep_releases(config),
-        ),
-        store=release_store(project, config),
+        shells=shells,
+        store=store,
         clock=SystemClock(),
         user=who(),
         listener=listener,
+        upgrade_shells=HotUpgradeNodeShells(shells, store, config.app) if config.app else None,
     )

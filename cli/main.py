@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from edeliver.cli import audit_commands, demo, node_commands, rollout_commands, task_commands
+from edeliver.cli import (
+    audit_commands,
+    demo,
+    node_commands,
+    rollout_commands,
+    task_commands,
+    upgrade_commands,
+)
 from edeliver.cli.app import Runtime, app
 
 __all__ = ["Runtime", "app", "main"]
@@ -12,6 +19,7 @@ _COMMANDS = (
     node_commands,
     rollout_commands,
     task_commands,
+    upgrade_commands,
 )  # imported for their commands
 
 

@@ -45,9 +45,14 @@ class Services:
     # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
     save: SaveEvents | None = None
     new_id: Callable[[], str] = lambda: str(uuid4())
+    # Deployments in mode "upgrade" (hot code upgrades) go through these; None: `shells`.
+    upgrade_shells: NodeShells | None = None
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
+
+    def shells_for(self, mode: str) -> NodeShells:
+        return self.upgrade_shells if mode == "upgrade" and self.upgrade_shells else self.shells
 
 
 async def deploy(
@@ -135,7 +140,8 @@ def _orchestrator(
             "are no longer defined; restore them, or `edeliver abandon` it"
         )
     nodes = {name: config.nodes[name] for name in deployment.order}
-    return Orchestrator(deployment, artifact, nodes, services.shells, journal, env.step_timeout)
+    shells = services.shells_for(deployment.mode)
+    return Orchestrator(deployment, artifact, nodes, shells, journal, env.step_timeout)
 
 
 async def _checked_probes(
