@@ -6,11 +6,12 @@ import dataclasses
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BUILD_DIR
 from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
@@ -60,7 +61,7 @@ def build_upgrade_command(
     app_name = _app(config)
     store = release_store(runtime.project, config)
     old_version = from_version or _running_version(runtime, config, environment)
-    old = run(_pristine(store.artifact(app_name, old_version), app_name, old_version))
+    old = run(_pristine(store, app_name, old_version))
     new = (
         run(store.artifact(app_name, to_version))
         if to_version
@@ -79,10 +80,10 @@ def _app(config: Config) -> str:
     return config.app
 
 
-async def _pristine(found: Any, app_name: str, version: str) -> Artifact:
+async def _pristine(store: LocalDirectoryStore, app_name: str, version: str) -> Artifact:
     """The old release as the store has it; without it there is no relup to build."""
     try:
-        artifact: Artifact = await found
+        artifact = await store.artifact(app_name, version)
     except NotFoundError as error:
         raise NotFoundError(
             f"{error}. An upgrade is built from the pristine {app_name} {version} release: build "
