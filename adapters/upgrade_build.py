@@ -57,6 +57,7 @@ def build_upgrade(old: Artifact, new: Artifact, work: Path, project: Path) -> Up
         unpack(Path(old.location), old_root)
         unpack(Path(new.location), new_root)
         name = release_name(new_root, new.version)
+        check_same_cookie(old_root, new_root, name, old.version, new.version)
         copy_hand_written_appups(project, new_root, name, new.version)
         notes = generate_relup(old_root, new_root, name, old.version, new.version)
         tarball = work / f"{name}-{new.version}.tar.gz"
@@ -89,6 +90,18 @@ def release_name(root: Path, version: str) -> str:
     if len(rels) != 1:
         raise BuildFailed(f"{root}: expected one releases/{version}/<name>.rel, found {len(rels)}")
     return rels[0].stem
+
+
+def check_same_cookie(old_root: Path, new_root: Path, name: str, old: str, new: str) -> None:
+    """The running node keeps its cookie, but after make_permanent `bin/<name>` (rpc, stop)
+    would use the new one and no longer reach it (hot-upgrades.md P3)."""
+    cookies = [(root / "releases" / "COOKIE").read_bytes() for root in (old_root, new_root)]
+    if cookies[0] != cookies[1]:
+        raise NotHot(
+            f"{name} {old} -> {new}: the release cookie changes, so the upgraded node could no "
+            "longer be reached; set a fixed `cookie:` for the release in mix.exs (or "
+            f"RELEASE_COOKIE), or {_SUGGESTION}"
+        )
 
 
 def copy_hand_written_appups(project: Path, new_root: Path, name: str, version: str) -> None:

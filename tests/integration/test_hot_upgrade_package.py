@@ -8,6 +8,7 @@ import asyncio
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -89,15 +90,32 @@ def test_a_change_of_elixir_or_otp_is_refused_with_the_reason(
         build_upgrade(old, Artifact("hello", V2, "", 0, location=str(faked)), tmp_path, SOURCE_DIR)
 
 
+def test_a_changed_cookie_is_refused_since_the_node_would_become_unreachable(
+    store: LocalDirectoryStore, tmp_path: Path
+) -> None:
+    """mix generates a cookie per build unless one is fixed: the upgrade says to fix it."""
+    old, new = (asyncio.run(store.artifact("hello", v)) for v in (V1, V2))
+    faked = tmp_path / "other-cookie.tar.gz"
+    _edited(Path(new.location), faked, "releases/COOKIE", lambda _: "another-cookie")
+    with pytest.raises(NotHot, match=r"cookie changes.*fixed `cookie:`.*mode = \"release\""):
+        build_upgrade(old, Artifact("hello", V2, "", 0, location=str(faked)), tmp_path, SOURCE_DIR)
+
+
 def _with_elixir_version(source: Path, target: Path, old: str, new: str) -> None:
     """A copy of a release tarball whose .rel claims another elixir app version."""
+    edit = lambda text: text.replace(f'{{elixir,"{old}"', f'{{elixir,"{new}"')  # noqa: E731
+    _edited(source, target, f"releases/{V2}/hello.rel", edit)
+
+
+def _edited(source: Path, target: Path, name: str, edit: Callable[[str], str]) -> None:
+    """A copy of a release tarball with the text of one entry edited."""
     with tarfile.open(source) as inp, tarfile.open(target, "w:gz") as out:
         for member in inp.getmembers():
             data = inp.extractfile(member) if member.isfile() else None
-            if member.name == f"releases/{V2}/hello.rel" and data:
-                text = data.read().decode().replace(f'{{elixir,"{old}"', f'{{elixir,"{new}"')
-                member.size = len(text.encode())
-                data = io.BytesIO(text.encode())
+            if member.name == name and data:
+                text = edit(data.read().decode()).encode()
+                member.size = len(text)
+                data = io.BytesIO(text)
             out.addfile(member, data)
 
 
