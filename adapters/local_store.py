@@ -2,7 +2,8 @@
 
 Layout: `<root>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`. A version is
 listed only once its manifest exists, and the manifest is written last, so a store never shows
-a half-copied release.
+a half-copied release. A hot-upgrade package from FROM to a version lives below it, in
+`<root>/<app>/<version>/upgrades/<FROM>/` (kind "upgrade", `from_versions` = (FROM,)).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
 
 MANIFEST = "manifest.json"
+UPGRADES = "upgrades"
 
 
 def sha256_of(path: Path) -> str:
@@ -58,11 +60,22 @@ class LocalDirectoryStore:
         fields = json.loads(manifest.read_text())
         return from_manifest(fields, str(manifest.parent / f"{app}-{version}.tar.gz"))
 
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
+        """The hot-upgrade package from `from_version` to `version`, if one was built."""
+        manifest = self.root / app / version / UPGRADES / from_version / MANIFEST
+        if not manifest.is_file():
+            return None
+        package = from_manifest(json.loads(manifest.read_text()), "")
+        return replace(package, location=str(manifest.parent / package.name))
+
     def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Copy a built tarball in and write its manifest last; returns the stored artifact."""
         directory = self.root / artifact.app / artifact.version
+        if artifact.kind == "upgrade":
+            (from_version,) = artifact.from_versions  # one relup per running version
+            directory = directory / UPGRADES / from_version
         self._refuse_another_build(directory, tarball)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / artifact.name

@@ -67,6 +67,7 @@ class MixLocalBuilder:
         self._mix("release", "--path", str(release), "--overwrite")
         self.at_stage("post_erlang_generate_release")
         version = release_version(release)
+        create_releases_file(release, version)
         tarball = self.build_dir / f"{self.app}-{version}.tar.gz"
         pack_release(release, tarball)
         facts = toolchain_facts(release)
@@ -106,6 +107,28 @@ def release_version(release: Path) -> str:
         return (release / "releases" / "start_erl.data").read_text().split()[1]
     except (OSError, IndexError) as error:
         raise BuildFailed(f"{release} is not a complete release: {error}") from None
+
+
+def create_releases_file(release: Path, version: str) -> None:
+    """Write releases/RELEASES, which `mix release` leaves out: without it release_handler
+    invents a stub and a later hot downgrade fails (hot-upgrades.md P1). Run in the release's
+    own VM, so its lib paths are relative to the release root and the tarball stays relocatable.
+    """
+    (rel,) = (release / "releases" / version).glob("*.rel")
+    releases = release / "releases"
+    code = (
+        ":ok = :release_handler.create_RELEASES("
+        'to_charlist(System.fetch_env!("EDELIVER_RELDIR")), '
+        'to_charlist(System.fetch_env!("EDELIVER_REL")), [])'
+    )
+    (releases / "RELEASES").unlink(missing_ok=True)
+    env = {**os.environ, "EDELIVER_RELDIR": str(releases), "EDELIVER_REL": str(rel)}
+    done = subprocess.run(
+        [str(release / "bin" / rel.stem), "eval", code],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BuildFailed(f"creating {releases}/RELEASES failed: {done.stderr.strip()[-1000:]}")
 
 
 def pack_release(release: Path, tarball: Path) -> None:

@@ -12,6 +12,7 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
@@ -189,7 +190,9 @@ class AsyncsshNodeShell:
         previous = old if old != v else recorded or None
         record = ("activate", v, previous or "", artifact.sha256) if old != v else None
         newest_first = (v, *(r for r in state.releases_by_age if r != v))
-        keep = {v, *state.running, *([previous] if previous else [])}
+        # A hot-upgraded VM boots a newer version from an older root: keep the roots VMs run from.
+        roots = (posixpath.basename(vm.root) for vm in state.vms)
+        keep = {v, *state.running, *roots, *([previous] if previous else [])}
         remove = ns.prune(newest_first, self._shells.keep_releases, keep)
         await self._switch(layout, Switch(state.vms, v, True, record, tuple(remove)), "activating")
 

@@ -36,11 +36,11 @@ class Runtime:
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
 
-    def node_shells(self, config: Config) -> NodeShells:
+    def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
         services = self.services(self.project, config, None)
         services.deployments.close()
-        return services.shells
+        return services.shells_for(mode)
 
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.

@@ -11,6 +11,7 @@ from typing import Any, Protocol, cast
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
@@ -22,9 +23,10 @@ from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
+from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import ReleaseArchive
+from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.rollout import Services
 from edeliver.core.task_runs import LoadedTask
 
@@ -152,20 +154,41 @@ def with_tasks(
     return services
 
 
+class _NoHotUpgrades:
+    """Upgrade-mode shells for a store that keeps no upgrade packages: a clear refusal."""
+
+    def __init__(self, config: Config) -> None:
+        self.why = (
+            f"{config.file}: store.url: hot upgrades need a local directory store for now "
+            f'({config.store.kind} stores keep no upgrade packages); or set mode = "release"'
+        )
+
+    async def open(self, node: NodeConfig) -> NodeShell:
+        raise UsageError(self.why)
+
+
+def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
+    if isinstance(store, LocalDirectoryStore) and config.app:
+        return HotUpgradeNodeShells(shells, store, config.app)
+    return _NoHotUpgrades(config)
+
+
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
     known_hosts = known_hosts_file(project, config)
     store = release_store(project, config)
+    shells = AsyncsshNodeShells(
+        known_hosts=known_hosts,
+        commands=release_commands(config),
+        keep_releases=_keep_releases(config),
+        delivery=delivery(config, store),
+    )
     return Services(
         deployments=open_deployments(project),
-        shells=AsyncsshNodeShells(
-            known_hosts=known_hosts,
-            commands=release_commands(config),
-            keep_releases=_keep_releases(config),
-            delivery=delivery(config, store),
-        ),
+        shells=shells,
         store=store,
         clock=SystemClock(),
         user=who(),
         listener=listener,
+        upgrade_shells=_upgrade_shells(shells, store, config),
     )

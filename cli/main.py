@@ -9,6 +9,7 @@ from edeliver.cli import (
     rollout_commands,
     store_commands,
     task_commands,
+    upgrade_commands,
 )
 from edeliver.cli.app import Runtime, app
 
@@ -20,6 +21,7 @@ _COMMANDS = (
     rollout_commands,
     store_commands,
     task_commands,
+    upgrade_commands,
 )  # imported for their commands
 
 

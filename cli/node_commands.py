@@ -25,7 +25,8 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     """Per node: reachable, running version, boot version, releases on disk."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    rows = run(probe_all(runtime.node_shells(config), config.nodes_of(environment)))
+    shells = runtime.node_shells(config, config.environment(environment).mode)
+    rows = run(probe_all(shells, config.nodes_of(environment)))
     if as_json:
         typer.echo(json.dumps(rows))
     else:

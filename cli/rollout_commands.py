@@ -139,19 +139,47 @@ def rollout_and_report(
         if progress:
             progress.stop()
         services.deployments.close()
+    routes = getattr(services.shells_for(deployment.mode), "routes", {})
     if as_json:
-        typer.echo(json.dumps(render.summary(deployment)))
+        typer.echo(
+            json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
+        )
     else:
         render.print_summary(console, deployment)
+        for node, route in routes.items():  # hot upgrade, or a full release and why
+            console.print(f"{node}: {route}", markup=False, highlight=False)
     return deployment
 
 
 @app.command()
 @exits_on_errors
-def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Build a release (MIX_ENV=prod) with the configured strategy and put it in the store."""
+def build(
+    ctx: typer.Context,
+    what: Annotated[str, typer.Argument(help="release, or upgrade (a hot-upgrade package)")] = (
+        "release"
+    ),
+    from_version: Annotated[
+        str | None, typer.Option("--from", help="upgrade: default, the version the nodes run")
+    ] = None,
+    to_version: Annotated[
+        str | None, typer.Option("--to", help="upgrade: default, build a new release now")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="upgrade: whose nodes to ask")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a release (MIX_ENV=prod) with the configured strategy, or a hot-upgrade package,
+    and put it in the store."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
+    if what == "upgrade":
+        from edeliver.cli.upgrade_commands import build_upgrade_command
+
+        build_upgrade_command(runtime, config, from_version, to_version, environment, as_json)
+        return
+    if what != "release":
+        raise UsageError(f"build: expected release or upgrade, got {what!r}")
     stored = build_into_store(runtime.project, config)
     if as_json:
         typer.echo(

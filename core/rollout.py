@@ -51,9 +51,14 @@ class Services:
     tasks: Sequence[LoadedTask] = ()
     local: CommandHost | None = None
     task_env: Mapping[str, str] = field(default_factory=dict)
+    # Deployments in mode "upgrade" (hot code upgrades) go through these; None: `shells`.
+    upgrade_shells: NodeShells | None = None
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
+
+    def shells_for(self, mode: str) -> NodeShells:
+        return self.upgrade_shells if mode == "upgrade" and self.upgrade_shells else self.shells
 
 
 async def deploy(
@@ -157,8 +162,9 @@ def _orchestrator(
             "are no longer defined; restore them, or `edeliver abandon` it"
         )
     nodes = {name: config.nodes[name] for name in deployment.order}
+    shells = services.shells_for(deployment.mode)
     return Orchestrator(
-        deployment, artifact, nodes, services.shells, journal, env.step_timeout,
+        deployment, artifact, nodes, shells, journal, env.step_timeout,
         tasks=services.tasks, local=services.local, task_env=services.task_env,
     )  # fmt: skip
 

@@ -6,8 +6,8 @@ defmodule Hello.MixProject do
   @version System.get_env("HELLO_VERSION", "0.1.0")
   @variant System.get_env("HELLO_VARIANT", "good")
 
-  unless @variant in ["good", "broken"] do
-    Mix.raise("HELLO_VARIANT must be \"good\" or \"broken\", got: #{inspect(@variant)}")
+  unless @variant in ["good", "broken", "v2"] do
+    Mix.raise("HELLO_VARIANT must be \"good\", \"broken\" or \"v2\", got: #{inspect(@variant)}")
   end
 
   def project do

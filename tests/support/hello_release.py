@@ -18,12 +18,12 @@ from typing import Literal
 
 from edeliver.adapters.mix_build import MixLocalBuilder
 
-Variant = Literal["good", "broken"]
+Variant = Literal["good", "broken", "v2"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "examples" / "hello"
 CACHE_DIR = REPO_ROOT / ".cache" / "hello-builds"
-SOURCE_PATTERNS = ("mix.exs", "lib/**/*.ex", "rel/**/*")
+SOURCE_PATTERNS = ("mix.exs", "lib/**/*.ex", "config/**/*", "rel/**/*")
 
 
 def build_hello(version: str = "0.1.0", variant: Variant = "good") -> Path:

@@ -12,16 +12,8 @@ defmodule Hello.Application do
   end
 
   # Tests make one chosen node refuse to boot one chosen version: the node's
-  # <deploy path>/shared/hello.refuse holds that version. RELEASE_ROOT is
-  # <deploy path>/releases/<version>, so shared/ is two levels up.
-  defp refused_on_this_node? do
-    root = System.get_env("RELEASE_ROOT", File.cwd!())
-
-    case File.read(Path.expand("../../shared/hello.refuse", root)) do
-      {:ok, text} -> String.trim(text) == Hello.version()
-      {:error, _} -> false
-    end
-  end
+  # <deploy path>/shared/hello.refuse holds that version.
+  defp refused_on_this_node?, do: Hello.Shared.read("hello.refuse") == Hello.version()
 
   @impl true
   def prep_stop(state) do

@@ -1,0 +1,211 @@
+"""The NodeShell of environments with `mode = "upgrade"`: hot code upgrades with release_handler.
+
+It composes the full-release `AsyncsshNodeShell` of the same node (its connection, upload with
+resume and sha256 check, scripts) and maps the lifecycle steps (DESIGN §3) onto release_handler:
+
+| step     | hot route                                                        |
+| -------- | ---------------------------------------------------------------- |
+| prepare  | upload the upgrade package, verify its sha256                    |
+| install  | unpack_release, render runtime.exs into sys.config, check_install |
+| activate | install_release (runs the relup; the VM keeps its OS pid)        |
+| verify   | the app runs the new vsn, then make_permanent                    |
+| roll_back| install_release of the previous version (the relup's down part) + make_permanent |
+
+Each node takes its route at its first step: hot when release_handler already knows the target
+version (a downgrade, or a resumed upgrade) or the store has a package from the version it runs;
+the full-release route otherwise (no VM answers, or no package covers its version). The route
+and why are kept in `HotUpgradeNodeShells.routes` for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from edeliver.adapters import hot_scripts as hs
+from edeliver.adapters.node_scripts import Layout
+from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import NodeError
+from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.ports import CommandResult
+
+
+class UpgradeStore(Protocol):
+    """What the hot route needs from the store: the package from one version to another."""
+
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    hot: bool
+    why: str
+    package: Artifact | None = None  # to upload; None when the node already has the version
+
+
+class HotUpgradeNodeShells:
+    """Opens a HotUpgradeNodeShell per node over the full-release shells' connections."""
+
+    def __init__(self, shells: AsyncsshNodeShells, store: UpgradeStore, app: str) -> None:
+        self.full, self.store, self.app = shells, store, app
+        self.routes: dict[str, str] = {}  # node -> the route it took, and why
+
+    async def open(self, node: NodeConfig) -> HotUpgradeNodeShell:
+        return HotUpgradeNodeShell(await self.full.open(node), self)
+
+
+class HotUpgradeNodeShell:
+    """The lifecycle steps on one node, hot where release_handler can, else a full release."""
+
+    def __init__(self, full: AsyncsshNodeShell, shells: HotUpgradeNodeShells) -> None:
+        self.name, self.full, self._shells = full.name, full, shells
+        self._route: Route | None = None
+
+    async def probe(self) -> NodeFacts:
+        """The full probe, with what release_handler says runs and what a restart boots."""
+        facts = await self.full.probe()
+        releases = await self._releases(self._layout())
+        if releases is None:
+            return facts
+        return replace(facts, running_version=releases.running, current_version=releases.permanent)
+
+    async def prepare(self, artifact: Artifact) -> None:
+        route = await self._route_for(artifact)
+        if not route.hot:
+            await self.full.prepare(artifact)
+        elif route.package is not None:
+            await self.full.prepare(_upload_of(route.package))
+
+    async def install(self, artifact: Artifact) -> None:
+        route = await self._route_for(artifact)
+        if not route.hot:
+            await self.full.install(artifact)
+            return
+        layout = self._layout()
+        upload = layout.upload(_upload_of(route.package).version) if route.package else ""
+        script = hs.unpack_script(layout, artifact.version, upload)
+        await self.full._script(script, f"unpacking the upgrade to {artifact.version}")
+
+    async def activate(self, artifact: Artifact) -> None:
+        if not (await self._route_for(artifact)).hot:
+            await self.full.activate(artifact)
+            return
+        await self._install_release(self._layout(), artifact.version)
+
+    async def verify(self, artifact: Artifact) -> None:
+        if not (await self._route_for(artifact)).hot:
+            await self.full.verify(artifact)
+            return
+        await self._make_permanent(self._layout(), artifact.version)
+
+    async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        route = await self._route_for(artifact)
+        if not route.hot or previous is None:
+            await self.full.roll_back(artifact, previous)
+            return
+        layout = self._layout()
+        releases = await self._wait_for_vm(layout)
+        if previous not in releases.status:
+            raise NodeError(f"{self.name}: cannot downgrade to {previous}: release_handler "
+                            f"does not know it ({_listed(releases)})")  # fmt: skip
+        await self._install_release(layout, previous)
+        await self._make_permanent(layout, previous)
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        return await self.full.run_command(script, env)
+
+    async def eval_elixir(
+        self, artifact: Artifact, code: str, env: Mapping[str, str]
+    ) -> CommandResult:
+        # With the full-release dir of the version; a node upgraded hot has none of its own.
+        return await self.full.eval_elixir(artifact, code, env)
+
+    async def close(self) -> None:
+        await self.full.close()
+
+    # -- the route ---------------------------------------------------------------------------
+
+    async def _route_for(self, artifact: Artifact) -> Route:
+        if self._route is None:
+            self._route = await self._choose(artifact)
+            self._shells.routes[self.name] = self._route.why
+        return self._route
+
+    async def _choose(self, artifact: Artifact) -> Route:
+        target = artifact.version
+        releases = await self._releases(self._layout())
+        if releases is None:
+            return Route(False, "full release: no VM answers on the node")
+        if target in releases.status:
+            return Route(True, f"hot: {target} is {releases.status[target]} on the node")
+        running = releases.running or "nothing"
+        package = await self._shells.store.upgrade(artifact.app, running, target)
+        if package is None:
+            return Route(False, f"full release: no upgrade package from {running} to {target}")
+        return Route(True, f"hot upgrade from {running}", package)
+
+    # -- steps' parts ------------------------------------------------------------------------
+
+    def _layout(self) -> Layout:
+        try:
+            return Layout(self.full.node.path, self._shells.app)
+        except ValueError as error:
+            raise NodeError(f"{self.name}: {error}") from None
+
+    async def _releases(self, layout: Layout) -> hs.Releases | None:
+        """release_handler's view, or None when no VM answers."""
+        said = await self.full._run(hs.releases_script(layout))
+        releases = hs.parse_releases(str(said.stdout))
+        return releases if said.exit_status == 0 and releases.booted else None
+
+    async def _wait_for_vm(self, layout: Layout) -> hs.Releases:
+        """release_handler's view once the VM answers (a failed code_change restarts it)."""
+        loop, shells = asyncio.get_running_loop(), self._shells.full
+        deadline = loop.time() + shells.verify_timeout
+        while (releases := await self._releases(layout)) is None:
+            if loop.time() > deadline:
+                raise NodeError(f"{self.name}: no VM answers after {shells.verify_timeout:g}s")
+            await asyncio.sleep(shells.poll_interval)
+        return releases
+
+    async def _install_release(self, layout: Layout, version: str) -> None:
+        said = await self.full._script(
+            hs.install_script(layout, version), f"install_release {version}"
+        )
+        ok, detail = hs.installed_from(said)
+        if ok:
+            return
+        now = await self._wait_for_vm(layout)
+        raise NodeError(
+            f"{self.name}: install_release {version} failed: {detail}; the node now runs "
+            f"{now.running} (a code_change failing after the point of no return restarts the "
+            "node in place into its permanent release: its in-memory state is lost)"
+        )
+
+    async def _make_permanent(self, layout: Layout, version: str) -> None:
+        """Poll until the app runs `version`, then make it permanent; else fail with why."""
+        loop, shells = asyncio.get_running_loop(), self._shells.full
+        deadline = loop.time() + shells.verify_timeout
+        script = hs.permanent_script(layout, version)
+        while True:
+            result = await self.full._run(script)
+            if result.exit_status == 0:
+                return
+            if loop.time() > deadline:
+                said = (str(result.stderr) + str(result.stdout)).strip()[-1500:]
+                raise NodeError(f"{self.name}: {version} is not running healthy: {said}")
+            await asyncio.sleep(shells.poll_interval)
+
+
+def _upload_of(package: Artifact | None) -> Artifact:
+    """The package as the full shell uploads it: keyed `<to>-from-<from>`, so it never takes the
+    place of the full release of the same version in `.edeliver/uploads/`."""
+    assert package is not None
+    return replace(package, version=f"{package.version}-from-{package.from_versions[0]}")
+
+
+def _listed(releases: hs.Releases) -> str:
+    return ", ".join(f"{v} {s}" for v, s in releases.status.items()) or "no releases"

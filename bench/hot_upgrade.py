@@ -1,0 +1,213 @@
+"""Hot upgrades of examples/hello 0.1.0 -> 0.2.0 (v2) against a full-release deploy of 0.2.0.
+
+Prints: the time of `build upgrade` (appups + relup + package from the two stored releases,
+median of 3), then per N local sshd nodes: the wall time of the hot upgrade rollout
+(mode = "upgrade") and of a full-release deploy of the same version to the same nodes, each
+measured while a client on every node calls the GenServer back to back (2 ms apart) from a
+separate hidden BEAM node: the calls made, the calls failed and the longest time without an
+answer.
+
+    .venv/bin/python bench/hot_upgrade.py [--sizes 1,5,10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edeliver.adapters.config_file import load_config
+from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.upgrade_build import build_upgrade
+from edeliver.cli.composition import real_services
+from edeliver.cli.demo import prepare_project
+from edeliver.core.model import Artifact
+from edeliver.core.rollout import deploy
+from tests.support.hello_release import SOURCE_DIR, tarball
+
+V1, V2 = "0.1.0", "0.2.0"
+POLICY = 'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\nstep_timeout = 300'
+COOKIE = "hello-example-cookie-not-secret"  # examples/hello/mix.exs: fixed, not a secret
+CLIENT = """
+{:ok, host} = :inet.gethostname()
+target = {Hello.Counter, :"hello@#{host}"}
+stop = System.fetch_env!("BENCH_STOP")
+now = fn -> System.monotonic_time(:millisecond) end
+loop = fn loop, ok, failed, last_ok, gap ->
+  if File.exists?(stop) do
+    IO.puts("ok=#{ok} failed=#{failed} gap_ms=#{max(gap, now.() - last_ok)}")
+  else
+    answered = try do
+      GenServer.call(target, :info, 5000)
+      true
+    catch
+      _, _ -> false
+    end
+    t = now.()
+    Process.sleep(if answered, do: 2, else: 10)
+    if answered,
+      do: loop.(loop, ok + 1, failed, t, max(gap, t - last_ok)),
+      else: loop.(loop, ok, failed + 1, last_ok, gap)
+  end
+end
+IO.puts("started")
+loop.(loop, 0, 0, now.(), 0)
+"""
+
+
+def store_of(project: Path) -> LocalDirectoryStore:
+    return LocalDirectoryStore(project / ".deliver" / "releases")
+
+
+def put_releases(store: LocalDirectoryStore) -> None:
+    for version, variant in ((V1, "good"), (V2, "v2")):
+        store.put(
+            tarball(version, variant), Artifact("hello", version, "", 0, platform=local_platform())
+        )
+
+
+def time_build(store: LocalDirectoryStore, work: Path) -> tuple[float, Artifact]:
+    old, new = (asyncio.run(store.artifact("hello", v)) for v in (V1, V2))
+    times, built = [], None
+    for _ in range(3):
+        started = time.perf_counter()
+        built = build_upgrade(old, new, work, SOURCE_DIR)
+        times.append(time.perf_counter() - started)
+    assert built is not None
+    return statistics.median(times), store.put(built.tarball, built.artifact)
+
+
+class Clients:
+    """One hidden BEAM node per target node, calling its GenServer until told to stop."""
+
+    def __init__(self, fleet: LocalFleet) -> None:
+        self.fleet = fleet
+        self.running: list[subprocess.Popen[str]] = []
+
+    def start(self) -> None:
+        for node in self.fleet.nodes:
+            (node.root / "shared").mkdir(exist_ok=True)
+            (node.root / "shared" / "bench.stop").unlink(missing_ok=True)
+            self.running.append(self._spawn(node))
+        for client in self.running:
+            assert client.stdout is not None
+            said = ""
+            while (line := client.stdout.readline()) and line.strip() != "started":
+                said += line
+            if not line:
+                raise SystemExit(f"a client did not start: {said}")
+        time.sleep(1.0)
+
+    def stop(self) -> dict[str, int]:
+        for node in self.fleet.nodes:
+            (node.root / "shared" / "bench.stop").write_text("")
+        totals = {"ok": 0, "failed": 0, "gap_ms": 0}
+        for client in self.running:
+            out, _ = client.communicate(timeout=120)
+            fields = dict(f.split("=") for f in out.split() if "=" in f)
+            totals["ok"] += int(fields.get("ok", 0))
+            totals["failed"] += int(fields.get("failed", 0))
+            totals["gap_ms"] = max(totals["gap_ms"], int(fields.get("gap_ms", 0)))
+        self.running.clear()
+        return totals
+
+    def _spawn(self, node: FleetNode) -> subprocess.Popen[str]:
+        stop = f"{node.path}/shared/bench.stop"
+        remote = (
+            f"BENCH_STOP={shlex.quote(stop)} elixir --sname bench_client_{os.getpid()} "
+            f"--cookie {COOKIE} --erl -hidden -e {shlex.quote(CLIENT)}"
+        )
+        return subprocess.Popen(
+            ["ssh", "-i", str(self.fleet.client_key), "-o",
+             f"UserKnownHostsFile={self.fleet.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+             "-o", "BatchMode=yes", "-p", str(node.port), f"{node.user}@{node.host}", remote],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+def timed_rollout(project: Path, environment: str, version: str) -> tuple[float, str]:
+    config = load_config(project)
+    services = real_services(project, config)
+    started = time.perf_counter()
+    deployment = asyncio.run(deploy(services, config, environment, version))
+    wall = time.perf_counter() - started
+    services.deployments.close()
+    return wall, deployment.outcome
+
+
+def one(n: int, root: Path) -> dict[str, Any]:
+    fleet = LocalFleet(root / f"fleet{n}", n)
+    try:
+        fleet.start()
+        project = prepare_project(root / f"n{n}", fleet, "hot", POLICY)
+        names = ", ".join(f'"{name}"' for name in fleet.names)
+        with (project / ".deliver/edeliver.toml").open("a") as toml:
+            toml.write(f"\n[environments.full]\nnodes = [{names}]\nstep_timeout = 300\n")
+        store = store_of(project)
+        put_releases(store)
+        build_s, _ = time_build(store, project / ".deliver" / "build")
+        _, first = timed_rollout(project, "full", V1)
+        clients = Clients(fleet)
+        clients.start()
+        hot_s, hot_outcome = timed_rollout(project, "hot", V2)
+        hot_calls = clients.stop()
+        clients.start()
+        full_s, full_outcome = timed_rollout(project, "full", V2)
+        full_calls = clients.stop()
+    finally:
+        fleet.stop()
+    return dict(n=n, build=build_s, first=first, hot=hot_s, hot_outcome=hot_outcome,
+                hot_calls=hot_calls, full=full_s, full_outcome=full_outcome,
+                full_calls=full_calls, load=os.getloadavg()[0])  # fmt: skip
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(f"# {os.cpu_count()} cores; load = 1-min load average after the run (others count too)")
+    print("# build = `build upgrade` 0.1.0 -> 0.2.0 (unpack both releases, 1 eval VM for appups + relup, pack), median of 3")
+    print(
+        "# calls: a hidden BEAM node per target calls Hello.Counter 2 ms apart during the rollout"
+    )
+    print(
+        f"{'N':>3} {'build s':>8} {'hot s':>7} {'calls':>7} {'failed':>7} {'gap ms':>7}"
+        f" {'full s':>7} {'calls':>7} {'failed':>7} {'gap ms':>7} {'load':>5}  outcomes"
+    )
+    for r in rows:
+        h, f = r["hot_calls"], r["full_calls"]
+        print(
+            f"{r['n']:>3} {r['build']:>8.2f} {r['hot']:>7.2f} {h['ok'] + h['failed']:>7}"
+            f" {h['failed']:>7} {h['gap_ms']:>7} {r['full']:>7.2f} {f['ok'] + f['failed']:>7}"
+            f" {f['failed']:>7} {f['gap_ms']:>7} {r['load']:>5.1f}"
+            f"  first {r['first']}, hot {r['hot_outcome']}, full {r['full_outcome']}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,5,10")
+    sizes = [int(s) for s in parser.parse_args().sizes.split(",")]
+    rows = []
+    for n in sizes:
+        root = Path(tempfile.mkdtemp(prefix="edeliver-bench-hot-"))
+        try:
+            rows.append(one(n, root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"# N={n} done", file=sys.stderr)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
