@@ -24,6 +24,32 @@ BUILD_FAILED = 9  # the script's exit status when `mix` failed; stderr has the l
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LINES = 20
 
+# A Mix task, loaded with `elixir -r` before `mix` runs, that appends EDELIVER_VERSION_SUFFIX to
+# the project's version as semver build metadata, for the compile and the release alike. It
+# changes the version in memory only: mix.exs stays as it is.
+AUTO_VERSION_TASK = """\
+defmodule Mix.Tasks.Edeliver.Version do
+  @moduledoc false
+  use Mix.Task
+
+  def run(_args) do
+    version = Mix.Project.config()[:version]
+    separator = if String.contains?(version, "+"), do: ".", else: "+"
+    suffix = System.fetch_env!("EDELIVER_VERSION_SUFFIX")
+    Mix.ProjectStack.merge_config(version: version <> separator <> suffix)
+  end
+end
+"""
+VERSION_SUFFIX = "EDELIVER_VERSION_SUFFIX"
+
+
+def mix_argv(args: list[str], env: Mapping[str, str], task_file: str) -> list[str]:
+    """`mix ARGS`, or with a version suffix in `env`: the same through the auto-version task."""
+    if not env.get(VERSION_SUFFIX):
+        return ["mix", *args]
+    return ["elixir", "-r", task_file, "-S", "mix", "do", "edeliver.version,", *args]
+
+
 FACTS = r"""
 echo "version=$(awk '{print $2}' releases/start_erl.data)"
 echo "erts=$(awk '{print $1}' releases/start_erl.data)"
@@ -49,10 +75,14 @@ class BuildFacts:
 def build_script(env: Mapping[str, str]) -> str:
     """Build in the current dir (the unpacked sources); exit BUILD_FAILED with the log's tail."""
     exports = "".join(f"export {_env_name(k)}={q(v)}\n" for k, v in sorted(env.items()))
+    task_file = f"{OUT}/auto_version.exs"
+    mix = " ".join(q(a) for a in mix_argv(["release"], env, task_file))
+    write_task = f"printf '%s' {q(AUTO_VERSION_TASK)} > {q(task_file)} || exit 3\n"
     return (
         "set -u\nexport MIX_ENV=prod\n" + exports + f"O={q(OUT)}\n"
         'rm -rf "$O" && mkdir -p "$O" || exit 3\n'
-        'if ! mix release --path "$O/release" --overwrite >"$O/build.log" 2>&1; then\n'
+        + (write_task if env.get(VERSION_SUFFIX) else "")
+        + f'if ! {mix} --path "$O/release" --overwrite >"$O/build.log" 2>&1; then\n'
         f'  tail -n {LOG_LINES} "$O/build.log" >&2; exit {BUILD_FAILED}\n'
         "fi\n"
         'cd "$O/release" || exit 3\n'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from edeliver.core.errors import UsageError
@@ -33,6 +34,19 @@ def git_source(project: Path, revision: str = "HEAD") -> GitSource | None:
     prefix = _git(project, "rev-parse", "--show-prefix")
     dirty = bool(_git(project, "status", "--porcelain", "--untracked-files=no", "--", "."))
     return GitSource(project, commit, prefix.rstrip("/"), dirty)
+
+
+def version_facts(project: Path, revision: str, now: datetime) -> dict[str, str]:
+    """What `[build] auto_version` may append: the revision's commit count and short id, the
+    checked-out branch, and the build's UTC date and time."""
+    if _git(project, "rev-parse", "--is-inside-work-tree", check=False) != "true":
+        raise UsageError(f"build.auto_version: {project} is not in a git checkout")
+    return {
+        "commit_count": _git(project, "rev-list", "--count", revision),
+        "revision": _git(project, "rev-parse", "--short=7", revision),
+        "branch": _git(project, "rev-parse", "--abbrev-ref", "HEAD"),
+        "date": now.strftime("%Y%m%d-%H%M%S"),
+    }
 
 
 def archive(source: GitSource, target: Path) -> Path:

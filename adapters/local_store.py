@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, replace
 from dataclasses import fields as dataclass_fields
@@ -33,10 +34,8 @@ def sha256_of(path: Path) -> str:
 
 
 def version_key(version: str) -> tuple[tuple[int, str], ...]:
-    """Order versions like people do: 0.10.0 after 0.9.0."""
-    return tuple(
-        (int(p), "") if p.isdigit() else (-1, p) for p in version.replace("-", ".").split(".")
-    )
+    """Order versions like people do: 0.10.0 after 0.9.0, 0.1.0+10 after 0.1.0+9."""
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+_-]", version))
 
 
 class LocalDirectoryStore:

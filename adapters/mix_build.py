@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edeliver.adapters.build_scripts import BuildFacts, facts_script, parse_facts
+from edeliver.adapters.build_scripts import (
+    AUTO_VERSION_TASK,
+    VERSION_SUFFIX,
+    BuildFacts,
+    facts_script,
+    mix_argv,
+    parse_facts,
+)
 from edeliver.adapters.git_source import git_source
 from edeliver.core.errors import EdeliverError
 from edeliver.core.model import Artifact, Platform
@@ -85,8 +92,13 @@ class MixLocalBuilder:
                 "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
             )
         env = {**os.environ, "MIX_ENV": "prod", **self.env}
+        task_file = self.build_dir / "auto_version.exs"
+        if self.env.get(VERSION_SUFFIX):
+            task_file.parent.mkdir(parents=True, exist_ok=True)
+            task_file.write_text(AUTO_VERSION_TASK)
+        argv = mix_argv(list(args), self.env, str(task_file))
         done = subprocess.run(
-            ["mix", *args], cwd=self.project, env=env, capture_output=True, text=True, check=False
+            argv, cwd=self.project, env=env, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-_LOG_TAIL:])

@@ -8,9 +8,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from edeliver.adapters.build_scripts import VERSION_SUFFIX
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.git_source import version_facts
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
@@ -22,6 +24,7 @@ from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
+from edeliver.core.auto_version import version_suffix
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
@@ -90,6 +93,9 @@ def builder(
     never passes through this machine.
     """
     build = config.build
+    if build.auto_version:
+        facts = version_facts(project, build.revision, SystemClock().now())
+        env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
     if build.strategy == "remote":
         user, host, path = ssh_store_address(build.host or "")
         address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
+from edeliver.core.auto_version import PARTS as AUTO_VERSION_PARTS
 from edeliver.core.errors import ConfigError, NotFoundError
 
 Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
@@ -115,6 +116,7 @@ class BuildConfig:
     cli: str = "docker"  # docker: docker | podman
     global_options: tuple[str, ...] = ()  # docker: options before `run` (podman --runtime runc)
     run_options: tuple[str, ...] = ()  # docker: options of `run` (--ulimit ...)
+    auto_version: tuple[str, ...] = ()  # build metadata appended to the mix version
 
 
 @dataclass(frozen=True)
@@ -357,9 +359,22 @@ def _build(table: _Table) -> BuildConfig:
         cli=table.choice("cli", ("docker", "podman"), "docker"),
         global_options=table.strings("global_options") or (),
         run_options=table.strings("run_options") or (),
+        auto_version=_auto_version(table),
     )
     table.done()
     return build
+
+
+def _auto_version(table: _Table) -> tuple[str, ...]:
+    parts = table.strings("auto_version") or ()
+    for part in parts:
+        if part not in AUTO_VERSION_PARTS:
+            raise table.fail(
+                "auto_version", f"expected some of {', '.join(AUTO_VERSION_PARTS)}, got {part!r}"
+            )
+    if len(set(parts)) != len(parts):
+        raise table.fail("auto_version", "names a part twice")
+    return parts
 
 
 def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:

@@ -266,3 +266,29 @@ def test_build_stages_run_their_tasks_around_compile_and_release(project: Projec
     assert "task gate failed at pre_erlang_clean_compile" in failed.stderr
     stored = project.edeliver("deploy", "staging", "--version", "0.9.2")
     assert stored.returncode == 2 and "0.9.2" in stored.stderr  # nothing was stored
+
+
+def test_auto_version_builds_a_version_of_its_own_that_nodes_run(project: Project) -> None:
+    """`[build] auto_version`: the mix version plus the commit count and short revision; the
+    release, the store and the running nodes all carry it (mix.exs is left as it is)."""
+    project.tasks({})
+    git = ["git", "-C", str(project.directory), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    revision = subprocess.run(
+        [*git, "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    toml = project.directory / ".deliver/edeliver.toml"
+    text = toml.read_text()
+    toml.write_text(text + '\n[build]\nauto_version = ["commit_count", "revision"]\n')
+    try:
+        built = project.edeliver("build", "--json", env={"HELLO_VERSION": "0.7.0"})
+        assert built.returncode == 0, built.stdout + built.stderr
+        version = json.loads(built.stdout)["version"]
+        assert version == f"0.7.0+1.{revision}"
+        result = project.edeliver("deploy", "staging", "--version", version, "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert set(running_versions(project.fleet).values()) == {version}
+    finally:
+        toml.write_text(text)
