@@ -73,20 +73,45 @@ class BuildFacts:
 
 
 def build_script(env: Mapping[str, str]) -> str:
-    """Build in the current dir (the unpacked sources); exit BUILD_FAILED with the log's tail."""
-    exports = "".join(f"export {_env_name(k)}={q(v)}\n" for k, v in sorted(env.items()))
+    """Build in the current dir (the unpacked sources) in one run: compile, then release."""
+    return compile_script(env) + release_script(env)
+
+
+def compile_script(env: Mapping[str, str]) -> str:
+    """The first part of a build: a fresh output dir, then `mix compile`; on failure, exit
+    BUILD_FAILED with the log's tail. Build-stage tasks may run between the two parts."""
     task_file = f"{OUT}/auto_version.exs"
-    mix = " ".join(q(a) for a in mix_argv(["release"], env, task_file))
     write_task = f"printf '%s' {q(AUTO_VERSION_TASK)} > {q(task_file)} || exit 3\n"
     return (
-        "set -u\nexport MIX_ENV=prod\n" + exports + f"O={q(OUT)}\n"
-        'rm -rf "$O" && mkdir -p "$O" || exit 3\n'
+        _prelude(env)
+        + 'rm -rf "$O" && mkdir -p "$O" || exit 3\n'
         + (write_task if env.get(VERSION_SUFFIX) else "")
-        + f'if ! {mix} --path "$O/release" --overwrite >"$O/build.log" 2>&1; then\n'
+        + _mix_or_fail(mix_argv(["compile"], env, task_file), "")
+    )
+
+
+def release_script(env: Mapping[str, str]) -> str:
+    """The second part: `mix release`, packed, then the facts the manifest records."""
+    argv = mix_argv(["release"], env, f"{OUT}/auto_version.exs")
+    return (
+        _prelude(env)
+        + _mix_or_fail(argv, ' --path "$O/release" --overwrite')
+        + 'cd "$O/release" || exit 3\n'
+        "tar -czf ../release.tar.gz bin lib releases erts-* || exit 3\n" + facts_script()
+    )
+
+
+def _prelude(env: Mapping[str, str]) -> str:
+    exports = "".join(f"export {_env_name(k)}={q(v)}\n" for k, v in sorted(env.items()))
+    return "set -u\nexport MIX_ENV=prod\n" + exports + f"O={q(OUT)}\n"
+
+
+def _mix_or_fail(argv: list[str], options: str) -> str:
+    mix = " ".join(q(a) for a in argv)
+    return (
+        f'if ! {mix}{options} >>"$O/build.log" 2>&1; then\n'
         f'  tail -n {LOG_LINES} "$O/build.log" >&2; exit {BUILD_FAILED}\n'
         "fi\n"
-        'cd "$O/release" || exit 3\n'
-        "tar -czf ../release.tar.gz bin lib releases erts-* || exit 3\n" + facts_script()
     )
 
 

@@ -15,7 +15,17 @@ from pathlib import Path
 
 from edeliver.adapters import build_scripts as bs
 from edeliver.adapters.git_source import archive, describe, git_source
-from edeliver.adapters.mix_build import BUILD_DIR, BuildFailed, Built
+from edeliver.adapters.local_commands import LocalCommandHost
+from edeliver.adapters.mix_build import (
+    BUILD_DIR,
+    COMPILE,
+    GENERATE_RELEASE,
+    BuildFailed,
+    BuildStages,
+    Built,
+    no_stage_tasks,
+    stages_around,
+)
 from edeliver.core.errors import UsageError
 
 
@@ -34,8 +44,10 @@ class ContainerBuilder:
         revision: str = "HEAD",
         env: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = lambda _: None,
+        at_stage: BuildStages | None = None,
     ) -> None:
         self.project, self.app, self.image, self.cli = project, app, image, cli
+        self.at_stage = at_stage or no_stage_tasks
         self.global_options, self.run_options = list(global_options), list(run_options)
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
         self.build_dir = project / BUILD_DIR
@@ -44,10 +56,25 @@ class ContainerBuilder:
         if shutil.which(self.cli) is None:
             raise UsageError(f"build.container: {self.cli!r} is not installed here")
         sources, revision = self._sources()
-        done = subprocess.run(self._command(sources), capture_output=True, text=True, check=False)
+        # The build host's files are the mounted sources here: build tasks run on them.
+        mounted = LocalCommandHost(sources)
+        with stages_around(self.at_stage, mounted, COMPILE):
+            self._run(sources, "mix compile", bs.compile_script(self.env))
+        with stages_around(self.at_stage, mounted, GENERATE_RELEASE):
+            said = self._run(sources, "mix release", bs.release_script(self.env))
+        facts = bs.parse_facts(said)
+        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+        (sources / bs.TARBALL).replace(tarball)
+        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    def _run(self, sources: Path, doing: str, script: str) -> str:
+        """One part of the build in a fresh container on the mounted sources; its stdout."""
+        done = subprocess.run(
+            self._command(sources, script), capture_output=True, text=True, check=False
+        )
         if done.returncode == bs.BUILD_FAILED:
             raise BuildFailed(
-                f"mix release failed in the {self.image} container; the end of its log:\n"
+                f"{doing} failed in the {self.image} container; the end of its log:\n"
                 f"{done.stderr.strip()}"
             )
         if done.returncode != 0:
@@ -55,10 +82,7 @@ class ContainerBuilder:
             raise BuildFailed(
                 f"{self.cli} run {self.image} failed (exit {done.returncode}):\n{tail}"
             )
-        facts = bs.parse_facts(done.stdout)
-        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
-        (sources / bs.TARBALL).replace(tarball)
-        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+        return done.stdout
 
     def _sources(self) -> tuple[Path, str]:
         """The directory to mount: the revision's files, or the project when not in git."""
@@ -75,9 +99,9 @@ class ContainerBuilder:
             sources.extractall(target, filter="data")  # refuses links and paths leaving target
         return target, source.revision
 
-    def _command(self, sources: Path) -> list[str]:
+    def _command(self, sources: Path, script: str) -> list[str]:
         return [
             self.cli, *self.global_options, "run", "--rm", *self.run_options,
             "-v", f"{sources.resolve()}:/build", "-w", "/build",
-            self.image, "sh", "-c", bs.build_script(self.env),
+            self.image, "sh", "-c", script,
         ]  # fmt: skip

@@ -6,14 +6,17 @@ and packed with entries `bin/ erts-*/ lib/ releases/`, without a `./` prefix.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edeliver.adapters.build_scripts import (
     AUTO_VERSION_TASK,
@@ -24,8 +27,10 @@ from edeliver.adapters.build_scripts import (
     parse_facts,
 )
 from edeliver.adapters.git_source import git_source
+from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import EdeliverError
 from edeliver.core.model import Artifact, Platform
+from edeliver.core.ports import CommandHost
 
 BUILD_DIR = Path(".deliver/build")
 _LOG_TAIL = 20
@@ -50,6 +55,26 @@ def local_platform() -> Platform:
     return Platform(platform.system().lower(), platform.machine(), libc, version)
 
 
+# Runs the tasks of a build stage (edeliver 1.x's hooks) with the build host to run them on.
+BuildStages = Callable[[str, CommandHost], Coroutine[Any, Any, None]]
+COMPILE = ("pre_erlang_clean_compile", "post_erlang_clean_compile")
+GENERATE_RELEASE = ("pre_erlang_generate_release", "post_erlang_generate_release")
+
+
+async def no_stage_tasks(stage: str, host: CommandHost) -> None:
+    return None
+
+
+@contextmanager
+def stages_around(
+    at_stage: BuildStages, host: CommandHost, stages: tuple[str, str]
+) -> Iterator[None]:
+    """A synchronous build step between its two stages (the step's error skips the second)."""
+    asyncio.run(at_stage(stages[0], host))
+    yield
+    asyncio.run(at_stage(stages[1], host))
+
+
 class MixLocalBuilder:
     """Builds the app's release with the local `mix`, MIX_ENV=prod."""
 
@@ -59,20 +84,19 @@ class MixLocalBuilder:
         app: str,
         env: Mapping[str, str] | None = None,
         build_dir: Path | None = None,
-        at_stage: Callable[[str], None] = lambda _stage: None,
+        at_stage: BuildStages | None = None,
     ) -> None:
         self.project, self.app, self.env = project, app, dict(env or {})
         self.build_dir = build_dir or project / BUILD_DIR
-        self.at_stage = at_stage  # runs the tasks of a build stage (edeliver 1.x's hooks)
+        self.at_stage = at_stage or no_stage_tasks
 
     def build(self) -> Built:
         release = self.build_dir / "release"
-        self.at_stage("pre_erlang_clean_compile")
-        self._mix("compile")
-        self.at_stage("post_erlang_clean_compile")
-        self.at_stage("pre_erlang_generate_release")
-        self._mix("release", "--path", str(release), "--overwrite")
-        self.at_stage("post_erlang_generate_release")
+        here = LocalCommandHost(self.project)  # the build host of a local build
+        with stages_around(self.at_stage, here, COMPILE):
+            self._mix("compile")
+        with stages_around(self.at_stage, here, GENERATE_RELEASE):
+            self._mix("release", "--path", str(release), "--overwrite")
         version = release_version(release)
         create_releases_file(release, version)
         tarball = self.build_dir / f"{self.app}-{version}.tar.gz"

@@ -18,12 +18,21 @@ import asyncssh
 
 from edeliver.adapters import build_scripts as bs
 from edeliver.adapters.git_source import archive, describe, git_source
-from edeliver.adapters.mix_build import BUILD_DIR, BuildFailed, Built
-from edeliver.adapters.node_scripts import REMOTE_SH
-from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.mix_build import (
+    BUILD_DIR,
+    COMPILE,
+    GENERATE_RELEASE,
+    BuildFailed,
+    BuildStages,
+    Built,
+    no_stage_tasks,
+)
+from edeliver.adapters.node_scripts import REMOTE_SH, task_script
+from edeliver.adapters.ssh import AsyncsshNodeShells, command_result
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.ports import CommandResult
 
 q = bs.q
 
@@ -34,6 +43,17 @@ class DirectStore(Protocol):
     async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]: ...
 
     def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
+
+
+class _BuildDirectory:
+    """The per-build directory on the build host, where `where = "build"` tasks run."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, path: str) -> None:
+        self.conn, self.path = conn, path
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        task = task_script(self.path, env, script)
+        return command_result(await self.conn.run(REMOTE_SH, input=task, check=False))
 
 
 class SshBuildHost:
@@ -50,9 +70,10 @@ class SshBuildHost:
         env: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = lambda _: None,
         direct: DirectStore | None = None,
+        at_stage: BuildStages | None = None,
     ) -> None:
         self.project, self.app, self.host, self.shells = project, app, host, shells
-        self.direct = direct
+        self.direct, self.at_stage = direct, at_stage or no_stage_tasks
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
         self.build_dir = project / BUILD_DIR
 
@@ -108,17 +129,35 @@ class SshBuildHost:
     async def _remote_build(
         self, conn: asyncssh.SSHClientConnection, sources: Path, remote: str
     ) -> bs.BuildFacts:
+        """The build, with edeliver 1.x's build stages around its parts on the build host."""
+        host = _BuildDirectory(conn, remote)
+        await self.at_stage("pre_init_app_remotely", host)
         await self._check(await self._run(conn, f"mkdir -p {q(remote)}\n"), "making the build dir")
+        await self.at_stage("post_init_app_remotely", host)
+        await self.at_stage("pre_git_push", host)
         await self._sftp(conn, "sending the sources", "put", sources, f"{remote}/src.tar.gz")
-        script = f"cd {q(remote)} && tar -xzf src.tar.gz || exit 3\n" + bs.build_script(self.env)
-        result = await self._run(conn, script)
+        unpack = f"cd {q(remote)} && tar -xzf src.tar.gz\n"
+        await self._check(await self._run(conn, unpack), "unpacking the sources")
+        await self.at_stage("post_git_push", host)
+        await self.at_stage(COMPILE[0], host)
+        await self._build_part(conn, remote, "mix compile", bs.compile_script(self.env))
+        await self.at_stage(COMPILE[1], host)
+        await self.at_stage(GENERATE_RELEASE[0], host)
+        said = await self._build_part(conn, remote, "mix release", bs.release_script(self.env))
+        await self.at_stage(GENERATE_RELEASE[1], host)
+        return bs.parse_facts(said)
+
+    async def _build_part(
+        self, conn: asyncssh.SSHClientConnection, remote: str, doing: str, part: str
+    ) -> str:
+        result = await self._run(conn, f"cd {q(remote)} || exit 3\n" + part)
         if result.exit_status == bs.BUILD_FAILED:
             raise BuildFailed(
-                f"mix release failed on the {self.where} (revision {self.revision}); "
+                f"{doing} failed on the {self.where} (revision {self.revision}); "
                 f"the end of its log:\n{str(result.stderr).strip()}"
             )
         await self._check(result, "building")
-        return bs.parse_facts(str(result.stdout))
+        return str(result.stdout)
 
     async def _run(
         self, conn: asyncssh.SSHClientConnection, script: str

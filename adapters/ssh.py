@@ -216,13 +216,13 @@ class AsyncsshNodeShell:
             await self._wait_healthy(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        return _result(await self._run(ns.task_script(self.node.path, env, script)))
+        return command_result(await self._run(ns.task_script(self.node.path, env, script)))
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         layout = self._layout(artifact)
-        return _result(await self._run(ns.eval_script(layout, artifact.version, code, env)))
+        return command_result(await self._run(ns.eval_script(layout, artifact.version, code, env)))
 
     async def close(self) -> None:
         self._conn.close()
@@ -345,7 +345,8 @@ class AsyncsshNodeShell:
 # -- host keys ---------------------------------------------------------------------------------
 
 
-def _result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
+def command_result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
+    """A finished remote script as a task command's result, its stderr after its stdout."""
     said = str(done.stdout or "") + str(done.stderr or "")
     return CommandResult(done.exit_status if done.exit_status is not None else 255, said)
 

@@ -17,7 +17,7 @@ from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import Built, MixLocalBuilder
+from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
@@ -85,7 +85,7 @@ def builder(
     env: Mapping[str, str] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     store: Store | None = None,
-    at_stage: Callable[[str], None] = lambda _stage: None,
+    at_stage: BuildStages | None = None,
 ) -> Builder:
     """The configured build strategy: here, on a build host over SSH, or in a container.
 
@@ -103,16 +103,14 @@ def builder(
         direct = store if isinstance(store, S3ReleaseStore) else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
-            direct=direct,
+            direct=direct, at_stage=at_stage,
         )  # fmt: skip
     if build.strategy == "docker":
         return ContainerBuilder(
             project, app, build.image or "", cli=build.cli,
             global_options=build.global_options, run_options=build.run_options,
-            revision=build.revision, env=env, warn=warn,
+            revision=build.revision, env=env, warn=warn, at_stage=at_stage,
         )  # fmt: skip
-    # Build stages run tasks in local builds; the remote and container scripts have no stage
-    # points yet.
     return MixLocalBuilder(project, app, env=env, at_stage=at_stage)
 
 

@@ -21,6 +21,7 @@ from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask, run_build_stage
@@ -204,11 +205,10 @@ def build(
 def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    tasks, here = project_tasks(project), LocalCommandHost(project)
-    app = config.app
+    tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
 
-    def at_stage(stage: str) -> None:  # a local build: the build host is this machine
-        run(run_build_stage(tasks, stage, app, here, here, env or {}))
+    async def at_stage(stage: str, build_host: CommandHost) -> None:
+        await run_build_stage(tasks, stage, app, build_host, here, env or {})
 
     store = release_store(project, config)
     built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()

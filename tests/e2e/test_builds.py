@@ -71,6 +71,26 @@ def _env(version: str, variant: str = "good") -> dict[str, str]:
     return {"HELLO_VERSION": version, "HELLO_VARIANT": variant, "HEX_OFFLINE": "1"}
 
 
+REMOTE_STAGES = (
+    "pre_init_app_remotely", "post_init_app_remotely", "pre_git_push", "post_git_push",
+    "pre_erlang_clean_compile", "post_erlang_clean_compile",
+    "pre_erlang_generate_release", "post_erlang_generate_release",
+)  # fmt: skip
+
+
+def _stage_tasks(directory: Path, stages: tuple[str, ...], marks: str) -> None:
+    """A `where: build` shell task per stage that notes the stage, the directory it runs in and
+    whether the compile's output is there yet."""
+    tasks = directory / ".deliver/tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    for number, stage in enumerate(stages):
+        (tasks / f"{number}_{stage}.sh").write_text(
+            f"# stage: {stage}\n# where: build\n"
+            "state=$([ -d _build/prod/lib/hello ] && echo compiled || echo clean)\n"
+            f'echo "$STAGE $(basename "$PWD") $state" >> {marks}\n'
+        )
+
+
 @pytest.fixture(scope="module")
 def remote_project(
     fleets: tuple[LocalFleet, LocalFleet], tmp_path_factory: pytest.TempPathFactory
@@ -91,13 +111,21 @@ def remote_project(
 
 
 def test_a_remote_build_goes_to_s3_and_the_nodes_pull_and_run_it(
-    remote_project: tuple[Project, str],
+    remote_project: tuple[Project, str], fleets: tuple[LocalFleet, LocalFleet]
 ) -> None:
     """git archive of HEAD to the build host, mix release there, put by it into S3 (a presigned
     PUT: the tarball never comes back here), pulled by each node."""
     project, endpoint = remote_project
     config = load_config(project.directory)
+    marks = fleets[1].nodes[0].home / "stage-marks"
+    _stage_tasks(project.directory, REMOTE_STAGES, '"$HOME/stage-marks"')
     stored = build_into_store(project.directory, config, env=_env(REMOTE))
+    # edeliver 1.x's build hooks, on the build host, in the per-build dir, in 1.x order.
+    build_dir = f"hello-{_head(project.directory)[:12]}"
+    lines = marks.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == list(REMOTE_STAGES)
+    assert all(line.split()[1].startswith(build_dir) for line in lines)
+    assert lines[REMOTE_STAGES.index("pre_erlang_generate_release")].endswith(" compiled")
     assert (stored.version, stored.git_revision) == (REMOTE, _head(project.directory))
     assert stored.platform == local_platform()  # the build host shares this machine's /usr
     assert stored.otp and stored.elixir and stored.erts.startswith("13.")
@@ -132,7 +160,7 @@ def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(
     readme.write_text(readme.read_text() + "\n# an uncommitted change\n")
     try:
         with pytest.raises(
-            BuildFailed, match=r"(?s)mix release failed on the build host .*HELLO_VARIANT must be"
+            BuildFailed, match=r"(?s)mix compile failed on the build host .*HELLO_VARIANT must be"
         ):
             build_into_store(
                 project.directory, load_config(project.directory), env=_env("0.4.1", "bogus")
@@ -172,7 +200,14 @@ def test_a_podman_build_goes_to_a_local_store_and_is_pushed(
         f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(RUN_OPTIONS)}\n",
     )
     project = Project(directory, fleet)
+    stages = REMOTE_STAGES[4:]  # a container build has no init or push of its own
+    _stage_tasks(directory, stages, '"$PWD/../stage-marks"')
     stored = build_into_store(directory, load_config(directory), env=_env(CONTAINER))
+    lines = (directory / ".deliver/build/stage-marks").read_text().splitlines()
+    assert lines == [
+        f"{stage} container-src {'compiled' if i > 0 else 'clean'}"
+        for i, stage in enumerate(stages)
+    ]
     assert (stored.version, stored.git_revision) == (CONTAINER, _head(directory))
     assert stored.elixir.startswith("1.14") and stored.platform.libc == "glibc"
     result = project.deploy("all", CONTAINER)
