@@ -72,12 +72,14 @@ class HotUpgradeNodeShell:
             return facts
         return replace(facts, running_version=releases.running, current_version=releases.permanent)
 
-    async def prepare(self, artifact: Artifact) -> None:
+    async def prepare(self, artifact: Artifact) -> str:
+        """The route this node takes, decided here, is the step's note: it goes in the log."""
         route = await self._route_for(artifact)
         if not route.hot:
             await self.full.prepare(artifact)
         elif route.package is not None:
             await self.full.prepare(_upload_of(route.package))
+        return route.why
 
     async def install(self, artifact: Artifact) -> None:
         route = await self._route_for(artifact)

@@ -159,10 +159,11 @@ class Deployment(Aggregate):
             actions = {n: a for n, a in decision.actions.items() if a in _CARRIED_BY}
             self._decided(node, list(decision.scope), decision.escalated, actions)
 
-    def step_ended(self, node: str) -> str:
-        """Record that the node's current step succeeded; returns the node's new state."""
+    def step_ended(self, node: str, note: str = "") -> str:
+        """Record that the node's current step succeeded (with the step's note, if it gave one);
+        returns the node's new state."""
         trigger = _STEP_TRIGGERS[self.states[node]]
-        state = self.transition(node, trigger)
+        state = self.transition(node, trigger, note)
         if state == UPDATED and self.pending_actions.get(node) == strategy.HALT_AFTER_STEP:
             self._action_dropped(node)  # stop leaves updated nodes updated
         return state

@@ -137,31 +137,32 @@ class Orchestrator:
                 return
             step = STEP_OF_STATE[state][0]
             self._busy.add(node)
-            error = await self._run_step(node, step)
+            error, note = await self._run_step(node, step)
             self._busy.discard(node)
             if error is None:
-                d.step_ended(node)
+                d.step_ended(node, note)
             else:
                 d.fail(node, step, error)
 
-    async def _run_step(self, node: str, step: str) -> str | None:
-        """Run one step; return why it failed, or None."""
+    async def _run_step(self, node: str, step: str) -> tuple[str | None, str]:
+        """Run one step; return why it failed (or None), and the note it gave for the record."""
+        note: object = None
         try:
             async with asyncio.timeout(self.step_timeout):
                 shell = await self.shell(node)
                 stages = self.runner.stages_of_step(step)
                 if stages:
                     await self.runner.at_node_stage(stages[0], node, shell)
-                await getattr(shell, step)(self.artifact)
+                note = await getattr(shell, step)(self.artifact)
                 if stages:
                     await self.runner.at_node_stage(stages[1], node, shell)
         except TimeoutError:
-            return f"timed out after {self.step_timeout:g}s"
+            return f"timed out after {self.step_timeout:g}s", ""
         except EdeliverError as error:
-            return str(error)
+            return str(error), ""
         except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
-            return f"{type(error).__name__}: {error}"
-        return None
+            return f"{type(error).__name__}: {error}", ""
+        return None, note if isinstance(note, str) else ""
 
     async def _settle(self) -> None:
         """Carry out due fallback actions, store every new event, then start due rollbacks."""

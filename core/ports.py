@@ -42,8 +42,9 @@ class NodeShell(CommandHost, Protocol):
         """Platform, free disk, running and current versions, releases on disk."""
         ...
 
-    async def prepare(self, artifact: Artifact) -> None:
-        """Upload the artifact (resuming a partial upload) and verify its sha256 on the node."""
+    async def prepare(self, artifact: Artifact) -> str | None:
+        """Upload the artifact (resuming a partial upload) and verify its sha256 on the node.
+        May return a note for the record: how this node is being updated, and why."""
         ...
 
     async def install(self, artifact: Artifact) -> None:

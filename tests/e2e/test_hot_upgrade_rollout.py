@@ -110,6 +110,12 @@ def test_nodes_with_no_vm_get_the_full_release_and_the_report_says_so(hot: Proje
     assert result.returncode == 0, result.stdout + result.stderr
     routes = report(result)["routes"]
     assert routes == dict.fromkeys(hot.fleet.names, "full release: no VM answers on the node")
+    prepared = {
+        e["node"]: e["detail"]
+        for e in hot.events(report(result)["id"])
+        if e["event"] == "NodeTransitioned" and e["trigger"] == "prepared"
+    }
+    assert prepared == routes  # the route is in the event log too, for `edeliver log`
     assert set(each(hot.fleet, "IO.puts(Hello.version())").values()) == {V1}
 
 
