@@ -25,6 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from edeliver.adapters.local_store import (
+    MANIFEST,
     from_manifest,
     manifest_text,
     refuse_another_build,
@@ -35,7 +36,6 @@ from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
 
-MANIFEST = "manifest.json"
 T = TypeVar("T")
 
 

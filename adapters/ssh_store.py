@@ -23,6 +23,7 @@ from typing import Any
 import asyncssh
 
 from edeliver.adapters.local_store import (
+    MANIFEST,
     from_manifest,
     manifest_text,
     refuse_another_build,
@@ -37,7 +38,6 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
 
-MANIFEST = "manifest.json"
 q = shlex.quote
 
 

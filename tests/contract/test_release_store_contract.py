@@ -48,9 +48,10 @@ def test_versions_come_back_in_version_order(store: Store, tmp_path: Path) -> No
 
 
 def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Path) -> None:
+    # (Upgrade packages are kept apart, per from-version: tests/integration/test_hot_upgrade_*.)
     platform = Platform("linux", "x86_64", "glibc", "2.36")
     built = Artifact(
-        "hello", "1.0.0", "", 0, kind="upgrade", platform=platform, from_versions=("0.9.0",),
+        "hello", "1.0.0", "", 0, platform=platform, from_versions=("0.9.0",),
         git_revision="abc", built_at="2026-01-01T00:00:00+00:00", erts="13.1.5", otp="25",
         elixir="1.14.0",
     )  # fmt: skip
@@ -59,7 +60,7 @@ def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Pat
     assert found == stored and found.sha256 == sha256_of(tmp_path / "t-7.tar.gz")
     assert (found.size, found.kind, found.from_versions, found.otp) == (
         7,
-        "upgrade",
+        "release",
         ("0.9.0",),
         "25",
     )
