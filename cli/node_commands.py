@@ -32,8 +32,9 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     else:
         for row in rows:
             typer.echo(status_line(row))
-    if not all(row["reachable"] for row in rows):
-        raise typer.Exit(1)
+    failures = [row["exit_code"] for row in rows if not row["reachable"]]
+    if failures:  # 3 when a host key was refused (DESIGN §9), else 1
+        raise typer.Exit(max(failures))
 
 
 async def probe_all(shells: NodeShells, nodes: tuple[NodeConfig, ...]) -> list[dict[str, Any]]:
@@ -49,7 +50,7 @@ async def _probe(shells: NodeShells, node: NodeConfig) -> dict[str, Any]:
         finally:
             await shell.close()
     except EdeliverError as error:
-        return {**row, "reachable": False, "error": str(error)}
+        return {**row, "reachable": False, "error": str(error), "exit_code": error.exit_code}
     return {**row, "reachable": True, **facts.as_dict()}
 
 

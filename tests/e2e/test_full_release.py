@@ -305,6 +305,8 @@ def test_nodes_trust_pins_unknown_keys_and_refuses_a_changed_one(project: Projec
         assert len(known_hosts.read_text().splitlines()) == len(project.fleet.nodes)
         assert project.edeliver("status", "all").returncode == 0
         project.fleet.rotate_host_key("node2")
+        status = project.edeliver("status", "all")
+        assert status.returncode == 3 and "node2" in status.stdout and "CHANGED" in status.stdout
         refused = project.edeliver("nodes", "trust", "all", "--yes")
         assert refused.returncode == 3 and "CHANGED" in refused.stderr
         assert project.fleet.node("node2").host_key_fingerprint not in known_hosts.read_text()
