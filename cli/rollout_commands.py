@@ -87,8 +87,21 @@ def deploy_command(
     """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
+    deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
+
+
+def deploy_with_tasks(
+    runtime: Runtime,
+    config: Config,
+    environment: str,
+    version: str | None,
+    tags: tuple[list[str] | None, list[str] | None, list[str] | None],
+    as_json: bool,
+) -> None:
+    """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
+    the tasks are loaded once, before anything connects to a node."""
     tasks = project_tasks(runtime.project)
-    chosen = selection_of(include, exclude, only, [t.spec for t in tasks])
+    chosen = selection_of(*tags, [t.spec for t in tasks])
     _rollout(
         runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
     )

@@ -15,15 +15,13 @@ from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BUILD_DIR
 from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import project_tasks, release_store, who
+from edeliver.cli.composition import release_store, who
 from edeliver.cli.node_commands import probe_all
-from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
-from edeliver.cli.task_commands import TagOption, selection_of
+from edeliver.cli.rollout_commands import build_into_store, deploy_with_tasks
+from edeliver.cli.task_commands import TagOption
 from edeliver.core.config import Config
-from edeliver.core.deployment import SUCCEEDED
 from edeliver.core.errors import NodeUnreachable, NotFoundError, NotUniformError, UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.rollout import deploy
 
 
 @app.command()
@@ -40,13 +38,7 @@ def upgrade(
     """Hot-upgrade ENVIRONMENT (as if its mode were "upgrade"): no restart, same OS pids."""
     runtime = runtime_of(ctx)
     config = hot(runtime.load_config(runtime.project), environment)
-    tasks = project_tasks(runtime.project)
-    chosen = selection_of(include, exclude, only, [t.spec for t in tasks])
-    deployment = rollout_and_report(
-        runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
-    )
-    if deployment.outcome != SUCCEEDED:
-        raise typer.Exit(1)
+    deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
 
 
 def hot(config: Config, environment: str) -> Config:

@@ -81,6 +81,8 @@ class Deployment(Aggregate):
         self.ended_at: str | None = None
         self.interruptions = 0
         self.task_runs: list[tuple[str, str, str, str]] = []  # (node, stage, task, outcome)
+        # The last outcome of each task run, by (node, stage, task): asked before every run.
+        self.task_outcomes: dict[tuple[str, str, str], str] = {}
         self.tasks_failed_after = False  # a critical task failed after every node was updated
 
     # ---- reading ----------------------------------------------------------------------------
@@ -108,8 +110,7 @@ class Deployment(Aggregate):
 
     def task_outcome(self, node: str, stage: str, task: str) -> str | None:
         """How the task last ended there in this deployment, or None if it never ran there."""
-        ended = [o for n, s, t, o in self.task_runs if (n, s, t) == (node, stage, task)]
-        return ended[-1] if ended else None
+        return self.task_outcomes.get((node, stage, task))
 
     def once_outcome(self, task: str) -> tuple[str, str] | None:
         """For a once-per-deployment task: the node it ran for and how it ended, if it ran."""
@@ -239,6 +240,7 @@ class Deployment(Aggregate):
         self, node: str, stage: str, task: str, outcome: str, critical: bool, output: str
     ) -> None:
         self.task_runs.append((node, stage, task, outcome))
+        self.task_outcomes[(node, stage, task)] = outcome
         if stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical:
             self.tasks_failed_after = True
 
