@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
+from edeliver.cli.composition import real_services
 from edeliver.core.config import ConfigError, parse_config
+from edeliver.core.errors import UsageError
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
 
@@ -57,3 +62,24 @@ def test_bad_store_and_transfer_settings_are_one_line_naming_the_key(
     with pytest.raises(ConfigError, match=message) as caught:
         parse(text)
     assert str(caught.value).startswith("edeliver.toml: ") and "\n" not in str(caught.value)
+
+
+def test_hot_upgrades_with_a_store_that_keeps_no_packages_are_refused_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    """Upgrade mode needs the local store's upgrade packages: an S3 store is refused plainly,
+    when the first node is opened (before the deployment changes anything)."""
+    text = (
+        'app = "hello"\n[store]\nurl = "s3://rel-bucket/hello"\n'
+        'endpoint_url = "http://127.0.0.1:9"\n' + NODE
+    )
+    config = parse_config(text, "edeliver.toml")
+    services = real_services(tmp_path, config)
+    try:
+        shells = services.shells_for("upgrade")
+        with pytest.raises(
+            UsageError, match=r"edeliver.toml: store.url: hot upgrades need a local"
+        ):
+            asyncio.run(shells.open(config.nodes["a"]))
+    finally:
+        services.deployments.close()
