@@ -89,7 +89,7 @@ class HotUpgradeNodeShell:
         layout = self._layout()
         upload = layout.upload(_upload_of(route.package).version) if route.package else ""
         script = hs.unpack_script(layout, artifact.version, upload)
-        await self.full._script(script, f"unpacking the upgrade to {artifact.version}")
+        await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
 
     async def activate(self, artifact: Artifact) -> None:
         if not (await self._route_for(artifact)).hot:
@@ -159,7 +159,7 @@ class HotUpgradeNodeShell:
 
     async def _releases(self, layout: Layout) -> hs.Releases | None:
         """release_handler's view, or None when no VM answers."""
-        said = await self.full._run(hs.releases_script(layout))
+        said = await self.full.run_script(hs.releases_script(layout))
         releases = hs.parse_releases(str(said.stdout))
         return releases if said.exit_status == 0 and releases.booted else None
 
@@ -174,7 +174,7 @@ class HotUpgradeNodeShell:
         return releases
 
     async def _install_release(self, layout: Layout, version: str) -> None:
-        said = await self.full._script(
+        said = await self.full.script_output(
             hs.install_script(layout, version), f"install_release {version}"
         )
         ok, detail = hs.installed_from(said)
@@ -193,7 +193,7 @@ class HotUpgradeNodeShell:
         deadline = loop.time() + shells.verify_timeout
         script = hs.permanent_script(layout, version)
         while True:
-            result = await self.full._run(script)
+            result = await self.full.run_script(script)
             if result.exit_status == 0:
                 return
             if loop.time() > deadline:

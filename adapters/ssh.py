@@ -143,7 +143,9 @@ class AsyncsshNodeShell:
 
     async def prepare(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)
-        said = await self._script(ns.upload_state_script(layout, artifact.version, artifact.sha256))
+        said = await self.script_output(
+            ns.upload_state_script(layout, artifact.version, artifact.sha256)
+        )
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
@@ -152,9 +154,9 @@ class AsyncsshNodeShell:
             await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
         else:
             script = ns.fetch_script(layout, artifact.version, fetch)
-            await self._script(script, f"fetching {artifact.name} from the store")
+            await self.script_output(script, f"fetching {artifact.name} from the store")
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
-        result = await self._run(finish)
+        result = await self.run_script(finish)
         if result.exit_status == 4:
             got = str(result.stdout).strip()
             raise NodeError(
@@ -165,7 +167,7 @@ class AsyncsshNodeShell:
 
     async def install(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)
-        said = await self._script(ns.install_state_script(layout, artifact.version))
+        said = await self.script_output(ns.install_state_script(layout, artifact.version))
         state, _, listing = said.partition("\n")
         if state == "installed":
             return
@@ -175,7 +177,9 @@ class AsyncsshNodeShell:
             raise NodeError(
                 f"{self.name}: refusing to unpack {artifact.name}: " + "; ".join(problems[:5])
             )
-        await self._script(ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}")
+        await self.script_output(
+            ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
+        )
 
     async def activate(self, artifact: Artifact) -> None:
         layout, v = self._layout(artifact), artifact.version
@@ -216,13 +220,15 @@ class AsyncsshNodeShell:
             await self._wait_healthy(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        return command_result(await self._run(ns.task_script(self.node.path, env, script)))
+        return command_result(await self.run_script(ns.task_script(self.node.path, env, script)))
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         layout = self._layout(artifact)
-        return command_result(await self._run(ns.eval_script(layout, artifact.version, code, env)))
+        return command_result(
+            await self.run_script(ns.eval_script(layout, artifact.version, code, env))
+        )
 
     async def close(self) -> None:
         self._conn.close()
@@ -239,12 +245,14 @@ class AsyncsshNodeShell:
 
     async def _state(self) -> NodeState:
         # The probe reads no app-specific path: any valid app name will do.
-        return ns.parse_probe(await self._script(ns.probe_script(Layout(self.node.path, "app"))))
+        return ns.parse_probe(
+            await self.script_output(ns.probe_script(Layout(self.node.path, "app")))
+        )
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
         script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout)
-        await self._script(script, doing)
+        await self.script_output(script, doing)
 
     async def _wait_healthy(self, layout: Layout, version: str) -> None:
         """Poll until one VM runs `version` and the health command passes; else fail with logs."""
@@ -256,7 +264,7 @@ class AsyncsshNodeShell:
             # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
             # by it was there at its start, not at its end.
             polled_at = loop.time()
-            health = ns.parse_health(await self._script(script, check=False))
+            health = ns.parse_health(await self.script_output(script, check=False))
             if health.running == (version,) and health.code == 0:
                 return
             now = loop.time()
@@ -272,7 +280,7 @@ class AsyncsshNodeShell:
             await asyncio.sleep(shells.poll_interval)
 
     async def _unhealthy(self, layout: Layout, version: str, health: ns.Health, why: str) -> str:
-        log = await self._script(ns.log_tail_script(layout), check=False)
+        log = await self.script_output(ns.log_tail_script(layout), check=False)
         return (
             f"{self.name}: {version} did not come up ({why}; running: "
             f"{', '.join(health.running) or 'nothing'}); health check said:\n"
@@ -301,16 +309,16 @@ class AsyncsshNodeShell:
                     if self._shells.progress:
                         self._shells.progress(self.name, offset, total)
 
-    # -- running scripts ---------------------------------------------------------------------
+    # -- running scripts (public: the hot-upgrade shell runs its own over this connection) -----
 
-    async def _script(self, script: str, doing: str = "", *, check: bool = True) -> str:
+    async def script_output(self, script: str, doing: str = "", *, check: bool = True) -> str:
         """Run a node script; its stdout, after raising NodeError for a non-zero exit if `check`."""
-        result = await self._run(script)
+        result = await self.run_script(script)
         if check:
             self._check(result, doing or "probing")
         return str(result.stdout)
 
-    async def _run(self, script: str) -> asyncssh.SSHCompletedProcess:
+    async def run_script(self, script: str) -> asyncssh.SSHCompletedProcess:
         timeout = self._shells.command_timeout
         return await self._on_channel(
             "running a script",
