@@ -6,7 +6,6 @@ and packed with entries `bin/ erts-*/ lib/ releases/`, without a `./` prefix.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.build_scripts import (
     AUTO_VERSION_TASK,
     VERSION_SUFFIX,
@@ -70,9 +70,9 @@ def stages_around(
     at_stage: BuildStages, host: CommandHost, stages: tuple[str, str]
 ) -> Iterator[None]:
     """A synchronous build step between its two stages (the step's error skips the second)."""
-    asyncio.run(at_stage(stages[0], host))
+    run_blocking(at_stage(stages[0], host))
     yield
-    asyncio.run(at_stage(stages[1], host))
+    run_blocking(at_stage(stages[1], host))
 
 
 class MixLocalBuilder:

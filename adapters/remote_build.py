@@ -7,7 +7,6 @@ a node: host key verified, errors mapped once (`AsyncsshNodeShells.connect`).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import asyncssh
 
 from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.git_source import archive, describe, git_source
 from edeliver.adapters.mix_build import (
     BUILD_DIR,
@@ -90,7 +90,7 @@ class SshBuildHost:
         if source.dirty:
             self.warn(f"building {describe(source)}")
         sources = archive(source, self.build_dir / f"{self.app}-{source.revision[:12]}.src.tar.gz")
-        return asyncio.run(self._build(sources, source.revision))
+        return run_blocking(self._build(sources, source.revision))
 
     async def _build(self, sources: Path, revision: str) -> Built:
         try:

@@ -10,7 +10,6 @@ store's host key against the one the deployer verified, written beside its uploa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from typing import Any
 
 import asyncssh
 
+from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.local_store import (
     MANIFEST,
     from_manifest,
@@ -96,7 +96,7 @@ class SshReleaseStore:
             size=tarball.stat().st_size,
             location=f"{directory}/{artifact.name}",
         )
-        asyncio.run(self._put(tarball, stored, manifest_text(stored, extra or {})))
+        run_blocking(self._put(tarball, stored, manifest_text(stored, extra or {})))
         return stored
 
     async def _put(self, tarball: Path, stored: Artifact, manifest: str) -> None:
