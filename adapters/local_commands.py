@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,12 +27,14 @@ class LocalCommandHost:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so that stopping it stops all
         )  # fmt: skip
         try:
             output, _ = await process.communicate()
         except asyncio.CancelledError:  # the step timed out or the user pressed Ctrl-C
             if process.returncode is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
             raise
         return CommandResult(process.returncode or 0, output.decode(errors="replace"))

@@ -36,6 +36,52 @@ from edeliver.core.task_runs import interpreter
 # with `sh`. Reading it whole first leaves no script on stdin for the commands it starts, and
 # this line means the same in sh, bash, zsh and fish.
 REMOTE_SH = "sh -c 'eval \"$(cat)\"'"
+RUN_NAME = re.compile(r"^edeliver-run-[0-9a-f]+$")
+
+
+def named_remote_sh(run_name: str) -> str:
+    """`REMOTE_SH` under a shell whose `$0` is `run_name`, visible in its /proc cmdline, so that
+    a script cut short can be found and stopped (`stop_run_script`). The script runs in a
+    subshell that is not the last command: a script ending in `exec` replaces the subshell, not
+    the named shell, which stays the root of everything the script started."""
+    if not RUN_NAME.match(run_name):
+        raise ValueError(f"not a run name: {run_name!r}")
+    return f"sh -c 'script=\"$(cat)\"; (eval \"$script\"); exit $?' {run_name}"
+
+
+# The first field of /proc/<pid>/stat after the `(comm)` (which may hold spaces) is the state,
+# then the parent pid: the awk program prints every pid in the trees under `roots`.
+_TREE = r"""
+awk -v roots="$roots" '
+{ rest = $0; sub(/^.*\) /, "", rest); split(rest, field, " "); parent[$1] = field[2] }
+END {
+  n = split(roots, root, " "); for (i = 1; i <= n; i++) tree[root[i]] = 1
+  for (grew = 1; grew; ) { grew = 0
+    for (pid in parent) if (!(pid in tree) && (parent[pid] in tree)) { tree[pid] = 1; grew = 1 } }
+  for (pid in tree) print pid
+}'"""
+
+
+def stop_run_script(run_name: str) -> str:
+    """Kill the script named `run_name` and every process under it (a daemon that detached,
+    like a started release, is no longer under it and lives on). Two passes, so that a child
+    forked while the first pass ran is caught by the second. Needs only /proc, tr and awk."""
+    if not RUN_NAME.match(run_name):
+        raise ValueError(f"not a run name: {run_name!r}")
+    return f"""
+for pass in 1 2; do
+  roots=""
+  for dir in /proc/[0-9]*; do
+    case "$({{ tr '\\000' ' ' < "$dir/cmdline"; }} 2>/dev/null)" in
+      *" {run_name}"|*" {run_name} "*) roots="$roots ${{dir#/proc/}}" ;;
+    esac
+  done
+  [ -n "$roots" ] || exit 0
+  kill -KILL $(cat /proc/[0-9]*/stat 2>/dev/null | {_TREE.strip()}) 2>/dev/null
+done
+exit 0
+"""
+
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -54,6 +55,7 @@ _RETRIES = 4
 # Read locally per write; asyncssh splits it into parallel requests. Small, because every node
 # uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
 _CHUNK = 256 * 1024
+_STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kill
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
@@ -319,11 +321,32 @@ class AsyncsshNodeShell:
         return str(result.stdout)
 
     async def run_script(self, script: str) -> asyncssh.SSHCompletedProcess:
+        """Run a node script to its end. A script cut short (by a step's timeout, or by the
+        command timeout) is killed on the node with what it started: left running, a stale
+        step could still switch or restart after the rollback that followed it."""
+        run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self._shells.command_timeout
-        return await self._on_channel(
-            "running a script",
-            lambda: self._conn.run(ns.REMOTE_SH, input=script, check=False, timeout=timeout),
-        )
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._on_channel(
+                    "running a script",
+                    lambda: self._conn.run(ns.named_remote_sh(run_name), input=script, check=False),
+                )
+        except TimeoutError:
+            await self._stop_run(run_name)
+            raise StepTimeout(
+                f"{self.name}: a script ran longer than {timeout:g}s and was stopped"
+            ) from None
+        except asyncio.CancelledError:
+            await self._stop_run(run_name)
+            raise
+
+    async def _stop_run(self, run_name: str) -> None:
+        """Best effort, bounded: a lost connection may be why the script was cut short."""
+        with suppress(asyncssh.Error, OSError, TimeoutError):
+            async with asyncio.timeout(_STOP_SECONDS):
+                stop = ns.stop_run_script(run_name)
+                await self._conn.run(ns.REMOTE_SH, input=stop, check=False)
 
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
         if result.exit_status != 0:

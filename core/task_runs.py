@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError as CommandCancelled
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,12 +75,23 @@ class TaskContext:
     _host: CommandHost
     _loop: asyncio.AbstractEventLoop
     _said: list[str] = field(default_factory=list)
+    _commands: set[Future[CommandResult]] = field(default_factory=set)
+    _stopped: bool = False
 
     def run(self, command: str, *, check: bool = True) -> str:
         """Run a shell command where the task runs; its output (TaskCommandFailed on non-zero
         exit when `check`)."""
+        if self._stopped:
+            raise TaskCommandFailed(f"`{command}` not run: the step was stopped")
         coroutine = self._host.run_command(command, self.env)
-        result = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        running = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        self._commands.add(running)
+        try:
+            result = running.result()
+        except CommandCancelled:
+            raise TaskCommandFailed(f"`{command}` stopped with its step") from None
+        finally:
+            self._commands.discard(running)
         self._said.append(result.output)
         if check and result.status != 0:
             raise TaskCommandFailed(f"`{command}` exited {result.status}")
@@ -87,6 +100,14 @@ class TaskContext:
     def assign(self, **values: Any) -> TaskContext:
         self.assigns.update(values)
         return self
+
+    def stop(self) -> None:
+        """The step was cut short: the task's running command stops (cancelling it stops its
+        script on the node) and it may start no other. Its Python code runs on to its end: a
+        thread cannot be stopped."""
+        self._stopped = True
+        for running in list(self._commands):
+            running.cancel()
 
 
 @dataclass
@@ -324,6 +345,9 @@ async def _call(body: TaskBody, context: TaskContext) -> tuple[bool, str]:
     """Run a Python task body in a worker thread: (ok, what its commands said and any error)."""
     try:
         await asyncio.to_thread(body, context)
+    except asyncio.CancelledError:
+        context.stop()
+        raise
     except Exception as error:  # the user's code: any error fails the task, with its trace
         trace = "".join(traceback.format_exception_only(error)).strip()
         return False, "\n".join([*context._said, trace])

@@ -231,6 +231,35 @@ class TestAsyncsshOnly:
         finally:
             await world.shell.close()
 
+    async def test_a_command_cut_short_is_stopped_on_the_node_with_what_it_started(
+        self, fleet_world: FleetWorld
+    ) -> None:
+        """A step's timeout cancels a running command: the node kills the script and its
+        children, so nothing it would have done later happens after the rollback."""
+        script = "echo $$ > script.pid; sleep 60 & echo $! > child.pid; wait; touch late-mark"
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(3):
+                await fleet_world.shell.run_command(script, {})
+        pids = [fleet_world.local(name).read_text().strip() for name in ("script.pid", "child.pid")]
+        await asyncio.sleep(1)
+        alive = await fleet_world.shell.run_command(
+            " ".join(f"kill -0 {pid} 2>/dev/null && echo {pid};" for pid in pids), {}
+        )
+        assert alive.output.strip() == "", f"still running on the node: {alive.output}"
+        assert not fleet_world.local("late-mark").exists()
+
+    async def test_a_command_ending_in_exec_is_stopped_too(self, fleet_world: FleetWorld) -> None:
+        """A script that replaces its shell (task scripts end in `exec`) is still found."""
+        script = "exec sh -c 'echo $$ > exec.pid; sleep 60; touch late-mark'"
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(3):
+                await fleet_world.shell.run_command(script, {})
+        pid = fleet_world.local("exec.pid").read_text().strip()
+        await asyncio.sleep(1)
+        alive = await fleet_world.shell.run_command(f"kill -0 {pid} 2>/dev/null && echo alive", {})
+        assert alive.output.strip() == ""
+        assert not fleet_world.local("late-mark").exists()
+
     async def test_elixir_is_evaluated_by_the_installed_release(
         self, fleet_world: FleetWorld
     ) -> None:

@@ -269,3 +269,12 @@ def test_the_health_command_is_not_run_while_no_vm_runs(layout: Layout, tmp_path
     assert (health.running, health.code) == ((), 1)
     assert "no VM runs yet" in health.said
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["edeliver-run-", "x; rm -rf /", "edeliver-run-ab cd"])
+def test_a_run_name_that_is_not_ours_is_refused(name: str) -> None:
+    """The name goes into a command line and a `case` pattern unquoted: only hex is allowed."""
+    with pytest.raises(ValueError, match="run name"):
+        ns.named_remote_sh(name)
+    with pytest.raises(ValueError, match="run name"):
+        ns.stop_run_script(name)

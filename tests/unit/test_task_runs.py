@@ -3,6 +3,8 @@ initial, cleanups in reverse on rollback, output kept bounded in the events, res
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from edeliver.adapters.fakes import SimulatedCrash
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import LoadedTask, TaskContext
+from edeliver.core.task_runs import LoadedTask, TaskCommandFailed, TaskContext
 from edeliver.core.tasks import Selection, TaskSpec
 from tests.support.simulation import Simulation
 
@@ -255,3 +257,26 @@ def test_tasks_run_inside_the_step_timeout(tmp_path: Path) -> None:
     deployment = sim.deploy("1.0.0")
     assert deployment.outcome == "failed"
     assert "timed out" in deployment.reasons["n0"]
+
+
+def test_a_python_tasks_command_stops_with_its_step_and_no_other_starts(tmp_path: Path) -> None:
+    """The step times out while the task waits on `ctx.run`: the command's whole process group
+    is killed, and the task's next `ctx.run` is refused instead of run."""
+    sim = Simulation.create(tmp_path, 1, in_memory=True, step_timeout=0.5)
+    sim.local = LocalCommandHost(tmp_path)
+    after: list[str] = []
+
+    def slow(ctx: TaskContext) -> TaskContext:
+        try:
+            ctx.run("(sleep 2; touch late-mark) & wait")
+        finally:
+            with contextlib.suppress(TaskCommandFailed):
+                after.append(ctx.run("touch next-command"))
+        return ctx
+
+    stage = "pre_start_deployed_release"
+    sim.tasks = [LoadedTask(spec("slow", stage, where="local"), run=slow)]
+    assert sim.deploy("1.0.0").outcome == "failed"
+    time.sleep(2.5)
+    assert not (tmp_path / "late-mark").exists()
+    assert after == [] and not (tmp_path / "next-command").exists()
