@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import signal
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Even if its deployer wrote an event lately: you know it is gone."
+    ),
+]
 
 
 @app.callback()
@@ -96,4 +104,30 @@ def runtime_of(ctx: typer.Context) -> Runtime:
 
 
 def run(coroutine: Coroutine[Any, Any, R]) -> R:
-    return asyncio.run(coroutine)
+    """Run a command's coroutine; SIGTERM (a CI job cancelled, `systemctl stop`, `kill`) stops
+    it the way Ctrl-C does, so that a deployment records its interruption and can be resumed at
+    once instead of looking like a deployer that may still be running."""
+    return asyncio.run(_stopped_by_sigterm(coroutine))
+
+
+async def _stopped_by_sigterm(coroutine: Coroutine[Any, Any, R]) -> R:
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    assert main is not None
+    if threading.current_thread() is not threading.main_thread():
+        return await coroutine  # signal handlers belong to the main thread
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if terminated:  # a command with nothing to record: stopped like Ctrl-C stops it
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)

@@ -11,10 +11,11 @@ import typer
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.cli import render
-from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import who
+from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.service import Deployments
+from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
 
 
 @app.command()
@@ -23,17 +24,29 @@ def abandon(
     ctx: typer.Context,
     deployment_id: str,
     reason: Annotated[str, typer.Option(help="Why; recorded in the history.")],
+    force: ForceOption = False,
 ) -> None:
     """Give up an interrupted deployment: release its environment's lock, record why."""
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
         deployment = deployments.load(deployment_id)
-        at = SystemClock().now().isoformat(timespec="seconds")
-        deployments.abandon(deployment, reason, who(), at)
+        now = SystemClock().now()
+        deployments.check_abandoning(deployment, reason)
+        if not force:
+            timeout = _step_timeout(runtime, deployment.environment)
+            refuse_while_its_deployer_may_run(deployment, now, timeout)
+        deployments.abandon(deployment, reason, who(), now.isoformat(timespec="seconds"))
     finally:
         deployments.close()
     runtime.out().print(f"abandoned {deployment.short_id}; {deployment.environment} is unlocked")
+
+
+def _step_timeout(runtime: Runtime, environment: str) -> float:
+    """The environment's step timeout, which bounds how long a live deployer stays silent; the
+    default if the configuration no longer has the environment."""
+    env = runtime.load_config(runtime.project).environments.get(environment)
+    return env.step_timeout if env else EnvironmentConfig.step_timeout
 
 
 @app.command()

@@ -14,7 +14,7 @@ from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
-from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
 from edeliver.cli.composition import builder, project_tasks, release_store, who, with_tasks
 from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
@@ -115,11 +115,12 @@ def resume_command(
         str | None, typer.Argument(help="Default: the one unfinished.")
     ] = None,
     as_json: JsonOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Continue an interrupted deployment from its recorded events."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id))
+    _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
 
 
 def _rollout(

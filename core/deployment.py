@@ -12,6 +12,7 @@ nothing: `resume` finds the action still pending and carries it out.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -80,12 +81,21 @@ class Deployment(Aggregate):
         self.outcome: str | None = None
         self.ended_at: str | None = None
         self.interruptions = 0
+        self.deployer_left = False  # its deployer recorded that it stopped (Ctrl-C, an error)
         self.task_runs: list[tuple[str, str, str, str]] = []  # (node, stage, task, outcome)
         # The last outcome of each task run, by (node, stage, task): asked before every run.
         self.task_outcomes: dict[tuple[str, str, str], str] = {}
         self.tasks_failed_after = False  # a critical task failed after every node was updated
 
     # ---- reading ----------------------------------------------------------------------------
+
+    def may_have_a_live_deployer(self, now: datetime, quiet: timedelta) -> bool:
+        """Unfinished, its deployer never said it stopped, and it wrote an event less than
+        `quiet` ago: a deployer killed outright looks the same as one busy with a step, so only
+        silence tells them apart. A clock behind ours counts as recent."""
+        if self.finished or self.deployer_left:
+            return False
+        return now - self.modified_on < quiet
 
     @property
     def policy(self) -> Policy:
@@ -258,10 +268,11 @@ class Deployment(Aggregate):
     @event("Interrupted")
     def _interrupted(self, reason: str) -> None:
         self.interruptions += 1
+        self.deployer_left = True
 
     @event("Resumed")
     def _resumed(self, by: str) -> None:
-        pass
+        self.deployer_left = False
 
 
 _STEP_TRIGGERS = {state: trigger for state, (_, trigger) in STEP_OF_STATE.items()}

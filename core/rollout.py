@@ -27,7 +27,7 @@ from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
-from edeliver.core.service import Deployments
+from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
 from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
@@ -81,14 +81,19 @@ async def deploy(
         await _before_rollout(orchestrator, deployment, services)
     except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C before any change
         await orchestrator.close()
-        await _record_interruption(orchestrator, services, deployment, "interrupted by the user")
+        await _record_interruption(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
     return await _drive(orchestrator, services, deployment)
 
 
-async def resume(services: Services, config: Config, deployment_id: str | None) -> Deployment:
-    """Continue an interrupted deployment from its stored events."""
+async def resume(
+    services: Services, config: Config, deployment_id: str | None, force: bool = False
+) -> Deployment:
+    """Continue an interrupted deployment from its stored events (unless its deployer may still
+    be running it, or `force`)."""
     deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
+    if not force:
+        refuse_while_its_deployer_may_run(deployment, services.clock.now(), env.step_timeout)
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     deployment.resume(services.user)
@@ -224,7 +229,7 @@ async def _drive(
     try:
         await orchestrator.run()
     except (asyncio.CancelledError, KeyboardInterrupt):
-        await _record_interruption(orchestrator, services, deployment, "interrupted by the user")
+        await _record_interruption(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
     except Exception as error:  # the event store failing, say: stop, resumable, and say why
         await _record_interruption(orchestrator, services, deployment, f"stopped by {error!r}")
     deployment.finish(_now(services))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -21,6 +22,32 @@ from edeliver.core.deployment import ABANDONED, Deployment
 from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
 
 _SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
+
+
+def quiet_period(step_timeout: float) -> timedelta:
+    """How long a live deployer may go without writing an event: every step ends or times out
+    within `step_timeout`; twice that and a minute more is taken as a deployer that is gone."""
+    return timedelta(seconds=2 * step_timeout + 60)
+
+
+def refuse_while_its_deployer_may_run(
+    deployment: Deployment, now: datetime, step_timeout: float
+) -> None:
+    """Before resuming or abandoning: LockHeldError if the deployer may still be at work, since
+    two deployers driving one deployment would race on its nodes."""
+    quiet = quiet_period(step_timeout)
+    if deployment.may_have_a_live_deployer(now, quiet):
+        last = deployment.modified_on
+        raise LockHeldError(
+            f"deployment {deployment.short_id} ({deployment.environment}, started by "
+            f"{deployment.started_by}) wrote its last event at {_utc(last)} and recorded no "
+            f"interruption: its deployer may still be running; wait until {_utc(last + quiet)}, "
+            "or pass --force if you know it is gone"
+        )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EnvironmentLock(Aggregate):
@@ -101,14 +128,19 @@ class Deployments(Application[UUID]):
 
     def abandon(self, deployment: Deployment, reason: str, by: str, at: str) -> None:
         """End an interrupted deployment without finishing it, releasing its environment."""
+        self.check_abandoning(deployment, reason)
+        deployment.abandon(reason, by, at)
+        self.end(deployment)
+
+    @staticmethod
+    def check_abandoning(deployment: Deployment, reason: str) -> None:
+        """UsageError unless the deployment may be abandoned with this reason."""
         if not reason.strip():
             raise UsageError("abandoning needs a reason, for the history")
         if deployment.finished:
             raise UsageError(
                 f"deployment {deployment.short_id} already ended ({deployment.outcome})"
             )
-        deployment.abandon(reason, by, at)
-        self.end(deployment)
 
     def load(self, id_or_prefix: str) -> Deployment:
         """A deployment by its id or an unambiguous prefix of it."""

@@ -147,7 +147,10 @@ def test_a_killed_deployer_is_resumed_and_a_second_deploy_is_refused(project: Pr
     first.wait(timeout=30)
     again = project.deploy("waves", NEXT)
     assert again.returncode == 3 and "waves" in again.stderr
-    resumed = project.edeliver("resume", "--json")
+    # Killed outright, it recorded nothing: for all `resume` knows it is busy with a step.
+    early = project.edeliver("resume")
+    assert early.returncode == 3 and "its deployer may still be running" in early.stderr
+    resumed = project.edeliver("resume", "--json", "--force")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert report(resumed)["outcome"] == "succeeded"
     assert project.running() == dict.fromkeys(project.fleet.names, NEXT)
@@ -314,12 +317,16 @@ def test_nodes_trust_pins_unknown_keys_and_refuses_a_changed_one(project: Projec
         project.fleet.write_known_hosts()
 
 
-def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes(project: Project) -> None:
-    """SIGINT mid-rollout: the deployer records the interruption, exits 4; resume completes."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_interrupts_with_exit_4_and_resume_finishes(
+    project: Project, stop: signal.Signals
+) -> None:
+    """Ctrl-C or SIGTERM mid-rollout: the deployer records the interruption and exits 4, so
+    that resume, without --force, completes at once."""
     project.ensure_all_on(NEXT)
     deploying = project.start("deploy", "waves", "--version", GOOD)
     _wait_for(project, lambda events: _reached(events, "waves", "node2", "installing"))
-    deploying.send_signal(signal.SIGINT)
+    deploying.send_signal(stop)
     _, err = deploying.communicate(timeout=120)
     assert deploying.returncode == 4, err
     assert "edeliver resume" in err

@@ -126,9 +126,12 @@ class Simulation:
         finally:
             deployments.close()
 
-    def resume(self, crash_after: int | None = None) -> Deployment:
+    def resume(self, crash_after: int | None = None, force: bool = True) -> Deployment:
+        """Resume the unfinished deployment; `force` by default, since the simulated deployer
+        that crashed is known to be gone (and the fake clock is not the event store's)."""
         deployments = self.deployments()
         try:
-            return asyncio.run(resume(self.services(deployments, crash_after), self.config, None))
+            services = self.services(deployments, crash_after)
+            return asyncio.run(resume(services, self.config, None, force))
         finally:
             deployments.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from edeliver.adapters.fakes import (
     InMemoryReleaseStore,
     SimulatedCrash,
 )
+from edeliver.cli.app import run
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Platform
@@ -162,7 +165,7 @@ def _crash(world: World, after: int) -> None:
 def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
     _crash(world, after=6)
     assert world.running() != {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
-    result = world.run("resume", "--json")
+    result = world.run("resume", "--json", "--force")  # the crashed deployer is known gone
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["outcome"] == "succeeded"
     assert world.running() == {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
@@ -174,7 +177,14 @@ def test_abandon_unlocks_and_needs_a_reason(world: World) -> None:
     _crash(world, after=3)
     (row,) = json.loads(world.run("history", "--json").stdout)
     assert world.run("abandon", row["id"][:8], "--reason", " ").exit_code == 2
-    assert world.run("abandon", row["id"][:8], "--reason", "bad release").exit_code == 0
+    # Its deployer crashed a moment ago, recording nothing: it may as well be alive.
+    refused = world.run("abandon", row["id"][:8], "--reason", "bad release")
+    assert refused.exit_code == 3
+    assert "recorded no interruption: its deployer may still be running" in refused.stderr
+    assert "--force" in refused.stderr and row["id"][:8] in refused.stderr
+    assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 3  # still locked
+    forced = world.run("abandon", row["id"][:8], "--reason", "bad release", "--force")
+    assert forced.exit_code == 0
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 0
     rows = json.loads(world.run("history", "prod", "--json").stdout)
     assert [r["outcome"] for r in rows] == ["abandoned", "succeeded"]
@@ -224,7 +234,7 @@ def test_log_follow_prints_events_as_they_are_stored_until_the_end(world: World)
     )
     time.sleep(1.5)
     assert follower.poll() is None, "it must wait while the deployment is unfinished"
-    assert world.run("resume").exit_code == 0
+    assert world.run("resume", "--force").exit_code == 0
     out, _ = follower.communicate(timeout=30)
     events = [json.loads(line)["event"] for line in out.splitlines()]
     assert events[0] == "Started" and events[-1] == "Finished" and "Resumed" in events
@@ -243,7 +253,7 @@ def test_resume_refuses_when_a_node_of_the_deployment_is_gone_from_the_config(
 ) -> None:
     _crash(world, after=5)
     (world.project / ".deliver/edeliver.toml").write_text(config_text(2))
-    result = world.run("resume")
+    result = world.run("resume", "--force")
     assert result.exit_code == 2
     assert "nodes n2 of deployment" in result.stderr and "no longer defined" in result.stderr
 
@@ -293,3 +303,23 @@ def test_log_shows_the_output_of_a_failed_task(world: World) -> None:
     assert "n1: task warm at post_start_deployed_release: failed" in log
     assert "    | cache: cold\n    | no route\n    | (exit 2)" in log
     assert "n0: task warm at post_start_deployed_release: ok" in log
+
+
+def test_sigterm_stops_a_command_like_ctrl_c_and_its_handler_is_removed_after() -> None:
+    """A CI job cancelled sends SIGTERM: the command's coroutine is cancelled (a deployment
+    records its interruption there), else it ends as Ctrl-C does; SIGTERM is left as it was."""
+    cancelled: list[bool] = []
+
+    async def waits_for_the_signal() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        run(waits_for_the_signal())
+    assert cancelled == [True]
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -4,13 +4,16 @@ and `resume` finishes the deployment."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.fakes import SimulatedCrash
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import DeploymentInterrupted
+from edeliver.core.errors import DeploymentInterrupted, LockHeldError
 from edeliver.core.rollout import deploy
+from edeliver.core.service import quiet_period
 from tests.support.simulation import Simulation, artifact
 
 
@@ -39,3 +42,37 @@ def test_an_interrupted_deployment_is_stored_whole_and_resumes(tmp_path: Path, s
     resumed = sim.resume()
     assert resumed.outcome == "succeeded"
     assert {host.running for host in sim.hosts.values()} == {"1.0.0"}
+
+
+def test_a_deployer_that_may_still_run_is_not_resumed_until_silent_long_enough(
+    tmp_path: Path,
+) -> None:
+    """A deployer killed outright records nothing: while its last event is recent it may be a
+    live one busy with a step, and a second deployer would race it on the nodes."""
+    sim = Simulation.create(tmp_path, 3, max_parallel=1, step_timeout=30)
+    with pytest.raises(SimulatedCrash):
+        sim.deploy("1.0.0", crash_after=9)
+    before = {name: host.running for name, host in sim.hosts.items()}
+    sim.clock.current = datetime.now(UTC)
+    with pytest.raises(LockHeldError, match=r"may still be running; wait until .*--force"):
+        sim.resume(force=False)
+    assert {name: host.running for name, host in sim.hosts.items()} == before
+    assert "Resumed" not in _event_names(sim)
+    sim.clock.advance(quiet_period(30).total_seconds() + 1)
+    assert sim.resume(force=False).outcome == "succeeded"
+
+
+def test_a_deployer_that_recorded_its_interruption_is_resumed_at_once(tmp_path: Path) -> None:
+    sim = Simulation.create(tmp_path, 3, max_parallel=1)
+    asyncio.run(_interrupt_after_steps(sim, 4))
+    sim.clock.current = datetime.now(UTC)
+    assert sim.resume(force=False).outcome == "succeeded"
+
+
+def _event_names(sim: Simulation) -> list[str]:
+    reader = sim.deployments()
+    try:
+        (row,) = reader.history()
+        return [type(e).__name__ for e in reader.events_of(reader.load(row.id).id)]
+    finally:
+        reader.close()
