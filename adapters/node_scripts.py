@@ -46,7 +46,7 @@ def named_remote_sh(run_name: str) -> str:
     the named shell, which stays the root of everything the script started."""
     if not RUN_NAME.match(run_name):
         raise ValueError(f"not a run name: {run_name!r}")
-    return f"sh -c 'script=\"$(cat)\"; (eval \"$script\"); exit $?' {run_name}"
+    return f'sh -c \'script="$(cat)"; (eval "$script"); exit $?\' {run_name}'
 
 
 # The first field of /proc/<pid>/stat after the `(comm)` (which may hold spaces) is the state,

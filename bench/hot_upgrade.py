@@ -176,7 +176,9 @@ def one(n: int, root: Path) -> dict[str, Any]:
 
 def report(rows: list[dict[str, Any]]) -> None:
     print(f"# {os.cpu_count()} cores; load = 1-min load average after the run (others count too)")
-    print("# build = `build upgrade` 0.1.0 -> 0.2.0 (unpack both releases, 1 eval VM for appups + relup, pack), median of 3")
+    print(
+        "# build = `build upgrade` 0.1.0 -> 0.2.0 (unpack both releases, 1 eval VM for appups + relup, pack), median of 3"
+    )
     print(
         "# calls: a hidden BEAM node per target calls Hello.Counter 2 ms apart during the rollout"
     )

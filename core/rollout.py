@@ -81,7 +81,9 @@ async def deploy(
         await _before_rollout(orchestrator, deployment, services)
     except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C before any change
         await orchestrator.close()
-        await _record_interruption(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
+        await _record_interruption(
+            orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
+        )
     return await _drive(orchestrator, services, deployment)
 
 
@@ -229,7 +231,9 @@ async def _drive(
     try:
         await orchestrator.run()
     except (asyncio.CancelledError, KeyboardInterrupt):
-        await _record_interruption(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
+        await _record_interruption(
+            orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
+        )
     except Exception as error:  # the event store failing, say: stop, resumable, and say why
         await _record_interruption(orchestrator, services, deployment, f"stopped by {error!r}")
     deployment.finish(_now(services))
