@@ -92,7 +92,7 @@ class Deployment(Aggregate):
     def may_have_a_live_deployer(self, now: datetime, quiet: timedelta) -> bool:
         """Unfinished, its deployer never said it stopped, and it wrote an event less than
         `quiet` ago: a deployer killed outright looks the same as one busy with a step, so only
-        silence tells them apart. A clock behind ours counts as recent."""
+        silence tells them apart. An event time ahead of our clock counts as recent."""
         if self.finished or self.deployer_left:
             return False
         return now - self.modified_on < quiet
