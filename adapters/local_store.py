@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -61,21 +62,18 @@ class LocalDirectoryStore:
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         """The hot-upgrade package from `from_version` to `version`, if one was built."""
-        manifest = self.root / app / version / UPGRADES / from_version / MANIFEST
+        directory = self.root.joinpath(*upgrade_place(app, from_version, version))
+        manifest = directory / MANIFEST
         if not manifest.is_file():
             return None
-        package = from_manifest(json.loads(manifest.read_text()), "")
-        return replace(package, location=str(manifest.parent / package.name))
+        return package_from_manifest(manifest.read_text(), lambda name: str(directory / name))
 
     def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Copy a built tarball in and write its manifest last; returns the stored artifact."""
-        directory = self.root / artifact.app / artifact.version
-        if artifact.kind == "upgrade":
-            (from_version,) = artifact.from_versions  # one relup per running version
-            directory = directory / UPGRADES / from_version
-        self._refuse_another_build(directory, tarball)
+        directory = self.root.joinpath(*place_of(artifact))
+        self._refuse_another_build(directory, tarball, artifact)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / artifact.name
         shutil.copyfile(tarball, target.with_suffix(".partial"))
@@ -98,12 +96,43 @@ class LocalDirectoryStore:
         """The tarball on this machine, for a push: it is already here."""
         return Path(artifact.location)
 
-    def _refuse_another_build(self, directory: Path, tarball: Path) -> None:
+    def _refuse_another_build(self, directory: Path, tarball: Path, artifact: Artifact) -> None:
         manifest = directory / MANIFEST
         if manifest.is_file():
             stored = json.loads(manifest.read_text())["sha256"]
-            app, version = directory.parent.name, directory.name
-            refuse_another_build(app, version, str(self.root), stored, sha256_of(tarball))
+            what = stored_as(artifact)
+            refuse_another_build(artifact.app, what, str(self.root), stored, sha256_of(tarball))
+
+
+def place_of(artifact: Artifact) -> tuple[str, ...]:
+    """Where every store keeps an artifact, as path parts below its root: a release in
+    `<app>/<version>`, an upgrade package below the version it upgrades to."""
+    if artifact.kind != "upgrade":
+        return (artifact.app, artifact.version)
+    if len(artifact.from_versions) != 1:  # release_handler takes one relup per running version
+        raise UsageError(
+            f"upgrade package {artifact.app} {artifact.version}: from_versions must name one "
+            f"version, not {list(artifact.from_versions)}"
+        )
+    return upgrade_place(artifact.app, artifact.from_versions[0], artifact.version)
+
+
+def upgrade_place(app: str, from_version: str, version: str) -> tuple[str, ...]:
+    """The path parts of the upgrade package from `from_version` to `version` of `app`."""
+    return (app, version, UPGRADES, from_version)
+
+
+def stored_as(artifact: Artifact) -> str:
+    """The version an artifact is stored as, for messages: an upgrade package names its from."""
+    if artifact.kind == "upgrade":
+        return f"{artifact.version} (upgrade from {', '.join(artifact.from_versions)})"
+    return artifact.version
+
+
+def package_from_manifest(text: str, location_of: Callable[[str], str]) -> Artifact:
+    """An upgrade package from its manifest, kept beside it under the manifest's file name."""
+    package = from_manifest(json.loads(text), "")
+    return replace(package, location=location_of(package.name))
 
 
 def refuse_another_build(app: str, version: str, store: str, stored: str, new: str) -> None:

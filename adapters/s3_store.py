@@ -1,7 +1,9 @@
 """The ReleaseStore port on S3 (or any S3-compatible endpoint) with boto3.
 
 Layout: `<prefix>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`, the manifest
-written last (and create-only), so a listing never shows a half-stored version. Credentials come
+written last (and create-only), so a listing never shows a half-stored version. A hot-upgrade
+package from FROM lives below the version it upgrades to, in `<prefix>/<app>/<version>/upgrades/
+<FROM>/`, as in the local store. Credentials come
 from boto3's own chain (environment, profile, instance role), never from the config; no error
 message carries more than the error code of a refusal, so no secret or signature is ever shown.
 Edeliver's own full-file sha256 is in the manifest (S3's multipart checksums are composite): a
@@ -28,8 +30,12 @@ from edeliver.adapters.local_store import (
     MANIFEST,
     from_manifest,
     manifest_text,
+    package_from_manifest,
+    place_of,
     refuse_another_build,
     sha256_of,
+    stored_as,
+    upgrade_place,
     version_key,
 )
 from edeliver.adapters.transfer import VerifiedCache
@@ -71,9 +77,11 @@ class S3ReleaseStore:
     # -- the port ----------------------------------------------------------------------------
 
     async def versions(self, app: str) -> list[str]:
-        keys = await self._call(f"listing {app}", self._list, self._key(app) + "/")
-        found = [k.rsplit("/", 2)[-2] for k in keys if k.endswith("/" + MANIFEST)]
-        return sorted(found, key=version_key)
+        base = self._key(app) + "/"
+        keys = await self._call(f"listing {app}", self._list, base)
+        # Only `<version>/manifest.json`: the upgrade packages' manifests lie deeper.
+        found = [k[len(base) :].partition("/") for k in keys]
+        return sorted((v for v, _, rest in found if rest == MANIFEST), key=version_key)
 
     async def artifact(self, app: str, version: str) -> Artifact:
         key = self._key(app, version, MANIFEST)
@@ -85,6 +93,15 @@ class S3ReleaseStore:
             )
         return from_manifest(json.loads(text), self._key(app, version, f"{app}-{version}.tar.gz"))
 
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
+        """The hot-upgrade package from `from_version` to `version`, if one was built."""
+        place = upgrade_place(app, from_version, version)
+        doing = f"reading the upgrade of {app} from {from_version} to {version}"
+        text = await self._call(doing, self._read, self._key(*place, MANIFEST))
+        if text is None:
+            return None
+        return package_from_manifest(text, lambda name: self._key(*place, name))
+
     # -- writing -----------------------------------------------------------------------------
 
     def put(
@@ -95,21 +112,21 @@ class S3ReleaseStore:
             artifact,
             sha256=sha256_of(tarball),
             size=tarball.stat().st_size,
-            location=self._key(artifact.app, artifact.version, artifact.name),
+            location=self._key(*place_of(artifact), artifact.name),
         )
-        self._sync(f"storing {artifact.app} {artifact.version}", self._put, tarball, stored, extra)
+        doing = f"storing {artifact.app} {stored_as(artifact)}"
+        self._sync(doing, self._put, tarball, stored, extra)
         return stored
 
     async def remove(self, app: str, version: str) -> None:
-        """Delete the manifest first, so a half-removed version is never listed."""
+        """Delete the version with its upgrade packages, the version's manifest first, so a
+        half-removed version is never listed, and each package's before its tarball."""
         doing = f"removing {app} {version}"
-        for name in (MANIFEST, f"{app}-{version}.tar.gz"):
-            await self._call(
-                doing,
-                self._s3().delete_object,
-                Bucket=self.bucket,
-                Key=self._key(app, version, name),
-            )
+        keys = await self._call(doing, self._list, self._key(app, version) + "/")
+        manifest = self._key(app, version, MANIFEST)
+        first = sorted(keys, key=lambda k: (k != manifest, not k.endswith("/" + MANIFEST), k))
+        for key in first:
+            await self._call(doing, self._s3().delete_object, Bucket=self.bucket, Key=key)
 
     # -- getting the bytes to a node ---------------------------------------------------------
 
@@ -193,11 +210,10 @@ class S3ReleaseStore:
         return str(body.read().decode())
 
     def _put(self, tarball: Path, stored: Artifact, extra: dict[str, Any] | None) -> None:
-        manifest_key = self._key(stored.app, stored.version, MANIFEST)
-        existing = self._read(manifest_key)
+        existing = self._read(self._key(*place_of(stored), MANIFEST))
         if existing is not None:
             was = json.loads(existing)["sha256"]
-            refuse_another_build(stored.app, stored.version, self.url, was, stored.sha256)
+            refuse_another_build(stored.app, stored_as(stored), self.url, was, stored.sha256)
             return
         self._s3().upload_file(
             str(tarball),
@@ -210,7 +226,7 @@ class S3ReleaseStore:
     def _write_manifest(self, stored: Artifact, extra: dict[str, Any] | None) -> None:
         self._s3().put_object(
             Bucket=self.bucket,
-            Key=self._key(stored.app, stored.version, MANIFEST),
+            Key=self._key(*place_of(stored), MANIFEST),
             Body=manifest_text(stored, extra or {}).encode(),
             ContentType="application/json",
             IfNoneMatch="*",  # create-only: two builders racing for one version, one wins

@@ -1,7 +1,8 @@
 """The ReleaseStore port on a store host over SSH (`user@host:/path`), with asyncssh.
 
 Same layout as the local store: `<path>/<app>/<version>/<app>-<version>.tar.gz` and
-`manifest.json`, written last by a rename, so a listing never shows a half-stored version. The
+`manifest.json`, written last by a rename, so a listing never shows a half-stored version; a
+hot-upgrade package from FROM below it in `upgrades/<FROM>/`. The
 deployer connects like to a node (host key verified against the same known_hosts, retries,
 errors mapped in one place). For a pull, each node runs `ssh ... cat` to the store host: with a
 key of its own (`transfer.node_identity_file` or its user's default key), and checking the
@@ -24,10 +25,15 @@ import asyncssh
 from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.local_store import (
     MANIFEST,
+    UPGRADES,
     from_manifest,
     manifest_text,
+    package_from_manifest,
+    place_of,
     refuse_another_build,
     sha256_of,
+    stored_as,
+    upgrade_place,
     version_key,
 )
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
@@ -73,15 +79,26 @@ class SshReleaseStore:
         return sorted(said.split(), key=version_key)
 
     async def artifact(self, app: str, version: str) -> Artifact:
-        manifest = f"{self._dir(app, version)}/{MANIFEST}"
-        async with self._connection() as conn:
-            said = await self._run(conn, f"cat {q(manifest)} 2>/dev/null || exit 0\n", "reading")
-        if not said.strip():
+        said = await self._manifest(self._dir(app, version))
+        if not said:
             known = ", ".join(await self.versions(app)) or "none"
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.url} (it has: {known})"
             )
         return from_manifest(json.loads(said), f"{self._dir(app, version)}/{app}-{version}.tar.gz")
+
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
+        """The hot-upgrade package from `from_version` to `version`, if one was built."""
+        directory = self._dir(*upgrade_place(app, from_version, version))
+        said = await self._manifest(directory)
+        return package_from_manifest(said, lambda name: f"{directory}/{name}") if said else None
+
+    async def _manifest(self, directory: str) -> str:
+        """The manifest kept in `directory`, or "" when there is none."""
+        manifest = f"{directory}/{MANIFEST}"
+        async with self._connection() as conn:
+            said = await self._run(conn, f"cat {q(manifest)} 2>/dev/null || exit 0\n", "reading")
+        return said.strip()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -89,7 +106,7 @@ class SshReleaseStore:
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Upload the tarball, then write its manifest last; a version is immutable."""
-        directory = self._dir(artifact.app, artifact.version)
+        directory = self._dir(*place_of(artifact))
         stored = replace(
             artifact,
             sha256=sha256_of(tarball),
@@ -100,11 +117,11 @@ class SshReleaseStore:
         return stored
 
     async def _put(self, tarball: Path, stored: Artifact, manifest: str) -> None:
-        if await self._has(stored):
-            was = (await self.artifact(stored.app, stored.version)).sha256
-            refuse_another_build(stored.app, stored.version, self.url, was, stored.sha256)
+        directory = self._dir(*place_of(stored))
+        if existing := await self._manifest(directory):
+            was = json.loads(existing)["sha256"]
+            refuse_another_build(stored.app, stored_as(stored), self.url, was, stored.sha256)
             return
-        directory = self._dir(stored.app, stored.version)
         async with self._connection() as conn:
             await self._run(conn, f"mkdir -p {q(directory)}\n", "creating the version's dir")
             try:
@@ -118,10 +135,8 @@ class SshReleaseStore:
             except (asyncssh.Error, OSError) as error:
                 raise StoreUnreachable(f"store {self.url}: storing failed: {error}") from None
 
-    async def _has(self, artifact: Artifact) -> bool:
-        return artifact.version in await self.versions(artifact.app)
-
     async def remove(self, app: str, version: str) -> None:
+        """Delete a version and its upgrade packages, its manifest first."""
         directory = self._dir(app, version)
         script = f"rm -f {q(directory + '/' + MANIFEST)} && rm -rf {q(directory)}\n"
         async with self._connection() as conn:
@@ -163,11 +178,13 @@ class SshReleaseStore:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _dir(self, app: str, version: str | None = None) -> str:
+    def _dir(self, app: str, *below: str) -> str:
+        """The directory of `app`, or of a place below it (`place_of`), with each part checked
+        for use in a path on the store host."""
         if not APP_NAME.match(app):
             raise UsageError(f"app name {app!r} is not a plain lower-case OTP app name")
-        base = f"{self.host.path.rstrip('/')}/{app}"
-        return f"{base}/{checked_version(version)}" if version else base
+        checked = (part if part == UPGRADES else checked_version(part) for part in below)
+        return "/".join((self.host.path.rstrip("/"), app, *checked))
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncssh.SSHClientConnection]:

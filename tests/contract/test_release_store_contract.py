@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_versions_come_back_in_version_order(store: Store, tmp_path: Path) -> No
 
 
 def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Path) -> None:
-    # (Upgrade packages are kept apart, per from-version: tests/integration/test_hot_upgrade_*.)
+    # (Upgrade packages are kept apart, per from-version: the tests at the end of this file.)
     platform = Platform("linux", "x86_64", "glibc", "2.36")
     built = Artifact(
         "hello", "1.0.0", "", 0, platform=platform, from_versions=("0.9.0",),
@@ -100,3 +101,52 @@ def test_a_local_copy_has_the_stored_bytes(store: Store, tmp_path: Path) -> None
     stored = store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
     local = asyncio.run(store.local_file(stored))
     assert local.read_bytes() == b"release bytes"
+
+
+# -- hot-upgrade packages: kept below the version they upgrade to, one per from-version ---------
+
+
+def upgrade_package(to: str, from_version: str) -> Artifact:
+    return Artifact("hello", to, "", 0, kind="upgrade", from_versions=(from_version,))
+
+
+def test_an_upgrade_package_is_found_by_its_from_and_to_versions(
+    store: Store, tmp_path: Path
+) -> None:
+    for version in ("0.1.0", "0.2.0"):
+        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+    stored = store.put(
+        tarball(tmp_path, b"relup 0.1.0 -> 0.2.0"), upgrade_package("0.2.0", "0.1.0")
+    )
+    found = asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0"))
+    assert found == stored and (found.kind, found.from_versions) == ("upgrade", ("0.1.0",))
+    assert asyncio.run(store.local_file(found)).read_bytes() == b"relup 0.1.0 -> 0.2.0"
+    assert asyncio.run(store.upgrade("hello", "0.0.9", "0.2.0")) is None
+    assert asyncio.run(store.upgrade("hello", "0.1.0", "0.3.0")) is None
+    # The package is no version of its own, and leaves the release it upgrades to as it was.
+    assert asyncio.run(store.versions("hello")) == ["0.1.0", "0.2.0"]
+    release = asyncio.run(store.artifact("hello", "0.2.0"))
+    assert (release.kind, release.size) == ("release", 5)
+
+
+def test_an_upgrade_package_is_immutable_and_named_by_its_from_version(
+    store: Store, tmp_path: Path
+) -> None:
+    first = tarball(tmp_path, b"first relup")
+    store.put(first, upgrade_package("0.2.0", "0.1.0"))
+    store.put(first, upgrade_package("0.2.0", "0.1.0"))
+    with pytest.raises(
+        UsageError, match=r"hello 0\.2\.0 \(upgrade from 0\.1\.0\) is already in the store"
+    ):
+        store.put(tarball(tmp_path, b"another relup!"), upgrade_package("0.2.0", "0.1.0"))
+    with pytest.raises(UsageError, match=r"from_versions must name one version"):
+        store.put(first, replace(upgrade_package("0.2.0", "0.1.0"), from_versions=()))
+
+
+def test_removing_a_version_removes_its_upgrade_packages(store: Store, tmp_path: Path) -> None:
+    for version in ("0.1.0", "0.2.0"):
+        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+    store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0"))
+    asyncio.run(store.remove("hello", "0.2.0"))
+    assert asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0")) is None
+    assert asyncio.run(store.versions("hello")) == ["0.1.0"]

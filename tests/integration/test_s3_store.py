@@ -93,6 +93,42 @@ def test_a_corrupted_object_is_refused_when_downloaded(endpoint: str, tmp_path: 
     assert not list((tmp_path / "cache").rglob("*.tar.gz"))
 
 
+def upgrade_package(to: str, from_version: str) -> Artifact:
+    return Artifact("hello", to, "", 0, kind="upgrade", from_versions=(from_version,))
+
+
+def test_an_upgrade_package_is_kept_below_its_version_manifest_written_and_listed_last(
+    endpoint: str, tmp_path: Path
+) -> None:
+    store = store_at(endpoint, tmp_path)
+    store.put(tarball(tmp_path, b"0.2.0"), Artifact("hello", "0.2.0", "", 0))
+    stored = store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0"))
+    below = f"{tmp_path.name}/hello/0.2.0/upgrades/0.1.0/"
+    assert stored.location == below + "hello-0.2.0.tar.gz"
+    keys = s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=below)["Contents"]
+    assert sorted(k["Key"] for k in keys) == [below + "hello-0.2.0.tar.gz", below + "manifest.json"]
+    manifest = json.loads(
+        s3_client(endpoint).get_object(Bucket=BUCKET, Key=below + "manifest.json")["Body"].read()
+    )
+    assert (manifest["kind"], manifest["from_versions"]) == ("upgrade", ["0.1.0"])
+    # A package whose manifest is not written yet (an upload cut short) is not found.
+    s3_client(endpoint).delete_object(Bucket=BUCKET, Key=below + "manifest.json")
+    assert asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0")) is None
+
+
+def test_a_corrupted_upgrade_package_is_refused_when_downloaded(
+    endpoint: str, tmp_path: Path
+) -> None:
+    store = store_at(endpoint, tmp_path)
+    store.put(tarball(tmp_path, b"relup bytes"), upgrade_package("0.2.0", "0.1.0"))
+    package = asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0"))
+    assert package is not None
+    s3_client(endpoint).put_object(Bucket=BUCKET, Key=package.location, Body=b"tampered")
+    with pytest.raises(NodeError, match=r"hello-0\.2\.0\.tar\.gz is corrupted in the store"):
+        asyncio.run(store.local_file(package))
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))
+
+
 def test_a_missing_bucket_is_named(endpoint: str, tmp_path: Path) -> None:
     store = store_at(endpoint, tmp_path, bucket="no-such-bucket")
     with pytest.raises(UsageError, match="bucket 'no-such-bucket' does not exist"):
