@@ -47,13 +47,16 @@ class Builder(Protocol):
 
 
 class Store(ReleaseArchive, Protocol):
-    """What the commands need of any store adapter: the port, plus putting and fetching."""
+    """What the commands need of any store adapter: the port, plus putting, fetching and the
+    hot-upgrade packages (every store keeps them below the version they upgrade to)."""
 
     def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact: ...
 
     async def local_file(self, artifact: Artifact) -> Path: ...
+
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
 
 
 def release_store(project: Path, config: Config) -> Store:
@@ -159,20 +162,19 @@ def with_tasks(
 
 
 class _NoHotUpgrades:
-    """Upgrade-mode shells for a store that keeps no upgrade packages: a clear refusal."""
+    """Upgrade-mode shells without an app name to find the packages by: a clear refusal."""
 
     def __init__(self, config: Config) -> None:
-        self.why = (
-            f"{config.file}: store.url: hot upgrades need a local directory store for now "
-            f'({config.store.kind} stores keep no upgrade packages); or set mode = "release"'
-        )
+        self.why = f"{config.file}: app: not set and no mix.exs project name found"
 
     async def open(self, node: NodeConfig) -> NodeShell:
         raise UsageError(self.why)
 
 
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
-    if isinstance(store, LocalDirectoryStore) and config.app:
+    """The packages reach the nodes like releases do (the shells' delivery: pushed from the
+    local store's files or a verified local copy, or pulled by the nodes from the store)."""
+    if config.app:
         return HotUpgradeNodeShells(shells, store, config.app)
     return _NoHotUpgrades(config)
 

@@ -11,11 +11,10 @@ from typing import Annotated
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BUILD_DIR
 from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import release_store, who
+from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
 from edeliver.cli.rollout_commands import build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import TagOption
@@ -58,10 +57,6 @@ def build_upgrade_command(
     """`edeliver build upgrade`: the package from the running (or given) version to the new one."""
     app_name = _app(config)
     store = release_store(runtime.project, config)
-    if not isinstance(store, LocalDirectoryStore):
-        raise UsageError(
-            f"{config.file}: store.url: `build upgrade` needs a local directory store for now"
-        )
     old_version = from_version or _running_version(runtime, config, environment)
     old = run(_pristine(store, app_name, old_version))
     new = (
@@ -71,6 +66,7 @@ def build_upgrade_command(
     )
     if new.version == old.version:
         raise UsageError(f"{app_name} {new.version} runs already; bump the version to upgrade")
+    old, new = run(_here(store, old)), run(_here(store, new))
     built = build_upgrade(old, new, runtime.project / BUILD_DIR / "upgrades", runtime.project)
     stored = store.put(built.tarball, built.artifact, extra=_provenance())
     _report(built, stored, as_json)
@@ -82,7 +78,13 @@ def _app(config: Config) -> str:
     return config.app
 
 
-async def _pristine(store: LocalDirectoryStore, app_name: str, version: str) -> Artifact:
+async def _here(store: Store, release: Artifact) -> Artifact:
+    """The release at a path on this machine, where the upgrade is built from: a local store's
+    own file, or a copy a remote store's checksum was verified on (kept in the local cache)."""
+    return dataclasses.replace(release, location=str(await store.local_file(release)))
+
+
+async def _pristine(store: Store, app_name: str, version: str) -> Artifact:
     """The old release as the store has it; without it there is no relup to build."""
     try:
         artifact = await store.artifact(app_name, version)

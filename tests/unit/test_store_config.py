@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.cli.composition import real_services
 from edeliver.core.config import ConfigError, parse_config
 from edeliver.core.errors import UsageError
@@ -64,22 +65,35 @@ def test_bad_store_and_transfer_settings_are_one_line_naming_the_key(
     assert str(caught.value).startswith("edeliver.toml: ") and "\n" not in str(caught.value)
 
 
-def test_hot_upgrades_with_a_store_that_keeps_no_packages_are_refused_naming_the_key(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "store",
+    [
+        'url = ".deliver/releases"',
+        'url = "s3://rel-bucket/hello"\nendpoint_url = "http://127.0.0.1:9"',
+        'url = "deploy@store.invalid:/srv/releases"',
+    ],
+)
+def test_every_store_kind_serves_hot_upgrades_from_its_own_packages(
+    store: str, tmp_path: Path
 ) -> None:
-    """Upgrade mode needs the local store's upgrade packages: an S3 store is refused plainly,
-    when the first node is opened (before the deployment changes anything)."""
-    text = (
-        'app = "hello"\n[store]\nurl = "s3://rel-bucket/hello"\n'
-        'endpoint_url = "http://127.0.0.1:9"\n' + NODE
-    )
-    config = parse_config(text, "edeliver.toml")
+    """Each store keeps the upgrade packages beside its releases; no node is contacted here."""
+    config = parse_config(f'app = "hello"\n[store]\n{store}\n' + NODE, "edeliver.toml")
     services = real_services(tmp_path, config)
     try:
         shells = services.shells_for("upgrade")
-        with pytest.raises(
-            UsageError, match=r"edeliver.toml: store.url: hot upgrades need a local"
-        ):
+        assert isinstance(shells, HotUpgradeNodeShells) and shells.store is services.store
+    finally:
+        services.deployments.close()
+
+
+def test_hot_upgrades_without_an_app_name_are_refused_naming_the_key(tmp_path: Path) -> None:
+    """The packages are found by app name: without one, the first node opened is refused
+    plainly (before the deployment changes anything)."""
+    config = parse_config(NODE, "edeliver.toml")
+    services = real_services(tmp_path, config)
+    try:
+        shells = services.shells_for("upgrade")
+        with pytest.raises(UsageError, match=r"^edeliver.toml: app: not set"):
             asyncio.run(shells.open(config.nodes["a"]))
     finally:
         services.deployments.close()
