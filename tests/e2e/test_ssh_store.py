@@ -117,3 +117,26 @@ def test_an_unreachable_store_host_is_one_clear_error(tmp_path: Path) -> None:
         StoreUnreachable, match=r"store nobody@127\.0\.0\.1:/srv/edeliver-store: .*cannot connect"
     ):
         asyncio.run(store.versions("hello"))
+
+
+def test_the_store_host_keeps_upgrade_packages_below_their_version(
+    store_project: StoreHostProject, tmp_path: Path
+) -> None:
+    """Found by from and to, not listed as a version, removed with the version it upgrades to."""
+    store = release_store(store_project.directory, load_config(store_project.directory))
+    later = "0.9.0"
+    (tmp_path / "release.tar.gz").write_bytes(b"release")
+    store.put(tmp_path / "release.tar.gz", Artifact("hello", later, "", 0))
+    (tmp_path / "relup.tar.gz").write_bytes(b"relup")
+    package = Artifact("hello", later, "", 0, kind="upgrade", from_versions=(GOOD,))
+    stored = store.put(tmp_path / "relup.tar.gz", package)
+    assert stored.location == f"{STORE_PATH}/hello/{later}/upgrades/{GOOD}/hello-{later}.tar.gz"
+    assert asyncio.run(store.upgrade("hello", GOOD, later)) == stored
+    assert asyncio.run(store.upgrade("hello", NEXT, later)) is None
+    copy = asyncio.run(store.local_file(stored))
+    assert copy.read_bytes() == b"relup"
+    copy.unlink()  # the other tests count what the deployer cached
+    assert store_project.stored() == {GOOD, NEXT, later}
+    asyncio.run(store.remove("hello", later))
+    assert asyncio.run(store.upgrade("hello", GOOD, later)) is None
+    assert not (store_project.store_fleet.nodes[0].root / "hello" / later).exists()
