@@ -14,50 +14,25 @@ from unittest import mock
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact, Platform
 from tests.e2e.conftest import GOOD, NEXT
 from tests.support.hello_release import tarball
-from tests.support.moto import CREDENTIALS, moto_server, s3_client
-from tests.support.store_project import StoreProject
+from tests.support.moto import CREDENTIALS, s3_client
+from tests.support.store_project import S3Project, s3_hello_project
 
 BUCKET, PREFIX = "edeliver-releases", "teams/hello"
 OLD = "0.0.1"
 
 
-class S3Project(StoreProject):
-    """The hello project with its store in S3; the deployer has AWS credentials in its env."""
-
-    endpoint: str
-
-    def edeliver(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def,override]
-        return super().edeliver(*args, timeout=timeout, env={**CREDENTIALS, **(env or {})})
-
-
 @pytest.fixture(scope="module")
 def s3_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Project]:
     root = tmp_path_factory.mktemp("stores")
-    fleet = LocalFleet(root / "fleet", 3)
-    with moto_server() as endpoint:
-        s3_client(endpoint).create_bucket(Bucket=BUCKET)
-        fleet.start()
-        try:
-            directory = prepare_project(root, fleet, "all", "max_parallel = 3")
-            with (directory / ".deliver/edeliver.toml").open("a") as config:
-                config.write(
-                    f'\n[store]\nurl = "s3://{BUCKET}/{PREFIX}"\nendpoint_url = "{endpoint}"\n'
-                    '\n[transfer]\nmode = "pull"\n'
-                )
-            store = S3ReleaseStore(BUCKET, PREFIX, root / "put-cache", endpoint_url=endpoint)
-            _put_releases(store)
-            project = S3Project(directory, fleet)
-            project.endpoint = endpoint
-            yield project
-        finally:
-            fleet.stop()
+    with s3_hello_project(root, 3, "all", "max_parallel = 3", BUCKET, PREFIX) as project:
+        store = S3ReleaseStore(BUCKET, PREFIX, root / "put-cache", endpoint_url=project.endpoint)
+        _put_releases(store)
+        yield project
 
 
 def _put_releases(store: S3ReleaseStore) -> None:
