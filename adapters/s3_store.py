@@ -2,8 +2,8 @@
 
 Layout: `<prefix>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`, the manifest
 written last (and create-only), so a listing never shows a half-stored version. A hot-upgrade
-package from FROM lives below the version it upgrades to, in `<prefix>/<app>/<version>/upgrades/
-<FROM>/`, as in the local store. Credentials come
+package from FROM lives below the version it upgrades to, as in the local store:
+`<prefix>/<app>/<version>/upgrades/<FROM>/`. Credentials come
 from boto3's own chain (environment, profile, instance role), never from the config; no error
 message carries more than the error code of a refusal, so no secret or signature is ever shown.
 Edeliver's own full-file sha256 is in the manifest (S3's multipart checksums are composite): a
