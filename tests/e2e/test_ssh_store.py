@@ -8,81 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pwd
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_host import write_key_pair
-from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.cli.composition import release_store
-from edeliver.cli.demo import prepare_project
 from edeliver.core.config import NodeConfig
 from edeliver.core.model import Artifact
 from tests.e2e.conftest import GOOD, NEXT
-from tests.support.hello_release import tarball
 from tests.support.moto import free_port
-from tests.support.store_project import StoreProject
-
-STORE_PATH = "/srv/edeliver-store"
-
-
-class StoreHostProject(StoreProject):
-    store_fleet: LocalFleet
-
-    def stored(self) -> set[str]:
-        root = self.store_fleet.nodes[0].root / "hello"
-        return {p.parent.name for p in root.glob("*/manifest.json")}
+from tests.support.store_project import STORE_PATH, StoreHostProject, store_host_hello_project
 
 
 @pytest.fixture(scope="module")
 def store_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreHostProject]:
     root = tmp_path_factory.mktemp("ssh-store")
-    fleet = LocalFleet(root / "fleet", 3)
-    store_fleet = LocalFleet(root / "storehost", 1, deploy_path=STORE_PATH, name_prefix="store")
-    try:
-        fleet.start()
-        store_fleet.start()
-        store = store_fleet.nodes[0]
-        with fleet.known_hosts.open("a") as known:
-            known.write(store.known_hosts_line + "\n")
-        _authorize_nodes_on(fleet, store_fleet, root / "node_key")
-        directory = prepare_project(root, fleet, "all", "max_parallel = 3")
-        with (directory / ".deliver/edeliver.toml").open("a") as config:
-            config.write(
-                f'\n[store]\nurl = "{store.user}@{store.host}:{STORE_PATH}"\nport = {store.port}\n'
-                f'identity_file = "{store_fleet.client_key}"\n\n[transfer]\nmode = "pull"\n'
-                'node_identity_file = "~/.ssh/edeliver_store"\n'
-            )
-        put = release_store(directory, load_config(directory))
-        for version in (GOOD, NEXT):
-            put.put(tarball(version), Artifact("hello", version, "", 0, platform=local_platform()))
-        project = StoreHostProject(directory, fleet)
-        project.store_fleet = store_fleet
+    with store_host_hello_project(root, 3, "all", "max_parallel = 3", "pull") as project:
+        project.put(GOOD)
+        project.put(NEXT)
         yield project
-    finally:
-        fleet.stop()
-        store_fleet.stop()
-
-
-def _authorize_nodes_on(fleet: LocalFleet, store_fleet: LocalFleet, key: Path) -> None:
-    """One key for the nodes, in each node user's ~/.ssh, authorized on the store host."""
-    public = write_key_pair(key, "edeliver nodes -> store host")
-    store_home = store_fleet.nodes[0].home / ".ssh/authorized_keys"
-    store_home.write_text(store_home.read_text() + public + "\n")
-    for node in fleet.nodes:
-        user = pwd.getpwnam(node.user)
-        target = node.home / ".ssh/edeliver_store"
-        target.write_bytes(key.read_bytes())
-        os.chmod(target, 0o600)
-        os.chown(target, user.pw_uid, user.pw_gid)
 
 
 def test_the_store_host_holds_each_version_with_its_manifest(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 
@@ -52,3 +54,24 @@ def running_versions(fleet: LocalFleet) -> dict[str, str | None]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = pool.map(lambda n: (n.name, running_version(fleet, n)), fleet.nodes)
         return dict(answers)
+
+
+def ask(fleet: LocalFleet, elixir: str) -> dict[str, str]:
+    """Each node's answer to `elixir`, evaluated in its running VM (`bin/hello rpc`)."""
+    answers = {}
+    for node in fleet.nodes:
+        command = f"cd {node.path}/current && bin/hello rpc {quoted(elixir)}"
+        said = ssh(fleet, node, command, timeout=60)
+        assert said.returncode == 0, said.stderr
+        answers[node.name] = said.stdout.strip()
+    return answers
+
+
+def quoted(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The json report an `edeliver ... --json` command printed last."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))

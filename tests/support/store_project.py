@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.local_host import write_key_pair
+from edeliver.adapters.mix_build import local_platform
+from edeliver.cli.composition import release_store
 from edeliver.cli.demo import prepare_project
+from edeliver.core.model import Artifact
 from tests.e2e.conftest import Project
+from tests.support.hello_release import Variant, tarball
 from tests.support.moto import CREDENTIALS, moto_server, s3_client
+from tests.support.nodes import ask, report
+
+STORE_PATH = "/srv/edeliver-store"
 
 
 class StoreProject(Project):
@@ -42,6 +54,24 @@ class StoreProject(Project):
         assert result.returncode == 0, result.stdout + result.stderr
         assert self.running() == dict.fromkeys(self.fleet.names, new)
         assert [p.name for p in self.cached()] == [f"hello-{new}.tar.gz"]
+
+    def upgrade_hot(self, environment: str, old: str, new: str) -> dict[str, Any]:
+        """`edeliver upgrade ENVIRONMENT` from `old` everywhere, then ask the nodes: each BEAM
+        kept its OS pid, release_handler has `new` permanent and `old` old, the code answers
+        `new`. The command's json report."""
+        fleet = self.fleet
+        pids = ask(fleet, "IO.puts(System.pid())")
+        upgraded = report(self.edeliver("upgrade", environment, "--json"))
+        assert upgraded["routes"] == dict.fromkeys(fleet.names, f"hot upgrade from {old}")
+        assert ask(fleet, "IO.puts(System.pid())") == pids  # the same BEAM, never restarted
+        releases = ask(
+            fleet,
+            "IO.inspect(Enum.sort(for {_, v, _, s} <- :release_handler.which_releases(), "
+            "do: {to_string(v), s}))",
+        )
+        assert set(releases.values()) == {f'[{{"{old}", :old}}, {{"{new}", :permanent}}]'}
+        assert set(ask(fleet, "IO.puts(Hello.version())").values()) == {new}
+        return upgraded
 
 
 class S3Project(StoreProject):
@@ -75,3 +105,64 @@ def s3_hello_project(
             yield project
         finally:
             fleet.stop()
+
+
+class StoreHostProject(StoreProject):
+    """The hello project with its store on a store host: one more real sshd node."""
+
+    store_fleet: LocalFleet
+
+    def stored(self) -> set[str]:
+        root = self.store_fleet.nodes[0].root / "hello"
+        return {p.parent.name for p in root.glob("*/manifest.json")}
+
+    def put(self, version: str, variant: Variant = "good") -> None:
+        """A build of examples/hello into the store, as `edeliver build` would put it."""
+        store = release_store(self.directory, load_config(self.directory))
+        built = Artifact("hello", version, "", 0, platform=local_platform())
+        store.put(tarball(version, variant), built)
+
+
+@contextmanager
+def store_host_hello_project(
+    root: Path, nodes: int, environment: str, policy: str, transfer: str
+) -> Iterator[StoreHostProject]:
+    """`nodes` real nodes, a store-host node, and the hello project keeping its releases in
+    user@storehost:STORE_PATH, moved in `transfer` mode (with pull, the nodes get a key the
+    store host authorizes); all stopped after."""
+    fleet = LocalFleet(root / "fleet", nodes)
+    store_fleet = LocalFleet(root / "storehost", 1, deploy_path=STORE_PATH, name_prefix="store")
+    try:
+        fleet.start()
+        store_fleet.start()
+        store = store_fleet.nodes[0]
+        with fleet.known_hosts.open("a") as known:
+            known.write(store.known_hosts_line + "\n")
+        directory = prepare_project(root, fleet, environment, policy)
+        with (directory / ".deliver/edeliver.toml").open("a") as config:
+            config.write(
+                f'\n[store]\nurl = "{store.user}@{store.host}:{STORE_PATH}"\nport = {store.port}\n'
+                f'identity_file = "{store_fleet.client_key}"\n\n[transfer]\nmode = "{transfer}"\n'
+            )
+            if transfer == "pull":
+                _authorize_nodes_on(fleet, store_fleet, root / "node_key")
+                config.write('node_identity_file = "~/.ssh/edeliver_store"\n')
+        project = StoreHostProject(directory, fleet)
+        project.store_fleet = store_fleet
+        yield project
+    finally:
+        fleet.stop()
+        store_fleet.stop()
+
+
+def _authorize_nodes_on(fleet: LocalFleet, store_fleet: LocalFleet, key: Path) -> None:
+    """One key for the nodes, in each node user's ~/.ssh, authorized on the store host."""
+    public = write_key_pair(key, "edeliver nodes -> store host")
+    store_home = store_fleet.nodes[0].home / ".ssh/authorized_keys"
+    store_home.write_text(store_home.read_text() + public + "\n")
+    for node in fleet.nodes:
+        user = pwd.getpwnam(node.user)
+        target = node.home / ".ssh/edeliver_store"
+        target.write_bytes(key.read_bytes())
+        os.chmod(target, 0o600)
+        os.chown(target, user.pw_uid, user.pw_gid)
