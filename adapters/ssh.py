@@ -420,11 +420,11 @@ def _error(
 
 _Say = Callable[[Any, str, NodeConfig], str]
 _Kinds = type[BaseException] | tuple[type[BaseException], ...]
-# First match wins: asyncssh.TimeoutError is a ProcessError and an OSError too.
+# First match wins. Scripts are timed by `run_script` itself (so that it can stop them on the
+# node), never by asyncssh, so asyncssh's TimeoutError does not arise here.
 _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
     (asyncssh.PermissionDenied, NodeUnreachable,
      lambda e, _, n: f"authentication as {n.user or 'the default user'} failed: {e.reason}"),
-    (asyncssh.TimeoutError, StepTimeout, lambda e, doing, _: f"{doing} timed out"),
     (asyncssh.ProcessError, NodeError,
      lambda e, doing, _: f"{doing} failed (exit {e.exit_status}): {e.stderr!s}"),
     (asyncssh.ChannelOpenError, NodeUnreachable,
