@@ -166,10 +166,10 @@ class HotUpgradeNodeShell:
     async def _wait_for_vm(self, layout: Layout) -> hs.Releases:
         """release_handler's view once the VM answers (a failed code_change restarts it)."""
         loop, shells = asyncio.get_running_loop(), self._shells.full
-        deadline = loop.time() + shells.verify_timeout
+        deadline = loop.time() + self.full.timeouts.verify
         while (releases := await self._releases(layout)) is None:
             if loop.time() > deadline:
-                raise NodeError(f"{self.name}: no VM answers after {shells.verify_timeout:g}s")
+                raise NodeError(f"{self.name}: no VM answers after {self.full.timeouts.verify:g}s")
             await asyncio.sleep(shells.poll_interval)
         return releases
 
@@ -190,7 +190,7 @@ class HotUpgradeNodeShell:
     async def _make_permanent(self, layout: Layout, version: str) -> None:
         """Poll until the app runs `version`, then make it permanent; else fail with why."""
         loop, shells = asyncio.get_running_loop(), self._shells.full
-        deadline = loop.time() + shells.verify_timeout
+        deadline = loop.time() + self.full.timeouts.verify
         script = hs.permanent_script(layout, version)
         while True:
             result = await self.full.run_script(script)

@@ -17,6 +17,7 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ from edeliver.core.ports import CommandResult
 __all__ = [
     "AsyncsshNodeShell",
     "AsyncsshNodeShells",
+    "NodeTimeouts",
     "ReleaseCommands",
     "fetch_host_key",
     "pin_host_key",
@@ -61,8 +63,17 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 _GONE_AFTER = 3.0
 
 
+@dataclass(frozen=True)
+class NodeTimeouts:
+    """A node's own limits (its environment's settings): one script, and waiting for a VM."""
+
+    command: float
+    verify: float
+
+
 class AsyncsshNodeShells:
-    """Opens one verified SSH connection per node and wraps it in an AsyncsshNodeShell."""
+    """Opens one verified SSH connection per node and wraps it in an AsyncsshNodeShell;
+    `node_timeouts` overrides `command_timeout` / `verify_timeout` node by node."""
 
     def __init__(
         self,
@@ -80,6 +91,7 @@ class AsyncsshNodeShells:
         poll_interval: float = 0.5,
         progress: Progress | None = None,
         delivery: Delivery | None = None,
+        node_timeouts: Mapping[str, NodeTimeouts] | None = None,
     ) -> None:
         if keep_releases < 1:
             raise ValueError("keep_releases must be at least 1")
@@ -90,6 +102,11 @@ class AsyncsshNodeShells:
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
         self.delivery: Delivery = delivery or FromLocation()
+        self.node_timeouts = dict(node_timeouts or {})
+
+    def timeouts_of(self, node: NodeConfig) -> NodeTimeouts:
+        default = NodeTimeouts(self.command_timeout, self.verify_timeout)
+        return self.node_timeouts.get(node.name, default)
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
@@ -137,6 +154,7 @@ class AsyncsshNodeShell:
     ) -> None:
         self.name, self.node, self._shells, self._conn = node.name, node, shells, conn
         self._channels = asyncio.Semaphore(shells.channels)
+        self.timeouts = shells.timeouts_of(node)
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -260,7 +278,7 @@ class AsyncsshNodeShell:
         """Poll until one VM runs `version` and the health command passes; else fail with logs."""
         loop, shells = asyncio.get_running_loop(), self._shells
         deadline = seen = loop.time()
-        deadline += shells.verify_timeout
+        deadline += self.timeouts.verify
         script = ns.health_script(layout, shells.commands)
         while True:
             # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
@@ -274,7 +292,7 @@ class AsyncsshNodeShell:
             why = (
                 f"current is {health.current or 'missing'}" if health.current != version
                 else "no VM runs" if polled_at - seen > _GONE_AFTER
-                else f"not healthy after {shells.verify_timeout:g}s" if now > deadline
+                else f"not healthy after {self.timeouts.verify:g}s" if now > deadline
                 else None
             )  # fmt: skip
             if why:
@@ -325,7 +343,7 @@ class AsyncsshNodeShell:
         command timeout) is killed on the node with what it started: left running, a stale
         step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
-        timeout = self._shells.command_timeout
+        timeout = self.timeouts.command
         try:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(

@@ -20,7 +20,7 @@ from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
@@ -136,6 +136,19 @@ def _keep_releases(config: Config) -> int:
     return max((env.keep_releases for env in config.environments.values()), default=5)
 
 
+def node_timeouts(config: Config) -> dict[str, NodeTimeouts]:
+    """Each node's script and verify limits from its environment; a node serving several
+    environments gets the longest, like keep_releases (a limit must never cut a valid run)."""
+    limits: dict[str, NodeTimeouts] = {}
+    for env in config.environments.values():
+        for name in env.nodes:
+            known = limits.get(name, NodeTimeouts(0.0, 0.0))
+            limits[name] = NodeTimeouts(
+                max(known.command, env.command_seconds), max(known.verify, env.verify_seconds)
+            )
+    return limits
+
+
 def known_hosts_file(project: Path, config: Config) -> str | None:
     """The configured known_hosts file, relative to the project; None: SSH's own default."""
     if not config.known_hosts:
@@ -188,6 +201,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         commands=release_commands(config),
         keep_releases=_keep_releases(config),
         delivery=delivery(config, store),
+        node_timeouts=node_timeouts(config),
     )
     return Services(
         deployments=open_deployments(project),

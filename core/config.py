@@ -7,6 +7,7 @@ falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,13 @@ S3_CHECKSUMS = ("when_supported", "when_required")
 DEFAULT_STORE = ".deliver/releases"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SSH_URL = re.compile(r"^(?P<user>[^@\s/:]+)@(?P<host>[^:\s/@]+):(?P<path>\S.*)$")
+# A host name, an IPv4 address or a bare IPv6 address (with a zone): nothing a shell, ssh's
+# option parser or `user@host` splitting could read another way.
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"  # a name or IPv4 address
+    r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
+)
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -69,6 +77,22 @@ class EnvironmentConfig:
     policy: Policy = Policy()
     step_timeout: float = 300.0
     keep_releases: int = 5
+    verify_timeout: float | None = None  # None: derived from step_timeout
+    command_timeout: float | None = None  # None: derived from step_timeout
+
+    @property
+    def verify_seconds(self) -> float:
+        """How long a new release may take to boot and pass its health check: by default most
+        of a step, leaving the rest to fetch the logs that say why it did not come up."""
+        return self.verify_timeout or VERIFY_SHARE * self.step_timeout
+
+    @property
+    def command_seconds(self) -> float:
+        """How long one node script may run: by default a step, which bounds it anyway."""
+        return self.command_timeout or self.step_timeout
+
+
+VERIFY_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -197,6 +221,21 @@ class _Table:
         if value is not None and value < low:
             raise self.fail(name, f"expected an integer >= {low}, got {value}")
         return value
+
+    def seconds(self, name: str, at_most: float = math.inf) -> float | None:
+        """A positive, finite number of seconds; TOML's `true`, `nan` and `inf` are refused (a
+        boolean is an int to Python, and NaN compares false with every deadline)."""
+        expected = "a number of seconds > 0"
+        value = self.get(name, object, expected)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"expected {expected}, got {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise self.fail(name, f"expected {expected}, got {value}")
+        if value > at_most:
+            raise self.fail(name, f"expected at most step_timeout ({at_most:g}), got {value:g}")
+        return float(value)
 
     def table(self, name: str) -> _Table:
         self.used.add(name)
@@ -392,7 +431,7 @@ def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
 
 
 def _node(name: str, table: _Table) -> NodeConfig:
-    host = table.require("host", str, "a host name or address")
+    host = _host(table)
     port = table.get("port", int, "a port number 1-65535")
     if port is not None and not 1 <= port <= 65535:
         raise table.fail("port", f"expected a port number 1-65535, got {port}")
@@ -404,12 +443,41 @@ def _node(name: str, table: _Table) -> NodeConfig:
         host=host,
         path=path.rstrip("/") or "/",
         port=22 if port is None else port,
-        user=table.get("user", str, "a user name"),
+        user=_user(table),
         labels=table.strings("labels") or (),
         identity_file=table.get("identity_file", str, "a path to a private key"),
     )
     table.done()
     return node
+
+
+def _host(table: _Table) -> str:
+    """The node's host alone: its user and port have keys of their own, and a host that a shell
+    or ssh could read as something else is refused rather than quoted into a surprise."""
+    host = table.require("host", str, "a host name or address")
+    problem = (
+        "empty; expected a host name or address" if not host.strip()
+        else f"{host!r} has a user in it; give it as user = ..." if "@" in host
+        else f"{host!r} has a port in it; give it as port = ..." if _with_port(host)
+        else f"{host!r} has spaces or shell characters; expected a host name or address"
+        if not _HOST.match(host)
+        else None
+    )  # fmt: skip
+    if problem:
+        raise table.fail("host", problem)
+    return host
+
+
+def _with_port(host: str) -> bool:
+    """`name:22`, `10.0.0.1:22` or `[::1]:22`; a bare IPv6 address has colons of its own."""
+    return bool(re.match(r"^(\[.*\]|[^:]*):\d*$", host))
+
+
+def _user(table: _Table) -> str | None:
+    user = table.get("user", str, "a user name")
+    if user is not None and not _USER.match(user):
+        raise table.fail("user", f"expected a user name (letters, digits, _ . -), got {user!r}")
+    return user
 
 
 def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> EnvironmentConfig:
@@ -421,16 +489,17 @@ def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> E
         max_parallel=max_parallel,
         max_failures=table.int_at_least("max_failures", 0),
     )
-    timeout = table.get("step_timeout", (int, float), "a number of seconds > 0")  # type: ignore[arg-type]
-    if timeout is not None and timeout <= 0:
-        raise table.fail("step_timeout", f"expected a number of seconds > 0, got {timeout}")
+    step_timeout = table.seconds("step_timeout") or EnvironmentConfig.step_timeout
     environment = EnvironmentConfig(
         name=name,
         nodes=members,
         mode=cast(Mode, table.choice("mode", MODES, "release")),
         policy=policy,
-        step_timeout=float(timeout) if timeout is not None else EnvironmentConfig.step_timeout,
+        step_timeout=step_timeout,
         keep_releases=table.int_at_least("keep_releases", 1) or EnvironmentConfig.keep_releases,
+        # A health check longer than its step would never end by its own deadline.
+        verify_timeout=table.seconds("verify_timeout", at_most=step_timeout),
+        command_timeout=table.seconds("command_timeout"),
     )
     table.done()
     return environment

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edeliver.adapters.node_scripts import ReleaseCommands
-from edeliver.cli.composition import release_commands
+from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts
+from edeliver.cli.composition import node_timeouts, release_commands
 from edeliver.core.config import Policy, parse_config
 from edeliver.core.errors import ConfigError, NotFoundError
 
@@ -86,6 +87,36 @@ def test_release_commands_replace_only_the_defaults_they_name() -> None:
 def test_an_unknown_environment_lists_the_defined_ones() -> None:
     with pytest.raises(NotFoundError, match=r"no environment 'qa' \(defined: prod, staging\)"):
         parse_config(VALID, FILE).environment("qa")
+
+
+def test_hosts_may_be_names_and_ipv4_or_ipv6_addresses() -> None:
+    """Host names, IPv4 and bare IPv6 addresses (a zone included) are accepted as written."""
+    for host in ("web-1.example.com", "10.0.0.12", "::1", "fe80::1%eth0", "2001:db8::22"):
+        config = parse_config(_with('host = "10.0.0.12"', f'host = "{host}"'), FILE)
+        assert config.nodes["web2"].host == host
+
+
+def test_verify_and_command_timeouts_derive_from_the_step_timeout() -> None:
+    """Unset, a VM may take most of a step to come up and a script a whole step; set, as given."""
+    derived = parse_config(_with("max_parallel = 1", "max_parallel = 1\nstep_timeout = 50"), FILE)
+    assert derived.environment("prod").verify_seconds == 40.0
+    assert derived.environment("prod").command_seconds == 50.0
+    assert parse_config(VALID, FILE).environment("staging").verify_seconds == 240.0
+    given = "max_parallel = 1\nstep_timeout = 200\nverify_timeout = 120\ncommand_timeout = 900"
+    prod = parse_config(_with("max_parallel = 1", given), FILE).environment("prod")
+    assert (prod.verify_seconds, prod.command_seconds) == (120.0, 900.0)
+
+
+def test_node_shells_get_the_timeouts_of_the_nodes_environment() -> None:
+    """The composition root hands each node its environment's limits; a node in two environments
+    gets the longer of each."""
+    text = _with("max_parallel = 1", "max_parallel = 1\nstep_timeout = 100\ncommand_timeout = 700")
+    text += 'verify_timeout = 200\n[environments.all]\nlabels = ["prod"]\nstep_timeout = 30\n'
+    config = parse_config(text, FILE)
+    shells = AsyncsshNodeShells(node_timeouts=node_timeouts(config))
+    web1, stage1 = config.nodes["web1"], config.nodes["stage1"]
+    assert shells.timeouts_of(web1) == NodeTimeouts(command=700.0, verify=80.0)
+    assert shells.timeouts_of(stage1) == NodeTimeouts(command=300.0, verify=200.0)
 
 
 def _with(replace: str, by: str) -> str:
@@ -191,6 +222,67 @@ BAD_INPUT = [
         "bad step_timeout",
         _with("max_parallel = 1", "max_parallel = 1\nstep_timeout = 0"),
         "environments.prod.step_timeout: expected a number of seconds > 0",
+    ),
+    *[
+        (
+            f"{key} = {value}",
+            _with("max_parallel = 1", f"max_parallel = 1\n{key} = {value}"),
+            f"environments.prod.{key}: expected a number of seconds > 0, got {shown}",
+        )
+        for key in ("step_timeout", "verify_timeout", "command_timeout")
+        for value, shown in (("true", "True"), ("nan", "nan"), ("inf", "inf"), ("-5", "-5"))
+    ],
+    (
+        "verify_timeout beyond its step",
+        _with("max_parallel = 1", "max_parallel = 1\nstep_timeout = 30\nverify_timeout = 31"),
+        "environments.prod.verify_timeout: expected at most step_timeout (30), got 31",
+    ),
+    ("max_failures a boolean", _with("max_failures = 2", "max_failures = true"), "got True"),
+    ("max_parallel a float", _with("max_parallel = 1", "max_parallel = 1.5"), "got 1.5"),
+    (
+        "keep_releases negative",
+        _with("max_parallel = 1", "max_parallel = 1\nkeep_releases = -1"),
+        "environments.prod.keep_releases: expected an integer >= 1, got -1",
+    ),
+    (
+        "keep_releases a boolean",
+        _with("max_parallel = 1", "max_parallel = 1\nkeep_releases = false"),
+        "environments.prod.keep_releases: expected an integer >= 1, got False",
+    ),
+    (
+        "url_expiry a boolean",
+        "[transfer]\nurl_expiry = true",
+        "transfer.url_expiry: expected an integer >= 60, got True",
+    ),
+    ("empty host", _with('host = "10.0.0.12"', 'host = ""'), "nodes.web2.host: empty"),
+    ("blank host", _with('host = "10.0.0.12"', 'host = "  "'), "nodes.web2.host: empty"),
+    (
+        "host with a user",
+        _with('host = "10.0.0.12"', 'host = "deploy@10.0.0.12"'),
+        "nodes.web2.host: 'deploy@10.0.0.12' has a user in it; give it as user = ...",
+    ),
+    (
+        "host with a port",
+        _with('host = "10.0.0.12"', 'host = "10.0.0.12:2222"'),
+        "nodes.web2.host: '10.0.0.12:2222' has a port in it; give it as port = ...",
+    ),
+    (
+        "bracketed IPv6 host with a port",
+        _with('host = "10.0.0.12"', 'host = "[::1]:2222"'),
+        "nodes.web2.host: '[::1]:2222' has a port in it",
+    ),
+    *[
+        (
+            f"host {host!r}",
+            _with('host = "10.0.0.12"', f"host = '{host}'"),
+            f"nodes.web2.host: {host!r} has spaces or shell characters",
+        )
+        for host in ("web 2", "web2;reboot", "$(id)", "-oProxyCommand=x", "web2\\t")
+    ],
+    (
+        "user with shell characters",
+        _with('user = "deploy"', 'user = "deploy;id"'),
+        "nodes.web1.user: expected a user name (letters, digits, _ . -), got 'deploy;id'",
     ),
 ]
 
