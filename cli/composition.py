@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services
 from edeliver.core.task_runs import LoadedTask
 
@@ -171,7 +173,14 @@ def with_tasks(
     known_hosts = known_hosts_file(project, config)
     services.tasks, services.local = tasks, LocalCommandHost(project)
     services.task_env = {"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}
+    services.redact = deployer_secrets().including(services.task_env)
     return services
+
+
+def deployer_secrets() -> Redactor:
+    """What output kept in events or printed must not show: the secrets of this environment,
+    which local tasks inherit and node tasks may be handed."""
+    return Redactor.of_environment(os.environ)
 
 
 class _NoHotUpgrades:
@@ -211,4 +220,5 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         user=who(),
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
+        redact=deployer_secrets(),
     )

@@ -6,6 +6,7 @@ Human output goes through rich (a live row per node on a terminal, plain lines o
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -16,8 +17,10 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from edeliver.cli.composition import deployer_secrets
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
+from edeliver.core.redaction import Redactor
 from edeliver.core.service import DeploymentSummary
 from edeliver.core.strategy import batches
 
@@ -34,8 +37,14 @@ _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_
 
 
 def event_record(domain_event: Any) -> dict[str, Any]:
-    """One stored event as a flat, JSON-ready dict."""
-    fields = {k: v for k, v in vars(domain_event).items() if k not in _BASE_FIELDS}
+    """One stored event as a flat, JSON-ready dict; its texts shown without any secret of this
+    environment (events stored before output was redacted may still hold some)."""
+    hide = _printing_redactor()
+    fields = {
+        k: hide(v) if isinstance(v, str) else v
+        for k, v in vars(domain_event).items()
+        if k not in _BASE_FIELDS
+    }
     timestamp = domain_event.timestamp
     return {
         "at": timestamp.isoformat() if isinstance(timestamp, datetime) else str(timestamp),
@@ -46,12 +55,21 @@ def event_record(domain_event: Any) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _printing_redactor() -> Redactor:
+    return deployer_secrets()
+
+
 def event_line(record: dict[str, Any]) -> str:
     """One event as a log line for people."""
     details = {k: v for k, v in record.items() if k not in ("at", "deployment", "seq", "event")}
     if record["event"] == "NodeTransitioned":
         text = f"{details['node']}: {details['src']} -{details['trigger']}-> {details['dest']}"
         text += f"  ({details['detail']})" if details.get("detail") else ""
+    elif record["event"] == "TaskStarted":
+        where = details["node"] or "local"
+        text = f"{where}: task {details['task']} at {details['stage']}: started"
+        text += f" (limit {details['timeout']:g}s)" if details.get("timeout") else ""
     elif record["event"] == "TaskRan":
         text = f"{details['node'] or 'local'}: task {details['task']} at {details['stage']}: "
         text += details["outcome"]

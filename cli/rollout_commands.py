@@ -15,7 +15,14 @@ from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import builder, project_tasks, release_store, who, with_tasks
+from edeliver.cli.composition import (
+    builder,
+    deployer_secrets,
+    project_tasks,
+    release_store,
+    who,
+    with_tasks,
+)
 from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -222,7 +229,7 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
 
     async def at_stage(stage: str, build_host: CommandHost) -> None:
-        await run_build_stage(tasks, stage, app, build_host, here, env or {})
+        await run_build_stage(tasks, stage, app, build_host, here, env or {}, deployer_secrets())
 
     store = release_store(project, config)
     built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()

@@ -195,6 +195,11 @@ class Deployment(Aggregate):
         """Record how a task (or its cleanup) ended, with the tail of its output."""
         self._task_ran(node, stage, task, outcome, critical, output[-OUTPUT_LIMIT:])
 
+    def task_started(self, node: str, stage: str, task: str, timeout: float | None) -> None:
+        """Record that a task starts (its node, or "" for this machine): `edeliver log` shows
+        it running, and the write shows its deployer alive however long the task takes."""
+        self._task_started(node, stage, task, timeout)
+
     def finish(self, at: str) -> None:
         self._finished(self._outcome(), at)
 
@@ -253,6 +258,11 @@ class Deployment(Aggregate):
         self.task_outcomes[(node, stage, task)] = outcome
         if stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical:
             self.tasks_failed_after = True
+
+    @event("TaskStarted")
+    def _task_started(self, node: str, stage: str, task: str, timeout: float | None) -> None:
+        """Nothing to assign: how the task ended is its TaskRan; a start alone is a run cut
+        short, which runs again on resume."""
 
     @event("Finished")
     def _finished(self, outcome: str, at: str, reason: str = "") -> None:

@@ -24,6 +24,7 @@ from edeliver.core.errors import EdeliverError
 from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
+from edeliver.core.redaction import Redactor
 from edeliver.core.task_runs import LoadedTask, TaskRunner
 
 SaveEvents = Callable[[Sequence[Any]], object]
@@ -84,6 +85,7 @@ class Orchestrator:
     tasks: Sequence[LoadedTask] = ()
     local: CommandHost | None = None  # runs `where = "local"` tasks
     task_env: Mapping[str, str] = field(default_factory=dict)
+    redact: Redactor = field(default_factory=Redactor)  # on output kept in failure reasons
     runner: TaskRunner = field(init=False)
     _open: dict[str, NodeShell] = field(default_factory=dict)
     _busy: set[str] = field(default_factory=set)
@@ -93,7 +95,7 @@ class Orchestrator:
     def __post_init__(self) -> None:
         self.runner = TaskRunner(
             self.tasks, self.deployment, self.nodes, self.artifact, self.local,
-            self.journal.commit, self.task_env,
+            self.journal.commit, self.task_env, self.redact, self.step_timeout,
         )  # fmt: skip
 
     async def run(self) -> None:
@@ -142,7 +144,7 @@ class Orchestrator:
             if error is None:
                 d.step_ended(node, note)
             else:
-                d.fail(node, step, error)
+                d.fail(node, step, self.redact(error))
 
     async def _run_step(self, node: str, step: str) -> tuple[str | None, str]:
         """Run one step; return why it failed (or None), and the note it gave for the record."""
@@ -184,7 +186,7 @@ class Orchestrator:
                     )
             except Exception as error:
                 detail = "timed out" if isinstance(error, TimeoutError) else str(error)
-                d.transition(node, "rollback_failed", detail)
+                d.transition(node, "rollback_failed", self.redact(detail))
             else:
                 d.transition(node, "rolled_back", f"back on {previous}" if previous else "emptied")
         await self.journal.commit()

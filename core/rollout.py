@@ -27,6 +27,7 @@ from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
+from edeliver.core.redaction import Redactor
 from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
 from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask
@@ -51,6 +52,8 @@ class Services:
     tasks: Sequence[LoadedTask] = ()
     local: CommandHost | None = None
     task_env: Mapping[str, str] = field(default_factory=dict)
+    # Hides the deployer's secrets in output kept in events (the composition root fills it in).
+    redact: Redactor = field(default_factory=Redactor)
     # Deployments in mode "upgrade" (hot code upgrades) go through these; None: `shells`.
     upgrade_shells: NodeShells | None = None
 
@@ -173,6 +176,7 @@ def _orchestrator(
     return Orchestrator(
         deployment, artifact, nodes, shells, journal, env.step_timeout,
         tasks=services.tasks, local=services.local, task_env=services.task_env,
+        redact=services.redact,
     )  # fmt: skip
 
 

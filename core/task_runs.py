@@ -5,9 +5,14 @@ Every run is recorded as a `TaskRan` event with the tail of its output, so a fai
 the task said, and `resume` never runs again a task that already ended on a node (a task whose
 run was cut short by the interruption runs again: tasks, like steps, should be idempotent).
 
-A Python task's `run(ctx)` is the user's synchronous code: it runs in a worker thread, and
-`ctx.run(...)` hands each command back to the event loop, which runs it over the node's one
-connection (or on this machine for `where = "local"`).
+Every run is also recorded when it starts (`TaskStarted`), and runs under a time limit (the
+environment's step_timeout): past it the run is cut short (its command killed with its process
+tree, here or on the node) and ends `failed`, failing its node if critical.
+
+A Python task's `run(ctx)` is the user's synchronous code: it runs in a thread of `TaskThreads`
+(the tasks' own, apart from the journal's writer and the stores' threads), and `ctx.run(...)`
+hands each command back to the event loop, which runs it over the node's one connection (or on
+this machine for `where = "local"`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_
 from edeliver.core.errors import EdeliverError, NodeError, RefusedError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
+from edeliver.core.redaction import Redactor
+from edeliver.core.task_threads import TaskThreads
 from edeliver.core.tasks import (
     AFTER_ROLLOUT,
     BEFORE_ROLLOUT,
@@ -121,12 +128,17 @@ class TaskRunner:
     local: CommandHost | None
     record: Callable[[], Awaitable[None]]  # stores the recorded events
     env: Mapping[str, str] = field(default_factory=dict)  # given to every task
+    redact: Redactor = field(default_factory=Redactor)  # the deployer's secrets, for output
+    timeout: float | None = None  # of each run: the environment's step_timeout
     _once: dict[str, asyncio.Lock] = field(default_factory=dict)
     _assigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads: TaskThreads = field(init=False)
 
     def __post_init__(self) -> None:
         by_name = {t.name: t for t in self.tasks}
         self.tasks = [by_name[spec.name] for spec in ordered(t.spec for t in self.tasks)]
+        d = self.deployment
+        self.threads = TaskThreads(d.policy.max_parallel or len(d.order))
 
     @property
     def selection(self) -> Selection:
@@ -187,7 +199,9 @@ class TaskRunner:
         if task is None or task.cleanup is None:
             return
         context = self._context(task, task.spec.stage, node, self._host(task, shell))
-        ok, said = await _call(task.cleanup, context)
+        cleanup = task.cleanup
+        ok, said = await self._limited(lambda: _call(cleanup, context, self.threads), context)
+        said = self._kept(said, context)
         self.deployment.task_ran(
             node, task.spec.stage, name, CLEANED if ok else CLEANUP_FAILED,
             critical=False, output=said,
@@ -249,7 +263,10 @@ class TaskRunner:
         if self.deployment.task_outcome(key, stage, task.name) in (TASK_OK, TASK_FAILED):
             return
         context = self._context(task, stage, node, self._host(task, shell))
-        ok, said = await self._execute(task, context, shell)
+        self.deployment.task_started(key, stage, task.name, self.timeout)
+        await self.record()
+        ok, said = await self._limited(lambda: self._execute(task, context, shell), context)
+        said = self._kept(said, context)
         self.deployment.task_ran(
             key, stage, task.name, TASK_OK if ok else TASK_FAILED,
             critical=task.spec.critical, output=said,
@@ -260,11 +277,28 @@ class TaskRunner:
         if ok and node is not None:
             self._assigns[node] = context.assigns
 
+    async def _limited(
+        self, execute: Callable[[], Awaitable[tuple[bool, str]]], context: TaskContext
+    ) -> tuple[bool, str]:
+        """Run under the time limit; past it the run is cut short and ends failed, with what it
+        said until then. (A step's own timeout ending first cancels it like Ctrl-C does.)"""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await execute()
+        except TimeoutError:
+            stopped = f"timed out after {self.timeout:g}s and was stopped"
+            return False, "\n".join([*context._said, stopped])
+
+    def _kept(self, said: str, context: TaskContext) -> str:
+        """What is kept of a run's output (in its event, in a failure's reason): no value of a
+        secret of the deployer's environment or of the task's own."""
+        return self.redact.including(context.env)(said)
+
     async def _execute(
         self, task: LoadedTask, context: TaskContext, shell: NodeShell | None
     ) -> tuple[bool, str]:
         if task.run is not None:
-            return await _call(task.run, context)
+            return await _call(task.run, context, self.threads)
         if task.script is not None:
             return _ended(await context._host.run_command(task.script, context.env))
         if task.elixir is not None and shell is not None:
@@ -320,9 +354,12 @@ async def run_build_stage(
     build_host: CommandHost,
     local: CommandHost,
     env: Mapping[str, str],
+    redact: Redactor | None = None,
 ) -> None:
     """Run a build stage's tasks in order on the build host (`local` ones here); optional tasks
-    are skipped (builds take no tag selection). TaskFailed when a critical one fails."""
+    are skipped (builds take no tag selection). TaskFailed when a critical one fails, with its
+    output's tail, `redact`ed of secrets."""
+    hide = (redact or Redactor()).including(env)
     for spec in ordered(t.spec for t in tasks):
         task = next(t for t in tasks if t.name == spec.name)
         if spec.stage != stage or spec.optional:
@@ -334,17 +371,17 @@ async def run_build_stage(
             _host=host, _loop=asyncio.get_running_loop(),
         )  # fmt: skip
         if task.run is not None:
-            ok, said = await _call(task.run, context)
+            ok, said = await _call(task.run, context, TaskThreads(1))
         else:
             ok, said = _ended(await host.run_command(task.script or "", context.env))
         if not ok and spec.critical:
-            raise TaskFailed(f"task {spec.name} failed at {stage}: {_last_lines(said)}")
+            raise TaskFailed(f"task {spec.name} failed at {stage}: {_last_lines(hide(said))}")
 
 
-async def _call(body: TaskBody, context: TaskContext) -> tuple[bool, str]:
-    """Run a Python task body in a worker thread: (ok, what its commands said and any error)."""
+async def _call(body: TaskBody, context: TaskContext, threads: TaskThreads) -> tuple[bool, str]:
+    """Run a Python task body in a task thread: (ok, what its commands said and any error)."""
     try:
-        await asyncio.to_thread(body, context)
+        await threads.run(lambda: body(context))
     except asyncio.CancelledError:
         context.stop()
         raise

@@ -23,6 +23,7 @@ from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
+from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
 from edeliver.core.task_runs import LoadedTask
@@ -79,6 +80,7 @@ class Simulation:
     recorder: ApplicationRecorder | None = None
     tasks: list[LoadedTask] = field(default_factory=list)
     local: CommandHost | None = None
+    redact: Redactor = field(default_factory=Redactor)
 
     @classmethod
     def create(
@@ -112,7 +114,7 @@ class Simulation:
             save = CrashingSave(save_and_trace, crash_after)
         return Services(
             deployments, shells, self.store, self.clock, "tester@ci", save=save,
-            tasks=self.tasks, local=self.local,
+            tasks=self.tasks, local=self.local, redact=self.redact,
         )  # fmt: skip
 
     def deploy(
