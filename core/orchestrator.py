@@ -159,7 +159,7 @@ class Orchestrator:
                 if stages:
                     await self.runner.at_node_stage(stages[1], node, shell)
         except TimeoutError:
-            return f"timed out after {self.step_timeout:g}s", ""
+            return f"timed out after {self.step_timeout:g}s{self.runner.cut_short(node)}", ""
         except EdeliverError as error:
             return str(error), ""
         except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
