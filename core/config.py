@@ -222,6 +222,12 @@ class _Table:
             raise self.fail(name, f"expected an integer >= {low}, got {value}")
         return value
 
+    def port(self, name: str) -> int | None:
+        value = self.get(name, int, "a port number 1-65535")
+        if value is not None and not 1 <= value <= 65535:
+            raise self.fail(name, f"expected a port number 1-65535, got {value}")
+        return value
+
     def seconds(self, name: str, at_most: float = math.inf) -> float | None:
         """A positive, finite number of seconds; TOML's `true`, `nan` and `inf` are refused (a
         boolean is an int to Python, and NaN compares false with every deadline)."""
@@ -291,9 +297,9 @@ def _store(table: _Table) -> StoreConfig:
     endpoint = table.get("endpoint_url", str, "an http(s) URL without credentials")
     if endpoint is not None and (not re.match(r"^https?://[^@/\s]+(/\S*)?$", endpoint)):
         raise table.fail("endpoint_url", "expected an http(s) URL without credentials")
-    port = table.get("port", int, "a port number 1-65535")
-    if port is not None and not 1 <= port <= 65535:
-        raise table.fail("port", f"expected a port number 1-65535, got {port}")
+    port = table.port("port")
+    if kind == "ssh":
+        _check_ssh_host(table, "url", url)
     store = StoreConfig(
         url,
         kind,
@@ -382,12 +388,14 @@ def _build(table: _Table) -> BuildConfig:
     host = table.get("host", str, "user@host:/path of the build directories")
     if host is not None and not _SSH_URL.match(host):
         raise table.fail("host", f"expected user@host:/path, got {host!r}")
+    if host is not None:
+        _check_ssh_host(table, "host", host)
     if strategy == "remote" and host is None:
         raise table.fail("host", "missing; remote builds need user@host:/path")
     image = table.get("image", str, "a container image name")
     if strategy == "docker" and image is None:
         raise table.fail("image", "missing; docker builds need an image with elixir")
-    port = table.int_at_least("port", 1)
+    port = table.port("port")
     build = BuildConfig(
         strategy=strategy,
         revision=table.get("revision", str, "a git revision") or "HEAD",
@@ -432,9 +440,7 @@ def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
 
 def _node(name: str, table: _Table) -> NodeConfig:
     host = _host(table)
-    port = table.get("port", int, "a port number 1-65535")
-    if port is not None and not 1 <= port <= 65535:
-        raise table.fail("port", f"expected a port number 1-65535, got {port}")
+    port = table.port("port")
     path = table.require("path", str, "an absolute deploy path")
     if not path.startswith("/"):
         raise table.fail("path", f"expected an absolute deploy path, got {path!r}")
@@ -466,6 +472,13 @@ def _host(table: _Table) -> str:
     if problem:
         raise table.fail("host", problem)
     return host
+
+
+def _check_ssh_host(table: _Table, key: str, url: str) -> None:
+    """The host of a user@host:/path setting is held to the rule of nodes' hosts."""
+    _, host, _ = ssh_store_address(url)
+    if not _HOST.match(host):
+        raise table.fail(key, f"host {host!r} has spaces or shell characters, in {url!r}")
 
 
 def _with_port(host: str) -> bool:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
@@ -27,6 +27,7 @@ from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
 from edeliver.core.task_runs import LoadedTask, TaskRunner
 
+T = TypeVar("T")
 SaveEvents = Callable[[Sequence[Any]], object]
 Listener = Callable[[Deployment, Sequence[Any]], None]
 
@@ -147,24 +148,27 @@ class Orchestrator:
                 d.fail(node, step, self.redact(error))
 
     async def _run_step(self, node: str, step: str) -> tuple[str | None, str]:
-        """Run one step; return why it failed (or None), and the note it gave for the record."""
+        """Run one step with the tasks of the stages around it; return why it failed (or None),
+        and the note it gave for the record. The step and each task run have a step_timeout of
+        their own (the runner keeps the tasks'), so a task cut short fails only if critical."""
         note: object = None
         try:
-            async with asyncio.timeout(self.step_timeout):
-                shell = await self.shell(node)
-                stages = self.runner.stages_of_step(step)
-                if stages:
-                    await self.runner.at_node_stage(stages[0], node, shell)
-                note = await getattr(shell, step)(self.artifact)
-                if stages:
-                    await self.runner.at_node_stage(stages[1], node, shell)
+            shell = await self._within_step_timeout(self.shell(node))
+            before, after = self.runner.stages_of_step(step) or ("", "")
+            await self.runner.at_node_stage(before, node, shell)
+            note = await self._within_step_timeout(getattr(shell, step)(self.artifact))
+            await self.runner.at_node_stage(after, node, shell)
         except TimeoutError:
-            return f"timed out after {self.step_timeout:g}s{self.runner.cut_short(node)}", ""
+            return f"timed out after {self.step_timeout:g}s", ""
         except EdeliverError as error:
             return str(error), ""
         except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
             return f"{type(error).__name__}: {error}", ""
         return None, note if isinstance(note, str) else ""
+
+    async def _within_step_timeout(self, work: Awaitable[T]) -> T:
+        async with asyncio.timeout(self.step_timeout):
+            return await work
 
     async def _settle(self) -> None:
         """Carry out due fallback actions, store every new event, then start due rollbacks."""

@@ -132,7 +132,6 @@ class TaskRunner:
     timeout: float | None = None  # of each run: the environment's step_timeout
     _once: dict[str, asyncio.Lock] = field(default_factory=dict)
     _assigns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _running: dict[str, str] = field(default_factory=dict)  # node -> the task run it is in
     threads: TaskThreads = field(init=False)
 
     def __post_init__(self) -> None:
@@ -266,9 +265,7 @@ class TaskRunner:
         context = self._context(task, stage, node, self._host(task, shell))
         self.deployment.task_started(key, stage, task.name, self.timeout)
         await self.record()
-        self._running[key] = f"task {task.name} at {stage}"
         ok, said = await self._limited(lambda: self._execute(task, context, shell), context)
-        del self._running[key]  # left there when cut short: see `cut_short`
         said = self._kept(said, context)
         self.deployment.task_ran(
             key, stage, task.name, TASK_OK if ok else TASK_FAILED,
@@ -280,17 +277,11 @@ class TaskRunner:
         if ok and node is not None:
             self._assigns[node] = context.assigns
 
-    def cut_short(self, node: str) -> str:
-        """The task run a step's timeout cut short on the node (its start is recorded, its end
-        never will be), as words for the failure's reason; "" if none."""
-        running = self._running.pop(node, "")
-        return f"; {running} was running and was stopped" if running else ""
-
     async def _limited(
         self, execute: Callable[[], Awaitable[tuple[bool, str]]], context: TaskContext
     ) -> tuple[bool, str]:
         """Run under the time limit; past it the run is cut short and ends failed, with what it
-        said until then. (A step's own timeout ending first cancels it like Ctrl-C does.)"""
+        said until then. (A rollback's timeout ending first cancels it like Ctrl-C does.)"""
         try:
             async with asyncio.timeout(self.timeout):
                 return await execute()

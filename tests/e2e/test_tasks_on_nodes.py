@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import local_platform
 from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
+from tests.support.faults_tasks import write_tasks
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions, ssh
 
@@ -46,11 +46,7 @@ class Project:
         )  # fmt: skip
 
     def tasks(self, files: dict[str, str]) -> None:
-        root = self.directory / ".deliver/tasks"
-        shutil.rmtree(root, ignore_errors=True)
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
+        write_tasks(self.directory, files)
 
     def on_node(self, name: str, command: str) -> str:
         done = ssh(self.fleet, self.fleet.node(name), command)

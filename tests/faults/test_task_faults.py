@@ -89,10 +89,12 @@ def test_a_hung_python_task_on_one_node_fails_that_node_only(project: FaultProje
     events = project.assert_ended_and_readable("isolated", "failed")
     failed = [e for e in events if e["event"] == "NodeTransitioned" and e["trigger"] == "fail"]
     assert [e["node"] for e in failed] == [first]
-    assert "task hang at pre_start_deployed_release was running" in failed[0]["detail"]
-    assert "timed out after 30s" in failed[0]["detail"]
+    assert "task hang failed at pre_start_deployed_release" in failed[0]["detail"]
+    assert "timed out after 30s and was stopped" in failed[0]["detail"]
     started = {e["node"] for e in events if e["event"] == "TaskStarted"}
+    ran = {e["node"]: e["outcome"] for e in events if e["event"] == "TaskRan"}
     assert started == set(project.fleet.names)
+    assert ran == {first: "failed", **{n: "ok" for n in others}}
 
 
 def test_a_task_printing_the_deployers_secrets_leaves_none_in_the_log_or_the_database(

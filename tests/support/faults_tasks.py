@@ -55,12 +55,7 @@ class FaultProject:
         return Ran(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
 
     def tasks(self, files: dict[str, str]) -> None:
-        """Make `files` the project's whole `.deliver/tasks/`."""
-        root = self.directory / ".deliver/tasks"
-        shutil.rmtree(root, ignore_errors=True)
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
+        write_tasks(self.directory, files)
 
     def all_on(self, version: str) -> None:
         """Every node on `version`, running, with no task in the way."""
@@ -101,6 +96,15 @@ _CURRENT = (
     "if [ -x current/bin/hello ] && [ -d current/lib ] && [ -f current/releases/start_erl.data ]; "
     "then echo complete; else echo incomplete; fi"
 )
+
+
+def write_tasks(project: Path, files: dict[str, str]) -> None:
+    """Make `files` (path below it: text) the project's whole `.deliver/tasks/`."""
+    root = project / ".deliver/tasks"
+    shutil.rmtree(root, ignore_errors=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
 
 
 def _without_events_url() -> dict[str, str]:

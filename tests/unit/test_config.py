@@ -280,6 +280,21 @@ BAD_INPUT = [
         for host in ("web 2", "web2;reboot", "$(id)", "-oProxyCommand=x", "web2\\t")
     ],
     (
+        "build port out of range",
+        '[build]\nstrategy = "remote"\nhost = "b@build:/srv"\nport = 70000',
+        "build.port: expected a port number 1-65535, got 70000",
+    ),
+    (
+        "store host with shell characters",
+        '[store]\nurl = "deploy@store;reboot:/srv/releases"',
+        "store.url: host 'store;reboot' has spaces or shell characters",
+    ),
+    (
+        "build host with shell characters",
+        '[build]\nstrategy = "remote"\nhost = "b@$(id):/srv"',
+        "build.host: host '$(id)' has spaces or shell characters",
+    ),
+    (
         "user with shell characters",
         _with('user = "deploy"', 'user = "deploy;id"'),
         "nodes.web1.user: expected a user name (letters, digits, _ . -), got 'deploy;id'",

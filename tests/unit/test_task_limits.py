@@ -17,6 +17,7 @@ from edeliver.core.errors import RefusedError
 from edeliver.core.redaction import MARK, Redactor
 from edeliver.core.task_runs import LoadedTask, TaskContext
 from edeliver.core.tasks import TaskSpec
+from tests.support.faults_tasks import gone
 from tests.support.simulation import Simulation
 
 NODE_STAGE = "pre_start_deployed_release"
@@ -44,15 +45,6 @@ def hang() -> Iterator[threading.Event]:
     release.set()
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_hung_local_task_before_the_rollout_is_cut_short_and_refuses(tmp_path: Path) -> None:
     """pre_erlang_update `sleep` past the step_timeout: killed with its children, the deployment
     refused before any node step, the run recorded as started and as failed."""
@@ -63,7 +55,7 @@ def test_a_hung_local_task_before_the_rollout_is_cut_short_and_refuses(tmp_path:
     with pytest.raises(RefusedError, match="task hang failed at pre_erlang_update"):
         sim.deploy("1.0.0")
     assert time.monotonic() - began < 30  # ended by its limit, not by the sleep
-    assert _gone(int((tmp_path / "child.pid").read_text()))
+    assert gone(int((tmp_path / "child.pid").read_text()))
     assert [e[2] for e in sim.trace if e[0] == "step" and e[2] != "probe"] == []
     [started], [ran] = events(sim, "TaskStarted"), events(sim, "TaskRan")
     assert (started["task"], started["node"], started["timeout"]) == ("hang", "", 0.5)
@@ -119,11 +111,27 @@ def test_a_hung_python_task_on_one_node_does_not_stall_the_others(
     assert deployment.states == {"n0": "rolled_back", "n1": "updated", "n2": "updated"}
     assert ran_on == ["n1", "n2"]
     assert deployment.reasons["n0"] == (
-        "activate: timed out after 0.5s; task check at pre_start_deployed_release was running "
+        "activate: n0: task check failed at pre_start_deployed_release: timed out after 0.5s "
         "and was stopped"
     )
     hung = [t for t in threading.enumerate() if t.name.startswith("edeliver-task-")]
     assert hung and all(t.daemon for t in hung)
+
+
+def test_a_hung_non_critical_task_at_a_node_stage_is_recorded_and_skipped(
+    tmp_path: Path, hang: threading.Event
+) -> None:
+    """The task's limit is its own, not a share of the step's: cut short, it is recorded failed
+    and the node's step goes on to the end, updated."""
+    sim = simulation(tmp_path, 2, step_timeout=0.5)
+    body = LoadedTask(spec("warm", NODE_STAGE, critical=False), run=lambda ctx: hang.wait())
+    sim.tasks = [body]
+    deployment = sim.deploy("1.0.0")
+    assert deployment.outcome == "succeeded"
+    assert set(deployment.states.values()) == {"updated"}
+    runs = events(sim, "TaskRan")
+    assert sorted((r["node"], r["outcome"]) for r in runs) == [("n0", "failed"), ("n1", "failed")]
+    assert all("timed out after 0.5s and was stopped" in r["output"] for r in runs)
 
 
 def test_output_kept_in_events_and_reasons_hides_the_deployers_secrets(tmp_path: Path) -> None:
