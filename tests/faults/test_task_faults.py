@@ -63,6 +63,39 @@ def test_a_hung_local_task_before_the_rollout_is_stopped_at_the_step_timeout(
     [ran] = [e for e in events if e["event"] == "TaskRan"]
     assert (started["task"], started["node"], started["timeout"]) == ("hang", "", 5.0)
     assert ran["outcome"] == "failed"
+    log = project.edeliver("log", started["deployment"])
+    assert "local: task hang at pre_erlang_update: started (limit 5s)" in log.stdout
+
+
+HUNG_ON_NODES = (
+    "#!/bin/sh\n# stage: post_extract_release_archive\n# critical: false\n"
+    'mkdir -p "$DEPLOY_PATH/shared"\n'
+    'sleep 600 & echo $! > "$DEPLOY_PATH/shared/sleeper.pid"\n'
+    "wait\n"
+)
+
+
+def test_a_hung_non_critical_shell_task_on_the_nodes_is_stopped_there_and_skipped(
+    project: FaultProject,
+) -> None:
+    """`sleep 600` on every node, not critical: each run is stopped at step_timeout = 30 s with
+    what it started on the node, recorded failed, and every node goes on to the new release."""
+    project.all_on(GOOD)
+    project.tasks({"warm.sh": HUNG_ON_NODES})
+    done = project.edeliver("deploy", "isolated", "--version", NEXT, "--json", limit=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    project.assert_nodes_on({n: NEXT for n in project.fleet.names})
+    for node in project.fleet.nodes:
+        pid = ssh(project.fleet, node, f"cat {node.path}/shared/sleeper.pid").stdout.strip()
+        assert pid.isdigit()
+        still = ssh(project.fleet, node, f"test -e /proc/{pid} && cat /proc/{pid}/cmdline")
+        assert "sleep" not in still.stdout, (node.name, still.stdout)
+    events = project.assert_ended_and_readable("isolated", "succeeded")
+    ran = {e["node"]: e for e in events if e["event"] == "TaskRan"}
+    assert set(ran) == set(project.fleet.names)
+    for run in ran.values():
+        assert run["outcome"] == "failed" and not run["critical"]
+        assert "timed out after 30s and was stopped" in run["output"]
 
 
 HUNG_PYTHON = (

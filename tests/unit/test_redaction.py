@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
 import pytest
 
+from edeliver.cli import render
 from edeliver.core.redaction import MARK, Redactor, is_secret_name, secret_values
 
 DEPLOYER = {
@@ -102,3 +106,28 @@ def test_a_tasks_own_variables_add_to_the_deployers() -> None:
     """`including` adds the secrets of a task's environment and keeps the deployer's."""
     hide = Redactor(["deployer-secret"]).including({"API_TOKEN": "task-token-1"})
     assert hide("deployer-secret task-token-1") == f"{MARK} {MARK}"
+
+
+def test_log_lines_hide_secrets_of_the_current_environment_in_old_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An event stored before output was redacted is printed without this environment's secrets."""
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_old-event-token")
+    render._printing_redactor.cache_clear()
+    old = SimpleNamespace(
+        originator_id="0f1e2d3c-0000-0000-0000-000000000000",
+        originator_version=7,
+        timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        node="web1",
+        stage="post_erlang_update",
+        task="notify",
+        outcome="failed",
+        critical=True,
+        output="posting with ghp_old-event-token to https://bot:hunter22@chat.example/hook",
+    )
+    try:
+        record = render.event_record(old)
+    finally:
+        render._printing_redactor.cache_clear()
+    assert record["output"] == f"posting with {MARK} to https://bot:{MARK}@chat.example/hook"
+    assert "ghp_old-event-token" not in render.event_line({**record, "event": "TaskRan"})
