@@ -19,16 +19,12 @@ from collections.abc import Iterator
 import pytest
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
 from tests.e2e.conftest import Project
 from tests.e2e.test_hot_upgrade_rollout import put_shared, report, rpc, wait_until_down
-from tests.support.hello_release import tarball
+from tests.support.faults_hot import V1, V2, hot_project, store_release
 from tests.support.nodes import ssh
 
-V1, V2, NEWEST = "0.1.0", "0.2.0", "0.3.0"
+NEWEST = "0.3.0"
 POLICY = (
     'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\n'
     "max_parallel = 1\nstep_timeout = 120"
@@ -40,23 +36,12 @@ RELEASES = 'for {_, v, _, s} <- :release_handler.which_releases(), do: IO.puts("
 @pytest.fixture(scope="module")
 def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """3 real nodes on hello v1 (deployed), the package v1 -> v2 and a newer v3 in the store."""
-    root = tmp_path_factory.mktemp("hot-resume")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
-        directory = prepare_project(root, fleet, "hot", POLICY)
-        store = LocalDirectoryStore(directory / ".deliver/releases")
-        for version, variant in ((V1, "good"), (V2, "v2")):
-            built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, variant), built)
-        project = Project(directory, fleet)
+    with hot_project(tmp_path_factory.mktemp("hot-resume"), 3, POLICY) as project:
         first = project.edeliver("upgrade", "hot", "--version", V1, "--json")
         assert first.returncode == 0, first.stdout + first.stderr
         package = project.edeliver("build", "upgrade", "--to", V2, "-e", "hot", "--json")
         assert package.returncode == 0, package.stdout + package.stderr
         yield project
-    finally:
-        fleet.stop()
 
 
 def test_a_killed_hot_rollout_resumed_with_a_failing_node_rolls_each_node_back_its_own_way(
@@ -96,9 +81,7 @@ def test_prune_after_a_hot_upgrade_keeps_what_release_handler_says_runs_and_its_
     """The VMs' command lines still name v1; release_handler says v2 runs and v1 is old."""
     upgraded = hot.edeliver("upgrade", "hot", "--version", V2, "--json")
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    store = LocalDirectoryStore(hot.directory / ".deliver/releases")
-    newest = Artifact("hello", NEWEST, "", 0, platform=local_platform())
-    store.put(tarball(NEWEST, "broken"), newest)  # built, never deployed: the newest
+    store_release(hot.directory, NEWEST, "broken")  # built, never deployed: the newest
 
     pruned = hot.edeliver("releases", "prune", "--keep", "1", "--json")
 
