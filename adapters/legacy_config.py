@@ -56,10 +56,10 @@ error() { echo "$*" >&2; exit 1; }
 __remote() {
   local pids=() failed=0 port login identity path
   while IFS=$'\x1f' read -r port login identity path; do
-    [ -n "$port" ] || continue
+    [ -n "$login" ] || continue
     ssh -n -o BatchMode=yes -o StrictHostKeyChecking=yes -o LogLevel=ERROR \
       ${EDELIVER_KNOWN_HOSTS:+-o "UserKnownHostsFile=$EDELIVER_KNOWN_HOSTS"} \
-      ${identity:+-o IdentitiesOnly=yes -i "$identity"} -p "$port" "$login" "$1" &
+      ${identity:+-o IdentitiesOnly=yes -i "$identity"} ${port:+-p "$port"} "$login" "$1" &
     pids+=($!)
   done <<< "$EDELIVER_SSH_TARGETS"
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -21,6 +21,7 @@ from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.ssh_config import config_files, resolved_addresses
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
@@ -74,7 +75,9 @@ def release_store(project: Path, config: Config) -> Store:
     if settings.kind == "ssh":
         user, host, path = ssh_store_address(settings.url)
         address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
-        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+        shells = AsyncsshNodeShells(
+            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
+        )
         identity = config.transfer.node_identity_file
         return SshReleaseStore(address, cache, shells, node_identity_file=identity)
     root = Path(settings.url)
@@ -102,7 +105,9 @@ def builder(
     if build.strategy == "remote":
         user, host, path = ssh_store_address(build.host or "")
         address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
-        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+        shells = AsyncsshNodeShells(
+            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
+        )
         direct = store if isinstance(store, S3ReleaseStore) else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
@@ -142,6 +147,16 @@ def known_hosts_file(project: Path, config: Config) -> str | None:
         return None
     path = Path(config.known_hosts).expanduser()
     return str(path if path.is_absolute() else project / path)
+
+
+def ssh_config_files(project: Path, config: Config) -> list[str]:
+    """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
+    return config_files(config.ssh_config, project)
+
+
+def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
+    """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
+    return resolved_addresses(nodes, ssh_config_files(project, config))
 
 
 def project_tasks(project: Path) -> list[LoadedTask]:
@@ -185,6 +200,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
     store = release_store(project, config)
     shells = AsyncsshNodeShells(
         known_hosts=known_hosts,
+        ssh_config=ssh_config_files(project, config),
         commands=release_commands(config),
         keep_releases=_keep_releases(config),
         delivery=delivery(config, store),

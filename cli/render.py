@@ -7,7 +7,7 @@ Human output goes through rich (a live row per node on a terminal, plain lines o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -125,14 +125,20 @@ def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
     return table
 
 
-def plan_lines(config: Config, environment: EnvironmentConfig, steps: Sequence[str]) -> list[str]:
-    """The dry run of a deployment, as plain lines."""
+def plan_lines(
+    config: Config,
+    environment: EnvironmentConfig,
+    steps: Sequence[str],
+    addresses: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
+    shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
     policy = environment.policy
     lines = [
         f"{environment.name}: {environment.mode} mode, {policy.strategy} + {policy.fallback}, "
         f"max_parallel={policy.max_parallel or 'all'}, max_failures={policy.max_failures}",
         "nodes:",
-        *(f"  {n}  {config.nodes[n].address} {config.nodes[n].path}" for n in environment.nodes),
+        *(f"  {n}  {shown[n]} {config.nodes[n].path}" for n in environment.nodes),
         "batches:",
     ]
     for index, batch in enumerate(batches(environment.nodes, policy.max_parallel), start=1):

@@ -15,7 +15,14 @@ from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import builder, project_tasks, release_store, who, with_tasks
+from edeliver.cli.composition import (
+    builder,
+    node_addresses,
+    project_tasks,
+    release_store,
+    who,
+    with_tasks,
+)
 from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -50,6 +57,7 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
     config = runtime.load_config(runtime.project)
     env = config.environment(environment)
     steps = STEPS[env.mode]
+    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
     if as_json:
         cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
         typer.echo(
@@ -60,16 +68,14 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
                     "strategy": env.policy.strategy,
                     "fallback": env.policy.fallback,
                     "max_failures": env.policy.max_failures,
-                    "nodes": {
-                        n: config.nodes[n].address + ":" + config.nodes[n].path for n in env.nodes
-                    },
+                    "nodes": {n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
                     "batches": cut,
                     "steps": steps,
                 }
             )
         )
         return
-    for line in render.plan_lines(config, env, steps):
+    for line in render.plan_lines(config, env, steps, addresses):
         typer.echo(line)
 
 

@@ -369,7 +369,8 @@ def _ssh_target(node: NodeConfig) -> str:
     """One line per node for legacy hooks' `__remote`: port, user@host, identity, deploy path,
     split by the ASCII unit separator (a tab would let `read` merge an empty field)."""
     login = f"{node.user}@{node.host}" if node.user else node.host
-    return "\x1f".join([str(node.port), login, node.identity_file or "", node.path])
+    port = "" if node.port is None else str(node.port)  # unset: ssh's own config decides
+    return "\x1f".join([port, login, node.identity_file or "", node.path])
 
 
 def _deliver_to(path: str, app: str) -> str:
