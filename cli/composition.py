@@ -102,9 +102,8 @@ def builder(
     if build.auto_version:
         facts = version_facts(project, build.revision, SystemClock().now())
         env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
-    if build.strategy == "remote":
-        user, host, path = ssh_store_address(build.host or "")
-        address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
+    address = build_host(config)
+    if address is not None:
         shells = AsyncsshNodeShells(
             known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
         )
@@ -120,6 +119,15 @@ def builder(
             revision=build.revision, env=env, warn=warn, at_stage=at_stage,
         )  # fmt: skip
     return MixLocalBuilder(project, app, env=env, at_stage=at_stage)
+
+
+def build_host(config: Config) -> NodeConfig | None:
+    """The remote build's host as a node to connect to; None for other build strategies."""
+    build = config.build
+    if build.strategy != "remote":
+        return None
+    user, host, path = ssh_store_address(build.host or "")
+    return NodeConfig("build", host, path, build.port, user, (), build.identity_file)
 
 
 def delivery(config: Config, store: Store) -> Delivery:

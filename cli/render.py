@@ -20,6 +20,7 @@ from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.service import DeploymentSummary
 from edeliver.core.strategy import batches
+from edeliver.core.task_runs import status_lines
 
 _STATE_STYLE = {
     "updated": "green",
@@ -154,6 +155,10 @@ class Progress:
         self.live: Live | None = None
 
     def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
+            if type(domain_event).__name__ == "TaskRan":
+                for line in status_lines(domain_event.output):
+                    self.console.print(line, highlight=False, markup=False)
         if self.console.is_terminal:
             self._refresh(deployment)
             return
