@@ -57,7 +57,8 @@ def read_legacy_config(project: Path) -> tuple[dict[str, str], list[str]]:
 
 # What edeliver 1.x gave its hooks besides the variables: `status`, `error`, and `__remote` /
 # `__sync_remote` reaching the hosts of the stage (here: the node, or every node around a whole
-# rollout) with the system's OpenSSH client, host keys checked, in parallel like 1.x.
+# rollout) with the system's OpenSSH client, host keys checked, in parallel like 1.x; it reads
+# the same ssh config as Edeliver (-F), since OpenSSH would take the passwd home's, not $HOME's.
 _HOOK_RUNTIME = r"""#!/bin/bash --noprofile --norc
 status() { echo "-----> $*"; }
 error() { echo "$*" >&2; exit 1; }
@@ -65,7 +66,9 @@ __remote() {
   local pids=() failed=0 port login identity path
   while IFS=$'\x1f' read -r port login identity path; do
     [ -n "$login" ] || continue
+    identity="${identity/#\~\//$HOME/}"  # a toml's ~/key: the deployer's home
     ssh -n -o BatchMode=yes -o StrictHostKeyChecking=yes -o LogLevel=ERROR \
+      ${EDELIVER_SSH_CONFIG:+-F "$EDELIVER_SSH_CONFIG"} \
       ${EDELIVER_KNOWN_HOSTS:+-o "UserKnownHostsFile=$EDELIVER_KNOWN_HOSTS"} \
       ${identity:+-o IdentitiesOnly=yes -i "$identity"} ${port:+-p "$port"} "$login" "$1" &
     pids+=($!)

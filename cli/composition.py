@@ -178,10 +178,18 @@ def with_tasks(
 ) -> Services:
     """Services that run `tasks`: local ones from the project dir, legacy `__remote` checking
     host keys against the same known_hosts file as every other connection."""
-    known_hosts = known_hosts_file(project, config)
     services.tasks, services.local = tasks, LocalCommandHost(project)
-    services.task_env = {"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}
+    services.task_env = ssh_task_env(project, config)
     return services
+
+
+def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
+    """What legacy hooks' OpenSSH needs to check host keys and read the ssh config like us."""
+    known_hosts, files = known_hosts_file(project, config), ssh_config_files(project, config)
+    return {
+        **({"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}),
+        **({"EDELIVER_SSH_CONFIG": files[0]} if files else {}),
+    }
 
 
 class _NoHotUpgrades:

@@ -21,6 +21,7 @@ from edeliver.cli.composition import (
     node_addresses,
     project_tasks,
     release_store,
+    ssh_task_env,
     who,
     with_tasks,
 )
@@ -234,6 +235,7 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         # per-build directory, where the sources are) and `__remote` pointing at it.
         directory = getattr(host, "path", None)
         legacy = legacy_build_env(remote, directory) if remote and directory else {}
+        legacy |= ssh_task_env(project, config) if legacy else {}
         await run_build_stage(tasks, stage, app, host, here, {**(env or {}), **legacy}, _say)
 
     store = release_store(project, config)
