@@ -61,6 +61,7 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
+JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
 # Read locally per write; asyncssh splits it into parallel requests. Small, because every node
 # uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
 _CHUNK = 256 * 1024
@@ -127,7 +128,7 @@ class AsyncsshNodeShells:
         opened: list[asyncssh.SSHClientConnection] = []
         try:
             for hop in route.jumps:
-                named = replace(node, name=f"jump host {hop.name} of {node.name}")
+                named = replace(node, name=f"{JUMP_HOST} {hop.name} of {node.name}")
                 opened.append(await self._connect_hop(named, hop, opened[-1] if opened else None))
         except BaseException:
             _close_all(opened)
@@ -476,6 +477,9 @@ def _error(
     """The one place where asyncssh's and the OS's errors become ours."""
     where = f"{node.name} ({node.address})"
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
+        if hop is not None and node.name.startswith(JUMP_HOST):  # `nodes trust` pins nodes only
+            pin = f"`ssh-keyscan -p {hop.port} {hop.host}` into {known.files[0] if known else ''}"
+            return host_key_error(where, known, offered, pin.strip())
         return host_key_error(where, known, offered)
     if isinstance(error, socket.gaierror) and hop is not None and not hop.from_config:
         return NodeUnreachable(
