@@ -81,7 +81,13 @@ __sync_remote() {
   case "$HOSTS" in *" "*) error "__sync_remote reaches one host, but HOSTS is: $HOSTS" ;; esac
   __remote "$1"
 }
+# 1.x rebound these per phase after loading the config: the stage's values win over its own.
+__edeliver_context=()
+for __name in HOSTS APP_USER DELIVER_TO BUILD_AT BUILD_HOST BUILD_USER; do
+  [ -z "${!__name+set}" ] || __edeliver_context+=("$__name=${!__name}")
+done
 source .deliver/config >/dev/null || exit 97
+for __setting in "${__edeliver_context[@]}"; do declare -g -- "$__setting"; done
 """
 
 
@@ -92,15 +98,15 @@ def migrate_project(project: Path, ssh_config: Sequence[str], source: str) -> Mi
 
 
 def ssh_aliases(variables: Mapping[str, str], ssh_config: Sequence[str]) -> dict[str, Alias]:
-    """The hosts of the config whose ssh config gives a port other than 22 or a key."""
+    """The hosts of the config whose ssh config gives a port other than 22, a key or a user."""
     found: dict[str, Alias] = {}
     shown = ", ".join(ssh_config) or DEFAULT_CONFIG
     for host in _hosts(variables):
         hop = resolve(NodeConfig(host, host, "/"), ssh_config).target
         port = hop.port if hop.port != DEFAULT_PORT else None
         identity = _home_relative(hop.identity_files[0]) if hop.identity_files else None
-        if port is not None or identity is not None:
-            found[host] = Alias(port, identity, shown)
+        if port is not None or identity is not None or hop.user:
+            found[host] = Alias(port, identity, shown, hop.user)
     return found
 
 

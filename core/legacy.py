@@ -32,6 +32,7 @@ class Alias:
     port: int | None = None
     identity_file: str | None = None
     source: str = "~/.ssh/config"
+    user: str | None = None  # the Host's User, for a BUILD_HOST without BUILD_USER
 
 
 @dataclass
@@ -111,8 +112,12 @@ def _build(
         image = variables.get("DOCKER_BUILD_IMAGE") or "elixir:1.13.3"  # 1.x's default
         lines += ['strategy = "docker"', f"image = {_s(image)}"]
     elif host:
-        login = f"{variables['BUILD_USER']}@" if variables.get("BUILD_USER") else ""
-        lines += ['strategy = "remote"', f"host = {_s(f'{login}{host}:{_build_dir(variables)}')}"]
+        user = variables.get("BUILD_USER") or (aliases[host].user if host in aliases else None)
+        if not user:
+            raise ConfigError(
+                source, "BUILD_USER", f"missing, and no User for {host} in the ssh config"
+            )
+        lines += ['strategy = "remote"', f"host = {_s(f'{user}@{host}:{_build_dir(variables)}')}"]
         lines += _alias_keys("build host", host, aliases, notes)
     parts = _auto_version(variables.get("AUTO_VERSION", ""), notes)
     if parts:

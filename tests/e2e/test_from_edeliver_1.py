@@ -5,23 +5,18 @@ again after `migrate-config --write`, with the same hook marks."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from tests.support.legacy_project import LegacyProject, make_legacy_project
+from tests.support.legacy_project import LegacyProject, legacy_project
 
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyProject]:
-    root = tmp_path_factory.mktemp("legacy")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
-        yield make_legacy_project(root, fleet)
-    finally:
-        fleet.stop()
+    with legacy_project(tmp_path_factory.mktemp("legacy")) as project:
+        yield project
 
 
 def marks(legacy: LegacyProject) -> list[list[str]]:
@@ -80,3 +75,40 @@ def test_status_reaches_every_alias_and_shows_its_route(legacy: LegacyProject) -
     rows = json.loads(status.stdout)
     assert [row["reachable"] for row in rows] == [True, True]
     assert all(" via " in row["address"] for row in rows)
+
+
+BUILD_HOST_CONFIG = """
+BUILD_HOST="web1"
+BUILD_AT="/srv/hello/builds"
+AUTO_VERSION=commit-count
+pre_erlang_clean_compile() {
+  status "compiling on $HOSTS"
+  __sync_remote "cd $BUILD_AT && test -f mix.exs && echo compiled-here >> /srv/hello/build-marks"
+}
+"""
+
+
+def test_a_1x_build_host_builds_and_its_hooks_reach_it(legacy: LegacyProject) -> None:
+    """`build release` with BUILD_HOST (an alias behind the bastion) builds there, versioned by
+    AUTO_VERSION; the build hook's `__sync_remote` runs in the build's directory on it and its
+    status line shows."""
+    config = legacy.directory / ".deliver/config"
+    original = config.read_text()
+    config.write_text(original + BUILD_HOST_CONFIG)
+    (legacy.directory / ".deliver/edeliver.toml").unlink(missing_ok=True)  # 1.x config alone
+    for command in (
+        ["init", "-q", "-b", "master"],
+        ["add", "-A"],
+        ["-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-qm", "1.x"],
+    ):
+        subprocess.run(["git", "-C", str(legacy.directory), *command], check=True)
+    try:
+        built = legacy.edeliver("build", "release", timeout=600)
+    finally:
+        config.write_text(original)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "in 2.0: edeliver build" in built.stderr
+    assert "-----> compiling on web1" in built.stderr.splitlines()
+    assert "built hello 0.1.0+1 " in built.stdout
+    marks = legacy.fleet.node("node2").root / "build-marks"
+    assert marks.read_text().split() == ["compiled-here"]

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from tests.support.legacy_project import LegacyProject, make_legacy_project
+from tests.support.legacy_project import LegacyProject, legacy_project
 
 ON_OLD = [("0.1.0", "releases/0.1.0", True)] * 2
 
@@ -19,16 +18,10 @@ ON_OLD = [("0.1.0", "releases/0.1.0", True)] * 2
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyProject]:
     """The 1.x project, both app nodes on 0.1.0."""
-    root = tmp_path_factory.mktemp("legacy-faults")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
-        project = make_legacy_project(root, fleet)
+    with legacy_project(tmp_path_factory.mktemp("legacy-faults")) as project:
         first = project.edeliver("deploy", "production", "--version", "0.1.0")
         assert first.returncode == 0, first.stdout + first.stderr
         yield project
-    finally:
-        fleet.stop()
 
 
 def refused_unchanged(legacy: LegacyProject, naming: str) -> None:

@@ -27,13 +27,8 @@ def host_block(alias: str, node: FleetNode, key: Path, known_hosts: Path, jump: 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     """node1 and node2 are bastions, node3 the app node behind them."""
-    root = tmp_path_factory.mktemp("sshconfig")
-    nodes = LocalFleet(root / "fleet", 3)
-    nodes.start()
-    try:
+    with LocalFleet(tmp_path_factory.mktemp("sshconfig") / "fleet", 3) as nodes:
         yield nodes
-    finally:
-        nodes.stop()
 
 
 def ssh_config(fleet: LocalFleet, path: Path, known_hosts: Path | None = None) -> Path:
@@ -52,6 +47,17 @@ def ssh_config(fleet: LocalFleet, path: Path, known_hosts: Path | None = None) -
     return path
 
 
+@pytest.fixture
+def config(fleet: LocalFleet, tmp_path: Path) -> Path:
+    """An ssh config with every node under its aliases, all keys trusted."""
+    return ssh_config(fleet, tmp_path / "config")
+
+
+@pytest.fixture
+def shells(config: Path) -> AsyncsshNodeShells:
+    return AsyncsshNodeShells(ssh_config=[str(config)])
+
+
 async def whoami(shells: AsyncsshNodeShells, node: NodeConfig) -> str:
     conn = await shells.connect(node)
     try:
@@ -62,29 +68,25 @@ async def whoami(shells: AsyncsshNodeShells, node: NodeConfig) -> str:
 
 
 async def test_an_alias_takes_its_port_user_and_key_from_the_ssh_config(
-    fleet: LocalFleet, tmp_path: Path
+    fleet: LocalFleet, shells: AsyncsshNodeShells
 ) -> None:
     """A node whose host is an alias connects on the alias's Port, as its User, with its key."""
-    config = ssh_config(fleet, tmp_path / "config")
-    shells = AsyncsshNodeShells(ssh_config=[str(config)])
     node = NodeConfig("app", "app-direct", "/srv/hello")
     assert await whoami(shells, node) == fleet.nodes[2].user
 
 
-async def test_the_tomls_port_wins_over_the_ssh_config(fleet: LocalFleet, tmp_path: Path) -> None:
+async def test_the_tomls_port_wins_over_the_ssh_config(
+    fleet: LocalFleet, shells: AsyncsshNodeShells
+) -> None:
     """An explicit port in edeliver.toml overrides the alias's Port."""
-    config = ssh_config(fleet, tmp_path / "config")
-    shells = AsyncsshNodeShells(ssh_config=[str(config)])
     node = NodeConfig("app", "app-wrong-port", "/srv/hello", port=fleet.nodes[2].port)
     assert await whoami(shells, node) == fleet.nodes[2].user
 
 
 async def test_a_node_behind_two_jump_hosts_connects_and_shows_its_route(
-    fleet: LocalFleet, tmp_path: Path
+    fleet: LocalFleet, config: Path, shells: AsyncsshNodeShells
 ) -> None:
     """ProxyJump bastion,inner: each hop is opened in turn and the route names both."""
-    config = ssh_config(fleet, tmp_path / "config")
-    shells = AsyncsshNodeShells(ssh_config=[str(config)])
     node = NodeConfig("app", "app", "/srv/hello")
     bastion, inner, app = fleet.nodes
     assert resolve(node, [str(config)]).address == (
@@ -109,11 +111,9 @@ async def test_a_jump_host_with_an_unknown_key_is_refused_by_name(
 
 
 async def test_an_unreachable_jump_host_is_one_line_naming_it(
-    fleet: LocalFleet, tmp_path: Path
+    fleet: LocalFleet, shells: AsyncsshNodeShells
 ) -> None:
     """A bastion whose sshd is down fails the connect with a line naming the bastion."""
-    config = ssh_config(fleet, tmp_path / "config")
-    shells = AsyncsshNodeShells(ssh_config=[str(config)])
     fleet.kill_sshd("node1")
     try:
         with pytest.raises(NodeUnreachable) as failed:
@@ -124,22 +124,17 @@ async def test_an_unreachable_jump_host_is_one_line_naming_it(
     assert message.startswith("jump host bastion of app (") and "\n" not in message
 
 
-async def test_an_alias_missing_from_the_ssh_config_is_named(
-    fleet: LocalFleet, tmp_path: Path
-) -> None:
+async def test_an_alias_missing_from_the_ssh_config_is_named(shells: AsyncsshNodeShells) -> None:
     """A host that is neither a Host of the config nor a DNS name says so, naming it."""
-    config = ssh_config(fleet, tmp_path / "config")
-    shells = AsyncsshNodeShells(ssh_config=[str(config)])
     with pytest.raises(NodeUnreachable) as failed:
         await whoami(shells, NodeConfig("web9", "web9-nowhere", "/srv/hello"))
     assert "'web9-nowhere' is no Host of the ssh config" in str(failed.value)
 
 
 async def test_a_node_behind_a_jump_host_can_have_its_key_fetched(
-    fleet: LocalFleet, tmp_path: Path
+    fleet: LocalFleet, config: Path
 ) -> None:
     """`nodes trust` reaches a node behind a bastion and gets the node's key, not the bastion's."""
-    config = ssh_config(fleet, tmp_path / "config")
     line, fingerprint = await fetch_host_key(NodeConfig("app", "app", "/srv/hello"), [str(config)])
     app = fleet.nodes[2]
     assert (line, fingerprint) == (app.known_hosts_line, app.host_key_fingerprint)

@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +95,17 @@ class LegacyProject:
         running = lines[-1] if lines and lines[-1] != "none" else None
         current = lines[0] if lines and lines[0] not in ("complete", "none") else ""
         return running, current, complete
+
+
+@contextmanager
+def legacy_project(root: Path) -> Iterator[LegacyProject]:
+    """The 1.x project on a 3-node fleet of its own (bastion, web1, web2), stopped afterwards."""
+    fleet = LocalFleet(root / "fleet", 3)
+    fleet.start()
+    try:
+        yield make_legacy_project(root, fleet)
+    finally:
+        fleet.stop()
 
 
 def make_legacy_project(root: Path, fleet: LocalFleet) -> LegacyProject:
