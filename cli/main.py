@@ -55,6 +55,7 @@ _SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
     ("version",): None,
 }
 _GLOBAL_WITH_VALUE = ("-C", "--project")
+_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only")  # of deploy and upgrade
 _DEFAULT_1X_ENVIRONMENT = "staging"
 
 
@@ -102,8 +103,11 @@ def _command_index(argv: Sequence[str]) -> int:
 
 def _with_environment(rest: list[str]) -> list[str]:
     """1.x took the environment as its first plain word, staging when there was none."""
-    if any(not word.startswith("-") for word in rest):
-        return rest
+    index = 0
+    while index < len(rest):
+        if not rest[index].startswith("-"):
+            return rest
+        index += 2 if rest[index] in _VALUE_OPTIONS else 1
     return [_DEFAULT_1X_ENVIRONMENT, *rest]
 
 

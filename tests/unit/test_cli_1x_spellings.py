@@ -15,6 +15,7 @@ REWRITTEN = [
     ("deploy release production", "deploy production"),
     ("deploy upgrade to production --version=1.2.4", "upgrade production --version=1.2.4"),
     ("deploy release --version=1.2.3", "deploy staging --version=1.2.3"),
+    ("deploy release --version 1.2.3", "deploy staging --version 1.2.3"),
     ("build release", "build"),
     ("show releases", "releases"),
     ("-C /srv/app deploy release to production", "-C /srv/app deploy production"),
