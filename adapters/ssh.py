@@ -99,6 +99,7 @@ class AsyncsshNodeShells:
         self.command_timeout, self.verify_timeout = command_timeout, verify_timeout
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
+        self._closers: set[asyncio.Task[None]] = set()
         self.delivery: Delivery = delivery or FromLocation()
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
@@ -108,23 +109,26 @@ class AsyncsshNodeShells:
         """Connect through the node's jump hosts, if any, each host key verified; retries;
         NodeUnreachable / HostKeyError naming the node, or the jump host at fault."""
         route = self.route(node)
-        jumps = await self._open_jumps(node, route)
+        jumps = await self.open_jumps(node, route)
         try:
             conn = await self._connect_hop(node, route.target, jumps[-1] if jumps else None)
         except BaseException:
             _close_all(jumps)
             raise
         if jumps:  # the hops live exactly as long as the connection through them
-            asyncio.get_running_loop().create_task(_close_with(conn, jumps))
+            closer = asyncio.get_running_loop().create_task(_close_with(conn, jumps))
+            self._closers.add(closer)  # a reference, so the task is not collected midway
+            closer.add_done_callback(self._closers.discard)
         return conn
 
     def route(self, node: NodeConfig) -> Route:
         """Where the node is, per the ssh config, its toml values winning."""
         return resolve(node, self._config())
 
-    async def _open_jumps(
+    async def open_jumps(
         self, node: NodeConfig, route: Route
     ) -> list[asyncssh.SSHClientConnection]:
+        """A verified connection to each jump host of the route, each through the one before."""
         opened: list[asyncssh.SSHClientConnection] = []
         try:
             for hop in route.jumps:
@@ -444,7 +448,7 @@ async def fetch_host_key(
     reached through its jump hosts, whose own keys must already be pinned."""
     shells = AsyncsshNodeShells(known_hosts, ssh_config=ssh_config)
     route = shells.route(node)
-    jumps = await shells._open_jumps(node, route)
+    jumps = await shells.open_jumps(node, route)
     target = route.target
     try:
         key = await asyncssh.get_server_host_key(
