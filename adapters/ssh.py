@@ -39,6 +39,7 @@ from edeliver.adapters.ssh_host_keys import (
     host_key_error,
     pin_host_key,
 )
+from edeliver.adapters.ssh_jumps import JumpPool
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -99,7 +100,7 @@ class AsyncsshNodeShells:
         self.command_timeout, self.verify_timeout = command_timeout, verify_timeout
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
-        self._closers: set[asyncio.Task[None]] = set()
+        self._jumps = JumpPool()
         self.delivery: Delivery = delivery or FromLocation()
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
@@ -109,17 +110,16 @@ class AsyncsshNodeShells:
         """Connect through the node's jump hosts, if any, each host key verified; retries;
         NodeUnreachable / HostKeyError naming the node, or the jump host at fault."""
         route = self.route(node)
-        jumps = await self.open_jumps(node, route)
+        if not route.jumps:
+            return await self._connect_hop(node, route.target, None)
+        # Nodes behind the same bastions share one chain of jump connections.
+        jumps = await self._jumps.acquire(route.jumps, lambda: self.open_jumps(node, route))
+        conn = None
         try:
-            conn = await self._connect_hop(node, route.target, jumps[-1] if jumps else None)
-        except BaseException:
-            _close_all(jumps)
-            raise
-        if jumps:  # the hops live exactly as long as the connection through them
-            closer = asyncio.get_running_loop().create_task(_close_with(conn, jumps))
-            self._closers.add(closer)  # a reference, so the task is not collected midway
-            closer.add_done_callback(self._closers.discard)
-        return conn
+            conn = await self._connect_hop(node, route.target, jumps[-1])
+            return conn
+        finally:
+            self._jumps.release_when_closed(route.jumps, jumps, conn)
 
     def route(self, node: NodeConfig) -> Route:
         """Where the node is, per the ssh config, its toml values winning."""
@@ -178,14 +178,6 @@ class AsyncsshNodeShells:
 def _close_all(conns: Sequence[asyncssh.SSHClientConnection]) -> None:
     for conn in reversed(conns):
         conn.close()
-
-
-async def _close_with(
-    conn: asyncssh.SSHClientConnection, jumps: Sequence[asyncssh.SSHClientConnection]
-) -> None:
-    with suppress(Exception):
-        await conn.wait_closed()
-    _close_all(jumps)
 
 
 class AsyncsshNodeShell:

@@ -3,6 +3,8 @@ on real sshd nodes; the jump hosts' keys are verified like any node's."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +140,37 @@ async def test_a_node_behind_a_jump_host_can_have_its_key_fetched(
     line, fingerprint = await fetch_host_key(NodeConfig("app", "app", "/srv/hello"), [str(config)])
     app = fleet.nodes[2]
     assert (line, fingerprint) == (app.known_hosts_line, app.host_key_fingerprint)
+
+
+def accepted(fleet: LocalFleet, name: str) -> int:
+    """Logins the node's sshd accepted so far, from its own log."""
+    log = fleet.root / "nodes" / name / "node.log"
+    return log.read_text().count("Accepted publickey")
+
+
+def disconnected(fleet: LocalFleet, name: str) -> int:
+    log = fleet.root / "nodes" / name / "node.log"
+    return log.read_text().count("Disconnected from user")
+
+
+async def test_nodes_behind_the_same_bastions_share_one_connection_to_them(
+    fleet: LocalFleet, shells: AsyncsshNodeShells
+) -> None:
+    """Two nodes behind bastion,inner: one login on each bastion; both closed after the last."""
+    before = {name: accepted(fleet, name) for name in ("node1", "node2")}
+    gone_before = disconnected(fleet, "node1")
+    conns = await asyncio.gather(
+        *(shells.connect(NodeConfig(n, "app", "/srv/hello")) for n in ("app-a", "app-b"))
+    )
+    for conn in conns:
+        assert (await conn.run("true")).exit_status == 0
+    assert {name: accepted(fleet, name) - before[name] for name in before} == {
+        "node1": 1,
+        "node2": 1,
+    }
+    for conn in conns:
+        conn.close()
+    deadline = time.monotonic() + 10
+    while disconnected(fleet, "node1") == gone_before:  # the bastion's session ends too
+        assert time.monotonic() < deadline, "the bastion connection stayed open"
+        await asyncio.sleep(0.05)
