@@ -79,7 +79,7 @@ class SshBuildHost:
 
     @property
     def where(self) -> str:
-        return f"build host {self.host.user}@{self.host.host}:{self.host.port}"
+        return f"build host {self.host.address}"
 
     def build(self) -> Built:
         source = git_source(self.project, self.revision)
