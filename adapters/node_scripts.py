@@ -532,17 +532,17 @@ def switch_script(
     if switch.to is None:
         lines.append('rm -f "$P/current" || exit 3')
     else:
-        lines.append(
-            'if [ -L "$S/current.new" ]; then mv -fT "$S/current.new" "$P/current" || exit 3; fi'
-        )
+        lines.append('if [ -L "$S/current.new" ]; then mv -fT "$S/current.new" "$P/current"; fi')
+        lines.append('[ "$(readlink "$P/current")" = "releases/"' + q(switch.to) + " ] || exit 3")
         lines.append(f'touch "$R/"{q(switch.to)} 2>/dev/null')  # newest first, for housekeeping
-        if switch.start:
-            lines.append("start_current")
+    # Before the start: what goes frees space for the VM that boots (no VM runs from it).
     lines.append('for t in "$R"/.trash.*; do discard "$t"; done')
     for version in switch.remove:
         upload = q(layout.upload_name(version))
         lines.append(f'discard "$R/"{q(version)}; discard "$R/"{q(f".{version}.partial")}')
         lines.append(f'rm -f "$U/"{upload} "$U/"{upload}.partial')
+    if switch.to is not None and switch.start:
+        lines.append("start_current")
     return "\n".join(lines) + "\n"
 
 
