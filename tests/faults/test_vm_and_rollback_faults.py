@@ -76,7 +76,7 @@ def test_a_console_and_an_eval_vm_attached_during_a_deploy_are_neither_counted_n
     try:
         consoles = wait_for("console VM", lambda: other_beams(project, "node1", "--remsh"))
         evals = wait_for("eval VM", lambda: other_beams(project, "node2", "--eval"))
-        code, report = project.deploy("two", NEW)
+        code, report = project.deployed("two", NEW)
         assert (code, report["outcome"]) == (0, "succeeded"), report
         assert other_beams(project, "node1", "--remsh") == consoles
         assert other_beams(project, "node2", "--eval") == evals
@@ -99,7 +99,7 @@ def test_three_nodes_given_one_node_name_fail_the_deployment_and_all_go_back(
     project.ensure_on("all", OLD, nodes)
     for name in nodes:
         project.put_on(name, "one-node-name", NEW)
-    code, report = project.deploy("all", NEW)
+    code, report = project.deployed("all", NEW)
     assert code == 1 and report["outcome"] != "succeeded", report
     assert set(node_states(report).values()) == {"rolled_back"}, report
     reasons = " ".join(node["reason"] for node in report["nodes"].values())
@@ -114,7 +114,7 @@ def test_a_node_rebooted_mid_activate_is_rolled_back_once_its_sshd_is_back(
     sshd comes back 12 s later: the rollback keeps reconnecting and reaches it."""
     project.ensure_on("rebooting", OLD, ["node3"])
     current = project.on("node3").root / "current"
-    deploy = project.start_deploy("rebooting", NEW)
+    deploy = project.start("deploy", "rebooting", "--version", NEW, "--json")
     try:
         wait_for("switch to 0.2.0", lambda: _points_at(current, NEW), timeout=120, every=0.02)
         reboot(project.fleet, "node3")
@@ -151,7 +151,7 @@ def test_a_just_activated_node_is_rolled_back_within_a_20s_step_timeout(
     project.ensure_on("quick", OLD, ["node1", "node2"])
     project.tasks({"fail_on_node2.sh": FAIL_ON_NODE2})
     started = time.monotonic()
-    code, report = project.deploy("quick", NEW)
+    code, report = project.deployed("quick", NEW)
     took = time.monotonic() - started
     assert code == 1, report
     assert node_states(report) == {"node1": "rolled_back", "node2": "rolled_back"}, report
@@ -177,7 +177,7 @@ def test_a_disk_full_just_before_the_switch_fails_the_node_with_the_old_vm_still
     before = project.release_vms("node4")
     project.tasks({"fill.sh": fill_disk("pre_start_deployed_release")})
     try:
-        code, report = project.deploy("small_disk", NEW)
+        code, report = project.deployed("small_disk", NEW)
         assert (code, node_states(report)) == (1, {"node4": "rolled_back"}), report
         assert "disk full" in report["nodes"]["node4"]["reason"], report
         assert project.release_vms("node4") == before
@@ -194,7 +194,7 @@ def test_a_disk_full_after_the_switch_still_lets_the_rollback_get_back(
     project.ensure_on("small_disk", OLD, ["node4"])
     project.tasks({"fill.sh": fill_disk("post_start_deployed_release")})
     try:
-        code, report = project.deploy("small_disk", NEW)
+        code, report = project.deployed("small_disk", NEW)
         assert (code, node_states(report)) == (1, {"node4": "rolled_back"}), report
     finally:
         project.sh("node4", f"rm -f {project.on('node4').path}/shared/filler")

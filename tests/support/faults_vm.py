@@ -14,25 +14,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from edeliver.adapters.local_host import free_ports
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.node_scripts import MIX_START, RPC_HEALTH
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
-from tests.support.hello_release import tarball
+from tests.e2e.conftest import Project
+from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import running_version, ssh
 
-EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 OLD, NEW = "0.1.0", "0.2.0"
 DISK_MB = 160  # node4's deploy path: room for two releases and their uploads, not much more
 
@@ -72,27 +67,12 @@ def one_name_commands(epmd_port: int) -> str:
     return "\n[commands]\n" + "\n".join(lines) + "\n"
 
 
-@dataclass
-class FaultProject:
-    directory: Path
-    fleet: LocalFleet
+class FaultProject(Project):
+    """The e2e Project, with what the fault tests ask of the nodes."""
 
-    def edeliver(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*EDELIVER, "-C", str(self.directory), *args],
-            capture_output=True, text=True, timeout=timeout, check=False, env=_env(),
-        )  # fmt: skip
-
-    def start_deploy(self, environment: str, version: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*EDELIVER, "-C", str(self.directory), "deploy", environment, "--version", version,
-             "--json"],
-            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-        )  # fmt: skip
-
-    def deploy(self, environment: str, version: str) -> tuple[int, dict[str, Any]]:
+    def deployed(self, environment: str, version: str) -> tuple[int, dict[str, Any]]:
         """The exit code and the JSON summary of a deployment."""
-        done = self.edeliver("deploy", environment, "--version", version, "--json")
+        done = self.deploy(environment, version)
         return done.returncode, summary(done.stdout, done.stderr)
 
     def on(self, name: str) -> FleetNode:
@@ -119,7 +99,7 @@ class FaultProject:
     def ensure_on(self, environment: str, version: str, names: list[str]) -> None:
         """Put the nodes on `version`, running, whatever an earlier test left."""
         if any(running_version(self.fleet, self.on(n)) != version for n in names):
-            code, report = self.deploy(environment, version)
+            code, report = self.deployed(environment, version)
             assert code == 0, report
         assert all(running_version(self.fleet, self.on(n)) == version for n in names)
 
@@ -215,10 +195,6 @@ def wait_for(what: str, check: Any, timeout: float = 120, every: float = 0.1) ->
     raise AssertionError(f"no {what} within {timeout:g}s")
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "EDELIVER_EVENTS"}
-
-
 def fault_project(root: Path) -> Iterator[FaultProject]:
     """4 nodes (node4 with a small disk), hello 0.1.0 and 0.2.0 in a local store."""
     fleet = LocalFleet(root / "fleet", 4)
@@ -231,10 +207,7 @@ def fault_project(root: Path) -> Iterator[FaultProject]:
         config = config.replace('nodes = ["node1", "node2", "node3", "node4"]\n', "", 1)
         config += ENVIRONMENTS + one_name_commands(free_ports(1)[0])
         (directory / ".deliver/edeliver.toml").write_text(config)
-        store = LocalDirectoryStore(directory / ".deliver/releases")
-        for version in (OLD, NEW):
-            built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, "good"), built)
+        put_in_local_store(directory, [(OLD, "good"), (NEW, "good")])
         yield FaultProject(directory, fleet)
     finally:
         fleet.stop()
