@@ -354,3 +354,30 @@ def test_everything_the_switch_writes_is_prepared_before_a_vm_is_stopped(layout:
         assert prepared in before
     assert "ln " not in after and "prepare_" not in after and "start.log" not in after
     assert after.index('mv -f "$S/last.new"') < after.index('mv -fT "$S/current.new"')
+
+
+def test_a_release_dir_something_still_writes_into_is_removed_without_failing(
+    layout: Layout,
+) -> None:
+    """`rm -rf` races a writer ("Directory not empty"): the dir is renamed aside at once, so the
+    release is gone from its place and the switch succeeds; a leftover goes next time."""
+    for version in ("1.0.0", "2.0.0"):
+        Path(layout.path, "releases", version, "bin").mkdir(parents=True)
+        Path(layout.path, "releases", version, "releases", version).mkdir(parents=True)
+    writing_in = Path(layout.path, "releases", "1.0.0", "tmp")
+    writing_in.mkdir()
+    writer = subprocess.Popen(
+        ["sh", "-c", "i=0; while :; do mkdir -p d$i && touch d$i/f; i=$((i + 1)); done"],
+        cwd=writing_in,
+    )
+    try:
+        switch = Switch(to="2.0.0", start=False, remove=("1.0.0",))
+        done = run(ns.switch_script(layout, ReleaseCommands(start="true", stop="true"), switch))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert done.returncode == 0, done.stderr
+    assert not Path(layout.path, "releases", "1.0.0").exists()
+    again = run(ns.switch_script(layout, ReleaseCommands(), Switch(to="2.0.0", start=False)))
+    assert again.returncode == 0, again.stderr
+    assert sorted(os.listdir(Path(layout.path, "releases"))) == ["2.0.0"]
