@@ -12,6 +12,7 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import posixpath
 import random
 import secrets
@@ -70,6 +71,8 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
+# A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
+_PATIENT_BACKOFF_STEPS = 5
 
 
 class AsyncsshNodeShells:
@@ -254,23 +257,38 @@ class AsyncsshNodeShell:
         roots = (posixpath.basename(vm.root) for vm in state.vms)
         keep = {v, *state.running, *roots, *([previous] if previous else [])}
         remove = ns.prune(newest_first, self._shells.keep_releases, keep)
-        await self._switch(layout, Switch(state.vms, v, True, record, tuple(remove)), "activating")
+        back = previous if previous in state.facts.releases else None
+        switch = Switch(state.vms, v, True, record, tuple(remove), state.launchers, back)
+        await self._switch(layout, switch, "activating")
 
     async def verify(self, artifact: Artifact) -> None:
         await self._wait_healthy(self._layout(artifact), artifact.version)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        """Roll back, reconnecting with backoff while the node is unreachable (rebooting, sshd
+        restarting): the caller's timeout, not the first refused connect, ends the attempts."""
+        for attempt in itertools.count():
+            try:
+                return await self._roll_back_once(artifact, previous)
+            except NodeUnreachable as error:
+                if not _connection_failed(error):
+                    raise
+            await _backoff(min(attempt, _PATIENT_BACKOFF_STEPS))
+
+    async def _roll_back_once(self, artifact: Artifact, previous: str | None) -> None:
         layout, v = self._layout(artifact), artifact.version
         state = await self._state()
         remove = () if v == previous else (v,)
+        record = ("roll_back", previous or "", "", "")
         if previous is None:
-            switch = Switch(state.vms, None, False, ("roll_back", "", "", ""), remove)
+            switch = Switch(state.vms, None, False, record, remove, state.launchers)
         elif previous not in state.facts.releases:
             raise NodeError(f"{self.name}: cannot roll back to {previous}: it is not on the node")
         else:
             done = state.facts.current_version == previous and state.running == (previous,)
-            stop = () if done else state.vms
-            switch = Switch(stop, previous, not done, ("roll_back", previous, "", ""), remove)
+            stop, launchers = ((), ()) if done else (state.vms, state.launchers)
+            switch = Switch(stop, previous, not done, record, remove, launchers)
+        switch = replace(switch, getting_back=True)
         await self._switch(layout, switch, f"rolling back to {previous or 'nothing'}")
         if previous is not None:
             await self._wait_healthy(layout, previous)
@@ -321,14 +339,15 @@ class AsyncsshNodeShell:
             # by it was there at its start, not at its end.
             polled_at = loop.time()
             health = ns.parse_health(await self.script_output(script, check=False))
-            if health.running == (version,) and health.code == 0:
+            impostor = health.answered_by_another_vm()
+            if health.running == (version,) and health.code == 0 and impostor is None:
                 return
             now = loop.time()
             seen = polled_at if health.running or health.launching else seen
             why = (
                 f"current is {health.current or 'missing'}" if health.current != version
                 else "no VM runs" if polled_at - seen > _GONE_AFTER
-                else f"not healthy after {shells.verify_timeout:g}s" if now > deadline
+                else impostor or f"not healthy after {shells.verify_timeout:g}s" if now > deadline
                 else None
             )  # fmt: skip
             if why:
@@ -510,6 +529,14 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
     (TimeoutError, NodeUnreachable, lambda e, doing, _: f"timed out {doing}"),
     (OSError, NodeUnreachable, lambda e, doing, _: f"cannot connect: {e.strerror or e}"),
 )  # fmt: skip
+
+
+def _connection_failed(error: NodeUnreachable) -> bool:
+    """The node could not be reached or the connection dropped (not a refused login or a
+    refused session): what a rebooting node or a restarting sshd looks like."""
+    cause = error.__cause__
+    lost = OSError | asyncssh.DisconnectError | asyncssh.SFTPConnectionLost
+    return isinstance(cause, lost) and not isinstance(cause, asyncssh.PermissionDenied)
 
 
 def _retryable(error: BaseException) -> bool:
