@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.build_checks import check_contents, deps_failed
 from edeliver.adapters.git_source import archive, describe, git_source
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.mix_build import (
     BUILD_DIR,
     COMPILE,
+    DEPS,
     GENERATE_RELEASE,
     BuildFailed,
     BuildStages,
@@ -27,6 +29,10 @@ from edeliver.adapters.mix_build import (
     stages_around,
 )
 from edeliver.core.errors import UsageError
+
+# The deps/ and _build/ of the app's container builds, kept between builds on this machine and
+# mounted over the fresh sources' own, so deps are fetched and compiled once.
+DEPS_CACHE = Path(".deliver/cache/container-build")
 
 
 class ContainerBuilder:
@@ -45,8 +51,10 @@ class ContainerBuilder:
         env: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = lambda _: None,
         at_stage: BuildStages | None = None,
+        target: bs.MixTarget = bs.PROD,
     ) -> None:
         self.project, self.app, self.image, self.cli = project, app, image, cli
+        self.target = target
         self.at_stage = at_stage or no_stage_tasks
         self.global_options, self.run_options = list(global_options), list(run_options)
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
@@ -58,11 +66,14 @@ class ContainerBuilder:
         sources, revision = self._sources()
         # The build host's files are the mounted sources here: build tasks run on them.
         mounted = LocalCommandHost(sources)
+        with stages_around(self.at_stage, mounted, DEPS):
+            self._run(sources, "mix deps.get", bs.deps_script(self.env, self.target))
         with stages_around(self.at_stage, mounted, COMPILE):
-            self._run(sources, "mix compile", bs.compile_script(self.env))
+            self._run(sources, "mix compile", bs.compile_script(self.env, self.target))
         with stages_around(self.at_stage, mounted, GENERATE_RELEASE):
-            said = self._run(sources, "mix release", bs.release_script(self.env))
+            said = self._run(sources, "mix release", bs.release_script(self.env, self.target))
         facts = bs.parse_facts(said)
+        check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
         tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
         (sources / bs.TARBALL).replace(tarball)
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
@@ -72,6 +83,8 @@ class ContainerBuilder:
         done = subprocess.run(
             self._command(sources, script), capture_output=True, text=True, check=False
         )
+        if done.returncode == bs.DEPS_FAILED:
+            raise deps_failed(f"the {self.image} container", done.stderr)
         if done.returncode == bs.BUILD_FAILED:
             raise BuildFailed(
                 f"{doing} failed in the {self.image} container; the end of its log:\n"
@@ -102,6 +115,17 @@ class ContainerBuilder:
     def _command(self, sources: Path, script: str) -> list[str]:
         return [
             self.cli, *self.global_options, "run", "--rm", *self.run_options,
-            "-v", f"{sources.resolve()}:/build", "-w", "/build",
+            "-v", f"{sources.resolve()}:/build", *self._cache_mounts(sources), "-w", "/build",
             self.image, "sh", "-c", script,
         ]  # fmt: skip
+
+    def _cache_mounts(self, sources: Path) -> list[str]:
+        """The cached deps/ and _build/ over fresh sources (the project keeps its own)."""
+        if sources == self.project:
+            return []
+        mounts = []
+        for cached in ("deps", "_build"):
+            kept = (self.project / DEPS_CACHE / cached).resolve()
+            kept.mkdir(parents=True, exist_ok=True)
+            mounts += ["-v", f"{kept}:/build/{cached}"]
+        return mounts
