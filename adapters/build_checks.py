@@ -13,6 +13,7 @@ from edeliver.core.errors import EdeliverError, UsageError
 
 RELEASE_FILES = frozenset({"start_erl.data", "RELEASES", "COOKIE"})
 RELEASE_NAME_ERROR = "** (Mix) edeliver: "  # raised by Mix.Tasks.Edeliver.Release
+FETCHING = ("* Getting ", "* Updating ")  # mix's line before it fetches a dependency (git)
 
 
 class BuildFailed(EdeliverError):
@@ -48,8 +49,8 @@ def deps_failed(where: str, log: str) -> EdeliverError:
     for line in lines:
         if line.startswith(RELEASE_NAME_ERROR):
             return UsageError(line.removeprefix(RELEASE_NAME_ERROR))
-    getting = [line for line in lines if line.startswith("* Getting ")]
-    dependency = getting[-1].removeprefix("* Getting ") if getting else "a dependency"
+    fetching = [line for line in lines if line.startswith(FETCHING)]
+    dependency = fetching[-1].split(" ", 2)[2] if fetching else "a dependency"
     why = _first(lines, ("fatal:", "error:")) or _last(lines, ("** (",)) or "no output"
     return BuildFailed(f"{where}: fetching dependency {dependency} failed: {why}")
 

@@ -13,10 +13,23 @@ defmodule Mix.Tasks.Edeliver.Version do
         :ok
 
       suffix ->
-        version = Mix.Project.config()[:version]
-        separator = if String.contains?(version, "+"), do: ".", else: "+"
-        Mix.ProjectStack.merge_config(version: version <> separator <> suffix)
+        config = Mix.Project.config()
+        releases = for {name, options} <- config[:releases] || [], do: {name, suffixed(options, suffix)}
+        Mix.ProjectStack.merge_config(version: add(config[:version], suffix), releases: releases)
     end
+  end
+
+  # A release's own `version:` (an umbrella's) gets the suffix too; an umbrella's children keep
+  # theirs, which the tarball check then reports.
+  defp suffixed(options, suffix) do
+    if options[:version], do: Keyword.update!(options, :version, &add(&1, suffix)), else: options
+  end
+
+  defp add(nil, _suffix), do: nil
+
+  defp add(version, suffix) do
+    separator = if String.contains?(version, "+"), do: ".", else: "+"
+    version <> separator <> suffix
   end
 end
 

@@ -171,8 +171,8 @@ class SshBuildHost:
         unpack = f"cd {q(remote)} && tar -xzf src.tar.gz\n"
         await self._check(await self._run(conn, unpack), "unpacking the sources")
         await self.at_stage("post_git_push", host)
-        await self.at_stage(DEPS[0], host)
         await self._run(conn, reuse_deps_script(remote, cache))
+        await self.at_stage(DEPS[0], host)
         await self._build_part(conn, remote, "mix deps.get", bs.deps_script(self.env, self.target))
         await self.at_stage(DEPS[1], host)
         await self.at_stage(COMPILE[0], host)

@@ -17,6 +17,7 @@ import pytest
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import BuildFailed, local_platform
+from edeliver.adapters.remote_build import CACHE_DIR
 from edeliver.cli.demo import prepare_project
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
@@ -73,6 +74,7 @@ def _env(version: str, variant: str = "good") -> dict[str, str]:
 
 REMOTE_STAGES = (
     "pre_init_app_remotely", "post_init_app_remotely", "pre_git_push", "post_git_push",
+    "pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps",
     "pre_erlang_clean_compile", "post_erlang_clean_compile",
     "pre_erlang_generate_release", "post_erlang_generate_release",
 )  # fmt: skip
@@ -149,7 +151,8 @@ def test_the_build_dir_on_the_build_host_is_removed_after_and_versions_stay_immu
     project, _ = remote_project
     with pytest.raises(UsageError, match=f"hello {REMOTE} is already in the store"):
         build_into_store(project.directory, load_config(project.directory), env=_env(REMOTE))
-    assert list(fleets[1].nodes[0].root.iterdir()) == []
+    # Only the app's deps cache stays (deps/ and _build/ of the last build).
+    assert [path.name for path in fleets[1].nodes[0].root.iterdir()] == [CACHE_DIR]
 
 
 def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(

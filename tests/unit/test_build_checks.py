@@ -102,6 +102,8 @@ def test_a_dependency_that_cannot_be_fetched_is_one_line_naming_it_and_why() -> 
         "build host b@h:22: fetching dependency tally (/tmp/x/tally.git) failed: "
         "fatal: '/tmp/x/tally.git' does not appear to be a git repository"
     )
+    cached = deps_failed("here", GIT_FAILURE.replace("* Getting", "* Updating"))
+    assert "fetching dependency tally (/tmp/x/tally.git) failed: fatal:" in str(cached)
 
 
 def test_an_unknown_release_name_is_a_usage_error_listing_the_known_ones() -> None:
