@@ -59,6 +59,7 @@ def local_platform() -> Platform:
 
 # Runs the tasks of a build stage (edeliver 1.x's hooks) with the build host to run them on.
 BuildStages = Callable[[str, CommandHost], Coroutine[Any, Any, None]]
+SUBMODULES = ("pre_git_submodules", "post_git_submodules")
 DEPS = ("pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps")
 COMPILE = ("pre_erlang_clean_compile", "post_erlang_clean_compile")
 GENERATE_RELEASE = ("pre_erlang_generate_release", "post_erlang_generate_release")
@@ -101,8 +102,10 @@ class MixLocalBuilder:
         here = LocalCommandHost(self.project)  # the build host of a local build
         self.task_file.parent.mkdir(parents=True, exist_ok=True)
         self.task_file.write_text(BUILD_TASKS)
+        if (self.project / ".gitmodules").is_file():
+            with stages_around(self.at_stage, here, SUBMODULES):
+                self._update_submodules()
         with stages_around(self.at_stage, here, DEPS):
-            self._update_submodules()
             self._mix(deps_argv(self.target, str(self.task_file)), "mix deps.get")
         with stages_around(self.at_stage, here, COMPILE):
             self._mix(compile_argv(str(self.task_file)), "mix compile")
@@ -124,8 +127,6 @@ class MixLocalBuilder:
 
     def _update_submodules(self) -> None:
         """The working tree is the build's checkout: its submodules are part of the sources."""
-        if not (self.project / ".gitmodules").is_file():
-            return
         update = ["git", "-C", str(self.project), "submodule", "update", "--init", "--recursive"]
         done = subprocess.run(update, capture_output=True, text=True, check=False)
         if done.returncode != 0:

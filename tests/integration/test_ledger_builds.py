@@ -22,6 +22,7 @@ from tests.support.ledger_project import (
     bare_tally,
     booted_version,
     entries,
+    git,
     ledger_copy,
     ledger_env,
     report,
@@ -142,3 +143,45 @@ def test_an_unknown_or_missing_release_name_is_refused_listing_the_known_ones(
         config.write_text(CONFIG)
     assert str(refused.value) == expected and refused.value.exit_code == 2
     assert not ledger.stored("1.3.0").parent.exists()
+
+
+LOCAL_STAGES = (
+    "pre_git_submodules", "post_git_submodules",
+    "pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps",
+    "pre_erlang_clean_compile", "post_erlang_clean_compile",
+)  # fmt: skip
+
+
+def test_a_local_build_updates_submodules_and_fetches_deps_between_their_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path dependency as a submodule not yet checked out: the build checks it out between
+    pre/post_git_submodules, then fetches tally between pre/post_erlang_get_and_update_deps."""
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # git refuses file:// submodules by default
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "always")
+    tally, directory = bare_tally(tmp_path), ledger_copy(tmp_path, CONFIG)
+    stamp = tmp_path / "stamp"
+    shutil.copytree(directory / "vendor/stamp", stamp)
+    git(directory, "rm", "-rq", "vendor/stamp")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "stamp")):
+        git(stamp, *args)
+    git(directory, "submodule", "-q", "add", str(stamp), "vendor/stamp")
+    git(directory, "commit", "-qam", "stamp as a submodule")
+    git(directory, "submodule", "-q", "deinit", "-f", "vendor/stamp")
+    tasks = directory / ".deliver/tasks"
+    tasks.mkdir()
+    for number, stage in enumerate(LOCAL_STAGES):
+        (tasks / f"{number}_{stage}.sh").write_text(
+            f"# stage: {stage}\n# where: build\n"
+            "s=$([ -f vendor/stamp/mix.exs ] && echo stamp || echo no-stamp)\n"
+            "t=$([ -d deps/tally ] && echo tally || echo no-tally)\n"
+            f'echo "$STAGE $s $t" >> {tmp_path}/marks\n'
+        )
+    build_into_store(directory, load_config(directory), env=ledger_env("3.0.0", str(tally)))
+    assert (tmp_path / "marks").read_text().splitlines() == [
+        "pre_git_submodules no-stamp no-tally", "post_git_submodules stamp no-tally",
+        "pre_erlang_get_and_update_deps stamp no-tally",
+        "post_erlang_get_and_update_deps stamp tally",
+        "pre_erlang_clean_compile stamp tally", "post_erlang_clean_compile stamp tally",
+    ]  # fmt: skip
