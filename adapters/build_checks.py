@@ -43,14 +43,17 @@ def check_contents(app: str, facts: BuildFacts, suffix: str = "") -> None:
         raise BuildFailed(f"{refused} lacks the auto_version suffix {suffix}: not stored")
 
 
-def deps_failed(where: str, log: str) -> EdeliverError:
-    """One line from `mix deps.get`'s output: the unknown release, or the dependency and why."""
+def deps_failed(where: str, log: str) -> EdeliverError | None:
+    """One line from `mix deps.get`'s output: the unknown release, or the dependency that could
+    not be fetched and why; None when the failure was another (mix.exs raising, say)."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     for line in lines:
         if line.startswith(RELEASE_NAME_ERROR):
             return UsageError(line.removeprefix(RELEASE_NAME_ERROR))
     fetching = [line for line in lines if line.startswith(FETCHING)]
-    dependency = fetching[-1].split(" ", 2)[2] if fetching else "a dependency"
+    if not fetching:
+        return None
+    dependency = fetching[-1].split(" ", 2)[2]
     why = _first(lines, ("fatal:", "error:")) or _last(lines, ("** (",)) or "no output"
     return BuildFailed(f"{where}: fetching dependency {dependency} failed: {why}")
 

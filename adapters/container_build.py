@@ -83,9 +83,11 @@ class ContainerBuilder:
         done = subprocess.run(
             self._command(sources, script), capture_output=True, text=True, check=False
         )
-        if done.returncode == bs.DEPS_FAILED:
-            raise deps_failed(f"the {self.image} container", done.stderr)
-        if done.returncode == bs.BUILD_FAILED:
+        if done.returncode == bs.DEPS_FAILED and (
+            error := deps_failed(f"the {self.image} container", done.stderr)
+        ):
+            raise error
+        if done.returncode in (bs.DEPS_FAILED, bs.BUILD_FAILED):
             raise BuildFailed(
                 f"{doing} failed in the {self.image} container; the end of its log:\n"
                 f"{done.stderr.strip()}"

@@ -145,8 +145,8 @@ class MixLocalBuilder:
         if done.returncode == 0:
             return
         log = done.stdout + done.stderr
-        if doing == "mix deps.get":
-            raise deps_failed(str(self.project), log)
+        if doing == "mix deps.get" and (error := deps_failed(str(self.project), log)):
+            raise error
         tail = "\n".join(log.strip().splitlines()[-_LOG_TAIL:])
         raise BuildFailed(f"{doing} failed in {self.project}:\n{tail}")
 

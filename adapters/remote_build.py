@@ -189,9 +189,11 @@ class SshBuildHost:
         self, conn: asyncssh.SSHClientConnection, remote: str, doing: str, part: str
     ) -> str:
         result = await self._run(conn, f"cd {q(remote)} || exit 3\n" + part)
-        if result.exit_status == bs.DEPS_FAILED:
-            raise deps_failed(self.where, str(result.stderr))
-        if result.exit_status == bs.BUILD_FAILED:
+        if result.exit_status == bs.DEPS_FAILED and (
+            error := deps_failed(self.where, str(result.stderr))
+        ):
+            raise error
+        if result.exit_status in (bs.DEPS_FAILED, bs.BUILD_FAILED):
             raise BuildFailed(
                 f"{doing} failed on the {self.where} (revision {self.revision}); "
                 f"the end of its log:\n{str(result.stderr).strip()}"

@@ -163,7 +163,7 @@ def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(
     readme.write_text(readme.read_text() + "\n# an uncommitted change\n")
     try:
         with pytest.raises(
-            BuildFailed, match=r"(?s)mix compile failed on the build host .*HELLO_VARIANT must be"
+            BuildFailed, match=r"(?s)mix deps.get failed on the build host .*HELLO_VARIANT must be"
         ):
             build_into_store(
                 project.directory, load_config(project.directory), env=_env("0.4.1", "bogus")

@@ -114,6 +114,11 @@ def test_an_unknown_release_name_is_a_usage_error_listing_the_known_ones() -> No
     assert str(error) == "build.release: unknown release nope; mix.exs defines: ledger, lite"
 
 
+def test_a_deps_get_that_failed_for_another_reason_is_left_to_the_build_s_log_tail() -> None:
+    """mix.exs raising is not a dependency failure: no line is made up."""
+    assert deps_failed("here", '** (Mix.Error) HELLO_VARIANT must be "good"\n') is None
+
+
 def test_the_build_exports_the_configured_mix_env_and_names_the_release() -> None:
     """MIX_ENV and the release name reach every part of the build, quoted."""
     script = bs.build_script({}, bs.MixTarget("staging", "ledger"))
