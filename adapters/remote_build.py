@@ -60,7 +60,7 @@ def keep_deps_script(remote: str, cache: str) -> str:
     """Move the build's deps/ and _build/ back into the app's cache (replacing older ones)."""
     return f"mkdir -p {q(cache)}\n" + "".join(
         f"[ -d {q(f'{remote}/{d}')} ] && rm -rf {q(f'{cache}/{d}')} && "
-        f"mv {q(f'{remote}/{d}')} {q(f'{cache}/{d}')}\n"
+        f"mv -T {q(f'{remote}/{d}')} {q(f'{cache}/{d}')}\n"
         for d in CACHED
     )
 
