@@ -1,9 +1,11 @@
 """The build side of remote and container builds: one POSIX `sh` script and its parser.
 
-The same script runs on a build host over SSH and inside a container: it builds the release
-with `mix release` in the unpacked sources, packs it like `mix_build.pack_release` does (entries
-`bin/ erts-*/ lib/ releases/`, no `./` prefix), and prints what the manifest records: version,
-ERTS, OTP and Elixir versions and the build platform, in the form node probes report it.
+The same script runs on a build host over SSH and inside a container: it fetches the deps,
+compiles, and builds the release with `mix release` in the unpacked sources (every `mix` run
+through edeliver's Mix tasks in `build_tasks.exs`; local builds run the same argv), packs it
+like `mix_build.pack_release` does (entries `bin/ erts-*/ lib/ releases/`, no `./` prefix), and
+prints what the manifest records: version, ERTS, OTP and Elixir versions and the build
+platform, in the form node probes report it, and what `build_checks` checks of the contents.
 Pure functions only; every value put into the script is quoted.
 """
 
@@ -27,7 +29,7 @@ LOG_LINES = 20
 
 # Mix tasks loaded with `elixir -r` before every `mix` run: the auto-version suffix, the release
 # name check and the removal of stale `.app` files (see the file's comments).
-BUILD_TASKS = (Path(__file__).with_name("build_tasks.exs")).read_text()
+BUILD_TASKS_FILE = Path(__file__).with_name("build_tasks.exs")
 TASK_FILE = f"{OUT}/build_tasks.exs"
 VERSION_SUFFIX = "EDELIVER_VERSION_SUFFIX"
 DEPS_FAILED = 10  # the script's exit status when `mix deps.get` failed
@@ -42,6 +44,10 @@ class MixTarget:
 
 
 PROD = MixTarget()
+
+
+def build_tasks() -> str:
+    return BUILD_TASKS_FILE.read_text()
 
 
 def mix_argv(tasks: list[list[str]], task_file: str) -> list[str]:
@@ -109,7 +115,7 @@ def deps_script(env: Mapping[str, str], target: MixTarget) -> str:
     return (
         _prelude(env, target)
         + 'rm -rf "$O" && mkdir -p "$O" || exit 3\n'
-        + f"printf '%s' {q(BUILD_TASKS)} > {q(TASK_FILE)} || exit 3\n"
+        + f"printf '%s' {q(build_tasks())} > {q(TASK_FILE)} || exit 3\n"
         + _mix_or_fail(deps_argv(target, TASK_FILE), DEPS_FAILED)
     )
 

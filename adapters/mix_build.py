@@ -20,11 +20,11 @@ from typing import Any
 from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.build_checks import BuildFailed, check_contents, deps_failed
 from edeliver.adapters.build_scripts import (
-    BUILD_TASKS,
     PROD,
     VERSION_SUFFIX,
     BuildFacts,
     MixTarget,
+    build_tasks,
     compile_argv,
     deps_argv,
     facts_script,
@@ -101,7 +101,7 @@ class MixLocalBuilder:
         release = self.build_dir / "release"
         here = LocalCommandHost(self.project)  # the build host of a local build
         self.task_file.parent.mkdir(parents=True, exist_ok=True)
-        self.task_file.write_text(BUILD_TASKS)
+        self.task_file.write_text(build_tasks())
         if (self.project / ".gitmodules").is_file():
             with stages_around(self.at_stage, here, SUBMODULES):
                 self._update_submodules()
