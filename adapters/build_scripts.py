@@ -33,6 +33,7 @@ BUILD_TASKS_FILE = Path(__file__).with_name("build_tasks.exs")
 TASK_FILE = f"{OUT}/build_tasks.exs"
 VERSION_SUFFIX = "EDELIVER_VERSION_SUFFIX"
 DEPS_FAILED = 10  # the script's exit status when `mix deps.get` failed
+CACHED = ("deps", "_build")  # what remote and container builds keep per app between builds
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from edeliver.adapters import build_scripts as bs
@@ -31,7 +32,7 @@ from edeliver.adapters.mix_build import (
 from edeliver.core.errors import UsageError
 
 # The deps/ and _build/ of the app's container builds, kept between builds on this machine and
-# mounted over the fresh sources' own, so deps are fetched and compiled once.
+# moved into each build's fresh sources, so deps are fetched and compiled once.
 DEPS_CACHE = Path(".deliver/cache/container-build")
 
 
@@ -64,6 +65,16 @@ class ContainerBuilder:
         if shutil.which(self.cli) is None:
             raise UsageError(f"build.container: {self.cli!r} is not installed here")
         sources, revision = self._sources()
+        if sources == self.project:  # not in git: the project keeps its own deps/ and _build/
+            facts = self._build(sources)
+        else:
+            with cached_deps(self.project / DEPS_CACHE, sources):
+                facts = self._build(sources)
+        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+        (sources / bs.TARBALL).replace(tarball)
+        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    def _build(self, sources: Path) -> bs.BuildFacts:
         # The build host's files are the mounted sources here: build tasks run on them.
         mounted = LocalCommandHost(sources)
         with stages_around(self.at_stage, mounted, DEPS):
@@ -74,9 +85,7 @@ class ContainerBuilder:
             said = self._run(sources, "mix release", bs.release_script(self.env, self.target))
         facts = bs.parse_facts(said)
         check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
-        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
-        (sources / bs.TARBALL).replace(tarball)
-        return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+        return facts
 
     def _run(self, sources: Path, doing: str, script: str) -> str:
         """One part of the build in a fresh container on the mounted sources; its stdout."""
@@ -117,17 +126,23 @@ class ContainerBuilder:
     def _command(self, sources: Path, script: str) -> list[str]:
         return [
             self.cli, *self.global_options, "run", "--rm", *self.run_options,
-            "-v", f"{sources.resolve()}:/build", *self._cache_mounts(sources), "-w", "/build",
+            "-v", f"{sources.resolve()}:/build", "-w", "/build",
             self.image, "sh", "-c", script,
         ]  # fmt: skip
 
-    def _cache_mounts(self, sources: Path) -> list[str]:
-        """The cached deps/ and _build/ over fresh sources (the project keeps its own)."""
-        if sources == self.project:
-            return []
-        mounts = []
-        for cached in ("deps", "_build"):
-            kept = (self.project / DEPS_CACHE / cached).resolve()
-            kept.mkdir(parents=True, exist_ok=True)
-            mounts += ["-v", f"{kept}:/build/{cached}"]
-        return mounts
+
+@contextmanager
+def cached_deps(cache: Path, sources: Path) -> Iterator[None]:
+    """The cache's deps/ and _build/ moved into the fresh sources for the build (where build
+    tasks see them too), and the build's moved back afterwards, failed or not."""
+    for kept in bs.CACHED:
+        if (cache / kept).is_dir() and not (sources / kept).exists():
+            (cache / kept).rename(sources / kept)
+    try:
+        yield
+    finally:
+        cache.mkdir(parents=True, exist_ok=True)
+        for kept in bs.CACHED:
+            if (sources / kept).is_dir():
+                shutil.rmtree(cache / kept, ignore_errors=True)
+                (sources / kept).rename(cache / kept)

@@ -41,7 +41,6 @@ q = bs.q
 # next build's fresh directory (like edeliver 1.x's build dir), so deps are fetched and compiled
 # once. A build that cannot move them in (another build of the app holds them) starts cold.
 CACHE_DIR = ".edeliver-cache"
-CACHED = ("deps", "_build")
 
 
 def reuse_deps_script(remote: str, cache: str) -> str:
@@ -50,7 +49,7 @@ def reuse_deps_script(remote: str, cache: str) -> str:
         "".join(
             f"[ -d {q(f'{cache}/{d}')} ] && [ ! -e {q(f'{remote}/{d}')} ] && "
             f"mv {q(f'{cache}/{d}')} {q(f'{remote}/{d}')}\n"
-            for d in CACHED
+            for d in bs.CACHED
         )
         + "true\n"
     )
@@ -61,7 +60,7 @@ def keep_deps_script(remote: str, cache: str) -> str:
     return f"mkdir -p {q(cache)}\n" + "".join(
         f"[ -d {q(f'{remote}/{d}')} ] && rm -rf {q(f'{cache}/{d}')} && "
         f"mv -T {q(f'{remote}/{d}')} {q(f'{cache}/{d}')}\n"
-        for d in CACHED
+        for d in bs.CACHED
     )
 
 

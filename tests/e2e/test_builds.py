@@ -207,8 +207,9 @@ def test_a_podman_build_goes_to_a_local_store_and_is_pushed(
     _stage_tasks(directory, stages, '"$PWD/../stage-marks"')
     stored = build_into_store(directory, load_config(directory), env=_env(CONTAINER))
     lines = (directory / ".deliver/build/stage-marks").read_text().splitlines()
+    compiled = stages.index("post_erlang_clean_compile")
     assert lines == [
-        f"{stage} container-src {'compiled' if i > 0 else 'clean'}"
+        f"{stage} container-src {'compiled' if i >= compiled else 'clean'}"
         for i, stage in enumerate(stages)
     ]
     assert (stored.version, stored.git_revision) == (CONTAINER, _head(directory))
