@@ -18,6 +18,7 @@ from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from edeliver.adapters.remote_build import CACHE_DIR
 from edeliver.cli.rollout_commands import build_into_store
+from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.ledger_project import (
@@ -148,3 +149,40 @@ def test_a_container_build_fetches_the_deps_inside_and_caches_them_here(tmp_path
     said = report(unpack(_stored(project, "2.1.0"), tmp_path))
     assert (said["total"], said["stamp"], said["version"]) == ("6", "stamped:ledger", "2.1.0")
     assert (project / ".deliver/cache/container-build/deps/tally/mix.exs").is_file()
+
+
+def test_a_remote_build_of_an_unknown_release_is_refused_before_fetching(
+    remote: tuple[Path, str],
+) -> None:
+    """One line naming the release and the known ones, exit 2, nothing stored."""
+    project, tally_url = remote
+    config = project / ".deliver/edeliver.toml"
+    original = config.read_text()
+    config.write_text(original.replace('release = "ledger"', 'release = "ledgr"'))
+    try:
+        with pytest.raises(UsageError) as refused:
+            _build(project, "1.3.0", tally_url)
+    finally:
+        config.write_text(original)
+    assert str(refused.value) == (
+        "build.release: unknown release ledgr; mix.exs defines: ledger, ledger_lite"
+    )
+    assert refused.value.exit_code == 2 and not _stored(project, "1.3.0").parent.exists()
+
+
+def test_a_container_build_whose_dependency_cannot_be_fetched_names_it(tmp_path: Path) -> None:
+    """No repository mounted at the URL: one line naming tally, exit 1, nothing stored."""
+    ensure_image()
+    config = (
+        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
+        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(RUN_OPTIONS)}\n"
+        'release = "ledger"\n'
+    )
+    project = ledger_copy(tmp_path, config)
+    with pytest.raises(BuildFailed) as refused:
+        _build(project, "2.2.0", IN_CONTAINER)
+    assert str(refused.value) == (
+        f"the {IMAGE} container: fetching dependency tally ({IN_CONTAINER}) failed: "
+        f"fatal: '{IN_CONTAINER}' does not appear to be a git repository"
+    )
+    assert not _stored(project, "2.2.0").parent.exists()
