@@ -99,6 +99,22 @@ class MixLocalBuilder:
 
     def build(self) -> Built:
         release = self.build_dir / "release"
+        self._build_into(release)
+        facts = toolchain_facts(release)
+        check_contents(self.app, facts, self.env.get(VERSION_SUFFIX, ""))
+        create_releases_file(release, facts.version)
+        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+        pack_release(release, tarball)
+        source = git_source(self.project)
+        artifact = Artifact(
+            self.app, facts.version, sha256="", size=0, platform=local_platform(),
+            location=str(tarball), git_revision=source.revision if source else "",
+            erts=facts.erts, otp=facts.otp, elixir=facts.elixir,
+        )  # fmt: skip
+        return Built(tarball, artifact)
+
+    def _build_into(self, release: Path) -> None:
+        """Submodules, deps, compile and release, between their stages."""
         here = LocalCommandHost(self.project)  # the build host of a local build
         self.task_file.parent.mkdir(parents=True, exist_ok=True)
         self.task_file.write_text(build_tasks())
@@ -112,18 +128,6 @@ class MixLocalBuilder:
         with stages_around(self.at_stage, here, GENERATE_RELEASE):
             shutil.rmtree(release, ignore_errors=True)  # no releases/ or lib/ of older builds
             self._mix(release_argv(self.target, str(self.task_file), str(release)), "mix release")
-        facts = toolchain_facts(release)
-        check_contents(self.app, facts, self.env.get(VERSION_SUFFIX, ""))
-        create_releases_file(release, facts.version)
-        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
-        pack_release(release, tarball)
-        source = git_source(self.project)
-        artifact = Artifact(
-            self.app, facts.version, sha256="", size=0, platform=local_platform(),
-            location=str(tarball), git_revision=source.revision if source else "",
-            erts=facts.erts, otp=facts.otp, elixir=facts.elixir,
-        )  # fmt: skip
-        return Built(tarball, artifact)
 
     def _update_submodules(self) -> None:
         """The working tree is the build's checkout: its submodules are part of the sources."""
