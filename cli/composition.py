@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from edeliver.adapters.build_scripts import VERSION_SUFFIX
+from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
@@ -99,6 +99,7 @@ def builder(
     never passes through this machine.
     """
     build = config.build
+    target = MixTarget(build.mix_env, build.release)
     if build.auto_version:
         facts = version_facts(project, build.revision, SystemClock().now())
         env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
@@ -110,15 +111,15 @@ def builder(
         direct = store if isinstance(store, S3ReleaseStore) else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
-            direct=direct, at_stage=at_stage,
+            direct=direct, at_stage=at_stage, target=target,
         )  # fmt: skip
     if build.strategy == "docker":
         return ContainerBuilder(
             project, app, build.image or "", cli=build.cli,
             global_options=build.global_options, run_options=build.run_options,
-            revision=build.revision, env=env, warn=warn, at_stage=at_stage,
+            revision=build.revision, env=env, warn=warn, at_stage=at_stage, target=target,
         )  # fmt: skip
-    return MixLocalBuilder(project, app, env=env, at_stage=at_stage)
+    return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
 
 
 def build_host(config: Config) -> NodeConfig | None:

@@ -119,6 +119,8 @@ class BuildConfig:
     global_options: tuple[str, ...] = ()  # docker: options before `run` (podman --runtime runc)
     run_options: tuple[str, ...] = ()  # docker: options of `run` (--ulimit ...)
     auto_version: tuple[str, ...] = ()  # build metadata appended to the mix version
+    mix_env: str = "prod"  # every strategy: the MIX_ENV of deps.get, compile and release
+    release: str = ""  # every strategy: which of mix.exs's releases ("": mix's default)
 
 
 @dataclass(frozen=True)
@@ -366,9 +368,22 @@ def _build(table: _Table) -> BuildConfig:
         global_options=table.strings("global_options") or (),
         run_options=table.strings("run_options") or (),
         auto_version=_auto_version(table),
+        mix_env=_mix_name(table, "mix_env", "a MIX_ENV such as prod") or "prod",
+        release=_mix_name(table, "release", "the name of a release in mix.exs") or "",
     )
     table.done()
     return build
+
+
+# What mix accepts as an environment or release name (both become atoms and directory names).
+_MIX_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _mix_name(table: _Table, key: str, expected: str) -> str | None:
+    value = table.get(key, str, expected)
+    if value is not None and not _MIX_NAME.match(value):
+        raise table.fail(key, f"expected {expected} (lowercase letters, digits, _), got {value!r}")
+    return value
 
 
 def _auto_version(table: _Table) -> tuple[str, ...]:
