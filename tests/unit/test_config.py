@@ -90,8 +90,9 @@ def test_an_unknown_environment_lists_the_defined_ones() -> None:
 
 
 def test_hosts_may_be_names_and_ipv4_or_ipv6_addresses() -> None:
-    """Host names, IPv4 and bare IPv6 addresses (a zone included) are accepted as written."""
-    for host in ("web-1.example.com", "10.0.0.12", "::1", "fe80::1%eth0", "2001:db8::22"):
+    """Host names, ssh config Host aliases, IPv4 and bare IPv6 addresses (a zone included) are
+    accepted as written."""
+    for host in ("web-1.example.com", "web_1", "10.0.0.12", "::1", "fe80::1%eth0", "2001:db8::22"):
         config = parse_config(_with('host = "10.0.0.12"', f'host = "{host}"'), FILE)
         assert config.nodes["web2"].host == host
 
