@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Protocol, cast
 from edeliver.adapters.build_scripts import VERSION_SUFFIX
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
-from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.event_store import open_deployments, store_patience
 from edeliver.adapters.git_source import version_facts
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
@@ -181,6 +182,7 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
 
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
+    patience = store_patience(os.environ)
     known_hosts = known_hosts_file(project, config)
     store = release_store(project, config)
     shells = AsyncsshNodeShells(
@@ -197,4 +199,5 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         user=who(),
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
+        patience=patience,
     )
