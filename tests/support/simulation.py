@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from edeliver.adapters.fakes import (
 )
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
+from edeliver.core.journal import Patience, SaveEvents
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
@@ -79,6 +81,10 @@ class Simulation:
     recorder: ApplicationRecorder | None = None
     tasks: list[LoadedTask] = field(default_factory=list)
     local: CommandHost | None = None
+    # Wraps how events reach the store, e.g. in a `FlakySave`: a store that fails.
+    flaky: Callable[[SaveEvents], SaveEvents] | None = None
+    # A failing store is retried briefly here: simulated failures need no real waiting.
+    patience: Patience = field(default_factory=lambda: Patience(total=0.5, first=0.001))
 
     @classmethod
     def create(
@@ -108,11 +114,13 @@ class Simulation:
             self.trace.extend(("event", type(e).__name__, dict(vars(e))) for e in events)
 
         save: Any = lambda events: save_and_trace(*events)  # noqa: E731
+        if self.flaky is not None:
+            save = self.flaky(save)
         if crash_after is not None:
-            save = CrashingSave(save_and_trace, crash_after)
+            save = CrashingSave(lambda *events, store=save: store(events), crash_after)
         return Services(
             deployments, shells, self.store, self.clock, "tester@ci", save=save,
-            tasks=self.tasks, local=self.local,
+            tasks=self.tasks, local=self.local, patience=self.patience,
         )  # fmt: skip
 
     def deploy(
