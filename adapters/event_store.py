@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import psycopg
 from eventsourcing.postgres import PostgresFactory
 
 from edeliver.core.errors import EdeliverError, UsageError, one_line
@@ -36,14 +37,41 @@ def open_deployments(project: Path, url: str | None = None) -> Deployments:
     """The Deployments application on the configured store."""
     url = url if url is not None else os.environ.get("EDELIVER_EVENTS", "")
     where = describe(url) if url else str(project / DEFAULT_DB)
+    settings = store_settings(project, url, os.environ)
     try:
-        deployments = Deployments(env=store_settings(project, url, os.environ))
+        deployments = Deployments(env=settings)
     except EdeliverError:
         raise
     except Exception as error:  # a database that is down, a directory we may not write
-        raise EdeliverError(f"event store {where}: cannot be opened: {one_line(error)}") from None
+        why = _server_answer(settings) or one_line(error)
+        raise EdeliverError(f"event store {where}: cannot be opened: {why}") from None
     deployments.store = where
     return deployments
+
+
+def _server_answer(settings: Mapping[str, str]) -> str | None:
+    """What PostgreSQL answers to one plain connection: the pool only says it got none in
+    time, and the server's reason (no SSL, a bad password, no such database) is what helps."""
+    if not settings["PERSISTENCE_MODULE"].endswith(PostgresWithParameters.__qualname__):
+        return None
+    try:
+        psycopg.connect(**_connection_kwargs(settings)).close()
+    except psycopg.Error as error:
+        return one_line(error)
+    return None
+
+
+def _connection_kwargs(settings: Mapping[str, str]) -> dict[str, Any]:
+    """psycopg's keyword arguments for the settings `_postgres` made."""
+    given = {
+        "host": settings["POSTGRES_HOST"],
+        "port": settings["POSTGRES_PORT"],
+        "dbname": settings["POSTGRES_DBNAME"],
+        "user": settings["POSTGRES_USER"],
+        "password": settings["POSTGRES_PASSWORD"],
+        "connect_timeout": settings["POSTGRES_CONNECT_TIMEOUT"],
+    }
+    return {**given, **json.loads(settings[_PARAMS])}
 
 
 def store_patience(environ: Mapping[str, str]) -> Patience:

@@ -47,7 +47,7 @@ class Journal:
         save: SaveEvents,
         listener: Listener | None,
         *,
-        store: str = "the event store",
+        store: str = "of this project",
         patience: Patience | None = None,
     ) -> None:
         self.deployment, self._save, self._listener = deployment, save, listener

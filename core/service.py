@@ -118,7 +118,7 @@ class Deployments(Application[UUID]):
     next event first, `transient` when trying again later may work."""
 
     name = "Deployments"
-    store = "the event store"
+    store = "of this project"  # set to the path or URL by whoever opens it
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         with self.store_errors():
