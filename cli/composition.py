@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -200,4 +201,9 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
         patience=patience,
+        warn=_to_stderr,
     )
+
+
+def _to_stderr(line: str) -> None:
+    print(f"edeliver: {line}", file=sys.stderr, flush=True)

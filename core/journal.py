@@ -26,6 +26,7 @@ from edeliver.core.errors import EventStoreError, one_line
 
 SaveEvents = Callable[[Sequence[Any]], object]
 Listener = Callable[[Deployment, Sequence[Any]], None]
+Warn = Callable[[str], None]  # says something to the person deploying, on the side
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,10 @@ class Journal:
         *,
         store: str = "of this project",
         patience: Patience | None = None,
+        warn: Warn | None = None,
     ) -> None:
         self.deployment, self._save, self._listener = deployment, save, listener
-        self.store, self.patience = store, patience or Patience()
+        self.store, self.patience, self._warn = store, patience or Patience(), warn
         self.failure: EventStoreError | None = None  # set once the store failed for good
         self._pending: list[Any] = []  # collected and not stored yet, oldest first
         self._collected = self._stored = 0
@@ -105,6 +107,8 @@ class Journal:
                     except Exception as error:  # the store's, or a bug of the save function
                         if not (isinstance(error, EventStoreError) and error.transient):
                             raise self._failed(error) from error
+                        if last is None and self._warn:  # once per streak of failures
+                            self._warn(f"{error}; trying again for up to {self.patience.total:g}s")
                         last = error
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, self.patience.longest)

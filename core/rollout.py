@@ -25,7 +25,7 @@ from edeliver.core.errors import (
     RefusedError,
     UsageError,
 )
-from edeliver.core.journal import Patience
+from edeliver.core.journal import Patience, Warn
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
@@ -58,6 +58,8 @@ class Services:
     upgrade_shells: NodeShells | None = None
     # How long a failing event store is retried before the rollout stops (`journal.Patience`).
     patience: Patience | None = None
+    # Where the journal says that the store is failing and being retried (stderr in the CLI).
+    warn: Warn | None = None
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
@@ -169,7 +171,7 @@ def _orchestrator(
 ) -> Orchestrator:
     journal = Journal(
         deployment, services.saver(), services.listener,
-        store=services.deployments.store, patience=services.patience,
+        store=services.deployments.store, patience=services.patience, warn=services.warn,
     )  # fmt: skip
     missing = [name for name in deployment.order if name not in config.nodes]
     if missing:

@@ -85,6 +85,7 @@ class Simulation:
     flaky: Callable[[SaveEvents], SaveEvents] | None = None
     # A failing store is retried briefly here: simulated failures need no real waiting.
     patience: Patience = field(default_factory=lambda: Patience(total=0.5, first=0.001))
+    warnings: list[str] = field(default_factory=list)  # what the deployer said on the side
 
     @classmethod
     def create(
@@ -120,7 +121,7 @@ class Simulation:
             save = CrashingSave(lambda *events, store=save: store(events), crash_after)
         return Services(
             deployments, shells, self.store, self.clock, "tester@ci", save=save,
-            tasks=self.tasks, local=self.local, patience=self.patience,
+            tasks=self.tasks, local=self.local, patience=self.patience, warn=self.warnings.append,
         )  # fmt: skip
 
     def deploy(

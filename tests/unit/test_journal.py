@@ -56,10 +56,14 @@ def no_hole(versions: list[int]) -> bool:
 def test_a_store_failing_transiently_is_retried_and_the_deployment_succeeds(
     tmp_path: Path, writes: range | set[int]
 ) -> None:
-    """Transient store errors are retried with backoff: nothing lost, nothing out of order."""
+    """Transient store errors are retried with backoff, saying so once per streak: nothing
+    lost, nothing out of order."""
     sim = Simulation.create(tmp_path, 4, max_parallel=2)
     sim.flaky = failing(writes, locked)
     assert sim.deploy("1.0.0").outcome == "succeeded"
+    assert sim.warnings == [
+        "event store events.db: database is locked; trying again for up to 0.5s"
+    ]
     versions, _ = stored_versions_and_names(sim)
     assert no_hole(versions)
     assert {host.running for host in sim.hosts.values()} == {"1.0.0"}
