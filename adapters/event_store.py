@@ -36,7 +36,7 @@ _IN_URL_ONLY = {"host", "port", "dbname", "user", "password"}  # taken apart, no
 def open_deployments(project: Path, url: str | None = None) -> Deployments:
     """The Deployments application on the configured store."""
     url = url if url is not None else os.environ.get("EDELIVER_EVENTS", "")
-    where = describe(url) if url else str(project / DEFAULT_DB)
+    where = _store_name(project, url)
     settings = store_settings(project, url, os.environ)
     try:
         deployments = Deployments(env=settings)
@@ -47,6 +47,16 @@ def open_deployments(project: Path, url: str | None = None) -> Deployments:
         raise EdeliverError(f"event store {where}: cannot be opened: {why}") from None
     deployments.store = where
     return deployments
+
+
+def _store_name(project: Path, url: str) -> str:
+    """How messages name the store: a SQLite file by its path, a server by its URL without
+    the password."""
+    if not url:
+        return str(project / DEFAULT_DB)
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite://")
+    return describe(url)
 
 
 def _server_answer(settings: Mapping[str, str]) -> str | None:

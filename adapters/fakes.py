@@ -247,3 +247,22 @@ class FlakySave:
         if self.writes in self.failing:
             raise self.error()
         self._save(events)
+
+
+class FailingAt:
+    """Stores events like `save`, except the write that would store the `at`-th event (the first
+    is 1) raises `error()` once and stores nothing. Counted in events, not writes, so where it
+    fails does not depend on how the journal happened to group events into writes."""
+
+    def __init__(
+        self, save: Callable[..., object], at: int, error: Callable[[], Exception]
+    ) -> None:
+        self._save, self.at, self.error = save, at, error
+        self.stored, self.armed = 0, True
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        if self.armed and self.stored < self.at <= self.stored + len(events):
+            self.armed = False
+            raise self.error()
+        self._save(events)
+        self.stored += len(events)

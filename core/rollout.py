@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NoReturn, TypeVar
@@ -83,14 +83,11 @@ async def deploy(
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
-    try:
-        await _checked_probes(orchestrator, deployment, artifact, services)
-        await _before_rollout(orchestrator, deployment, services)
-    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C before any change
-        await orchestrator.close()
-        await _record_interruption(
-            orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
-        )
+    await _before_any_node_changes(
+        orchestrator, services, deployment,
+        partial(_checked_probes, orchestrator, deployment, artifact, services),
+        partial(_before_rollout, orchestrator, deployment, services),
+    )  # fmt: skip
     return await _drive(orchestrator, services, deployment)
 
 
@@ -107,12 +104,42 @@ async def resume(
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     deployment.resume(services.user)
     await _claim(orchestrator, deployment)
+    steps = [
+        partial(_reprobe_in_flight, orchestrator, deployment),
+        partial(_before_rollout, orchestrator, deployment, services),
+    ]
     if set(deployment.previous) != set(deployment.order):
         # It died before all its probes were stored, so before any change: check them again.
-        await _checked_probes(orchestrator, deployment, artifact, services)
-    await _reprobe_in_flight(orchestrator, deployment)
-    await _before_rollout(orchestrator, deployment, services)
+        steps.insert(0, partial(_checked_probes, orchestrator, deployment, artifact, services))
+    await _before_any_node_changes(orchestrator, services, deployment, *steps)
     return await _drive(orchestrator, services, deployment)
+
+
+async def _before_any_node_changes(
+    orchestrator: Orchestrator,
+    services: Services,
+    deployment: Deployment,
+    *steps: Callable[[], Awaitable[None]],
+) -> None:
+    """Probes and before-rollout tasks, in order; Ctrl-C or a store failing for good here
+    stops the deployment the way it stops a rollout: resumable, exit 4."""
+    try:
+        for step in steps:
+            await step()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await _stop_early(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
+    except HistoryConflict as error:
+        await orchestrator.close()
+        raise _taken_over(deployment, error) from None
+    except EventStoreError as error:
+        await _stop_early(orchestrator, services, deployment, f"stopped: {error}")
+
+
+async def _stop_early(
+    orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
+) -> NoReturn:
+    await orchestrator.close()
+    await _record_interruption(orchestrator, services, deployment, why)
 
 
 def _app_of(config: Config) -> str:

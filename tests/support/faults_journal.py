@@ -75,6 +75,8 @@ class Project:
     fleet: LocalFleet
     events: str = ""
     patience: str = ""
+    deployers: list[Deployer] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)  # deployments there before the last `start`
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDELIVER_EVENTS")}
@@ -91,11 +93,21 @@ class Project:
         )  # fmt: skip
 
     def start(self, *args: str) -> Deployer:
+        self.known = {row["id"] for row in json.loads(self.edeliver("history", "--json").stdout)}
         process = subprocess.Popen(
             [*EDELIVER, "-C", str(self.directory), *args],
             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(),
         )  # fmt: skip
-        return Deployer(process)
+        self.deployers.append(Deployer(process))
+        return self.deployers[-1]
+
+    def stop_deployers(self) -> None:
+        """Kill the deployers this project started that still run (a test that failed)."""
+        for deployer in self.deployers:
+            if deployer.process.poll() is None:
+                deployer.process.kill()
+                deployer.process.wait()
+        self.deployers.clear()
 
     def log(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """The events of a deployment (the latest by default); asserts that they load."""
@@ -108,7 +120,8 @@ class Project:
         return self.wait_for(None, state, timeout)
 
     def wait_for(self, node: str | None, state: str, timeout: float = 180) -> str:
-        """Wait until the latest deployment's `node` entered `state`; return the deployment."""
+        """Wait until `node` of the deployment the last `start` began entered `state`; return
+        that deployment's id."""
         found: list[str] = []
 
         def reached() -> bool:
@@ -116,6 +129,8 @@ class Project:
             if result.returncode != 0:
                 return False
             events = [json.loads(line) for line in result.stdout.splitlines()]
+            if events and events[0]["deployment"] in self.known:
+                return False  # not started yet: the latest is an earlier one
             if any(_entered(e, node, state) for e in events):
                 found.append(events[0]["deployment"])
             return bool(found)
@@ -233,20 +248,16 @@ def small_tmpfs(directory: Path, size: str = "8m") -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Fill the file system of `directory` to the last byte; returns the filler to delete."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
-    with filler.open("ab") as out:  # the last partial block
-        try:
-            while True:
-                out.write(b"\0")
-                out.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (65536, 4096, 1):  # unbuffered: nothing is left to flush on close
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
     return filler
 
 

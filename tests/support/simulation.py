@@ -83,8 +83,9 @@ class Simulation:
     local: CommandHost | None = None
     # Wraps how events reach the store, e.g. in a `FlakySave`: a store that fails.
     flaky: Callable[[SaveEvents], SaveEvents] | None = None
-    # A failing store is retried briefly here: simulated failures need no real waiting.
-    patience: Patience = field(default_factory=lambda: Patience(total=0.5, first=0.001))
+    # A failing store is retried at once here: simulated failures need no real waiting (and
+    # the total is generous, so that a loaded machine never turns a retry into a stop).
+    patience: Patience = field(default_factory=lambda: Patience(total=30, first=0.001))
     warnings: list[str] = field(default_factory=list)  # what the deployer said on the side
 
     @classmethod

@@ -26,6 +26,7 @@ from edeliver.core.errors import (
     EventStoreError,
     LockHeldError,
 )
+from edeliver.core.journal import Patience
 from edeliver.core.rollout import resume
 from tests.support.simulation import Simulation, config_text
 
@@ -61,9 +62,7 @@ def test_a_store_failing_transiently_is_retried_and_the_deployment_succeeds(
     sim = Simulation.create(tmp_path, 4, max_parallel=2)
     sim.flaky = failing(writes, locked)
     assert sim.deploy("1.0.0").outcome == "succeeded"
-    assert sim.warnings == [
-        "event store events.db: database is locked; trying again for up to 0.5s"
-    ]
+    assert sim.warnings == ["event store events.db: database is locked; trying again for up to 30s"]
     versions, _ = stored_versions_and_names(sim)
     assert no_hole(versions)
     assert {host.running for host in sim.hosts.values()} == {"1.0.0"}
@@ -91,10 +90,23 @@ def test_a_lasting_store_failure_stops_the_rollout_resumably_with_one_line(
     assert {host.running for host in sim.hosts.values()} == {"1.0.0"}
 
 
+def test_a_store_failing_before_any_node_changes_stops_resumably(tmp_path: Path) -> None:
+    """The first write (the probes, before any node changes) fails for good: exit 4 like an
+    interruption, never an error that leaves the environment locked with no way on."""
+    sim = Simulation.create(tmp_path, 3)
+    sim.flaky = failing({1}, lambda: OSError(30, "Read-only file system"))
+    with pytest.raises(DeploymentInterrupted, match=r"stopped: .*Read-only file system"):
+        sim.deploy("1.0.0")
+    assert {host.running for host in sim.hosts.values()} == {None}
+    sim.flaky = None
+    assert sim.resume().outcome == "succeeded"
+
+
 def test_a_store_down_for_good_says_resume_needs_force_once_it_is_back(tmp_path: Path) -> None:
     """If not even the interruption can be stored, the hint is the command that will work:
     `resume --force` (plain `resume` would wait for a silent deployer), and nothing is lost."""
     sim = Simulation.create(tmp_path, 4, max_parallel=2)
+    sim.patience = Patience(total=0.5, first=0.001)
     sim.flaky = failing(range(5, 10**9), locked)
     with pytest.raises(DeploymentInterrupted) as interrupted:
         sim.deploy("1.0.0")

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from edeliver.adapters.fakes import FakeHost, FlakySave, SimulatedCrash
+from edeliver.adapters.fakes import FailingAt, FakeHost, SimulatedCrash
 from edeliver.core.config import FALLBACKS, STRATEGIES
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError, EventStoreError
@@ -75,13 +75,11 @@ class RolloutMachine(RuleBasedStateMachine):
     def schedule_fault(self, data: st.DataObject, step: str, kind: Any) -> None:
         self.sim.faults.add(data.draw(st.sampled_from(self.nodes), label="node"), step, kind)
 
-    @rule(
-        writes=st.sets(st.integers(1, 40), min_size=1, max_size=3),
-        kind=st.sampled_from(sorted(STORE_ERRORS)),
-    )
-    def schedule_store_failure(self, writes: set[int], kind: str) -> None:
-        """The next deploy or resume meets a store that fails at these writes (1 = its first)."""
-        self.sim.flaky = lambda save: FlakySave(save, writes, STORE_ERRORS[kind])
+    @rule(at=st.integers(1, 80), kind=st.sampled_from(sorted(STORE_ERRORS)))
+    def schedule_store_failure(self, at: int, kind: str) -> None:
+        """The next deploy or resume meets a store that fails once, at the write that would
+        store its `at`-th event (counted in events: the same run fails at the same point)."""
+        self.sim.flaky = lambda save: FailingAt(save, at, STORE_ERRORS[kind])
 
     @precondition(lambda self: not self.interrupted)
     @rule(crash_after=st.none() | st.integers(0, 120))
