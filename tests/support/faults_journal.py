@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,22 +123,41 @@ class Project:
 
     def wait_for(self, node: str | None, state: str, timeout: float = 180) -> str:
         """Wait until `node` of the deployment the last `start` began entered `state`; return
-        that deployment's id."""
+        that deployment's id. Fails at once if that deployer ended before."""
         found: list[str] = []
 
         def reached() -> bool:
-            result = self.edeliver("log", "--json")
-            if result.returncode != 0:
-                return False
-            events = [json.loads(line) for line in result.stdout.splitlines()]
-            if events and events[0]["deployment"] in self.known:
-                return False  # not started yet: the latest is an earlier one
-            if any(_entered(e, node, state) for e in events):
-                found.append(events[0]["deployment"])
-            return bool(found)
+            deployer = self.deployers[-1]
+            if deployer.process.poll() is not None:
+                raise AssertionError(f"the deployer ended first: {deployer.said}")
+            for deployment, moved, dest in self.transitions():
+                if deployment not in self.known and dest == state and node in (None, moved):
+                    found.append(deployment)
+                    return True
+            return False
 
-        poll(reached, timeout, f"{node} entering {state}")
+        poll(reached, timeout, f"{node or 'a node'} entering {state}")
         return found[0]
+
+    def transitions(self) -> list[tuple[str, str, str]]:
+        """(deployment, node, state entered) of every stored NodeTransitioned, oldest first:
+        read from the SQLite file itself (quick enough to catch a short rollback), else `log`."""
+        if self.events.startswith("sqlite://"):
+            db = self.events.removeprefix("sqlite://")
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+                rows = connection.execute(
+                    "SELECT originator_id, state FROM stored_events "
+                    "WHERE topic LIKE '%Deployment.NodeTransitioned' ORDER BY rowid"
+                ).fetchall()
+            moved = [(str(uuid.UUID(str(i))), json.loads(state)) for i, state in rows]
+            return [(i, e["node"], e["dest"]) for i, e in moved]
+        result = self.edeliver("log", "--json")
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        return [
+            (e["deployment"], e["node"], e["dest"])
+            for e in events
+            if e["event"] == "NodeTransitioned"
+        ]
 
     def ensure_all_on(self, version: str) -> None:
         if set(running_versions(self.fleet).values()) != {version}:
@@ -159,12 +180,6 @@ class Project:
         ended = [row for row in history if row["id"].startswith(deployment)]
         assert ended and ended[0]["outcome"] is not None, history
         assert all(row["outcome"] is not None for row in history), history  # nothing locked
-
-
-def _entered(event: dict[str, Any], node: str | None, state: str) -> bool:
-    if event["event"] != "NodeTransitioned" or event["dest"] != state:
-        return False
-    return node in (None, event["node"])
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -24,6 +24,7 @@ from edeliver.core.errors import (
     DeploymentInterrupted,
     EdeliverError,
     EventStoreError,
+    HistoryConflict,
     LockHeldError,
 )
 from edeliver.core.journal import Patience
@@ -139,6 +140,36 @@ def test_of_two_resumes_at_once_one_wins_and_the_other_is_refused(tmp_path: Path
     versions, names = stored_versions_and_names(sim)
     assert no_hole(versions) and names.count("Resumed") == 1
     assert {host.running for host in sim.hosts.values()} == {"1.0.0"}
+
+
+def test_a_deployer_whose_deployment_is_abandoned_meanwhile_stops_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another operator abandons the deployment while its deployer runs: the deployer's next
+    write conflicts, so it stops (exit 3) and nothing of it lands after `Abandoned`."""
+    sim = Simulation.create(tmp_path, 3, max_parallel=1)
+
+    def abandoned_at_third_write(save: Any) -> Any:
+        writes = iter(range(1, 10**9))
+
+        def write(events: Any) -> None:
+            if next(writes) == 3:
+                other = sim.deployments()
+                taken = other.load(other.history()[0].id)
+                other.abandon(taken, "taking over", "bob@laptop", "2026-01-01T00:00:00+00:00")
+                other.close()
+            save(events)
+
+        return write
+
+    sim.flaky = abandoned_at_third_write
+    with pytest.raises(HistoryConflict, match="another deployer took it over") as stopped:
+        sim.deploy("1.0.0")
+    assert stopped.value.exit_code == 3
+    _, names = stored_versions_and_names(sim)
+    assert names[-1] == "Abandoned"
+    sim.flaky = None
+    assert sim.deploy("2.0.0").outcome == "succeeded"  # the environment was released
 
 
 async def _two_resumes(sim: Simulation) -> list[object]:
