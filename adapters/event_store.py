@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresFactory
 
 from edeliver.core.errors import EdeliverError, UsageError, one_line
@@ -110,6 +111,15 @@ class PostgresWithParameters(PostgresFactory):
         kwargs = self.datastore.pool.kwargs
         assert isinstance(kwargs, dict)
         kwargs.update(extra)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        """The recorder (its tables are made here: the first connection); if the server cannot
+        be reached, the pool's threads are stopped now rather than left trying to connect."""
+        try:
+            return super().application_recorder()
+        except Exception:
+            self.close()
+            raise
 
 
 def store_settings(project: Path, url: str, environ: Mapping[str, str]) -> dict[str, str]:

@@ -22,7 +22,6 @@ from tests.support.faults_journal import (
     Project,
     fill,
     one_line,
-    pg_ctl,
     small_tmpfs,
     sqlite_held,
     start_project,
@@ -140,11 +139,11 @@ def test_postgresql_stopped_mid_deploy_then_started_and_resumed(
         project.ensure_all_on(GOOD)
         deploying = project.start("deploy", "waves", "--version", NEXT)
         deployment = project.wait_for("node2", "preparing")
-        pg_ctl(own_postgres, "stop")
+        own_postgres.crash()
         try:
             code, _, said = deploying.finish()
         finally:
-            pg_ctl(own_postgres, "start")
+            own_postgres.run()
         last = one_line(said)
         assert code == 4, said
         assert f"event store {project.events}: " in last and "--force`" in last, last

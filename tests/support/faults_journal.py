@@ -1,6 +1,6 @@
 """For the event store fault tests: a hello project on real nodes, deployers as processes, a
-SQLite file held by another process or on a disk that fills, PostgreSQL stopped and started,
-and the checks every fault test ends with (what the nodes run, the log, the lock)."""
+SQLite file held by another process or on a disk that fills, and the checks every fault test
+ends with (what the nodes run, the log, the lock)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions, ssh
-from tests.support.postgres import BIN, PostgresServer
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 GOOD, NEXT, BROKEN = "0.1.0", "0.2.0", "0.3.0"
@@ -274,14 +273,3 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
-
-
-def pg_ctl(server: PostgresServer, action: str) -> None:
-    """Stop (immediately, like a crash) or start the test's own PostgreSQL on its data dir."""
-    options = f"-p {server.port} -k {server.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    argv = [str(BIN / "pg_ctl"), "-D", str(server.data), "-w"]
-    if action == "stop":
-        argv += ["-m", "immediate", "stop"]
-    else:
-        argv += ["-o", options, "-l", str(server.root / "log"), "start"]
-    subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True)
