@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import MethodType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -116,10 +117,17 @@ class PostgresWithParameters(PostgresFactory):
         """The recorder (its tables are made here: the first connection); if the server cannot
         be reached, the pool's threads are stopped now rather than left trying to connect."""
         try:
-            return super().application_recorder()
+            recorder = super().application_recorder()
         except Exception:
             self.close()
             raise
+        # eventsourcing tries a failed insert 10 times, each waiting up to connect_timeout for
+        # a connection: 100 s that no one can cut short while the server is down. Our journal
+        # retries on its own terms (EDELIVER_EVENTS_PATIENCE), so here a write is one try.
+        one_try = getattr(type(recorder).insert_events, "__wrapped__", None)
+        if one_try is not None:
+            recorder.insert_events = MethodType(one_try, recorder)  # type: ignore[method-assign]
+        return recorder
 
 
 def store_settings(project: Path, url: str, environ: Mapping[str, str]) -> dict[str, str]:

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EventStoreError, one_line
 
 SaveEvents = Callable[[Sequence[Any]], object]
 Listener = Callable[[Deployment, Sequence[Any]], None]
+T = TypeVar("T")
 Warn = Callable[[str], None]  # says something to the person deploying, on the side
 
 
@@ -95,31 +96,15 @@ class Journal:
 
     async def _store_with_retries(self) -> list[Any]:
         """Store the head of the buffer, trying again while the failure is transient."""
-        delay = self.patience.first
-        last: EventStoreError | None = None
         try:
-            async with asyncio.timeout(self.patience.total):
-                while True:
-                    batch = self._head()
-                    try:
-                        await self._write(batch)
-                        return batch
-                    except Exception as error:  # the store's, or a bug of the save function
-                        if not (isinstance(error, EventStoreError) and error.transient):
-                            raise self._failed(error) from error
-                        if last is None and self._warn:  # once per streak of failures
-                            self._warn(f"{error}; trying again for up to {self.patience.total:g}s")
-                        last = error
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, self.patience.longest)
-        except TimeoutError:
-            raise self._failed(self._gave_up(last)) from last
+            return await patiently(self._write_head, self.patience, self.store, self._warn)
+        except Exception as error:  # the store's, or a bug of the save function
+            raise self._failed(error) from error
 
-    def _gave_up(self, last: EventStoreError | None) -> EventStoreError:
-        total = f"{self.patience.total:g}s"
-        if last is None:  # the first write neither ended nor failed in time
-            return EventStoreError(f"event store {self.store}: no answer within {total}")
-        return EventStoreError(f"{last} (still after retrying for {total})")
+    async def _write_head(self) -> list[Any]:
+        batch = self._head()
+        await self._write(batch)
+        return batch
 
     async def _write(self, batch: list[Any]) -> None:
         writing = asyncio.get_running_loop().run_in_executor(
@@ -153,6 +138,36 @@ class Journal:
         else:
             self.failure = EventStoreError(f"event store {self.store}: {one_line(error)}")
         return self.failure
+
+
+async def patiently(
+    attempt: Callable[[], Awaitable[T]], patience: Patience, store: str, warn: Warn | None
+) -> T:
+    """Await `attempt()` until it works, trying again after transient store errors (saying so
+    once) for up to `patience.total` seconds; any other error is raised at once."""
+    delay, last = patience.first, None
+    try:
+        async with asyncio.timeout(patience.total):
+            while True:
+                try:
+                    return await attempt()
+                except EventStoreError as error:
+                    if not error.transient:
+                        raise
+                    if last is None and warn:
+                        warn(f"{error}; trying again for up to {patience.total:g}s")
+                    last = error
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, patience.longest)
+    except TimeoutError:
+        raise _gave_up(store, patience, last) from last
+
+
+def _gave_up(store: str, patience: Patience, last: EventStoreError | None) -> EventStoreError:
+    total = f"{patience.total:g}s"
+    if last is None:  # the first attempt neither ended nor failed in time
+        return EventStoreError(f"event store {store}: no answer within {total}")
+    return EventStoreError(f"{last} (still after retrying for {total})")
 
 
 def _look_at_error(future: asyncio.Future[None]) -> None:

@@ -25,7 +25,7 @@ from edeliver.core.errors import (
     RefusedError,
     UsageError,
 )
-from edeliver.core.journal import Patience, Warn
+from edeliver.core.journal import Patience, Warn, patiently
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
@@ -331,8 +331,14 @@ async def _record_interruption(
 async def _store_end(services: Services, deployment: Deployment) -> None:
     """Record the outcome and release the environment; if the store fails now, the nodes are
     done but the deployment is not ended: resume records its end."""
+    patience, store = services.patience or Patience(), services.deployments.store
     try:
-        await _in_thread(services.deployments.end, deployment)
+        await patiently(
+            partial(_in_thread, services.deployments.end, deployment),
+            patience,
+            store,
+            services.warn,
+        )
     except EventStoreError as error:
         short = deployment.short_id
         raise DeploymentInterrupted(

@@ -79,7 +79,7 @@ def test_sqlite_on_a_disk_that_fills_and_frees_loses_no_event(
     retried, nothing lost, no hole, the deployment succeeds."""
     project.ensure_all_on(GOOD)
     with small_tmpfs(tmp_path / "disk") as disk:
-        project.events = f"sqlite:///{disk / 'events.db'}"
+        project.events = f"sqlite://{disk / 'events.db'}"
         try:
             deploying = project.start("deploy", "waves", "--version", NEXT)
             deployment = project.wait_for("node1", "installing")
