@@ -1,34 +1,133 @@
 """Where the event store lives: SQLite beside the project, or a shared PostgreSQL (DESIGN §5).
 
 `EDELIVER_EVENTS` picks it: unset for `.deliver/events.db`, `sqlite:///path` for another SQLite
-file, `postgresql://user[:password]@host[:port]/dbname[?host=/socket/dir]` for PostgreSQL. The
-password may also come from `PGPASSWORD`; it is never printed (see `describe`).
+file, `postgresql://user[:password]@host[:port]/dbname[?param=value&…]` for PostgreSQL, where
+every parameter psycopg (libpq) takes is passed on as it is: `sslmode`, `connect_timeout`,
+`application_name`, `options`, `host=/socket/dir`… The password may also come from
+`PGPASSWORD`; it is never printed (see `describe`).
+
+`EDELIVER_EVENTS_PATIENCE` (seconds, default 60) bounds how long a failing store is retried
+during a rollout before the rollout stops (see `edeliver.core.journal`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from types import MethodType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from edeliver.core.errors import EdeliverError, UsageError
+import psycopg
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.postgres import PostgresFactory
+
+from edeliver.core.errors import EdeliverError, UsageError, one_line
+from edeliver.core.journal import Patience
 from edeliver.core.service import Deployments
 
 DEFAULT_DB = ".deliver/events.db"
+_PARAMS = "POSTGRES_CONNECTION_PARAMETERS"  # our own setting: JSON of the URL's other parameters
+_IN_URL_ONLY = {"host", "port", "dbname", "user", "password"}  # taken apart, not passed on
 
 
 def open_deployments(project: Path, url: str | None = None) -> Deployments:
     """The Deployments application on the configured store."""
     url = url if url is not None else os.environ.get("EDELIVER_EVENTS", "")
-    where = describe(url) if url else str(project / DEFAULT_DB)
+    where = _store_name(project, url)
+    settings = store_settings(project, url, os.environ)
     try:
-        return Deployments(env=store_settings(project, url, os.environ))
+        deployments = Deployments(env=settings)
     except EdeliverError:
         raise
     except Exception as error:  # a database that is down, a directory we may not write
-        raise EdeliverError(f"event store {where}: cannot be opened: {error}") from None
+        why = _server_answer(settings) or one_line(error)
+        raise EdeliverError(f"event store {where}: cannot be opened: {why}") from None
+    deployments.store = where
+    return deployments
+
+
+def _store_name(project: Path, url: str) -> str:
+    """How messages name the store: a SQLite file by its path, a server by its URL without
+    the password."""
+    if not url:
+        return str(project / DEFAULT_DB)
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite://")
+    return describe(url)
+
+
+def _server_answer(settings: Mapping[str, str]) -> str | None:
+    """What PostgreSQL answers to one plain connection: the pool only says it got none in
+    time, and the server's reason (no SSL, a bad password, no such database) is what helps."""
+    if not settings["PERSISTENCE_MODULE"].endswith(PostgresWithParameters.__qualname__):
+        return None
+    try:
+        psycopg.connect(**_connection_kwargs(settings)).close()
+    except psycopg.Error as error:
+        return one_line(error)
+    return None
+
+
+def _connection_kwargs(settings: Mapping[str, str]) -> dict[str, Any]:
+    """psycopg's keyword arguments for the settings `_postgres` made."""
+    given = {
+        "host": settings["POSTGRES_HOST"],
+        "port": settings["POSTGRES_PORT"],
+        "dbname": settings["POSTGRES_DBNAME"],
+        "user": settings["POSTGRES_USER"],
+        "password": settings["POSTGRES_PASSWORD"],
+        "connect_timeout": settings["POSTGRES_CONNECT_TIMEOUT"],
+    }
+    return {**given, **json.loads(settings[_PARAMS])}
+
+
+def store_patience(environ: Mapping[str, str]) -> Patience:
+    """How long a failing event store is retried mid-rollout (`EDELIVER_EVENTS_PATIENCE`)."""
+    text = environ.get("EDELIVER_EVENTS_PATIENCE", "")
+    if not text:
+        return Patience()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(
+            f"EDELIVER_EVENTS_PATIENCE: expected seconds (a number >= 0), got {text!r}"
+        )
+    return Patience(total=seconds)
+
+
+class PostgresWithParameters(PostgresFactory):
+    """eventsourcing's PostgreSQL persistence, plus the connection parameters of the URL."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        # The pool opens its first connection later, with these keyword arguments.
+        extra = json.loads(self.env.get(_PARAMS) or "{}")
+        kwargs = self.datastore.pool.kwargs
+        assert isinstance(kwargs, dict)
+        kwargs.update(extra)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        """The recorder (its tables are made here: the first connection); if the server cannot
+        be reached, the pool's threads are stopped now rather than left trying to connect."""
+        try:
+            recorder = super().application_recorder()
+        except Exception:
+            self.close()
+            raise
+        # eventsourcing tries a failed insert 10 times, each waiting up to connect_timeout for
+        # a connection: 100 s that no one can cut short while the server is down. Our journal
+        # retries on its own terms (EDELIVER_EVENTS_PATIENCE), so here a write is one try.
+        one_try = getattr(type(recorder).insert_events, "__wrapped__", None)
+        if one_try is not None:
+            recorder.insert_events = MethodType(one_try, recorder)  # type: ignore[method-assign]
+        return recorder
 
 
 def store_settings(project: Path, url: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -72,19 +171,24 @@ def _postgres(url: str, environ: Mapping[str, str]) -> dict[str, str]:
         port = parts.port or 5432
     except ValueError:
         raise UsageError(f"EDELIVER_EVENTS: bad port in {describe(url)!r}") from None
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or ""])[0]
-    dbname = unquote(parts.path.lstrip("/"))
-    if not host or not dbname or not parts.username:
+    query = dict(parse_qsl(parts.query))
+    host = query.get("host", parts.hostname or "")
+    dbname = query.get("dbname", unquote(parts.path.lstrip("/")))
+    user = query.get("user", unquote(parts.username or ""))
+    if not host or not dbname or not user:
         raise UsageError(
             f"EDELIVER_EVENTS: expected postgresql://user@host/dbname, got {describe(url)!r}"
         )
+    password = query.get("password", unquote(parts.password or ""))
+    extra = {k: v for k, v in query.items() if k not in _IN_URL_ONLY}
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": f"{__name__}:{PostgresWithParameters.__qualname__}",
         "POSTGRES_HOST": host,
-        "POSTGRES_PORT": str(port),
+        "POSTGRES_PORT": query.get("port", str(port)),
         "POSTGRES_DBNAME": dbname,
-        "POSTGRES_USER": unquote(parts.username),
-        "POSTGRES_PASSWORD": unquote(parts.password or environ.get("PGPASSWORD", "")),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_USER": user,
+        "POSTGRES_PASSWORD": password or environ.get("PGPASSWORD", ""),
+        # How long to wait for a connection from the pool: the URL's connect_timeout, or 10 s.
+        "POSTGRES_CONNECT_TIMEOUT": extra.get("connect_timeout", "10"),
+        _PARAMS: json.dumps(extra),
     }

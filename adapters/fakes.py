@@ -10,7 +10,7 @@ when. `CrashingSave` stops "the deployer" after the K-th stored event, as a SIGK
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -245,3 +245,39 @@ class CrashingSave:
         self.remaining -= len(events)
         if self.remaining < 0:
             raise SimulatedCrash(f"deployer killed with {len(events) - len(kept)} events unsaved")
+
+
+class FlakySave:
+    """Stores events like `save`, except that the writes numbered in `failing` (the first is 1)
+    raise `error()` and store nothing: an event store that fails once, for a while or for good."""
+
+    def __init__(
+        self, save: Callable[..., object], failing: Container[int], error: Callable[[], Exception]
+    ) -> None:
+        self._save, self.failing, self.error = save, failing, error
+        self.writes = 0
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        self.writes += 1
+        if self.writes in self.failing:
+            raise self.error()
+        self._save(events)
+
+
+class FailingAt:
+    """Stores events like `save`, except the write that would store the `at`-th event (the first
+    is 1) raises `error()` once and stores nothing. Counted in events, not writes, so where it
+    fails does not depend on how the journal happened to group events into writes."""
+
+    def __init__(
+        self, save: Callable[..., object], at: int, error: Callable[[], Exception]
+    ) -> None:
+        self._save, self.at, self.error = save, at, error
+        self.stored, self.armed = 0, True
+
+    def __call__(self, events: Sequence[Any]) -> None:
+        if self.armed and self.stored < self.at <= self.stored + len(events):
+            self.armed = False
+            raise self.error()
+        self._save(events)
+        self.stored += len(events)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 
@@ -15,7 +16,9 @@ from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_err
 from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
+from edeliver.core.errors import DamagedHistory
 from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
+from edeliver.core.stored_history import StoredEntry, damage_of
 
 
 @app.command()
@@ -30,16 +33,24 @@ def abandon(
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
-        deployment = deployments.load(deployment_id)
+        summary = deployments.find(deployment_id)
         now = SystemClock().now()
-        deployments.check_abandoning(deployment, reason)
-        if not force:
-            timeout = _step_timeout(runtime, deployment.environment)
-            refuse_while_its_deployer_may_run(deployment, now, timeout)
-        deployments.abandon(deployment, reason, who(), now.isoformat(timespec="seconds"))
+        at = now.isoformat(timespec="seconds")
+        try:
+            deployment = deployments.load(deployment_id)
+        except DamagedHistory:
+            if not force:
+                raise  # its message says `--force` ends it
+            deployments.abandon_damaged(summary, reason, who(), at)
+        else:
+            deployments.check_abandoning(deployment, reason)
+            if not force:
+                timeout = _step_timeout(runtime, deployment.environment)
+                refuse_while_its_deployer_may_run(deployment, now, timeout)
+            deployments.abandon(deployment, reason, who(), at)
     finally:
         deployments.close()
-    runtime.out().print(f"abandoned {deployment.short_id}; {deployment.environment} is unlocked")
+    runtime.out().print(f"abandoned {summary.id[:8]}; {summary.environment} is unlocked")
 
 
 def _step_timeout(runtime: Runtime, environment: str) -> float:
@@ -61,25 +72,48 @@ def log(
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
-        deployment = deployments.load(deployment_id) if deployment_id else deployments.latest()
-        seen = _print_events(deployments, deployment, 0, as_json)
+        found = deployments.find(deployment_id) if deployment_id else deployments.latest_summary()
+        stored = deployments.entries(UUID(found.id))
+        _print_entries(stored, as_json)
+        damage = damage_of(stored)
+        if damage:  # printed what is there; say what is not, and how to end it
+            raise DamagedHistory(
+                f"deployment {found.id[:8]}: its stored history is damaged "
+                f"({damage}); `edeliver abandon {found.id[:8]} --force --reason ...` ends it"
+            )
+        seen = stored[-1].version if stored else 0
+        deployment = deployments.load(found.id)
         while follow and not deployment.finished:
             time.sleep(0.5)  # SQLite cannot push notifications; polling serves both stores
-            deployment = deployments.load(str(deployment.id))
+            deployment = deployments.load(found.id)
             seen = _print_events(deployments, deployment, seen, as_json)
     finally:
         deployments.close()
+
+
+def _print_entries(stored: list[StoredEntry], as_json: bool) -> None:
+    """Each stored event; a damaged one as a line saying what is wrong there."""
+    for entry in stored:
+        if entry.missing_before or entry.event is None:
+            flagged = {"seq": entry.version, "damaged": entry.damage}
+            typer.echo(json.dumps(flagged) if as_json else f"!! {entry.damage}")
+        if entry.event is not None:
+            _print_event(entry.event, as_json)
 
 
 def _print_events(
     deployments: Deployments, deployment: Deployment, after: int, as_json: bool
 ) -> int:
     for domain_event in deployments.events_of(deployment.id, after):
-        record = render.event_record(domain_event)
-        typer.echo(json.dumps(record) if as_json else render.event_line(record))
-        after = record["seq"]
-        sys.stdout.flush()
+        after = _print_event(domain_event, as_json)
     return after
+
+
+def _print_event(domain_event: Any, as_json: bool) -> int:
+    record = render.event_record(domain_event)
+    typer.echo(json.dumps(record) if as_json else render.event_line(record))
+    sys.stdout.flush()
+    return int(record["seq"])
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -12,7 +13,7 @@ from typing import Any, Protocol, cast
 from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
-from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.event_store import open_deployments, store_patience
 from edeliver.adapters.git_source import version_facts
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
@@ -235,6 +236,7 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
 
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
+    patience = store_patience(os.environ)
     known_hosts = known_hosts_file(project, config)
     store = release_store(project, config)
     shells = AsyncsshNodeShells(
@@ -254,4 +256,10 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
         redact=deployer_secrets(),
+        patience=patience,
+        warn=_to_stderr,
     )
+
+
+def _to_stderr(line: str) -> None:
+    print(f"edeliver: {line}", file=sys.stderr, flush=True)

@@ -10,6 +10,9 @@ EdeliverError                      exit 1  something failed
 │   └── HostKeyError                       unknown or changed SSH host key
 ├── DeploymentFailed               exit 1  a node failed; the fallback was applied
 ├── DeploymentInterrupted      exit 4  stopped midway; `edeliver resume` continues it
+├── EventStoreError            exit 1  the event store failed; names the store, never a password
+│   └── HistoryConflict        exit 3  another writer stored the same aggregate's next event
+├── DamagedHistory             exit 1  a deployment's stored events do not replay
 └── NodeError                      exit 1  a step failed on one node (caught by the orchestrator)
     ├── NodeUnreachable                    connection refused, lost or timed out
     └── StepTimeout                        a step outlived its timeout
@@ -75,6 +78,27 @@ class DeploymentInterrupted(EdeliverError):
     exit_code = 4
 
 
+class EventStoreError(EdeliverError):
+    """The event store refused or failed a read or a write; `transient` when trying again later
+    may work (a locked or full database, a lost connection), so the journal retries it."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class HistoryConflict(EventStoreError):
+    """Another writer stored the next event of the same deployment or lock first (optimistic
+    concurrency): of two writers, one wins and the other is refused, with nothing interleaved."""
+
+    exit_code = 3
+
+
+class DamagedHistory(EdeliverError):
+    """A deployment's stored events do not replay (a version missing, an event that does not
+    decode): `log` still prints them and `abandon --force` still releases the environment."""
+
+
 class NodeError(EdeliverError):
     """A step failed on one node."""
 
@@ -85,3 +109,9 @@ class NodeUnreachable(NodeError):
 
 class StepTimeout(NodeError):
     """A step on a node took longer than its timeout."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error of a library as one line: its type and its message, whitespace folded."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -5,22 +5,23 @@ the step of that state starts, and every step is idempotent (see `ports`). So af
 interruption `resume` re-runs the step of each node that was in flight, and that is safe
 whether the step had happened, half happened or not happened at all.
 
-Events are stored by a `Journal` with group commit: nodes that change state at the same moment
-share one transaction, and each waits until its own events are stored before it acts.
+Events are stored by a `Journal` (see `journal`) with group commit. When the event store fails
+for good, each node ends the step it is in and starts nothing further (its next commit raises),
+no rollback starts because of it, and `run` raises the store's error once every node stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import EdeliverError
+from edeliver.core.errors import EdeliverError, EventStoreError
+from edeliver.core.journal import Journal, Listener, SaveEvents
 from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
@@ -28,49 +29,7 @@ from edeliver.core.redaction import Redactor
 from edeliver.core.task_runs import LoadedTask, TaskRunner
 
 T = TypeVar("T")
-SaveEvents = Callable[[Sequence[Any]], object]
-Listener = Callable[[Deployment, Sequence[Any]], None]
-
-
-class Journal:
-    """Stores a deployment's new events, many nodes' changes in one transaction."""
-
-    def __init__(self, deployment: Deployment, save: SaveEvents, listener: Listener | None) -> None:
-        self.deployment, self._save, self._listener = deployment, save, listener
-        self._buffer: list[Any] = []
-        self._queued = self._stored = 0
-        self._lock = asyncio.Lock()
-        # eventsourcing is synchronous: one writer thread keeps the loop free and the DB serial.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edeliver-journal")
-
-    async def commit(self) -> None:
-        """Return once every event recorded so far is stored."""
-        new = self.deployment.collect_events()
-        self._buffer += new
-        self._queued += len(new)
-        target = self._queued
-        async with self._lock:
-            if self._stored >= target:
-                return  # a commit that ran while we waited stored ours too
-            batch, self._buffer = self._buffer, []
-            writing = asyncio.get_running_loop().run_in_executor(self._writer, self._save, batch)
-            # Shielded: cancelling the wait must not cancel a write not yet started, or its
-            # events would be lost and the version sequence would have a hole.
-            await asyncio.shield(writing)
-            self._stored += len(batch)
-        if self._listener and batch:
-            with contextlib.suppress(Exception):  # showing progress must never stop a rollout
-                self._listener(self.deployment, batch)
-
-    def close(self) -> None:
-        """Stop the writer once a write in progress has finished."""
-        self._writer.shutdown(wait=True)
-
-    def unsaved(self) -> list[Any]:
-        """Events collected but never written (an interruption cut their commit short), in order.
-        Stored before anything else, or the aggregate's version sequence would have a hole."""
-        left, self._buffer = self._buffer, []
-        return left
+__all__ = ["Journal", "Listener", "Orchestrator", "SaveEvents"]
 
 
 @dataclass
@@ -111,11 +70,15 @@ class Orchestrator:
                 d.decide_pending()
                 await self._settle()
                 for node in interrupted_rollbacks:
-                    self._tasks.create_task(self._roll_back(node))
+                    self._tasks.create_task(self._until_store_fails(self._roll_back(node)))
                 for batch in d.batches:
+                    if self.journal.failure:
+                        break  # nothing further starts
                     async with asyncio.TaskGroup() as this_batch:
                         for node in batch:
-                            this_batch.create_task(self._drive(node))
+                            this_batch.create_task(self._until_store_fails(self._drive(node)))
+            if self.journal.failure:
+                raise self.journal.failure
             if all(state == UPDATED for state in d.states.values()):
                 await self.runner.after_rollout(self.shell)
         except BaseExceptionGroup as group:
@@ -132,6 +95,12 @@ class Orchestrator:
                 shell.take_route(route)
             self._open[node] = shell
         return self._open[node]
+
+    async def _until_store_fails(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one node's work; a store failing for good ends it where it is, and the other
+        nodes' tasks go on to the end of their current step (no task group cancels them)."""
+        with contextlib.suppress(EventStoreError):
+            await work
 
     async def _drive(self, node: str) -> None:
         d = self.deployment
@@ -167,6 +136,8 @@ class Orchestrator:
             await self.runner.at_node_stage(after, node, shell)
         except TimeoutError:
             return f"timed out after {self.step_timeout:g}s", ""
+        except EventStoreError:
+            raise  # the store failed, not the node: the node stops where it is
         except EdeliverError as error:
             return str(error), ""
         except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
@@ -183,7 +154,7 @@ class Orchestrator:
         await self.journal.commit()
         assert self._tasks is not None
         for node in rolling_back:
-            self._tasks.create_task(self._roll_back(node))
+            self._tasks.create_task(self._until_store_fails(self._roll_back(node)))
 
     async def _roll_back(self, node: str) -> None:
         d = self.deployment
@@ -195,6 +166,8 @@ class Orchestrator:
                     await self.runner.rolling_back(
                         node, shell, lambda: shell.roll_back(self.artifact, previous)
                     )
+            except EventStoreError:
+                raise  # the store failed, not the rollback: resume carries it on
             except Exception as error:
                 detail = "timed out" if isinstance(error, TimeoutError) else str(error)
                 d.transition(node, "rollback_failed", self.redact(detail))

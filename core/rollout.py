@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NoReturn, TypeVar
@@ -19,10 +19,13 @@ from edeliver.core.deployment import Deployment
 from edeliver.core.errors import (
     DeploymentInterrupted,
     EdeliverError,
+    EventStoreError,
+    HistoryConflict,
     NodeError,
     RefusedError,
     UsageError,
 )
+from edeliver.core.journal import Patience, Warn, patiently
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
@@ -56,6 +59,10 @@ class Services:
     redact: Redactor = field(default_factory=Redactor)
     # Deployments in mode "upgrade" (hot code upgrades) go through these; None: `shells`.
     upgrade_shells: NodeShells | None = None
+    # How long a failing event store is retried before the rollout stops (`journal.Patience`).
+    patience: Patience | None = None
+    # Where the journal says that the store is failing and being retried (stderr in the CLI).
+    warn: Warn | None = None
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
@@ -79,14 +86,11 @@ async def deploy(
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
-    try:
-        await _checked_probes(orchestrator, deployment, artifact, services)
-        await _before_rollout(orchestrator, deployment, services)
-    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C before any change
-        await orchestrator.close()
-        await _record_interruption(
-            orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
-        )
+    await _before_any_node_changes(
+        orchestrator, services, deployment,
+        partial(_checked_probes, orchestrator, deployment, artifact, services),
+        partial(_before_rollout, orchestrator, deployment, services),
+    )  # fmt: skip
     return await _drive(orchestrator, services, deployment)
 
 
@@ -102,12 +106,43 @@ async def resume(
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     deployment.resume(services.user)
+    await _claim(orchestrator, deployment)
+    steps = [
+        partial(_reprobe_in_flight, orchestrator, deployment),
+        partial(_before_rollout, orchestrator, deployment, services),
+    ]
     if set(deployment.previous) != set(deployment.order):
         # It died before all its probes were stored, so before any change: check them again.
-        await _checked_probes(orchestrator, deployment, artifact, services)
-    await _reprobe_in_flight(orchestrator, deployment)
-    await _before_rollout(orchestrator, deployment, services)
+        steps.insert(0, partial(_checked_probes, orchestrator, deployment, artifact, services))
+    await _before_any_node_changes(orchestrator, services, deployment, *steps)
     return await _drive(orchestrator, services, deployment)
+
+
+async def _before_any_node_changes(
+    orchestrator: Orchestrator,
+    services: Services,
+    deployment: Deployment,
+    *steps: Callable[[], Awaitable[None]],
+) -> None:
+    """Probes and before-rollout tasks, in order; Ctrl-C or a store failing for good here
+    stops the deployment the way it stops a rollout: resumable, exit 4."""
+    try:
+        for step in steps:
+            await step()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await _stop_early(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
+    except HistoryConflict as error:
+        await orchestrator.close()
+        raise _taken_over(deployment, error) from None
+    except EventStoreError as error:
+        await _stop_early(orchestrator, services, deployment, f"stopped: {error}")
+
+
+async def _stop_early(
+    orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
+) -> NoReturn:
+    await orchestrator.close()
+    await _record_interruption(orchestrator, services, deployment, why)
 
 
 def _app_of(config: Config) -> str:
@@ -164,7 +199,10 @@ def _orchestrator(
     deployment: Deployment,
     artifact: Artifact,
 ) -> Orchestrator:
-    journal = Journal(deployment, services.saver(), services.listener)
+    journal = Journal(
+        deployment, services.saver(), services.listener,
+        store=services.deployments.store, patience=services.patience, warn=services.warn,
+    )  # fmt: skip
     missing = [name for name in deployment.order if name not in config.nodes]
     if missing:
         raise UsageError(
@@ -238,22 +276,80 @@ async def _drive(
         await _record_interruption(
             orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
         )
-    except Exception as error:  # the event store failing, say: stop, resumable, and say why
+    except HistoryConflict as error:
+        raise _taken_over(deployment, error) from None
+    except EventStoreError as error:
+        await _record_interruption(
+            orchestrator, services, deployment, f"stopped, nothing further started: {error}"
+        )
+    except Exception as error:  # a bug, say: stop, resumable, and say why
         await _record_interruption(orchestrator, services, deployment, f"stopped by {error!r}")
     deployment.finish(_now(services))
-    await _in_thread(services.deployments.end, deployment)
+    await _store_end(services, deployment)
     return deployment
+
+
+async def _claim(orchestrator: Orchestrator, deployment: Deployment) -> None:
+    """Store `Resumed` before anything else happens: of two resumes at once, one stores it and
+    goes on, the other is refused here, before it touched any node."""
+    try:
+        await orchestrator.journal.commit()
+    except EventStoreError as error:
+        await orchestrator.close()
+        if isinstance(error, HistoryConflict):
+            raise HistoryConflict(
+                f"deployment {deployment.short_id} was resumed (or abandoned) by another "
+                "deployer at the same moment; this one did nothing: `edeliver log "
+                f"{deployment.short_id}` shows who"
+            ) from None
+        raise
+
+
+def _taken_over(deployment: Deployment, error: HistoryConflict) -> HistoryConflict:
+    """Another deployer wrote this deployment while we ran it (`resume --force`, `abandon`):
+    stop at once and record nothing more, since our events would interleave with theirs."""
+    short = deployment.short_id
+    return HistoryConflict(
+        f"deployment {short}: another deployer took it over (it stored the next event first), "
+        f"so this one stopped and recorded nothing more; `edeliver log {short}` shows who"
+    )
 
 
 async def _record_interruption(
     orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
 ) -> NoReturn:
-    """Store what was done and the interruption (if the store still takes it), then exit 4."""
+    """Store what was done and the interruption (one last try, if the store failed), then exit
+    4 with the command that will work: plain `resume` only if the interruption is stored."""
     deployment.interrupt(why)
-    with contextlib.suppress(Exception):
-        await _in_thread(services.deployments.save, *orchestrator.journal.unsaved(), deployment)
-    resume_with = f"`edeliver resume {deployment.short_id}`"
-    raise DeploymentInterrupted(f"deployment {deployment.short_id} {why}; {resume_with}")
+    short = deployment.short_id
+    try:
+        await orchestrator.journal.store_rest()
+    except Exception:
+        raise DeploymentInterrupted(
+            f"deployment {short} {why}; its interruption could not be recorded either, so "
+            f"once the event store works again: `edeliver resume {short} --force`"
+        ) from None
+    raise DeploymentInterrupted(f"deployment {short} {why}; `edeliver resume {short}`")
+
+
+async def _store_end(services: Services, deployment: Deployment) -> None:
+    """Record the outcome and release the environment; if the store fails now, the nodes are
+    done but the deployment is not ended: resume records its end."""
+    patience, store = services.patience or Patience(), services.deployments.store
+    try:
+        await patiently(
+            partial(_in_thread, services.deployments.end, deployment),
+            patience,
+            store,
+            services.warn,
+        )
+    except EventStoreError as error:
+        short = deployment.short_id
+        raise DeploymentInterrupted(
+            f"deployment {short} {deployment.outcome} on every node, but its end could not be "
+            f"recorded: {error}; once the event store works again: `edeliver resume {short} "
+            "--force`"
+        ) from None
 
 
 async def _end(orchestrator: Orchestrator, services: Services, deployment: Deployment) -> None:

@@ -8,6 +8,7 @@ its events are the audit of who held it when.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,20 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol, event
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from edeliver.core.deployment import ABANDONED, Deployment
-from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
+from edeliver.core.errors import (
+    DamagedHistory,
+    EdeliverError,
+    EventStoreError,
+    HistoryConflict,
+    LockHeldError,
+    NotFoundError,
+    UsageError,
+    one_line,
+)
+from edeliver.core.stored_history import StoredEntry, damage_of, entries
 
 _SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
 
@@ -100,9 +111,36 @@ class DeploymentSummary:
 
 
 class Deployments(Application[UUID]):
-    """Starts, records, ends and reads deployments; holds the environment locks."""
+    """Starts, records, ends and reads deployments; holds the environment locks.
+
+    Every error of the store leaves as an `EventStoreError` naming `store` (set by whoever opens
+    it, without the password): `HistoryConflict` when another writer stored the same aggregate's
+    next event first, `transient` when trying again later may work."""
 
     name = "Deployments"
+    store = "of this project"  # set to the path or URL by whoever opens it
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        with self.store_errors():
+            return super().save(*objs, **kwargs)
+
+    @contextlib.contextmanager
+    def store_errors(self) -> Iterator[None]:
+        """Turn the store's errors into ours, each naming the store, in one place."""
+        try:
+            yield
+        except IntegrityError as error:
+            raise HistoryConflict(
+                f"event store {self.store}: another deployer stored the same deployment's (or "
+                f"lock's) next event first; nothing of ours was stored over it ({one_line(error)})"
+            ) from None
+        except (OperationalError, InterfaceError) as error:  # locked, full, connection lost
+            message = f"event store {self.store}: {one_line(error)}"
+            raise EventStoreError(message, transient=True) from None
+        except EdeliverError:
+            raise
+        except Exception as error:  # anything else the store raised
+            raise EventStoreError(f"event store {self.store}: {one_line(error)}") from None
 
     def begin(self, deployment: Deployment) -> None:
         """Take the environment's lock for a new deployment and store both, in one transaction."""
@@ -114,7 +152,7 @@ class Deployments(Application[UUID]):
             try:
                 self.save(lock, *started)
                 return
-            except IntegrityError:
+            except HistoryConflict:
                 # Another deployer took the lock between our read and our write: read it again,
                 # and `acquire` now names the holder.
                 if attempt:
@@ -132,6 +170,25 @@ class Deployments(Application[UUID]):
         deployment.abandon(reason, by, at)
         self.end(deployment)
 
+    def abandon_damaged(self, summary: DeploymentSummary, reason: str, by: str, at: str) -> None:
+        """Abandon a deployment whose history does not replay: its `Abandoned` event goes after
+        the last stored version, and its environment is released, in one transaction."""
+        if not reason.strip():
+            raise UsageError("abandoning needs a reason, for the history")
+        deployment_id = UUID(summary.id)
+        stored = self.entries(deployment_id)
+        abandoned = Deployment.Abandoned(  # type: ignore[attr-defined]
+            originator_id=deployment_id,
+            originator_version=stored[-1].version + 1,
+            timestamp=Deployment.Abandoned.create_timestamp(),  # type: ignore[attr-defined]
+            reason=f"{reason} (history damaged: {damage_of(stored)})",
+            by=by,
+            at=at,
+        )
+        lock = self._lock(summary.app, summary.environment)
+        lock.release(summary.id, ABANDONED)
+        self.save(abandoned, lock)
+
     @staticmethod
     def check_abandoning(deployment: Deployment, reason: str) -> None:
         """UsageError unless the deployment may be abandoned with this reason."""
@@ -143,20 +200,49 @@ class Deployments(Application[UUID]):
             )
 
     def load(self, id_or_prefix: str) -> Deployment:
-        """A deployment by its id or an unambiguous prefix of it."""
-        matches = [s.id for s in self.history() if s.id.startswith(id_or_prefix.lower())]
-        if len(matches) != 1:
-            problem = "matches no deployment" if not matches else "is ambiguous"
-            raise NotFoundError(f"deployment id {id_or_prefix!r} {problem}")
-        found: object = self.repository.get(UUID(matches[0]))
+        """A deployment by its id or an unambiguous prefix of it; DamagedHistory if its stored
+        events do not replay."""
+        deployment_id = UUID(self.find(id_or_prefix).id)
+        try:
+            with self.store_errors():
+                found: object = self.repository.get(deployment_id)
+        except EventStoreError as error:
+            if error.transient or isinstance(error, HistoryConflict):
+                raise
+            raise self._damaged(deployment_id) from None
         assert isinstance(found, Deployment)
         return found
 
+    def find(self, id_or_prefix: str) -> DeploymentSummary:
+        """The deployment an id or an unambiguous prefix of it names."""
+        matches = [s for s in self.history() if s.id.startswith(id_or_prefix.lower())]
+        if len(matches) != 1:
+            problem = "matches no deployment" if not matches else "is ambiguous"
+            raise NotFoundError(f"deployment id {id_or_prefix!r} {problem}")
+        return matches[0]
+
+    def entries(self, deployment_id: UUID) -> list[StoredEntry]:
+        """A deployment's stored events each on its own, damaged or not (see `stored_history`)."""
+        with self.store_errors():
+            return entries(self.recorder, self.mapper, deployment_id)
+
+    def _damaged(self, deployment_id: UUID) -> DamagedHistory:
+        short = str(deployment_id)[:8]
+        damage = damage_of(self.entries(deployment_id)) or "it does not replay"
+        return DamagedHistory(
+            f"deployment {short}: its stored history is damaged ({damage}); `edeliver log "
+            f"{short}` prints what is there, `edeliver abandon {short} --force --reason ...` "
+            "releases its environment"
+        )
+
     def latest(self, environment: str | None = None) -> Deployment:
+        return self.load(self.latest_summary(environment).id)
+
+    def latest_summary(self, environment: str | None = None) -> DeploymentSummary:
         rows = [s for s in self.history() if environment in (None, s.environment)]
         if not rows:
             raise NotFoundError("no deployments recorded yet")
-        return self.load(rows[-1].id)
+        return rows[-1]
 
     def unfinished(self, environment: str | None = None) -> list[DeploymentSummary]:
         return [
@@ -191,28 +277,41 @@ class Deployments(Application[UUID]):
 
     def events_of(self, deployment_id: UUID, after: int = 0) -> list[DomainEventProtocol[UUID]]:
         """The stored events of one deployment, in order, after version `after`."""
-        return list(self.events.get(deployment_id, gt=after or None))
+        with self.store_errors():
+            return list(self.events.get(deployment_id, gt=after or None))
 
     def _lock(self, app: str, environment: str) -> EnvironmentLock:
         lock_id = EnvironmentLock.create_id(app, environment)
-        if lock_id in self.repository:
-            found: object = self.repository.get(lock_id)
-            assert isinstance(found, EnvironmentLock)
-            return found
+        with self.store_errors():
+            if lock_id in self.repository:
+                found: object = self.repository.get(lock_id)
+                assert isinstance(found, EnvironmentLock)
+                return found
         return EnvironmentLock(app, environment)
 
     def _select(self, classes: tuple[type, ...]) -> Iterator[DomainEventProtocol[UUID]]:
+        """The stored events of these classes, in the order stored; one that does not decode is
+        passed over here (`log` of its deployment shows it)."""
         topics = [f"{c.__module__}:{c.__qualname__}" for c in classes]
         start, page = 1, 500
         while True:
-            notifications = self.recorder.select_notifications(
-                start=start, limit=page, topics=topics
-            )
+            with self.store_errors():
+                notifications = self.recorder.select_notifications(
+                    start=start, limit=page, topics=topics
+                )
             for notification in notifications:
-                yield self.mapper.to_domain_event(notification)
+                decoded = self._decoded(notification)
+                if decoded is not None:
+                    yield decoded
             if len(notifications) < page:
                 return
             start = notifications[-1].id + 1
+
+    def _decoded(self, notification: Any) -> DomainEventProtocol[UUID] | None:
+        try:
+            return self.mapper.to_domain_event(notification)
+        except Exception:  # damaged: passed over here, `log` of its deployment shows it
+            return None
 
 
 def _fields(domain_event: object) -> dict[str, Any]:

@@ -33,6 +33,11 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         _as_postgres(str(BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres")
+        self.run()
+        return self
+
+    def run(self) -> None:
+        """Start the server on its data (again, after `crash`)."""
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         _as_postgres(
             str(BIN / "pg_ctl"),
@@ -45,10 +50,13 @@ class PostgresServer:
             str(self.root / "log"),
             "start",
         )
-        return self
+
+    def crash(self) -> None:
+        """Stop it at once, as a crash or a failover would, keeping its data."""
+        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
 
     def stop(self) -> None:
-        _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        self.crash()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def new_database(self) -> str:

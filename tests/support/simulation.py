@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from edeliver.adapters.fakes import (
 )
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
+from edeliver.core.journal import Patience, SaveEvents
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost
 from edeliver.core.redaction import Redactor
@@ -81,6 +83,12 @@ class Simulation:
     tasks: list[LoadedTask] = field(default_factory=list)
     local: CommandHost | None = None
     redact: Redactor = field(default_factory=Redactor)
+    # Wraps how events reach the store, e.g. in a `FlakySave`: a store that fails.
+    flaky: Callable[[SaveEvents], SaveEvents] | None = None
+    # A failing store is retried at once here: simulated failures need no real waiting (and
+    # the total is generous, so that a loaded machine never turns a retry into a stop).
+    patience: Patience = field(default_factory=lambda: Patience(total=30, first=0.001))
+    warnings: list[str] = field(default_factory=list)  # what the deployer said on the side
     routes: dict[str, Route] = field(default_factory=dict)  # what each node's shell would decide
 
     @classmethod
@@ -111,11 +119,14 @@ class Simulation:
             self.trace.extend(("event", type(e).__name__, dict(vars(e))) for e in events)
 
         save: Any = lambda events: save_and_trace(*events)  # noqa: E731
+        if self.flaky is not None:
+            save = self.flaky(save)
         if crash_after is not None:
-            save = CrashingSave(save_and_trace, crash_after)
+            save = CrashingSave(lambda *events, store=save: store(events), crash_after)
         return Services(
             deployments, shells, self.store, self.clock, "tester@ci", save=save,
-            tasks=self.tasks, local=self.local, redact=self.redact,
+            tasks=self.tasks, local=self.local, redact=self.redact, patience=self.patience,
+            warn=self.warnings.append,
         )  # fmt: skip
 
     def deploy(

@@ -1,10 +1,12 @@
 """Property tests of DESIGN §4: random environments, failure schedules, crashes and resumes.
 
 One RuleBasedStateMachine per strategy × fallback. Each example builds an environment of 1-30
-fake nodes, then deploys successive versions while faults are scheduled and the deployer is
-"killed" after a random number of stored events and resumed from the stored events alone. After
-every deployment that ends, invariants 1-6 are checked against the fake hosts (what they run)
-and against the event log (what was recorded, and in which order).
+fake nodes, then deploys successive versions while faults are scheduled, the event store fails
+at random writes (an ordinary exception, or a transient error that is retried) and the deployer
+is "killed" after a random number of stored events; stopped deployments are resumed from the
+stored events alone. After every deployment that ends, invariants 1-6 are checked against the
+fake hosts (what they run) and against the event log (what was recorded, and in which order);
+at every step, the stored events replay and each aggregate's were stored in version order.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from edeliver.adapters.fakes import FakeHost, SimulatedCrash
+from edeliver.adapters.fakes import FailingAt, FakeHost, SimulatedCrash
 from edeliver.core.config import FALLBACKS, STRATEGIES
 from edeliver.core.deployment import Deployment
+from edeliver.core.errors import EdeliverError, EventStoreError
 from tests.support.simulation import Simulation
 
 EXAMPLES_PER_COMBINATION = 300
 FAULTY_STEPS = ("prepare", "install", "activate", "verify", "roll_back")
+STORE_ERRORS = {
+    "ordinary": lambda: RuntimeError("the event store broke"),
+    "os": lambda: OSError(28, "No space left on device"),
+    "transient": lambda: EventStoreError("event store: database is locked", transient=True),
+}
 
 
 class RolloutMachine(RuleBasedStateMachine):
@@ -67,6 +75,12 @@ class RolloutMachine(RuleBasedStateMachine):
     def schedule_fault(self, data: st.DataObject, step: str, kind: Any) -> None:
         self.sim.faults.add(data.draw(st.sampled_from(self.nodes), label="node"), step, kind)
 
+    @rule(at=st.integers(1, 80), kind=st.sampled_from(sorted(STORE_ERRORS)))
+    def schedule_store_failure(self, at: int, kind: str) -> None:
+        """The next deploy or resume meets a store that fails once, at the write that would
+        store its `at`-th event (counted in events: the same run fails at the same point)."""
+        self.sim.flaky = lambda save: FailingAt(save, at, STORE_ERRORS[kind])
+
     @precondition(lambda self: not self.interrupted)
     @rule(crash_after=st.none() | st.integers(0, 120))
     def deploy_next_version(self, crash_after: int | None) -> None:
@@ -75,16 +89,20 @@ class RolloutMachine(RuleBasedStateMachine):
         self.trace_start = len(self.sim.trace)
         try:
             self._ended(self.sim.deploy(self._new(), crash_after))
-        except SimulatedCrash:
+        except (SimulatedCrash, EdeliverError):  # killed, or stopped by the failing store
             self.interrupted = True
+        finally:
+            self.sim.flaky = None
 
     @precondition(lambda self: self.interrupted)
     @rule(crash_after=st.none() | st.none() | st.integers(0, 60))
     def resume(self, crash_after: int | None) -> None:
         try:
             self._ended(self.sim.resume(crash_after))
-        except SimulatedCrash:
+        except (SimulatedCrash, EdeliverError):
             return
+        finally:
+            self.sim.flaky = None
         self.interrupted = False
 
     @invariant()
@@ -93,6 +111,17 @@ class RolloutMachine(RuleBasedStateMachine):
         for name, host in self.sim.hosts.items():
             assert host.current is None or host.current in host.releases, name
             assert host.running in (None, host.current), name
+
+    @invariant()
+    def stored_in_order(self) -> None:
+        """Each deployment's events are stored in version order with no version skipped: no
+        hole, ever (`Started` is stored by `begin`, outside the trace, so the trace starts at 2)."""
+        last: dict[object, int] = {}
+        for entry in self.sim.trace:
+            if entry[0] == "event":
+                originator, version = entry[2]["originator_id"], entry[2]["originator_version"]
+                assert version == last.get(originator, 1) + 1, (entry, last.get(originator))
+                last[originator] = version
 
     # ---- after a deployment ends -------------------------------------------------------------
 
