@@ -27,7 +27,6 @@ from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError, EventStoreError
 from tests.support.simulation import Simulation
 
-EXAMPLES_PER_COMBINATION = 300
 FAULTY_STEPS = ("prepare", "install", "activate", "verify", "roll_back")
 STORE_ERRORS = {
     "ordinary": lambda: RuntimeError("the event store broke"),
@@ -234,7 +233,7 @@ def test_invariants_hold_for_every_failure_schedule(strategy: str, fallback: str
     """DESIGN §4 invariants 1-6 hold for random environments, faults, crashes and resumes."""
     machine = machine_for(strategy, fallback)
     machine.TestCase.settings = settings(
-        max_examples=EXAMPLES_PER_COMBINATION,
+        max_examples=settings().max_examples,  # the profile's: 300 in CI, 30 locally
         stateful_step_count=6,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
