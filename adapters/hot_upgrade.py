@@ -87,7 +87,10 @@ class HotUpgradeNodeShell:
             await self.full.install(artifact)
             return
         layout = self._layout()
-        upload = layout.upload(_upload_of(route.package).version) if route.package else ""
+        upload = ""
+        if route.package is not None:
+            upload = layout.upload(_upload_of(route.package).version)
+            await self.full.check_upload(upload, route.package)
         script = hs.unpack_script(layout, artifact.version, upload)
         await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
 

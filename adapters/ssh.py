@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import asyncssh
 
 from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.archive_check import listing_problems, refusal, tarfile_problems
+from edeliver.adapters.local_store import sha256_of
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
 from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
@@ -30,6 +32,7 @@ from edeliver.adapters.ssh_host_keys import (
     host_key_error,
     pin_host_key,
 )
+from edeliver.adapters.ssh_output import run_bounded
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -55,6 +58,7 @@ _RETRIES = 4
 # Read locally per write; asyncssh splits it into parallel requests. Small, because every node
 # uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
 _CHUNK = 256 * 1024
+_PRIVATE_FILE = asyncssh.SFTPAttrs(permissions=0o600)  # uploads hold the release's COOKIE
 _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kill
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
@@ -90,6 +94,21 @@ class AsyncsshNodeShells:
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
         self.delivery: Delivery = delivery or FromLocation()
+        self._archive_checks: dict[tuple[str, str], list[str]] = {}
+        self._checking = asyncio.Lock()
+
+    async def checked_local_file(self, node: str, artifact: Artifact) -> Path:
+        """The artifact's local file, once its entries are found safe to unpack: read here,
+        once per file however many nodes ask, before any byte of it leaves this machine."""
+        local = await self.delivery.local_file(artifact)
+        key = (str(local), artifact.sha256)
+        async with self._checking:
+            if key not in self._archive_checks and local.is_file():
+                problems = await asyncio.to_thread(_local_problems, local, artifact)
+                self._archive_checks[key] = problems
+        if problems := self._archive_checks.get(key, []):
+            raise NodeError(f"{node}: {problems[0]}; nothing was uploaded")
+        return local
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
@@ -129,6 +148,17 @@ class AsyncsshNodeShells:
         return [str(Path("~/.ssh/known_hosts").expanduser())]  # never unchecked
 
 
+def _local_problems(local: Path, artifact: Artifact) -> list[str]:
+    """Why the file on this machine must not be sent: not the manifest's bytes, or unsafe."""
+    if (got := sha256_of(local)) != artifact.sha256:
+        return [
+            f"checksum mismatch for {artifact.name} on this machine: expected {artifact.sha256} "
+            f"got {got}"
+        ]
+    problems = tarfile_problems(local)
+    return [refusal(artifact.name, artifact.version, problems)] if problems else []
+
+
 class AsyncsshNodeShell:
     """The lifecycle steps on one node, over one connection; every step is idempotent."""
 
@@ -145,15 +175,20 @@ class AsyncsshNodeShell:
 
     async def prepare(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)
+        fetch = await self._shells.delivery.fetch_command(artifact)
+        # A push is checked before anything touches the node; a pull, on the node at install.
+        local = (
+            await self._shells.checked_local_file(self.name, artifact) if fetch is None else None
+        )
         said = await self.script_output(
             ns.upload_state_script(layout, artifact.version, artifact.sha256)
         )
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        fetch = await self._shells.delivery.fetch_command(artifact)
         if fetch is None:
-            await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
+            assert local is not None
+            await self._upload(artifact, local, layout.upload(artifact.version), offset)
         else:
             script = ns.fetch_script(layout, artifact.version, fetch)
             await self.script_output(script, f"fetching {artifact.name} from the store")
@@ -175,10 +210,7 @@ class AsyncsshNodeShell:
             return
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        if problems := ns.unsafe_entries(listing.splitlines()):
-            raise NodeError(
-                f"{self.name}: refusing to unpack {artifact.name}: " + "; ".join(problems[:5])
-            )
+        await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
         await self.script_output(
             ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
         )
@@ -232,6 +264,11 @@ class AsyncsshNodeShell:
             await self.run_script(ns.eval_script(layout, artifact.version, code, env))
         )
 
+    async def check_upload(self, upload: str, artifact: Artifact) -> None:
+        """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
+        listing = await self.script_output(ns.listing_script(upload), f"listing {artifact.name}")
+        await self._refuse_unsafe(listing, upload, artifact)
+
     async def close(self) -> None:
         self._conn.close()
         with suppress(Exception):
@@ -244,6 +281,12 @@ class AsyncsshNodeShell:
             return Layout(self.node.path, artifact.app)
         except ValueError as error:
             raise NodeError(f"{self.name}: {error}") from None
+
+    async def _refuse_unsafe(self, listing: str, upload: str, artifact: Artifact) -> None:
+        if problems := listing_problems(listing.splitlines()):
+            await self.script_output(ns.remove_upload_script(upload), "removing a refused upload")
+            why = refusal(artifact.name, artifact.version, problems)
+            raise NodeError(f"{self.name}: {why}; the upload was deleted")
 
     async def _state(self) -> NodeState:
         # The probe reads no app-specific path: any valid app name will do.
@@ -289,27 +332,64 @@ class AsyncsshNodeShell:
             f"{health.said or '(nothing)'}\nlog {log.strip() or '(none found)'}"
         )
 
-    async def _upload(self, artifact: Artifact, remote: str, offset: int) -> None:
-        local = await self._shells.delivery.local_file(artifact)
+    async def _upload(self, artifact: Artifact, local: Path, upload: str, offset: int) -> None:
+        """Send `local` into `upload`.partial (resumed from `offset`); a write the node refused
+        removes the partial and says why, a full disk by name. A lost connection keeps the
+        partial for the next try to resume (a rollback removes it)."""
         if not local.is_file():
             raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
         total = local.stat().st_size
         offset = offset if 0 < offset <= total else 0
-        await self._on_channel(
-            f"uploading {artifact.name}", lambda: self._send(local, remote, offset, total)
-        )
+        partial = upload + ".partial"
+        try:
+            await self._on_channel(
+                f"uploading {artifact.name}", lambda: self._send(local, partial, offset, total)
+            )
+        except NodeUnreachable:
+            raise
+        except NodeError as error:
+            raise NodeError(await self._failed_upload(partial, total, artifact, error)) from None
 
     async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
-        """Write `local` from `offset` on into `remote` (created, or resumed where it ends)."""
-        mode = "r+b" if offset else "wb"
-        async with self._conn.start_sftp_client() as sftp, sftp.open(remote, mode) as target:
-            with local.open("rb") as source:
-                source.seek(offset)
-                while chunk := source.read(_CHUNK):
-                    await target.write(chunk, offset)
-                    offset += len(chunk)
-                    if self._shells.progress:
-                        self._shells.progress(self.name, offset, total)
+        """Write `local` from `offset` on into `remote` (created 0600, or resumed where it ends)."""
+        sftp = await self._conn.start_sftp_client()
+        try:
+            target = await sftp.open(remote, "r+b" if offset else "wb", _PRIVATE_FILE)
+            await self._write_from(local, target, offset, total)
+            await target.close()
+        except asyncio.CancelledError:
+            # Cut short by the step's timeout: closing the file would wait for answers that a
+            # node partitioned away never sends (until keepalive gives up, a minute later).
+            self._conn.abort()
+            raise
+        finally:
+            sftp.exit()
+
+    async def _write_from(
+        self, local: Path, target: asyncssh.SFTPClientFile, offset: int, total: int
+    ) -> None:
+        with local.open("rb") as source:
+            source.seek(offset)
+            while chunk := source.read(_CHUNK):
+                await target.write(chunk, offset)
+                offset += len(chunk)
+                if self._shells.progress:
+                    self._shells.progress(self.name, offset, total)
+
+    async def _failed_upload(
+        self, partial: str, total: int, artifact: Artifact, error: NodeError
+    ) -> str:
+        """Remove the partial upload; the message: a full disk named as such, else `error`."""
+        said = await self.script_output(ns.failed_upload_script(partial), check=False)
+        space = ns.parse_failed_upload(said)
+        if space is not None and space.free_bytes < total - space.partial_bytes:
+            directory = posixpath.dirname(partial)
+            return (
+                f"{self.name}: the disk at {directory} is full ({space.free_bytes} bytes free, "
+                f"{total - space.partial_bytes} more needed for {artifact.name}); the partial "
+                "upload was removed"
+            )
+        return f"{error}; the partial upload was removed"
 
     # -- running scripts (public: the hot-upgrade shell runs its own over this connection) -----
 
@@ -330,7 +410,7 @@ class AsyncsshNodeShell:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(
                     "running a script",
-                    lambda: self._conn.run(ns.named_remote_sh(run_name), input=script, check=False),
+                    lambda: run_bounded(self._conn, ns.named_remote_sh(run_name), script),
                 )
         except TimeoutError:
             await self._stop_run(run_name)
@@ -346,7 +426,7 @@ class AsyncsshNodeShell:
         with suppress(asyncssh.Error, OSError, TimeoutError):
             async with asyncio.timeout(_STOP_SECONDS):
                 stop = ns.stop_run_script(run_name)
-                await self._conn.run(ns.REMOTE_SH, input=stop, check=False)
+                await run_bounded(self._conn, ns.REMOTE_SH, stop)
 
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
         if result.exit_status != 0:
