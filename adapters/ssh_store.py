@@ -79,19 +79,25 @@ class SshReleaseStore:
         return sorted(said.split(), key=version_key)
 
     async def artifact(self, app: str, version: str) -> Artifact:
-        said = await self._manifest(self._dir(app, version))
+        directory = self._dir(app, version)
+        said = await self._manifest(directory)
         if not said:
             known = ", ".join(await self.versions(app)) or "none"
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.url} (it has: {known})"
             )
-        return from_manifest(json.loads(said), f"{self._dir(app, version)}/{app}-{version}.tar.gz")
+        where = self._where(f"{directory}/{MANIFEST}")
+        location = f"{directory}/{app}-{version}.tar.gz"
+        return from_manifest(said, where, location, (app, version))
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         """The hot-upgrade package from `from_version` to `version`, if one was built."""
         directory = self._dir(*upgrade_place(app, from_version, version))
         said = await self._manifest(directory)
-        return package_from_manifest(said, lambda name: f"{directory}/{name}") if said else None
+        if not said:
+            return None
+        where = self._where(f"{directory}/{MANIFEST}")
+        return package_from_manifest(said, where, lambda name: f"{directory}/{name}")
 
     async def _manifest(self, directory: str) -> str:
         """The manifest kept in `directory`, or "" when there is none."""
@@ -177,6 +183,10 @@ class SshReleaseStore:
         )
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _where(self, path: str) -> str:
+        """A path on the store host as errors name it: `user@host:/path`."""
+        return f"{self.host.user}@{self.host.host}:{path}"
 
     def _dir(self, app: str, *below: str) -> str:
         """The directory of `app`, or of a place below it (`place_of`), with each part checked
