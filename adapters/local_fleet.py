@@ -32,7 +32,6 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import NamedTuple, Self
 
-# cryptography comes with asyncssh; it writes OpenSSH keys without running ssh-keygen.
 from edeliver.adapters.local_host import (
     HOST,
     FleetError,
@@ -46,6 +45,9 @@ from edeliver.adapters.local_host import (
     speaks_ssh,
     write_key_pair,
 )
+
+# cryptography comes with asyncssh; it writes OpenSSH keys without running ssh-keygen.
+from edeliver.adapters.ssh_host_keys import known_hosts_pattern
 
 SSHD = "/usr/sbin/sshd"
 USER_PREFIX = "edfleet-"
@@ -72,7 +74,7 @@ class FleetNode:
 
     @property
     def known_hosts_line(self) -> str:
-        return f"[{self.host}]:{self.port} {self.host_public_key}"
+        return f"{known_hosts_pattern(self.host, self.port)} {self.host_public_key}"
 
     def local(self, node_path: str) -> Path:
         """The real path of `node_path`, a path under the deploy path as the node sees it."""

@@ -30,6 +30,7 @@ from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
     KnownHosts,
     host_key_error,
+    known_hosts_line,
     pin_host_key,
 )
 from edeliver.adapters.ssh_output import run_bounded
@@ -473,9 +474,7 @@ async def fetch_host_key(
         raise _error(node, error, "fetching its host key") from error
     if key is None:
         raise NodeUnreachable(f"{node.name} ({node.host}:{node.port}) offered no host key")
-    public = " ".join(key.export_public_key().decode().split()[:2])
-    pattern = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
-    return f"{pattern} {public}", key.get_fingerprint()
+    return known_hosts_line(node.host, node.port, key), key.get_fingerprint()
 
 
 # -- errors ------------------------------------------------------------------------------------

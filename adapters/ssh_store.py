@@ -39,6 +39,7 @@ from edeliver.adapters.local_store import (
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.ssh_host_keys import known_hosts_line
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
@@ -169,8 +170,7 @@ class SshReleaseStore:
                 key = conn.get_server_host_key()
             if key is None:
                 raise HostKeyError(f"store {self.url} offered no host key")
-            public = " ".join(key.export_public_key().decode().split()[:2])
-            self._host_key_line = f"[{self.host.host}]:{self.host.port} {public}"
+            self._host_key_line = known_hosts_line(self.host.host, self.host.port, key)
         identity = ["-i", self.node_identity_file] if self.node_identity_file else []
         options = [
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
