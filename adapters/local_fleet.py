@@ -220,6 +220,11 @@ class LocalFleet:
             return []
         return [p.pid for p in proc_table() if p.pid_ns == running.pid_ns]
 
+    def entering(self, name: str) -> list[str]:
+        """The argv prefix that runs a command inside the node's mount namespace (as root),
+        e.g. to mount a small filesystem under its deploy path."""
+        return ["nsenter", f"--target={self._init_pid(name)}", "--mount", "--"]
+
     # -- client side -------------------------------------------------------------------------
 
     def write_known_hosts(self, path: Path | None = None) -> Path:
