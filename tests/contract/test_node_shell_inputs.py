@@ -100,3 +100,15 @@ async def test_a_tampered_archive_already_on_the_node_is_refused_and_deleted(
     facts = await fleet_world.shell.probe()
     assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
     assert not fleet_world.local(f"releases/.{V2}.partial").exists()
+
+
+@pytest.mark.slow
+async def test_the_output_kept_of_a_command_is_its_last_64_kib(fleet_world: FleetWorld) -> None:
+    """A command printing 20 MiB: its result holds a note of what was dropped and the last
+    64 KiB, ending with its last line; its exit status is kept."""
+    script = "yes 0123456789abcdef | head -c 20971520; echo the-end; exit 3"
+    said = await fleet_world.shell.run_command(script, {})
+    assert said.status == 3
+    assert said.output.startswith("[") and "earlier bytes of output dropped]" in said.output
+    assert said.output.rstrip().endswith("the-end")
+    assert len(said.output) < 65 * 1024

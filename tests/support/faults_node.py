@@ -72,8 +72,11 @@ def node_state(fleet: LocalFleet, node: FleetNode) -> NodeState:
         f"cd {path} || exit 1; c=$(readlink current); echo \"current=$c\"; "
         "[ -n \"$c\" ] && [ -x \"$c/bin/hello\" ] && [ -d \"$c/releases/${c#releases/}\" ] "
         "&& echo complete; "
-        "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <\"$f\" 2>/dev/null | "
-        "grep -o -e '-boot [^ ]*/releases/[^/ ]*/start' ; done | sort -u",
+        # Only BEAMs (by argv[0]): this very command's shell holds the pattern too.
+        "for f in /proc/[0-9]*/cmdline; do "
+        "case $(tr '\\0' '\\n' <\"$f\" 2>/dev/null | head -n 1) in */beam.smp) "
+        "tr '\\0' ' ' <\"$f\" | grep -o -e '-boot [^ ]*/releases/[^/ ]*/start' ;; esac; "
+        "done | sort",
     )  # fmt: skip
     lines = said.stdout.splitlines()
     current = lines[0].removeprefix("current=").removeprefix("releases/") if lines else ""

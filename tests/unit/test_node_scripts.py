@@ -7,7 +7,6 @@ quoting and their idempotence without SSH; the contract suite runs them on real 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import subprocess
 import tarfile
