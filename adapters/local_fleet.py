@@ -196,8 +196,7 @@ class LocalFleet:
         """Start the node's sshd again, inside the node's namespaces, same port and host key."""
         if self._listener_pid(name) is not None:
             return
-        init_pid = self._init_pid(name)
-        enter = ["nsenter", f"--target={init_pid}", "--mount", "--pid", "--"]
+        enter = self.entering(name)
         # nsenter forks into the pid namespace; sshd daemonises, so its pid 1 adopts it.
         subprocess.run([*enter, *self._sshd_argv(name)], check=True, stdin=subprocess.DEVNULL)
         self._wait_ready([name])
@@ -221,9 +220,9 @@ class LocalFleet:
         return [p.pid for p in proc_table() if p.pid_ns == running.pid_ns]
 
     def entering(self, name: str) -> list[str]:
-        """The argv prefix that runs a command inside the node's mount namespace (as root),
-        e.g. to mount a small filesystem under its deploy path."""
-        return ["nsenter", f"--target={self._init_pid(name)}", "--mount", "--"]
+        """The argv prefix that runs a command inside the node's mount and pid namespaces (as
+        root), e.g. to mount a small filesystem under its deploy path."""
+        return ["nsenter", f"--target={self._init_pid(name)}", "--mount", "--pid", "--"]
 
     # -- client side -------------------------------------------------------------------------
 

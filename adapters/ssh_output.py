@@ -45,12 +45,14 @@ async def run_bounded(
     conn: asyncssh.SSHClientConnection, command: str, script: str, limit: int = LIMIT
 ) -> asyncssh.SSHCompletedProcess:
     """Run `command` with `script` on its stdin; its exit status and the tails of its output."""
-    async with conn.create_process(command, encoding=None) as process:
-        process.stdin.write(script.encode())
-        process.stdin.write_eof()
-        out, err = Tail(limit), Tail(limit)
-        await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
-        await process.wait_closed()
+    # Not `async with`: a run cut short must leave the channel open, as `conn.run` does;
+    # closing it would hang up on the script before the caller stops its process tree.
+    process = await conn.create_process(command, encoding=None)
+    process.stdin.write(script.encode())
+    process.stdin.write_eof()
+    out, err = Tail(limit), Tail(limit)
+    await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
+    await process.wait_closed()
     status = process.exit_status
     returncode = process.returncode
     return asyncssh.SSHCompletedProcess(

@@ -26,6 +26,7 @@ from edeliver.cli.composition import release_store
 from edeliver.core.model import Artifact
 from tests.support.faults_node import (
     Partition,
+    listed,
     node_state,
     padded_release,
     small_disk,
@@ -158,10 +159,11 @@ def test_a_disk_filling_during_the_upload_fails_that_node_and_removes_the_partia
     node1 = on_old.fleet.node("node1")
     with small_disk(on_old.fleet, node1, ".edeliver/uploads", "8m") as uploads:
         summary = deployed(on_old, "one_for_one", NEW)
-        assert list(uploads.iterdir()) == []
+        left = listed(on_old.fleet, node1, uploads)
     reason = summary["nodes"]["node1"]["reason"]
     assert re.search(r"the disk at \S+/\.edeliver/uploads is full \(\d+ bytes free", reason)
     assert "the partial upload was removed" in reason
+    assert left == [], left  # the partial of NEW is gone from the full disk
     assert summary["exit"] == 1 and summary["nodes"]["node1"]["state"] == "rolled_back"
     assert_settled(on_old, summary, {"node1": OLD, "node2": NEW, "node3": NEW})
 

@@ -45,6 +45,13 @@ def padded_release(original: Path, target: Path, extra: int) -> Path:
     return target
 
 
+def listed(fleet: LocalFleet, node: FleetNode, directory: str) -> list[str]:
+    """The names in `directory` (a path on the node), as the node's own `ls` sees them."""
+    said = ssh(fleet, node, f"ls -A {shlex.quote(directory)}")
+    assert said.returncode == 0, said.stderr
+    return said.stdout.split()
+
+
 def modes(fleet: LocalFleet, node: FleetNode, *patterns: str) -> dict[str, str]:
     """The octal mode of each path the node's shell expands `patterns` (under the deploy path)
     to, asked with `stat` on the node."""
@@ -85,9 +92,10 @@ def node_state(fleet: LocalFleet, node: FleetNode) -> NodeState:
 
 
 @contextmanager
-def small_disk(fleet: LocalFleet, node: FleetNode, below: str, size: str) -> Iterator[Path]:
+def small_disk(fleet: LocalFleet, node: FleetNode, below: str, size: str) -> Iterator[str]:
     """A tmpfs of `size` mounted at `below` (under the deploy path) inside the node's mount
-    namespace, owned by the node's user; unmounted afterwards."""
+    namespace, owned by the node's user; unmounted afterwards. Yields its path on the node
+    (only the node sees what is in it: this machine sees the dir under it)."""
     mountpoint = f"{node.path}/{below}"
     local = node.local(mountpoint)
     local.mkdir(parents=True, exist_ok=True)
@@ -100,7 +108,7 @@ def small_disk(fleet: LocalFleet, node: FleetNode, below: str, size: str) -> Ite
     enter = fleet.entering(node.name)
     subprocess.run([*enter, "mount", "-t", "tmpfs", "-o", options, "tmpfs", mountpoint], check=True)
     try:
-        yield local
+        yield mountpoint
     finally:
         subprocess.run([*enter, "umount", "-l", mountpoint], check=True)
 
