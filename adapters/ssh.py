@@ -56,9 +56,10 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
-# Read locally per write; asyncssh splits it into parallel requests. Small, because every node
-# uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
-_CHUNK = 256 * 1024
+# One SFTP write request per block, `_IN_FLIGHT` at once (1 MiB per node in memory): below any
+# sftp-server's packet limit, so asyncssh never splits a block into tasks of its own.
+_BLOCK = 64 * 1024
+_IN_FLIGHT = 16
 _PRIVATE_FILE = asyncssh.SFTPAttrs(permissions=0o600)  # uploads hold the release's COOKIE
 _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kill
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
@@ -158,6 +159,20 @@ def _local_problems(local: Path, artifact: Artifact) -> list[str]:
         ]
     problems = tarfile_problems(local)
     return [refusal(artifact.name, artifact.version, problems)] if problems else []
+
+
+async def _write_block(
+    target: asyncssh.SFTPClientFile,
+    block: bytes,
+    offset: int,
+    slots: asyncio.Semaphore,
+    written: Callable[[int], None],
+) -> None:
+    try:
+        await target.write(block, offset)
+    finally:
+        slots.release()
+    written(len(block))
 
 
 class AsyncsshNodeShell:
@@ -355,7 +370,9 @@ class AsyncsshNodeShell:
         """Write `local` from `offset` on into `remote` (created 0600, or resumed where it ends)."""
         sftp = await self._conn.start_sftp_client()
         try:
-            target = await sftp.open(remote, "r+b" if offset else "wb", _PRIVATE_FILE)
+            # block_size=0: each write is one request, never split into asyncssh tasks.
+            mode = "r+b" if offset else "wb"
+            target = await sftp.open(remote, mode, _PRIVATE_FILE, block_size=0)
             await self._write_from(local, target, offset, total)
             await target.close()
         except asyncio.CancelledError:
@@ -369,13 +386,28 @@ class AsyncsshNodeShell:
     async def _write_from(
         self, local: Path, target: asyncssh.SFTPClientFile, offset: int, total: int
     ) -> None:
-        with local.open("rb") as source:
-            source.seek(offset)
-            while chunk := source.read(_CHUNK):
-                await target.write(chunk, offset)
-                offset += len(chunk)
-                if self._shells.progress:
-                    self._shells.progress(self.name, offset, total)
+        """Write `local` from `offset` on in blocks, several in flight. The requests are our own
+        tasks (not asyncssh's parallel writer): an upload cut short cancels every one of them,
+        leaving no task to fail later, after the summary, with a lost connection."""
+        sent = offset
+
+        def written(size: int) -> None:
+            nonlocal sent
+            sent += size
+            if self._shells.progress:
+                self._shells.progress(self.name, sent, total)
+
+        slots = asyncio.Semaphore(_IN_FLIGHT)
+        try:
+            async with asyncio.TaskGroup() as writes:
+                with local.open("rb") as source:
+                    source.seek(offset)
+                    while block := source.read(_BLOCK):
+                        await slots.acquire()
+                        writes.create_task(_write_block(target, block, offset, slots, written))
+                        offset += len(block)
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
 
     async def _failed_upload(
         self, partial: str, total: int, artifact: Artifact, error: NodeError

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,6 +25,7 @@ from edeliver.adapters.config_file import load_config
 from edeliver.adapters.mix_build import local_platform
 from edeliver.cli.composition import release_store
 from edeliver.core.model import Artifact
+from tests.e2e.conftest import EDELIVER
 from tests.support.faults_node import (
     Partition,
     listed,
@@ -175,7 +177,12 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
     node1 = on_old.fleet.node("node1")
     partial = node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz.partial"
     with Partition(node1) as partition:
-        deploying = on_old.start("deploy", "partition", "--version", NEW, "--json")
+        deploying = subprocess.Popen(
+            [*EDELIVER, "-C", str(on_old.directory), "deploy", "partition", "--version", NEW,
+             "--json"],
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **CREDENTIALS},
+        )  # fmt: skip
         deadline = time.monotonic() + 120
         while not (partial.exists() and partial.stat().st_size > 0):
             assert deploying.poll() is None and time.monotonic() < deadline, "no upload seen"
@@ -188,7 +195,7 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
         assert noise not in stderr, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["nodes"]["node1"] == {
-        "state": "failed", "reason": f"timed out after {STEP_TIMEOUT}s"
+        "state": "failed", "reason": f"prepare: timed out after {STEP_TIMEOUT}s"
     }  # fmt: skip
     failed_after = seconds_to_fail(on_old, summary["id"], "node1")
     assert failed_after < STEP_TIMEOUT + 5, f"failed {failed_after:.1f}s after preparing began"

@@ -119,7 +119,7 @@ class Partition:
 
     def __init__(self, node: FleetNode) -> None:
         self.table = f"edeliver_partition_{os.getpid()}_{node.port}"
-        self.port = node.port
+        self.port, self.made = node.port, False
 
     def cut(self) -> None:
         rules = (
@@ -128,9 +128,12 @@ class Partition:
             f"    tcp dport {self.port} drop\n    tcp sport {self.port} drop\n  }}\n}}\n"
         )
         subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+        self.made = True
 
     def heal(self) -> None:
-        subprocess.run(["nft", "delete", "table", "inet", self.table], check=False)
+        if self.made:
+            subprocess.run(["nft", "delete", "table", "inet", self.table], check=True)
+            self.made = False
 
     def __enter__(self) -> Partition:
         return self
