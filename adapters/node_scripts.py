@@ -316,6 +316,14 @@ def _arg_after(argv: Sequence[str], flag: str) -> str | None:
 _PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
 
 
+# Measured before the partial goes: a disk it filled is full now, not after.
+_SPACE_AND_REMOVE = (
+    'echo "free_kb=$(df -Pk "$(dirname "$F")" 2>/dev/null | awk \'NR == 2 {print $4}\')"\n'
+    'echo "partial=$(wc -c <"$F" 2>/dev/null)"\n'
+    'rm -f "$F"\n'
+)
+
+
 def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
     """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
     return (
@@ -355,8 +363,10 @@ def fetch_script(layout: Layout, version: str, fetch: str) -> str:
         + (
             f"F={q(layout.upload(version))}\n"
             f'{{ {fetch}\n}} >"$F.partial" || {{\n'
-            '  rm -f "$F.partial"; echo "fetching the release from the store failed" >&2; exit 7\n'
-            "}\n"
+            '  F="$F.partial"\n'
+            + _SPACE_AND_REMOVE
+            + '  echo "fetching the release from the store failed" >&2\n'
+            "  exit 7\n}\n"
         )
     )
 
@@ -371,12 +381,7 @@ class UploadSpace:
 
 def failed_upload_script(partial: str) -> str:
     """Print the free space beside `partial` and its size, then remove it."""
-    return (
-        f"F={q(partial)}\n"
-        'echo "free_kb=$(df -Pk "$(dirname "$F")" 2>/dev/null | awk \'NR == 2 {print $4}\')"\n'
-        'echo "partial=$(wc -c <"$F" 2>/dev/null)"\n'
-        'rm -f "$F"\n'
-    )
+    return f"F={q(partial)}\n" + _SPACE_AND_REMOVE
 
 
 def parse_failed_upload(output: str) -> UploadSpace | None:

@@ -206,8 +206,7 @@ class AsyncsshNodeShell:
             assert local is not None
             await self._upload(artifact, local, layout.upload(artifact.version), offset)
         else:
-            script = ns.fetch_script(layout, artifact.version, fetch)
-            await self.script_output(script, f"fetching {artifact.name} from the store")
+            await self._fetch(layout, artifact, fetch)
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
         result = await self.run_script(finish)
         if result.exit_status == 4:
@@ -364,7 +363,7 @@ class AsyncsshNodeShell:
         except NodeUnreachable:
             raise
         except NodeError as error:
-            raise NodeError(await self._failed_upload(partial, total, artifact, error)) from None
+            raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
     async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
         """Write `local` from `offset` on into `remote` (created 0600, or resumed where it ends)."""
@@ -409,18 +408,32 @@ class AsyncsshNodeShell:
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
 
-    async def _failed_upload(
-        self, partial: str, total: int, artifact: Artifact, error: NodeError
-    ) -> str:
+    async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
+        """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
+        result = await self.run_script(ns.fetch_script(layout, artifact.version, fetch))
+        if result.exit_status == 7:
+            partial = layout.upload(artifact.version) + ".partial"
+            space = ns.parse_failed_upload(str(result.stdout))
+            detail = str(result.stderr or "").strip()[-1000:] or "no output"
+            error = f"{self.name}: fetching {artifact.name} from the store failed: {detail}"
+            raise NodeError(self._upload_failure(space, partial, artifact, error))
+        self._check(result, f"fetching {artifact.name} from the store")
+
+    async def _failed_upload(self, partial: str, artifact: Artifact, error: NodeError) -> str:
         """Remove the partial upload; the message: a full disk named as such, else `error`."""
         said = await self.script_output(ns.failed_upload_script(partial), check=False)
-        space = ns.parse_failed_upload(said)
-        if space is not None and space.free_bytes < total - space.partial_bytes:
-            directory = posixpath.dirname(partial)
+        return self._upload_failure(ns.parse_failed_upload(said), partial, artifact, str(error))
+
+    def _upload_failure(
+        self, space: ns.UploadSpace | None, partial: str, artifact: Artifact, error: str
+    ) -> str:
+        """Why an upload (or fetch) failed, its partial removed: a full disk by name."""
+        missing = artifact.size - space.partial_bytes if space else 0
+        if space is not None and space.free_bytes < missing:
             return (
-                f"{self.name}: the disk at {directory} is full ({space.free_bytes} bytes free, "
-                f"{total - space.partial_bytes} more needed for {artifact.name}); the partial "
-                "upload was removed"
+                f"{self.name}: the disk at {posixpath.dirname(partial)} is full "
+                f"({space.free_bytes} bytes free, {missing} more needed for {artifact.name}); "
+                "the partial upload was removed"
             )
         return f"{error}; the partial upload was removed"
 

@@ -39,8 +39,8 @@ from tests.support.moto import CREDENTIALS
 from tests.support.store_project import S3Project, s3_hello_project
 
 OLD, NEW, TAMPERED = "0.1.0", "0.2.0", "0.3.0"
-PADDING = 150 * 1024 * 1024  # makes NEW's upload last long enough to cut it midway
-STEP_TIMEOUT = 10
+PADDING = 80 * 1024 * 1024  # makes NEW's upload last long enough to cut it midway
+STEP_TIMEOUT = 20
 ENVIRONMENTS = f"""
 [environments.one_for_one]
 nodes = ["node1", "node2", "node3"]
@@ -108,7 +108,7 @@ def assert_settled(project: S3Project, summary: dict[str, Any], on: dict[str, st
         state = node_state(project.fleet, node)
         assert (state.current, state.complete, state.running) == (
             on[node.name], True, (on[node.name],)
-        ), node.name  # fmt: skip
+        ), (node.name, summary["nodes"])  # fmt: skip
     assert project.events(summary["id"]), "the deployment's events do not load"
     history = project.edeliver("history", summary["environment"], "--json")
     rows = {row["id"]: row for row in json.loads(history.stdout)}
@@ -153,11 +153,14 @@ def test_a_tampered_archive_pulled_by_the_nodes_is_refused_and_removed_there(
     assert_settled(on_old, summary, dict.fromkeys(on_old.fleet.names, OLD))
 
 
+@pytest.mark.parametrize("mode", ["push", "pull"])
 def test_a_disk_filling_during_the_upload_fails_that_node_and_removes_the_partial(
-    on_old: S3Project,
+    on_old: S3Project, mode: str
 ) -> None:
-    """node1's uploads on an 8 MiB disk: it fails saying the disk at the uploads dir is full,
-    the partial is gone, one_for_one rolls it back to OLD; the others end on NEW."""
+    """node1's uploads on an 8 MiB disk, pushed over SFTP or pulled by curl: it fails saying
+    the disk at the uploads dir is full, the partial is gone, one_for_one rolls it back to
+    OLD; the others end on NEW."""
+    on_old.transfer(mode)
     node1 = on_old.fleet.node("node1")
     with small_disk(on_old.fleet, node1, ".edeliver/uploads", "8m") as uploads:
         summary = deployed(on_old, "one_for_one", NEW)
@@ -172,7 +175,7 @@ def test_a_disk_filling_during_the_upload_fails_that_node_and_removes_the_partia
 
 def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Project) -> None:
     """node1's sshd port dropped once its partial upload grows: it fails "timed out after
-    10s" (not a keepalive a minute later), no traceback; fallback ignore lets the others end
+    20s" (not a keepalive a minute later), no traceback; fallback ignore lets the others end
     on NEW; once healed, node1 still runs OLD untouched."""
     node1 = on_old.fleet.node("node1")
     partial = node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz.partial"
