@@ -82,11 +82,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Project]:
 
 @pytest.fixture
 def on_old(lab: S3Project) -> S3Project:
-    """Every node runs OLD, pushed; no upload of another version left on any node."""
+    """Every node runs OLD, pushed; no upload of TAMPERED nor any partial left on a node
+    (NEW's verified uploads stay: re-sending them would only make the tests slower)."""
     lab.transfer("push")
     lab.ensure_all_on(OLD)
     for node in lab.fleet.nodes:
-        for left in (node.root / ".edeliver/uploads").glob("hello-0.[23].0*"):
+        uploads = node.root / ".edeliver/uploads"
+        for left in [*uploads.glob(f"hello-{TAMPERED}*"), *uploads.glob("*.partial")]:
             left.unlink()
     return lab
 
@@ -178,6 +180,7 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
     20s" (not a keepalive a minute later), no traceback; fallback ignore lets the others end
     on NEW; once healed, node1 still runs OLD untouched."""
     node1 = on_old.fleet.node("node1")
+    (node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz").unlink(missing_ok=True)
     partial = node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz.partial"
     with Partition(node1) as partition:
         deploying = subprocess.Popen(
