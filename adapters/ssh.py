@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import asyncssh
 
 from edeliver.adapters import node_scripts as ns
-from edeliver.adapters.archive_check import listing_problems, refusal, tarfile_problems
-from edeliver.adapters.local_store import sha256_of
+from edeliver.adapters.archive_check import listing_problems, refusal
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.sftp_upload import local_problems, send_file
 from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
     KnownHosts,
@@ -56,11 +56,6 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
-# One SFTP write request per block, `_IN_FLIGHT` at once (1 MiB per node in memory): below any
-# sftp-server's packet limit, so asyncssh never splits a block into tasks of its own.
-_BLOCK = 64 * 1024
-_IN_FLIGHT = 16
-_PRIVATE_FILE = asyncssh.SFTPAttrs(permissions=0o600)  # uploads hold the release's COOKIE
 _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kill
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
@@ -106,7 +101,7 @@ class AsyncsshNodeShells:
         key = (str(local), artifact.sha256)
         async with self._checking:
             if key not in self._archive_checks and local.is_file():
-                problems = await asyncio.to_thread(_local_problems, local, artifact)
+                problems = await asyncio.to_thread(local_problems, local, artifact)
                 self._archive_checks[key] = problems
         if problems := self._archive_checks.get(key, []):
             raise NodeError(f"{node}: {problems[0]}; nothing was uploaded")
@@ -148,31 +143,6 @@ class AsyncsshNodeShells:
         if isinstance(configured, list | tuple) and configured:
             return [str(Path(str(f)).expanduser()) for f in configured]
         return [str(Path("~/.ssh/known_hosts").expanduser())]  # never unchecked
-
-
-def _local_problems(local: Path, artifact: Artifact) -> list[str]:
-    """Why the file on this machine must not be sent: not the manifest's bytes, or unsafe."""
-    if (got := sha256_of(local)) != artifact.sha256:
-        return [
-            f"checksum mismatch for {artifact.name} on this machine: expected {artifact.sha256} "
-            f"got {got}"
-        ]
-    problems = tarfile_problems(local)
-    return [refusal(artifact.name, artifact.version, problems)] if problems else []
-
-
-async def _write_block(
-    target: asyncssh.SFTPClientFile,
-    block: bytes,
-    offset: int,
-    slots: asyncio.Semaphore,
-    written: Callable[[int], None],
-) -> None:
-    try:
-        await target.write(block, offset)
-    finally:
-        slots.release()
-    written(len(block))
 
 
 class AsyncsshNodeShell:
@@ -366,47 +336,11 @@ class AsyncsshNodeShell:
             raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
     async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
-        """Write `local` from `offset` on into `remote` (created 0600, or resumed where it ends)."""
-        sftp = await self._conn.start_sftp_client()
-        try:
-            # block_size=0: each write is one request, never split into asyncssh tasks.
-            mode = "r+b" if offset else "wb"
-            target = await sftp.open(remote, mode, _PRIVATE_FILE, block_size=0)
-            await self._write_from(local, target, offset, total)
-            await target.close()
-        except asyncio.CancelledError:
-            # Cut short by the step's timeout: closing the file would wait for answers that a
-            # node partitioned away never sends (until keepalive gives up, a minute later).
-            self._conn.abort()
-            raise
-        finally:
-            sftp.exit()
-
-    async def _write_from(
-        self, local: Path, target: asyncssh.SFTPClientFile, offset: int, total: int
-    ) -> None:
-        """Write `local` from `offset` on in blocks, several in flight. The requests are our own
-        tasks (not asyncssh's parallel writer): an upload cut short cancels every one of them,
-        leaving no task to fail later, after the summary, with a lost connection."""
-        sent = offset
-
-        def written(size: int) -> None:
-            nonlocal sent
-            sent += size
+        def sent(done: int) -> None:
             if self._shells.progress:
-                self._shells.progress(self.name, sent, total)
+                self._shells.progress(self.name, done, total)
 
-        slots = asyncio.Semaphore(_IN_FLIGHT)
-        try:
-            async with asyncio.TaskGroup() as writes:
-                with local.open("rb") as source:
-                    source.seek(offset)
-                    while block := source.read(_BLOCK):
-                        await slots.acquire()
-                        writes.create_task(_write_block(target, block, offset, slots, written))
-                        offset += len(block)
-        except BaseExceptionGroup as group:
-            raise group.exceptions[0] from None
+        await send_file(self._conn, local, remote, offset, sent)
 
     async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
         """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
