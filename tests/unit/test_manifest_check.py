@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.fakes import FakeClock, FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.manifest_check import checked_manifest
+from edeliver.cli.main import Runtime, app
+from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.rollout import Services
+from tests.support.simulation import config_text
 
 GOOD: dict[str, Any] = {
     "app": "hello", "version": "0.2.0", "sha256": "a" * 64, "size": 10, "kind": "release",
@@ -84,3 +91,32 @@ def test_a_manifest_kept_under_another_version_is_refused(tmp_path: Path) -> Non
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "0.3.0"}))
     with pytest.raises(UsageError, match=r"version: expected '0\.2\.0' \(where it is kept\)"):
         asyncio.run(store.artifact("hello", "0.2.0"))
+
+
+def test_a_deploy_of_a_version_with_a_null_size_is_refused_before_the_lock(
+    tmp_path: Path,
+) -> None:
+    """`edeliver deploy`: exit 2, one line naming the manifest and the field; no deployment
+    was started (none in the history), no node touched."""
+    (tmp_path / ".deliver").mkdir()
+    (tmp_path / ".deliver/edeliver.toml").write_text(config_text(2, step_timeout=30))
+    store = LocalDirectoryStore(tmp_path / "store")
+    tarball = tmp_path / "t.tar.gz"
+    tarball.write_bytes(b"x")
+    store.put(tarball, Artifact("hello", "0.2.0", "", 0))
+    manifest = tmp_path / "store/hello/0.2.0/manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "size": None}))
+    hosts = {"n0": FakeHost(), "n1": FakeHost()}
+
+    def services(project: Path, config: Config, listener: Any) -> Services:
+        deployments = open_deployments(project, "")
+        shells = InMemoryNodeShells(hosts, Faults())
+        return Services(deployments, shells, store, FakeClock(), "ann@laptop", listener)
+
+    runtime = Runtime(project=tmp_path, services=services)
+    result = CliRunner().invoke(app, ["deploy", "prod", "--version", "0.2.0"], obj=runtime)
+    assert result.exit_code == 2
+    assert f"{manifest}: size: expected a non-negative integer, got null" in result.stderr
+    history = CliRunner().invoke(app, ["history", "--json"], obj=runtime)
+    assert json.loads(history.stdout) == []
+    assert {host.running for host in hosts.values()} == {None}
