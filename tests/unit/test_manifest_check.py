@@ -67,28 +67,29 @@ def test_a_good_manifest_passes_whole() -> None:
     assert checked_manifest(json.dumps(GOOD), "where") == GOOD
 
 
-def test_the_local_store_refuses_a_manifest_with_a_null_size_naming_its_file(
-    tmp_path: Path,
-) -> None:
-    """`"size": null` in a local store: UsageError naming the manifest's path and the field."""
+def store_with(tmp_path: Path, change: dict[str, Any]) -> tuple[LocalDirectoryStore, Path]:
+    """A local store holding hello 0.2.0 whose manifest then had `change` made to it."""
     store = LocalDirectoryStore(tmp_path / "store")
     tarball = tmp_path / "t.tar.gz"
     tarball.write_bytes(b"x")
     store.put(tarball, Artifact("hello", "0.2.0", "", 0))
     manifest = tmp_path / "store/hello/0.2.0/manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "size": None}))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **change}))
+    return store, manifest
+
+
+def test_the_local_store_refuses_a_manifest_with_a_null_size_naming_its_file(
+    tmp_path: Path,
+) -> None:
+    """`"size": null` in a local store: UsageError naming the manifest's path and the field."""
+    store, manifest = store_with(tmp_path, {"size": None})
     with pytest.raises(UsageError, match=f"^{manifest}: size: expected a non-negative integer"):
         asyncio.run(store.artifact("hello", "0.2.0"))
 
 
 def test_a_manifest_kept_under_another_version_is_refused(tmp_path: Path) -> None:
     """A manifest copied into the wrong version's dir names the version it says and where."""
-    store = LocalDirectoryStore(tmp_path / "store")
-    tarball = tmp_path / "t.tar.gz"
-    tarball.write_bytes(b"x")
-    store.put(tarball, Artifact("hello", "0.2.0", "", 0))
-    manifest = tmp_path / "store/hello/0.2.0/manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "0.3.0"}))
+    store, _ = store_with(tmp_path, {"version": "0.3.0"})
     with pytest.raises(UsageError, match=r"version: expected '0\.2\.0' \(where it is kept\)"):
         asyncio.run(store.artifact("hello", "0.2.0"))
 
@@ -100,12 +101,7 @@ def test_a_deploy_of_a_version_with_a_null_size_is_refused_before_the_lock(
     was started (none in the history), no node touched."""
     (tmp_path / ".deliver").mkdir()
     (tmp_path / ".deliver/edeliver.toml").write_text(config_text(2, step_timeout=30))
-    store = LocalDirectoryStore(tmp_path / "store")
-    tarball = tmp_path / "t.tar.gz"
-    tarball.write_bytes(b"x")
-    store.put(tarball, Artifact("hello", "0.2.0", "", 0))
-    manifest = tmp_path / "store/hello/0.2.0/manifest.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "size": None}))
+    store, manifest = store_with(tmp_path, {"size": None})
     hosts = {"n0": FakeHost(), "n1": FakeHost()}
 
     def services(project: Path, config: Config, listener: Any) -> Services:
