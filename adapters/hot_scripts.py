@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edeliver.adapters.node_scripts import Layout, checked_version, q
+from edeliver.adapters.node_scripts import Layout, checked_version, private_cookies, q
 
 # Which versions release_handler knows on the node, with their status; first the VM's own
 # boot script (which is what a node without a RELEASES file would be running).
@@ -188,8 +188,8 @@ def unpack_script(layout: Layout, version: str, upload: str) -> str:
         # release_handler deletes the tarball it unpacked: give it a copy, keep the upload.
         'T="$ROOT/releases/$APP-$V.tar.gz"\n'
         'if [ ! -d "$ROOT/releases/$V" ]; then\n'
-        '  cp "$F" "$T.partial" && mv -f "$T.partial" "$T" || exit 3\n'
-        "fi\n" + _rpc(elixir)
+        '  (umask 077 && cp "$F" "$T.partial") && mv -f "$T.partial" "$T" || exit 3\n'
+        "fi\n" + _rpc(elixir).rstrip("\n") + " || exit $?\n" + private_cookies('"$ROOT"')
     )
 
 

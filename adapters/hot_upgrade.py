@@ -81,8 +81,11 @@ class HotUpgradeNodeShell:
             await self.full.install(artifact)
             return
         layout = self._layout()
-        upload = layout.upload(_upload_name(artifact.version, route.package_from))
-        script = hs.unpack_script(layout, artifact.version, upload if route.package_from else "")
+        upload = ""
+        if route.package_from is not None:
+            upload = layout.upload(_upload_name(artifact.version, route.package_from))
+            await self.full.check_upload(upload, await self._package_of(artifact, route))
+        script = hs.unpack_script(layout, artifact.version, upload)
         await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
 
     async def activate(self, artifact: Artifact) -> None:

@@ -32,7 +32,6 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import NamedTuple, Self
 
-# cryptography comes with asyncssh; it writes OpenSSH keys without running ssh-keygen.
 from edeliver.adapters.local_host import (
     HOST,
     FleetError,
@@ -46,6 +45,9 @@ from edeliver.adapters.local_host import (
     speaks_ssh,
     write_key_pair,
 )
+
+# cryptography comes with asyncssh; it writes OpenSSH keys without running ssh-keygen.
+from edeliver.adapters.ssh_host_keys import known_hosts_pattern
 
 SSHD = "/usr/sbin/sshd"
 USER_PREFIX = "edfleet-"
@@ -72,7 +74,7 @@ class FleetNode:
 
     @property
     def known_hosts_line(self) -> str:
-        return f"[{self.host}]:{self.port} {self.host_public_key}"
+        return f"{known_hosts_pattern(self.host, self.port)} {self.host_public_key}"
 
     def local(self, node_path: str) -> Path:
         """The real path of `node_path`, a path under the deploy path as the node sees it."""
@@ -194,8 +196,7 @@ class LocalFleet:
         """Start the node's sshd again, inside the node's namespaces, same port and host key."""
         if self._listener_pid(name) is not None:
             return
-        init_pid = self._init_pid(name)
-        enter = ["nsenter", f"--target={init_pid}", "--mount", "--pid", "--"]
+        enter = self.entering(name)
         # nsenter forks into the pid namespace; sshd daemonises, so its pid 1 adopts it.
         subprocess.run([*enter, *self._sshd_argv(name)], check=True, stdin=subprocess.DEVNULL)
         self._wait_ready([name])
@@ -217,6 +218,11 @@ class LocalFleet:
         if running is None or running.pid_ns is None:
             return []
         return [p.pid for p in proc_table() if p.pid_ns == running.pid_ns]
+
+    def entering(self, name: str) -> list[str]:
+        """The argv prefix that runs a command inside the node's mount and pid namespaces (as
+        root), e.g. to mount a small filesystem under its deploy path."""
+        return ["nsenter", f"--target={self._init_pid(name)}", "--mount", "--pid", "--"]
 
     # -- client side -------------------------------------------------------------------------
 

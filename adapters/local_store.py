@@ -18,6 +18,7 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
+from edeliver.adapters.manifest_check import checked_manifest
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
 from edeliver.core.versions import version_key
@@ -52,8 +53,8 @@ class LocalDirectoryStore:
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.root} (it has: {known})"
             )
-        fields = json.loads(manifest.read_text())
-        return from_manifest(fields, str(manifest.parent / f"{app}-{version}.tar.gz"))
+        location = str(manifest.parent / f"{app}-{version}.tar.gz")
+        return from_manifest(manifest.read_text(), str(manifest), location, (app, version))
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         """The hot-upgrade package from `from_version` to `version`, if one was built."""
@@ -61,7 +62,8 @@ class LocalDirectoryStore:
         manifest = directory / MANIFEST
         if not manifest.is_file():
             return None
-        return package_from_manifest(manifest.read_text(), lambda name: str(directory / name))
+        text = manifest.read_text()
+        return package_from_manifest(text, str(manifest), lambda name: str(directory / name))
 
     def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
@@ -124,9 +126,10 @@ def stored_as(artifact: Artifact) -> str:
     return artifact.version
 
 
-def package_from_manifest(text: str, location_of: Callable[[str], str]) -> Artifact:
-    """An upgrade package from its manifest, kept beside it under the manifest's file name."""
-    package = from_manifest(json.loads(text), "")
+def package_from_manifest(text: str, where: str, location_of: Callable[[str], str]) -> Artifact:
+    """An upgrade package from its manifest (read from `where`), kept beside it under the
+    manifest's file name."""
+    package = from_manifest(text, where, "")
     return replace(package, location=location_of(package.name))
 
 
@@ -150,8 +153,16 @@ def manifest_text(artifact: Artifact, extra: dict[str, Any]) -> str:
     return json.dumps({**fields, **extra}, indent=2, sort_keys=True)
 
 
-def from_manifest(fields: dict[str, Any], location: str) -> Artifact:
-    """An Artifact from a manifest (older manifests lack the newer fields) kept at `location`."""
+def from_manifest(
+    text: str, where: str, location: str, expected: tuple[str, str] | None = None
+) -> Artifact:
+    """An Artifact from a manifest read from `where` (older manifests lack the newer fields),
+    kept at `location`; each field checked, and (app, version) the `expected` ones if given."""
+    fields = checked_manifest(text, where)
+    for name, wanted in zip(("app", "version"), expected or (), strict=False):
+        if fields[name] != wanted:
+            raise UsageError(f"{where}: {name}: expected {wanted!r} (where it is kept), "
+                             f"got {fields[name]!r}")  # fmt: skip
     known = {f.name for f in dataclass_fields(Artifact)} - {"platform", "from_versions"}
     artifact = Artifact(
         **{k: v for k, v in fields.items() if k in known},

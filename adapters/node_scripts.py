@@ -26,9 +26,10 @@ import itertools
 import posixpath
 import re
 import shlex
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from edeliver.adapters.archive_check import LISTING
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -120,6 +121,20 @@ class ReleaseCommands:
     def render(self, template: str, app: str) -> str:
         # Only `{app}`: braces the user's shell command has (`${PORT}`, JSON) stay as written.
         return template.replace("{app}", q(app))
+
+    def functions(self, app: str) -> str:
+        """The commands as the shell functions `start_command`, `stop_command` and
+        `health_command`. Each body is the command quoted whole and `eval`ed, never inlined:
+        a `#`, a newline, an unbalanced `}` or `)` in a command cannot reach the script around
+        it, and the command runs as written (comments, quotes, `$`, backslashes)."""
+        return "".join(
+            f"{name}_command() {{ eval {q(self.render(command, app))}\n}}\n"
+            for name, command in (
+                ("start", self.start),
+                ("stop", self.stop),
+                ("health", self.health),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -328,16 +343,33 @@ def _arg_after(argv: Sequence[str], flag: str) -> str | None:
 # -- prepare -----------------------------------------------------------------------------------
 
 
+# Uploads hold the release's COOKIE: only the deploy user may read them, or list the dir.
+# (The umask comes after the mkdir: the deploy path and shared/ keep the user's own modes.)
+_PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
+
+
+# Measured before the partial goes: a disk it filled is full now, not after.
+_SPACE_AND_REMOVE = (
+    'echo "free_kb=$(df -Pk "$(dirname "$F")" 2>/dev/null | awk \'NR == 2 {print $4}\')"\n'
+    'echo "partial=$(wc -c <"$F" 2>/dev/null)"\n'
+    'rm -f "$F"\n'
+)
+
+
 def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
     """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
-    return layout.prelude() + (
-        f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
-        'mkdir -p "$U" "$P/shared" || exit 3\n'
-        'if [ -f "$F" ]; then\n'
-        '  [ "$(sha256sum <"$F" | cut -c1-64)" = "$SHA" ] && { echo done; exit 0; }\n'
-        '  rm -f "$F"\n'
-        "fi\n"
-        'if [ -f "$F.partial" ]; then echo "partial=$(wc -c <"$F.partial")"; fi\n'
+    return (
+        layout.prelude()
+        + _PRIVATE_UPLOADS
+        + (
+            f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
+            'if [ -f "$F" ]; then\n'
+            '  [ "$(sha256sum <"$F" | cut -c1-64)" = "$SHA" ] && chmod 600 "$F" && {\n'
+            "    echo done; exit 0\n  }\n"
+            '  rm -f "$F"\n'
+            "fi\n"
+            'if [ -f "$F.partial" ]; then echo "partial=$(wc -c <"$F.partial")"; fi\n'
+        )
     )
 
 
@@ -346,7 +378,8 @@ def finish_upload_script(layout: Layout, version: str, sha256: str) -> str:
     return layout.prelude() + (
         f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
         'got=$(sha256sum <"$F.partial" | cut -c1-64) || exit 3\n'
-        'if [ "$got" = "$SHA" ]; then mv -f "$F.partial" "$F" && exit 0; exit 3; fi\n'
+        'if [ "$got" = "$SHA" ]; then\n'
+        '  chmod 600 "$F.partial" && mv -f "$F.partial" "$F" && exit 0; exit 3\nfi\n'
         'rm -f "$F.partial"; echo "$got"; exit 4\n'
     )
 
@@ -356,25 +389,70 @@ def fetch_script(layout: Layout, version: str, fetch: str) -> str:
 
     `fetch` is built by a store adapter with every value quoted, never from user input.
     """
-    return layout.prelude() + (
-        f"F={q(layout.upload(version))}\n"
-        'mkdir -p "$U" || exit 3\n'
-        f'{{ {fetch}\n}} >"$F.partial" || {{\n'
-        '  rm -f "$F.partial"; echo "fetching the release from the store failed" >&2; exit 7\n'
-        "}\n"
+    return (
+        layout.prelude()
+        + _PRIVATE_UPLOADS
+        + (
+            f"F={q(layout.upload(version))}\n"
+            f'{{ {fetch}\n}} >"$F.partial" || {{\n'
+            '  F="$F.partial"\n'
+            + _SPACE_AND_REMOVE
+            + '  echo "fetching the release from the store failed" >&2\n'
+            "  exit 7\n}\n"
+        )
     )
+
+
+@dataclass(frozen=True)
+class UploadSpace:
+    """After a failed upload: the free bytes where it went, and how far it had got."""
+
+    free_bytes: int
+    partial_bytes: int
+
+
+def failed_upload_script(partial: str) -> str:
+    """Print the free space beside `partial` and its size, then remove it."""
+    return f"F={q(partial)}\n" + _SPACE_AND_REMOVE
+
+
+def parse_failed_upload(output: str) -> UploadSpace | None:
+    fields = dict(line.partition("=")[::2] for line in output.splitlines())
+    free, partial = fields.get("free_kb", "").strip(), fields.get("partial", "").strip() or "0"
+    if not (free.isdigit() and partial.isdigit()):
+        return None
+    return UploadSpace(int(free) * 1024, int(partial))
 
 
 # -- install -----------------------------------------------------------------------------------
 
 
 def install_state_script(layout: Layout, version: str) -> str:
-    """`installed`, `missing` (no verified upload), or `listing` then `tar -tzvf` of it."""
+    """`installed`, `missing` (no verified upload), or `listing` then its `LISTING`."""
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'if complete "$V"; then echo installed; exit 0; fi\n'
         'if [ ! -f "$F" ]; then echo missing; exit 0; fi\n'
-        'echo listing; tar -tzvf "$F" || exit 5\n'
+        f'echo listing; {LISTING} "$F" || exit 5\n'
+    )
+
+
+def listing_script(upload: str) -> str:
+    """The `LISTING` of an uploaded archive (exit 5: not a readable gzipped tar)."""
+    return f"{LISTING} {q(upload)} || exit 5\n"
+
+
+def remove_upload_script(upload: str) -> str:
+    """Delete a refused upload and any partial of it: it must not be unpacked later."""
+    return f"rm -f {q(upload)} {q(upload + '.partial')}\n"
+
+
+def private_cookies(root: str) -> str:
+    """Make the COOKIE files of the release root `root` (a shell word) unreadable to others:
+    the cookie lets whoever reads it run code in the VM as the deploy user."""
+    return (
+        f"for c in {root}/releases/COOKIE {root}/releases/*/COOKIE; do\n"
+        '  if [ -f "$c" ]; then chmod go-rwx "$c" || exit 3; fi\ndone\n'
     )
 
 
@@ -388,51 +466,9 @@ def unpack_script(layout: Layout, version: str) -> str:
         'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
         '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
         "fi\n"
-        'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+        + private_cookies('"$T"')
+        + 'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
     )
-
-
-def unsafe_entries(listing: Iterable[str]) -> list[str]:
-    """The entries of a `tar -tzvf` listing that could write outside the unpack dir."""
-    problems = []
-    for line in listing:
-        parts = line.split(None, 5)
-        if not line.strip():
-            continue
-        if len(parts) < 6:
-            problems.append(f"unreadable entry {line!r}")
-            continue
-        kind, rest = parts[0][:1], parts[5]
-        if problem := _entry_problem(kind, rest):
-            problems.append(problem)
-    return problems
-
-
-def _entry_problem(kind: str, rest: str) -> str | None:
-    name, target, problem = rest, "", None
-    if kind in ("l", "h"):
-        arrow = " -> " if kind == "l" else " link to "
-        name, sep, target = rest.partition(arrow)
-        if not sep or arrow in target:
-            problem = f"ambiguous link entry {rest!r}"
-    elif kind not in ("-", "d"):
-        problem = f"special file {rest!r}"
-    if problem is None and _outside(name):
-        problem = f"path outside the release: {name!r}"
-    elif problem is None and kind == "h" and _outside(target):
-        problem = f"hard link {name!r} to a path outside the release: {target!r}"
-    elif problem is None and kind == "l" and _link_leaves(name, target):
-        problem = f"symlink {name!r} points outside the release: {target!r}"
-    return problem
-
-
-def _outside(member: str) -> bool:
-    return member.startswith("/") or ".." in member.split("/")
-
-
-def _link_leaves(name: str, target: str) -> bool:
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name.rstrip("/")), target))
-    return target.startswith("/") or resolved == ".." or resolved.startswith("../")
 
 
 # -- activate, roll back, verify ---------------------------------------------------------------
@@ -461,9 +497,9 @@ def _tenths(seconds: float) -> int:
 
 
 def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds: float) -> str:
-    stop = commands.render(commands.stop, layout.app)
-    start = commands.render(commands.start, layout.app)
-    return f"""
+    return (
+        commands.functions(layout.app)
+        + f"""
 alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdline" 2>/dev/null; }}
 gone_within() {{  # pid tenths-of-seconds
   n=0; while alive "$1"; do [ "$n" -ge "$2" ] && return 1; sleep 0.1; n=$((n + 1)); done
@@ -475,7 +511,7 @@ terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KIL
 tree() {{ roots=$1; cat /proc/[0-9]*/stat 2>/dev/null | {_TREE.strip()}; }}
 stop_vm() {{  # pid root: the stop command from the VM's own root while it answers, else signals
   alive "$1" || return 0
-  if [ -d "$2" ] && (cd "$2" && {stop}) >>"$S/start.log" 2>&1 </dev/null; then
+  if [ -d "$2" ] && (cd "$2" && stop_command) >>"$S/start.log" 2>&1 </dev/null; then
     gone_within "$1" {_tenths(stop_seconds)} && return 0
   fi
   terminate "$1" && return 0
@@ -487,7 +523,7 @@ stop_launcher() {{  # run_erl pid: its VM may still be booting, unreachable by t
   echo "could not stop the release started by run_erl $1" >&2; exit 4
 }}
 start_current() {{
-  (cd "$P/current" && {start}) >>"$S/start.log" 2>&1 </dev/null && return 0
+  (cd "$P/current" && start_command) >>"$S/start.log" 2>&1 </dev/null && return 0
   echo "the start command failed; .edeliver/start.log ends:" >&2
   tail -n 20 "$S/start.log" >&2; exit 5
 }}
@@ -511,6 +547,7 @@ discard() {{  # dir: renamed aside at once, then deleted; a leftover is deleted 
   echo "left $t to delete next time" >&2
 }}
 """
+    )
 
 
 def switch_script(
@@ -600,9 +637,9 @@ class Health:
 def health_script(layout: Layout, commands: ReleaseCommands) -> str:
     """The running VMs and current (as in the probe), the inodes of the release roots, then the
     health command's exit code and last lines."""
-    health = commands.render(commands.health, layout.app)
     return (
         layout.prelude()
+        + commands.functions(layout.app)
         + _VMS
         + (
             'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\n'
@@ -612,7 +649,7 @@ def health_script(layout: Layout, commands: ReleaseCommands) -> str:
             # (`vms` may also list its own short-lived grep, hence the look for a VM's name.)
             'case "$running" in\n'
             "  *beam.smp*|*run_erl*)\n"
-            f'    out=$(cd "$P/current" 2>&1 && {{ {health} ; }} 2>&1 </dev/null); rc=$? ;;\n'
+            '    out=$(cd "$P/current" 2>&1 && health_command 2>&1 </dev/null); rc=$? ;;\n'
             '  *) out="no VM runs yet"; rc=1 ;;\nesac\n'
             "printf '%s\\n' \"$out\" | tail -n 5 | sed 's/^/health=/'\n"
             'echo "health_rc=$rc"\n'

@@ -91,16 +91,20 @@ class S3ReleaseStore:
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.url} (it has: {known})"
             )
-        return from_manifest(json.loads(text), self._key(app, version, f"{app}-{version}.tar.gz"))
+        where = f"s3://{self.bucket}/{key}"
+        location = self._key(app, version, f"{app}-{version}.tar.gz")
+        return from_manifest(text, where, location, (app, version))
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         """The hot-upgrade package from `from_version` to `version`, if one was built."""
         place = upgrade_place(app, from_version, version)
         doing = f"reading the upgrade of {app} from {from_version} to {version}"
-        text = await self._call(doing, self._read, self._key(*place, MANIFEST))
+        key = self._key(*place, MANIFEST)
+        text = await self._call(doing, self._read, key)
         if text is None:
             return None
-        return package_from_manifest(text, lambda name: self._key(*place, name))
+        where = f"s3://{self.bucket}/{key}"
+        return package_from_manifest(text, where, lambda name: self._key(*place, name))
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 import asyncssh
 
 from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.archive_check import listing_problems, refusal
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.sftp_upload import local_problems, send_file
 from edeliver.adapters.ssh_config import (
     DEFAULT_KNOWN_HOSTS,
     Hop,
@@ -38,9 +40,11 @@ from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
     KnownHosts,
     host_key_error,
+    known_hosts_line,
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
+from edeliver.adapters.ssh_output import run_bounded
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -65,9 +69,6 @@ Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
 JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
-# Read locally per write; asyncssh splits it into parallel requests. Small, because every node
-# uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
-_CHUNK = 256 * 1024
 _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kill
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
@@ -117,10 +118,25 @@ class AsyncsshNodeShells:
         self._jumps = JumpPool()
         self.delivery: Delivery = delivery or FromLocation()
         self.node_timeouts = dict(node_timeouts or {})
+        self._archive_checks: dict[tuple[str, str], list[str]] = {}
+        self._checking = asyncio.Lock()
 
     def timeouts_of(self, node: NodeConfig) -> NodeTimeouts:
         default = NodeTimeouts(self.command_timeout, self.verify_timeout)
         return self.node_timeouts.get(node.name, default)
+
+    async def checked_local_file(self, node: str, artifact: Artifact) -> Path:
+        """The artifact's local file, once its entries are found safe to unpack: read here,
+        once per file however many nodes ask, before any byte of it leaves this machine."""
+        local = await self.delivery.local_file(artifact)
+        key = (str(local), artifact.sha256)
+        async with self._checking:
+            if key not in self._archive_checks and local.is_file():
+                problems = await asyncio.to_thread(local_problems, local, artifact)
+                self._archive_checks[key] = problems
+        if problems := self._archive_checks.get(key, []):
+            raise NodeError(f"{node}: {problems[0]}; nothing was uploaded")
+        return local
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
@@ -219,18 +235,22 @@ class AsyncsshNodeShell:
 
     async def prepare(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)
+        fetch = await self._shells.delivery.fetch_command(artifact)
+        # A push is checked before anything touches the node; a pull, on the node at install.
+        local = (
+            await self._shells.checked_local_file(self.name, artifact) if fetch is None else None
+        )
         said = await self.script_output(
             ns.upload_state_script(layout, artifact.version, artifact.sha256)
         )
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        fetch = await self._shells.delivery.fetch_command(artifact)
         if fetch is None:
-            await self._upload(artifact, layout.upload(artifact.version) + ".partial", offset)
+            assert local is not None
+            await self._upload(artifact, local, layout.upload(artifact.version), offset)
         else:
-            script = ns.fetch_script(layout, artifact.version, fetch)
-            await self.script_output(script, f"fetching {artifact.name} from the store")
+            await self._fetch(layout, artifact, fetch)
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
         result = await self.run_script(finish)
         if result.exit_status == 4:
@@ -249,10 +269,7 @@ class AsyncsshNodeShell:
             return
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        if problems := ns.unsafe_entries(listing.splitlines()):
-            raise NodeError(
-                f"{self.name}: refusing to unpack {artifact.name}: " + "; ".join(problems[:5])
-            )
+        await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
         await self.script_output(
             ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
         )
@@ -321,6 +338,11 @@ class AsyncsshNodeShell:
             await self.run_script(ns.eval_script(layout, artifact.version, code, env))
         )
 
+    async def check_upload(self, upload: str, artifact: Artifact) -> None:
+        """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
+        listing = await self.script_output(ns.listing_script(upload), f"listing {artifact.name}")
+        await self._refuse_unsafe(listing, upload, artifact)
+
     async def close(self) -> None:
         self._conn.close()
         with suppress(Exception):
@@ -333,6 +355,12 @@ class AsyncsshNodeShell:
             return Layout(self.node.path, artifact.app)
         except ValueError as error:
             raise NodeError(f"{self.name}: {error}") from None
+
+    async def _refuse_unsafe(self, listing: str, upload: str, artifact: Artifact) -> None:
+        if problems := listing_problems(listing.splitlines()):
+            await self.script_output(ns.remove_upload_script(upload), "removing a refused upload")
+            why = refusal(artifact.name, artifact.version, problems)
+            raise NodeError(f"{self.name}: {why}; the upload was deleted")
 
     async def _state(self) -> NodeState:
         # The probe reads no app-specific path: any valid app name will do.
@@ -379,27 +407,59 @@ class AsyncsshNodeShell:
             f"{health.said or '(nothing)'}\nlog {log.strip() or '(none found)'}"
         )
 
-    async def _upload(self, artifact: Artifact, remote: str, offset: int) -> None:
-        local = await self._shells.delivery.local_file(artifact)
+    async def _upload(self, artifact: Artifact, local: Path, upload: str, offset: int) -> None:
+        """Send `local` into `upload`.partial (resumed from `offset`); a write the node refused
+        removes the partial and says why, a full disk by name. A lost connection keeps the
+        partial for the next try to resume (a rollback removes it)."""
         if not local.is_file():
             raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
         total = local.stat().st_size
         offset = offset if 0 < offset <= total else 0
-        await self._on_channel(
-            f"uploading {artifact.name}", lambda: self._send(local, remote, offset, total)
-        )
+        partial = upload + ".partial"
+        try:
+            await self._on_channel(
+                f"uploading {artifact.name}", lambda: self._send(local, partial, offset, total)
+            )
+        except NodeUnreachable:
+            raise
+        except NodeError as error:
+            raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
     async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
-        """Write `local` from `offset` on into `remote` (created, or resumed where it ends)."""
-        mode = "r+b" if offset else "wb"
-        async with self._conn.start_sftp_client() as sftp, sftp.open(remote, mode) as target:
-            with local.open("rb") as source:
-                source.seek(offset)
-                while chunk := source.read(_CHUNK):
-                    await target.write(chunk, offset)
-                    offset += len(chunk)
-                    if self._shells.progress:
-                        self._shells.progress(self.name, offset, total)
+        def sent(done: int) -> None:
+            if self._shells.progress:
+                self._shells.progress(self.name, done, total)
+
+        await send_file(self._conn, local, remote, offset, sent)
+
+    async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
+        """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
+        result = await self.run_script(ns.fetch_script(layout, artifact.version, fetch))
+        if result.exit_status == 7:
+            partial = layout.upload(artifact.version) + ".partial"
+            space = ns.parse_failed_upload(str(result.stdout))
+            detail = str(result.stderr or "").strip()[-1000:] or "no output"
+            error = f"{self.name}: fetching {artifact.name} from the store failed: {detail}"
+            raise NodeError(self._upload_failure(space, partial, artifact, error))
+        self._check(result, f"fetching {artifact.name} from the store")
+
+    async def _failed_upload(self, partial: str, artifact: Artifact, error: NodeError) -> str:
+        """Remove the partial upload; the message: a full disk named as such, else `error`."""
+        said = await self.script_output(ns.failed_upload_script(partial), check=False)
+        return self._upload_failure(ns.parse_failed_upload(said), partial, artifact, str(error))
+
+    def _upload_failure(
+        self, space: ns.UploadSpace | None, partial: str, artifact: Artifact, error: str
+    ) -> str:
+        """Why an upload (or fetch) failed, its partial removed: a full disk by name."""
+        missing = artifact.size - space.partial_bytes if space else 0
+        if space is not None and space.free_bytes < missing:
+            return (
+                f"{self.name}: the disk at {posixpath.dirname(partial)} is full "
+                f"({space.free_bytes} bytes free, {missing} more needed for {artifact.name}); "
+                "the partial upload was removed"
+            )
+        return f"{error}; the partial upload was removed"
 
     # -- running scripts (public: the hot-upgrade shell runs its own over this connection) -----
 
@@ -420,7 +480,7 @@ class AsyncsshNodeShell:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(
                     "running a script",
-                    lambda: self._conn.run(ns.named_remote_sh(run_name), input=script, check=False),
+                    lambda: run_bounded(self._conn, ns.named_remote_sh(run_name), script),
                 )
         except TimeoutError:
             await self._stop_run(run_name)
@@ -436,7 +496,7 @@ class AsyncsshNodeShell:
         with suppress(asyncssh.Error, OSError, TimeoutError):
             async with asyncio.timeout(_STOP_SECONDS):
                 stop = ns.stop_run_script(run_name)
-                await self._conn.run(ns.REMOTE_SH, input=stop, check=False)
+                await run_bounded(self._conn, ns.REMOTE_SH, stop)
 
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
         if result.exit_status != 0:
@@ -492,9 +552,7 @@ async def fetch_host_key(
         _close_all(jumps)
     if key is None:
         raise NodeUnreachable(f"{node.name} ({route.address}) offered no host key")
-    public = " ".join(key.export_public_key().decode().split()[:2])
-    pattern = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-    return f"{pattern} {public}", key.get_fingerprint()
+    return known_hosts_line(target.host, target.port, key), key.get_fingerprint()
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -17,6 +17,18 @@ import asyncssh
 from edeliver.core.errors import HostKeyChanged, HostKeyError
 
 
+def known_hosts_pattern(host: str, port: int) -> str:
+    """How OpenSSH names a host in known_hosts: `host` on port 22, `[host]:port` otherwise
+    (its client looks up `host` alone for port 22, so `[host]:22` never matches)."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def known_hosts_line(host: str, port: int, key: asyncssh.SSHKey) -> str:
+    """The known_hosts line pinning `key` for `host`:`port`, as OpenSSH writes it."""
+    public = " ".join(key.export_public_key().decode().split()[:2])
+    return f"{known_hosts_pattern(host, port)} {public}"
+
+
 class KnownHosts:
     """The known_hosts files, read once per connect; remembers whether the host had keys."""
 

@@ -38,6 +38,7 @@ from edeliver.adapters.local_store import (
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.ssh_host_keys import known_hosts_line
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
@@ -79,19 +80,25 @@ class SshReleaseStore:
         return sorted(said.split(), key=version_key)
 
     async def artifact(self, app: str, version: str) -> Artifact:
-        said = await self._manifest(self._dir(app, version))
+        directory = self._dir(app, version)
+        said = await self._manifest(directory)
         if not said:
             known = ", ".join(await self.versions(app)) or "none"
             raise NotFoundError(
                 f"version {version} of {app} is not in the store {self.url} (it has: {known})"
             )
-        return from_manifest(json.loads(said), f"{self._dir(app, version)}/{app}-{version}.tar.gz")
+        where = self._where(f"{directory}/{MANIFEST}")
+        location = f"{directory}/{app}-{version}.tar.gz"
+        return from_manifest(said, where, location, (app, version))
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         """The hot-upgrade package from `from_version` to `version`, if one was built."""
         directory = self._dir(*upgrade_place(app, from_version, version))
         said = await self._manifest(directory)
-        return package_from_manifest(said, lambda name: f"{directory}/{name}") if said else None
+        if not said:
+            return None
+        where = self._where(f"{directory}/{MANIFEST}")
+        return package_from_manifest(said, where, lambda name: f"{directory}/{name}")
 
     async def _manifest(self, directory: str) -> str:
         """The manifest kept in `directory`, or "" when there is none."""
@@ -161,10 +168,10 @@ class SshReleaseStore:
         if self._host_key_line is None:
             async with self._connection() as conn:
                 key = conn.get_server_host_key()
+                port = int(conn.get_extra_info("peername")[1])  # the ssh config's, if not set
             if key is None:
                 raise HostKeyError(f"store {self.url} offered no host key")
-            public = " ".join(key.export_public_key().decode().split()[:2])
-            self._host_key_line = f"[{self.host.host}]:{self.host.port} {public}"
+            self._host_key_line = known_hosts_line(self.host.host, port, key)
         identity = ["-i", self.node_identity_file] if self.node_identity_file else []
         options = [
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
@@ -177,6 +184,10 @@ class SshReleaseStore:
         )
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _where(self, path: str) -> str:
+        """A path on the store host as errors name it: `user@host:/path`."""
+        return f"{self.host.user}@{self.host.host}:{path}"
 
     def _dir(self, app: str, *below: str) -> str:
         """The directory of `app`, or of a place below it (`place_of`), with each part checked

@@ -186,3 +186,21 @@ def test_the_cli_reports_a_missing_bucket_and_refused_credentials_in_one_line_ex
             assert result.exit_code == 2, result.output
             assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
             assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in result.output + result.stderr
+
+
+def test_a_manifest_with_a_null_size_is_refused_naming_its_key(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """`"size": null` in S3: one UsageError (exit 2) naming s3://bucket/key and the field."""
+    store = store_at(endpoint, tmp_path)
+    store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.2.0", "", 0))
+    key = f"{tmp_path.name}/hello/0.2.0/manifest.json"
+    client = s3_client(endpoint)
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    client.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**manifest, "size": None}))
+    with pytest.raises(UsageError) as refused:
+        asyncio.run(store.artifact("hello", "0.2.0"))
+    assert str(refused.value) == (
+        f"s3://{BUCKET}/{key}: size: expected a non-negative integer, got null"
+    )
+    assert refused.value.exit_code == 2
