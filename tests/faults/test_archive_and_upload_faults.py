@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -41,6 +42,7 @@ from tests.support.store_project import S3Project, s3_hello_project
 OLD, NEW, TAMPERED = "0.1.0", "0.2.0", "0.3.0"
 PADDING = 80 * 1024 * 1024  # makes NEW's upload last long enough to cut it midway
 STEP_TIMEOUT = 20
+CUT_OFF_STEP_TIMEOUT = 30
 ENVIRONMENTS = f"""
 [environments.one_for_one]
 nodes = ["node1", "node2", "node3"]
@@ -52,6 +54,12 @@ nodes = ["node1", "node2", "node3"]
 strategy = "one_for_one"
 fallback = "ignore"
 step_timeout = {STEP_TIMEOUT}
+
+[environments.cut_off]
+nodes = ["node1", "node2", "node3"]
+strategy = "one_for_one"
+fallback = "rollback"
+step_timeout = {CUT_OFF_STEP_TIMEOUT}
 
 [environments.awkward]
 nodes = ["node1", "node2", "node3"]
@@ -207,6 +215,41 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
     assert failed_after < STEP_TIMEOUT + 5, f"failed {failed_after:.1f}s after preparing began"
     summary["environment"] = "partition"
     assert_settled(on_old, summary, {"node1": OLD, "node2": NEW, "node3": NEW})
+
+
+def test_a_node_partitioned_mid_activate_is_rolled_back_once_healed(on_old: S3Project) -> None:
+    """node1 cut off the network right after its switch: its activate ends at the step
+    timeout; its rollback waits the partition out, reconnects once it heals and puts OLD back
+    (a connection a partition cut hangs: it is dropped and made anew); the others end on NEW."""
+    node1 = on_old.fleet.node("node1")
+    with Partition(node1) as partition:
+        deploying = subprocess.Popen(
+            [*EDELIVER, "-C", str(on_old.directory), "deploy", "cut_off", "--version", NEW,
+             "--json"],
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **CREDENTIALS},
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while link_of(node1.root / "current") != f"releases/{NEW}":
+            assert deploying.poll() is None and time.monotonic() < deadline, "no switch seen"
+            time.sleep(0.01)
+        partition.cut()
+        time.sleep(CUT_OFF_STEP_TIMEOUT + 3)  # the partition outlasts the activate step
+        partition.heal()
+        stdout, stderr = deploying.communicate(timeout=240)
+    for noise in ("Traceback", "Future exception was never retrieved"):
+        assert noise not in stderr, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["nodes"]["node1"]["state"] == "rolled_back", summary["nodes"]
+    summary["environment"] = "cut_off"
+    assert_settled(on_old, summary, {"node1": OLD, "node2": NEW, "node3": NEW})
+
+
+def link_of(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def seconds_to_fail(project: S3Project, deployment: str, node: str) -> float:
