@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from edeliver.core.config import NodeConfig
-from edeliver.core.errors import NodeError, NodeUnreachable, NotFoundError
+from edeliver.core.errors import LockHeldError, NodeError, NodeUnreachable, NotFoundError
 from edeliver.core.model import Artifact, NodeFacts, Platform
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 FaultKind = Literal["fail", "hang", "disconnect"]
 STEPS = ("prepare", "install", "activate", "verify", "roll_back")
@@ -42,6 +42,8 @@ class FakeHost:
         0, ""
     )
     previous: str | None = None  # what a rollback of `current` returns to
+    lock: NodeLockHolder | None = None  # the node's lock, held while a shell that took it is open
+    generations: int = 0  # how many times the lock was taken before the current holder
 
 
 @dataclass
@@ -71,13 +73,20 @@ class InMemoryNodeShells:
         self.hosts, self.faults = hosts, faults or Faults()
         self.trace = trace if trace is not None else []
         self.opened: list[str] = []
+        self.shells: list[InMemoryNodeShell] = []
 
     async def open(self, node: NodeConfig) -> InMemoryNodeShell:
         host = self.hosts[node.name]
         if not host.reachable:
             raise NodeUnreachable(f"{node.name} ({node.address}): cannot connect: refused")
         self.opened.append(node.name)
-        return InMemoryNodeShell(node.name, host, self.faults, self.trace)
+        self.shells.append(InMemoryNodeShell(node.name, host, self.faults, self.trace))
+        return self.shells[-1]
+
+    def drop_connections(self) -> None:
+        """What a killed deployer's connections do: drop, and the locks they held go free."""
+        for shell in self.shells:
+            shell.drop()
 
 
 class InMemoryNodeShell:
@@ -88,6 +97,27 @@ class InMemoryNodeShell:
     ) -> None:
         self.name, self.host, self.faults, self.trace = name, host, faults, trace
         self.closed = False
+        self.holding = False
+
+    async def hold(self, claim: NodeClaim) -> None:
+        await asyncio.sleep(0)
+        self._check_connected()
+        held = self.host.lock
+        if self.holding:
+            return
+        if held is not None:
+            raise LockHeldError(f"{held.describe()}; nothing was changed on any node")
+        generation = (held.generation if held else self.host.generations) + 1
+        self.host.lock = NodeLockHolder(
+            self.name, claim.deployment_id, claim.environment, claim.deployer,
+            "2026-01-01T00:00:00Z", 0.0, generation,
+        )  # fmt: skip
+        self.holding = True
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        await asyncio.sleep(0)
+        self._check_connected()
+        return self.host.lock
 
     async def probe(self) -> NodeFacts:
         await asyncio.sleep(0)
@@ -140,7 +170,13 @@ class InMemoryNodeShell:
         return await self.run_command(f"eval {code}", env)
 
     async def close(self) -> None:
+        self.drop()
+
+    def drop(self) -> None:
         self.closed = True
+        if self.holding:
+            self.host.generations = self.host.lock.generation if self.host.lock else 0
+            self.host.lock, self.holding = None, False
 
     async def _step(
         self, step: str, version: str, half_done: Callable[[str], None] | None = None

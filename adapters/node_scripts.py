@@ -29,6 +29,7 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from edeliver.adapters.node_lock import generation_guard
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -447,26 +448,32 @@ record() {{  # step version previous sha256
 
 
 def switch_script(
-    layout: Layout, commands: ReleaseCommands, switch: Switch, stop_seconds: float = 30.0
+    layout: Layout,
+    commands: ReleaseCommands,
+    switch: Switch,
+    stop_seconds: float = 30.0,
+    generation: int | None = None,
 ) -> str:
-    """Stop, switch current (or remove it), start, record, remove: each part skipped when done."""
+    """Stop, switch current (or remove it), start, record, remove: each part skipped when done.
+    Stopping, switching and starting run only while `generation` still holds the node's lock."""
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
+    lines.append(generation_guard(generation))
     lines.append('mkdir -p "$S" || exit 3')
     if switch.to is not None:
         to = q(checked_version(switch.to))
         lines.append(
             f'complete {to} || {{ echo "release "{to}" is not on the node" >&2; exit 3; }}'
         )
-    lines += [f"stop_vm {vm.pid} {q(vm.root)}" for vm in switch.stop]
+    lines += [f"guarded stop_vm {vm.pid} {q(vm.root)}" for vm in switch.stop]
     if switch.record:
-        lines.append("record " + " ".join(q(v) for v in switch.record) + " || exit 3")
+        lines.append("guarded record " + " ".join(q(v) for v in switch.record) + " || exit 3")
     if switch.to is None:
-        lines.append('rm -f "$P/current" || exit 3')
+        lines.append('guarded rm -f "$P/current" || exit 3')
     else:
         to = q(switch.to)
-        lines.append(f'switch {to} && touch "$R/"{to} || exit 3')
+        lines.append(f'guarded switch {to} && touch "$R/"{to} || exit 3')
         if switch.start:
-            lines.append("start_current")
+            lines.append("guarded start_current")
     for version in switch.remove:
         upload = q(layout.upload_name(version))
         partial = q(f".{version}.partial")

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.node_lock import NodeLock, holder_script, parse_holder
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
 from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
@@ -39,7 +40,7 @@ from edeliver.core.errors import (
     StepTimeout,
 )
 from edeliver.core.model import Artifact, NodeFacts
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -137,8 +138,20 @@ class AsyncsshNodeShell:
     ) -> None:
         self.name, self.node, self._shells, self._conn = node.name, node, shells, conn
         self._channels = asyncio.Semaphore(shells.channels)
+        self._claim: NodeClaim | None = None
+        self._lock: NodeLock | None = None
 
     # -- the port ----------------------------------------------------------------------------
+
+    async def hold(self, claim: NodeClaim) -> None:
+        if claim == self._claim and self._lock is not None and self._lock.held:
+            return
+        self._claim = claim
+        await self._take_lock()
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        said = await self.script_output(holder_script(self.node.path), "reading the node's lock")
+        return parse_holder(self.name, said)
 
     async def probe(self) -> NodeFacts:
         return (await self._state()).facts
@@ -233,6 +246,8 @@ class AsyncsshNodeShell:
         )
 
     async def close(self) -> None:
+        if self._lock is not None:
+            await self._lock.release()
         self._conn.close()
         with suppress(Exception):
             await self._conn.wait_closed()
@@ -253,7 +268,8 @@ class AsyncsshNodeShell:
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
-        script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout)
+        generation = self._lock.generation if self._lock else None
+        script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
         await self.script_output(script, doing)
 
     async def _wait_healthy(self, layout: Layout, version: str) -> None:
@@ -348,6 +364,18 @@ class AsyncsshNodeShell:
                 stop = ns.stop_run_script(run_name)
                 await self._conn.run(ns.REMOTE_SH, input=stop, check=False)
 
+    async def _take_lock(self) -> None:
+        """(Re)take the node's lock on this connection: after a reconnect, a new generation,
+        so that a script still running from the lost connection can no longer switch."""
+        if self._claim is None:
+            return
+        if self._lock is not None:
+            await self._lock.release()
+        try:
+            self._lock = await NodeLock.take(self.name, self._conn, self.node.path, self._claim)
+        except (asyncssh.Error, OSError) as error:
+            raise _error(self.node, error, "taking the node's lock") from error
+
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
         if result.exit_status != 0:
             detail = (str(result.stderr or "").strip() or str(result.stdout or "").strip())[-2000:]
@@ -362,6 +390,7 @@ class AsyncsshNodeShell:
             for attempt in range(_RETRIES):
                 if self._conn.is_closed():
                     self._conn = await self._shells.connect(self.node)
+                    await self._take_lock()
                 try:
                     return await action()
                 except asyncssh.ChannelOpenError as error:
