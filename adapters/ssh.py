@@ -248,6 +248,7 @@ class AsyncsshNodeShell:
     async def close(self) -> None:
         if self._lock is not None:
             await self._lock.release()
+            self._lock = None
         self._conn.close()
         with suppress(Exception):
             await self._conn.wait_closed()
