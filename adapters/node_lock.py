@@ -44,16 +44,18 @@ HOLD_SH = 'sh -c \'IFS= read -r s; eval "$(printf %s "$s" | base64 -d)"\''
 q = shlex.quote
 
 
-def hold_script(path: str, claim: NodeClaim, wait: int) -> str:
+def hold_script(path: str, claim: NodeClaim, wait: int, expect: int | None = None) -> str:
     """Take the lock (waiting `wait` s only for a holder of the same deployment), bump the
-    generation, print `locked generation=N`, then keep the record fresh on each stdin line."""
+    generation, print `locked generation=N`, then keep the record fresh on each stdin line.
+    With `expect` (retaking after a lost connection), print `moved generation=N` instead when
+    the generation is no longer `expect`: another deployer took the node in between."""
     record = json.dumps(
         {"deployment": claim.deployment_id, "environment": claim.environment,
          "deployer": claim.deployer}
     )[1:-1]  # fmt: skip
     mine = json.dumps({"deployment": claim.deployment_id})[1:-1]
     return f"""set -u
-S={q(path + "/.edeliver")}; RECORD={q(record)}; MINE={q(mine)}
+S={q(path + "/.edeliver")}; RECORD={q(record)}; MINE={q(mine)}; EXPECT={q(str(expect or ""))}
 mkdir -p "$S" && exec 9>>"$S/lock" || exit 3
 if ! flock -w 2 9; then
   case "$(cat "$S/lock.json" 2>/dev/null)" in
@@ -64,6 +66,7 @@ fi
 (
   flock -w {int(wait)} 8 || exit 3
   g=$(cat "$S/lock.generation" 2>/dev/null) || g=0
+  if [ -n "$EXPECT" ] && [ "${{g:-0}}" != "$EXPECT" ]; then echo "moved generation=$g"; exit 3; fi
   echo $(( ${{g:-0}} + 1 )) >"$S/lock.generation.new" &&
     mv -f "$S/lock.generation.new" "$S/lock.generation"
 ) 8>>"$S/switch.lock" || exit 3
@@ -150,17 +153,30 @@ class NodeLock:
 
     @classmethod
     async def take(
-        cls, node: str, conn: asyncssh.SSHClientConnection, path: str, claim: NodeClaim
+        cls,
+        node: str,
+        conn: asyncssh.SSHClientConnection,
+        path: str,
+        claim: NodeClaim,
+        expect: int | None = None,
     ) -> NodeLock:
-        """The node's lock for `claim`; LockHeldError naming the holder when another has it."""
+        """The node's lock for `claim`; LockHeldError naming the holder when another has it,
+        NodeError when retaking it (`expect`: the generation held before) finds that another
+        deployer took the node since."""
         process = await conn.create_process(HOLD_SH)
-        script = hold_script(path, claim, SAME_DEPLOYMENT_WAIT)
+        script = hold_script(path, claim, SAME_DEPLOYMENT_WAIT, expect)
         process.stdin.write(base64.b64encode(script.encode()).decode() + "\n")
         said = await process.stdout.readline()
         if said.startswith("locked generation="):
             return cls(node, process, int(said.strip().partition("=")[2]))
         said += await _rest(process)
         process.close()
+        if said.startswith("moved generation="):
+            raise NodeError(
+                f"{node}: another deployer took the node while this one's connection was lost "
+                f"(its lock is at generation {said.strip().partition('=')[2]}, this one held "
+                f"{expect}); not acting on it any more"
+            )
         holder = parse_holder(node, said)
         if holder is None:
             raise NodeError(f"{node}: taking the node's lock failed: {said.strip() or 'no output'}")

@@ -370,10 +370,13 @@ class AsyncsshNodeShell:
         so that a script still running from the lost connection can no longer switch."""
         if self._claim is None:
             return
+        expect = None
         if self._lock is not None:
+            expect = self._lock.generation
             await self._lock.release()
+        node = self.node
         try:
-            self._lock = await NodeLock.take(self.name, self._conn, self.node.path, self._claim)
+            self._lock = await NodeLock.take(self.name, self._conn, node.path, self._claim, expect)
         except (asyncssh.Error, OSError) as error:
             raise _error(self.node, error, "taking the node's lock") from error
 

@@ -141,3 +141,33 @@ def _processes_of(lab: LockLab, node: str) -> str:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             lines.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return "\n".join(lines)
+
+
+def test_a_deployer_cut_off_loses_its_nodes_to_a_forced_resume_and_can_no_longer_act(
+    lab: LockLab,
+) -> None:
+    """A deployer frozen mid-step (SIGSTOP: no heartbeats, connections open, as when its network
+    is gone) keeps its nodes until their holders see no heartbeat for the bound; `resume --force`
+    waits for that, then finishes. Woken, the stale deployer acts on no node and records
+    nothing over the new history; every node ends on one complete release."""
+    lab.ensure_all_on(GOOD)
+    lab.flag("node1", "slow", "20")
+    stale = lab.start("deploy", "blue", "--version", NEXT)
+    wait_until(lambda: lab.slow_task_running("node1"), 120, "the slow task")
+    stale_id = _deployment_of(lab, "blue")
+    os.kill(stale.pid, signal.SIGSTOP)
+    try:
+        (lab.shared("node1") / "slow").unlink()
+        assert not lab.lock_free("node1")  # still held: its heartbeat is not yet stale
+        resumed = lab.edeliver("resume", stale_id[:8], "--force")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        lab.assert_settled({"node1": NEXT, "node2": NEXT, "node3": GOOD})
+        starts = lab.start_log("node1").count("--- start")
+    finally:
+        os.kill(stale.pid, signal.SIGCONT)
+    code, said = _finish(stale)
+    assert code != 0, said  # it stopped without acting: the nodes are no longer its own
+    lab.assert_settled({"node1": NEXT, "node2": NEXT, "node3": GOOD})
+    assert lab.start_log("node1").count("--- start") == starts
+    assert "Resumed" in lab.events(stale_id)
+    _assert_every_deployment_ended(lab)

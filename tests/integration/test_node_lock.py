@@ -11,7 +11,7 @@ from edeliver.adapters import node_lock
 from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
-from edeliver.core.errors import LockHeldError
+from edeliver.core.errors import LockHeldError, NodeError
 from edeliver.core.ports import NodeClaim
 from tests.contract.conftest import node_config
 
@@ -104,3 +104,35 @@ async def test_a_switch_script_of_an_older_generation_refuses_to_touch_current(
     assert result.exit_status == 9, result.stderr
     assert "a newer deployer holds it" in str(result.stderr)
     assert (await second.script_output(f"readlink {layout.path}/current || true")).strip() == ""
+
+
+async def test_a_deployer_reconnecting_after_another_took_the_node_no_longer_acts_on_it(
+    opener: Opener,
+) -> None:
+    """A lost connection is retaken only if nobody held the node since; else the deployer's
+    next script fails naming the takeover, and the node is left alone."""
+    first, second = await opener(), await opener()
+    await first.hold(FIRST)
+    await first.script_output("true")
+    first._conn.close()  # the connection is lost: its holder ends
+    await first._conn.wait_closed()
+    await second.hold(SECOND)
+    await second.close()
+    with pytest.raises(NodeError, match="another deployer took the node while this one's"):
+        await first.script_output("true")
+
+
+async def test_a_deployer_reconnecting_to_a_node_nobody_took_holds_it_again(
+    opener: Opener,
+) -> None:
+    """After a lost connection, the same deployer retakes its node with the next generation."""
+    first, reader = await opener(), await opener()
+    await first.hold(FIRST)
+    assert first._lock is not None
+    before = first._lock.generation
+    first._conn.close()
+    await first._conn.wait_closed()
+    await first.script_output("true")
+    holder = await reader.lock_holder()
+    assert holder is not None and holder.generation == before + 1
+    assert holder.deployment_id == FIRST.deployment_id
