@@ -64,7 +64,7 @@ if ! flock -w 2 9; then
   esac || {{ echo "busy now=$(date +%s)"; cat "$S/lock.json" 2>/dev/null; exit 3; }}
 fi
 (
-  flock -w {int(wait)} 8 || exit 3
+  flock -w {int(wait)} 8 || {{ echo "a script of an earlier holder still switches here"; exit 3; }}
   g=$(cat "$S/lock.generation" 2>/dev/null) || g=0
   if [ -n "$EXPECT" ] && [ "${{g:-0}}" != "$EXPECT" ]; then echo "moved generation=$g"; exit 3; fi
   echo $(( ${{g:-0}} + 1 )) >"$S/lock.generation.new" &&

@@ -278,3 +278,20 @@ def test_a_run_name_that_is_not_ours_is_refused(name: str) -> None:
         ns.named_remote_sh(name)
     with pytest.raises(ValueError, match="run name"):
         ns.stop_run_script(name)
+
+
+@pytest.mark.parametrize(("node_has", "given", "switched"), [("3", 3, True), ("4", 3, False)])
+def test_a_switch_script_acts_only_while_its_generation_holds_the_node(
+    layout: Layout, tmp_path: Path, node_has: str, given: int, switched: bool
+) -> None:
+    """Given the node's lock generation it switches; given an older one it exits 9 untouched."""
+    release = Path(layout.path) / "releases/1.0.0"
+    (release / "bin").mkdir(parents=True)
+    (release / "releases/1.0.0").mkdir(parents=True)
+    (Path(layout.path) / ".edeliver").mkdir()
+    (Path(layout.path) / ".edeliver/lock.generation").write_text(node_has + "\n")
+    switch = Switch(to="1.0.0", start=False, record=("activate", "1.0.0", "", ""))
+    done = run(ns.switch_script(layout, ReleaseCommands(), switch, 1, given))
+    assert done.returncode == (0 if switched else 9), done.stderr
+    assert os.path.islink(f"{layout.path}/current") == switched
+    assert os.path.exists(f"{layout.path}/.edeliver/last") == switched
