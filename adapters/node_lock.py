@@ -103,13 +103,19 @@ echo "held now=$(date +%s)"; cat "$S/lock.json" 2>/dev/null
 
 def generation_guard(generation: int | None) -> str:
     """Shell functions for switch scripts: `guarded CMD...` runs CMD under switch.lock after
-    checking that `generation` still holds the node (no check when None: nothing was locked)."""
+    checking that the node's lock is held and at `generation`, so by this deployer's holder
+    (every acquisition bumps it); no check when None: nothing was locked."""
     expected = "" if generation is None else str(int(generation))
     return f"""GEN={q(expected)}
 guarded() {{
   [ -n "$GEN" ] || {{ "$@"; return; }}
   (
     flock -w {SAME_DEPLOYMENT_WAIT} 8 || exit 9
+    if flock -n "$S/lock" true; then
+      echo "the node's lock is not held any more (no heartbeat reached it); refusing to" \
+        "switch or start" >&2
+      exit 9
+    fi
     now=$(cat "$S/lock.generation" 2>/dev/null)
     if [ "$now" != "$GEN" ]; then
       echo "the node's lock moved on to generation $now (this script has $GEN): a newer" \\

@@ -269,6 +269,8 @@ class AsyncsshNodeShell:
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
+        if self._lock is not None and not self._lock.held:
+            await self._take_lock()  # its holder gave up (heartbeats late): again, if still ours
         generation = self._lock.generation if self._lock else None
         script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
         await self.script_output(script, doing)
