@@ -24,7 +24,12 @@ def load_config(project: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(shown, "", "not found; create it (see docs/configuration.md)") from None
+        raise ConfigError(
+            shown,
+            "",
+            "not found; `edeliver init` writes one, `edeliver migrate-config --write` turns an "
+            "edeliver 1.x .deliver/config into one",
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(shown, "", f"cannot be read: {error}") from None
     config = parse_config(text, shown)

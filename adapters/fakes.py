@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import LockHeldError, NodeError, NodeUnreachable, NotFoundError
-from edeliver.core.model import Artifact, NodeFacts, Platform
+from edeliver.core.model import Artifact, NodeFacts, Platform, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 FaultKind = Literal["fail", "hang", "disconnect"]
@@ -69,10 +69,13 @@ class InMemoryNodeShells:
         hosts: dict[str, FakeHost],
         faults: Faults | None = None,
         trace: list[tuple[str, ...]] | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         self.hosts, self.faults = hosts, faults or Faults()
         self.trace = trace if trace is not None else []
         self.opened: list[str] = []
+        # The route each node's shell would decide now, as an upgrade-mode shell does.
+        self.routes = dict(routes or {})
         self.shells: list[InMemoryNodeShell] = []
 
     async def open(self, node: NodeConfig) -> InMemoryNodeShell:
@@ -80,8 +83,10 @@ class InMemoryNodeShells:
         if not host.reachable:
             raise NodeUnreachable(f"{node.name} ({node.address}): cannot connect: refused")
         self.opened.append(node.name)
-        self.shells.append(InMemoryNodeShell(node.name, host, self.faults, self.trace))
-        return self.shells[-1]
+        shell = InMemoryNodeShell(node.name, host, self.faults, self.trace)
+        shell.would_route = self.routes.get(node.name)
+        self.shells.append(shell)
+        return shell
 
     def drop_connections(self) -> None:
         """What a killed deployer's connections do: drop, and the locks they held go free."""
@@ -97,6 +102,8 @@ class InMemoryNodeShell:
     ) -> None:
         self.name, self.host, self.faults, self.trace = name, host, faults, trace
         self.closed = False
+        self.would_route: Route | None = None  # decided at prepare, unless one is taken
+        self.route: Route | None = None
         self.holding = False
 
     async def hold(self, claim: NodeClaim) -> None:
@@ -126,9 +133,15 @@ class InMemoryNodeShell:
         releases = tuple(sorted(h.releases))
         return NodeFacts(h.platform, h.free_bytes, h.running, h.current, releases, h.previous)
 
-    async def prepare(self, artifact: Artifact) -> None:
+    def take_route(self, route: Route) -> None:
+        self.trace.append(("take_route", self.name, route.why))
+        self.route = route
+
+    async def prepare(self, artifact: Artifact) -> Route | None:
         await self._step("prepare", artifact.version)
         self.host.uploads.add(artifact.version)
+        self.route = self.route or self.would_route
+        return self.route
 
     async def install(self, artifact: Artifact) -> None:
         await self._step("install", artifact.version, half_done=self._half_install)
@@ -149,6 +162,8 @@ class InMemoryNodeShell:
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
         await self._step("roll_back", artifact.version)
+        if self.route is not None:
+            self.trace.append(("rolled_back_by", self.name, self.route.why, previous or ""))
         h = self.host
         h.current = h.running = previous
         h.previous = None

@@ -130,6 +130,11 @@ class Releases:
     def permanent(self) -> str | None:
         return next((v for v, s in self.status.items() if s == "permanent"), self.booted)
 
+    @property
+    def newest_old(self) -> str | None:
+        """The newest release the node ran before (which_releases lists newest first)."""
+        return next((v for v, s in self.status.items() if s == "old"), None)
+
 
 def parse_releases(output: str) -> Releases:
     booted, status = None, {}

@@ -13,15 +13,17 @@ resume and sha256 check, scripts) and maps the lifecycle steps (DESIGN §3) onto
 
 Each node takes its route at its first step: hot when release_handler already knows the target
 version (a downgrade, or a resumed upgrade) or the store has a package from the version it runs;
-the full-release route otherwise (no VM answers, or no package covers its version). The route
-and why are kept in `HotUpgradeNodeShells.routes` for the report.
+the full-release route otherwise (no VM answers, or no package covers its version). `prepare`
+returns the `Route`, with the release the node would roll back to; the deployment records it,
+and the shell of a resumed run is given it back (`take_route`) instead of deciding again: a node
+rolls back the way it went forward, whatever it answers by then.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 from edeliver.adapters import hot_scripts as hs
@@ -29,7 +31,7 @@ from edeliver.adapters.node_scripts import Layout
 from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError
-from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 
@@ -39,19 +41,11 @@ class UpgradeStore(Protocol):
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
 
 
-@dataclass(frozen=True)
-class Route:
-    hot: bool
-    why: str
-    package: Artifact | None = None  # to upload; None when the node already has the version
-
-
 class HotUpgradeNodeShells:
     """Opens a HotUpgradeNodeShell per node over the full-release shells' connections."""
 
     def __init__(self, shells: AsyncsshNodeShells, store: UpgradeStore, app: str) -> None:
         self.full, self.store, self.app = shells, store, app
-        self.routes: dict[str, str] = {}  # node -> the route it took, and why
 
     async def open(self, node: NodeConfig) -> HotUpgradeNodeShell:
         return HotUpgradeNodeShell(await self.full.open(node), self)
@@ -63,23 +57,23 @@ class HotUpgradeNodeShell:
     def __init__(self, full: AsyncsshNodeShell, shells: HotUpgradeNodeShells) -> None:
         self.name, self.full, self._shells = full.name, full, shells
         self._route: Route | None = None
+        self._package: Artifact | None = None  # the hot route's package, once fetched
 
     async def probe(self) -> NodeFacts:
-        """The full probe, with what release_handler says runs and what a restart boots."""
-        facts = await self.full.probe()
-        releases = await self._releases(self._layout())
-        if releases is None:
-            return facts
-        return replace(facts, running_version=releases.running, current_version=releases.permanent)
+        """The full probe, with release_handler's view when a VM runs (see `hot_facts`)."""
+        return await hot_facts(self.full, self._layout())
 
-    async def prepare(self, artifact: Artifact) -> str:
-        """The route this node takes, decided here, is the step's note: it goes in the log."""
+    def take_route(self, route: Route) -> None:
+        self._route = route
+
+    async def prepare(self, artifact: Artifact) -> Route:
+        """The route this node takes, decided here, is recorded by the deployment."""
         route = await self._route_for(artifact)
         if not route.hot:
             await self.full.prepare(artifact)
-        elif route.package is not None:
-            await self.full.prepare(_upload_of(route.package))
-        return route.why
+        elif route.package_from is not None:
+            await self.full.prepare(_upload_of(await self._package_of(artifact, route)))
+        return route
 
     async def install(self, artifact: Artifact) -> None:
         route = await self._route_for(artifact)
@@ -87,8 +81,8 @@ class HotUpgradeNodeShell:
             await self.full.install(artifact)
             return
         layout = self._layout()
-        upload = layout.upload(_upload_of(route.package).version) if route.package else ""
-        script = hs.unpack_script(layout, artifact.version, upload)
+        upload = layout.upload(_upload_name(artifact.version, route.package_from))
+        script = hs.unpack_script(layout, artifact.version, upload if route.package_from else "")
         await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
 
     async def activate(self, artifact: Artifact) -> None:
@@ -139,21 +133,42 @@ class HotUpgradeNodeShell:
     async def _route_for(self, artifact: Artifact) -> Route:
         if self._route is None:
             self._route = await self._choose(artifact)
-            self._shells.routes[self.name] = self._route.why
         return self._route
 
     async def _choose(self, artifact: Artifact) -> Route:
+        """Hot when release_handler can take the node to the target, else the full release;
+        with what the node says it would roll back to by that route."""
         target = artifact.version
         releases = await self._releases(self._layout())
         if releases is None:
-            return Route(False, "full release: no VM answers on the node")
+            current = (await self.full.probe()).current_version
+            return Route(False, "full release: no VM answers on the node", current)
+        running, permanent = releases.running, releases.permanent
         if target in releases.status:
-            return Route(True, f"hot: {target} is {releases.status[target]} on the node")
-        running = releases.running or "nothing"
-        package = await self._shells.store.upgrade(artifact.app, running, target)
+            why = f"hot: {target} is {releases.status[target]} on the node"
+            return Route(True, why, permanent, running)
+        package = await self._shells.store.upgrade(artifact.app, running or "nothing", target)
         if package is None:
-            return Route(False, f"full release: no upgrade package from {running} to {target}")
-        return Route(True, f"hot upgrade from {running}", package)
+            current = (await self.full.probe()).current_version
+            why = f"full release: no upgrade package from {running} to {target}"
+            return Route(False, why, current, running)
+        self._package = package
+        return Route(True, f"hot upgrade from {running}", permanent, running, running)
+
+    async def _package_of(self, artifact: Artifact, route: Route) -> Artifact:
+        """The package of a hot route, from the store when the route was recorded earlier."""
+        assert route.package_from is not None
+        if self._package is None:
+            found = await self._shells.store.upgrade(
+                artifact.app, route.package_from, artifact.version
+            )
+            if found is None:
+                raise NodeError(
+                    f"{self.name}: the upgrade package from {route.package_from} to "
+                    f"{artifact.version} is no longer in the store"
+                )
+            self._package = found
+        return self._package
 
     # -- steps' parts ------------------------------------------------------------------------
 
@@ -164,10 +179,7 @@ class HotUpgradeNodeShell:
             raise NodeError(f"{self.name}: {error}") from None
 
     async def _releases(self, layout: Layout) -> hs.Releases | None:
-        """release_handler's view, or None when no VM answers."""
-        said = await self.full.run_script(hs.releases_script(layout))
-        releases = hs.parse_releases(str(said.stdout))
-        return releases if said.exit_status == 0 and releases.booted else None
+        return await releases_on(self.full, layout)
 
     async def _wait_for_vm(self, layout: Layout) -> hs.Releases:
         """release_handler's view once the VM answers (a failed code_change restarts it)."""
@@ -208,11 +220,40 @@ class HotUpgradeNodeShell:
             await asyncio.sleep(shells.poll_interval)
 
 
-def _upload_of(package: Artifact | None) -> Artifact:
+async def releases_on(full: AsyncsshNodeShell, layout: Layout) -> hs.Releases | None:
+    """release_handler's view, or None when no VM answers."""
+    said = await full.run_script(hs.releases_script(layout))
+    releases = hs.parse_releases(str(said.stdout))
+    return releases if said.exit_status == 0 and releases.booted else None
+
+
+async def hot_facts(full: AsyncsshNodeShell, layout: Layout) -> NodeFacts:
+    """The full probe, but when a VM runs, release_handler's view: the version whose code runs,
+    the permanent one (what a restart boots) and the newest old one (what a hot rollback
+    returns to). The VM's command line still names the version it booted before any hot
+    upgrade, so it is not asked what runs."""
+    facts = await full.probe()
+    if facts.running_version is None:
+        return facts  # no VM: nothing to ask, and an `rpc` would only start a client VM
+    releases = await releases_on(full, layout)
+    if releases is None:
+        return facts
+    return replace(
+        facts,
+        running_version=releases.running,
+        current_version=releases.permanent,
+        previous_version=releases.newest_old or facts.previous_version,
+    )
+
+
+def _upload_of(package: Artifact) -> Artifact:
     """The package as the full shell uploads it: keyed `<to>-from-<from>`, so it never takes the
     place of the full release of the same version in `.edeliver/uploads/`."""
-    assert package is not None
-    return replace(package, version=f"{package.version}-from-{package.from_versions[0]}")
+    return replace(package, version=_upload_name(package.version, package.from_versions[0]))
+
+
+def _upload_name(version: str, from_version: str | None) -> str:
+    return f"{version}-from-{from_version}"
 
 
 def _listed(releases: hs.Releases) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -21,6 +20,7 @@ from typing import Any
 
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
+from edeliver.core.versions import version_key
 
 MANIFEST = "manifest.json"
 UPGRADES = "upgrades"
@@ -32,11 +32,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def version_key(version: str) -> tuple[tuple[int, str], ...]:
-    """Order versions like people do: 0.10.0 after 0.9.0, 0.1.0+10 after 0.1.0+9."""
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+_-]", version))
 
 
 class LocalDirectoryStore:

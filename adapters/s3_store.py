@@ -36,11 +36,11 @@ from edeliver.adapters.local_store import (
     sha256_of,
     stored_as,
     upgrade_place,
-    version_key,
 )
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.versions import version_key
 
 T = TypeVar("T")
 

@@ -39,7 +39,7 @@ from edeliver.core.errors import (
     NodeUnreachable,
     StepTimeout,
 )
-from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 __all__ = [
@@ -155,6 +155,9 @@ class AsyncsshNodeShell:
 
     async def probe(self) -> NodeFacts:
         return (await self._state()).facts
+
+    def take_route(self, route: Route) -> None:
+        """A full release has one route only."""
 
     async def prepare(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)

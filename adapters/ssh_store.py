@@ -34,7 +34,6 @@ from edeliver.adapters.local_store import (
     sha256_of,
     stored_as,
     upgrade_place,
-    version_key,
 )
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
@@ -43,6 +42,7 @@ from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.versions import version_key
 
 q = shlex.quote
 

@@ -27,7 +27,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.real_deploy import POLICY, stop_and_wipe, tree
+from bench.race import POLICY, stop_and_wipe, tree
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import local_platform

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edeliver.cli import (
     audit_commands,
     demo,
+    init_command,
     node_commands,
     rollout_commands,
     store_commands,
@@ -17,6 +18,7 @@ __all__ = ["Runtime", "app", "main"]
 _COMMANDS = (
     audit_commands,
     demo,
+    init_command,
     node_commands,
     rollout_commands,
     store_commands,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edeliver.adapters.ssh import fetch_host_key, pin_host_key
-from edeliver.cli.app import JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 from edeliver.core.ports import NodeShells
@@ -25,8 +25,8 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     """Per node: reachable, running version, boot version, releases on disk."""
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    shells = runtime.node_shells(config, config.environment(environment).mode)
-    rows = run(probe_all(shells, config.nodes_of(environment)))
+    config.environment(environment)
+    rows = run(probe_all(probing_shells(runtime, config), config.nodes_of(environment)))
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -35,6 +35,13 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     failures = [row["exit_code"] for row in rows if not row["reachable"]]
     if failures:  # 3 when a host key was refused (DESIGN §9), else 1
         raise typer.Exit(max(failures))
+
+
+def probing_shells(runtime: Runtime, config: Config) -> NodeShells:
+    """Shells whose probe asks release_handler what runs, is permanent and was run before
+    wherever a VM runs: a VM upgraded hot still names on its command line the version it
+    booted. Without an app name (it finds `bin/<app>`), the plain probe."""
+    return runtime.node_shells(config, "upgrade" if config.app else "release")
 
 
 async def probe_all(shells: NodeShells, nodes: tuple[NodeConfig, ...]) -> list[dict[str, Any]]:

@@ -154,7 +154,7 @@ def rollout_and_report(
         if progress:
             progress.stop()
         services.deployments.close()
-    routes = getattr(services.shells_for(deployment.mode), "routes", {})
+    routes = routes_of(deployment)
     if as_json:
         typer.echo(
             json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
@@ -164,6 +164,12 @@ def rollout_and_report(
         for node, route in routes.items():  # hot upgrade, or a full release and why
             console.print(f"{node}: {route}", markup=False, highlight=False)
     return deployment
+
+
+def routes_of(deployment: Deployment) -> dict[str, str]:
+    """Upgrade mode: the route each node took and why, as its events recorded it."""
+    routes = {node: deployment.route_of(node) for node in deployment.order}
+    return {node: route.why for node, route in routes.items() if route is not None}
 
 
 @app.command()

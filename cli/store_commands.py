@@ -9,6 +9,7 @@ import typer
 
 from edeliver.cli.app import JsonOption, Runtime, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
+from edeliver.cli.node_commands import probing_shells
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
@@ -53,7 +54,8 @@ def prune_command(
     services = _services(runtime, config)
     archive = cast(ReleaseArchive, services.store)
     nodes = tuple(config.nodes.values())
-    plan = run(prune(archive, services.shells, nodes, _app(config), keep, dry_run=dry_run))
+    shells = probing_shells(runtime, config)
+    plan = run(prune(archive, shells, nodes, _app(config), keep, dry_run=dry_run))
     if as_json:
         typer.echo(json.dumps({"removed": list(plan.removed), "kept": dict(plan.kept)}))
     else:

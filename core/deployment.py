@@ -30,6 +30,7 @@ from edeliver.core.lifecycle import (
     UPDATED,
     next_state,
 )
+from edeliver.core.model import Route
 from edeliver.core.tasks import AFTER_ROLLOUT, OUTPUT_LIMIT
 
 SUCCEEDED, FAILED_OUTCOME, REFUSED, ABANDONED = "succeeded", "failed", "refused", "abandoned"
@@ -73,6 +74,8 @@ class Deployment(Aggregate):
         self.started_by, self.started_at = started_by, started_at
         self.states: dict[str, str] = dict.fromkeys(order, PENDING)
         self.previous: dict[str, str | None] = {}
+        # Upgrade mode: each node's route (Route.as_dict), as its first step decided it.
+        self.routes: dict[str, dict[str, object]] = {}
         self.pending_actions: dict[str, str] = {}
         self.undecided: list[str] = []
         self.reasons: dict[str, str] = {}
@@ -133,6 +136,17 @@ class Deployment(Aggregate):
         ran = [t for n, _, t, o in self.task_runs if n == node and o == TASK_OK]
         return [t for t in reversed(ran) if t not in cleaned]
 
+    def route_of(self, node: str) -> Route | None:
+        """The route the node took (upgrade mode), as recorded when it was decided."""
+        fields = self.routes.get(node)
+        return Route.from_dict(fields) if fields is not None else None
+
+    def rollback_target(self, node: str) -> str | None:
+        """The release a rollback returns the node to: the one it reported with its route,
+        else the one its first probe found `current` on."""
+        route = self.route_of(node)
+        return route.rollback_to if route is not None else self.previous.get(node)
+
     def all_settled(self) -> bool:
         """Nothing is left to do: every node settled, every failure decided, every action done."""
         return (
@@ -147,6 +161,12 @@ class Deployment(Aggregate):
         """Record what a probe found; the first probe fixes the version to roll back to."""
         current = facts.get("current_version")
         self._probed(node, dict(facts), current if isinstance(current, str) else None)
+
+    def routed(self, node: str, route: Route) -> None:
+        """Record the route a node takes and the release it would roll back to."""
+        self._routed(
+            node, route.hot, route.why, route.rollback_to, route.running, route.package_from
+        )
 
     def transition(self, node: str, trigger: str, detail: str = "") -> str:
         """Fire a lifecycle trigger on a node and record it; returns the new state."""
@@ -219,6 +239,18 @@ class Deployment(Aggregate):
     @event("NodeProbed")
     def _probed(self, node: str, facts: dict[str, object], current_version: str | None) -> None:
         self.previous.setdefault(node, current_version)
+
+    @event("NodeRouted")
+    def _routed(
+        self,
+        node: str,
+        hot: bool,
+        why: str,
+        rollback_to: str | None,
+        running: str | None,
+        package_from: str | None,
+    ) -> None:
+        self.routes[node] = Route(hot, why, rollback_to, running, package_from).as_dict()
 
     @event("NodeTransitioned")
     def _transitioned(self, node: str, trigger: str, src: str, dest: str, detail: str) -> None:

@@ -40,6 +40,42 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
+class Route:
+    """How one node of an upgrade-mode deployment is updated, decided at its first step and
+    recorded, so a resumed run (a new process) follows it and rolls back the same way.
+
+    `rollback_to` is the release the node reported it would return to: for the hot route the
+    version release_handler says is permanent, for the full route the one `current` points to.
+    """
+
+    hot: bool
+    why: str
+    rollback_to: str | None = None
+    running: str | None = None  # what the node said runs when the route was decided
+    package_from: str | None = None  # hot: the version the uploaded package upgrades from
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "hot": self.hot,
+            "why": self.why,
+            "rollback_to": self.rollback_to,
+            "running": self.running,
+            "package_from": self.package_from,
+        }
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, object]) -> Route:
+        def text(key: str) -> str | None:
+            value = fields.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(
+            bool(fields["hot"]), str(fields["why"]), text("rollback_to"), text("running"),
+            text("package_from"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One built release (or upgrade package) of an app version, as the store describes it."""
 

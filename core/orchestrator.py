@@ -22,7 +22,7 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError
 from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
-from edeliver.core.model import Artifact
+from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.task_runs import LoadedTask, TaskRunner
 
@@ -121,9 +121,13 @@ class Orchestrator:
             await self.close()
 
     async def shell(self, node: str) -> NodeShell:
-        """The node's connection, opened once and reused for every step."""
+        """The node's connection, opened once and reused for every step; told the route the
+        node took when one is recorded (a resumed run is a new process: its shells know none)."""
         if node not in self._open:
-            self._open[node] = await self.shells.open(self.nodes[node])
+            shell = await self.shells.open(self.nodes[node])
+            if (route := self.deployment.route_of(node)) is not None:
+                shell.take_route(route)
+            self._open[node] = shell
         return self._open[node]
 
     async def _drive(self, node: str) -> None:
@@ -140,12 +144,15 @@ class Orchestrator:
             error, note = await self._run_step(node, step)
             self._busy.discard(node)
             if error is None:
-                d.step_ended(node, note)
+                if isinstance(note, Route):  # stored with the step's end, before what follows
+                    d.routed(node, note)
+                d.step_ended(node, note.why if isinstance(note, Route) else note)
             else:
                 d.fail(node, step, error)
 
-    async def _run_step(self, node: str, step: str) -> tuple[str | None, str]:
-        """Run one step; return why it failed (or None), and the note it gave for the record."""
+    async def _run_step(self, node: str, step: str) -> tuple[str | None, str | Route]:
+        """Run one step; return why it failed (or None), and the note it gave for the record:
+        a text, or the route the node takes (upgrade mode)."""
         note: object = None
         try:
             async with asyncio.timeout(self.step_timeout):
@@ -162,7 +169,7 @@ class Orchestrator:
             return str(error), ""
         except Exception as error:  # an adapter's bug must fail the node, not the whole rollout
             return f"{type(error).__name__}: {error}", ""
-        return None, note if isinstance(note, str) else ""
+        return None, note if isinstance(note, str | Route) else ""
 
     async def _settle(self) -> None:
         """Carry out due fallback actions, store every new event, then start due rollbacks."""
@@ -174,7 +181,7 @@ class Orchestrator:
 
     async def _roll_back(self, node: str) -> None:
         d = self.deployment
-        previous = d.previous.get(node)
+        previous = d.rollback_target(node)
         async with self._rollback_limit:
             try:
                 async with asyncio.timeout(self.step_timeout):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact, NodeFacts
+from edeliver.core.model import Artifact, NodeFacts, Route
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,15 @@ class NodeShell(CommandHost, Protocol):
         """Platform, free disk, running and current versions, releases on disk."""
         ...
 
-    async def prepare(self, artifact: Artifact) -> str | None:
+    async def prepare(self, artifact: Artifact) -> Route | None:
         """Upload the artifact (resuming a partial upload) and verify its sha256 on the node.
-        May return a note for the record: how this node is being updated, and why."""
+        A shell with more than one way to update a node returns the Route it took: recorded,
+        and given back by `take_route` to the shell of a resumed run."""
+        ...
+
+    def take_route(self, route: Route) -> None:
+        """Follow the route recorded for this node in an earlier step (perhaps by another
+        process) instead of deciding one; shells with only one way ignore it."""
         ...
 
     async def install(self, artifact: Artifact) -> None:

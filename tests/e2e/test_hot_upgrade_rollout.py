@@ -18,15 +18,10 @@ from typing import Any
 import pytest
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
 from tests.e2e.conftest import Project
-from tests.support.hello_release import tarball
+from tests.support.faults_hot import V1, V2, hot_project
 from tests.support.nodes import ssh
 
-V1, V2 = "0.1.0", "0.2.0"
 HOT = 'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\nstep_timeout = 120'
 
 # Runs inside a node's VM until shared/client.stop exists: calls the GenServer back to back and
@@ -88,20 +83,10 @@ def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """3 real nodes, an environment `hot` in upgrade mode, hello v1 and v2 in the store."""
-    root = tmp_path_factory.mktemp("hot")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
-        directory = prepare_project(root, fleet, "hot", HOT)
-        store = LocalDirectoryStore(directory / ".deliver/releases")
-        for version, variant in ((V1, "good"), (V2, "v2")):
-            built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, variant), built)
-        for node in fleet.nodes:
+    with hot_project(tmp_path_factory.mktemp("hot"), 3, HOT) as project:
+        for node in project.fleet.nodes:
             put_shared(node, "hello.greeting", f"hi from {node.name}")
-        yield Project(directory, fleet)
-    finally:
-        fleet.stop()
+        yield project
 
 
 def test_nodes_with_no_vm_get_the_full_release_and_the_report_says_so(hot: Project) -> None:

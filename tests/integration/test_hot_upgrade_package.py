@@ -20,7 +20,7 @@ from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.upgrade_build import NotHot, build_upgrade
 from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact
+from edeliver.core.model import Artifact, Route
 from tests.integration.conftest import FleetFactory
 from tests.support.hello_release import SOURCE_DIR, tarball
 from tests.support.nodes import ssh
@@ -141,9 +141,10 @@ async def test_release_handler_upgrades_and_downgrades_a_running_node_hot(
     shells = HotUpgradeNodeShells(full, store, "hello")
     shell: HotUpgradeNodeShell = await shells.open(config)
     try:
-        for step in (shell.prepare, shell.install, shell.activate, shell.verify):
+        route = await shell.prepare(release2)
+        for step in (shell.install, shell.activate, shell.verify):
             await step(release2)
-        assert shells.routes == {node.name: f"hot upgrade from {V1}"}
+        assert route == Route(True, f"hot upgrade from {V1}", V1, V1, V1)
         assert rpc(local, node, "IO.puts(System.pid())") == pid
         assert rpc(local, node, "IO.inspect(Hello.Counter.info())") == (
             '%{code_version: "0.2.0", count: 2, schema: 2}'

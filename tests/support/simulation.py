@@ -21,7 +21,7 @@ from edeliver.adapters.fakes import (
 )
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
-from edeliver.core.model import Artifact
+from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
@@ -79,6 +79,7 @@ class Simulation:
     recorder: ApplicationRecorder | None = None
     tasks: list[LoadedTask] = field(default_factory=list)
     local: CommandHost | None = None
+    routes: dict[str, Route] = field(default_factory=dict)  # what each node's shell would decide
 
     @classmethod
     def create(
@@ -100,7 +101,7 @@ class Simulation:
         return Deployments(env=store_settings(self.db.parent, f"sqlite:///{self.db}", {}))
 
     def services(self, deployments: Deployments, crash_after: int | None = None) -> Services:
-        shells = InMemoryNodeShells(self.hosts, self.faults, self.trace)
+        shells = InMemoryNodeShells(self.hosts, self.faults, self.trace, self.routes)
 
         def save_and_trace(*events: Any) -> None:
             """Store, then note in the trace that the events are stored (and when)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edeliver.adapters import build_scripts as bs
-from edeliver.adapters.local_store import version_key
 from edeliver.core.auto_version import version_suffix
 from edeliver.core.config import ConfigError, parse_config
+from edeliver.core.versions import version_key
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
 FACTS = {"commit_count": "118", "revision": "3f9c2ab", "branch": "feature/login", "date": "x"}

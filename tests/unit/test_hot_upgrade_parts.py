@@ -53,6 +53,16 @@ def test_the_running_version_is_what_release_handler_says_not_the_boot_script(
     assert (releases.running, releases.permanent) == (running, permanent)
 
 
+def test_what_a_hot_rollback_returns_to_is_the_newest_old_release() -> None:
+    """which_releases lists the newest first; with no `old` release there is none."""
+    said = (
+        "edeliver=booted 0.1.0\nedeliver=release 0.3.0 permanent\n"
+        "edeliver=release 0.2.0 old\nedeliver=release 0.1.0 old\n"
+    )
+    assert hs.parse_releases(said).newest_old == "0.2.0"
+    assert hs.parse_releases("edeliver=release 0.1.0 permanent\n").newest_old is None
+
+
 def test_an_install_that_fails_says_why_and_one_that_ran_says_from_what() -> None:
     """`rpc` exits 0 on `{:error, …}`: the printed line decides."""
     assert hs.installed_from("edeliver=installed from 0.1.0\n") == (True, "0.1.0")
