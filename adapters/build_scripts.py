@@ -1,9 +1,11 @@
 """The build side of remote and container builds: one POSIX `sh` script and its parser.
 
-The same script runs on a build host over SSH and inside a container: it builds the release
-with `mix release` in the unpacked sources, packs it like `mix_build.pack_release` does (entries
-`bin/ erts-*/ lib/ releases/`, no `./` prefix), and prints what the manifest records: version,
-ERTS, OTP and Elixir versions and the build platform, in the form node probes report it.
+The same script runs on a build host over SSH and inside a container: it fetches the deps,
+compiles, and builds the release with `mix release` in the unpacked sources (every `mix` run
+through edeliver's Mix tasks in `build_tasks.exs`; local builds run the same argv), packs it
+like `mix_build.pack_release` does (entries `bin/ erts-*/ lib/ releases/`, no `./` prefix), and
+prints what the manifest records: version, ERTS, OTP and Elixir versions and the build
+platform, in the form node probes report it, and what `build_checks` checks of the contents.
 Pure functions only; every value put into the script is quoted.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from edeliver.adapters.node_scripts import parse_libc
 from edeliver.core.model import Artifact, Platform
@@ -24,30 +27,52 @@ BUILD_FAILED = 9  # the script's exit status when `mix` failed; stderr has the l
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LINES = 20
 
-# A Mix task, loaded with `elixir -r` before `mix` runs, that appends EDELIVER_VERSION_SUFFIX to
-# the project's version as semver build metadata, for the compile and the release alike. It
-# changes the version in memory only: mix.exs stays as it is.
-AUTO_VERSION_TASK = """\
-defmodule Mix.Tasks.Edeliver.Version do
-  @moduledoc false
-  use Mix.Task
-
-  def run(_args) do
-    version = Mix.Project.config()[:version]
-    separator = if String.contains?(version, "+"), do: ".", else: "+"
-    suffix = System.fetch_env!("EDELIVER_VERSION_SUFFIX")
-    Mix.ProjectStack.merge_config(version: version <> separator <> suffix)
-  end
-end
-"""
+# Mix tasks loaded with `elixir -r` before every `mix` run: the auto-version suffix, the release
+# name check and the removal of stale `.app` files (see the file's comments).
+BUILD_TASKS_FILE = Path(__file__).with_name("build_tasks.exs")
+TASK_FILE = f"{OUT}/build_tasks.exs"
 VERSION_SUFFIX = "EDELIVER_VERSION_SUFFIX"
+DEPS_FAILED = 10  # the script's exit status when `mix deps.get` failed
+CACHED = ("deps", "_build")  # what remote and container builds keep per app between builds
 
 
-def mix_argv(args: list[str], env: Mapping[str, str], task_file: str) -> list[str]:
-    """`mix ARGS`, or with a version suffix in `env`: the same through the auto-version task."""
-    if not env.get(VERSION_SUFFIX):
-        return ["mix", *args]
-    return ["elixir", "-r", task_file, "-S", "mix", "do", "edeliver.version,", *args]
+@dataclass(frozen=True)
+class MixTarget:
+    """What to build: the MIX_ENV and the name of a release of mix.exs ("": mix's default)."""
+
+    mix_env: str = "prod"
+    release: str = ""
+
+
+PROD = MixTarget()
+
+
+def build_tasks() -> str:
+    return BUILD_TASKS_FILE.read_text()
+
+
+def mix_argv(tasks: list[list[str]], task_file: str) -> list[str]:
+    """`mix do TASK, TASK...` with edeliver's build tasks loaded first."""
+    chained = [word for task in tasks for word in (*task[:-1], task[-1] + ",")]
+    chained[-1] = chained[-1].removesuffix(",")
+    return ["elixir", "-r", task_file, "-S", "mix", "do", *chained]
+
+
+def deps_argv(target: MixTarget, task_file: str) -> list[str]:
+    """Check the release name, then fetch the dependencies of the MIX_ENV."""
+    check = ["edeliver.release", *([target.release] if target.release else [])]
+    return mix_argv([check, ["deps.get", "--only", target.mix_env]], task_file)
+
+
+def compile_argv(task_file: str) -> list[str]:
+    """Compile at the build's version, the project's stale `.app` files removed first."""
+    return mix_argv([["edeliver.version"], ["edeliver.fresh"], ["compile"]], task_file)
+
+
+def release_argv(target: MixTarget, task_file: str, path: str) -> list[str]:
+    named = [target.release] if target.release else []
+    release = ["release", *named, "--path", path, "--overwrite"]
+    return mix_argv([["edeliver.version"], release], task_file)
 
 
 FACTS = r"""
@@ -60,6 +85,11 @@ echo "os=$(uname -s)"
 echo "arch=$(uname -m)"
 echo "getconf=$(getconf GNU_LIBC_VERSION 2>/dev/null)"
 echo "ldd=$(ldd --version 2>&1 | head -n 2 | tr '\n' ' ')"
+echo "releases=$(ls releases | tr '\n' ' ')"
+echo "lib=$(ls lib | tr '\n' ' ')"
+for app in lib/*/ebin/*.app; do
+  echo "vsn:$app=$(sed -n 's/.*{vsn, *"\([^"]*\)".*/\1/p' "$app" | head -n 1)"
+done
 """
 
 
@@ -70,47 +100,53 @@ class BuildFacts:
     otp: str
     elixir: str
     platform: Platform
+    releases: tuple[str, ...] = ()  # the entries of the release's releases/ dir
+    lib: tuple[str, ...] = ()  # the entries of its lib/ dir, name-version
+    vsn: Mapping[str, str] = field(default_factory=dict)  # lib/<a>-<v>/ebin/<a>.app: its vsn
 
 
-def build_script(env: Mapping[str, str]) -> str:
-    """Build in the current dir (the unpacked sources) in one run: compile, then release."""
-    return compile_script(env) + release_script(env)
+def build_script(env: Mapping[str, str], target: MixTarget = PROD) -> str:
+    """Build in the current dir (the unpacked sources) in one run: deps, compile, release."""
+    return deps_script(env, target) + compile_script(env, target) + release_script(env, target)
 
 
-def compile_script(env: Mapping[str, str]) -> str:
-    """The first part of a build: a fresh output dir, then `mix compile`; on failure, exit
-    BUILD_FAILED with the log's tail. Build-stage tasks may run between the two parts."""
-    task_file = f"{OUT}/auto_version.exs"
-    write_task = f"printf '%s' {q(AUTO_VERSION_TASK)} > {q(task_file)} || exit 3\n"
+def deps_script(env: Mapping[str, str], target: MixTarget) -> str:
+    """The first part of a build: a fresh output dir, the release name checked, then
+    `mix deps.get --only MIX_ENV`; on failure, exit DEPS_FAILED with the log's tail."""
     return (
-        _prelude(env)
+        _prelude(env, target)
         + 'rm -rf "$O" && mkdir -p "$O" || exit 3\n'
-        + (write_task if env.get(VERSION_SUFFIX) else "")
-        + _mix_or_fail(mix_argv(["compile"], env, task_file), "")
+        + f"printf '%s' {q(build_tasks())} > {q(TASK_FILE)} || exit 3\n"
+        + _mix_or_fail(deps_argv(target, TASK_FILE), DEPS_FAILED)
     )
 
 
-def release_script(env: Mapping[str, str]) -> str:
-    """The second part: `mix release`, packed, then the facts the manifest records."""
-    argv = mix_argv(["release"], env, f"{OUT}/auto_version.exs")
+def compile_script(env: Mapping[str, str], target: MixTarget) -> str:
+    """The second part: `mix compile` at the build's version. Build-stage tasks may run
+    between the parts."""
+    return _prelude(env, target) + _mix_or_fail(compile_argv(TASK_FILE), BUILD_FAILED)
+
+
+def release_script(env: Mapping[str, str], target: MixTarget) -> str:
+    """The last part: `mix release` into a fresh dir, packed, then the facts the manifest
+    records and the contents `check_contents` checks."""
+    argv = release_argv(target, TASK_FILE, f"{OUT}/release")
     return (
-        _prelude(env)
-        + _mix_or_fail(argv, ' --path "$O/release" --overwrite')
-        + 'cd "$O/release" || exit 3\n'
+        _prelude(env, target) + _mix_or_fail(argv, BUILD_FAILED) + 'cd "$O/release" || exit 3\n'
         "tar -czf ../release.tar.gz bin lib releases erts-* || exit 3\n" + facts_script()
     )
 
 
-def _prelude(env: Mapping[str, str]) -> str:
+def _prelude(env: Mapping[str, str], target: MixTarget) -> str:
     exports = "".join(f"export {_env_name(k)}={q(v)}\n" for k, v in sorted(env.items()))
-    return "set -u\nexport MIX_ENV=prod\n" + exports + f"O={q(OUT)}\n"
+    return f"set -u\nexport MIX_ENV={q(target.mix_env)}\n" + exports + f"O={q(OUT)}\n"
 
 
-def _mix_or_fail(argv: list[str], options: str) -> str:
+def _mix_or_fail(argv: list[str], status: int) -> str:
     mix = " ".join(q(a) for a in argv)
     return (
-        f'if ! {mix}{options} >>"$O/build.log" 2>&1; then\n'
-        f'  tail -n {LOG_LINES} "$O/build.log" >&2; exit {BUILD_FAILED}\n'
+        f'if ! {mix} >>"$O/build.log" 2>&1; then\n'
+        f'  tail -n {LOG_LINES} "$O/build.log" >&2; exit {status}\n'
         "fi\n"
     )
 
@@ -130,6 +166,9 @@ def parse_facts(output: str) -> BuildFacts:
         fields.get("otp", "").strip(),
         fields.get("elixir", "").strip(),
         platform,
+        tuple(fields.get("releases", "").split()),
+        tuple(fields.get("lib", "").split()),
+        {k.removeprefix("vsn:"): v.strip() for k, v in fields.items() if k.startswith("vsn:")},
     )
 
 

@@ -6,10 +6,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from edeliver.adapters.legacy_config import LEGACY_CONFIG, read_legacy_config
+from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
+from edeliver.adapters.ssh_config import config_files
 from edeliver.core.config import Config, parse_config
 from edeliver.core.errors import ConfigError
-from edeliver.core.legacy import migrate
 
 CONFIG_FILE = Path(".deliver/edeliver.toml")
 _MIX_APP = re.compile(r"\bapp:\s*:([a-z_][a-zA-Z0-9_]*)")
@@ -48,7 +48,7 @@ def mix_app_name(project: Path) -> str | None:
 def _from_legacy(project: Path) -> Config:
     """An edeliver 1.x project without edeliver.toml: its .deliver/config, read by bash and
     mapped as `edeliver migrate-config` would write it."""
-    variables, functions = read_legacy_config(project)
     source = f"{LEGACY_CONFIG} (edeliver 1.x)"
-    config = parse_config(migrate(variables, functions, str(LEGACY_CONFIG)).toml, source)
+    migration = migrate_project(project, config_files(None, project), str(LEGACY_CONFIG))
+    config = parse_config(migration.toml, source)
     return config if config.app else replace(config, app=mix_app_name(project))

@@ -10,15 +10,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.build_checks import check_contents, deps_failed
 from edeliver.adapters.git_source import archive, describe, git_source
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.mix_build import (
     BUILD_DIR,
     COMPILE,
+    DEPS,
     GENERATE_RELEASE,
     BuildFailed,
     BuildStages,
@@ -27,6 +30,10 @@ from edeliver.adapters.mix_build import (
     stages_around,
 )
 from edeliver.core.errors import UsageError
+
+# The deps/ and _build/ of the app's container builds, kept between builds on this machine and
+# moved into each build's fresh sources, so deps are fetched and compiled once.
+DEPS_CACHE = Path(".deliver/cache/container-build")
 
 
 class ContainerBuilder:
@@ -45,8 +52,10 @@ class ContainerBuilder:
         env: Mapping[str, str] | None = None,
         warn: Callable[[str], None] = lambda _: None,
         at_stage: BuildStages | None = None,
+        target: bs.MixTarget = bs.PROD,
     ) -> None:
         self.project, self.app, self.image, self.cli = project, app, image, cli
+        self.target = target
         self.at_stage = at_stage or no_stage_tasks
         self.global_options, self.run_options = list(global_options), list(run_options)
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
@@ -56,23 +65,38 @@ class ContainerBuilder:
         if shutil.which(self.cli) is None:
             raise UsageError(f"build.container: {self.cli!r} is not installed here")
         sources, revision = self._sources()
-        # The build host's files are the mounted sources here: build tasks run on them.
-        mounted = LocalCommandHost(sources)
-        with stages_around(self.at_stage, mounted, COMPILE):
-            self._run(sources, "mix compile", bs.compile_script(self.env))
-        with stages_around(self.at_stage, mounted, GENERATE_RELEASE):
-            said = self._run(sources, "mix release", bs.release_script(self.env))
-        facts = bs.parse_facts(said)
+        if sources == self.project:  # not in git: the project keeps its own deps/ and _build/
+            facts = self._build(sources)
+        else:
+            with cached_deps(self.project / DEPS_CACHE, sources):
+                facts = self._build(sources)
         tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
         (sources / bs.TARBALL).replace(tarball)
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
+
+    def _build(self, sources: Path) -> bs.BuildFacts:
+        # The build host's files are the mounted sources here: build tasks run on them.
+        mounted = LocalCommandHost(sources)
+        with stages_around(self.at_stage, mounted, DEPS):
+            self._run(sources, "mix deps.get", bs.deps_script(self.env, self.target))
+        with stages_around(self.at_stage, mounted, COMPILE):
+            self._run(sources, "mix compile", bs.compile_script(self.env, self.target))
+        with stages_around(self.at_stage, mounted, GENERATE_RELEASE):
+            said = self._run(sources, "mix release", bs.release_script(self.env, self.target))
+        facts = bs.parse_facts(said)
+        check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
+        return facts
 
     def _run(self, sources: Path, doing: str, script: str) -> str:
         """One part of the build in a fresh container on the mounted sources; its stdout."""
         done = subprocess.run(
             self._command(sources, script), capture_output=True, text=True, check=False
         )
-        if done.returncode == bs.BUILD_FAILED:
+        if done.returncode == bs.DEPS_FAILED and (
+            error := deps_failed(f"the {self.image} container", done.stderr)
+        ):
+            raise error
+        if done.returncode in (bs.DEPS_FAILED, bs.BUILD_FAILED):
             raise BuildFailed(
                 f"{doing} failed in the {self.image} container; the end of its log:\n"
                 f"{done.stderr.strip()}"
@@ -105,3 +129,20 @@ class ContainerBuilder:
             "-v", f"{sources.resolve()}:/build", "-w", "/build",
             self.image, "sh", "-c", script,
         ]  # fmt: skip
+
+
+@contextmanager
+def cached_deps(cache: Path, sources: Path) -> Iterator[None]:
+    """The cache's deps/ and _build/ moved into the fresh sources for the build (where build
+    tasks see them too), and the build's moved back afterwards, failed or not."""
+    for kept in bs.CACHED:
+        if (cache / kept).is_dir() and not (sources / kept).exists():
+            (cache / kept).rename(sources / kept)
+    try:
+        yield
+    finally:
+        cache.mkdir(parents=True, exist_ok=True)
+        for kept in bs.CACHED:
+            if (sources / kept).is_dir():
+                shutil.rmtree(cache / kept, ignore_errors=True)
+                (sources / kept).rename(cache / kept)

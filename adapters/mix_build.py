@@ -18,26 +18,28 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.blocking import run_blocking
+from edeliver.adapters.build_checks import BuildFailed, check_contents, deps_failed
 from edeliver.adapters.build_scripts import (
-    AUTO_VERSION_TASK,
+    PROD,
     VERSION_SUFFIX,
     BuildFacts,
+    MixTarget,
+    build_tasks,
+    compile_argv,
+    deps_argv,
     facts_script,
-    mix_argv,
     parse_facts,
+    release_argv,
 )
 from edeliver.adapters.git_source import git_source
 from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.core.errors import EdeliverError
 from edeliver.core.model import Artifact, Platform
 from edeliver.core.ports import CommandHost
 
 BUILD_DIR = Path(".deliver/build")
 _LOG_TAIL = 20
 
-
-class BuildFailed(EdeliverError):
-    """The build command failed; the message carries the tail of its output."""
+__all__ = ["BuildFailed", "Built", "MixLocalBuilder"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def local_platform() -> Platform:
 
 # Runs the tasks of a build stage (edeliver 1.x's hooks) with the build host to run them on.
 BuildStages = Callable[[str, CommandHost], Coroutine[Any, Any, None]]
+SUBMODULES = ("pre_git_submodules", "post_git_submodules")
+DEPS = ("pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps")
 COMPILE = ("pre_erlang_clean_compile", "post_erlang_clean_compile")
 GENERATE_RELEASE = ("pre_erlang_generate_release", "post_erlang_generate_release")
 
@@ -76,7 +80,7 @@ def stages_around(
 
 
 class MixLocalBuilder:
-    """Builds the app's release with the local `mix`, MIX_ENV=prod."""
+    """Builds the app's release with the local `mix`, its deps in the project's own `deps/`."""
 
     def __init__(
         self,
@@ -85,48 +89,70 @@ class MixLocalBuilder:
         env: Mapping[str, str] | None = None,
         build_dir: Path | None = None,
         at_stage: BuildStages | None = None,
+        target: MixTarget = PROD,
     ) -> None:
-        self.project, self.app, self.env = project, app, dict(env or {})
-        self.build_dir = build_dir or project / BUILD_DIR
+        self.project, self.app, self.env = project.resolve(), app, dict(env or {})
+        self.target = target
+        self.build_dir = build_dir or self.project / BUILD_DIR
         self.at_stage = at_stage or no_stage_tasks
+        self.task_file = self.build_dir / "build_tasks.exs"
 
     def build(self) -> Built:
         release = self.build_dir / "release"
-        here = LocalCommandHost(self.project)  # the build host of a local build
-        with stages_around(self.at_stage, here, COMPILE):
-            self._mix("compile")
-        with stages_around(self.at_stage, here, GENERATE_RELEASE):
-            self._mix("release", "--path", str(release), "--overwrite")
-        version = release_version(release)
-        create_releases_file(release, version)
-        tarball = self.build_dir / f"{self.app}-{version}.tar.gz"
-        pack_release(release, tarball)
+        self._build_into(release)
         facts = toolchain_facts(release)
+        check_contents(self.app, facts, self.env.get(VERSION_SUFFIX, ""))
+        create_releases_file(release, facts.version)
+        tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
+        pack_release(release, tarball)
         source = git_source(self.project)
         artifact = Artifact(
-            self.app, version, sha256="", size=0, platform=local_platform(), location=str(tarball),
-            git_revision=source.revision if source else "",
+            self.app, facts.version, sha256="", size=0, platform=local_platform(),
+            location=str(tarball), git_revision=source.revision if source else "",
             erts=facts.erts, otp=facts.otp, elixir=facts.elixir,
         )  # fmt: skip
         return Built(tarball, artifact)
 
-    def _mix(self, *args: str) -> None:
+    def _build_into(self, release: Path) -> None:
+        """Submodules, deps, compile and release, between their stages."""
+        here = LocalCommandHost(self.project)  # the build host of a local build
+        self.task_file.parent.mkdir(parents=True, exist_ok=True)
+        self.task_file.write_text(build_tasks())
+        if (self.project / ".gitmodules").is_file():
+            with stages_around(self.at_stage, here, SUBMODULES):
+                self._update_submodules()
+        with stages_around(self.at_stage, here, DEPS):
+            self._mix(deps_argv(self.target, str(self.task_file)), "mix deps.get")
+        with stages_around(self.at_stage, here, COMPILE):
+            self._mix(compile_argv(str(self.task_file)), "mix compile")
+        with stages_around(self.at_stage, here, GENERATE_RELEASE):
+            shutil.rmtree(release, ignore_errors=True)  # no releases/ or lib/ of older builds
+            self._mix(release_argv(self.target, str(self.task_file), str(release)), "mix release")
+
+    def _update_submodules(self) -> None:
+        """The working tree is the build's checkout: its submodules are part of the sources."""
+        update = ["git", "-C", str(self.project), "submodule", "update", "--init", "--recursive"]
+        done = subprocess.run(update, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            said = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise BuildFailed(f"git submodule update failed in {self.project}: {said[0]}")
+
+    def _mix(self, argv: list[str], doing: str) -> None:
         if shutil.which("mix") is None:
             raise BuildFailed(
                 "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
             )
-        env = {**os.environ, "MIX_ENV": "prod", **self.env}
-        task_file = self.build_dir / "auto_version.exs"
-        if self.env.get(VERSION_SUFFIX):
-            task_file.parent.mkdir(parents=True, exist_ok=True)
-            task_file.write_text(AUTO_VERSION_TASK)
-        argv = mix_argv(list(args), self.env, str(task_file))
+        env = {**os.environ, "MIX_ENV": self.target.mix_env, **self.env}
         done = subprocess.run(
             argv, cwd=self.project, env=env, capture_output=True, text=True, check=False
         )
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-_LOG_TAIL:])
-            raise BuildFailed(f"mix {' '.join(args)} failed in {self.project}:\n{tail}")
+        if done.returncode == 0:
+            return
+        log = done.stdout + done.stderr
+        if doing == "mix deps.get" and (error := deps_failed(str(self.project), log)):
+            raise error
+        tail = "\n".join(log.strip().splitlines()[-_LOG_TAIL:])
+        raise BuildFailed(f"{doing} failed in {self.project}:\n{tail}")
 
 
 def toolchain_facts(release: Path) -> BuildFacts:
@@ -135,14 +161,6 @@ def toolchain_facts(release: Path) -> BuildFacts:
         ["sh", "-c", facts_script()], cwd=release, capture_output=True, text=True, check=False
     )
     return parse_facts(done.stdout)
-
-
-def release_version(release: Path) -> str:
-    """The version a release root boots: the second word of releases/start_erl.data."""
-    try:
-        return (release / "releases" / "start_erl.data").read_text().split()[1]
-    except (OSError, IndexError) as error:
-        raise BuildFailed(f"{release} is not a complete release: {error}") from None
 
 
 def create_releases_file(release: Path, version: str) -> None:

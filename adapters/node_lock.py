@@ -104,7 +104,8 @@ echo "held now=$(date +%s)"; cat "$S/lock.json" 2>/dev/null
 def generation_guard(generation: int | None) -> str:
     """Shell functions for switch scripts: `guarded CMD...` runs CMD under switch.lock after
     checking that the node's lock is held and at `generation`, so by this deployer's holder
-    (every acquisition bumps it); no check when None: nothing was locked."""
+    (every acquisition bumps it); no check when None: nothing was locked. A refusal exits the
+    script with 9; otherwise CMD's status is returned (an `exit` in CMD ends only its subshell)."""
     expected = "" if generation is None else str(int(generation))
     return f"""GEN={q(expected)}
 guarded() {{
@@ -112,7 +113,7 @@ guarded() {{
   (
     flock -w {SAME_DEPLOYMENT_WAIT} 8 || exit 9
     if flock -n "$S/lock" true; then
-      echo "the node's lock is not held any more (no heartbeat reached it); refusing to" \
+      echo "the node's lock is not held any more (no heartbeat reached it); refusing to" \\
         "switch or start" >&2
       exit 9
     fi
@@ -123,7 +124,9 @@ guarded() {{
       exit 9
     fi
     "$@" 8>&-
-  ) 8>>"$S/switch.lock" || exit $?
+  ) 8>>"$S/switch.lock"
+  rc=$?; [ "$rc" -ne 9 ] || exit 9
+  return "$rc"
 }}
 """
 

@@ -27,7 +27,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edeliver.adapters.node_lock import generation_guard
 from edeliver.core.model import NodeFacts, Platform
@@ -88,9 +88,13 @@ APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$")
 q = shlex.quote
 
+# Says which VM answered: its OS pid and the inode of its release root, as that VM sees them.
+# Another node's VM (one node name given to several nodes) or an older VM of this node cannot
+# give both this node's numbers, so the health check knows it asked the VM it started.
+RPC_IDENTITY = 'IO.puts("edeliver_vm=#{System.pid()} #{File.stat!(:code.root_dir()).inode}")'
 _RPC_HEALTH = (
     "case List.keyfind(Application.started_applications(), :{app}, 0) do "
-    '{_, _, vsn} -> IO.puts(vsn); nil -> raise "{app} is not started" end'
+    "{_, _, vsn} -> IO.puts(vsn); " + RPC_IDENTITY + '; nil -> raise "{app} is not started" end'
 )
 # `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its
 # supervision tree is up), at ~0.35 s a call.
@@ -127,6 +131,10 @@ class Vm:
     root: str
     version: str
 
+    @property
+    def root_name(self) -> str:
+        return posixpath.basename(self.root)
+
 
 @dataclass(frozen=True)
 class NodeState:
@@ -136,11 +144,15 @@ class NodeState:
     vms: tuple[Vm, ...]
     releases_by_age: tuple[str, ...]  # newest first (mtime)
     last: dict[str, str]  # P/.edeliver/last
-    launching: bool = False  # a run_erl of ours is up: its VM is starting or running
+    launchers: tuple[int, ...] = ()  # run_erl pids of ours: their VM is starting or running
 
     @property
     def running(self) -> tuple[str, ...]:
         return tuple(vm.version for vm in self.vms)
+
+    @property
+    def launching(self) -> bool:
+        return bool(self.launchers)
 
 
 @dataclass(frozen=True)
@@ -240,8 +252,8 @@ def parse_probe(output: str) -> NodeState:
         releases=tuple(sorted(releases)),
         previous_version=(last.get("previous") or None) if last.get("version") == current else None,
     )
-    launching = any(_is_run_erl(line, phys) for line in fields.get("vm", []))
-    return NodeState(facts, vms, releases, last, launching)
+    launchers = tuple(pid for line in fields.get("vm", []) if (pid := _run_erl_pid(line, phys)))
+    return NodeState(facts, vms, releases, last, launchers)
 
 
 def _running_version(vms: Sequence[Vm], current: str | None) -> str | None:
@@ -262,16 +274,34 @@ def parse_libc(getconf: str, ldd: str) -> tuple[str, str]:
     return "", ""
 
 
-def _is_run_erl(line: str, phys: str) -> bool:
+def _run_erl_pid(line: str, phys: str) -> int | None:
     """`daemon` runs the VM under run_erl, which lives exactly as long as the VM does, and is
     there before the VM's own process is (a shell script and erlexec come first)."""
-    _, *argv = line.split("\x1f")
-    return bool(phys and argv) and posixpath.basename(argv[0]) == "run_erl"
+    proc, *argv = line.split("\x1f")
+    pid = proc.removeprefix("/proc/").removesuffix("/cmdline")
+    if phys and argv and pid.isdigit() and posixpath.basename(argv[0]) == "run_erl":
+        return int(pid)
+    return None
+
+
+# What the VMs a release's script starts besides the release's own say they are for: `remote`
+# (a console), `rpc` and `eval`. They also boot a clean boot script, not the release's.
+_PROBE_FLAGS = frozenset({"-remsh", "--remsh", "--rpc-eval", "--eval"})
+_CLEAN_BOOTS = frozenset({"start_clean", "no_dot_erlang"})
+
+
+def _is_console_or_probe(argv: Sequence[str], boot: str | None) -> bool:
+    return (
+        boot is None
+        or posixpath.basename(boot) in _CLEAN_BOOTS
+        or any(arg in _PROBE_FLAGS for arg in argv)
+    )
 
 
 def parse_vm(line: str, phys: str) -> Vm | None:
-    """A `vm=` line (`/proc/<pid>/cmdline` then argv, split by \\x1f) as a Vm, if it is a BEAM
-    started from `<phys>/releases/<dir>`."""
+    """A `vm=` line (`/proc/<pid>/cmdline` then argv, split by \\x1f) as a Vm, if it is the
+    release's own BEAM started from `<phys>/releases/<dir>`: an operator's console or an
+    rpc/eval VM run from the same release is not the release's VM."""
     proc, *argv = line.split("\x1f")
     pid = proc.removeprefix("/proc/").removesuffix("/cmdline")
     if not (pid.isdigit() and argv and phys):
@@ -280,6 +310,8 @@ def parse_vm(line: str, phys: str) -> Vm | None:
         return None
     root, boot = _arg_after(argv, "-root"), _arg_after(argv, "-boot")
     if root is None or posixpath.dirname(root) != f"{phys}/releases":
+        return None
+    if _is_console_or_probe(argv, boot):
         return None
     version = posixpath.basename(root)
     if boot and boot.startswith(f"{root}/releases/"):
@@ -416,6 +448,17 @@ class Switch:
     start: bool = True
     record: tuple[str, str, str, str] | None = None  # step, version, previous, sha256
     remove: tuple[str, ...] = ()  # versions whose release dir, partial and upload go
+    launchers: tuple[int, ...] = ()  # run_erl pids of VMs that may still be booting
+    back: str | None = None  # the version a rollback will switch back to: its link made now
+    getting_back: bool = False  # a rollback: it must work on a full disk
+
+
+# Seconds a VM has to go once sent SIGTERM (a BEAM then runs init:stop), before SIGKILL.
+TERM_GRACE = 10.0
+
+
+def _tenths(seconds: float) -> int:
+    return max(1, round(seconds * 10))
 
 
 def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds: float) -> str:
@@ -426,23 +469,47 @@ alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdlin
 gone_within() {{  # pid tenths-of-seconds
   n=0; while alive "$1"; do [ "$n" -ge "$2" ] && return 1; sleep 0.1; n=$((n + 1)); done
 }}
-stop_vm() {{  # pid root: the stop command from the VM's own root, then TERM, then KILL
-  if [ -d "$2" ]; then (cd "$2" && {stop}) >>"$S/start.log" 2>&1 </dev/null; fi
-  gone_within "$1" {max(1, round(stop_seconds * 10))} && return 0
-  kill -TERM "$1" 2>/dev/null; gone_within "$1" 50 && return 0
-  kill -KILL "$1" 2>/dev/null; gone_within "$1" 50 && return 0
+terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KILL
+  kill -TERM $(tree "$1") 2>/dev/null; gone_within "$1" {_tenths(TERM_GRACE)} && return 0
+  kill -KILL $(tree "$1") 2>/dev/null; gone_within "$1" 50
+}}
+tree() {{ roots=$1; cat /proc/[0-9]*/stat 2>/dev/null | {_TREE.strip()}; }}
+stop_vm() {{  # pid root: the stop command from the VM's own root while it answers, else signals
+  alive "$1" || return 0
+  if [ -d "$2" ] && (cd "$2" && {stop}) >>"$S/start.log" 2>&1 </dev/null; then
+    gone_within "$1" {_tenths(stop_seconds)} && return 0
+  fi
+  terminate "$1" && return 0
   echo "could not stop the VM $1 running from $2" >&2; exit 4
 }}
-switch() {{ ln -sfn "releases/$1" "$S/current.new" && mv -fT "$S/current.new" "$P/current"; }}
+stop_launcher() {{  # run_erl pid: its VM may still be booting, unreachable by the stop command
+  alive "$1" || return 0
+  terminate "$1" && return 0
+  echo "could not stop the release started by run_erl $1" >&2; exit 4
+}}
 start_current() {{
-  echo "--- start $(readlink "$P/current") $(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$S/start.log"
   (cd "$P/current" && {start}) >>"$S/start.log" 2>&1 </dev/null && return 0
   echo "the start command failed; .edeliver/start.log ends:" >&2
   tail -n 20 "$S/start.log" >&2; exit 5
 }}
-record() {{  # step version previous sha256
+prepare_record() {{  # step version previous sha256: written now, renamed into place after
   printf 'step=%s\\nversion=%s\\nprevious=%s\\nsha256=%s\\nat=%s\\n' "$1" "$2" "$3" "$4" \\
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$S/last.new" && mv -f "$S/last.new" "$S/last"
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$S/last.new"
+}}
+cannot_write() {{ echo "cannot write .edeliver/$1 (is the disk full?)" >&2; exit 3; }}
+going_without() {{ echo "could not write .edeliver/$1; going on without it" >&2; }}
+prepare_link() {{  # version: current.new -> releases/$1; on a full disk, the link back
+  if [ "$(readlink "$P/current" 2>/dev/null)" = "releases/$1" ]; then rm -f "$S/current.new"
+  elif ! ln -sfn "releases/$1" "$S/current.new" 2>/dev/null; then
+    [ "$(readlink "$S/current.back" 2>/dev/null)" = "releases/$1" ] &&
+      mv -fT "$S/current.back" "$S/current.new"
+  fi
+}}
+discard() {{  # dir: renamed aside at once, then deleted; a leftover is deleted next time
+  [ -e "$1" ] || return 0
+  t="$R/.trash.$$.$(date +%s%N)"; mv -fT "$1" "$t" 2>/dev/null || t=$1
+  for try in 1 2 3; do rm -rf "$t" 2>/dev/null && return 0; sleep 0.2; done
+  echo "left $t to delete next time" >&2
 }}
 """
 
@@ -454,53 +521,102 @@ def switch_script(
     stop_seconds: float = 30.0,
     generation: int | None = None,
 ) -> str:
-    """Stop, switch current (or remove it), start, record, remove: each part skipped when done.
-    Stopping, switching and starting run only while `generation` still holds the node's lock."""
+    """Prepare everything the switch needs, then stop, switch current (or remove it), start,
+    record, remove: each part skipped when done. With a `generation`, every part that stops,
+    records, switches, removes or starts runs only while the node's lock is held at it.
+
+    What needs disk space (the new `current` link, the link back, the `last` record, the start
+    log's header) is written before any VM is stopped, so a full disk fails an activation with
+    the old VM running; a rollback needs no space at all (it falls back on the link back that
+    its activation prepared, and its record is best effort). After the stop, only renames."""
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
     lines.append(generation_guard(generation))
-    lines.append('mkdir -p "$S" || exit 3')
-    if switch.to is not None:
-        to = q(checked_version(switch.to))
-        lines.append(
-            f'complete {to} || {{ echo "release "{to}" is not on the node" >&2; exit 3; }}'
-        )
-    lines += [f"guarded stop_vm {vm.pid} {q(vm.root)}" for vm in switch.stop]
-    if switch.record:
-        lines.append("guarded record " + " ".join(q(v) for v in switch.record) + " || exit 3")
+    lines += _prepare_switch(switch)
+    lines += [f"guarded stop_vm {vm.pid} {q(vm.root)} || exit $?" for vm in switch.stop]
+    lines += [f"guarded stop_launcher {pid} || exit $?" for pid in switch.launchers]
+    if switch.record:  # before current moves, so that a re-run knows what it switched from
+        lines.append('guarded mv -f "$S/last.new" "$S/last" 2>/dev/null')
     if switch.to is None:
         lines.append('guarded rm -f "$P/current" || exit 3')
     else:
-        to = q(switch.to)
-        lines.append(f'guarded switch {to} && touch "$R/"{to} || exit 3')
-        if switch.start:
-            lines.append("guarded start_current")
+        lines.append(
+            'if [ -L "$S/current.new" ]; then guarded mv -fT "$S/current.new" "$P/current"; fi'
+        )
+        lines.append('[ "$(readlink "$P/current")" = "releases/"' + q(switch.to) + " ] || exit 3")
+        lines.append(f'touch "$R/"{q(switch.to)} 2>/dev/null')  # newest first, for housekeeping
+    # Before the start: what goes frees space for the VM that boots (no VM runs from it).
+    lines.append('for t in "$R"/.trash.*; do guarded discard "$t"; done')
     for version in switch.remove:
         upload = q(layout.upload_name(version))
         partial = q(f".{version}.partial")
-        lines.append(f'rm -rf "$R/"{q(version)} "$R/"{partial} "$U/"{upload} "$U/"{upload}.partial')
+        lines.append(f'guarded discard "$R/"{q(version)}; guarded discard "$R/"{partial}')
+        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial')
+    if switch.to is not None and switch.start:
+        lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"
+
+
+def _prepare_switch(switch: Switch) -> list[str]:
+    """Checks and writes that can fail (a missing release, a full disk) while nothing stopped;
+    when getting back, a write that fails for lack of space is done without."""
+    lacking = "going_without" if switch.getting_back else "cannot_write"
+    lines = ['mkdir -p "$S" || exit 3']
+    if switch.to is not None:
+        to = q(checked_version(switch.to))
+        missing = f'{{ echo "release "{to}" is not on the node" >&2; exit 3; }}'
+        lines.append(f"complete {to} || {missing}")
+        lines.append(f"prepare_link {to} || cannot_write current.new")
+        if switch.start:
+            header = f"--- start releases/{switch.to} $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+            lines.append(f'echo "{header}" >>"$S/start.log" || {lacking} start.log')
+    if switch.back is not None:
+        back = q(checked_version(switch.back))
+        lines.append(f'ln -sfn "releases/"{back} "$S/current.back" || cannot_write current.back')
+    if switch.record:
+        record = " ".join(q(v) for v in switch.record)
+        lines.append(f'prepare_record {record} || {{ rm -f "$S/last.new"; {lacking} last.new; }}')
+    return lines
 
 
 @dataclass(frozen=True)
 class Health:
-    """One health poll: what runs, where current points, what the health command said."""
+    """One health poll: the release's VMs, where current points, what the health command said
+    and, when it says so (the default rpc does), which VM answered it."""
 
-    running: tuple[str, ...]
+    vms: tuple[Vm, ...]
     current: str | None
     code: int
     said: str
     launching: bool
+    answered_by: tuple[int, int] | None = None  # the answering VM's pid and root inode
+    root_inodes: Mapping[str, int] = field(default_factory=dict)  # release dir -> inode
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        return tuple(vm.version for vm in self.vms)
+
+    def answered_by_another_vm(self) -> str | None:
+        """Why the answer cannot be this node's release VM's, or None when it is (or when the
+        health command does not say who answered)."""
+        if self.answered_by is None:
+            return None
+        pid, inode = self.answered_by
+        if any(vm.pid == pid and self.root_inodes.get(vm.root_name) == inode for vm in self.vms):
+            return None
+        ours = ", ".join(str(vm.pid) for vm in self.vms) or "none"
+        return f"answered by a VM that is not this node's release VM (pid {pid}; ours: {ours})"
 
 
 def health_script(layout: Layout, commands: ReleaseCommands) -> str:
-    """The running VMs and current (as in the probe), then the health command's exit code and
-    last lines."""
+    """The running VMs and current (as in the probe), the inodes of the release roots, then the
+    health command's exit code and last lines."""
     health = commands.render(commands.health, layout.app)
     return (
         layout.prelude()
         + _VMS
         + (
             'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\n'
+            'for d in "$R"/*; do [ -d "$d" ] && echo "root_ino=$(stat -c %i "$d") ${d##*/}"; done\n'
             'running=$(vms); [ -z "$running" ] || printf \'%s\\n\' "$running"\n'
             # With no VM yet, a health command such as `rpc` would only boot a VM for nothing.
             # (`vms` may also list its own short-lived grep, hence the look for a VM's name.)
@@ -516,14 +632,24 @@ def health_script(layout: Layout, commands: ReleaseCommands) -> str:
 
 def parse_health(output: str) -> Health:
     state = parse_probe(output)
-    said, code = [], 1
+    said, code, answered_by, inodes = [], 1, None, {}
     for line in output.splitlines():
-        if line.startswith("health="):
-            said.append(line.removeprefix("health="))
-        elif line.startswith("health_rc=") and line[10:].isdigit():
-            code = int(line[10:])
+        key, _, value = line.partition("=")
+        if key == "health":
+            said.append(value)
+            answered_by = _identity(value) or answered_by
+        elif key == "health_rc" and value.isdigit():
+            code = int(value)
+        elif key == "root_ino" and (inode := value.partition(" "))[0].isdigit():
+            inodes[inode[2]] = int(inode[0])
     current = state.facts.current_version
-    return Health(state.running, current, code, "\n".join(said), state.launching)
+    return Health(state.vms, current, code, "\n".join(said), state.launching, answered_by, inodes)
+
+
+def _identity(said: str) -> tuple[int, int] | None:
+    """(pid, root inode) from an `edeliver_vm=<pid> <inode>` line (see RPC_IDENTITY)."""
+    match = re.fullmatch(r"edeliver_vm=(\d+) (\d+)", said.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

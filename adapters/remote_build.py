@@ -17,10 +17,12 @@ import asyncssh
 
 from edeliver.adapters import build_scripts as bs
 from edeliver.adapters.blocking import run_blocking
+from edeliver.adapters.build_checks import check_contents, deps_failed
 from edeliver.adapters.git_source import archive, describe, git_source
 from edeliver.adapters.mix_build import (
     BUILD_DIR,
     COMPILE,
+    DEPS,
     GENERATE_RELEASE,
     BuildFailed,
     BuildStages,
@@ -35,6 +37,31 @@ from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandResult
 
 q = bs.q
+# Under the build host's path: per app, the deps/ and _build/ of its last build, moved into the
+# next build's fresh directory (like edeliver 1.x's build dir), so deps are fetched and compiled
+# once. A build that cannot move them in (another build of the app holds them) starts cold.
+CACHE_DIR = ".edeliver-cache"
+
+
+def reuse_deps_script(remote: str, cache: str) -> str:
+    """Move the app's cached deps/ and _build/ into the build directory."""
+    return (
+        "".join(
+            f"[ -d {q(f'{cache}/{d}')} ] && [ ! -e {q(f'{remote}/{d}')} ] && "
+            f"mv {q(f'{cache}/{d}')} {q(f'{remote}/{d}')}\n"
+            for d in bs.CACHED
+        )
+        + "true\n"
+    )
+
+
+def keep_deps_script(remote: str, cache: str) -> str:
+    """Move the build's deps/ and _build/ back into the app's cache (replacing older ones)."""
+    return f"mkdir -p {q(cache)}\n" + "".join(
+        f"[ -d {q(f'{remote}/{d}')} ] && rm -rf {q(f'{cache}/{d}')} && "
+        f"mv -T {q(f'{remote}/{d}')} {q(f'{cache}/{d}')}\n"
+        for d in bs.CACHED
+    )
 
 
 class DirectStore(Protocol):
@@ -71,15 +98,17 @@ class SshBuildHost:
         warn: Callable[[str], None] = lambda _: None,
         direct: DirectStore | None = None,
         at_stage: BuildStages | None = None,
+        target: bs.MixTarget = bs.PROD,
     ) -> None:
         self.project, self.app, self.host, self.shells = project, app, host, shells
+        self.target = target
         self.direct, self.at_stage = direct, at_stage or no_stage_tasks
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
         self.build_dir = project / BUILD_DIR
 
     @property
     def where(self) -> str:
-        return f"build host {self.host.user}@{self.host.host}:{self.host.port}"
+        return f"build host {self.host.address}"
 
     def build(self) -> Built:
         source = git_source(self.project, self.revision)
@@ -98,14 +127,16 @@ class SshBuildHost:
         except NodeError as error:
             raise BuildFailed(f"{self.where}: {error}") from None
         remote = f"{self.host.path.rstrip('/')}/{self.app}-{revision[:12]}-{secrets.token_hex(4)}"
+        cache = f"{self.host.path.rstrip('/')}/{CACHE_DIR}/{self.app}"
         try:
-            facts = await self._remote_build(conn, sources, remote)
+            facts = await self._remote_build(conn, sources, remote, cache)
+            check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
             if self.direct:
                 return await self._put_from_host(conn, remote, facts, revision, self.direct)
             tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
             await self._sftp(conn, "fetching the release", "get", f"{remote}/{bs.TARBALL}", tarball)
         finally:
-            await self._run(conn, f"rm -rf {q(remote)}\n")
+            await self._run(conn, keep_deps_script(remote, cache) + f"rm -rf {q(remote)}\n")
             conn.close()
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
 
@@ -127,7 +158,7 @@ class SshBuildHost:
         return Built(None, replace(artifact, sha256=sha256, size=size))
 
     async def _remote_build(
-        self, conn: asyncssh.SSHClientConnection, sources: Path, remote: str
+        self, conn: asyncssh.SSHClientConnection, sources: Path, remote: str, cache: str
     ) -> bs.BuildFacts:
         """The build, with edeliver 1.x's build stages around its parts on the build host."""
         host = _BuildDirectory(conn, remote)
@@ -139,11 +170,17 @@ class SshBuildHost:
         unpack = f"cd {q(remote)} && tar -xzf src.tar.gz\n"
         await self._check(await self._run(conn, unpack), "unpacking the sources")
         await self.at_stage("post_git_push", host)
+        await self._run(conn, reuse_deps_script(remote, cache))
+        await self.at_stage(DEPS[0], host)
+        await self._build_part(conn, remote, "mix deps.get", bs.deps_script(self.env, self.target))
+        await self.at_stage(DEPS[1], host)
         await self.at_stage(COMPILE[0], host)
-        await self._build_part(conn, remote, "mix compile", bs.compile_script(self.env))
+        compiling = bs.compile_script(self.env, self.target)
+        await self._build_part(conn, remote, "mix compile", compiling)
         await self.at_stage(COMPILE[1], host)
         await self.at_stage(GENERATE_RELEASE[0], host)
-        said = await self._build_part(conn, remote, "mix release", bs.release_script(self.env))
+        releasing = bs.release_script(self.env, self.target)
+        said = await self._build_part(conn, remote, "mix release", releasing)
         await self.at_stage(GENERATE_RELEASE[1], host)
         return bs.parse_facts(said)
 
@@ -151,7 +188,11 @@ class SshBuildHost:
         self, conn: asyncssh.SSHClientConnection, remote: str, doing: str, part: str
     ) -> str:
         result = await self._run(conn, f"cd {q(remote)} || exit 3\n" + part)
-        if result.exit_status == bs.BUILD_FAILED:
+        if result.exit_status == bs.DEPS_FAILED and (
+            error := deps_failed(self.where, str(result.stderr))
+        ):
+            raise error
+        if result.exit_status in (bs.DEPS_FAILED, bs.BUILD_FAILED):
             raise BuildFailed(
                 f"{doing} failed on the {self.where} (revision {self.revision}); "
                 f"the end of its log:\n{str(result.stderr).strip()}"

@@ -12,11 +12,14 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import posixpath
 import random
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,12 +28,20 @@ import asyncssh
 from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.node_lock import NodeLock, holder_script, parse_holder
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.ssh_config import (
+    DEFAULT_KNOWN_HOSTS,
+    Hop,
+    SshRoute,
+    config_files,
+    resolve,
+)
 from edeliver.adapters.ssh_host_keys import (
     HostKeyCatcher,
     KnownHosts,
     host_key_error,
     pin_host_key,
 )
+from edeliver.adapters.ssh_jumps import JumpPool
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -53,6 +64,7 @@ __all__ = [
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
 T = TypeVar("T")
 _RETRIES = 4
+JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
 # Read locally per write; asyncssh splits it into parallel requests. Small, because every node
 # uploading at once holds one chunk: 4 MiB cost ~6.5 MB per node at 20 nodes, 256 KiB no speed.
 _CHUNK = 256 * 1024
@@ -60,6 +72,8 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
+# A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
+_PATIENT_BACKOFF_STEPS = 5
 
 
 class AsyncsshNodeShells:
@@ -90,44 +104,84 @@ class AsyncsshNodeShells:
         self.command_timeout, self.verify_timeout = command_timeout, verify_timeout
         self.stop_timeout, self.poll_interval, self.progress = stop_timeout, poll_interval, progress
         self._connects = asyncio.Semaphore(connect_limit)
+        self._jumps = JumpPool()
         self.delivery: Delivery = delivery or FromLocation()
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
 
     async def connect(self, node: NodeConfig) -> asyncssh.SSHClientConnection:
-        """Connect with retries; NodeUnreachable / HostKeyError naming the node on failure."""
-        known = KnownHosts(self._known_hosts_files(node))
+        """Connect through the node's jump hosts, if any, each host key verified; retries;
+        NodeUnreachable / HostKeyError naming the node, or the jump host at fault."""
+        route = self.route(node)
+        if not route.jumps:
+            return await self._connect_hop(node, route.target, None)
+        # Nodes behind the same bastions share one chain of jump connections.
+        jumps = await self._jumps.acquire(route.jumps, lambda: self.open_jumps(node, route))
+        conn = None
+        try:
+            conn = await self._connect_hop(node, route.target, jumps[-1])
+            return conn
+        finally:
+            self._jumps.release_when_closed(route.jumps, jumps, conn)
+
+    def route(self, node: NodeConfig) -> SshRoute:
+        """Where the node is, per the ssh config, its toml values winning."""
+        return resolve(node, self._config())
+
+    async def open_jumps(
+        self, node: NodeConfig, route: SshRoute
+    ) -> list[asyncssh.SSHClientConnection]:
+        """A verified connection to each jump host of the route, each through the one before."""
+        opened: list[asyncssh.SSHClientConnection] = []
+        try:
+            for hop in route.jumps:
+                named = replace(node, name=f"{JUMP_HOST} {hop.name} of {node.name}")
+                opened.append(await self._connect_hop(named, hop, opened[-1] if opened else None))
+        except BaseException:
+            _close_all(opened)
+            raise
+        return opened
+
+    async def _connect_hop(
+        self, node: NodeConfig, hop: Hop, tunnel: asyncssh.SSHClientConnection | None
+    ) -> asyncssh.SSHClientConnection:
+        """One verified connection to `hop`, every setting explicit (the config is resolved)."""
+        known = KnownHosts(self._known_hosts_files(hop))
+        shown = replace(node, host=hop.host, port=hop.port, user=hop.user)
         for attempt in range(_RETRIES):
             client = HostKeyCatcher()
             try:
                 async with self._connects:
                     return await asyncssh.connect(
-                        node.host, node.port, username=node.user or (),
-                        client_keys=[node.identity_file] if node.identity_file else (),
+                        hop.host, hop.port, tunnel=tunnel, config=[], username=hop.user or (),
+                        client_keys=list(hop.identity_files) or (),
                         known_hosts=known.match, client_factory=lambda c=client: c,
-                        config=self._config(), connect_timeout=self.connect_timeout,
+                        connect_timeout=hop.connect_timeout or self.connect_timeout,
                         keepalive_interval=15, keepalive_count_max=3,
                     )  # fmt: skip
             except (asyncssh.Error, OSError) as error:
                 if not (_retryable(error) and attempt + 1 < _RETRIES):
-                    raise _error(node, error, "connecting", known, client.offered) from error
+                    raise _error(
+                        shown, error, "connecting", known, client.offered, hop, tunnel is not None
+                    ) from error
             await _backoff(attempt)
         raise AssertionError("unreachable")
 
-    def _config(self) -> Sequence[str] | tuple[()]:
-        return () if self.ssh_config is None else self.ssh_config
+    def _config(self) -> list[str]:
+        if self.ssh_config is not None:
+            return list(self.ssh_config)
+        return config_files(None, Path.cwd())
 
-    def _known_hosts_files(self, node: NodeConfig) -> list[str]:
+    def _known_hosts_files(self, hop: Hop) -> list[str]:
         if self.known_hosts is not None:
             return [self.known_hosts]
-        options = asyncssh.SSHClientConnectionOptions(
-            host=node.host, port=node.port, config=self._config(), client_keys=None
-        )
-        configured = options.known_hosts
-        if isinstance(configured, list | tuple) and configured:
-            return [str(Path(str(f)).expanduser()) for f in configured]
-        return [str(Path("~/.ssh/known_hosts").expanduser())]  # never unchecked
+        return list(hop.known_hosts) or [str(Path(DEFAULT_KNOWN_HOSTS).expanduser())]
+
+
+def _close_all(conns: Sequence[asyncssh.SSHClientConnection]) -> None:
+    for conn in reversed(conns):
+        conn.close()
 
 
 class AsyncsshNodeShell:
@@ -216,23 +270,38 @@ class AsyncsshNodeShell:
         roots = (posixpath.basename(vm.root) for vm in state.vms)
         keep = {v, *state.running, *roots, *([previous] if previous else [])}
         remove = ns.prune(newest_first, self._shells.keep_releases, keep)
-        await self._switch(layout, Switch(state.vms, v, True, record, tuple(remove)), "activating")
+        back = previous if previous in state.facts.releases else None
+        switch = Switch(state.vms, v, True, record, tuple(remove), state.launchers, back)
+        await self._switch(layout, switch, "activating")
 
     async def verify(self, artifact: Artifact) -> None:
         await self._wait_healthy(self._layout(artifact), artifact.version)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
+        """Roll back, reconnecting with backoff while the node is unreachable (rebooting, sshd
+        restarting): the caller's timeout, not the first refused connect, ends the attempts."""
+        for attempt in itertools.count():
+            try:
+                return await self._roll_back_once(artifact, previous)
+            except NodeUnreachable as error:
+                if not _connection_failed(error):
+                    raise
+            await _backoff(min(attempt, _PATIENT_BACKOFF_STEPS))
+
+    async def _roll_back_once(self, artifact: Artifact, previous: str | None) -> None:
         layout, v = self._layout(artifact), artifact.version
         state = await self._state()
         remove = () if v == previous else (v,)
+        record = ("roll_back", previous or "", "", "")
         if previous is None:
-            switch = Switch(state.vms, None, False, ("roll_back", "", "", ""), remove)
+            switch = Switch(state.vms, None, False, record, remove, state.launchers)
         elif previous not in state.facts.releases:
             raise NodeError(f"{self.name}: cannot roll back to {previous}: it is not on the node")
         else:
             done = state.facts.current_version == previous and state.running == (previous,)
-            stop = () if done else state.vms
-            switch = Switch(stop, previous, not done, ("roll_back", previous, "", ""), remove)
+            stop, launchers = ((), ()) if done else (state.vms, state.launchers)
+            switch = Switch(stop, previous, not done, record, remove, launchers)
+        switch = replace(switch, getting_back=True)
         await self._switch(layout, switch, f"rolling back to {previous or 'nothing'}")
         if previous is not None:
             await self._wait_healthy(layout, previous)
@@ -289,14 +358,15 @@ class AsyncsshNodeShell:
             # by it was there at its start, not at its end.
             polled_at = loop.time()
             health = ns.parse_health(await self.script_output(script, check=False))
-            if health.running == (version,) and health.code == 0:
+            impostor = health.answered_by_another_vm()
+            if health.running == (version,) and health.code == 0 and impostor is None:
                 return
             now = loop.time()
             seen = polled_at if health.running or health.launching else seen
             why = (
                 f"current is {health.current or 'missing'}" if health.current != version
                 else "no VM runs" if polled_at - seen > _GONE_AFTER
-                else f"not healthy after {shells.verify_timeout:g}s" if now > deadline
+                else impostor or f"not healthy after {shells.verify_timeout:g}s" if now > deadline
                 else None
             )  # fmt: skip
             if why:
@@ -421,18 +491,27 @@ def command_result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
 
 
 async def fetch_host_key(
-    node: NodeConfig, ssh_config: Sequence[str] | None = None
+    node: NodeConfig, ssh_config: Sequence[str] | None = None, known_hosts: str | None = None
 ) -> tuple[str, str]:
-    """The node's host key as a known_hosts line and its fingerprint, for the user to confirm."""
+    """The node's host key as a known_hosts line and its fingerprint, for the user to confirm;
+    reached through its jump hosts, whose own keys must already be pinned."""
+    shells = AsyncsshNodeShells(known_hosts, ssh_config=ssh_config)
+    route = shells.route(node)
+    jumps = await shells.open_jumps(node, route)
+    target = route.target
     try:
-        config = () if ssh_config is None else ssh_config
-        key = await asyncssh.get_server_host_key(node.host, node.port, config=config)
+        key = await asyncssh.get_server_host_key(
+            target.host, target.port, tunnel=jumps[-1] if jumps else None, config=[]
+        )
     except (asyncssh.Error, OSError) as error:
-        raise _error(node, error, "fetching its host key") from error
+        shown = replace(node, host=target.host, port=target.port, user=target.user)
+        raise _error(shown, error, "fetching its host key", hop=target) from error
+    finally:
+        _close_all(jumps)
     if key is None:
-        raise NodeUnreachable(f"{node.name} ({node.host}:{node.port}) offered no host key")
+        raise NodeUnreachable(f"{node.name} ({route.address}) offered no host key")
     public = " ".join(key.export_public_key().decode().split()[:2])
-    pattern = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
+    pattern = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
     return f"{pattern} {public}", key.get_fingerprint()
 
 
@@ -445,11 +524,23 @@ def _error(
     doing: str,
     known: KnownHosts | None = None,
     offered: asyncssh.SSHKey | None = None,
+    hop: Hop | None = None,
+    tunnelled: bool = False,
 ) -> EdeliverError:
     """The one place where asyncssh's and the OS's errors become ours."""
-    where = f"{node.name} ({node.host}:{node.port})"
+    where = f"{node.name} ({node.address})"
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
+        if hop is not None and node.name.startswith(JUMP_HOST):  # `nodes trust` pins nodes only
+            pin = f"`ssh-keyscan -p {hop.port} {hop.host}` into {known.files[0] if known else ''}"
+            return host_key_error(where, known, offered, pin.strip())
         return host_key_error(where, known, offered)
+    if isinstance(error, socket.gaierror) and hop is not None and not hop.from_config:
+        return NodeUnreachable(
+            f"{where}: {hop.name!r} is no Host of the ssh config and no known host name "
+            f"({error.strerror})"
+        )
+    if isinstance(error, asyncssh.ChannelOpenError) and tunnelled:
+        return NodeUnreachable(f"{where}: the jump host before it cannot reach it: {error.reason}")
     for kind, ours, say in _MAPPING:
         if isinstance(error, kind):
             return ours(f"{where}: {say(error, doing, node)}")
@@ -473,6 +564,14 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
     (TimeoutError, NodeUnreachable, lambda e, doing, _: f"timed out {doing}"),
     (OSError, NodeUnreachable, lambda e, doing, _: f"cannot connect: {e.strerror or e}"),
 )  # fmt: skip
+
+
+def _connection_failed(error: NodeUnreachable) -> bool:
+    """The node could not be reached or the connection dropped (not a refused login or a
+    refused session): what a rebooting node or a restarting sshd looks like."""
+    cause = error.__cause__
+    lost = OSError | asyncssh.DisconnectError | asyncssh.SFTPConnectionLost
+    return isinstance(cause, lost) and not isinstance(cause, asyncssh.PermissionDenied)
 
 
 def _retryable(error: BaseException) -> bool:

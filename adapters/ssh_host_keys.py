@@ -60,7 +60,10 @@ def pin_host_key(known_hosts: str | os.PathLike[str], line: str) -> None:
 
 
 def host_key_error(
-    where: str, known: KnownHosts | None, offered: asyncssh.SSHKey | None
+    where: str,
+    known: KnownHosts | None,
+    offered: asyncssh.SSHKey | None,
+    pin_with: str = "`edeliver nodes trust ENV`",
 ) -> HostKeyError:
     files = ", ".join(known.files) if known else "known_hosts"
     offers = f" It offers {offered.get_fingerprint()}." if offered else ""
@@ -71,5 +74,5 @@ def host_key_error(
         )
     return HostKeyError(
         f"{where}: unknown host key (not in {files}).{offers} Check it, then pin it with "
-        "`edeliver nodes trust ENV`."
+        f"{pin_with}."
     )

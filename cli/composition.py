@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from edeliver.adapters.build_scripts import VERSION_SUFFIX
+from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments
@@ -21,6 +21,7 @@ from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, ReleaseCommands
+from edeliver.adapters.ssh_config import config_files, resolved_addresses
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
@@ -74,7 +75,9 @@ def release_store(project: Path, config: Config) -> Store:
     if settings.kind == "ssh":
         user, host, path = ssh_store_address(settings.url)
         address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
-        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+        shells = AsyncsshNodeShells(
+            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
+        )
         identity = config.transfer.node_identity_file
         return SshReleaseStore(address, cache, shells, node_identity_file=identity)
     root = Path(settings.url)
@@ -96,25 +99,36 @@ def builder(
     never passes through this machine.
     """
     build = config.build
+    target = MixTarget(build.mix_env, build.release)
     if build.auto_version:
         facts = version_facts(project, build.revision, SystemClock().now())
         env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
-    if build.strategy == "remote":
-        user, host, path = ssh_store_address(build.host or "")
-        address = NodeConfig("build", host, path, build.port, user, (), build.identity_file)
-        shells = AsyncsshNodeShells(known_hosts=known_hosts_file(project, config))
+    address = build_host(config)
+    if address is not None:
+        shells = AsyncsshNodeShells(
+            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
+        )
         direct = store if isinstance(store, S3ReleaseStore) else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
-            direct=direct, at_stage=at_stage,
+            direct=direct, at_stage=at_stage, target=target,
         )  # fmt: skip
     if build.strategy == "docker":
         return ContainerBuilder(
             project, app, build.image or "", cli=build.cli,
             global_options=build.global_options, run_options=build.run_options,
-            revision=build.revision, env=env, warn=warn, at_stage=at_stage,
+            revision=build.revision, env=env, warn=warn, at_stage=at_stage, target=target,
         )  # fmt: skip
-    return MixLocalBuilder(project, app, env=env, at_stage=at_stage)
+    return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
+
+
+def build_host(config: Config) -> NodeConfig | None:
+    """The remote build's host as a node to connect to; None for other build strategies."""
+    build = config.build
+    if build.strategy != "remote":
+        return None
+    user, host, path = ssh_store_address(build.host or "")
+    return NodeConfig("build", host, path, build.port, user, (), build.identity_file)
 
 
 def delivery(config: Config, store: Store) -> Delivery:
@@ -144,6 +158,16 @@ def known_hosts_file(project: Path, config: Config) -> str | None:
     return str(path if path.is_absolute() else project / path)
 
 
+def ssh_config_files(project: Path, config: Config) -> list[str]:
+    """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
+    return config_files(config.ssh_config, project)
+
+
+def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
+    """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
+    return resolved_addresses(nodes, ssh_config_files(project, config))
+
+
 def project_tasks(project: Path) -> list[LoadedTask]:
     """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
     file raises here, before anything connects to a node."""
@@ -155,10 +179,18 @@ def with_tasks(
 ) -> Services:
     """Services that run `tasks`: local ones from the project dir, legacy `__remote` checking
     host keys against the same known_hosts file as every other connection."""
-    known_hosts = known_hosts_file(project, config)
     services.tasks, services.local = tasks, LocalCommandHost(project)
-    services.task_env = {"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}
+    services.task_env = ssh_task_env(project, config)
     return services
+
+
+def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
+    """What legacy hooks' OpenSSH needs to check host keys and read the ssh config like us."""
+    known_hosts, files = known_hosts_file(project, config), ssh_config_files(project, config)
+    return {
+        **({"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}),
+        **({"EDELIVER_SSH_CONFIG": files[0]} if files else {}),
+    }
 
 
 class _NoHotUpgrades:
@@ -185,6 +217,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
     store = release_store(project, config)
     shells = AsyncsshNodeShells(
         known_hosts=known_hosts,
+        ssh_config=ssh_config_files(project, config),
         commands=release_commands(config),
         keep_releases=_keep_releases(config),
         delivery=delivery(config, store),

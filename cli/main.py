@@ -1,6 +1,17 @@
-"""The `edeliver` command line: parse, call one service, render, map errors to exit codes."""
+"""The `edeliver` command line: parse, call one service, render, map errors to exit codes.
+
+edeliver 1.x's spellings (`deploy release to production --version=1.2.3`, `build release`,
+`show releases`…) are rewritten to 2.0's before typer parses them, with a one-line hint; 1.x
+operations 2.0 does not have yet say so in one line (exit 2).
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import typer
 
 from edeliver.cli import (
     audit_commands,
@@ -13,8 +24,9 @@ from edeliver.cli import (
     upgrade_commands,
 )
 from edeliver.cli.app import Runtime, app
+from edeliver.core.errors import UsageError
 
-__all__ = ["Runtime", "app", "main"]
+__all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
 _COMMANDS = (
     audit_commands,
     demo,
@@ -26,6 +38,84 @@ _COMMANDS = (
     upgrade_commands,
 )  # imported for their commands
 
+# 1.x words (command + kind) → 2.0's command, and whether an environment follows (1.x: staging
+# when none is given, `to` ignored). None: 2.0 has no such operation yet.
+_SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
+    ("deploy", "release"): ("deploy", True),
+    ("deploy", "upgrade"): ("upgrade", True),
+    ("build", "release"): ("build", False),
+    ("show", "releases"): ("releases", False),
+    ("show", "migrations"): None,
+    ("migrations",): None,
+    ("migrate",): None,
+    ("start",): None,
+    ("stop",): None,
+    ("restart",): None,
+    ("ping",): None,
+    ("version",): None,
+}
+_GLOBAL_WITH_VALUE = ("-C", "--project")
+_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only")  # of deploy and upgrade
+_DEFAULT_1X_ENVIRONMENT = "staging"
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """argv as 2.0 spells it, the hint to show, or why 2.0 cannot do it (exit 2)."""
+
+    argv: list[str]
+    hint: str | None = None
+    refusal: str | None = None
+
+
+def from_1x(argv: Sequence[str]) -> Spelling:
+    """2.0's spelling of a 1.x command line; any other command line as it is."""
+    start = _command_index(argv)
+    head, words = list(argv[:start]), list(argv[start:])
+    for key, spelling in _SPELLINGS.items():
+        if tuple(words[: len(key)]) != key:
+            continue
+        given = " ".join(key)
+        if spelling is None:
+            return Spelling(
+                list(argv),
+                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with "
+                "the day-2 operations",
+            )
+        command, takes_environment = spelling
+        rest = words[len(key) :]
+        if takes_environment:
+            rest = _with_environment([w for w in rest if w != "to"])
+        new = [command, *rest]
+        return Spelling(
+            [*head, *new], hint=f"edeliver 1.x spelling; in 2.0: edeliver {' '.join(new)}"
+        )
+    return Spelling(list(argv))
+
+
+def _command_index(argv: Sequence[str]) -> int:
+    """Where the command starts, after global options such as `-C DIR`."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if argv[index] in _GLOBAL_WITH_VALUE else 1
+    return index
+
+
+def _with_environment(rest: list[str]) -> list[str]:
+    """1.x took the environment as its first plain word, staging when there was none."""
+    index = 0
+    while index < len(rest):
+        if not rest[index].startswith("-"):
+            return rest
+        index += 2 if rest[index] in _VALUE_OPTIONS else 1
+    return [_DEFAULT_1X_ENVIRONMENT, *rest]
+
 
 def main() -> None:
-    app()
+    spelling = from_1x(sys.argv[1:])
+    if spelling.refusal:
+        typer.echo(f"edeliver: {spelling.refusal}", err=True)
+        sys.exit(UsageError.exit_code)
+    if spelling.hint:
+        typer.echo(f"edeliver: {spelling.hint}", err=True)
+    app(args=spelling.argv)

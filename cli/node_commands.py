@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 
 from edeliver.adapters.ssh import fetch_host_key, pin_host_key
 from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import node_addresses, ssh_config_files
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 from edeliver.core.ports import NodeShells
@@ -26,7 +28,9 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     config.environment(environment)
-    rows = run(probe_all(probing_shells(runtime, config), config.nodes_of(environment)))
+    nodes = config.nodes_of(environment)
+    shells = probing_shells(runtime, config)
+    rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -44,12 +48,16 @@ def probing_shells(runtime: Runtime, config: Config) -> NodeShells:
     return runtime.node_shells(config, "upgrade" if config.app else "release")
 
 
-async def probe_all(shells: NodeShells, nodes: tuple[NodeConfig, ...]) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(_probe(shells, node) for node in nodes)))
+async def probe_all(
+    shells: NodeShells, nodes: tuple[NodeConfig, ...], addresses: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(_probe(shells, n, addresses or {}) for n in nodes)))
 
 
-async def _probe(shells: NodeShells, node: NodeConfig) -> dict[str, Any]:
-    row: dict[str, Any] = {"node": node.name, "address": node.address}
+async def _probe(
+    shells: NodeShells, node: NodeConfig, addresses: Mapping[str, str]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"node": node.name, "address": addresses.get(node.name, node.address)}
     try:
         shell = await shells.open(node)
         try:
@@ -67,7 +75,7 @@ def status_line(row: dict[str, Any]) -> str:
     releases = ", ".join(row["releases"]) or "none"
     return (
         f"{row['node']:<12} running {row['running_version'] or '-':<10} "
-        f"boots {row['current_version'] or '-':<10} releases: {releases}"
+        f"boots {row['current_version'] or '-':<10} releases: {releases}  at {row['address']}"
     )
 
 
@@ -95,7 +103,10 @@ def trust(
             continue
         except HostKeyError:
             pass
-        line, fingerprint = run(fetch_host_key(node))
+        known = str(target) if config.known_hosts else None
+        line, fingerprint = run(
+            fetch_host_key(node, ssh_config_files(runtime.project, config), known)
+        )
         typer.echo(f"{node.name:<12} new key {fingerprint}")
         if yes or typer.confirm(f"pin {fingerprint} for {node.name} into {target}?"):
             pin_host_key(target, line)

@@ -7,7 +7,7 @@ Human output goes through rich (a live row per node on a terminal, plain lines o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.service import DeploymentSummary
 from edeliver.core.strategy import batches
+from edeliver.core.task_runs import status_lines
 
 _STATE_STYLE = {
     "updated": "green",
@@ -125,14 +126,20 @@ def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
     return table
 
 
-def plan_lines(config: Config, environment: EnvironmentConfig, steps: Sequence[str]) -> list[str]:
-    """The dry run of a deployment, as plain lines."""
+def plan_lines(
+    config: Config,
+    environment: EnvironmentConfig,
+    steps: Sequence[str],
+    addresses: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
+    shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
     policy = environment.policy
     lines = [
         f"{environment.name}: {environment.mode} mode, {policy.strategy} + {policy.fallback}, "
         f"max_parallel={policy.max_parallel or 'all'}, max_failures={policy.max_failures}",
         "nodes:",
-        *(f"  {n}  {config.nodes[n].address} {config.nodes[n].path}" for n in environment.nodes),
+        *(f"  {n}  {shown[n]} {config.nodes[n].path}" for n in environment.nodes),
         "batches:",
     ]
     for index, batch in enumerate(batches(environment.nodes, policy.max_parallel), start=1):
@@ -148,6 +155,10 @@ class Progress:
         self.live: Live | None = None
 
     def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
+            if type(domain_event).__name__ == "TaskRan":
+                for line in status_lines(domain_event.output):
+                    self.console.print(line, highlight=False, markup=False)
         if self.console.is_terminal:
             self._refresh(deployment)
             return

@@ -15,7 +15,16 @@ from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import builder, project_tasks, release_store, who, with_tasks
+from edeliver.cli.composition import (
+    build_host,
+    builder,
+    node_addresses,
+    project_tasks,
+    release_store,
+    ssh_task_env,
+    who,
+    with_tasks,
+)
 from edeliver.cli.task_commands import TagOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -24,7 +33,7 @@ from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import LoadedTask, run_build_stage
+from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
 
 STEPS = {
     "release": [
@@ -50,6 +59,7 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
     config = runtime.load_config(runtime.project)
     env = config.environment(environment)
     steps = STEPS[env.mode]
+    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
     if as_json:
         cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
         typer.echo(
@@ -60,16 +70,14 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
                     "strategy": env.policy.strategy,
                     "fallback": env.policy.fallback,
                     "max_failures": env.policy.max_failures,
-                    "nodes": {
-                        n: config.nodes[n].address + ":" + config.nodes[n].path for n in env.nodes
-                    },
+                    "nodes": {n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
                     "batches": cut,
                     "steps": steps,
                 }
             )
         )
         return
-    for line in render.plan_lines(config, env, steps):
+    for line in render.plan_lines(config, env, steps, addresses):
         typer.echo(line)
 
 
@@ -226,9 +234,15 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
     tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
+    remote = build_host(config)
 
-    async def at_stage(stage: str, build_host: CommandHost) -> None:
-        await run_build_stage(tasks, stage, app, build_host, here, env or {})
+    async def at_stage(stage: str, host: CommandHost) -> None:
+        # Legacy hooks run here and reach the build host as 1.x's did: HOSTS, BUILD_AT (the
+        # per-build directory, where the sources are) and `__remote` pointing at it.
+        directory = getattr(host, "path", None)
+        legacy = legacy_build_env(remote, directory) if remote and directory else {}
+        legacy |= ssh_task_env(project, config) if legacy else {}
+        await run_build_stage(tasks, stage, app, host, here, {**(env or {}), **legacy}, _say)
 
     store = release_store(project, config)
     built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
@@ -237,6 +251,10 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     if built.tarball is None:  # a build host put it into the store itself
         return cast(DirectStore, store).record(artifact, extra)
     return store.put(built.tarball, artifact, extra)
+
+
+def _say(text: str) -> None:
+    typer.echo(text, err=True)
 
 
 def _warn(text: str) -> None:

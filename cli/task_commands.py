@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from edeliver.adapters.config_file import CONFIG_FILE
-from edeliver.adapters.legacy_config import LEGACY_CONFIG, read_legacy_config
+from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
+from edeliver.adapters.ssh_config import config_files
 from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import project_tasks
 from edeliver.core.errors import UsageError
-from edeliver.core.legacy import migrate
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
 TagOption = Annotated[list[str] | None, typer.Option(help="A tag; may be repeated.")]
@@ -77,8 +77,8 @@ def migrate_config(
 ) -> None:
     """Turn an edeliver 1.x .deliver/config into .deliver/edeliver.toml; list what stays behind."""
     runtime = runtime_of(ctx)
-    variables, functions = read_legacy_config(runtime.project)
-    migration = migrate(variables, functions, str(LEGACY_CONFIG))
+    files = config_files(None, runtime.project)
+    migration = migrate_project(runtime.project, files, str(LEGACY_CONFIG))
     target = runtime.project / CONFIG_FILE
     if write:
         if target.exists():
@@ -87,7 +87,7 @@ def migrate_config(
         typer.echo(f"wrote {CONFIG_FILE}", err=True)
     else:
         typer.echo(migration.toml, nl=False)
-    for line in migration.left_behind:
-        typer.echo(f"not carried over: {line}", err=True)
+    for line in migration.notes:
+        typer.echo(line, err=True)
     for hook in migration.hooks:
         typer.echo(f"hook {hook}: found; it will run as a shell task at its stage", err=True)

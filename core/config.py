@@ -50,15 +50,17 @@ class NodeConfig:
     name: str
     host: str
     path: str
-    port: int = 22
-    user: str | None = None
+    port: int | None = None  # None: the ssh config's Port for the host, else 22
+    user: str | None = None  # None: the ssh config's User for the host, else the local user
     labels: tuple[str, ...] = ()
     identity_file: str | None = None
 
     @property
     def address(self) -> str:
+        """The address as written in the config: `user@` and `:port` only where given."""
         user = f"{self.user}@" if self.user else ""
-        return f"{user}{self.host}:{self.port}"
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{user}{self.host}{port}"
 
 
 @dataclass(frozen=True)
@@ -110,13 +112,15 @@ class BuildConfig:
     strategy: str = "local"
     revision: str = "HEAD"  # remote, docker: the git revision whose sources are built
     host: str | None = None  # remote: user@host:/path of per-build directories
-    port: int = 22  # remote
+    port: int | None = None  # remote; None: the ssh config's Port for the host, else 22
     identity_file: str | None = None  # remote
     image: str | None = None  # docker
     cli: str = "docker"  # docker: docker | podman
     global_options: tuple[str, ...] = ()  # docker: options before `run` (podman --runtime runc)
     run_options: tuple[str, ...] = ()  # docker: options of `run` (--ulimit ...)
     auto_version: tuple[str, ...] = ()  # build metadata appended to the mix version
+    mix_env: str = "prod"  # every strategy: the MIX_ENV of deps.get, compile and release
+    release: str = ""  # every strategy: which of mix.exs's releases ("": mix's default)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Config:
     known_hosts: str | None = None
     commands: CommandsConfig = CommandsConfig()
     transfer: TransferConfig = TransferConfig()
+    ssh_config: str | None = None  # an OpenSSH client config file; None: ~/.ssh/config
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The environment called `name`, or an error listing the ones there are."""
@@ -226,6 +231,7 @@ def parse_config(text: str, file: str) -> Config:
     top = _Table(file, "", data)
     app = top.get("app", str, "the app name as a string")
     known_hosts = top.get("known_hosts", str, "a path to a known_hosts file")
+    ssh_config = top.get("ssh_config", str, "a path to an OpenSSH client config file")
     store = _store(top.table("store"))
     build = _build(top.table("build"))
     commands = _commands(top.table("commands"))
@@ -233,7 +239,9 @@ def parse_config(text: str, file: str) -> Config:
     nodes = _nodes(top, file)
     environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
     top.done()
-    return Config(file, app, store, build, nodes, environments, known_hosts, commands, transfer)
+    return Config(
+        file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config
+    )
 
 
 _STORE_KEYS: dict[StoreKind, tuple[str, ...]] = {
@@ -353,16 +361,29 @@ def _build(table: _Table) -> BuildConfig:
         strategy=strategy,
         revision=table.get("revision", str, "a git revision") or "HEAD",
         host=host,
-        port=port or 22,
+        port=port,
         identity_file=table.get("identity_file", str, "a path to a private key"),
         image=image,
         cli=table.choice("cli", ("docker", "podman"), "docker"),
         global_options=table.strings("global_options") or (),
         run_options=table.strings("run_options") or (),
         auto_version=_auto_version(table),
+        mix_env=_mix_name(table, "mix_env", "a MIX_ENV such as prod") or "prod",
+        release=_mix_name(table, "release", "the name of a release in mix.exs") or "",
     )
     table.done()
     return build
+
+
+# What mix accepts as an environment or release name (both become atoms and directory names).
+_MIX_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _mix_name(table: _Table, key: str, expected: str) -> str | None:
+    value = table.get(key, str, expected)
+    if value is not None and not _MIX_NAME.match(value):
+        raise table.fail(key, f"expected {expected} (lowercase letters, digits, _), got {value!r}")
+    return value
 
 
 def _auto_version(table: _Table) -> tuple[str, ...]:
@@ -379,14 +400,13 @@ def _auto_version(table: _Table) -> tuple[str, ...]:
 
 def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
     nodes: dict[str, NodeConfig] = {}
-    seen: dict[tuple[str, int], str] = {}
+    seen: dict[tuple[str, int | None], str] = {}
     for name, table in top.subtables("nodes"):
         node = _node(name, table)
         other = seen.setdefault((node.host, node.port), name)
         if other != name:
-            raise table.fail(
-                "host", f"{node.host}:{node.port} is already the address of node {other!r}"
-            )
+            where = node.host if node.port is None else f"{node.host}:{node.port}"
+            raise table.fail("host", f"{where} is already the address of node {other!r}")
         nodes[name] = node
     return nodes
 
@@ -403,7 +423,7 @@ def _node(name: str, table: _Table) -> NodeConfig:
         name=name,
         host=host,
         path=path.rstrip("/") or "/",
-        port=22 if port is None else port,
+        port=port,
         user=table.get("user", str, "a user name"),
         labels=table.strings("labels") or (),
         identity_file=table.get("identity_file", str, "a path to a private key"),

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError as CommandCancelled
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edeliver.core.config import NodeConfig
@@ -39,6 +39,8 @@ from edeliver.core.tasks import (
 )
 
 TaskBody = Callable[["TaskContext"], object]
+# How edeliver 1.x's `status` function printed (and legacy hooks still print) a line.
+STATUS_PREFIX = "-----> "
 
 
 @dataclass(frozen=True)
@@ -320,9 +322,11 @@ async def run_build_stage(
     build_host: CommandHost,
     local: CommandHost,
     env: Mapping[str, str],
+    show: Callable[[str], None] = lambda _: None,
 ) -> None:
     """Run a build stage's tasks in order on the build host (`local` ones here); optional tasks
-    are skipped (builds take no tag selection). TaskFailed when a critical one fails."""
+    are skipped (builds take no tag selection). TaskFailed when a critical one fails. `show`
+    gets the `status` lines of legacy hooks, as edeliver 1.x printed them."""
     for spec in ordered(t.spec for t in tasks):
         task = next(t for t in tasks if t.name == spec.name)
         if spec.stage != stage or spec.optional:
@@ -337,6 +341,8 @@ async def run_build_stage(
             ok, said = await _call(task.run, context)
         else:
             ok, said = _ended(await host.run_command(task.script or "", context.env))
+        for line in status_lines(said):
+            show(line)
         if not ok and spec.critical:
             raise TaskFailed(f"task {spec.name} failed at {stage}: {_last_lines(said)}")
 
@@ -365,11 +371,31 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def status_lines(output: str) -> list[str]:
+    """The lines a legacy hook's `status "..."` printed, which edeliver 1.x showed as they are."""
+    return [line for line in output.splitlines() if line.startswith(STATUS_PREFIX)]
+
+
+def legacy_build_env(build_host: NodeConfig, directory: str) -> dict[str, str]:
+    """edeliver 1.x's variables for build hooks: the build host as HOSTS (so `__remote` and
+    `__sync_remote` reach it), its user, and the build directory as BUILD_AT / DELIVER_TO."""
+    return {
+        "HOSTS": build_host.host,
+        "APP_USER": build_host.user or "",
+        "BUILD_HOST": build_host.host,
+        "BUILD_USER": build_host.user or "",
+        "BUILD_AT": directory,
+        "DELIVER_TO": directory,
+        "EDELIVER_SSH_TARGETS": _ssh_target(replace(build_host, path=directory)),
+    }
+
+
 def _ssh_target(node: NodeConfig) -> str:
     """One line per node for legacy hooks' `__remote`: port, user@host, identity, deploy path,
     split by the ASCII unit separator (a tab would let `read` merge an empty field)."""
     login = f"{node.user}@{node.host}" if node.user else node.host
-    return "\x1f".join([str(node.port), login, node.identity_file or "", node.path])
+    port = "" if node.port is None else str(node.port)  # unset: ssh's own config decides
+    return "\x1f".join([port, login, node.identity_file or "", node.path])
 
 
 def _deliver_to(path: str, app: str) -> str:

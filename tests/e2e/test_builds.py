@@ -17,6 +17,7 @@ import pytest
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import BuildFailed, local_platform
+from edeliver.adapters.remote_build import CACHE_DIR
 from edeliver.cli.demo import prepare_project
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
@@ -73,6 +74,7 @@ def _env(version: str, variant: str = "good") -> dict[str, str]:
 
 REMOTE_STAGES = (
     "pre_init_app_remotely", "post_init_app_remotely", "pre_git_push", "post_git_push",
+    "pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps",
     "pre_erlang_clean_compile", "post_erlang_clean_compile",
     "pre_erlang_generate_release", "post_erlang_generate_release",
 )  # fmt: skip
@@ -149,7 +151,8 @@ def test_the_build_dir_on_the_build_host_is_removed_after_and_versions_stay_immu
     project, _ = remote_project
     with pytest.raises(UsageError, match=f"hello {REMOTE} is already in the store"):
         build_into_store(project.directory, load_config(project.directory), env=_env(REMOTE))
-    assert list(fleets[1].nodes[0].root.iterdir()) == []
+    # Only the app's deps cache stays (deps/ and _build/ of the last build).
+    assert [path.name for path in fleets[1].nodes[0].root.iterdir()] == [CACHE_DIR]
 
 
 def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(
@@ -160,7 +163,7 @@ def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(
     readme.write_text(readme.read_text() + "\n# an uncommitted change\n")
     try:
         with pytest.raises(
-            BuildFailed, match=r"(?s)mix compile failed on the build host .*HELLO_VARIANT must be"
+            BuildFailed, match=r"(?s)mix deps.get failed on the build host .*HELLO_VARIANT must be"
         ):
             build_into_store(
                 project.directory, load_config(project.directory), env=_env("0.4.1", "bogus")
@@ -204,8 +207,9 @@ def test_a_podman_build_goes_to_a_local_store_and_is_pushed(
     _stage_tasks(directory, stages, '"$PWD/../stage-marks"')
     stored = build_into_store(directory, load_config(directory), env=_env(CONTAINER))
     lines = (directory / ".deliver/build/stage-marks").read_text().splitlines()
+    compiled = stages.index("post_erlang_clean_compile")
     assert lines == [
-        f"{stage} container-src {'compiled' if i > 0 else 'clean'}"
+        f"{stage} container-src {'compiled' if i >= compiled else 'clean'}"
         for i, stage in enumerate(stages)
     ]
     assert (stored.version, stored.git_revision) == (CONTAINER, _head(directory))

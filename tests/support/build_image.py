@@ -16,9 +16,10 @@ from pathlib import Path
 
 from tests.support.hello_release import REPO_ROOT
 
-IMAGE = "localhost/edeliver-build:bookworm"
+IMAGE = "localhost/edeliver-build:bookworm-git"
 CACHE = REPO_ROOT / ".cache" / "build-image"
-PACKAGES = "elixir,erlang-dev,erlang-xmerl,ca-certificates"
+# git: mix fetches git dependencies with it.
+PACKAGES = "elixir,erlang-dev,erlang-xmerl,ca-certificates,git"
 # Podman here: crun cannot set rlimits, runc can, with limits below the hard ones.
 PODMAN_GLOBAL = ["--runtime", "runc"]
 RUN_OPTIONS = ["--ulimit", "nofile=1024:4096", "--ulimit", "nproc=1024:4096"]
@@ -32,7 +33,7 @@ def ensure_image() -> float:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _podman("image", "exists", IMAGE).returncode == 0:
             return 0.0
-        rootfs = CACHE / "rootfs.tar"
+        rootfs = CACHE / "rootfs-git.tar"
         if not rootfs.is_file():
             _debootstrap(rootfs)
         imported = _podman("import", str(rootfs), IMAGE)

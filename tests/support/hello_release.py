@@ -11,12 +11,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from edeliver.adapters.mix_build import MixLocalBuilder
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.mix_build import MixLocalBuilder, local_platform
+from edeliver.core.model import Artifact
 
 Variant = Literal["good", "broken", "v2"]
 
@@ -34,6 +36,14 @@ def build_hello(version: str = "0.1.0", variant: Variant = "good") -> Path:
 def tarball(version: str = "0.1.0", variant: Variant = "good") -> Path:
     """Return a gzip tarball of the release root; entries have no `./` prefix."""
     return _built(version, variant)
+
+
+def put_in_local_store(project: Path, releases: Iterable[tuple[str, Variant]]) -> None:
+    """Put built tarballs (version, variant) into the project's local store, for this platform."""
+    store = LocalDirectoryStore(project / ".deliver/releases")
+    for version, variant in releases:
+        built = Artifact("hello", version, "", 0, platform=local_platform())
+        store.put(tarball(version, variant), built)
 
 
 def _built(version: str, variant: Variant) -> Path:

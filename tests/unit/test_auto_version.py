@@ -43,11 +43,13 @@ def test_versions_with_build_metadata_sort_by_their_numbers() -> None:
     ]  # fmt: skip
 
 
-def test_builds_go_through_the_auto_version_task_only_when_a_suffix_is_set() -> None:
-    assert bs.mix_argv(["release"], {}, "t.exs") == ["mix", "release"]
-    versioned = bs.mix_argv(["release"], {bs.VERSION_SUFFIX: "1.abc"}, "t.exs")
-    assert versioned == ["elixir", "-r", "t.exs", "-S", "mix", "do", "edeliver.version,", "release"]
+def test_every_mix_run_goes_through_edeliver_s_build_tasks() -> None:
+    """The tasks are loaded first; the suffix task is a no-op when no suffix is set."""
+    versioned = bs.release_argv(bs.PROD, "t.exs", "out")
+    assert versioned == [
+        "elixir", "-r", "t.exs", "-S", "mix", "do", "edeliver.version,",
+        "release", "--path", "out", "--overwrite",
+    ]  # fmt: skip
     script = bs.build_script({bs.VERSION_SUFFIX: "1.abc"})
     assert "defmodule Mix.Tasks.Edeliver.Version" in script
-    assert "-S mix do edeliver.version, release --path" in script
-    assert "edeliver.version" not in bs.build_script({})
+    assert "-S mix do edeliver.version, release --path _edeliver/release" in script

@@ -46,7 +46,7 @@ def test_a_valid_file_gives_its_settings() -> None:
     config = parse_config(VALID, FILE)
     assert config.app == "hello" and config.store.kind == "s3"
     assert config.nodes["web2"].port == 2222 and config.nodes["web2"].path == "/opt/hello"
-    assert config.nodes["web1"].port == 22 and config.nodes["web1"].user == "deploy"
+    assert config.nodes["web1"].port is None and config.nodes["web1"].user == "deploy"
     prod = config.environment("prod")
     assert prod.nodes == ("web1", "web2")
     assert prod.policy == Policy("rest_for_one", "stop", max_parallel=1, max_failures=2)
@@ -146,7 +146,7 @@ BAD_INPUT = [
     (
         "duplicate node address",
         _with('host = "10.0.1.1"', 'host = "10.0.0.11"'),
-        "nodes.stage1.host: 10.0.0.11:22 is already the address of node 'web1'",
+        "nodes.stage1.host: 10.0.0.11 is already the address of node 'web1'",
     ),
     (
         "bad store URL",

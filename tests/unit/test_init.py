@@ -40,7 +40,7 @@ def test_init_writes_a_config_every_command_accepts_with_the_nodes_given(project
     config = load_config(project)
     assert config.app == "ledger"
     web1, web2 = config.nodes_of("production")
-    assert (web1.host, web1.port, web1.user) == ("10.0.0.11", 22, "deploy")
+    assert (web1.host, web1.port, web1.user) == ("10.0.0.11", None, "deploy")  # ssh config decides
     assert web1.path == "/opt/ledger"
     assert (web2.host, web2.port) == ("10.0.0.12", 2222)
     text = (project / ".deliver/edeliver.toml").read_text()

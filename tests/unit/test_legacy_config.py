@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.legacy_config import read_legacy_config
 from edeliver.cli.main import Runtime, app
+from edeliver.core.config import Config
 from edeliver.core.errors import ConfigError
+from edeliver.core.legacy_variables import IGNORED
 
 LEGACY = """\
 APP="hello"
@@ -36,7 +38,7 @@ my_helper() { :; }
 
 
 def project(tmp_path: Path, text: str) -> Path:
-    (tmp_path / ".deliver").mkdir()
+    (tmp_path / ".deliver").mkdir(parents=True)
     (tmp_path / ".deliver/config").write_text(text)
     return tmp_path
 
@@ -77,7 +79,8 @@ def test_migrate_config_writes_a_config_that_loads_and_lists_what_stays(tmp_path
     assert {n.path for n in config.nodes_of("staging")} == {"/srv/staging/hello"}
     assert config.environment("production").policy.strategy == "one_for_all"
     assert config.store.url == ".deliver/releases" and config.app == "hello"
-    assert "not carried over: BUILD_HOST='build.example.com'" in result.stderr
+    assert config.build.strategy == "remote"
+    assert config.build.host == "builder@build.example.com:/tmp/edeliver/hello/builds"
     assert "hook pre_erlang_get_and_update_deps: found" in result.stderr
     assert "my_helper" not in result.stderr
     again = CliRunner().invoke(app, ["migrate-config", "--write"], obj=Runtime(project=directory))
@@ -92,3 +95,78 @@ def test_credentials_in_an_s3_release_store_are_not_carried_over(tmp_path: Path)
         "SECRET" not in result.stdout
         and "credentials in the URL is not carried over" in result.stderr
     )
+
+
+def migrated(tmp_path: Path, text: str) -> tuple[Config, str]:
+    """The config `migrate-config --write` wrote for a legacy config, and what it said."""
+    directory = project(tmp_path, text)
+    result = CliRunner().invoke(app, ["migrate-config", "--write"], obj=Runtime(project=directory))
+    assert result.exit_code == 0, result.output
+    return load_config(directory), result.stderr
+
+
+def test_auto_version_becomes_build_metadata_and_unknown_parts_are_named(tmp_path: Path) -> None:
+    """AUTO_VERSION's parts map onto [build] auto_version; one 2.0 lacks gets its own line."""
+    config, said = migrated(
+        tmp_path, "APP=hello\nAUTO_VERSION=commit-count+git-revision+branch-unless-master\n"
+    )
+    assert config.build.auto_version == ("commit_count", "revision")
+    assert "ignored: AUTO_VERSION part 'branch-unless-master', because" in said
+
+
+def test_every_environment_prefix_becomes_an_environment(tmp_path: Path) -> None:
+    """BETA_HOSTS/BETA_USER and QA_NODES define environments like STAGING_ and PRODUCTION_."""
+    config, _ = migrated(
+        tmp_path,
+        'APP=hello\nDELIVER_TO=/opt\nBETA_HOSTS="b1 b2"\nBETA_USER=beta\n'
+        'QA_NODES="qa@q1:/srv/qa"\n',
+    )
+    assert [(n.host, n.user, n.path) for n in config.nodes_of("beta")] == [
+        ("b1", "beta", "/opt/hello"),
+        ("b2", "beta", "/opt/hello"),
+    ]
+    assert [(n.host, n.user, n.path) for n in config.nodes_of("qa")] == [("q1", "qa", "/srv/qa")]
+
+
+def test_every_1x_variable_not_mapped_is_named_with_the_reason(tmp_path: Path) -> None:
+    """Each variable 1.x read that 2.0 does not map gets one `ignored: NAME=…, because …` line."""
+    text = "APP=hello\n" + "".join(f"{name}=x\n" for name in IGNORED)
+    _, said = migrated(tmp_path, text)
+    for name in IGNORED:
+        assert f"ignored: {name}='x', because {IGNORED[name]}" in said
+
+
+def test_a_target_mix_env_other_than_prod_is_named_as_not_honoured(tmp_path: Path) -> None:
+    """TARGET_MIX_ENV=staging cannot be honoured yet; the line says what is built instead."""
+    _, said = migrated(tmp_path, "APP=hello\nTARGET_MIX_ENV=staging\n")
+    assert "not honoured yet: TARGET_MIX_ENV='staging'" in said and "MIX_ENV=prod" in said
+
+
+def test_several_build_hosts_are_refused_naming_the_variable(tmp_path: Path) -> None:
+    """1.x built on one host; a BUILD_HOST list is one line naming BUILD_HOST, exit 2."""
+    directory = project(tmp_path, 'APP=hello\nBUILD_HOST="b1 b2"\n')
+    result = CliRunner().invoke(app, ["migrate-config"], obj=Runtime(project=directory))
+    assert result.exit_code == 2
+    assert ".deliver/config: BUILD_HOST: names several hosts" in result.stderr
+
+
+def test_hosts_that_are_ssh_aliases_get_their_port_and_key_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alias's Port and IdentityFile from ~/.ssh/config are written to its node, and said."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/config").write_text(
+        "Host web1\n  HostName 10.1.1.1\n  Port 2201\n  IdentityFile ~/.ssh/web_key\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    config, said = migrated(
+        tmp_path / "p", 'APP=hello\nDELIVER_TO=/opt\nPRODUCTION_HOSTS="web1 web2"\n'
+    )
+    web1, web2 = config.nodes_of("production")
+    assert (web1.host, web1.port, web1.identity_file) == ("web1", 2201, "~/.ssh/web_key")
+    assert (web2.port, web2.identity_file) == (None, None)
+    assert (
+        "node production1: port 2201 and identity_file ~/.ssh/web_key from Host web1 of "
+        f"{home}/.ssh/config"
+    ) in said

@@ -58,16 +58,25 @@ def test_libc_is_read_from_getconf_or_ldd(
         ),
         ([f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/run_erl", "-daemon", *BEAM[1:]], None),
         ([BEAM[0], "-root", "/elsewhere/releases/0.1.0"], None),
+        ([*BEAM[:-2], f"{PHYS}/releases/0.1.0/releases/0.1.0/start_clean", "--"], None),
+        ([*BEAM, "-extra", "--no-halt", "+iex", "--remsh", "hello"], None),
+        ([*BEAM, "-extra", "--rpc-eval", "hello", "IO.puts(1)"], None),
+        ([*BEAM, "-extra", "--eval", "Process.sleep(1)"], None),
+        (BEAM[:-3], None),
         ([BEAM[0], "-root", f"{PHYS}/releases/0.1.0/nested"], None),
         (["grep", "-l", f"{PHYS}/releases/"], None),
         ([], None),
     ],
-    ids=["beam", "booted another version", "run_erl", "other root", "nested", "grep", "empty"],
-)
-def test_a_vm_is_a_beam_started_from_a_release_under_the_path(
+    ids=[
+        "beam", "booted another version", "run_erl", "other root", "clean boot", "console",
+        "rpc", "eval", "no boot", "nested", "grep", "empty",
+    ],
+)  # fmt: skip
+def test_a_vm_is_the_releases_own_beam_started_from_a_release_under_the_path(
     argv: list[str], expected: Vm | None
 ) -> None:
-    """Only BEAMs whose -root is <path>/releases/<dir> count; the version is the booted one."""
+    """Only the release's own BEAM whose -root is <path>/releases/<dir> counts, never a
+    console or an rpc/eval VM of that release; the version is the booted one."""
     assert ns.parse_vm(vm_line(42, argv), PHYS) == expected
 
 
@@ -92,7 +101,33 @@ def test_a_run_erl_of_a_release_under_the_path_means_a_vm_is_launching() -> None
     """run_erl outlives the boot scripts and lives as long as its VM: the VM is on its way."""
     run_erl = [f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/run_erl", "-daemon", f"{PHYS}/x/"]
     state = ns.parse_probe(f"phys={PHYS}\nvm={vm_line(8, run_erl)}\n")
-    assert state.launching and state.vms == ()
+    assert state.launching and state.vms == () and state.launchers == (8,)
+
+
+def health_output(answer: str) -> str:
+    return "\n".join([
+        f"phys={PHYS}", "current=releases/0.1.0", "root_ino=1234 0.1.0", "vm=" + vm_line(7, BEAM),
+        "health=0.1.0", f"health={answer}", "health_rc=0",
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "another"),
+    [
+        ("edeliver_vm=7 1234", False),
+        ("(a custom health command that does not say who answered)", False),
+        ("edeliver_vm=9 1234", True),  # another VM of this node, or a namesake's pid
+        ("edeliver_vm=7 999", True),  # the same pid on another node: its root is another dir
+    ],
+    ids=["ours", "unsaid", "other pid", "other node"],
+)
+def test_a_health_check_answered_by_a_vm_that_is_not_this_nodes_release_vm_does_not_count(
+    answer: str, another: bool
+) -> None:
+    """The default rpc says the answering VM's pid and root inode: both must be this node's."""
+    health = ns.parse_health(health_output(answer))
+    assert (health.running, health.code) == (("0.1.0",), 0)
+    assert (health.answered_by_another_vm() is not None) == another
 
 
 GNU_LISTING = [
@@ -160,6 +195,7 @@ def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started(
     assert health.startswith("bin/hello rpc '") and "started_applications(), :hello, 0)" in health
     assert "Application.started_applications()" in health
     assert "{_, _, vsn} -> IO.puts(vsn)" in health and "{{" not in health
+    assert "System.pid()" in health and "File.stat!(:code.root_dir()).inode" in health
 
 
 @pytest.mark.parametrize("app", ["Hello", "he llo", "", "a;b"])
@@ -317,3 +353,70 @@ def wait_for_lock(lock: Path) -> None:
     while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0:
         assert time.monotonic() < deadline, "the holder never took the lock"
         time.sleep(0.05)
+
+
+def fake_vm(layout: Layout, version: str) -> subprocess.Popen[bytes]:
+    """A process whose command line names a release root under the path, as a VM's does."""
+    root = Path(os.path.realpath(layout.path), "releases", version)
+    code = "import time; time.sleep(300)"
+    return subprocess.Popen(["python3", "-c", code, f"{root}/erts/bin/beam.smp"])
+
+
+def test_a_vm_the_stop_command_cannot_reach_is_sent_sigterm_without_waiting_for_it(
+    layout: Layout,
+) -> None:
+    """A VM still booting does not answer `bin/<app> stop`: it gets SIGTERM at once, not after
+    the stop timeout (600 s here, which would outlast the run's own timeout)."""
+    Path(layout.path, "releases", "1.0.0", "bin").mkdir(parents=True)
+    Path(layout.path, "releases", "1.0.0", "releases", "1.0.0").mkdir(parents=True)
+    vm, launcher = fake_vm(layout, "1.0.0"), fake_vm(layout, "1.0.0")
+    root = str(Path(os.path.realpath(layout.path), "releases", "1.0.0"))
+    switch = Switch((Vm(vm.pid, root, "1.0.0"),), "1.0.0", False, launchers=(launcher.pid,))
+    commands = ReleaseCommands(start="true", stop="false")
+    done = subprocess.run(
+        ns.REMOTE_SH, shell=True, input=ns.switch_script(layout, commands, switch, 600.0),
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (vm.wait(), launcher.wait()) == (-15, -15)
+
+
+def test_everything_the_switch_writes_is_prepared_before_a_vm_is_stopped(layout: Layout) -> None:
+    """The new link, the link back, the record and the start log's header come before the first
+    stop_vm; after it, only renames: a full disk fails the step while the old VM still runs."""
+    record = ("activate", "2.0.0", "1.0.0", "x")
+    switch = Switch((Vm(7, "/r", "1.0.0"),), "2.0.0", True, record, back="1.0.0")
+    script = ns.switch_script(layout, ReleaseCommands(), switch)
+    body = script[script.index('mkdir -p "$S" || exit 3') :]
+    before, after = body.split("stop_vm 7", 1)
+    for prepared in ("prepare_link 2.0.0", '"$S/current.back"', "prepare_record", "start.log"):
+        assert prepared in before
+    assert "ln " not in after and "prepare_" not in after and "start.log" not in after
+    assert after.index('mv -f "$S/last.new"') < after.index('mv -fT "$S/current.new"')
+
+
+def test_a_release_dir_something_still_writes_into_is_removed_without_failing(
+    layout: Layout,
+) -> None:
+    """`rm -rf` races a writer ("Directory not empty"): the dir is renamed aside at once, so the
+    release is gone from its place and the switch succeeds; a leftover goes next time."""
+    for version in ("1.0.0", "2.0.0"):
+        Path(layout.path, "releases", version, "bin").mkdir(parents=True)
+        Path(layout.path, "releases", version, "releases", version).mkdir(parents=True)
+    writing_in = Path(layout.path, "releases", "1.0.0", "tmp")
+    writing_in.mkdir()
+    writer = subprocess.Popen(
+        ["sh", "-c", "i=0; while :; do mkdir -p d$i && touch d$i/f; i=$((i + 1)); done"],
+        cwd=writing_in,
+    )
+    try:
+        switch = Switch(to="2.0.0", start=False, remove=("1.0.0",))
+        done = run(ns.switch_script(layout, ReleaseCommands(start="true", stop="true"), switch))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert done.returncode == 0, done.stderr
+    assert not Path(layout.path, "releases", "1.0.0").exists()
+    again = run(ns.switch_script(layout, ReleaseCommands(), Switch(to="2.0.0", start=False)))
+    assert again.returncode == 0, again.stderr
+    assert sorted(os.listdir(Path(layout.path, "releases"))) == ["2.0.0"]

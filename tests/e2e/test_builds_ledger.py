@@ -1,0 +1,188 @@
+"""examples/ledger (an umbrella with a git and a path dependency) built on a remote build host
+(a real sshd node) and in a podman container: deps fetched there and cached between builds, only
+the release's version inside, an unfetchable dependency refused by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edeliver.adapters.build_checks import BuildFailed
+from edeliver.adapters.config_file import load_config
+from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.remote_build import CACHE_DIR
+from edeliver.cli.rollout_commands import build_into_store
+from edeliver.core.errors import UsageError
+from edeliver.core.model import Artifact
+from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
+from tests.support.ledger_project import (
+    bare_tally,
+    booted_version,
+    entries,
+    ledger_copy,
+    ledger_env,
+    report,
+    unpack,
+)
+
+BUILD_PATH = "/srv/builds"
+IN_CONTAINER = "/deps/tally.git"
+
+
+@pytest.fixture(scope="module")
+def build_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    fleet = LocalFleet(tmp_path_factory.mktemp("buildhost"), 1, deploy_path=BUILD_PATH)
+    try:
+        fleet.start()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def build_host(build_fleet: LocalFleet) -> FleetNode:
+    return build_fleet.nodes[0]
+
+
+def _serve_tally(host: FleetNode, where: Path) -> str:
+    """The bare repo inside the build host's path, owned by its user (git refuses others')."""
+    bare = shutil.move(bare_tally(where), host.root / "tally.git")
+    user = pwd.getpwnam(host.user)
+    for path in [Path(bare), *Path(bare).rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return f"{BUILD_PATH}/tally.git"
+
+
+@pytest.fixture(scope="module")
+def remote(
+    build_fleet: LocalFleet, build_host: FleetNode, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("remote-ledger")
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(build_host.known_hosts_line + "\n")
+    address = f"{build_host.user}@{build_host.host}:{BUILD_PATH}"
+    config = (
+        f'app = "ledger"\nknown_hosts = "{known_hosts}"\n[build]\nstrategy = "remote"\n'
+        f'host = "{address}"\nport = {build_host.port}\n'
+        f'identity_file = "{build_fleet.client_key}"\nrelease = "ledger"\n'
+    )
+    return ledger_copy(root, config), _serve_tally(build_host, root)
+
+
+def _build(project: Path, version: str, tally_url: str) -> Artifact:
+    return build_into_store(project, load_config(project), env=ledger_env(version, tally_url))
+
+
+def _stored(project: Path, version: str) -> Path:
+    return project / f".deliver/releases/ledger/{version}/ledger-{version}.tar.gz"
+
+
+def _holds_only(tarball: Path, version: str) -> None:
+    assert [e for e in entries(tarball, "releases") if e[0].isdigit()] == [version]
+    libs = entries(tarball, "lib")
+    assert [lib for lib in libs if lib.startswith("ledger-")] == [f"ledger-{version}"]
+    assert {"tally-0.3.0", "stamp-0.2.0", f"ledger_api-{version}"} <= set(libs)
+
+
+def test_a_remote_build_fetches_the_deps_on_the_build_host_and_keeps_them(
+    remote: tuple[Path, str], build_host: FleetNode, tmp_path: Path
+) -> None:
+    """deps.get runs on the build host; afterwards its per-app cache holds deps/ and _build/."""
+    project, tally_url = remote
+    stored = _build(project, "1.0.0", tally_url)
+    assert stored.version == "1.0.0"
+    _holds_only(_stored(project, "1.0.0"), "1.0.0")
+    said = report(unpack(_stored(project, "1.0.0"), tmp_path))
+    assert (said["total"], said["stamp"], said["version"]) == ("6", "stamped:ledger", "1.0.0")
+    cache = build_host.root / CACHE_DIR / "ledger"
+    assert (cache / "deps/tally/mix.exs").is_file() and (cache / "_build/prod/lib/tally").is_dir()
+    assert sorted(p.name for p in build_host.root.iterdir()) == [CACHE_DIR, "tally.git"]
+
+
+def test_a_warm_remote_build_at_a_version_from_the_environment_boots_that_version(
+    remote: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The cached _build holds 1.0.0's .app: the 1.1.0 build still ships and boots 1.1.0."""
+    project, tally_url = remote
+    _build(project, "1.1.0", tally_url)
+    _holds_only(_stored(project, "1.1.0"), "1.1.0")
+    assert booted_version(unpack(_stored(project, "1.1.0"), tmp_path)) == "1.1.0"
+
+
+def test_a_remote_build_whose_dependency_cannot_be_fetched_names_it(
+    remote: tuple[Path, str], build_host: FleetNode
+) -> None:
+    """One line: the build host, the dependency, git's reason; nothing stored; cache kept."""
+    project, _ = remote
+    missing = f"{BUILD_PATH}/gone.git"
+    with pytest.raises(BuildFailed) as refused:
+        _build(project, "1.2.0", missing)
+    message = str(refused.value)
+    assert message.startswith(f"build host {build_host.user}@{build_host.host}:")
+    assert f"fetching dependency tally ({missing}) failed: fatal: '{missing}'" in message
+    assert "\n" not in message and refused.value.exit_code == 1
+    assert not _stored(project, "1.2.0").parent.exists()
+    assert (build_host.root / CACHE_DIR / "ledger/deps").is_dir()
+
+
+def test_a_container_build_fetches_the_deps_inside_and_caches_them_here(tmp_path: Path) -> None:
+    """The bare repo is mounted into the container; deps/ and _build/ stay in .deliver/cache."""
+    assert shutil.which("podman"), "scripts/dev setup installs podman"
+    ensure_image()
+    bare = bare_tally(tmp_path)
+    options = [*RUN_OPTIONS, "-v", f"{bare}:{IN_CONTAINER}:ro"]
+    config = (
+        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
+        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(options)}\n"
+        'release = "ledger"\n'
+    )
+    project = ledger_copy(tmp_path, config)
+    _build(project, "2.0.0", IN_CONTAINER)
+    _build(project, "2.1.0", IN_CONTAINER)
+    _holds_only(_stored(project, "2.1.0"), "2.1.0")
+    said = report(unpack(_stored(project, "2.1.0"), tmp_path))
+    assert (said["total"], said["stamp"], said["version"]) == ("6", "stamped:ledger", "2.1.0")
+    assert (project / ".deliver/cache/container-build/deps/tally/mix.exs").is_file()
+
+
+def test_a_remote_build_of_an_unknown_release_is_refused_before_fetching(
+    remote: tuple[Path, str],
+) -> None:
+    """One line naming the release and the known ones, exit 2, nothing stored."""
+    project, tally_url = remote
+    config = project / ".deliver/edeliver.toml"
+    original = config.read_text()
+    config.write_text(original.replace('release = "ledger"', 'release = "ledgr"'))
+    try:
+        with pytest.raises(UsageError) as refused:
+            _build(project, "1.3.0", tally_url)
+    finally:
+        config.write_text(original)
+    assert str(refused.value) == (
+        "build.release: unknown release ledgr; mix.exs defines: ledger, ledger_lite"
+    )
+    assert refused.value.exit_code == 2 and not _stored(project, "1.3.0").parent.exists()
+
+
+def test_a_container_build_whose_dependency_cannot_be_fetched_names_it(tmp_path: Path) -> None:
+    """No repository mounted at the URL: one line naming tally, exit 1, nothing stored."""
+    ensure_image()
+    config = (
+        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
+        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(RUN_OPTIONS)}\n"
+        'release = "ledger"\n'
+    )
+    project = ledger_copy(tmp_path, config)
+    with pytest.raises(BuildFailed) as refused:
+        _build(project, "2.2.0", IN_CONTAINER)
+    assert str(refused.value) == (
+        f"the {IMAGE} container: fetching dependency tally ({IN_CONTAINER}) failed: "
+        f"fatal: '{IN_CONTAINER}' does not appear to be a git repository"
+    )
+    assert not _stored(project, "2.2.0").parent.exists()

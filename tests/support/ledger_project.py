@@ -1,0 +1,119 @@
+"""The examples/ledger umbrella for build tests: a copy of it, its git dependency (tally) in a
+bare repository, and what a built release says of itself, from `eval` and from a booted node."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+from tests.support.hello_release import REPO_ROOT
+
+LEDGER = REPO_ROOT / "examples" / "ledger"
+TALLY = REPO_ROOT / "examples" / "deps" / "tally"
+GIT_ID = ["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+REPORT = 'for {k, v} <- Ledger.report(), do: IO.puts("#{k}=#{v}")'
+
+
+def git(directory: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(directory), *GIT_ID, *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def bare_tally(where: Path) -> Path:
+    """examples/deps/tally committed into a work repo, then cloned bare to where/tally.git."""
+    work = where / "tally-work"
+    shutil.copytree(TALLY, work)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "tally")
+    bare = where / "tally.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare
+
+
+def ledger_copy(where: Path, config: str = "") -> Path:
+    """A git checkout of examples/ledger (without build outputs), with `config` as its
+    .deliver/edeliver.toml when given."""
+    directory = where / "ledger"
+    outputs = shutil.ignore_patterns("_build", "deps", "mix.lock", ".deliver")
+    shutil.copytree(LEDGER, directory, ignore=outputs)
+    if config:
+        (directory / ".deliver").mkdir()
+        (directory / ".deliver/edeliver.toml").write_text(config)
+    git(directory, "init", "-q", "-b", "main")
+    git(directory, "add", "-A")
+    git(directory, "commit", "-qm", "ledger")
+    return directory
+
+
+def ledger_env(version: str, tally_url: str) -> dict[str, str]:
+    return {"LEDGER_VERSION": version, "TALLY_GIT_URL": tally_url}
+
+
+def unpack(tarball: Path, where: Path) -> Path:
+    root = where / f"unpacked-{secrets.token_hex(3)}"
+    root.mkdir(parents=True)
+    with tarfile.open(tarball) as archive:
+        archive.extractall(root, filter="tar")
+    return root
+
+
+def entries(tarball: Path, top: str) -> list[str]:
+    """The names right below `top/` in the tarball (`releases`, `lib`)."""
+    with tarfile.open(tarball) as archive:
+        parts = (name.split("/") for name in archive.getnames())
+        return sorted({p[1] for p in parts if len(p) > 1 and p[0] == top})
+
+
+def report(root: Path, greeting: str = "from-runtime") -> dict[str, str]:
+    """Ledger.report/0 of an unpacked release, by `bin/ledger eval` (runtime.exs applied)."""
+    env = {"PATH": "/usr/bin:/bin", "LEDGER_GREETING": greeting, "RELEASE_DISTRIBUTION": "none"}
+    done = subprocess.run(
+        [str(root / "bin/ledger"), "eval", REPORT],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return dict(line.partition("=")[::2] for line in done.stdout.splitlines() if "=" in line)
+
+
+def booted_version(root: Path, app: str = "ledger", deadline_seconds: float = 60) -> str:
+    """Start the release as a daemon, ask the running node its app's vsn, stop it."""
+    name = f"{app}-{secrets.token_hex(4)}@127.0.0.1"
+    env = {"PATH": "/usr/bin:/bin", "RELEASE_NODE": name, "RELEASE_DISTRIBUTION": "name"}
+    run = root / "bin" / app
+    subprocess.run([str(run), "daemon"], env=env, check=True, timeout=60)
+    asked = f"IO.puts(Application.spec(:{app}, :vsn))"
+    try:
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            done = subprocess.run(
+                [str(run), "rpc", asked],
+                env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip()
+            time.sleep(0.5)
+        raise AssertionError(f"{name} did not answer within {deadline_seconds}s")
+    finally:
+        _stop(run, env)
+
+
+def _stop(run: Path, env: dict[str, str]) -> None:
+    """Stop the node this module started: by `stop`, else its OS pid (asked before)."""
+    pid = subprocess.run(
+        [str(run), "pid"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    subprocess.run([str(run), "stop"], env=env, capture_output=True, timeout=60, check=False)
+    if pid.returncode == 0 and pid.stdout.strip().isdigit():
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid.stdout.strip()}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if Path(f"/proc/{pid.stdout.strip()}").exists():
+            os.kill(int(pid.stdout.strip()), signal.SIGKILL)
