@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from edeliver.core.config import NodeConfig
-from edeliver.core.errors import NodeError, NodeUnreachable, NotFoundError
+from edeliver.core.errors import LockHeldError, NodeError, NodeUnreachable, NotFoundError
 from edeliver.core.model import Artifact, NodeFacts, Platform, Route
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 FaultKind = Literal["fail", "hang", "disconnect"]
 STEPS = ("prepare", "install", "activate", "verify", "roll_back")
@@ -42,6 +42,8 @@ class FakeHost:
         0, ""
     )
     previous: str | None = None  # what a rollback of `current` returns to
+    lock: NodeLockHolder | None = None  # the node's lock, held while a shell that took it is open
+    generations: int = 0  # how many times the lock was taken before the current holder
 
 
 @dataclass
@@ -74,6 +76,7 @@ class InMemoryNodeShells:
         self.opened: list[str] = []
         # The route each node's shell would decide now, as an upgrade-mode shell does.
         self.routes = dict(routes or {})
+        self.shells: list[InMemoryNodeShell] = []
 
     async def open(self, node: NodeConfig) -> InMemoryNodeShell:
         host = self.hosts[node.name]
@@ -82,7 +85,13 @@ class InMemoryNodeShells:
         self.opened.append(node.name)
         shell = InMemoryNodeShell(node.name, host, self.faults, self.trace)
         shell.would_route = self.routes.get(node.name)
+        self.shells.append(shell)
         return shell
+
+    def drop_connections(self) -> None:
+        """What a killed deployer's connections do: drop, and the locks they held go free."""
+        for shell in self.shells:
+            shell.drop()
 
 
 class InMemoryNodeShell:
@@ -95,6 +104,27 @@ class InMemoryNodeShell:
         self.closed = False
         self.would_route: Route | None = None  # decided at prepare, unless one is taken
         self.route: Route | None = None
+        self.holding = False
+
+    async def hold(self, claim: NodeClaim) -> None:
+        await asyncio.sleep(0)
+        self._check_connected()
+        held = self.host.lock
+        if self.holding:
+            return
+        if held is not None:
+            raise LockHeldError(f"{held.describe()}; nothing was changed on any node")
+        generation = (held.generation if held else self.host.generations) + 1
+        self.host.lock = NodeLockHolder(
+            self.name, claim.deployment_id, claim.environment, claim.deployer,
+            "2026-01-01T00:00:00Z", 0.0, generation,
+        )  # fmt: skip
+        self.holding = True
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        await asyncio.sleep(0)
+        self._check_connected()
+        return self.host.lock
 
     async def probe(self) -> NodeFacts:
         await asyncio.sleep(0)
@@ -155,7 +185,13 @@ class InMemoryNodeShell:
         return await self.run_command(f"eval {code}", env)
 
     async def close(self) -> None:
+        self.drop()
+
+    def drop(self) -> None:
         self.closed = True
+        if self.holding:
+            self.host.generations = self.host.lock.generation if self.host.lock else 0
+            self.host.lock, self.holding = None, False
 
     async def _step(
         self, step: str, version: str, half_done: Callable[[str], None] | None = None

@@ -32,7 +32,7 @@ from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact, NodeFacts, Route
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 
 class UpgradeStore(Protocol):
@@ -121,6 +121,12 @@ class HotUpgradeNodeShell:
     ) -> CommandResult:
         # With the full-release dir of the version; a node upgraded hot has none of its own.
         return await self.full.eval_elixir(artifact, code, env)
+
+    async def hold(self, claim: NodeClaim) -> None:
+        await self.full.hold(claim)
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        return await self.full.lock_holder()
 
     async def close(self) -> None:
         await self.full.close()

@@ -30,6 +30,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from edeliver.adapters.archive_check import LISTING
+from edeliver.adapters.node_lock import generation_guard
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -551,35 +552,44 @@ discard() {{  # dir: renamed aside at once, then deleted; a leftover is deleted 
 
 
 def switch_script(
-    layout: Layout, commands: ReleaseCommands, switch: Switch, stop_seconds: float = 30.0
+    layout: Layout,
+    commands: ReleaseCommands,
+    switch: Switch,
+    stop_seconds: float = 30.0,
+    generation: int | None = None,
 ) -> str:
     """Prepare everything the switch needs, then stop, switch current (or remove it), start,
-    record, remove: each part skipped when done.
+    record, remove: each part skipped when done. With a `generation`, every part that stops,
+    records, switches, removes or starts runs only while the node's lock is held at it.
 
     What needs disk space (the new `current` link, the link back, the `last` record, the start
     log's header) is written before any VM is stopped, so a full disk fails an activation with
     the old VM running; a rollback needs no space at all (it falls back on the link back that
     its activation prepared, and its record is best effort). After the stop, only renames."""
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
+    lines.append(generation_guard(generation))
     lines += _prepare_switch(switch)
-    lines += [f"stop_vm {vm.pid} {q(vm.root)}" for vm in switch.stop]
-    lines += [f"stop_launcher {pid}" for pid in switch.launchers]
+    lines += [f"guarded stop_vm {vm.pid} {q(vm.root)} || exit $?" for vm in switch.stop]
+    lines += [f"guarded stop_launcher {pid} || exit $?" for pid in switch.launchers]
     if switch.record:  # before current moves, so that a re-run knows what it switched from
-        lines.append('mv -f "$S/last.new" "$S/last" 2>/dev/null')
+        lines.append('guarded mv -f "$S/last.new" "$S/last" 2>/dev/null')
     if switch.to is None:
-        lines.append('rm -f "$P/current" || exit 3')
+        lines.append('guarded rm -f "$P/current" || exit 3')
     else:
-        lines.append('if [ -L "$S/current.new" ]; then mv -fT "$S/current.new" "$P/current"; fi')
+        lines.append(
+            'if [ -L "$S/current.new" ]; then guarded mv -fT "$S/current.new" "$P/current"; fi'
+        )
         lines.append('[ "$(readlink "$P/current")" = "releases/"' + q(switch.to) + " ] || exit 3")
         lines.append(f'touch "$R/"{q(switch.to)} 2>/dev/null')  # newest first, for housekeeping
     # Before the start: what goes frees space for the VM that boots (no VM runs from it).
-    lines.append('for t in "$R"/.trash.*; do discard "$t"; done')
+    lines.append('for t in "$R"/.trash.*; do guarded discard "$t"; done')
     for version in switch.remove:
         upload = q(layout.upload_name(version))
-        lines.append(f'discard "$R/"{q(version)}; discard "$R/"{q(f".{version}.partial")}')
-        lines.append(f'rm -f "$U/"{upload} "$U/"{upload}.partial')
+        partial = q(f".{version}.partial")
+        lines.append(f'guarded discard "$R/"{q(version)}; guarded discard "$R/"{partial}')
+        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial')
     if switch.to is not None and switch.start:
-        lines.append("start_current")
+        lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ import asyncssh
 
 from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.archive_check import listing_problems, refusal
+from edeliver.adapters.node_lock import NodeLock, holder_script, parse_holder
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
 from edeliver.adapters.sftp_upload import local_problems, send_file
 from edeliver.adapters.ssh_config import (
@@ -54,7 +55,7 @@ from edeliver.core.errors import (
     StepTimeout,
 )
 from edeliver.core.model import Artifact, NodeFacts, Route
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -224,8 +225,20 @@ class AsyncsshNodeShell:
         self.name, self.node, self._shells, self._conn = node.name, node, shells, conn
         self._channels = asyncio.Semaphore(shells.channels)
         self.timeouts = shells.timeouts_of(node)
+        self._claim: NodeClaim | None = None
+        self._lock: NodeLock | None = None
 
     # -- the port ----------------------------------------------------------------------------
+
+    async def hold(self, claim: NodeClaim) -> None:
+        if claim == self._claim and self._lock is not None and self._lock.held:
+            return
+        self._claim = claim
+        await self._take_lock()
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        said = await self.script_output(holder_script(self.node.path), "reading the node's lock")
+        return parse_holder(self.name, said)
 
     async def probe(self) -> NodeFacts:
         return (await self._state()).facts
@@ -344,6 +357,9 @@ class AsyncsshNodeShell:
         await self._refuse_unsafe(listing, upload, artifact)
 
     async def close(self) -> None:
+        if self._lock is not None:
+            await self._lock.release()
+            self._lock = None
         self._conn.close()
         with suppress(Exception):
             await self._conn.wait_closed()
@@ -370,7 +386,10 @@ class AsyncsshNodeShell:
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
-        script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout)
+        if self._lock is not None and not self._lock.held:
+            await self._take_lock()  # its holder gave up (heartbeats late): again, if still ours
+        generation = self._lock.generation if self._lock else None
+        script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
         await self.script_output(script, doing)
 
     async def _wait_healthy(self, layout: Layout, version: str) -> None:
@@ -498,6 +517,21 @@ class AsyncsshNodeShell:
                 stop = ns.stop_run_script(run_name)
                 await run_bounded(self._conn, ns.REMOTE_SH, stop)
 
+    async def _take_lock(self) -> None:
+        """(Re)take the node's lock on this connection: after a reconnect, a new generation,
+        so that a script still running from the lost connection can no longer switch."""
+        if self._claim is None:
+            return
+        expect = None
+        if self._lock is not None:
+            expect = self._lock.generation
+            await self._lock.release()
+        node = self.node
+        try:
+            self._lock = await NodeLock.take(self.name, self._conn, node.path, self._claim, expect)
+        except (asyncssh.Error, OSError) as error:
+            raise _error(self.node, error, "taking the node's lock") from error
+
     def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
         if result.exit_status != 0:
             detail = (str(result.stderr or "").strip() or str(result.stdout or "").strip())[-2000:]
@@ -512,6 +546,7 @@ class AsyncsshNodeShell:
             for attempt in range(_RETRIES):
                 if self._conn.is_closed():
                     self._conn = await self._shells.connect(self.node)
+                    await self._take_lock()
                 try:
                     return await action()
                 except asyncssh.ChannelOpenError as error:

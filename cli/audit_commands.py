@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,12 +13,21 @@ import typer
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.cli import render
-from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, runtime_of
+from edeliver.cli.app import (
+    ForceOption,
+    JsonOption,
+    Runtime,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DamagedHistory
-from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
+from edeliver.core.liveness import refuse_abandoning_while_held
+from edeliver.core.service import Deployments
 from edeliver.core.stored_history import StoredEntry, damage_of
 
 
@@ -45,19 +55,24 @@ def abandon(
         else:
             deployments.check_abandoning(deployment, reason)
             if not force:
-                timeout = _step_timeout(runtime, deployment.environment)
-                refuse_while_its_deployer_may_run(deployment, now, timeout)
+                _refuse_while_its_deployer_holds_nodes(runtime, deployment, now)
             deployments.abandon(deployment, reason, who(), at)
     finally:
         deployments.close()
     runtime.out().print(f"abandoned {summary.id[:8]}; {summary.environment} is unlocked")
 
 
-def _step_timeout(runtime: Runtime, environment: str) -> float:
-    """The environment's step timeout, which bounds how long a live deployer stays silent; the
-    default if the configuration no longer has the environment."""
-    env = runtime.load_config(runtime.project).environments.get(environment)
-    return env.step_timeout if env else EnvironmentConfig.step_timeout
+def _refuse_while_its_deployer_holds_nodes(
+    runtime: Runtime, deployment: Deployment, now: datetime
+) -> None:
+    """Ask the deployment's nodes whether its deployer still holds them (DESIGN §5); the
+    environment's step timeout (the default if the configuration no longer has it) bounds how
+    long a live deployer stays silent, for when no node answers."""
+    config = runtime.load_config(runtime.project)
+    env = config.environments.get(deployment.environment)
+    timeout = env.step_timeout if env else EnvironmentConfig.step_timeout
+    shells = runtime.node_shells(config, deployment.mode)
+    run(refuse_abandoning_while_held(deployment, shells, config.nodes, now, timeout))
 
 
 @app.command()

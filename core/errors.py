@@ -5,7 +5,7 @@ EdeliverError                      exit 1  something failed
 │   ├── ConfigError                        names the file and key path at fault
 │   └── NotFoundError                      an unknown deployment, version or node
 ├── RefusedError                   exit 3  refused before any change
-│   ├── LockHeldError                      the environment has an active deployment
+│   ├── LockHeldError                      an environment or a node is held by another deployment
 │   ├── NotUniformError                    nodes differ from each other or from the release
 │   └── HostKeyError                       unknown or changed SSH host key
 ├── DeploymentFailed               exit 1  a node failed; the fallback was applied

@@ -25,6 +25,36 @@ class CommandResult:
     output: str
 
 
+@dataclass(frozen=True)
+class NodeClaim:
+    """Who takes a node's lock: the deployment acting on it, its environment, its deployer."""
+
+    deployment_id: str
+    environment: str
+    deployer: str  # user@host
+
+
+@dataclass(frozen=True)
+class NodeLockHolder:
+    """Who holds a node's lock, as the node says: a holder is alive by its heartbeat, judged
+    by the node's own clock, so `since` is the node's time and `heartbeat_age` its seconds."""
+
+    node: str
+    deployment_id: str
+    environment: str
+    deployer: str
+    since: str  # ISO 8601, UTC, by the node's clock
+    heartbeat_age: float
+    generation: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.node} is locked by deployment {self.deployment_id[:8]} "
+            f"({self.environment}, deployer {self.deployer}) since {self.since}, "
+            f"its last heartbeat {self.heartbeat_age:.0f}s ago"
+        )
+
+
 class CommandHost(Protocol):
     """Where a task's commands run: a node over its connection, or this machine."""
 
@@ -37,6 +67,15 @@ class NodeShell(CommandHost, Protocol):
     """The steps of the node lifecycle on one node, over one connection."""
 
     name: str
+
+    async def hold(self, claim: NodeClaim) -> None:
+        """Take the node's lock for `claim` until `close`, heartbeats keeping it; waits a bounded
+        while for a stale holder of the same deployment, else LockHeldError naming the holder."""
+        ...
+
+    async def lock_holder(self) -> NodeLockHolder | None:
+        """Who holds the node's lock with a live heartbeat, or None when it is free."""
+        ...
 
     async def probe(self) -> NodeFacts:
         """Platform, free disk, running and current versions, releases on disk."""

@@ -27,11 +27,12 @@ from edeliver.core.errors import (
 )
 from edeliver.core.journal import Patience, Warn, patiently
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
+from edeliver.core.liveness import hold_every_node, refuse_while_its_deployer_holds_nodes
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
-from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
+from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
@@ -101,10 +102,18 @@ async def resume(
     be running it, or `force`)."""
     deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
-    if not force:
-        refuse_while_its_deployer_may_run(deployment, services.clock.now(), env.step_timeout)
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
+    try:
+        if not force:
+            now = services.clock.now()
+            await refuse_while_its_deployer_holds_nodes(
+                deployment, orchestrator.shell, now, env.step_timeout
+            )
+        await hold_every_node(deployment, orchestrator.shell, services.user)
+    except BaseException:
+        await orchestrator.close()  # frees the nodes it took, records nothing
+        raise
     deployment.resume(services.user)
     await _claim(orchestrator, deployment)
     steps = [
@@ -221,8 +230,10 @@ def _orchestrator(
 async def _checked_probes(
     orchestrator: Orchestrator, deployment: Deployment, artifact: Artifact, services: Services
 ) -> None:
-    """Probe every node before any change; refuse, record why and end if one cannot take it."""
+    """Lock and probe every node before any change; refuse, record why and end if one cannot
+    take it (another deployment holds it, it cannot be reached, or it differs)."""
     try:
+        await hold_every_node(deployment, orchestrator.shell, services.user)
         facts = dict(
             zip(
                 deployment.order,

@@ -44,8 +44,8 @@ def quiet_period(step_timeout: float) -> timedelta:
 def refuse_while_its_deployer_may_run(
     deployment: Deployment, now: datetime, step_timeout: float
 ) -> None:
-    """Before resuming or abandoning: LockHeldError if the deployer may still be at work, since
-    two deployers driving one deployment would race on its nodes."""
+    """Before resuming or abandoning, when none of its nodes can be asked about their locks
+    (`core.liveness`): LockHeldError if by the event clock the deployer may still be at work."""
     quiet = quiet_period(step_timeout)
     if deployment.may_have_a_live_deployer(now, quiet):
         last = deployment.modified_on

@@ -48,6 +48,10 @@ class World(Protocol):
         """What the node itself says runs, not what the shell under test says."""
         ...
 
+    async def another_shell(self) -> NodeShell:
+        """A second deployer's shell on the same node."""
+        ...
+
 
 # -- the in-memory fake ------------------------------------------------------------------------
 
@@ -76,6 +80,10 @@ class FakeWorld:
     async def open(self) -> FakeWorld:
         self.shell = await self.shells.open(NodeConfig("node1", "fake.invalid", "/srv/hello"))
         return self
+
+    async def another_shell(self) -> NodeShell:
+        """A second deployer's shell on the same node."""
+        return await self.shells.open(NodeConfig("node1", "fake.invalid", "/srv/hello"))
 
     def artifact(self, version: str) -> Artifact:
         digest = hashlib.sha256(f"hello-{version}".encode()).hexdigest()
@@ -126,6 +134,10 @@ class FleetWorld:
 
     def artifact(self, version: str) -> Artifact:
         return self.releases.artifact(version)
+
+    async def another_shell(self) -> NodeShell:
+        """A second deployer's shell on the same node, over its own connection."""
+        return await AsyncsshNodeShells(known_hosts=str(self.fleet.known_hosts)).open(self.config)
 
     def local(self, relative: str = "") -> Path:
         """The real path, on this machine, of a path under the node's deploy path."""

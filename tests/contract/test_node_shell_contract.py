@@ -20,12 +20,20 @@ import pytest
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
 from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
-from edeliver.core.errors import HostKeyChanged, HostKeyError, NodeError, NodeUnreachable
+from edeliver.core.errors import (
+    HostKeyChanged,
+    HostKeyError,
+    LockHeldError,
+    NodeError,
+    NodeUnreachable,
+)
 from edeliver.core.model import Artifact
-from edeliver.core.ports import NodeShell
+from edeliver.core.ports import NodeClaim, NodeShell
 from tests.contract.conftest import BROKEN, FakeWorld, FleetWorld, World, WorldMaker, node_config
 
 V1, V2 = "0.1.0", "0.2.0"
+FIRST = NodeClaim("11111111-aaaa-4000-8000-000000000001", "blue", "alice@ci")
+SECOND = NodeClaim("22222222-bbbb-4000-8000-000000000002", "green", "bob@laptop")
 
 
 async def deploy(shell: NodeShell, artifact: Artifact) -> None:
@@ -174,14 +182,45 @@ class RealOnlyContract:
         assert (facts.current_version, facts.running_version, facts.releases) == (V1, V1, (V1,))
 
 
-class TestInMemoryNodeShell(NodeShellContract):
+class NodeLockContract:
+    """The node lock: one deployment at a time, its holder named, a new generation per taker."""
+
+    async def test_a_node_held_by_one_deployment_refuses_another_until_released(
+        self, world: World
+    ) -> None:
+        """A second claim is refused naming the holder; once the holder closed, it is taken
+        with the next generation."""
+        other = await world.another_shell()
+        try:
+            await world.shell.hold(FIRST)
+            await world.shell.hold(FIRST)  # the same claim again keeps the lock
+            holder = await other.lock_holder()
+            assert holder is not None
+            assert (holder.deployment_id, holder.environment, holder.deployer) == (
+                FIRST.deployment_id, "blue", "alice@ci",
+            )  # fmt: skip
+            named = (
+                rf"{world.shell.name} is locked by deployment 11111111 \(blue, deployer alice@ci"
+            )
+            with pytest.raises(LockHeldError, match=named):
+                await other.hold(SECOND)
+            await world.shell.close()
+            assert await other.lock_holder() is None
+            await other.hold(SECOND)
+            taken = await other.lock_holder()
+            assert taken is not None and taken.generation == holder.generation + 1
+        finally:
+            await other.close()
+
+
+class TestInMemoryNodeShell(NodeShellContract, NodeLockContract):
     @pytest.fixture
     def world(self, fake_world: FakeWorld) -> FakeWorld:
         return fake_world
 
 
 @pytest.mark.slow
-class TestAsyncsshNodeShell(NodeShellContract, RealOnlyContract):
+class TestAsyncsshNodeShell(NodeShellContract, RealOnlyContract, NodeLockContract):
     @pytest.fixture
     def world(self, fleet_world: FleetWorld) -> FleetWorld:
         return fleet_world

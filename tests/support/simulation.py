@@ -139,13 +139,21 @@ class Simulation:
             return asyncio.run(deploy(services, self.config, "prod", version, selection))
         finally:
             deployments.close()
+            _drop_connections(services)
 
     def resume(self, crash_after: int | None = None, force: bool = True) -> Deployment:
         """Resume the unfinished deployment; `force` by default, since the simulated deployer
         that crashed is known to be gone (and the fake clock is not the event store's)."""
         deployments = self.deployments()
+        services = self.services(deployments, crash_after)
         try:
-            services = self.services(deployments, crash_after)
             return asyncio.run(resume(services, self.config, None, force))
         finally:
             deployments.close()
+            _drop_connections(services)
+
+
+def _drop_connections(services: Services) -> None:
+    """The simulated deployer is gone, crashed or not: its node connections (and locks) too."""
+    assert isinstance(services.shells, InMemoryNodeShells)
+    services.shells.drop_connections()

@@ -29,7 +29,7 @@ from edeliver.cli.app import run
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Platform
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, NodeLockHolder
 from edeliver.core.rollout import Services
 from tests.support.simulation import artifact, config_text
 
@@ -174,20 +174,46 @@ def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
 
 
 def test_abandon_unlocks_and_needs_a_reason(world: World) -> None:
+    """A deployment whose deployer died (its nodes' locks freed) is abandoned at once."""
     _crash(world, after=3)
     (row,) = json.loads(world.run("history", "--json").stdout)
     assert world.run("abandon", row["id"][:8], "--reason", " ").exit_code == 2
-    # Its deployer crashed a moment ago, recording nothing: it may as well be alive.
-    refused = world.run("abandon", row["id"][:8], "--reason", "bad release")
-    assert refused.exit_code == 3
-    assert "recorded no interruption: its deployer may still be running" in refused.stderr
-    assert "--force" in refused.stderr and row["id"][:8] in refused.stderr
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 3  # still locked
-    forced = world.run("abandon", row["id"][:8], "--reason", "bad release", "--force")
-    assert forced.exit_code == 0
+    abandoned = world.run("abandon", row["id"][:8], "--reason", "bad release")
+    assert abandoned.exit_code == 0, abandoned.output
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 0
     rows = json.loads(world.run("history", "prod", "--json").stdout)
     assert [r["outcome"] for r in rows] == ["abandoned", "succeeded"]
+
+
+def test_abandon_is_refused_while_a_node_is_locked_by_the_deployment_unless_forced(
+    world: World,
+) -> None:
+    """A node held by the deployment (a live heartbeat) refuses abandon, naming it; --force goes."""
+    _crash(world, after=3)
+    (row,) = json.loads(world.run("history", "--json").stdout)
+    world.hosts["n1"].lock = NodeLockHolder(
+        "n1", row["id"], "prod", "ann@laptop", "2026-01-01T00:00:00Z", 1.0, 1
+    )
+    refused = world.run("abandon", row["id"][:8], "--reason", "bad release")
+    assert refused.exit_code == 3
+    assert f"n1 is locked by deployment {row['id'][:8]} (prod, deployer ann@laptop)" in (
+        refused.stderr
+    )
+    assert "--force" in refused.stderr
+    forced = world.run("abandon", row["id"][:8], "--reason", "bad release", "--force")
+    assert forced.exit_code == 0
+
+
+def test_abandon_falls_back_to_the_event_clock_when_no_node_can_be_asked(world: World) -> None:
+    """With every node unreachable, a deployment that wrote an event a moment ago is refused."""
+    _crash(world, after=3)
+    (row,) = json.loads(world.run("history", "--json").stdout)
+    for host in world.hosts.values():
+        host.reachable = False
+    refused = world.run("abandon", row["id"][:8], "--reason", "bad release")
+    assert refused.exit_code == 3
+    assert "recorded no interruption: its deployer may still be running" in refused.stderr
 
 
 def test_log_prints_every_event_of_the_latest_deployment(world: World) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,44 @@ def test_a_run_name_that_is_not_ours_is_refused(name: str) -> None:
         ns.named_remote_sh(name)
     with pytest.raises(ValueError, match="run name"):
         ns.stop_run_script(name)
+
+
+@pytest.mark.parametrize(
+    ("held", "node_has", "given", "switched"),
+    [(True, "3", 3, True), (True, "4", 3, False), (False, "3", 3, False)],
+)
+def test_a_switch_script_acts_only_while_its_generation_holds_the_node(
+    layout: Layout, held: bool, node_has: str, given: int, switched: bool
+) -> None:
+    """Given the generation of the node's held lock it switches; given an older one, or with
+    the lock's holder gone, it exits 9 and leaves the node untouched."""
+    release = Path(layout.path) / "releases/1.0.0"
+    (release / "bin").mkdir(parents=True)
+    (release / "releases/1.0.0").mkdir(parents=True)
+    state = Path(layout.path) / ".edeliver"
+    state.mkdir()
+    (state / "lock.generation").write_text(node_has + "\n")
+    holder = subprocess.Popen(["flock", str(state / "lock"), "sleep", "60"]) if held else None
+    try:
+        if holder:
+            wait_for_lock(state / "lock")
+        switch = Switch(to="1.0.0", start=False, record=("activate", "1.0.0", "", ""))
+        done = run(ns.switch_script(layout, ReleaseCommands(), switch, 1, given))
+    finally:
+        if holder:
+            holder.kill()
+            holder.wait()
+    assert done.returncode == (0 if switched else 9), done.stderr
+    assert os.path.islink(f"{layout.path}/current") == switched
+    assert os.path.exists(f"{layout.path}/.edeliver/last") == switched
+
+
+def wait_for_lock(lock: Path) -> None:
+    """Until the holder started beside the test has the lock (polled with a deadline)."""
+    deadline = time.monotonic() + 10
+    while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the holder never took the lock"
+        time.sleep(0.05)
 
 
 def fake_vm(layout: Layout, version: str) -> subprocess.Popen[bytes]:
