@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -191,23 +191,12 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
     (node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz").unlink(missing_ok=True)
     partial = node1.root / f".edeliver/uploads/hello-{NEW}.tar.gz.partial"
     with Partition(node1) as partition:
-        deploying = subprocess.Popen(
-            [*EDELIVER, "-C", str(on_old.directory), "deploy", "partition", "--version", NEW,
-             "--json"],
-            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, **CREDENTIALS},
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not (partial.exists() and partial.stat().st_size > 0):
-            assert deploying.poll() is None and time.monotonic() < deadline, "no upload seen"
-            time.sleep(0.01)
+        deploying = deploying_in_background(on_old, "partition")
+        wait_while(deploying, lambda: partial.exists() and partial.stat().st_size > 0, "upload")
         partition.cut()
         cut_size = partial.stat().st_size
-        stdout, stderr = deploying.communicate(timeout=240)
+        summary = quiet_summary(deploying)
     assert 0 < cut_size < PADDING, "the upload ended before the partition"
-    for noise in ("Traceback", "Future exception was never retrieved"):
-        assert noise not in stderr, stderr
-    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["nodes"]["node1"] == {
         "state": "failed", "reason": f"prepare: timed out after {STEP_TIMEOUT}s"
     }  # fmt: skip
@@ -218,31 +207,48 @@ def test_a_node_partitioned_mid_upload_fails_at_the_step_timeout(on_old: S3Proje
 
 
 def test_a_node_partitioned_mid_activate_is_rolled_back_once_healed(on_old: S3Project) -> None:
-    """node1 cut off the network right after its switch: its activate ends at the step
-    timeout; its rollback waits the partition out, reconnects once it heals and puts OLD back
-    (a connection a partition cut hangs: it is dropped and made anew); the others end on NEW."""
+    """node1 cut off the network right after its switch, for longer than its activate step
+    may take: the node fails at the step timeout, and its rollback, once the partition heals,
+    puts OLD back; one_for_one leaves the others on NEW."""
     node1 = on_old.fleet.node("node1")
     with Partition(node1) as partition:
-        deploying = subprocess.Popen(
-            [*EDELIVER, "-C", str(on_old.directory), "deploy", "cut_off", "--version", NEW,
-             "--json"],
-            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, **CREDENTIALS},
-        )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while link_of(node1.root / "current") != f"releases/{NEW}":
-            assert deploying.poll() is None and time.monotonic() < deadline, "no switch seen"
-            time.sleep(0.01)
+        deploying = deploying_in_background(on_old, "cut_off")
+        switched = f"releases/{NEW}"
+        wait_while(deploying, lambda: link_of(node1.root / "current") == switched, "switch")
         partition.cut()
-        time.sleep(CUT_OFF_STEP_TIMEOUT + 3)  # the partition outlasts the activate step
+        time.sleep(CUT_OFF_STEP_TIMEOUT + 3)  # the fault itself: a partition this long
         partition.heal()
-        stdout, stderr = deploying.communicate(timeout=240)
-    for noise in ("Traceback", "Future exception was never retrieved"):
-        assert noise not in stderr, stderr
-    summary = json.loads(stdout.strip().splitlines()[-1])
+        summary = quiet_summary(deploying)
     assert summary["nodes"]["node1"]["state"] == "rolled_back", summary["nodes"]
     summary["environment"] = "cut_off"
     assert_settled(on_old, summary, {"node1": OLD, "node2": NEW, "node3": NEW})
+
+
+def deploying_in_background(project: S3Project, environment: str) -> subprocess.Popen[str]:
+    """`edeliver deploy ENVIRONMENT --version NEW --json`, started and left running."""
+    return subprocess.Popen(
+        [*EDELIVER, "-C", str(project.directory), "deploy", environment, "--version", NEW,
+         "--json"],
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **CREDENTIALS},
+    )  # fmt: skip
+
+
+def wait_while(deploying: subprocess.Popen[str], seen: Callable[[], bool], what: str) -> None:
+    """Poll until `seen()`, failing if the deploy ends first or nothing is seen in 3 min."""
+    deadline = time.monotonic() + 180
+    while not seen():
+        assert deploying.poll() is None and time.monotonic() < deadline, f"no {what} seen"
+        time.sleep(0.01)
+
+
+def quiet_summary(deploying: subprocess.Popen[str]) -> dict[str, Any]:
+    """The deploy's JSON summary, once it ended without a traceback on stderr."""
+    stdout, stderr = deploying.communicate(timeout=240)
+    for noise in ("Traceback", "Future exception was never retrieved"):
+        assert noise not in stderr, stderr
+    summary: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return summary
 
 
 def link_of(path: Path) -> str | None:
