@@ -6,19 +6,22 @@ import asyncio
 import functools
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click import Context as ClickContext  # typer vendors click
+from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import open_deployments
 from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
-from edeliver.core.errors import DeploymentInterrupted, EdeliverError
+from edeliver.core.errors import EdeliverError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
@@ -51,8 +54,49 @@ class Runtime:
         return self.console
 
 
+_PROJECT_OPTIONS = ("-C", "--project")
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+
+
+def project_option_first(args: Sequence[str]) -> list[str]:
+    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) moved to the front, so that it
+    may stand anywhere on the line, as `git -C` and `make -C` users expect; `--` ends options."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in _PROJECT_OPTIONS and index + 1 < len(args):
+            moved += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+class _ProjectAnywhere(TyperGroup):
+    """The root group: takes the global `-C DIR` wherever it was written."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, project_option_first(args))
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"edeliver {version('edeliver')}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     name="edeliver",
+    cls=_ProjectAnywhere,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
     add_completion=False,
@@ -70,7 +114,25 @@ ForceOption = Annotated[
 @app.callback()
 def _root(
     ctx: typer.Context,
-    project: Annotated[Path, typer.Option("--project", "-C", help="The app's directory.")] = Path(),
+    project: Annotated[
+        Path,
+        typer.Option(
+            "--project",
+            "-C",
+            envvar="EDELIVER_PROJECT",
+            show_envvar=True,
+            help="The app's directory, anywhere on the line (default: the current one).",
+        ),
+    ] = Path(),
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Edeliver's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     if not isinstance(ctx.obj, Runtime):
         ctx.obj = Runtime(project=project.resolve())
@@ -87,13 +149,14 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
             typer.echo(f"edeliver: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            # Before a deployment records anything (or in build): nothing to resume but the lock.
+            # Outside a rollout (a rollout records its interruption and exits 4 with a resume
+            # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
             typer.echo(
-                "edeliver: interrupted; `edeliver resume` continues an unfinished "
-                "deployment, `edeliver history` shows whether there is one",
+                "edeliver: interrupted; `edeliver history` shows whether a deployment is "
+                "unfinished",
                 err=True,
             )
-            raise typer.Exit(DeploymentInterrupted.exit_code) from None
+            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
 
     return wrapper
 

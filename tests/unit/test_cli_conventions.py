@@ -1,0 +1,97 @@
+"""Command-line conventions: --version, -C anywhere and EDELIVER_PROJECT, Ctrl-C's exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edeliver.cli.app import project_option_first
+from edeliver.cli.main import Runtime, app
+from edeliver.core.config import Config
+
+runner = CliRunner()
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    """`edeliver --version` prints the version importlib.metadata knows, and exits 0."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"edeliver {version('edeliver')}"
+
+
+def test_version_runs_as_a_real_process_outside_any_project() -> None:
+    """The installed command answers --version from /, with nothing on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edeliver.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"edeliver {version('edeliver')}")
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "moved"),
+    [
+        ("history -C /p", "-C /p history"),
+        ("nodes trust prod --project /p", "--project /p nodes trust prod"),
+        ("deploy prod --project=/p --version 1", "--project=/p deploy prod --version 1"),
+        ("log -C/p", "-C/p log"),
+        ("-C /p history", "-C /p history"),
+        ("demo -- -C x", "demo -- -C x"),
+    ],
+)
+def test_the_project_option_is_moved_before_the_command(args: str, moved: str) -> None:
+    """-C DIR in any spelling goes to the front; after `--` it is someone else's argument."""
+    assert project_option_first(args.split()) == moved.split()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-C", "{p}", "status", "prod"],
+        ["status", "prod", "-C", "{p}"],
+        ["status", "-C", "{p}", "prod"],
+        ["nodes", "trust", "prod", "--project={p}"],
+    ],
+)
+def test_the_project_directory_may_be_given_anywhere_on_the_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Wherever -C stands, the command reads that directory's config (here: names it missing)."""
+    project = tmp_path / "app"
+    result = runner.invoke(app, [a.format(p=project) for a in args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"edeliver: {project}/.deliver/edeliver.toml: not found")
+
+
+def test_edeliver_project_is_the_default_and_minus_c_wins_over_it(tmp_path: Path) -> None:
+    """EDELIVER_PROJECT names the project when -C does not; -C given wins."""
+    from_env = runner.invoke(app, ["status", "prod"], env={"EDELIVER_PROJECT": str(tmp_path)})
+    assert from_env.stderr.startswith(f"edeliver: {tmp_path}/.deliver/edeliver.toml")
+    other = tmp_path / "other"
+    given = runner.invoke(
+        app, ["status", "prod", "-C", str(other)], env={"EDELIVER_PROJECT": str(tmp_path)}
+    )
+    assert given.stderr.startswith(f"edeliver: {other}/.deliver/edeliver.toml")
+
+
+def test_ctrl_c_outside_a_rollout_exits_130_in_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while a command reads its config (nothing recorded) exits 130, not 4, in one line."""
+
+    def interrupted(project: Path) -> Config:
+        raise KeyboardInterrupt
+
+    runtime = Runtime(project=tmp_path, load_config=interrupted)
+    result = runner.invoke(app, ["status", "prod"], obj=runtime)
+    assert result.exit_code == 130
+    assert result.stderr.startswith("edeliver: interrupted;")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
