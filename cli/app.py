@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from typer._click import Context as ClickContext  # typer vendors click
+from typer._click import Command as ClickCommand  # typer vendors its own click
+from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
@@ -28,6 +31,7 @@ from edeliver.core.rollout import Services
 from edeliver.core.service import Deployments
 
 P = ParamSpec("P")
+_PIPE_WIDTH = 250
 R = TypeVar("R")
 
 
@@ -50,10 +54,28 @@ class Runtime:
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.
         if self.console is None:
-            self.console = Console(highlight=False)
+            self.console = Console(highlight=False, width=output_width())
         return self.console
 
 
+def output_width() -> int | None:
+    """The terminal's width on a terminal (None: rich asks it), else COLUMNS if set, else wide:
+    pipes and CI logs get whole lines, not tables cut to rich's default of 80 columns."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else _PIPE_WIDTH
+
+
+# `edeliver --help` groups commands by workflow, in the order people use them.
+SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+_WORKFLOW = (
+    *("init", "nodes", "migrate-config", "tasks"),
+    *("build", "releases"),
+    *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("status", "log", "history", "abandon"),
+    "demo",
+)
 _PROJECT_OPTIONS = ("-C", "--project")
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
@@ -81,8 +103,29 @@ def project_option_first(args: Sequence[str]) -> list[str]:
     return moved + rest
 
 
-class _ProjectAnywhere(TyperGroup):
-    """The root group: takes the global `-C DIR` wherever it was written."""
+def _named_not_typed(command: ClickCommand) -> None:
+    """Typer labels each parameter with its Python type (`<bool>`, `<list[str]>`): noise to the
+    reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
+    for param in command.get_params(ClickContext(command)):
+        named = param.metavar or (param.name or "value").upper()
+        param.metavar = "" if getattr(param, "is_flag", False) else named
+        # An argument's name is its label already; an option's value is named once.
+        label = "" if param.param_type_name == "argument" else param.metavar
+        setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _named_not_typed(sub)
+
+
+class _Root(TyperGroup):
+    """The root group: commands in workflow order, the global `-C DIR` wherever it was written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _named_not_typed(self)
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        known = [name for name in _WORKFLOW if name in self.commands]
+        return known + sorted(set(self.commands) - set(known))
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         return super().parse_args(ctx, project_option_first(args))
@@ -96,7 +139,7 @@ def _print_version(asked: bool) -> None:
 
 app = typer.Typer(
     name="edeliver",
-    cls=_ProjectAnywhere,
+    cls=_Root,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
     add_completion=False,
@@ -119,7 +162,9 @@ def _root(
         typer.Option(
             "--project",
             "-C",
+            metavar="DIR",
             envvar="EDELIVER_PROJECT",
+            show_default=False,
             show_envvar=True,
             help="The app's directory, anywhere on the line (default: the current one).",
         ),

@@ -12,7 +12,15 @@ import typer
 
 from edeliver.adapters.clock import SystemClock
 from edeliver.cli import render
-from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, runtime_of
+from edeliver.cli.app import (
+    AUDIT,
+    ForceOption,
+    JsonOption,
+    Runtime,
+    app,
+    exits_on_errors,
+    runtime_of,
+)
 from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
@@ -21,7 +29,7 @@ from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
 from edeliver.core.stored_history import StoredEntry, damage_of
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def abandon(
     ctx: typer.Context,
@@ -29,7 +37,10 @@ def abandon(
     reason: Annotated[str, typer.Option(help="Why; recorded in the history.")],
     force: ForceOption = False,
 ) -> None:
-    """Give up an interrupted deployment: release its environment's lock, record why."""
+    """Give up an interrupted deployment: release its environment's lock, record why.
+
+    Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
+    """
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
@@ -60,7 +71,7 @@ def _step_timeout(runtime: Runtime, environment: str) -> float:
     return env.step_timeout if env else EnvironmentConfig.step_timeout
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def log(
     ctx: typer.Context,
@@ -68,7 +79,10 @@ def log(
     as_json: JsonOption = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new events.")] = False,
 ) -> None:
-    """Print the events of a deployment, oldest first."""
+    """Print the events of a deployment, oldest first.
+
+    Example: edeliver log --follow
+    """
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
@@ -116,14 +130,17 @@ def _print_event(domain_event: Any, as_json: bool) -> int:
     return int(record["seq"])
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def history(
     ctx: typer.Context,
     environment: Annotated[str | None, typer.Argument(help="Default: every environment.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List deployments: who deployed what, when, and how it ended."""
+    """List deployments: who deployed what, when, and how it ended.
+
+    Example: edeliver history production --json
+    """
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:

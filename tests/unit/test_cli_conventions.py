@@ -8,6 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from rich.table import Table
 from typer.testing import CliRunner
 
 from edeliver.cli.app import project_option_first
@@ -95,3 +96,76 @@ def test_ctrl_c_outside_a_rollout_exits_130_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("edeliver: interrupted;")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+def _help(*words: str) -> str:
+    result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_root_help_groups_commands_by_workflow_in_order() -> None:
+    """`edeliver --help` shows set-up, build, deploy, audit and demo panels, each command once."""
+    text = _help()
+    panels = ["Set up", "Build", "Deploy", "Audit", "Try it"]
+    at = [text.index(f"─ {panel} ") for panel in panels]
+    assert at == sorted(at)
+    commands = [*WORKFLOW]
+    where = [text.index(f"│ {command} ") for command in commands]
+    assert where == sorted(where)
+
+
+WORKFLOW = (
+    "init", "nodes", "migrate-config", "tasks", "build", "releases", "plan", "deploy", "upgrade",
+    "rollback", "resume", "status", "log", "history", "abandon", "demo",
+)  # fmt: skip
+COMMANDS = (
+    ("init",), ("nodes", "trust"), ("migrate-config",), ("tasks",), ("build",),
+    ("build", "upgrade"), ("releases",), ("releases", "prune"), ("plan",), ("deploy",),
+    ("upgrade",), ("rollback",), ("resume",), ("status",), ("log",), ("history",),
+    ("abandon",), ("demo",),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_each_command_help_ends_with_an_example_and_shows_no_type_labels(
+    command: tuple[str, ...],
+) -> None:
+    """Every command's help has an `Example: edeliver <the command> …` line, no `<bool>`."""
+    text = _help(*command)
+    assert f"Example: edeliver {' '.join(command)}" in text
+    for label in ("<bool>", "<str>", "<int>", "<path>", "<list", "<float>"):
+        assert label not in text
+
+
+def test_build_upgrade_help_is_its_own() -> None:
+    """`build upgrade --help` describes the hot-upgrade package and its --from/--to options."""
+    text = _help("build", "upgrade")
+    assert "Usage: edeliver build upgrade" in text
+    assert "hot-upgrade package" in text
+    assert "--from" in text
+    assert "--from" not in _help("build")
+
+
+def test_include_exclude_and_only_say_different_things() -> None:
+    """The three tag options of deploy each have their own help text."""
+    text = _help("deploy")
+    lines = {
+        option: next(line for line in text.splitlines() if line.startswith(f"│ {option} "))
+        for option in ("--include", "--exclude", "--only")
+    }
+    helps = {line.split("TAG", 1)[1].strip(" │") for line in lines.values()}
+    assert len(helps) == 3
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a terminal, rich renders as wide as COLUMNS says, else far wider than 80."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    wide = Runtime().out()
+    table = Table("deployment", "environment")
+    table.add_row("3f2a9c1e-" + "x" * 60, "production-eu-west-" + "y" * 60)
+    with wide.capture() as captured:
+        wide.print(table)
+    assert "x" * 60 in captured.get() and "y" * 60 in captured.get()
+    monkeypatch.setenv("COLUMNS", "120")
+    assert Runtime().out().width == 120
