@@ -21,10 +21,10 @@ from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
-from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.event_store import nothing_recorded, open_deployments
 from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
-from edeliver.core.errors import EdeliverError
+from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
@@ -44,6 +44,16 @@ class Runtime:
     deployments: Callable[[Path], Deployments] = open_deployments
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
+    nothing_recorded: Callable[[Path], bool] = nothing_recorded
+
+    def recorded_deployments(self) -> Deployments | None:
+        """The deployments for a command that only reads them; None when nothing was ever
+        recorded, so that reading creates no store (nor a project directory given by mistake)."""
+        if not self.project.is_dir():
+            raise UsageError(f"{self.project}: no such project directory (-C, EDELIVER_PROJECT)")
+        if self.nothing_recorded(self.project):
+            return None
+        return self.deployments(self.project)
 
     def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""

@@ -24,7 +24,7 @@ from edeliver.cli.app import (
 from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import DamagedHistory
+from edeliver.core.errors import DamagedHistory, NotFoundError
 from edeliver.core.service import Deployments, refuse_while_its_deployer_may_run
 from edeliver.core.stored_history import StoredEntry, damage_of
 
@@ -84,8 +84,16 @@ def log(
     Example: edeliver log --follow
     """
     runtime = runtime_of(ctx)
-    deployments = runtime.deployments(runtime.project)
+    deployments = runtime.recorded_deployments()
+    if deployments is None:
+        if deployment_id:
+            raise NotFoundError(f"deployment {deployment_id}: not found, none recorded yet")
+        typer.echo("no deployment recorded yet", err=True)
+        return
     try:
+        if not deployment_id and not deployments.history():
+            typer.echo("no deployment recorded yet", err=True)  # like `history`: empty, exit 0
+            return
         found = deployments.find(deployment_id) if deployment_id else deployments.latest_summary()
         stored = deployments.entries(UUID(found.id))
         _print_entries(stored, as_json)
@@ -142,11 +150,13 @@ def history(
     Example: edeliver history production --json
     """
     runtime = runtime_of(ctx)
-    deployments = runtime.deployments(runtime.project)
-    try:
-        rows = [r for r in deployments.history() if environment in (None, r.environment)]
-    finally:
-        deployments.close()
+    deployments = runtime.recorded_deployments()
+    rows = []
+    if deployments is not None:
+        try:
+            rows = [r for r in deployments.history() if environment in (None, r.environment)]
+        finally:
+            deployments.close()
     if as_json:
         typer.echo(json.dumps([vars(r) for r in rows]))
     else:

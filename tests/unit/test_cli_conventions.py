@@ -169,3 +169,51 @@ def test_tables_are_not_cut_to_80_columns_in_a_pipe(monkeypatch: pytest.MonkeyPa
     assert "x" * 60 in captured.get() and "y" * 60 in captured.get()
     monkeypatch.setenv("COLUMNS", "120")
     assert Runtime().out().width == 120
+
+
+@pytest.mark.parametrize("command", [["history"], ["log"], ["log", "--json"], ["history", "prod"]])
+def test_reading_a_missing_project_directory_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped -C is one line naming the directory, exit 2, and the directory stays absent."""
+    typo = tmp_path / "typo" / "dir"
+    result = runner.invoke(app, ["-C", str(typo), *command])
+    assert result.exit_code == 2
+    assert result.stderr == f"edeliver: {typo}: no such project directory (-C, EDELIVER_PROJECT)\n"
+    assert not (tmp_path / "typo").exists()
+
+
+def test_log_and_history_agree_that_nothing_yet_is_an_empty_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any deployment both exit 0 with nothing listed, and no events db is created."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    history = runner.invoke(app, ["-C", str(tmp_path), "history", "--json"])
+    log = runner.invoke(app, ["-C", str(tmp_path), "log", "--json"])
+    assert (history.exit_code, history.stdout) == (0, "[]\n")
+    assert (log.exit_code, log.stdout) == (0, "")
+    assert log.stderr == "no deployment recorded yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_log_of_an_unknown_deployment_before_any_is_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`log ID` with nothing recorded names the id, exit 2, and creates no store."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    result = runner.invoke(app, ["-C", str(tmp_path), "log", "3f2a9c1e"])
+    assert result.exit_code == 2
+    assert result.stderr == "edeliver: deployment 3f2a9c1e: not found, none recorded yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_store_lists_nothing_with_exit_0_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that exists but holds no deployment: `log` and `history` still exit 0."""
+    from edeliver.adapters.event_store import open_deployments
+
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    open_deployments(tmp_path, "").close()
+    assert runner.invoke(app, ["-C", str(tmp_path), "log"]).exit_code == 0
+    assert runner.invoke(app, ["-C", str(tmp_path), "history", "--json"]).stdout == "[]\n"
