@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from typer._click import Command as ClickCommand  # typer vendors its own click
 from typer._click import Context as ClickContext
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
@@ -139,6 +140,40 @@ class _Root(TyperGroup):
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         return super().parse_args(ctx, project_option_first(args))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Usage errors (a bad flag, a missing argument) in one line with the exit code 2, as
+        every other error, instead of typer's framed panel."""
+        given = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*given, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*given, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as error:  # the help is printed already
+            sys.exit(error.exit_code)
+        except ClickException as error:
+            typer.echo(f"edeliver: {_one_line(error)}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            typer.echo("edeliver: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(error: ClickException) -> str:
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if context is None:
+        return message
+    return f"{message} (`{context.command_path} --help` shows how)"
 
 
 def _print_version(asked: bool) -> None:
