@@ -107,10 +107,11 @@ def trust(
     """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
+    nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens
     target = _known_hosts_file(runtime.project, config)
     shells = runtime.node_shells(config)
     changed = []
-    for node in config.nodes_of(environment):
+    for node in nodes:
         try:
             run(_connect_and_close(shells, node))
             typer.echo(f"{node.name:<12} trusted")

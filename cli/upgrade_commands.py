@@ -132,8 +132,9 @@ async def _pristine(store: Store, app_name: str, version: str) -> Artifact:
 def _running_version(runtime: Runtime, config: Config, environment: str | None) -> str:
     """The one version the environment's nodes run (asked of release_handler); else refuse."""
     name = environment or _only_upgrade_environment(config)
-    shells = runtime.node_shells(config, "upgrade")
-    rows = run(probe_all(shells, config.nodes_of(name)))
+    nodes = config.nodes_of(name)
+    shells = runtime.node_shells(config, "upgrade")  # after: an unknown environment opens nothing
+    rows = run(probe_all(shells, nodes))
     down = [f"{r['node']} ({r['error']})" for r in rows if not r["reachable"]]
     if down:
         raise NodeUnreachable(

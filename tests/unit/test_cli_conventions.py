@@ -6,6 +6,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.table import Table
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from edeliver.cli.app import project_option_first
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
+from tests.support.simulation import config_text
 
 runner = CliRunner()
 
@@ -217,3 +219,78 @@ def test_an_empty_store_lists_nothing_with_exit_0_too(
     open_deployments(tmp_path, "").close()
     assert runner.invoke(app, ["-C", str(tmp_path), "log"]).exit_code == 0
     assert runner.invoke(app, ["-C", str(tmp_path), "history", "--json"]).stdout == "[]\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with a valid config for the environment prod, nothing recorded."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    (tmp_path / ".deliver").mkdir()
+    (tmp_path / ".deliver/edeliver.toml").write_text(config_text(3))
+    return tmp_path
+
+
+def _one_error_line(result: Any, code: int) -> str:
+    """The command exited `code` with one `edeliver:` line on stderr and no traceback."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edeliver: "), result.stderr
+    return str(lines[0])
+
+
+UNKNOWN_ENVIRONMENT = (
+    "tasks nowhere", "nodes trust nowhere", "build upgrade -e nowhere", "plan nowhere",
+    "deploy nowhere", "upgrade nowhere", "rollback nowhere", "status nowhere",
+)  # fmt: skip
+RECORDS = ("deploy", "upgrade", "rollback")  # may open the events database before refusing
+
+
+@pytest.mark.parametrize("line", UNKNOWN_ENVIRONMENT)
+def test_an_unknown_environment_is_one_line_naming_it_exit_2(project: Path, line: str) -> None:
+    """Every command taking an environment names the unknown one, exit 2; those that record
+    nothing create nothing."""
+    result = runner.invoke(app, ["-C", str(project), *line.split()])
+    assert "nowhere" in _one_error_line(result, 2)
+    created = {p.name for p in (project / ".deliver").iterdir()} - {"edeliver.toml"}
+    assert created <= ({"events.db"} if line.split(maxsplit=1)[0] in RECORDS else set())
+
+
+NEEDS_CONFIG = (
+    "tasks prod", "nodes trust prod", "build", "build upgrade", "releases",
+    "releases prune --keep 2", "plan prod", "deploy prod", "upgrade prod", "rollback prod",
+    "status prod",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("line", NEEDS_CONFIG)
+def test_a_missing_config_is_one_line_naming_the_file_exit_2(tmp_path: Path, line: str) -> None:
+    """Without .deliver/edeliver.toml every command that needs it names the file, exit 2."""
+    result = runner.invoke(app, ["-C", str(tmp_path), *line.split()])
+    assert f"{tmp_path}/.deliver/edeliver.toml: not found" in _one_error_line(result, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_FLAGS = (
+    "init --node web1", "nodes trust", "migrate-config --write=maybe", "tasks prod --bogus",
+    "build --bogus", "build upgrade --from", "releases --bogus", "releases prune --keep 0",
+    "plan", "deploy prod --version", "upgrade prod --only", "rollback prod --to",
+    "resume --bogus", "status", "log --follow=2", "history --bogus", "abandon x",
+    "demo --nodes 0", "nodes nothing", "no-such-command",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("line", BAD_FLAGS)
+def test_a_bad_flag_or_value_is_one_line_exit_2(project: Path, line: str) -> None:
+    """A flag, value or argument the command does not take: one line, exit 2, nothing created."""
+    result = runner.invoke(app, ["-C", str(project), *line.split()])
+    _one_error_line(result, 2)
+    assert sorted(p.name for p in (project / ".deliver").iterdir()) == ["edeliver.toml"]
+
+
+@pytest.mark.parametrize("command", [(), ("nodes",), *COMMANDS], ids=lambda c: " ".join(c) or "-")
+def test_every_command_has_help_without_traceback(command: tuple[str, ...]) -> None:
+    """`--help` exits 0 on every command and group, says how to use it, writes no stderr."""
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: edeliver" in result.stdout and result.stderr == ""
