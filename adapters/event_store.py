@@ -51,6 +51,15 @@ def open_deployments(project: Path, url: str | None = None) -> Deployments:
     return deployments
 
 
+def nothing_recorded(project: Path, url: str | None = None) -> bool:
+    """Whether the store is a SQLite file not created yet: nothing was ever recorded there, and
+    a command that only reads must not create it (nor its directory)."""
+    url = url if url is not None else os.environ.get("EDELIVER_EVENTS", "")
+    if url and not url.startswith("sqlite:///"):
+        return False
+    return not (Path(url.removeprefix("sqlite://")) if url else project / DEFAULT_DB).exists()
+
+
 def _store_name(project: Path, url: str) -> str:
     """How messages name the store: a SQLite file by its path, a server by its URL without
     the password."""

@@ -53,6 +53,7 @@ from edeliver.core.errors import (
     NodeError,
     NodeUnreachable,
     StepTimeout,
+    UsageError,
 )
 from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
@@ -181,13 +182,14 @@ class AsyncsshNodeShells:
         """One verified connection to `hop`, every setting explicit (the config is resolved)."""
         known = KnownHosts(self._known_hosts_files(hop))
         shown = replace(node, host=hop.host, port=hop.port, user=hop.user)
+        keys = client_keys(node, hop)
         for attempt in range(_RETRIES):
             client = HostKeyCatcher()
             try:
                 async with self._connects:
                     return await asyncssh.connect(
                         hop.host, hop.port, tunnel=tunnel, config=[], username=hop.user or (),
-                        client_keys=list(hop.identity_files) or (),
+                        client_keys=keys or (),
                         known_hosts=known.match, client_factory=lambda c=client: c,
                         connect_timeout=hop.connect_timeout or self.connect_timeout,
                         keepalive_interval=15, keepalive_count_max=3,
@@ -209,6 +211,32 @@ class AsyncsshNodeShells:
         if self.known_hosts is not None:
             return [self.known_hosts]
         return list(hop.known_hosts) or [str(Path(DEFAULT_KNOWN_HOSTS).expanduser())]
+
+
+def client_keys(node: NodeConfig, hop: Hop) -> Sequence[asyncssh.SSHKeyPair]:
+    """The hop's identity files, loaded before connecting so that a missing, passphrase-protected
+    or malformed one is one line naming the node and the file (asyncssh names neither); none
+    given: the agent and the default keys, as ssh does."""
+    keys: list[asyncssh.SSHKeyPair] = []
+    for path in hop.identity_files:
+        try:
+            keys.extend(asyncssh.load_keypairs(path))
+        except (asyncssh.KeyImportError, OSError) as error:
+            raise UsageError(f"{node.name}: identity_file {path}: {_unusable(error)}") from None
+    return keys
+
+
+def _unusable(error: asyncssh.KeyImportError | OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, OSError):
+        return f"cannot be read ({error.strerror or error})"
+    if "passphrase" in str(error).lower():
+        return (
+            "the key is passphrase-protected and Edeliver asks for no passphrase: add it to "
+            "ssh-agent and leave identity_file out, or use a key without one"
+        )
+    return f"not a private key ({error})"
 
 
 def _close_all(conns: Sequence[asyncssh.SSHClientConnection]) -> None:

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
+import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click import Command as ClickCommand  # typer vendors its own click
+from typer._click import Context as ClickContext
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
-from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.event_store import nothing_recorded, open_deployments
 from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
-from edeliver.core.errors import DeploymentInterrupted, EdeliverError
+from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
 from edeliver.core.service import Deployments
 
 P = ParamSpec("P")
+_PIPE_WIDTH = 250
 R = TypeVar("R")
 
 
@@ -37,6 +45,16 @@ class Runtime:
     deployments: Callable[[Path], Deployments] = open_deployments
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
+    nothing_recorded: Callable[[Path], bool] = nothing_recorded
+
+    def recorded_deployments(self) -> Deployments | None:
+        """The deployments for a command that only reads them; None when nothing was ever
+        recorded, so that reading creates no store (nor a project directory given by mistake)."""
+        if not self.project.is_dir():
+            raise UsageError(f"{self.project}: no such project directory (-C, EDELIVER_PROJECT)")
+        if self.nothing_recorded(self.project):
+            return None
+        return self.deployments(self.project)
 
     def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
@@ -47,12 +65,126 @@ class Runtime:
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.
         if self.console is None:
-            self.console = Console(highlight=False)
+            self.console = Console(highlight=False, width=output_width())
         return self.console
+
+
+def output_width() -> int | None:
+    """The terminal's width on a terminal (None: rich asks it), else COLUMNS if set, else wide:
+    pipes and CI logs get whole lines, not tables cut to rich's default of 80 columns."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else _PIPE_WIDTH
+
+
+# `edeliver --help` groups commands by workflow, in the order people use them.
+SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+_WORKFLOW = (
+    *("init", "nodes", "migrate-config", "tasks"),
+    *("build", "releases"),
+    *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("status", "log", "history", "abandon"),
+    "demo",
+)
+_PROJECT_OPTIONS = ("-C", "--project")
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+
+
+def project_option_first(args: Sequence[str]) -> list[str]:
+    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) moved to the front, so that it
+    may stand anywhere on the line, as `git -C` and `make -C` users expect; `--` ends options."""
+    moved: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in _PROJECT_OPTIONS and index + 1 < len(args):
+            moved += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return moved + rest
+
+
+def _named_not_typed(command: ClickCommand) -> None:
+    """Typer labels each parameter with its Python type (`<bool>`, `<list[str]>`): noise to the
+    reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
+    for param in command.get_params(ClickContext(command)):
+        named = param.metavar or (param.name or "value").upper()
+        param.metavar = "" if getattr(param, "is_flag", False) else named
+        # An argument's name is its label already; an option's value is named once.
+        label = "" if param.param_type_name == "argument" else param.metavar
+        setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _named_not_typed(sub)
+
+
+class _Root(TyperGroup):
+    """The root group: commands in workflow order, the global `-C DIR` wherever it was written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _named_not_typed(self)
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        known = [name for name in _WORKFLOW if name in self.commands]
+        return known + sorted(set(self.commands) - set(known))
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, project_option_first(args))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Usage errors (a bad flag, a missing argument) in one line with the exit code 2, as
+        every other error, instead of typer's framed panel."""
+        given = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*given, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*given, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as error:  # the help is printed already
+            sys.exit(error.exit_code)
+        except ClickException as error:
+            typer.echo(f"edeliver: {_one_line(error)}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            typer.echo("edeliver: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(error: ClickException) -> str:
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if context is None:
+        return message
+    return f"{message} (`{context.command_path} --help` shows how)"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"edeliver {version('edeliver')}")
+        raise typer.Exit()
 
 
 app = typer.Typer(
     name="edeliver",
+    cls=_Root,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
     add_completion=False,
@@ -70,7 +202,27 @@ ForceOption = Annotated[
 @app.callback()
 def _root(
     ctx: typer.Context,
-    project: Annotated[Path, typer.Option("--project", "-C", help="The app's directory.")] = Path(),
+    project: Annotated[
+        Path,
+        typer.Option(
+            "--project",
+            "-C",
+            metavar="DIR",
+            envvar="EDELIVER_PROJECT",
+            show_default=False,
+            show_envvar=True,
+            help="The app's directory, anywhere on the line (default: the current one).",
+        ),
+    ] = Path(),
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Edeliver's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     if not isinstance(ctx.obj, Runtime):
         ctx.obj = Runtime(project=project.resolve())
@@ -87,13 +239,14 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
             typer.echo(f"edeliver: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            # Before a deployment records anything (or in build): nothing to resume but the lock.
+            # Outside a rollout (a rollout records its interruption and exits 4 with a resume
+            # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
             typer.echo(
-                "edeliver: interrupted; `edeliver resume` continues an unfinished "
-                "deployment, `edeliver history` shows whether there is one",
+                "edeliver: interrupted; `edeliver history` shows whether a deployment is "
+                "unfinished",
                 err=True,
             )
-            raise typer.Exit(DeploymentInterrupted.exit_code) from None
+            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
 
     return wrapper
 

@@ -14,6 +14,7 @@ import typer
 from edeliver.adapters.clock import SystemClock
 from edeliver.cli import render
 from edeliver.cli.app import (
+    AUDIT,
     ForceOption,
     JsonOption,
     Runtime,
@@ -25,13 +26,13 @@ from edeliver.cli.app import (
 from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import DamagedHistory
+from edeliver.core.errors import DamagedHistory, NotFoundError
 from edeliver.core.liveness import refuse_abandoning_while_held
 from edeliver.core.service import Deployments
 from edeliver.core.stored_history import StoredEntry, damage_of
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def abandon(
     ctx: typer.Context,
@@ -39,7 +40,10 @@ def abandon(
     reason: Annotated[str, typer.Option(help="Why; recorded in the history.")],
     force: ForceOption = False,
 ) -> None:
-    """Give up an interrupted deployment: release its environment's lock, record why."""
+    """Give up an interrupted deployment: release its environment's lock, record why.
+
+    Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
+    """
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
@@ -75,7 +79,7 @@ def _refuse_while_its_deployer_holds_nodes(
     run(refuse_abandoning_while_held(deployment, shells, config.nodes, now, timeout))
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def log(
     ctx: typer.Context,
@@ -83,10 +87,21 @@ def log(
     as_json: JsonOption = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new events.")] = False,
 ) -> None:
-    """Print the events of a deployment, oldest first."""
+    """Print the events of a deployment, oldest first.
+
+    Example: edeliver log --follow
+    """
     runtime = runtime_of(ctx)
-    deployments = runtime.deployments(runtime.project)
+    deployments = runtime.recorded_deployments()
+    if deployments is None:
+        if deployment_id:
+            raise NotFoundError(f"deployment {deployment_id}: not found, none recorded yet")
+        typer.echo("no deployment recorded yet", err=True)
+        return
     try:
+        if not deployment_id and not deployments.history():
+            typer.echo("no deployment recorded yet", err=True)  # like `history`: empty, exit 0
+            return
         found = deployments.find(deployment_id) if deployment_id else deployments.latest_summary()
         stored = deployments.entries(UUID(found.id))
         _print_entries(stored, as_json)
@@ -131,20 +146,25 @@ def _print_event(domain_event: Any, as_json: bool) -> int:
     return int(record["seq"])
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def history(
     ctx: typer.Context,
     environment: Annotated[str | None, typer.Argument(help="Default: every environment.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List deployments: who deployed what, when, and how it ended."""
+    """List deployments: who deployed what, when, and how it ended.
+
+    Example: edeliver history production --json
+    """
     runtime = runtime_of(ctx)
-    deployments = runtime.deployments(runtime.project)
-    try:
-        rows = [r for r in deployments.history() if environment in (None, r.environment)]
-    finally:
-        deployments.close()
+    deployments = runtime.recorded_deployments()
+    rows = []
+    if deployments is not None:
+        try:
+            rows = [r for r in deployments.history() if environment in (None, r.environment)]
+        finally:
+            deployments.close()
     if as_json:
         typer.echo(json.dumps([vars(r) for r in rows]))
     else:

@@ -19,7 +19,7 @@ import typer
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
-from edeliver.cli.app import Runtime, app, exits_on_errors, runtime_of
+from edeliver.cli.app import TRY, Runtime, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import probe_all, status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
 from edeliver.core.config import Config
@@ -50,14 +50,17 @@ def build_example(project: Path, config: Config, version: str, variant: str = "g
     build_into_store(project, config, env=env)
 
 
-@app.command()
+@app.command(rich_help_panel=TRY)
 @exits_on_errors
 def demo(
     ctx: typer.Context,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the nodes running.")] = False,
     nodes: Annotated[int, typer.Option(min=1, max=20, help="How many nodes.")] = 3,
 ) -> None:
-    """Start local nodes, deploy examples/hello, then a release that fails to boot: rolled back."""
+    """Start local nodes, deploy examples/hello, then a release that fails to boot: rolled back.
+
+    Example: edeliver demo --nodes 5 --keep
+    """
     root = Path(tempfile.mkdtemp(prefix="edeliver-demo-"))
     fleet = LocalFleet(root / "fleet", nodes)
     try:

@@ -16,14 +16,14 @@ from edeliver.adapters.project_init import (
     render_config,
     write_config,
 )
-from edeliver.cli.app import app, exits_on_errors, runtime_of
+from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import trust
 from edeliver.core.errors import UsageError
 
 DEFAULT_ENVIRONMENT = "production"
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 @exits_on_errors
 def init(
     ctx: typer.Context,
@@ -52,7 +52,10 @@ def init(
         typer.Option("--trust", help="Pin the nodes' host keys now, without asking."),
     ] = False,
 ) -> None:
-    """Write .deliver/edeliver.toml for the mix project here, from its mix.exs and your nodes."""
+    """Write .deliver/edeliver.toml for the mix project here, from its mix.exs and your nodes.
+
+    Example: edeliver init --node web1=deploy@10.0.0.11:/opt/app --trust
+    """
     runtime = runtime_of(ctx)
     mix = read_mix_project(runtime.project)
     nodes = [parse_node(text) for text in node or []] or _ask_for_nodes()

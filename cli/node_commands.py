@@ -11,20 +11,35 @@ from typing import Annotated, Any
 import typer
 
 from edeliver.adapters.ssh import fetch_host_key, pin_host_key
-from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    AUDIT,
+    SET_UP,
+    JsonOption,
+    Runtime,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.composition import node_addresses, ssh_config_files
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 from edeliver.core.ports import NodeShells
 
-nodes_app = typer.Typer(help="Manage the nodes' SSH host keys.", no_args_is_help=True)
-app.add_typer(nodes_app, name="nodes")
+nodes_app = typer.Typer(
+    help="Manage the nodes' SSH host keys.\n\nExample: edeliver nodes trust production",
+    no_args_is_help=True,
+)
+app.add_typer(nodes_app, name="nodes", rich_help_panel=SET_UP)
 
 
-@app.command()
+@app.command(rich_help_panel=AUDIT)
 @exits_on_errors
 def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Per node: reachable, running version, boot version, releases on disk."""
+    """Per node: reachable, running version, boot version, releases on disk.
+
+    Example: edeliver status production
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     config.environment(environment)
@@ -86,13 +101,17 @@ def trust(
     environment: str,
     yes: Annotated[bool, typer.Option("--yes", help="Pin new keys without asking.")] = False,
 ) -> None:
-    """Show each node's host key fingerprint and pin the new ones; a changed key is refused."""
+    """Show each node's host key fingerprint and pin the new ones; a changed key is refused.
+
+    Example: edeliver nodes trust production --yes
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
+    nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens
     target = _known_hosts_file(runtime.project, config)
     shells = runtime.node_shells(config)
     changed = []
-    for node in config.nodes_of(environment):
+    for node in nodes:
         try:
             run(_connect_and_close(shells, node))
             typer.echo(f"{node.name:<12} trusted")

@@ -14,7 +14,17 @@ from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
-from edeliver.cli.app import ForceOption, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    BUILD,
+    DEPLOY,
+    ForceOption,
+    JsonOption,
+    Runtime,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.composition import (
     build_host,
     builder,
@@ -26,7 +36,7 @@ from edeliver.cli.composition import (
     who,
     with_tasks,
 )
-from edeliver.cli.task_commands import TagOption, selection_of
+from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
@@ -52,10 +62,13 @@ STEPS = {
 }
 
 
-@app.command()
+@app.command(rich_help_panel=DEPLOY)
 @exits_on_errors
 def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing."""
+    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing.
+
+    Example: edeliver plan production
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     env = config.environment(environment)
@@ -82,18 +95,21 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
         typer.echo(line)
 
 
-@app.command(name="deploy")
+@app.command(name="deploy", rich_help_panel=DEPLOY)
 @exits_on_errors
 def deploy_command(
     ctx: typer.Context,
     environment: str,
     version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
-    include: TagOption = None,
-    exclude: TagOption = None,
-    only: TagOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    only: OnlyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks."""
+    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks.
+
+    Example: edeliver deploy production --version 1.2.3 --include seed
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
@@ -116,7 +132,7 @@ def deploy_with_tasks(
     )
 
 
-@app.command(name="resume")
+@app.command(name="resume", rich_help_panel=DEPLOY)
 @exits_on_errors
 def resume_command(
     ctx: typer.Context,
@@ -126,7 +142,10 @@ def resume_command(
     as_json: JsonOption = False,
     force: ForceOption = False,
 ) -> None:
-    """Continue an interrupted deployment from its recorded events."""
+    """Continue an interrupted deployment from its recorded events.
+
+    Example: edeliver resume 3f2a9c1e
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
@@ -181,35 +200,21 @@ def routes_of(deployment: Deployment) -> dict[str, str]:
     return {node: route.why for node, route in routes.items() if route is not None}
 
 
-@app.command()
+build_app = typer.Typer()
+app.add_typer(build_app, name="build", rich_help_panel=BUILD)
+
+
+@build_app.callback(invoke_without_command=True)
 @exits_on_errors
-def build(
-    ctx: typer.Context,
-    what: Annotated[str, typer.Argument(help="release, or upgrade (a hot-upgrade package)")] = (
-        "release"
-    ),
-    from_version: Annotated[
-        str | None, typer.Option("--from", help="upgrade: default, the version the nodes run")
-    ] = None,
-    to_version: Annotated[
-        str | None, typer.Option("--to", help="upgrade: default, build a new release now")
-    ] = None,
-    environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="upgrade: whose nodes to ask")
-    ] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Build a release (MIX_ENV=prod) with the configured strategy, or a hot-upgrade package,
-    and put it in the store."""
+def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Build a release (MIX_ENV=prod) with the configured strategy and put it in the store.
+
+    Example: edeliver build --json
+    """
+    if ctx.invoked_subcommand:  # `build upgrade`: its own command
+        return
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    if what == "upgrade":
-        from edeliver.cli.upgrade_commands import build_upgrade_command
-
-        build_upgrade_command(runtime, config, from_version, to_version, environment, as_json)
-        return
-    if what != "release":
-        raise UsageError(f"build: expected release or upgrade, got {what!r}")
     stored = build_into_store(runtime.project, config)
     if as_json:
         typer.echo(
@@ -263,7 +268,7 @@ def _warn(text: str) -> None:
     typer.echo(f"edeliver: warning: {text}", err=True)
 
 
-@app.command()
+@app.command(rich_help_panel=DEPLOY)
 @exits_on_errors
 def rollback(
     ctx: typer.Context,
@@ -273,7 +278,10 @@ def rollback(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll ENVIRONMENT back to an earlier release, as a deployment of it."""
+    """Roll ENVIRONMENT back to an earlier release, as a deployment of it.
+
+    Example: edeliver rollback production --to 1.2.2
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     config.environment(environment)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from edeliver.cli.app import JsonOption, Runtime, exits_on_errors, run, runtime_of
+from edeliver.cli.app import BUILD, JsonOption, Runtime, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
 from edeliver.core.config import Config
@@ -17,14 +17,17 @@ from edeliver.core.ports import ReleaseArchive
 from edeliver.core.retention import PrunePlan, prune
 from edeliver.core.rollout import Services
 
-releases_app = typer.Typer(help="The releases in the store.")
-root.add_typer(releases_app, name="releases")
+releases_app = typer.Typer()
+root.add_typer(releases_app, name="releases", rich_help_panel=BUILD)
 
 
 @releases_app.callback(invoke_without_command=True)
 @exits_on_errors
 def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List the stored versions, oldest first, with kind, size, platform and provenance."""
+    """List the stored versions, oldest first, with kind, size, platform and provenance.
+
+    Example: edeliver releases --json
+    """
     if ctx.invoked_subcommand:
         return
     runtime = runtime_of(ctx)
@@ -48,7 +51,10 @@ def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove all but the KEEP newest versions, never one any node runs or would roll back to."""
+    """Remove all but the KEEP newest versions, never one any node runs or would roll back to.
+
+    Example: edeliver releases prune --keep 5 --dry-run
+    """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     services = _services(runtime, config)

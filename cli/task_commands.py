@@ -11,12 +11,23 @@ import typer
 from edeliver.adapters.config_file import CONFIG_FILE
 from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
 from edeliver.adapters.ssh_config import config_files
-from edeliver.cli.app import JsonOption, app, exits_on_errors, runtime_of
+from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import project_tasks
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
-TagOption = Annotated[list[str] | None, typer.Option(help="A tag; may be repeated.")]
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option(metavar="TAG", help="Also run the optional tasks tagged TAG; repeatable."),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(metavar="TAG", help="Skip the tasks tagged TAG; repeatable."),
+]
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(metavar="TAG", help="Run only the tasks tagged TAG; repeatable."),
+]
 
 
 def selection_of(
@@ -32,18 +43,21 @@ def selection_of(
     return chosen
 
 
-@app.command()
+@app.command(rich_help_panel=SET_UP)
 @exits_on_errors
 def tasks(
     ctx: typer.Context,
     environment: str,
-    include: TagOption = None,
-    exclude: TagOption = None,
-    only: TagOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    only: OnlyOption = None,
     first_deploy: Annotated[bool, typer.Option(help="As on a node's first deploy.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the tasks that would run in ENVIRONMENT, per stage in order, and why others not."""
+    """Show the tasks that would run in ENVIRONMENT, per stage in order, and why others not.
+
+    Example: edeliver tasks production --include seed
+    """
     runtime = runtime_of(ctx)
     runtime.load_config(runtime.project).environment(environment)
     found = [t.spec for t in project_tasks(runtime.project)]
@@ -67,7 +81,7 @@ def tasks(
             )
 
 
-@app.command(name="migrate-config")
+@app.command(name="migrate-config", rich_help_panel=SET_UP)
 @exits_on_errors
 def migrate_config(
     ctx: typer.Context,
@@ -75,7 +89,10 @@ def migrate_config(
         bool, typer.Option(help="Write .deliver/edeliver.toml (never over one).")
     ] = False,
 ) -> None:
-    """Turn an edeliver 1.x .deliver/config into .deliver/edeliver.toml; list what stays behind."""
+    """Turn an edeliver 1.x .deliver/config into .deliver/edeliver.toml; list what stays behind.
+
+    Example: edeliver migrate-config --write
+    """
     runtime = runtime_of(ctx)
     files = config_files(None, runtime.project)
     migration = migrate_project(runtime.project, files, str(LEGACY_CONFIG))

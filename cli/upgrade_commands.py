@@ -13,28 +13,31 @@ import typer
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.mix_build import BUILD_DIR
 from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
-from edeliver.cli.app import JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
 from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
-from edeliver.cli.rollout_commands import build_into_store, deploy_with_tasks
-from edeliver.cli.task_commands import TagOption
+from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
+from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.config import Config
 from edeliver.core.errors import NodeUnreachable, NotFoundError, NotUniformError, UsageError
 from edeliver.core.model import Artifact
 
 
-@app.command()
+@app.command(rich_help_panel=DEPLOY)
 @exits_on_errors
 def upgrade(
     ctx: typer.Context,
     environment: str,
     version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
-    include: TagOption = None,
-    exclude: TagOption = None,
-    only: TagOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    only: OnlyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Hot-upgrade ENVIRONMENT (as if its mode were "upgrade"): no restart, same OS pids."""
+    """Hot-upgrade ENVIRONMENT (as if its mode were "upgrade"): no restart, same OS pids.
+
+    Example: edeliver upgrade production --version 1.2.4
+    """
     runtime = runtime_of(ctx)
     config = hot(runtime.load_config(runtime.project), environment)
     deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
@@ -44,6 +47,35 @@ def hot(config: Config, environment: str) -> Config:
     """The config with `environment` in mode "upgrade"."""
     env = dataclasses.replace(config.environment(environment), mode="upgrade")
     return dataclasses.replace(config, environments={**config.environments, environment: env})
+
+
+@build_app.command(name="upgrade")
+@exits_on_errors
+def upgrade_package(
+    ctx: typer.Context,
+    from_version: Annotated[
+        str | None,
+        typer.Option("--from", metavar="VERSION", help="Default: the version the nodes run."),
+    ] = None,
+    to_version: Annotated[
+        str | None,
+        typer.Option("--to", metavar="VERSION", help="Default: a release built now."),
+    ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment", "-e", metavar="ENV", help="Whose nodes say what runs (--from)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a hot-upgrade package (appups and relup) from one version to the next, into the store.
+
+    Example: edeliver build upgrade --from 1.2.3 --to 1.2.4
+    """
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    build_upgrade_command(runtime, config, from_version, to_version, environment, as_json)
 
 
 def build_upgrade_command(
@@ -100,8 +132,9 @@ async def _pristine(store: Store, app_name: str, version: str) -> Artifact:
 def _running_version(runtime: Runtime, config: Config, environment: str | None) -> str:
     """The one version the environment's nodes run (asked of release_handler); else refuse."""
     name = environment or _only_upgrade_environment(config)
-    shells = runtime.node_shells(config, "upgrade")
-    rows = run(probe_all(shells, config.nodes_of(name)))
+    nodes = config.nodes_of(name)
+    shells = runtime.node_shells(config, "upgrade")  # after: an unknown environment opens nothing
+    rows = run(probe_all(shells, nodes))
     down = [f"{r['node']} ({r['error']})" for r in rows if not r["reachable"]]
     if down:
         raise NodeUnreachable(

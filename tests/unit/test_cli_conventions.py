@@ -1,0 +1,325 @@
+"""Command-line conventions: --version, -C anywhere and EDELIVER_PROJECT, Ctrl-C's exit code."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.table import Table
+from typer.testing import CliRunner
+
+from edeliver.cli.app import project_option_first
+from edeliver.cli.main import Runtime, app
+from edeliver.core.config import Config
+from tests.support.simulation import config_text
+
+runner = CliRunner()
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    """`edeliver --version` prints the version importlib.metadata knows, and exits 0."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"edeliver {version('edeliver')}"
+
+
+def test_version_runs_as_a_real_process_outside_any_project() -> None:
+    """The installed command answers --version from /, with nothing on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edeliver.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, f"edeliver {version('edeliver')}")
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "moved"),
+    [
+        ("history -C /p", "-C /p history"),
+        ("nodes trust prod --project /p", "--project /p nodes trust prod"),
+        ("deploy prod --project=/p --version 1", "--project=/p deploy prod --version 1"),
+        ("log -C/p", "-C/p log"),
+        ("-C /p history", "-C /p history"),
+        ("demo -- -C x", "demo -- -C x"),
+    ],
+)
+def test_the_project_option_is_moved_before_the_command(args: str, moved: str) -> None:
+    """-C DIR in any spelling goes to the front; after `--` it is someone else's argument."""
+    assert project_option_first(args.split()) == moved.split()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-C", "{p}", "status", "prod"],
+        ["status", "prod", "-C", "{p}"],
+        ["status", "-C", "{p}", "prod"],
+        ["nodes", "trust", "prod", "--project={p}"],
+    ],
+)
+def test_the_project_directory_may_be_given_anywhere_on_the_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Wherever -C stands, the command reads that directory's config (here: names it missing)."""
+    project = tmp_path / "app"
+    result = runner.invoke(app, [a.format(p=project) for a in args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"edeliver: {project}/.deliver/edeliver.toml: not found")
+
+
+def test_edeliver_project_is_the_default_and_minus_c_wins_over_it(tmp_path: Path) -> None:
+    """EDELIVER_PROJECT names the project when -C does not; -C given wins."""
+    from_env = runner.invoke(app, ["status", "prod"], env={"EDELIVER_PROJECT": str(tmp_path)})
+    assert from_env.stderr.startswith(f"edeliver: {tmp_path}/.deliver/edeliver.toml")
+    other = tmp_path / "other"
+    given = runner.invoke(
+        app, ["status", "prod", "-C", str(other)], env={"EDELIVER_PROJECT": str(tmp_path)}
+    )
+    assert given.stderr.startswith(f"edeliver: {other}/.deliver/edeliver.toml")
+
+
+def test_ctrl_c_outside_a_rollout_exits_130_in_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while a command reads its config (nothing recorded) exits 130, not 4, in one line."""
+
+    def interrupted(project: Path) -> Config:
+        raise KeyboardInterrupt
+
+    runtime = Runtime(project=tmp_path, load_config=interrupted)
+    result = runner.invoke(app, ["status", "prod"], obj=runtime)
+    assert result.exit_code == 130
+    assert result.stderr.startswith("edeliver: interrupted;")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def _help(*words: str) -> str:
+    result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_root_help_groups_commands_by_workflow_in_order() -> None:
+    """`edeliver --help` shows set-up, build, deploy, audit and demo panels, each command once."""
+    text = _help()
+    panels = ["Set up", "Build", "Deploy", "Audit", "Try it"]
+    at = [text.index(f"─ {panel} ") for panel in panels]
+    assert at == sorted(at)
+    commands = [*WORKFLOW]
+    where = [text.index(f"│ {command} ") for command in commands]
+    assert where == sorted(where)
+
+
+WORKFLOW = (
+    "init", "nodes", "migrate-config", "tasks", "build", "releases", "plan", "deploy", "upgrade",
+    "rollback", "resume", "status", "log", "history", "abandon", "demo",
+)  # fmt: skip
+COMMANDS = (
+    ("init",), ("nodes", "trust"), ("migrate-config",), ("tasks",), ("build",),
+    ("build", "upgrade"), ("releases",), ("releases", "prune"), ("plan",), ("deploy",),
+    ("upgrade",), ("rollback",), ("resume",), ("status",), ("log",), ("history",),
+    ("abandon",), ("demo",),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_each_command_help_ends_with_an_example_and_shows_no_type_labels(
+    command: tuple[str, ...],
+) -> None:
+    """Every command's help has an `Example: edeliver <the command> …` line, no `<bool>`."""
+    text = _help(*command)
+    assert f"Example: edeliver {' '.join(command)}" in text
+    for label in ("<bool>", "<str>", "<int>", "<path>", "<list", "<float>"):
+        assert label not in text
+
+
+def test_build_upgrade_help_is_its_own() -> None:
+    """`build upgrade --help` describes the hot-upgrade package and its --from/--to options."""
+    text = _help("build", "upgrade")
+    assert "Usage: edeliver build upgrade" in text
+    assert "hot-upgrade package" in text
+    assert "--from" in text
+    assert "--from" not in _help("build")
+
+
+def test_include_exclude_and_only_say_different_things() -> None:
+    """The three tag options of deploy each have their own help text."""
+    text = _help("deploy")
+    lines = {
+        option: next(line for line in text.splitlines() if line.startswith(f"│ {option} "))
+        for option in ("--include", "--exclude", "--only")
+    }
+    helps = {line.split("TAG", 1)[1].strip(" │") for line in lines.values()}
+    assert len(helps) == 3
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a terminal, rich renders as wide as COLUMNS says, else far wider than 80."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    wide = Runtime().out()
+    table = Table("deployment", "environment")
+    table.add_row("3f2a9c1e-" + "x" * 60, "production-eu-west-" + "y" * 60)
+    with wide.capture() as captured:
+        wide.print(table)
+    assert "x" * 60 in captured.get() and "y" * 60 in captured.get()
+    monkeypatch.setenv("COLUMNS", "120")
+    assert Runtime().out().width == 120
+
+
+@pytest.mark.parametrize("command", [["history"], ["log"], ["log", "--json"], ["history", "prod"]])
+def test_reading_a_missing_project_directory_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped -C is one line naming the directory, exit 2, and the directory stays absent."""
+    typo = tmp_path / "typo" / "dir"
+    result = runner.invoke(app, ["-C", str(typo), *command])
+    assert result.exit_code == 2
+    assert result.stderr == f"edeliver: {typo}: no such project directory (-C, EDELIVER_PROJECT)\n"
+    assert not (tmp_path / "typo").exists()
+
+
+def test_log_and_history_agree_that_nothing_yet_is_an_empty_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any deployment both exit 0 with nothing listed, and no events db is created."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    history = runner.invoke(app, ["-C", str(tmp_path), "history", "--json"])
+    log = runner.invoke(app, ["-C", str(tmp_path), "log", "--json"])
+    assert (history.exit_code, history.stdout) == (0, "[]\n")
+    assert (log.exit_code, log.stdout) == (0, "")
+    assert log.stderr == "no deployment recorded yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_log_of_an_unknown_deployment_before_any_is_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`log ID` with nothing recorded names the id, exit 2, and creates no store."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    result = runner.invoke(app, ["-C", str(tmp_path), "log", "3f2a9c1e"])
+    assert result.exit_code == 2
+    assert result.stderr == "edeliver: deployment 3f2a9c1e: not found, none recorded yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_store_lists_nothing_with_exit_0_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that exists but holds no deployment: `log` and `history` still exit 0."""
+    from edeliver.adapters.event_store import open_deployments
+
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    open_deployments(tmp_path, "").close()
+    assert runner.invoke(app, ["-C", str(tmp_path), "log"]).exit_code == 0
+    assert runner.invoke(app, ["-C", str(tmp_path), "history", "--json"]).stdout == "[]\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with a valid config for the environment prod, nothing recorded."""
+    monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
+    (tmp_path / ".deliver").mkdir()
+    (tmp_path / ".deliver/edeliver.toml").write_text(config_text(3))
+    return tmp_path
+
+
+def _one_error_line(result: Any, code: int) -> str:
+    """The command exited `code` with one `edeliver:` line on stderr and no traceback."""
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edeliver: "), result.stderr
+    return str(lines[0])
+
+
+UNKNOWN_ENVIRONMENT = (
+    "tasks nowhere", "nodes trust nowhere", "build upgrade -e nowhere", "plan nowhere",
+    "deploy nowhere", "upgrade nowhere", "rollback nowhere", "status nowhere",
+)  # fmt: skip
+RECORDS = ("deploy", "upgrade", "rollback")  # may open the events database before refusing
+
+
+@pytest.mark.parametrize("line", UNKNOWN_ENVIRONMENT)
+def test_an_unknown_environment_is_one_line_naming_it_exit_2(project: Path, line: str) -> None:
+    """Every command taking an environment names the unknown one, exit 2; those that record
+    nothing create nothing."""
+    result = runner.invoke(app, ["-C", str(project), *line.split()])
+    assert "nowhere" in _one_error_line(result, 2)
+    created = {p.name for p in (project / ".deliver").iterdir()} - {"edeliver.toml"}
+    assert created <= ({"events.db"} if line.split(maxsplit=1)[0] in RECORDS else set())
+
+
+NEEDS_CONFIG = (
+    "tasks prod", "nodes trust prod", "build", "build upgrade", "releases",
+    "releases prune --keep 2", "plan prod", "deploy prod", "upgrade prod", "rollback prod",
+    "status prod",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("line", NEEDS_CONFIG)
+def test_a_missing_config_is_one_line_naming_the_file_exit_2(tmp_path: Path, line: str) -> None:
+    """Without .deliver/edeliver.toml every command that needs it names the file, exit 2."""
+    result = runner.invoke(app, ["-C", str(tmp_path), *line.split()])
+    assert f"{tmp_path}/.deliver/edeliver.toml: not found" in _one_error_line(result, 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+BAD_FLAGS = (
+    "init --node web1", "nodes trust", "migrate-config --write=maybe", "tasks prod --bogus",
+    "build --bogus", "build upgrade --from", "releases --bogus", "releases prune --keep 0",
+    "plan", "deploy prod --version", "upgrade prod --only", "rollback prod --to",
+    "resume --bogus", "status", "log --follow=2", "history --bogus", "abandon x",
+    "demo --nodes 0", "nodes nothing", "no-such-command",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("line", BAD_FLAGS)
+def test_a_bad_flag_or_value_is_one_line_exit_2(project: Path, line: str) -> None:
+    """A flag, value or argument the command does not take: one line, exit 2, nothing created."""
+    result = runner.invoke(app, ["-C", str(project), *line.split()])
+    _one_error_line(result, 2)
+    assert sorted(p.name for p in (project / ".deliver").iterdir()) == ["edeliver.toml"]
+
+
+@pytest.mark.parametrize("command", [(), ("nodes",), *COMMANDS], ids=lambda c: " ".join(c) or "-")
+def test_every_command_has_help_without_traceback(command: tuple[str, ...]) -> None:
+    """`--help` exits 0 on every command and group, says how to use it, writes no stderr."""
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: edeliver" in result.stdout and result.stderr == ""
+
+
+def test_ctrl_c_on_a_real_log_follow_exits_130_in_one_line(tmp_path: Path) -> None:
+    """SIGINT to a real `edeliver log --follow` of an unfinished deployment: exit 130, one line,
+    the deployment still there to resume (Ctrl-C of a reader settles nothing)."""
+    from tests.unit.test_cli import World, _crash
+
+    world = World(tmp_path)
+    _crash(world, after=4)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "edeliver.cli", "-C", str(tmp_path), "log", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()  # printed: it is in its follow loop now
+        assert first, "log printed no event"
+        follower.send_signal(signal.SIGINT)
+        _, stderr = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 130
+    assert stderr.startswith("edeliver: interrupted;") and stderr.count("\n") == 1
+    assert world.run("history", "--json").stdout.count('"outcome": null') == 1
