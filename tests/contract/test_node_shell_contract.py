@@ -40,6 +40,7 @@ from tests.contract.hot_world import (
     open_hot_world,
     store_with_upgrade_package,
 )
+from tests.support.waiting import wait_for_async
 
 V1, V2 = "0.1.0", "0.2.0"
 
@@ -246,6 +247,17 @@ class TestHotUpgradeNodeShell(NodeShellContract):
 # -- the real adapter only ---------------------------------------------------------------------
 
 
+async def ended_on_the_node(world: FleetWorld, pids: list[str]) -> None:
+    """Wait until none of `pids` runs on the node (the node's init reaps them); fail naming
+    those still running at the deadline."""
+    probe = " ".join(f"kill -0 {pid} 2>/dev/null && echo {pid};" for pid in pids)
+
+    async def none_alive() -> bool:
+        return (await world.shell.run_command(probe, {})).output.strip() == ""
+
+    await wait_for_async(none_alive, 15, f"{pids} to be killed on the node")
+
+
 @pytest.mark.slow
 class TestAsyncsshOnly:
     async def test_a_deploy_path_with_a_space_and_a_quote_works(
@@ -297,11 +309,7 @@ class TestAsyncsshOnly:
             async with asyncio.timeout(3):
                 await fleet_world.shell.run_command(script, {})
         pids = [fleet_world.local(name).read_text().strip() for name in ("script.pid", "child.pid")]
-        await asyncio.sleep(1)
-        alive = await fleet_world.shell.run_command(
-            " ".join(f"kill -0 {pid} 2>/dev/null && echo {pid};" for pid in pids), {}
-        )
-        assert alive.output.strip() == "", f"still running on the node: {alive.output}"
+        await ended_on_the_node(fleet_world, pids)
         assert not fleet_world.local("late-mark").exists()
 
     async def test_a_command_ending_in_exec_is_stopped_too(self, fleet_world: FleetWorld) -> None:
@@ -310,10 +318,7 @@ class TestAsyncsshOnly:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(3):
                 await fleet_world.shell.run_command(script, {})
-        pid = fleet_world.local("exec.pid").read_text().strip()
-        await asyncio.sleep(1)
-        alive = await fleet_world.shell.run_command(f"kill -0 {pid} 2>/dev/null && echo alive", {})
-        assert alive.output.strip() == ""
+        await ended_on_the_node(fleet_world, [fleet_world.local("exec.pid").read_text().strip()])
         assert not fleet_world.local("late-mark").exists()
 
     async def test_elixir_is_evaluated_by_the_installed_release(
