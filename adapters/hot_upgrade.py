@@ -98,7 +98,9 @@ class HotUpgradeNodeShell:
         if not (await self._route_for(artifact)).hot:
             await self.full.verify(artifact)
             return
-        await self._make_permanent(self._layout(), artifact.version)
+        layout = self._layout()
+        await self._refuse_unactivated(layout, artifact.version)
+        await self._make_permanent(layout, artifact.version)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
         route = await self._route_for(artifact)
@@ -207,6 +209,17 @@ class HotUpgradeNodeShell:
             f"{now.running} (a code_change failing after the point of no return restarts the "
             "node in place into its permanent release: its in-memory state is lost)"
         )
+
+    async def _refuse_unactivated(self, layout: Layout, version: str) -> None:
+        """Fail at once, not after the verify timeout, when the VM answers that `version` was
+        never installed (only unpacked): waiting cannot make it run."""
+        releases = await self._releases(layout)
+        if releases is None:  # no VM answers yet (it may be restarting): _make_permanent waits
+            return
+        status = releases.status.get(version)
+        if status not in ("current", "permanent"):
+            raise NodeError(f"{self.name}: {version} was not activated: release_handler has it "
+                            f"{status or 'not at all'} ({_listed(releases)})")  # fmt: skip
 
     async def _make_permanent(self, layout: Layout, version: str) -> None:
         """Poll until the app runs `version`, then make it permanent; else fail with why."""

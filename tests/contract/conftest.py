@@ -105,13 +105,13 @@ class HelloReleases:
     """Real tarballs of examples/hello, built once (cached on disk) and copied aside for the
     session, so that a rebuild by a concurrent run cannot change one under a test."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self._made = root, dict[str, Artifact]()
+    def __init__(self, root: Path, variants: dict[str, Variant] = VARIANT_OF) -> None:
+        self.root, self.variants, self._made = root, variants, dict[str, Artifact]()
 
     def artifact(self, version: str) -> Artifact:
         if version not in self._made:
             copy = self.root / f"hello-{version}.tar.gz"
-            shutil.copyfile(tarball(version, VARIANT_OF[version]), copy)
+            shutil.copyfile(tarball(version, self.variants[version]), copy)
             digest = hashlib.sha256(copy.read_bytes()).hexdigest()
             made = Artifact("hello", version, digest, copy.stat().st_size, location=str(copy))
             self._made[version] = made

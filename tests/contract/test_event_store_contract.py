@@ -1,4 +1,5 @@
-"""The event store contract, run on SQLite and on a real PostgreSQL server.
+"""The event store contract, run on SQLite, on a real PostgreSQL server and on the in-memory
+(POPO) recorder the simulations use.
 
 One suite, subclassed per backend (the eventsourcing project's own persistence tests are the
 model): whatever the backend, deployments replay to what was recorded, the environment lock
@@ -13,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eventsourcing.popo import POPOApplicationRecorder
 
 from edeliver.adapters.event_store import open_deployments
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
 from edeliver.core.service import Deployments
 from tests.support.postgres import PostgresServer
+from tests.support.simulation import SharedRecorderDeployments
 
 
 def new_deployment(
@@ -179,3 +182,14 @@ class TestPostgreSQL(EventStoreContract):
 
     def open(self) -> Deployments:
         return open_deployments(Path("."), self.url)
+
+
+class TestInMemory(EventStoreContract):
+    """Every `open()` is another deployer on one recorder, as the simulations share it."""
+
+    @pytest.fixture(autouse=True)
+    def _recorder(self) -> None:
+        self.recorder = POPOApplicationRecorder()
+
+    def open(self) -> Deployments:
+        return SharedRecorderDeployments(self.recorder)

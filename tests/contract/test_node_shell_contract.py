@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import asyncssh
 import pytest
 
 from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
 from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
 from edeliver.core.errors import (
@@ -29,7 +31,22 @@ from edeliver.core.errors import (
 )
 from edeliver.core.model import Artifact
 from edeliver.core.ports import NodeClaim, NodeShell
-from tests.contract.conftest import BROKEN, FakeWorld, FleetWorld, World, WorldMaker, node_config
+from tests.contract.conftest import (
+    BROKEN,
+    FakeWorld,
+    FleetWorld,
+    HelloReleases,
+    World,
+    WorldMaker,
+    node_config,
+)
+from tests.contract.hot_world import (
+    HOT_VARIANTS,
+    HotWorld,
+    open_hot_world,
+    store_with_upgrade_package,
+)
+from tests.support.waiting import wait_for_async
 
 V1, V2 = "0.1.0", "0.2.0"
 FIRST = NodeClaim("11111111-aaaa-4000-8000-000000000001", "blue", "alice@ci")
@@ -226,7 +243,58 @@ class TestAsyncsshNodeShell(NodeShellContract, RealOnlyContract, NodeLockContrac
         return fleet_world
 
 
+@pytest.fixture(scope="session")
+def hot_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[HelloReleases, LocalDirectoryStore]:
+    """hello v1, v2 (the variant the relup changes) and the upgrade package 0.1.0 -> 0.2.0."""
+    root = tmp_path_factory.mktemp("hot-store")
+    releases = HelloReleases(root, HOT_VARIANTS)
+    return releases, store_with_upgrade_package(root, releases)
+
+
+@pytest.mark.slow
+class TestHotUpgradeNodeShell(NodeShellContract):
+    """The whole contract but `RealOnlyContract`, whose tests do not apply to the hot route:
+    its prepare uploads the store's upgrade package, never the release tarball the test
+    corrupts, and its roll_back is a release_handler downgrade, refused (in other words) when
+    release_handler does not know the version. v1 on a fresh node takes the full route, v2
+    over it the hot route (`test_the_hot_route_is_taken_over_a_running_v1`)."""
+
+    @pytest.fixture
+    async def world(
+        self,
+        module_fleet: LocalFleet,
+        hot_store: tuple[HelloReleases, LocalDirectoryStore],
+        tmp_path: Path,
+    ) -> AsyncIterator[HotWorld]:
+        world = await open_hot_world(module_fleet, *hot_store, tmp_path)
+        yield world
+        await world.shell.close()
+
+    async def test_the_hot_route_is_taken_over_a_running_v1(self, world: HotWorld) -> None:
+        """v1 on a fresh node goes the full way; v2 over it hot, the same BEAM still running."""
+        await deploy(world.shell, world.artifact(V1))
+        pids = world.fleet_world.beam_pids()
+        await deploy(world.shell, world.artifact(V2))
+        routes = {v: (r.hot, r.package_from) for v, r in world.shell.routes.items()}
+        assert routes == {V1: (False, None), V2: (True, V1)}
+        assert world.fleet_world.beam_pids() == pids and len(pids) == 1
+        assert await world.running_version() == V2
+
+
 # -- the real adapter only ---------------------------------------------------------------------
+
+
+async def ended_on_the_node(world: FleetWorld, pids: list[str]) -> None:
+    """Wait until none of `pids` runs on the node (the node's init reaps them); fail naming
+    those still running at the deadline."""
+    probe = " ".join(f"kill -0 {pid} 2>/dev/null && echo {pid};" for pid in pids)
+
+    async def none_alive() -> bool:
+        return (await world.shell.run_command(probe, {})).output.strip() == ""
+
+    await wait_for_async(none_alive, 15, f"{pids} to be killed on the node")
 
 
 @pytest.mark.slow
@@ -280,11 +348,7 @@ class TestAsyncsshOnly:
             async with asyncio.timeout(3):
                 await fleet_world.shell.run_command(script, {})
         pids = [fleet_world.local(name).read_text().strip() for name in ("script.pid", "child.pid")]
-        await asyncio.sleep(1)
-        alive = await fleet_world.shell.run_command(
-            " ".join(f"kill -0 {pid} 2>/dev/null && echo {pid};" for pid in pids), {}
-        )
-        assert alive.output.strip() == "", f"still running on the node: {alive.output}"
+        await ended_on_the_node(fleet_world, pids)
         assert not fleet_world.local("late-mark").exists()
 
     async def test_a_command_ending_in_exec_is_stopped_too(self, fleet_world: FleetWorld) -> None:
@@ -293,10 +357,7 @@ class TestAsyncsshOnly:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(3):
                 await fleet_world.shell.run_command(script, {})
-        pid = fleet_world.local("exec.pid").read_text().strip()
-        await asyncio.sleep(1)
-        alive = await fleet_world.shell.run_command(f"kill -0 {pid} 2>/dev/null && echo alive", {})
-        assert alive.output.strip() == ""
+        await ended_on_the_node(fleet_world, [fleet_world.local("exec.pid").read_text().strip()])
         assert not fleet_world.local("late-mark").exists()
 
     async def test_elixir_is_evaluated_by_the_installed_release(

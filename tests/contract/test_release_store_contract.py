@@ -1,5 +1,6 @@
-"""One contract for every store adapter that can be written to: the local directory and S3
-(moto's server over HTTP). Listing order, missing versions, immutability, removal, manifests."""
+"""One contract for every store adapter that can be written to: the local directory, S3 (moto's
+server over HTTP), a store host over SSH (a real sshd node) and the in-memory fake the unit tests
+use. Listing order, missing versions, immutability, removal, manifests."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.fakes import InMemoryReleaseStore
+from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
 from edeliver.adapters.s3_store import S3ReleaseStore
+from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.cli.composition import Store
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
+from tests.contract.conftest import node_config
 from tests.support.moto import CREDENTIALS, moto_server, s3_client
 
 
@@ -25,10 +31,29 @@ def endpoint() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(scope="module")
+def store_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    """One real sshd node for the module; each test keeps its store in a directory of its own."""
+    with LocalFleet(tmp_path_factory.mktemp("store-host"), 1, name_prefix="store") as fleet:
+        yield fleet
+
+
+def ssh_store(fleet: LocalFleet, tmp_path: Path) -> SshReleaseStore:
+    node = fleet.nodes[0]
+    host = node_config(fleet, node, f"{node.path}/{tmp_path.name}")
+    shells = AsyncsshNodeShells(known_hosts=str(fleet.known_hosts))
+    return SshReleaseStore(host, tmp_path / "cache", shells)
+
+
+@pytest.fixture(params=["local", "s3", "ssh", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "local":
         return LocalDirectoryStore(tmp_path / "store")
+    if request.param == "ssh":
+        return ssh_store(request.getfixturevalue("store_host"), tmp_path)
+    if request.param == "memory":
+        (tmp_path / "cache").mkdir()
+        return InMemoryReleaseStore(cache=tmp_path / "cache")
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     url = request.getfixturevalue("endpoint")

@@ -16,6 +16,7 @@ import pytest
 
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from edeliver.adapters.local_host import comm
+from tests.support.waiting import wait_for_async
 
 FleetFactory = Callable[..., LocalFleet]
 
@@ -118,7 +119,7 @@ async def test_one_beam_node_name_runs_on_every_node_at_once(fleet: FleetFactory
     """Detached VMs named hello register in each node's own epmd, which outlives the session."""
     local = fleet(2)
     await run_all(local, "erl -detached -noinput -sname hello")
-    names = await run_all(local, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
+    names = await asyncio.gather(*(hello_registered(local, node) for node in local.nodes))
     assert all("name hello at port" in listing for listing in names)
     for node in local.nodes:
         assert "epmd" in [comm(pid) for pid in local.processes(node.name)]
@@ -136,8 +137,18 @@ async def test_beam_nodes_on_the_fleet_listen_on_loopback_only(fleet: FleetFacto
 
 
 async def _listening_pids_when_up(local: LocalFleet, node: FleetNode) -> list[int]:
-    await run(local, node, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
+    await hello_registered(local, node)
     return local.processes(node.name)
+
+
+async def hello_registered(fleet: LocalFleet, node: FleetNode) -> str:
+    """Wait until the node's epmd lists the VM named hello (so both listen); the listing."""
+
+    async def listing() -> str:
+        said = await run(fleet, node, 'epmd -port "$ERL_EPMD_PORT" -names || true')
+        return said if "name hello at port" in said else ""
+
+    return await wait_for_async(listing, 30, f"{node.name}'s epmd to list hello")
 
 
 def _listeners_of(pids: set[int]) -> list[str]:
@@ -155,8 +166,13 @@ async def test_orphans_of_a_session_are_reaped_by_the_nodes_init(fleet: FleetFac
     """A daemonised process that exits leaves no zombie behind, as on a host with an init."""
     local = fleet(1)
     node = local.node("node1")
-    await run(local, node, "sh -c '(sleep 0.2 &)'")
-    states = await run(local, node, "sleep 0.5; ps -e -o stat=")
+    orphan = (await run(local, node, "sh -c '(sleep 0.2 & echo $!)'")).strip()
+
+    async def orphan_gone() -> bool:  # a zombie would stay listed
+        return (await run(local, node, f"ps -p {orphan} -o stat= || true")).strip() == ""
+
+    await wait_for_async(orphan_gone, 15, f"the orphaned sleep {orphan} to end and be reaped")
+    states = await run(local, node, "ps -e -o stat=")
     assert "Z" not in states
 
 
@@ -169,7 +185,7 @@ async def test_stop_kills_every_process_of_the_fleet_and_nothing_else(
     local = fleet(2, name_prefix="stopcheck")
     background = "setsid sleep 300 </dev/null >/dev/null 2>&1 &"
     await run_all(local, f"erl -detached -noinput -sname hello; {background}")
-    await run_all(local, 'sleep 1.5; epmd -port "$ERL_EPMD_PORT" -names')
+    await asyncio.gather(*(hello_registered(local, node) for node in local.nodes))
     pids = {name: local.processes(name) for name in local.names}
     bystander = subprocess.Popen(["sleep", "60"])
     try:

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions, ssh
+from tests.support.waiting import wait_for
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 GOOD, NEXT, BROKEN = "0.1.0", "0.2.0", "0.3.0"
@@ -182,11 +182,7 @@ class Project:
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g}s for {what}")
-        time.sleep(0.2)
+    wait_for(condition, timeout, what, every=0.2)
 
 
 def one_line(stderr: str) -> str:

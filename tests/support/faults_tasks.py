@@ -24,6 +24,7 @@ from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions, ssh
+from tests.support.waiting import process_ended, wait_for
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 GOOD, NEXT = "0.1.0", "0.2.0"
@@ -133,9 +134,8 @@ def fault_project(root: Path, nodes: int, environments: str) -> Iterator[FaultPr
 
 def gone(pid: int, within: float = 15.0) -> bool:
     """Whether the process ends (or has ended) within `within` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        wait_for(lambda: process_ended(pid), within, f"pid {pid} to end")
+    except AssertionError:
+        return False
+    return True

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -25,6 +24,7 @@ from edeliver.adapters.local_host import free_ports
 from edeliver.adapters.node_scripts import MIX_START, RPC_HEALTH
 from edeliver.cli.demo import prepare_project
 from tests.e2e.conftest import Project
+from tests.support import waiting
 from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import running_version, ssh
 
@@ -187,12 +187,7 @@ def mount_small_disk(fleet: LocalFleet, name: str) -> None:
 
 def wait_for(what: str, check: Any, timeout: float = 120, every: float = 0.1) -> Any:
     """Poll `check()` until it returns something true; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answer := check():
-            return answer
-        time.sleep(every)
-    raise AssertionError(f"no {what} within {timeout:g}s")
+    return waiting.wait_for(check, timeout, what, every)
 
 
 def fault_project(root: Path) -> Iterator[FaultProject]:

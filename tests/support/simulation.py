@@ -32,8 +32,9 @@ from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 
 
-class _SharedRecorderDeployments(Deployments):
-    """Deployments on a recorder that outlives the application, like a database does."""
+class SharedRecorderDeployments(Deployments):
+    """Deployments on an in-memory (POPO) recorder that outlives the application, like a
+    database does: each instance is another deployer on the same store."""
 
     def __init__(self, recorder: ApplicationRecorder) -> None:
         self._shared = recorder
@@ -107,7 +108,7 @@ class Simulation:
         events still go through the JSON mapper), which makes property tests several times faster.
         """
         if self.recorder is not None:
-            return _SharedRecorderDeployments(self.recorder)
+            return SharedRecorderDeployments(self.recorder)
         return Deployments(env=store_settings(self.db.parent, f"sqlite:///{self.db}", {}))
 
     def services(self, deployments: Deployments, crash_after: int | None = None) -> Services:

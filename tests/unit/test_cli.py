@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from edeliver.core.model import Platform
 from edeliver.core.ports import CommandResult, NodeLockHolder
 from edeliver.core.rollout import Services
 from tests.support.simulation import artifact, config_text
+from tests.support.waiting import wait_for
 
 runner = CliRunner()
 
@@ -258,12 +259,38 @@ def test_log_follow_prints_events_as_they_are_stored_until_the_end(world: World)
         text=True,
         env={**os.environ, "EDELIVER_EVENTS": ""},
     )
-    time.sleep(1.5)
+    stored = len(world.run("log", "--json").output.splitlines())
+    printed = lines_of(follower)
+    wait_for(lambda: len(printed) >= stored, 30, f"the follower printing the {stored} events")
     assert follower.poll() is None, "it must wait while the deployment is unfinished"
     assert world.run("resume", "--force").exit_code == 0
-    out, _ = follower.communicate(timeout=30)
-    events = [json.loads(line)["event"] for line in out.splitlines()]
+    follower.wait(timeout=30)
+    events = [json.loads(line)["event"] for line in wait_for(printed.done, 30, "its output")]
     assert events[0] == "Started" and events[-1] == "Finished" and "Resumed" in events
+
+
+class Lines(list[str]):
+    """The lines a process prints, read as they come; `done()` once its output ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended = threading.Event()
+
+    def done(self) -> list[str] | None:
+        return list(self) if self.ended.is_set() else None
+
+
+def lines_of(process: subprocess.Popen[str]) -> Lines:
+    lines = Lines()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+        lines.ended.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 def test_a_node_without_room_for_the_release_refuses_before_upload(world: World) -> None:

@@ -4,7 +4,6 @@ initial, cleanups in reverse on rollback, output kept bounded in the events, res
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from edeliver.core.ports import CommandResult
 from edeliver.core.task_runs import LoadedTask, TaskCommandFailed, TaskContext
 from edeliver.core.tasks import Selection, TaskSpec
 from tests.support.simulation import Simulation
+from tests.support.waiting import process_ended, wait_for
 
 
 def spec(name: str, stage: str, **settings: Any) -> TaskSpec:
@@ -268,7 +268,7 @@ def test_a_python_tasks_command_stops_with_its_step_and_no_other_starts(tmp_path
 
     def slow(ctx: TaskContext) -> TaskContext:
         try:
-            ctx.run("(sleep 2; touch late-mark) & wait")
+            ctx.run("(sleep 2; touch late-mark) & echo $! > late.pid; wait")
         finally:
             with contextlib.suppress(TaskCommandFailed):
                 after.append(ctx.run("touch next-command"))
@@ -277,6 +277,7 @@ def test_a_python_tasks_command_stops_with_its_step_and_no_other_starts(tmp_path
     stage = "pre_start_deployed_release"
     sim.tasks = [LoadedTask(spec("slow", stage, where="local"), run=slow)]
     assert sim.deploy("1.0.0").outcome == "failed"
-    time.sleep(2.5)
+    late = int((tmp_path / "late.pid").read_text())
+    wait_for(lambda: process_ended(late), 15, "the subshell that would mark late to be killed")
     assert not (tmp_path / "late-mark").exists()
     assert after == [] and not (tmp_path / "next-command").exists()
