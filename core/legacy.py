@@ -122,12 +122,9 @@ def _build(
     parts = _auto_version(variables.get("AUTO_VERSION", ""), notes)
     if parts:
         lines.append(f"auto_version = [{', '.join(_s(p) for p in parts)}]")
-    mix_env = variables.get("TARGET_MIX_ENV", "")
+    mix_env = variables.get("TARGET_MIX_ENV", "").strip()
     if mix_env and mix_env != "prod":
-        notes.append(
-            f"not honoured yet: TARGET_MIX_ENV={mix_env!r}, because [build] has no mix_env "
-            "setting; releases are built with MIX_ENV=prod"
-        )
+        lines.append(f"mix_env = {_s(mix_env)}")  # the config check names it if it is no name
     return ["", "[build]", *lines] if lines else []
 
 

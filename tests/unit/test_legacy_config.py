@@ -136,10 +136,11 @@ def test_every_1x_variable_not_mapped_is_named_with_the_reason(tmp_path: Path) -
         assert f"ignored: {name}='x', because {IGNORED[name]}" in said
 
 
-def test_a_target_mix_env_other_than_prod_is_named_as_not_honoured(tmp_path: Path) -> None:
-    """TARGET_MIX_ENV=staging cannot be honoured yet; the line says what is built instead."""
-    _, said = migrated(tmp_path, "APP=hello\nTARGET_MIX_ENV=staging\n")
-    assert "not honoured yet: TARGET_MIX_ENV='staging'" in said and "MIX_ENV=prod" in said
+def test_a_target_mix_env_becomes_the_builds_mix_env(tmp_path: Path) -> None:
+    """TARGET_MIX_ENV=staging builds with MIX_ENV=staging, as in 1.x."""
+    config, said = migrated(tmp_path, "APP=hello\nTARGET_MIX_ENV=staging\n")
+    assert config.build.mix_env == "staging"
+    assert "TARGET_MIX_ENV" not in said
 
 
 def test_several_build_hosts_are_refused_naming_the_variable(tmp_path: Path) -> None:
