@@ -143,11 +143,14 @@ class Project:
         read from the SQLite file itself (quick enough to catch a short rollback), else `log`."""
         if self.events.startswith("sqlite://"):
             db = self.events.removeprefix("sqlite://")
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-                rows = connection.execute(
-                    "SELECT originator_id, state FROM stored_events "
-                    "WHERE topic LIKE '%Deployment.NodeTransitioned' ORDER BY rowid"
-                ).fetchall()
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+                    rows = connection.execute(
+                        "SELECT originator_id, state FROM stored_events "
+                        "WHERE topic LIKE '%Deployment.NodeTransitioned' ORDER BY rowid"
+                    ).fetchall()
+            except sqlite3.OperationalError:
+                return []  # the deployer has not made the file (or its table) yet, or holds it
             moved = [(str(uuid.UUID(str(i))), json.loads(state)) for i, state in rows]
             return [(i, e["node"], e["dest"]) for i, e in moved]
         result = self.edeliver("log", "--json")
