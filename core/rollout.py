@@ -330,7 +330,8 @@ async def _record_interruption(
     orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
 ) -> NoReturn:
     """Store what was done and the interruption (one last try, if the store failed), then exit
-    4 with the command that will work: plain `resume` only if the interruption is stored."""
+    4 with the command that will work: plain `resume`, since this deployer's node locks go
+    with it; without a stored interruption, `--force` where no node can be asked."""
     deployment.interrupt(why)
     short = deployment.short_id
     try:
@@ -338,7 +339,8 @@ async def _record_interruption(
     except Exception:
         raise DeploymentInterrupted(
             f"deployment {short} {why}; its interruption could not be recorded either, so "
-            f"once the event store works again: `edeliver resume {short} --force`"
+            f"once the event store works again: `edeliver resume {short}` (with `--force` if "
+            "none of its nodes can be reached)"
         ) from None
     raise DeploymentInterrupted(f"deployment {short} {why}; `edeliver resume {short}`")
 
@@ -358,8 +360,8 @@ async def _store_end(services: Services, deployment: Deployment) -> None:
         short = deployment.short_id
         raise DeploymentInterrupted(
             f"deployment {short} {deployment.outcome} on every node, but its end could not be "
-            f"recorded: {error}; once the event store works again: `edeliver resume {short} "
-            "--force`"
+            f"recorded: {error}; once the event store works again: `edeliver resume {short}` "
+            "(with `--force` if none of its nodes can be reached)"
         ) from None
 
 

@@ -95,12 +95,13 @@ def test_sqlite_on_a_disk_that_fills_and_frees_loses_no_event(
             project.events = ""
 
 
-def test_sqlite_locked_for_good_stops_the_rollout_and_resume_force_finishes_it(
+def test_sqlite_locked_for_good_stops_the_rollout_and_resume_finishes_it(
     project: Project, sqlite: Path
 ) -> None:
     """The store stays locked past the patience: nodes end their step, nothing further starts,
-    exit 4 with one line naming the store and saying `--force` (no interruption could be
-    stored); once it is free, the log loads and `resume --force` finishes the deployment."""
+    exit 4 with one line naming the store and the command that works (no interruption could
+    be stored, but the nodes say the deployer is gone); once it is free, the log loads and
+    that plain `resume` finishes the deployment."""
     project.patience = "3"
     deploying = project.start("deploy", "waves", "--version", NEXT)
     deployment = project.wait_for("node2", "installing")
@@ -109,12 +110,12 @@ def test_sqlite_locked_for_good_stops_the_rollout_and_resume_force_finishes_it(
     last = one_line(said)
     assert code == 4, said
     assert f"stopped, nothing further started: event store {sqlite}: " in last
-    assert last.endswith(f"`edeliver resume {deployment[:8]} --force`"), last
+    assert f"`edeliver resume {deployment[:8]}` (with `--force`" in last, last
     events = project.log(deployment)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert not any(e["event"] == "FallbackDecided" for e in events)  # no rollback for it
     assert "node3" not in {e.get("node") for e in events if e["event"] == "NodeTransitioned"}
-    resumed = project.edeliver("resume", deployment[:8], "--force")
+    resumed = project.edeliver("resume", deployment[:8])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     project.assert_whole(NEXT, deployment)
 
@@ -133,7 +134,8 @@ def test_postgresql_stopped_mid_deploy_then_started_and_resumed(
     project: Project, own_postgres: PostgresServer
 ) -> None:
     """The PostgreSQL server dies mid-deploy: exit 4 in one line naming the store without a
-    password; started again, the log loads and `resume --force` finishes the deployment."""
+    password, naming the plain `resume` that will work; started again, the log loads and it
+    finishes the deployment."""
     project.events, project.patience = own_postgres.new_database(), "3"
     try:
         project.ensure_all_on(GOOD)
@@ -146,10 +148,11 @@ def test_postgresql_stopped_mid_deploy_then_started_and_resumed(
             own_postgres.run()
         last = one_line(said)
         assert code == 4, said
-        assert f"event store {project.events}: " in last and "--force`" in last, last
+        assert f"event store {project.events}: " in last, last
+        assert f"`edeliver resume {deployment[:8]}`" in last, last
         events = project.log(deployment)
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        resumed = project.edeliver("resume", "--force")
+        resumed = project.edeliver("resume")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         project.assert_whole(NEXT, deployment)
     finally:
