@@ -16,12 +16,9 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
 from tests.support.faults_tasks import write_tasks
-from tests.support.hello_release import tarball
+from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import running_versions, ssh
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
@@ -67,10 +64,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         directory = prepare_project(root, fleet, "staging", "max_parallel = 3")
         with (directory / ".deliver/edeliver.toml").open("a") as config:
             config.write("\n" + WAVES)
-        store = LocalDirectoryStore(directory / ".deliver/releases")
-        for version in (FIRST, SECOND):
-            built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, "good"), built)
+        put_in_local_store(directory, [(FIRST, "good"), (SECOND, "good")])
         yield Project(directory, fleet)
     finally:
         fleet.stop()

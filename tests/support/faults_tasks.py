@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
-from tests.support.hello_release import tarball
+from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import running_versions, ssh
 from tests.support.waiting import process_ended, wait_for
 
@@ -123,10 +120,7 @@ def fault_project(root: Path, nodes: int, environments: str) -> Iterator[FaultPr
         names = ", ".join(f'"{n}"' for n in fleet.names)
         with (directory / ".deliver/edeliver.toml").open("a") as config:
             config.write("\n" + environments.replace("NODES", f"[{names}]"))
-        store = LocalDirectoryStore(directory / ".deliver/releases")
-        for version in (GOOD, NEXT):
-            built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, "good"), built)
+        put_in_local_store(directory, [(GOOD, "good"), (NEXT, "good")])
         yield FaultProject(directory, fleet)
     finally:
         fleet.stop()
