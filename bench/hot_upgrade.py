@@ -27,12 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import local_platform
 from edeliver.adapters.upgrade_build import build_upgrade
-from edeliver.cli.composition import real_services
+from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import deploy
@@ -139,8 +138,8 @@ class Clients:
 
 
 def timed_rollout(project: Path, environment: str, version: str) -> tuple[float, str]:
-    config = load_config(project)
-    services = real_services(project, config)
+    runtime = Runtime(project=project)
+    config, services = runtime.config, runtime.services(None)
     started = time.perf_counter()
     deployment = asyncio.run(deploy(services, config, environment, version))
     wall = time.perf_counter() - started

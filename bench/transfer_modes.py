@@ -31,7 +31,7 @@ from bench.race import POLICY, stop_and_wipe, tree
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import local_platform
-from edeliver.cli.composition import real_services, release_store
+from edeliver.cli.composition import Runtime, release_store
 from edeliver.cli.demo import prepare_project
 from edeliver.core.model import Artifact
 from edeliver.core.rollout import deploy
@@ -68,8 +68,8 @@ def one_deploy(project: Path, mode: str) -> tuple[float, int, str]:
     text = re.sub(r'(?m)^mode = "(push|pull)"$', f'mode = "{mode}"', config_file.read_text())
     config_file.write_text(text)
     shutil.rmtree(project / ".deliver/cache", ignore_errors=True)  # push downloads afresh
-    config = load_config(project)
-    services = real_services(project, config)
+    runtime = Runtime(project=project)
+    config, services = runtime.config, runtime.services(None)
     with SentBytes() as sent:
         started = time.perf_counter()
         deployment = asyncio.run(deploy(services, config, ENV, VERSION))

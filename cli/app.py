@@ -1,81 +1,29 @@
-"""What every command shares: the typer app, the Runtime it runs against, error mapping."""
+"""What every command shares: the typer app, the Runtime it runs against (built by the
+composition root), the mapping of errors to exit codes."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 from typer._click import Command as ClickCommand  # typer vendors its own click
 from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import real_services
-from edeliver.core.config import Config
-from edeliver.core.errors import EdeliverError, UsageError
-from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShells
-from edeliver.core.rollout import Services
-from edeliver.core.service import Deployments
+from edeliver.cli.composition import Runtime
+from edeliver.core.errors import EdeliverError
 
 P = ParamSpec("P")
-_PIPE_WIDTH = 250
 R = TypeVar("R")
-
-
-@dataclass
-class Runtime:
-    """What commands run against; tests replace the factories with fakes."""
-
-    project: Path = field(default_factory=Path.cwd)
-    services: Callable[[Path, Config, Listener | None], Services] = real_services
-    deployments: Callable[[Path], Deployments] = open_deployments
-    load_config: Callable[[Path], Config] = load_config
-    console: Console | None = None
-    nothing_recorded: Callable[[Path], bool] = nothing_recorded
-
-    def recorded_deployments(self) -> Deployments | None:
-        """The deployments for a command that only reads them; None when nothing was ever
-        recorded, so that reading creates no store (nor a project directory given by mistake)."""
-        if not self.project.is_dir():
-            raise UsageError(f"{self.project}: no such project directory (-C, EDELIVER_PROJECT)")
-        if self.nothing_recorded(self.project):
-            return None
-        return self.deployments(self.project)
-
-    def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
-        """Just the connections to nodes, for commands that record nothing."""
-        services = self.services(self.project, config, None)
-        services.deployments.close()
-        return services.shells_for(mode)
-
-    def out(self) -> Console:
-        # Created per command, never at import time, so test runners capture it.
-        if self.console is None:
-            self.console = Console(highlight=False, width=output_width())
-        return self.console
-
-
-def output_width() -> int | None:
-    """The terminal's width on a terminal (None: rich asks it), else COLUMNS if set, else wide:
-    pipes and CI logs get whole lines, not tables cut to rich's default of 80 columns."""
-    if sys.stdout.isatty():
-        return None
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() else _PIPE_WIDTH
 
 
 # `edeliver --help` groups commands by workflow, in the order people use them.

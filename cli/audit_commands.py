@@ -11,19 +11,9 @@ from uuid import UUID
 
 import typer
 
-from edeliver.adapters.clock import SystemClock
 from edeliver.cli import render
-from edeliver.cli.app import (
-    AUDIT,
-    ForceOption,
-    JsonOption,
-    Runtime,
-    app,
-    exits_on_errors,
-    run,
-    runtime_of,
-)
-from edeliver.cli.composition import who
+from edeliver.cli.app import AUDIT, ForceOption, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import Runtime
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DamagedHistory, NotFoundError
@@ -45,22 +35,22 @@ def abandon(
     Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
     """
     runtime = runtime_of(ctx)
-    deployments = runtime.deployments(runtime.project)
+    deployments = runtime.deployments()
     try:
         summary = deployments.find(deployment_id)
-        now = SystemClock().now()
+        now = runtime.clock.now()
         at = now.isoformat(timespec="seconds")
         try:
             deployment = deployments.load(deployment_id)
         except DamagedHistory:
             if not force:
                 raise  # its message says `--force` ends it
-            deployments.abandon_damaged(summary, reason, who(), at)
+            deployments.abandon_damaged(summary, reason, runtime.user, at)
         else:
             deployments.check_abandoning(deployment, reason)
             if not force:
                 _refuse_while_its_deployer_holds_nodes(runtime, deployment, now)
-            deployments.abandon(deployment, reason, who(), at)
+            deployments.abandon(deployment, reason, runtime.user, at)
     finally:
         deployments.close()
     runtime.out().print(f"abandoned {summary.id[:8]}; {summary.environment} is unlocked")
@@ -72,10 +62,10 @@ def _refuse_while_its_deployer_holds_nodes(
     """Ask the deployment's nodes whether its deployer still holds them (DESIGN §5); the
     environment's step timeout (the default if the configuration no longer has it) bounds how
     long a live deployer stays silent, for when no node answers."""
-    config = runtime.load_config(runtime.project)
+    config = runtime.config
     env = config.environments.get(deployment.environment)
     timeout = env.step_timeout if env else EnvironmentConfig.step_timeout
-    shells = runtime.node_shells(config, deployment.mode)
+    shells = runtime.node_shells(deployment.mode)
     run(refuse_abandoning_while_held(deployment, shells, config.nodes, now, timeout))
 
 

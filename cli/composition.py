@@ -1,4 +1,12 @@
-"""The composition root: the one place that wires real adapters to the core."""
+"""The composition root: the one place that wires real adapters to the core.
+
+Every command runs against one `Runtime`, built once per command line by the root callback (or
+by a test, with fakes behind the same ports). It is immutable; what costs to open is opened on
+first use only: the config file and the task files (read once, cached), the event store (a fresh
+one per use, closed by whoever asked: read-only commands create none), the store and the node
+shells (built per use, since SSH shells belong to the event loop of one run). No other cli
+module imports `edeliver.adapters` (an import contract in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -6,36 +14,66 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from rich.console import Console
+
+from edeliver.adapters import settings
 from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.config_file import CONFIG_FILE, load_config
 from edeliver.adapters.container_build import ContainerBuilder
-from edeliver.adapters.event_store import open_deployments, store_patience
+from edeliver.adapters.event_store import nothing_recorded, open_deployments, store_patience
 from edeliver.adapters.git_source import version_facts
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
-from edeliver.adapters.legacy_config import legacy_hook_tasks
+from edeliver.adapters.legacy_config import LEGACY_CONFIG, legacy_hook_tasks
+from edeliver.adapters.legacy_config import migrate_project as _migrate_project
 from edeliver.adapters.local_commands import LocalCommandHost
+from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
+from edeliver.adapters.mix_build import BUILD_DIR, MixLocalBuilder
+from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+from edeliver.adapters.project_init import (
+    NodeSpec,
+    ignore_generated_files,
+    parse_environment,
+    parse_node,
+    read_mix_project,
+    render_config,
+    write_config,
+)
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
-from edeliver.adapters.ssh_config import config_files, resolved_addresses
+from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
+from edeliver.adapters.ssh_config import config_files
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
 from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
+from edeliver.adapters.upgrade_build import build_upgrade
+from edeliver.core.app import AppNotSet, app_name
 from edeliver.core.auto_version import version_suffix
+from edeliver.core.builds import Builder, Shelf
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
+from edeliver.core.journal import Listener, SaveEvents
+from edeliver.core.legacy import Migration
 from edeliver.core.model import Artifact
-from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.ports import Clock, CommandHost, NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
-from edeliver.core.rollout import Services
-from edeliver.core.task_runs import LoadedTask
+from edeliver.core.rollout import Services, shells_for
+from edeliver.core.service import Deployments
+from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
+
+# For the commands that hand their work to one adapter as it is (init, migrate-config, demo).
+__all__ = [
+    "CONFIG_FILE", "LEGACY_CONFIG", "STATUS_FILE_HEALTH", "LocalFleet", "NodeSpec",
+    "ignore_generated_files", "parse_environment", "parse_node", "read_mix_project",
+    "render_config", "write_config",
+]  # fmt: skip
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
 STORE_CACHE = Path(".deliver/cache/store")
@@ -46,92 +84,51 @@ def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-class Builder(Protocol):
-    def build(self) -> Built: ...
-
-
-class Store(ReleaseArchive, Protocol):
-    """What the commands need of any store adapter: the port, plus putting, fetching and the
-    hot-upgrade packages (every store keeps them below the version they upgrade to)."""
-
-    def put(
-        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
-    ) -> Artifact: ...
-
-    async def local_file(self, artifact: Artifact) -> Path: ...
+class Store(ReleaseArchive, Shelf[Path], Protocol):
+    """What the commands need of any store adapter: the ports, plus the hot-upgrade packages
+    (every store keeps them below the version they upgrade to)."""
 
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
 
 
+@dataclass(frozen=True)
+class Adapters:
+    """The adapters behind the store and node ports for one use; tests give fakes instead."""
+
+    store: Store
+    shells: NodeShells
+    upgrade_shells: NodeShells | None = None  # None: hot upgrades go through `shells`
+
+
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
-    settings = config.store
+    store = config.store
     cache = project / STORE_CACHE
-    if settings.kind == "s3":
-        bucket, _, prefix = settings.url.removeprefix("s3://").partition("/")
+    if store.kind == "s3":
+        bucket, _, prefix = store.url.removeprefix("s3://").partition("/")
         return S3ReleaseStore(
             bucket, prefix, cache,
-            endpoint_url=settings.endpoint_url, region=settings.region,
-            profile=settings.profile, checksums=settings.checksums,
+            endpoint_url=store.endpoint_url, region=store.region,
+            profile=store.profile, checksums=store.checksums,
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
-    if settings.kind == "ssh":
-        user, host, path = ssh_store_address(settings.url)
-        address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
-        shells = AsyncsshNodeShells(
-            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
-        )
+    if store.kind == "ssh":
+        user, host, path = ssh_store_address(store.url)
+        address = NodeConfig("store", host, path, store.port, user, (), store.identity_file)
         identity = config.transfer.node_identity_file
-        return SshReleaseStore(address, cache, shells, node_identity_file=identity)
-    root = Path(settings.url)
+        return SshReleaseStore(
+            address, cache, _plain_shells(project, config), node_identity_file=identity
+        )
+    root = Path(store.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
 
-def builder(
-    project: Path,
-    config: Config,
-    app: str,
-    env: Mapping[str, str] | None = None,
-    warn: Callable[[str], None] = lambda _: None,
-    store: Store | None = None,
-    at_stage: BuildStages | None = None,
-) -> Builder:
-    """The configured build strategy: here, on a build host over SSH, or in a container.
-
-    A build host puts its release straight into an S3 store (a presigned PUT), so the tarball
-    never passes through this machine.
-    """
-    build = config.build
-    target = MixTarget(build.mix_env, build.release)
-    if build.auto_version:
-        facts = version_facts(project, build.revision, SystemClock().now())
-        env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
-    address = build_host(config)
-    if address is not None:
-        shells = AsyncsshNodeShells(
-            known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
-        )
-        direct = store if isinstance(store, S3ReleaseStore) else None
-        return SshBuildHost(
-            project, app, address, shells, revision=build.revision, env=env, warn=warn,
-            direct=direct, at_stage=at_stage, target=target,
-        )  # fmt: skip
-    if build.strategy == "docker":
-        return ContainerBuilder(
-            project, app, build.image or "", cli=build.cli,
-            global_options=build.global_options, run_options=build.run_options,
-            revision=build.revision, env=env, warn=warn, at_stage=at_stage, target=target,
-        )  # fmt: skip
-    return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
-
-
-def build_host(config: Config) -> NodeConfig | None:
-    """The remote build's host as a node to connect to; None for other build strategies."""
-    build = config.build
-    if build.strategy != "remote":
-        return None
-    user, host, path = ssh_store_address(build.host or "")
-    return NodeConfig("build", host, path, build.port, user, (), build.identity_file)
+def _plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
+    """Connections that only run commands (a store host, a build host), not releases."""
+    return AsyncsshNodeShells(
+        settings.known_hosts_file(project, config),
+        ssh_config=settings.ssh_config_files(project, config),
+    )
 
 
 def delivery(config: Config, store: Store) -> Delivery:
@@ -142,88 +139,28 @@ def delivery(config: Config, store: Store) -> Delivery:
     return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
 
 
-def release_commands(config: Config) -> ReleaseCommands:
-    """The configured start / stop / health commands over the defaults for a mix release."""
-    given = {k: v for k, v in vars(config.commands).items() if v is not None}
-    return ReleaseCommands(**given)
-
-
-def _keep_releases(config: Config) -> int:
-    """Nodes can serve several environments: keep as many releases as the most careful asks."""
-    return max((env.keep_releases for env in config.environments.values()), default=5)
-
-
-def node_timeouts(config: Config) -> dict[str, NodeTimeouts]:
-    """Each node's script and verify limits from its environment; a node serving several
-    environments gets the longest, like keep_releases (a limit must never cut a valid run)."""
-    limits: dict[str, NodeTimeouts] = {}
-    for env in config.environments.values():
-        for name in env.nodes:
-            known = limits.get(name, NodeTimeouts(0.0, 0.0))
-            limits[name] = NodeTimeouts(
-                max(known.command, env.command_seconds), max(known.verify, env.verify_seconds)
-            )
-    return limits
-
-
-def known_hosts_file(project: Path, config: Config) -> str | None:
-    """The configured known_hosts file, relative to the project; None: SSH's own default."""
-    if not config.known_hosts:
-        return None
-    path = Path(config.known_hosts).expanduser()
-    return str(path if path.is_absolute() else project / path)
-
-
-def ssh_config_files(project: Path, config: Config) -> list[str]:
-    """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
-    return config_files(config.ssh_config, project)
-
-
-def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
-    """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
-    return resolved_addresses(nodes, ssh_config_files(project, config))
-
-
-def project_tasks(project: Path) -> list[LoadedTask]:
-    """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
-    file raises here, before anything connects to a node."""
-    return [*discover(project), *legacy_hook_tasks(project)]
-
-
-def with_tasks(
-    services: Services, project: Path, config: Config, tasks: list[LoadedTask]
-) -> Services:
-    """Services that run `tasks`: local ones from the project dir, legacy `__remote` checking
-    host keys against the same known_hosts file as every other connection."""
-    services.tasks, services.local = tasks, LocalCommandHost(project)
-    services.task_env = ssh_task_env(project, config)
-    services.redact = deployer_secrets().including(services.task_env)
-    return services
-
-
-def deployer_secrets() -> Redactor:
-    """What output kept in events or printed must not show: the secrets of this environment,
-    which local tasks inherit and node tasks may be handed."""
-    return Redactor.of_environment(os.environ)
-
-
-def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
-    """What legacy hooks' OpenSSH needs to check host keys and read the ssh config like us."""
-    known_hosts, files = known_hosts_file(project, config), ssh_config_files(project, config)
-    return {
-        **({"EDELIVER_KNOWN_HOSTS": known_hosts} if known_hosts else {}),
-        **({"EDELIVER_SSH_CONFIG": files[0]} if files else {}),
-    }
+def real_adapters(project: Path, config: Config) -> Adapters:
+    """The configured store, SSH shells for full releases and for hot upgrades."""
+    store = release_store(project, config)
+    shells = AsyncsshNodeShells(
+        known_hosts=settings.known_hosts_file(project, config),
+        ssh_config=settings.ssh_config_files(project, config),
+        commands=settings.release_commands(config),
+        keep_releases=settings.keep_releases(config),
+        delivery=delivery(config, store),
+        node_timeouts=settings.node_timeouts(config),
+    )
+    return Adapters(store, shells, _upgrade_shells(shells, store, config))
 
 
 class _NoHotUpgrades:
     """Upgrade-mode shells without an app name to find the packages by: a clear refusal."""
 
     def __init__(self, config: Config) -> None:
-        self.why = f"{config.file}: app: not set and no mix.exs project name found"
+        self.config_file = config.file
 
     async def open(self, node: NodeConfig) -> NodeShell:
-        raise UsageError(self.why)
+        raise AppNotSet(self.config_file)
 
 
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
@@ -234,32 +171,185 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
     return _NoHotUpgrades(config)
 
 
-def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
-    """Services on SSH, the configured store, the configured event store and the wall clock."""
-    patience = store_patience(os.environ)
-    known_hosts = known_hosts_file(project, config)
-    store = release_store(project, config)
-    shells = AsyncsshNodeShells(
-        known_hosts=known_hosts,
-        ssh_config=ssh_config_files(project, config),
-        commands=release_commands(config),
-        keep_releases=_keep_releases(config),
-        delivery=delivery(config, store),
-        node_timeouts=node_timeouts(config),
-    )
-    return Services(
-        deployments=open_deployments(project),
-        shells=shells,
-        store=store,
-        clock=SystemClock(),
-        user=who(),
-        listener=listener,
-        upgrade_shells=_upgrade_shells(shells, store, config),
-        redact=deployer_secrets(),
-        patience=patience,
-        warn=_to_stderr,
-    )
+def project_tasks(project: Path) -> list[LoadedTask]:
+    """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
+    file raises here, before anything connects to a node."""
+    return [*discover(project), *legacy_hook_tasks(project)]
 
 
-def _to_stderr(line: str) -> None:
+def deployer_secrets() -> Redactor:
+    """What output kept in events or printed must not show: the secrets of this environment,
+    which local tasks inherit and node tasks may be handed."""
+    return Redactor.of_environment(os.environ)
+
+
+def migrate_project(project: Path) -> Migration:
+    """edeliver 1.x's .deliver/config as an edeliver.toml, with what stays behind."""
+    return _migrate_project(project, config_files(None, project), str(LEGACY_CONFIG))
+
+
+def say(text: str) -> None:
+    """What builds and legacy hooks tell the deployer, on stderr beside the command's output."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def warn(line: str) -> None:
     print(f"edeliver: {line}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything one command runs against (see the module's docstring); tests replace the
+    factories with fakes."""
+
+    project: Path = field(default_factory=Path.cwd)
+    clock: Clock = field(default_factory=SystemClock)
+    user: str = field(default_factory=who)  # who deploys, for the locks and the history
+    load_config: Callable[[Path], Config] = load_config
+    adapters: Callable[[Path, Config], Adapters] = real_adapters
+    open_events: Callable[[Path], Deployments] = open_deployments
+    nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
+    save_events: Callable[[Deployments], SaveEvents] | None = None
+    console: Console | None = None
+
+    @cached_property
+    def config(self) -> Config:
+        return self.load_config(self.project)
+
+    @cached_property
+    def tasks(self) -> list[LoadedTask]:
+        return project_tasks(self.project)
+
+    @cached_property
+    def _console(self) -> Console:
+        # Created per command, never at import time, so test runners capture it.
+        return self.console or Console(highlight=False, width=output_width())
+
+    def out(self) -> Console:
+        return self._console
+
+    def deployments(self) -> Deployments:
+        """The event store, opened for one use: the caller closes it."""
+        return self.open_events(self.project)
+
+    def recorded_deployments(self) -> Deployments | None:
+        """The deployments for a command that only reads them; None when nothing was ever
+        recorded, so that reading creates no store (nor a project directory given by mistake)."""
+        if not self.project.is_dir():
+            raise UsageError(f"{self.project}: no such project directory (-C, EDELIVER_PROJECT)")
+        if self.nothing_recorded(self.project):
+            return None
+        return self.deployments()
+
+    def store(self) -> Store:
+        return self.adapters(self.project, self.config).store
+
+    def node_shells(self, mode: str = "release") -> NodeShells:
+        """Just the connections to nodes, for commands that record nothing."""
+        adapters = self.adapters(self.project, self.config)
+        return shells_for(mode, adapters.shells, adapters.upgrade_shells)
+
+    def services(self, listener: Listener | None, tasks: Sequence[LoadedTask] = ()) -> Services:
+        """The ports a rollout runs on, running `tasks`: local ones from the project directory,
+        legacy `__remote` checking host keys against the same known_hosts as every connection."""
+        adapters = self.adapters(self.project, self.config)
+        deployments = self.deployments()
+        task_env = settings.ssh_task_env(self.project, self.config)
+        return Services(
+            deployments=deployments,
+            shells=adapters.shells,
+            store=adapters.store,
+            clock=self.clock,
+            user=self.user,
+            listener=listener,
+            save=self.save_events(deployments) if self.save_events else None,
+            tasks=tuple(tasks),
+            local=LocalCommandHost(self.project),
+            task_env=task_env,
+            redact=deployer_secrets().including(task_env),
+            upgrade_shells=adapters.upgrade_shells,
+            patience=store_patience(os.environ),
+            warn=warn,
+        )
+
+    def node_addresses(self, nodes: Sequence[NodeConfig]) -> dict[str, str]:
+        return settings.node_addresses(self.project, self.config, nodes)
+
+    def builder(self, env: dict[str, str] | None, store: Store) -> Builder[Path]:
+        """The configured build strategy: here, on a build host over SSH, or in a container,
+        each running the project's build-stage tasks. A build host puts its release straight
+        into an S3 store (a presigned PUT), so the tarball never passes through this machine."""
+        config, project, app = self.config, self.project, app_name(self.config)
+        build = config.build
+        target = MixTarget(build.mix_env, build.release)
+        if build.auto_version:
+            facts = version_facts(project, build.revision, self.clock.now())
+            env = {**(env or {}), VERSION_SUFFIX: version_suffix(build.auto_version, facts)}
+        at_stage = self._build_stages(env)
+        address = settings.build_host(config)
+        if address is not None:
+            direct = store if isinstance(store, S3ReleaseStore) else None
+            return SshBuildHost(
+                project, app, address, _plain_shells(project, config), revision=build.revision,
+                env=env, warn=_warn_of_build, direct=direct, at_stage=at_stage, target=target,
+            )  # fmt: skip
+        if build.strategy == "docker":
+            return ContainerBuilder(
+                project, app, build.image or "", cli=build.cli,
+                global_options=build.global_options, run_options=build.run_options,
+                revision=build.revision, env=env, warn=_warn_of_build, at_stage=at_stage,
+                target=target,
+            )  # fmt: skip
+        return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
+
+    def _build_stages(self, env: dict[str, str] | None) -> Callable[[str, CommandHost], Any]:
+        """Runs a build stage's tasks. Legacy hooks reach the build host as 1.x's did: HOSTS,
+        BUILD_AT (the per-build directory, where the sources are) and `__remote` pointing
+        at it."""
+        tasks, here, app = self.tasks, LocalCommandHost(self.project), app_name(self.config)
+        remote, secrets = settings.build_host(self.config), deployer_secrets()
+
+        async def at_stage(stage: str, host: CommandHost) -> None:
+            directory = getattr(host, "path", None)
+            legacy = legacy_build_env(remote, directory) if remote and directory else {}
+            legacy |= settings.ssh_task_env(self.project, self.config) if legacy else {}
+            build_env = {**(env or {}), **legacy}
+            await run_build_stage(tasks, stage, app, host, here, build_env, say, secrets)
+
+        return at_stage
+
+    def build_upgrade(self, old: Artifact, new: Artifact) -> tuple[Path, Artifact, list[str]]:
+        """The hot-upgrade package OLD -> NEW built here (both at paths on this machine): its
+        tarball, its artifact and what the generator noted."""
+        work = self.project / BUILD_DIR / "upgrades"
+        built = build_upgrade(old, new, work, self.project)
+        return built.tarball, built.artifact, list(built.notes)
+
+    async def host_key(self, node: NodeConfig) -> tuple[str, str]:
+        """A node's host key as a known_hosts line and its fingerprint, for the user to confirm."""
+        files = settings.ssh_config_files(self.project, self.config)
+        known_hosts = settings.known_hosts_file(self.project, self.config)
+        return await fetch_host_key(node, files, known_hosts)
+
+    def pinning_file(self) -> Path:
+        return settings.pinning_file(self.project, self.config)
+
+    def pin_host_key(self, line: str) -> None:
+        pin_host_key(self.pinning_file(), line)
+
+
+def _warn_of_build(text: str) -> None:
+    warn(f"warning: {text}")
+
+
+def output_width() -> int | None:
+    """The terminal's width on a terminal (None: rich asks it), else COLUMNS if set, else wide:
+    pipes and CI logs get whole lines, not tables cut to rich's default of 80 columns."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else _PIPE_WIDTH
+
+
+_PIPE_WIDTH = 250

@@ -8,6 +8,7 @@ SSH. Only the nodes are local; the product code is the same that deploys to real
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -16,14 +17,12 @@ from typing import Annotated
 
 import typer
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
-from edeliver.cli.app import TRY, Runtime, app, exits_on_errors, runtime_of
-from edeliver.cli.node_commands import probe_all, status_line
+from edeliver.cli.app import TRY, app, exits_on_errors, runtime_of
+from edeliver.cli.composition import STATUS_FILE_HEALTH, LocalFleet, Runtime
+from edeliver.cli.node_commands import status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
-from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
+from edeliver.core.probes import probe_all
 from edeliver.core.rollout import deploy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
@@ -45,9 +44,9 @@ def prepare_project(directory: Path, fleet: LocalFleet, environment: str, policy
     return project
 
 
-def build_example(project: Path, config: Config, version: str, variant: str = "good") -> None:
+def build_example(runtime: Runtime, version: str, variant: str = "good") -> None:
     env = {"HELLO_VERSION": version, "HELLO_VARIANT": variant, "HEX_OFFLINE": "1"}
-    build_into_store(project, config, env=env)
+    build_into_store(runtime, env=env)
 
 
 @app.command(rich_help_panel=TRY)
@@ -86,24 +85,24 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     with (project / ".deliver/edeliver.toml").open("a") as toml:
         # hello writes a status file once its tree is up: a health check that boots no VM.
         toml.write(f"\n[commands]\nhealth = {json.dumps(STATUS_FILE_HEALTH)}\n")
-    runtime = Runtime(project=project, services=parent.services, console=parent.console)
-    config = load_config(project)
+    runtime = dataclasses.replace(parent, project=project)
+    config = runtime.config
     _say(f"building hello {GOOD}, and {BROKEN} which fails to boot")
-    build_example(project, config, GOOD)
-    build_example(project, config, BROKEN, "broken")
+    build_example(runtime, GOOD)
+    build_example(runtime, BROKEN, "broken")
     _say(f"deploying {GOOD} (one_for_all + rollback)")
     first = rollout_and_report(runtime, config, False, lambda s: deploy(s, config, "demo", GOOD))
-    _show_status(runtime, config)
+    _show_status(runtime)
     _say(f"deploying {BROKEN}: it will not boot, so every node goes back to {GOOD}")
     second = rollout_and_report(runtime, config, False, lambda s: deploy(s, config, "demo", BROKEN))
-    rows = _show_status(runtime, config)
+    rows = _show_status(runtime)
     on_good = all(r["reachable"] and r["running_version"] == GOOD for r in rows)
     _say("every node runs " + GOOD if on_good else "NOT every node runs " + GOOD)
     return first.outcome == "succeeded" and second.outcome == "failed" and on_good
 
 
-def _show_status(runtime: Runtime, config: Config) -> list[dict[str, object]]:
-    rows = asyncio.run(probe_all(runtime.node_shells(config), config.nodes_of("demo")))
+def _show_status(runtime: Runtime) -> list[dict[str, object]]:
+    rows = asyncio.run(probe_all(runtime.node_shells(), runtime.config.nodes_of("demo")))
     for row in rows:
         typer.echo("  " + status_line(row))
     return rows

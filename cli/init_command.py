@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from edeliver.adapters.project_init import (
+from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
+from edeliver.cli.composition import (
     NodeSpec,
     ignore_generated_files,
     parse_environment,
@@ -16,7 +17,6 @@ from edeliver.adapters.project_init import (
     render_config,
     write_config,
 )
-from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import trust
 from edeliver.core.errors import UsageError
 

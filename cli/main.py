@@ -23,7 +23,8 @@ from edeliver.cli import (
     task_commands,
     upgrade_commands,
 )
-from edeliver.cli.app import Runtime, app
+from edeliver.cli.app import app
+from edeliver.cli.composition import Runtime
 from edeliver.core.errors import UsageError
 
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]

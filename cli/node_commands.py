@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from edeliver.adapters.ssh import fetch_host_key, pin_host_key
-from edeliver.cli.app import (
-    AUDIT,
-    SET_UP,
-    JsonOption,
-    Runtime,
-    app,
-    exits_on_errors,
-    run,
-    runtime_of,
-)
-from edeliver.cli.composition import node_addresses, ssh_config_files
-from edeliver.core.config import Config, NodeConfig
-from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
+from edeliver.cli.app import AUDIT, SET_UP, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import Runtime
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import HostKeyChanged, HostKeyError
 from edeliver.core.ports import NodeShells
+from edeliver.core.probes import probe_all
 
 nodes_app = typer.Typer(
     help="Manage the nodes' SSH host keys.\n\nExample: edeliver nodes trust production",
@@ -41,11 +29,11 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     Example: edeliver status production
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
+    config = runtime.config
     config.environment(environment)
     nodes = config.nodes_of(environment)
-    shells = probing_shells(runtime, config)
-    rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
+    shells = probing_shells(runtime)
+    rows = run(probe_all(shells, nodes, runtime.node_addresses(nodes)))
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -56,32 +44,11 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
         raise typer.Exit(max(failures))
 
 
-def probing_shells(runtime: Runtime, config: Config) -> NodeShells:
+def probing_shells(runtime: Runtime) -> NodeShells:
     """Shells whose probe asks release_handler what runs, is permanent and was run before
     wherever a VM runs: a VM upgraded hot still names on its command line the version it
     booted. Without an app name (it finds `bin/<app>`), the plain probe."""
-    return runtime.node_shells(config, "upgrade" if config.app else "release")
-
-
-async def probe_all(
-    shells: NodeShells, nodes: tuple[NodeConfig, ...], addresses: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(_probe(shells, n, addresses or {}) for n in nodes)))
-
-
-async def _probe(
-    shells: NodeShells, node: NodeConfig, addresses: Mapping[str, str]
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"node": node.name, "address": addresses.get(node.name, node.address)}
-    try:
-        shell = await shells.open(node)
-        try:
-            facts = await shell.probe()
-        finally:
-            await shell.close()
-    except EdeliverError as error:
-        return {**row, "reachable": False, "error": str(error), "exit_code": error.exit_code}
-    return {**row, "reachable": True, **facts.as_dict()}
+    return runtime.node_shells("upgrade" if runtime.config.app else "release")
 
 
 def status_line(row: dict[str, Any]) -> str:
@@ -106,10 +73,9 @@ def trust(
     Example: edeliver nodes trust production --yes
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens
-    target = _known_hosts_file(runtime.project, config)
-    shells = runtime.node_shells(config)
+    nodes = runtime.config.nodes_of(environment)  # unknown: refused before anything opens
+    target = runtime.pinning_file()
+    shells = runtime.node_shells()
     changed = []
     for node in nodes:
         try:
@@ -122,13 +88,10 @@ def trust(
             continue
         except HostKeyError:
             pass
-        known = str(target) if config.known_hosts else None
-        line, fingerprint = run(
-            fetch_host_key(node, ssh_config_files(runtime.project, config), known)
-        )
+        line, fingerprint = run(runtime.host_key(node))
         typer.echo(f"{node.name:<12} new key {fingerprint}")
         if yes or typer.confirm(f"pin {fingerprint} for {node.name} into {target}?"):
-            pin_host_key(target, line)
+            runtime.pin_host_key(line)
             typer.echo(f"{node.name:<12} pinned in {target}")
     if changed:
         raise HostKeyChanged("; ".join(changed))
@@ -136,11 +99,3 @@ def trust(
 
 async def _connect_and_close(shells: NodeShells, node: NodeConfig) -> None:
     await (await shells.open(node)).close()
-
-
-def _known_hosts_file(project: Path, config: Config) -> Path:
-    """Where new keys are pinned: the configured known_hosts, else the user's own."""
-    if config.known_hosts:
-        path = Path(config.known_hosts).expanduser()
-        return path if path.is_absolute() else project / path
-    return Path("~/.ssh/known_hosts").expanduser()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from edeliver.cli.composition import deployer_secrets
-from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
+from edeliver.core.planning import Plan
 from edeliver.core.redaction import Redactor
 from edeliver.core.service import DeploymentSummary
-from edeliver.core.strategy import batches
 from edeliver.core.task_runs import status_lines
 
 _STATE_STYLE = {
@@ -144,25 +143,19 @@ def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
     return table
 
 
-def plan_lines(
-    config: Config,
-    environment: EnvironmentConfig,
-    steps: Sequence[str],
-    addresses: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
-    shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
-    policy = environment.policy
+def plan_lines(plan: Plan) -> list[str]:
+    """The dry run of a deployment, as plain lines."""
+    environment, policy = plan.environment, plan.environment.policy
     lines = [
         f"{environment.name}: {environment.mode} mode, {policy.strategy} + {policy.fallback}, "
         f"max_parallel={policy.max_parallel or 'all'}, max_failures={policy.max_failures}",
         "nodes:",
-        *(f"  {n}  {shown[n]} {config.nodes[n].path}" for n in environment.nodes),
+        *(f"  {name}  {address} {path}" for name, (address, path) in plan.nodes.items()),
         "batches:",
     ]
-    for index, batch in enumerate(batches(environment.nodes, policy.max_parallel), start=1):
+    for index, batch in enumerate(plan.batches, start=1):
         lines.append(f"  {index}: {', '.join(batch)}")
-    return [*lines, "each node: " + " → ".join(steps), "(a plan changes nothing)"]
+    return [*lines, "each node: " + " → ".join(plan.steps), "(a plan changes nothing)"]
 
 
 class Progress:

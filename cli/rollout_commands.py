@@ -4,62 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
-from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
-from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import (
     BUILD,
     DEPLOY,
     ForceOption,
     JsonOption,
-    Runtime,
     app,
     exits_on_errors,
     run,
     runtime_of,
 )
-from edeliver.cli.composition import (
-    build_host,
-    builder,
-    deployer_secrets,
-    node_addresses,
-    project_tasks,
-    release_store,
-    ssh_task_env,
-    who,
-    with_tasks,
-)
+from edeliver.cli.composition import Runtime
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
+from edeliver.core.builds import build_release
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
-from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.ports import CommandHost
+from edeliver.core.planning import plan as plan_of
+from edeliver.core.planning import previous_release
 from edeliver.core.rollout import Services, deploy, resume
-from edeliver.core.strategy import batches
-from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
-
-STEPS = {
-    "release": [
-        "upload + verify sha256",
-        "unpack beside",
-        "switch current + restart",
-        "health check",
-    ],
-    "upgrade": [
-        "upload + verify sha256",
-        "unpack_release",
-        "install_release",
-        "health check + make_permanent",
-    ],
-}
+from edeliver.core.task_runs import LoadedTask
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -70,28 +39,12 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
     Example: edeliver plan production
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    env = config.environment(environment)
-    steps = STEPS[env.mode]
-    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
+    config = runtime.config
+    planned = plan_of(config, environment, runtime.node_addresses(config.nodes_of(environment)))
     if as_json:
-        cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
-        typer.echo(
-            json.dumps(
-                {
-                    "environment": env.name,
-                    "mode": env.mode,
-                    "strategy": env.policy.strategy,
-                    "fallback": env.policy.fallback,
-                    "max_failures": env.policy.max_failures,
-                    "nodes": {n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
-                    "batches": cut,
-                    "steps": steps,
-                }
-            )
-        )
+        typer.echo(json.dumps(planned.as_dict()))
         return
-    for line in render.plan_lines(config, env, steps, addresses):
+    for line in render.plan_lines(planned):
         typer.echo(line)
 
 
@@ -111,8 +64,9 @@ def deploy_command(
     Example: edeliver deploy production --version 1.2.3 --include seed
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
+    deploy_with_tasks(
+        runtime, runtime.config, environment, version, (include, exclude, only), as_json
+    )
 
 
 def deploy_with_tasks(
@@ -125,7 +79,7 @@ def deploy_with_tasks(
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
     the tasks are loaded once, before anything connects to a node."""
-    tasks = project_tasks(runtime.project)
+    tasks = runtime.tasks
     chosen = selection_of(*tags, [t.spec for t in tasks])
     _rollout(
         runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
@@ -147,7 +101,7 @@ def resume_command(
     Example: edeliver resume 3f2a9c1e
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
+    config = runtime.config
     _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
 
 
@@ -172,10 +126,8 @@ def rollout_and_report(
     tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
     console = runtime.out()
-    tasks = project_tasks(runtime.project) if tasks is None else tasks
     progress = None if as_json else render.Progress(console)
-    services = runtime.services(runtime.project, config, progress)
-    services = with_tasks(services, runtime.project, config, tasks)
+    services = runtime.services(progress, runtime.tasks if tasks is None else tasks)
     try:
         deployment = run(use_case(services))
     finally:
@@ -214,8 +166,7 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if ctx.invoked_subcommand:  # `build upgrade`: its own command
         return
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    stored = build_into_store(runtime.project, config)
+    stored = build_into_store(runtime)
     if as_json:
         typer.echo(
             json.dumps(
@@ -236,36 +187,11 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
 
 
-def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
-    if not config.app:
-        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
-    remote = build_host(config)
-
-    async def at_stage(stage: str, host: CommandHost) -> None:
-        # Legacy hooks run here and reach the build host as 1.x's did: HOSTS, BUILD_AT (the
-        # per-build directory, where the sources are) and `__remote` pointing at it.
-        directory = getattr(host, "path", None)
-        legacy = legacy_build_env(remote, directory) if remote and directory else {}
-        legacy |= ssh_task_env(project, config) if legacy else {}
-        build_env = {**(env or {}), **legacy}
-        await run_build_stage(tasks, stage, app, host, here, build_env, _say, deployer_secrets())
-
-    store = release_store(project, config)
-    built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
-    now = SystemClock().now().isoformat(timespec="seconds")
-    artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
-    if built.tarball is None:  # a build host put it into the store itself
-        return cast(DirectStore, store).record(artifact, extra)
-    return store.put(built.tarball, artifact, extra)
-
-
-def _say(text: str) -> None:
-    typer.echo(text, err=True)
-
-
-def _warn(text: str) -> None:
-    typer.echo(f"edeliver: warning: {text}", err=True)
+def build_into_store(runtime: Runtime, env: dict[str, str] | None = None) -> Artifact:
+    """Build a release with the configured strategy (`env`: extra build variables) and put it
+    in the configured store."""
+    store = runtime.store()
+    return build_release(runtime.builder(env, store), store, runtime.clock, runtime.user)
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -283,7 +209,7 @@ def rollback(
     Example: edeliver rollback production --to 1.2.2
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
+    config = runtime.config
     config.environment(environment)
     target = to or _previous_release(runtime, environment)
     _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, target))
@@ -291,16 +217,8 @@ def rollback(
 
 def _previous_release(runtime: Runtime, environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
-    deployments = runtime.deployments(runtime.project)
+    deployments = runtime.deployments()
     try:
-        versions = [
-            r.version
-            for r in deployments.history()
-            if r.environment == environment and r.outcome == SUCCEEDED
-        ]
+        return previous_release(deployments.history(), environment)
     finally:
         deployments.close()
-    earlier = [v for v in versions if v != versions[-1]] if versions else []
-    if not earlier:
-        raise UsageError(f"no earlier release was deployed to {environment}; name one with --to")
-    return earlier[-1]

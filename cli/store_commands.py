@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
-from edeliver.cli.app import BUILD, JsonOption, Runtime, exits_on_errors, run, runtime_of
+from edeliver.cli.app import BUILD, JsonOption, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
-from edeliver.core.config import Config
-from edeliver.core.errors import UsageError
+from edeliver.core.app import app_name
 from edeliver.core.model import Artifact
-from edeliver.core.ports import ReleaseArchive
+from edeliver.core.ports import ReleaseStore
 from edeliver.core.retention import PrunePlan, prune
-from edeliver.core.rollout import Services
 
 releases_app = typer.Typer()
 root.add_typer(releases_app, name="releases", rich_help_panel=BUILD)
@@ -31,10 +29,10 @@ def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if ctx.invoked_subcommand:
         return
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
-    app = _app(config)
-    stored = run(_artifacts(services, app))
+    config = runtime.config
+    store = runtime.store()
+    app = app_name(config)
+    stored = run(_artifacts(store, app))
     if as_json:
         typer.echo(json.dumps([_row(a) for a in stored]))
     elif not stored:
@@ -56,32 +54,18 @@ def prune_command(
     Example: edeliver releases prune --keep 5 --dry-run
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
-    archive = cast(ReleaseArchive, services.store)
-    nodes = tuple(config.nodes.values())
-    shells = probing_shells(runtime, config)
-    plan = run(prune(archive, shells, nodes, _app(config), keep, dry_run=dry_run))
+    store = runtime.store()
+    nodes = tuple(runtime.config.nodes.values())
+    shells = probing_shells(runtime)
+    plan = run(prune(store, shells, nodes, app_name(runtime.config), keep, dry_run=dry_run))
     if as_json:
         typer.echo(json.dumps({"removed": list(plan.removed), "kept": dict(plan.kept)}))
     else:
         _print_plan(plan, dry_run)
 
 
-def _services(runtime: Runtime, config: Config) -> Services:
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
-    return services
-
-
-def _app(config: Config) -> str:
-    if not config.app:
-        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    return config.app
-
-
-async def _artifacts(services: Services, app: str) -> list[Artifact]:
-    return [await services.store.artifact(app, v) for v in await services.store.versions(app)]
+async def _artifacts(store: ReleaseStore, app: str) -> list[Artifact]:
+    return [await store.artifact(app, v) for v in await store.versions(app)]
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:

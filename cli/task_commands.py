@@ -8,11 +8,8 @@ from typing import Annotated
 
 import typer
 
-from edeliver.adapters.config_file import CONFIG_FILE
-from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
-from edeliver.adapters.ssh_config import config_files
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import project_tasks
+from edeliver.cli.composition import CONFIG_FILE, migrate_project
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
@@ -59,8 +56,8 @@ def tasks(
     Example: edeliver tasks production --include seed
     """
     runtime = runtime_of(ctx)
-    runtime.load_config(runtime.project).environment(environment)
-    found = [t.spec for t in project_tasks(runtime.project)]
+    runtime.config.environment(environment)
+    found = [t.spec for t in runtime.tasks]
     selection = selection_of(include, exclude, only, found)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
@@ -94,8 +91,7 @@ def migrate_config(
     Example: edeliver migrate-config --write
     """
     runtime = runtime_of(ctx)
-    files = config_files(None, runtime.project)
-    migration = migrate_project(runtime.project, files, str(LEGACY_CONFIG))
+    migration = migrate_project(runtime.project)
     target = runtime.project / CONFIG_FILE
     if write:
         if target.exists():

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.mix_build import BUILD_DIR
-from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
-from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import Store, release_store, who
-from edeliver.cli.node_commands import probe_all
+from edeliver.cli.app import DEPLOY, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
+from edeliver.core.app import app_name
+from edeliver.core.builds import on_this_machine, pristine, provenance, refuse_same_version
 from edeliver.core.config import Config
-from edeliver.core.errors import NodeUnreachable, NotFoundError, NotUniformError, UsageError
 from edeliver.core.model import Artifact
+from edeliver.core.probes import only_upgrade_environment, probe_all, running_version
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -39,7 +36,7 @@ def upgrade(
     Example: edeliver upgrade production --version 1.2.4
     """
     runtime = runtime_of(ctx)
-    config = hot(runtime.load_config(runtime.project), environment)
+    config = hot(runtime.config, environment)
     deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
 
 
@@ -74,105 +71,38 @@ def upgrade_package(
     Example: edeliver build upgrade --from 1.2.3 --to 1.2.4
     """
     runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    build_upgrade_command(runtime, config, from_version, to_version, environment, as_json)
+    build_upgrade_command(runtime, from_version, to_version, environment, as_json)
 
 
 def build_upgrade_command(
     runtime: Runtime,
-    config: Config,
     from_version: str | None,
     to_version: str | None,
     environment: str | None,
     as_json: bool,
 ) -> None:
     """`edeliver build upgrade`: the package from the running (or given) version to the new one."""
-    app_name = _app(config)
-    store = release_store(runtime.project, config)
-    old_version = from_version or _running_version(runtime, config, environment)
-    old = run(_pristine(store, app_name, old_version))
-    new = (
-        run(store.artifact(app_name, to_version))
-        if to_version
-        else build_into_store(runtime.project, config)
-    )
-    if new.version == old.version:
-        raise UsageError(f"{app_name} {new.version} runs already; bump the version to upgrade")
-    old, new = run(_here(store, old)), run(_here(store, new))
-    built = build_upgrade(old, new, runtime.project / BUILD_DIR / "upgrades", runtime.project)
-    stored = store.put(built.tarball, built.artifact, extra=_provenance())
-    _report(built, stored, as_json)
+    app = app_name(runtime.config)
+    store = runtime.store()
+    old_version = from_version or _running_version(runtime, environment)
+    old = run(pristine(store, app, old_version))
+    new = run(store.artifact(app, to_version)) if to_version else build_into_store(runtime)
+    refuse_same_version(app, old, new)
+    old, new = run(on_this_machine(store, old)), run(on_this_machine(store, new))
+    tarball, artifact, notes = runtime.build_upgrade(old, new)
+    stored = store.put(tarball, artifact, extra=provenance(runtime.clock, runtime.user))
+    _report(notes, stored, as_json)
 
 
-def _app(config: Config) -> str:
-    if not config.app:
-        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    return config.app
-
-
-async def _here(store: Store, release: Artifact) -> Artifact:
-    """The release at a path on this machine, where the upgrade is built from: a local store's
-    own file, or a copy a remote store's checksum was verified on (kept in the local cache)."""
-    return dataclasses.replace(release, location=str(await store.local_file(release)))
-
-
-async def _pristine(store: Store, app_name: str, version: str) -> Artifact:
-    """The old release as the store has it; without it there is no relup to build."""
-    try:
-        artifact = await store.artifact(app_name, version)
-    except NotFoundError as error:
-        raise NotFoundError(
-            f"{error}. An upgrade is built from the pristine {app_name} {version} release: build "
-            f"it from that version's sources (`git checkout <its tag>` then `edeliver build`), "
-            "or copy it into the store from where it was built"
-        ) from None
-    return artifact
-
-
-def _running_version(runtime: Runtime, config: Config, environment: str | None) -> str:
+def _running_version(runtime: Runtime, environment: str | None) -> str:
     """The one version the environment's nodes run (asked of release_handler); else refuse."""
-    name = environment or _only_upgrade_environment(config)
-    nodes = config.nodes_of(name)
-    shells = runtime.node_shells(config, "upgrade")  # after: an unknown environment opens nothing
-    rows = run(probe_all(shells, nodes))
-    down = [f"{r['node']} ({r['error']})" for r in rows if not r["reachable"]]
-    if down:
-        raise NodeUnreachable(
-            "cannot learn the running version: " + "; ".join(down) + "; name it with --from"
-        )
-    by_version: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        by_version[row["running_version"] or "nothing"].append(row["node"])
-    if len(by_version) != 1:
-        listed = "; ".join(f"{v} on {', '.join(nodes)}" for v, nodes in by_version.items())
-        plan = " and ".join(
-            f"`edeliver build upgrade --from {v}`" for v in by_version if v != "nothing"
-        )
-        raise NotUniformError(
-            f"the nodes of {name} run different versions ({listed}); build one upgrade per "
-            f"version ({plan}, with the same --to): each node then takes the one from its version"
-        )
-    (version,) = by_version
-    if version == "nothing":
-        raise UsageError(f"no node of {name} runs a release: deploy one first (mode = release)")
-    return version
+    name = environment or only_upgrade_environment(runtime.config)
+    nodes = runtime.config.nodes_of(name)
+    shells = runtime.node_shells("upgrade")  # after: an unknown environment opens nothing
+    return running_version(name, run(probe_all(shells, nodes)))
 
 
-def _only_upgrade_environment(config: Config) -> str:
-    hot_ones = [e.name for e in config.environments.values() if e.mode == "upgrade"]
-    if len(hot_ones) != 1:
-        raise UsageError(
-            "name the environment whose running version to upgrade from (--environment ENV) "
-            "or the version (--from V)"
-        )
-    return hot_ones[0]
-
-
-def _provenance() -> dict[str, str]:
-    return {"built_at": SystemClock().now().isoformat(timespec="seconds"), "built_by": who()}
-
-
-def _report(built: UpgradeBuilt, stored: Artifact, as_json: bool) -> None:
+def _report(notes: list[str], stored: Artifact, as_json: bool) -> None:
     (old,) = stored.from_versions
     if as_json:
         fields = {
@@ -182,11 +112,11 @@ def _report(built: UpgradeBuilt, stored: Artifact, as_json: bool) -> None:
             "sha256": stored.sha256,
             "size": stored.size,
             "location": stored.location,
-            "notes": list(built.notes),
+            "notes": notes,
         }
         typer.echo(json.dumps(fields))
         return
-    for note in built.notes:
+    for note in notes:
         typer.echo(f"  {note}")
     typer.echo(
         f"built upgrade {stored.app} {old} -> {stored.version}: {stored.size} bytes, "

@@ -15,6 +15,7 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, RefusedError, UsageError
 from edeliver.core.model import NodeFacts
 from edeliver.core.ports import NodeShells, ReleaseArchive
+from edeliver.core.probes import probe_node
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,7 @@ async def prune(
 
 async def _probe(shells: NodeShells, node: NodeConfig) -> NodeFacts:
     try:
-        shell = await shells.open(node)
-        try:
-            return await shell.probe()
-        finally:
-            await shell.close()
+        return await probe_node(shells, node)
     except NodeError as error:
         raise RefusedError(
             f"{error}; cannot tell what {node.name} runs, so nothing was removed from the store"

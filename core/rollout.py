@@ -14,6 +14,7 @@ from functools import partial
 from typing import NoReturn, TypeVar
 from uuid import uuid4
 
+from edeliver.core.app import app_name
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import (
@@ -41,7 +42,7 @@ from edeliver.core.uniform import check_rollout
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     deployments: Deployments
     shells: NodeShells
@@ -69,7 +70,12 @@ class Services:
         return self.save or (lambda events: self.deployments.save(*events))
 
     def shells_for(self, mode: str) -> NodeShells:
-        return self.upgrade_shells if mode == "upgrade" and self.upgrade_shells else self.shells
+        return shells_for(mode, self.shells, self.upgrade_shells)
+
+
+def shells_for(mode: str, shells: NodeShells, upgrade_shells: NodeShells | None) -> NodeShells:
+    """Deployments in mode "upgrade" go through the hot-upgrade shells, when there are any."""
+    return upgrade_shells if mode == "upgrade" and upgrade_shells else shells
 
 
 async def deploy(
@@ -82,7 +88,7 @@ async def deploy(
     """Roll `version` (default: the newest in the store) out to `environment`, running the
     tasks `selection` picks at their stages."""
     env = config.environment(environment)
-    app = _app_of(config)
+    app = app_name(config)
     artifact = await _artifact(services.store, app, version)
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
     await _in_thread(services.deployments.begin, deployment)
@@ -152,12 +158,6 @@ async def _stop_early(
 ) -> NoReturn:
     await orchestrator.close()
     await _record_interruption(orchestrator, services, deployment, why)
-
-
-def _app_of(config: Config) -> str:
-    if not config.app:
-        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    return config.app
 
 
 async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:

@@ -18,6 +18,7 @@ from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import BuildFailed, local_platform
 from edeliver.adapters.remote_build import CACHE_DIR
+from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import prepare_project
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
@@ -118,10 +119,9 @@ def test_a_remote_build_goes_to_s3_and_the_nodes_pull_and_run_it(
     """git archive of HEAD to the build host, mix release there, put by it into S3 (a presigned
     PUT: the tarball never comes back here), pulled by each node."""
     project, endpoint = remote_project
-    config = load_config(project.directory)
     marks = fleets[1].nodes[0].home / "stage-marks"
     _stage_tasks(project.directory, REMOTE_STAGES, '"$HOME/stage-marks"')
-    stored = build_into_store(project.directory, config, env=_env(REMOTE))
+    stored = build_into_store(Runtime(project=project.directory), env=_env(REMOTE))
     # edeliver 1.x's build hooks, on the build host, in the per-build dir, in 1.x order.
     build_dir = f"hello-{_head(project.directory)[:12]}"
     lines = marks.read_text().splitlines()
@@ -150,7 +150,7 @@ def test_the_build_dir_on_the_build_host_is_removed_after_and_versions_stay_immu
     """A rebuild of a stored version is another build: refused, and its build dir gone too."""
     project, _ = remote_project
     with pytest.raises(UsageError, match=f"hello {REMOTE} is already in the store"):
-        build_into_store(project.directory, load_config(project.directory), env=_env(REMOTE))
+        build_into_store(Runtime(project=project.directory), env=_env(REMOTE))
     # Only the app's deps cache stays (deps/ and _build/ of the last build).
     assert [path.name for path in fleets[1].nodes[0].root.iterdir()] == [CACHE_DIR]
 
@@ -165,9 +165,7 @@ def test_a_dirty_checkout_is_warned_and_a_failing_build_shows_its_log_tail(
         with pytest.raises(
             BuildFailed, match=r"(?s)mix deps.get failed on the build host .*HELLO_VARIANT must be"
         ):
-            build_into_store(
-                project.directory, load_config(project.directory), env=_env("0.4.1", "bogus")
-            )
+            build_into_store(Runtime(project=project.directory), env=_env("0.4.1", "bogus"))
     finally:
         subprocess.run(["git", "-C", str(project.directory), "checkout", "--", "."], check=True)
     assert "uncommitted changes are not built" in capsys.readouterr().err
@@ -205,7 +203,7 @@ def test_a_podman_build_goes_to_a_local_store_and_is_pushed(
     project = Project(directory, fleet)
     stages = REMOTE_STAGES[4:]  # a container build has no init or push of its own
     _stage_tasks(directory, stages, '"$PWD/../stage-marks"')
-    stored = build_into_store(directory, load_config(directory), env=_env(CONTAINER))
+    stored = build_into_store(Runtime(project=directory), env=_env(CONTAINER))
     lines = (directory / ".deliver/build/stage-marks").read_text().splitlines()
     compiled = stages.index("post_erlang_clean_compile")
     assert lines == [

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.build_checks import BuildFailed
-from edeliver.adapters.config_file import load_config
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from edeliver.adapters.remote_build import CACHE_DIR
+from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
@@ -76,7 +76,7 @@ def remote(
 
 
 def _build(project: Path, version: str, tally_url: str) -> Artifact:
-    return build_into_store(project, load_config(project), env=ledger_env(version, tally_url))
+    return build_into_store(Runtime(project=project), env=ledger_env(version, tally_url))
 
 
 def _stored(project: Path, version: str) -> Path:

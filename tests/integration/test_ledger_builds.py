@@ -12,8 +12,8 @@ import pytest
 
 from edeliver.adapters.build_checks import BuildFailed
 from edeliver.adapters.build_scripts import VERSION_SUFFIX
-from edeliver.adapters.config_file import load_config
 from edeliver.adapters.mix_build import MixLocalBuilder
+from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import EXAMPLE
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
@@ -39,9 +39,8 @@ class Ledger:
         self.directory = ledger_copy(root, CONFIG)
 
     def build(self, version: str, **env: str) -> Artifact:
-        config = load_config(self.directory)
         return build_into_store(
-            self.directory, config, env={**ledger_env(version, str(self.tally)), **env}
+            Runtime(project=self.directory), env={**ledger_env(version, str(self.tally)), **env}
         )
 
     def stored(self, version: str) -> Path:
@@ -178,7 +177,7 @@ def test_a_local_build_updates_submodules_and_fetches_deps_between_their_stages(
             "t=$([ -d deps/tally ] && echo tally || echo no-tally)\n"
             f'echo "$STAGE $s $t" >> {tmp_path}/marks\n'
         )
-    build_into_store(directory, load_config(directory), env=ledger_env("3.0.0", str(tally)))
+    build_into_store(Runtime(project=directory), env=ledger_env("3.0.0", str(tally)))
     assert (tmp_path / "marks").read_text().splitlines() == [
         "pre_git_submodules no-stamp no-tally", "post_git_submodules stamp no-tally",
         "pre_erlang_get_and_update_deps stamp no-tally",

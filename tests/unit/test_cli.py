@@ -26,11 +26,12 @@ from edeliver.adapters.fakes import (
     SimulatedCrash,
 )
 from edeliver.cli.app import run
+from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Platform
 from edeliver.core.ports import CommandResult, NodeLockHolder
-from edeliver.core.rollout import Services
+from edeliver.core.service import Deployments
 from tests.support.simulation import artifact, config_text
 from tests.support.waiting import wait_for
 
@@ -50,24 +51,25 @@ class World:
         self.store = InMemoryReleaseStore([artifact("1.0.0"), artifact("2.0.0")])
         self.crash_after: int | None = None
 
-    def services(self, project: Path, config: Config, listener: Any) -> Services:
-        deployments = open_deployments(project, "")
-        save: Any = None
-        if self.crash_after is not None:
-            save = CrashingSave(deployments.save, self.crash_after)
-        return Services(
-            deployments,
-            InMemoryNodeShells(self.hosts, self.faults),
-            self.store,
-            FakeClock(),
-            "ann@laptop",
-            listener,
-            save,
+    def adapters(self, project: Path, config: Config) -> Adapters:
+        return Adapters(self.store, InMemoryNodeShells(self.hosts, self.faults))
+
+    def save(self, deployments: Deployments) -> Any:
+        assert self.crash_after is not None
+        return CrashingSave(deployments.save, self.crash_after)
+
+    def runtime(self) -> Runtime:
+        return Runtime(
+            project=self.project,
+            clock=FakeClock(),
+            user="ann@laptop",
+            adapters=self.adapters,
+            open_events=lambda project: open_deployments(project, ""),
+            save_events=self.save if self.crash_after is not None else None,
         )
 
     def run(self, *args: str) -> Any:
-        runtime = Runtime(project=self.project, services=self.services)
-        return runner.invoke(app, list(args), obj=runtime)
+        return runner.invoke(app, list(args), obj=self.runtime())
 
     def running(self) -> dict[str, str | None]:
         return {name: host.running for name, host in self.hosts.items()}

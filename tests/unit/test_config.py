@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edeliver.adapters.node_scripts import ReleaseCommands
+from edeliver.adapters.settings import node_timeouts, release_commands
 from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts
-from edeliver.cli.composition import node_timeouts, release_commands
 from edeliver.core.config import Policy, parse_config
 from edeliver.core.errors import ConfigError, NotFoundError
 

@@ -15,6 +15,7 @@ from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.fakes import FakeClock, FakeHost, InMemoryNodeShells, InMemoryReleaseStore
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.node_scripts import Layout
+from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Artifact
@@ -117,13 +118,14 @@ class World:
         (directory / ".deliver/edeliver.toml").write_text(config_text(3))
         self.hosts = {f"n{i}": FakeHost(running=v, current=v) for i, v in enumerate(running)}
 
-    def services(self, project: Path, config: Config, listener: Any) -> Services:
-        return Services(open_deployments(project, ""), InMemoryNodeShells(self.hosts),
-                        InMemoryReleaseStore([artifact("0.2.0")]), FakeClock(), "ann@laptop",
-                        listener)  # fmt: skip
+    def adapters(self, project: Path, config: Config) -> Adapters:
+        return Adapters(InMemoryReleaseStore([artifact("0.2.0")]), InMemoryNodeShells(self.hosts))
 
     def edeliver(self, *args: str) -> Any:
-        runtime = Runtime(project=self.project, services=self.services)
+        runtime = Runtime(
+            project=self.project, clock=FakeClock(), user="ann@laptop", adapters=self.adapters,
+            open_events=lambda project: open_deployments(project, ""),
+        )  # fmt: skip
         return runner.invoke(app, list(args), obj=runtime)
 
 

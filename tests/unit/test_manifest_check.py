@@ -14,11 +14,11 @@ from edeliver.adapters.event_store import open_deployments
 from edeliver.adapters.fakes import FakeClock, FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.manifest_check import checked_manifest
+from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.rollout import Services
 from tests.support.simulation import config_text
 
 GOOD: dict[str, Any] = {
@@ -104,12 +104,13 @@ def test_a_deploy_of_a_version_with_a_null_size_is_refused_before_the_lock(
     store, manifest = store_with(tmp_path, {"size": None})
     hosts = {"n0": FakeHost(), "n1": FakeHost()}
 
-    def services(project: Path, config: Config, listener: Any) -> Services:
-        deployments = open_deployments(project, "")
-        shells = InMemoryNodeShells(hosts, Faults())
-        return Services(deployments, shells, store, FakeClock(), "ann@laptop", listener)
+    def adapters(project: Path, config: Config) -> Adapters:
+        return Adapters(store, InMemoryNodeShells(hosts, Faults()))
 
-    runtime = Runtime(project=tmp_path, services=services)
+    runtime = Runtime(
+        project=tmp_path, clock=FakeClock(), user="ann@laptop", adapters=adapters,
+        open_events=lambda project: open_deployments(project, ""),
+    )  # fmt: skip
     result = CliRunner().invoke(app, ["deploy", "prod", "--version", "0.2.0"], obj=runtime)
     assert result.exit_code == 2
     assert f"{manifest}: size: expected a non-negative integer, got null" in result.stderr

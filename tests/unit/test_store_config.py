@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
-from edeliver.cli.composition import real_services
+from edeliver.cli.composition import real_adapters
 from edeliver.core.config import ConfigError, parse_config
 from edeliver.core.errors import UsageError
 
@@ -78,22 +78,16 @@ def test_every_store_kind_serves_hot_upgrades_from_its_own_packages(
 ) -> None:
     """Each store keeps the upgrade packages beside its releases; no node is contacted here."""
     config = parse_config(f'app = "hello"\n[store]\n{store}\n' + NODE, "edeliver.toml")
-    services = real_services(tmp_path, config)
-    try:
-        shells = services.shells_for("upgrade")
-        assert isinstance(shells, HotUpgradeNodeShells) and shells.store is services.store
-    finally:
-        services.deployments.close()
+    adapters = real_adapters(tmp_path, config)
+    shells = adapters.upgrade_shells
+    assert isinstance(shells, HotUpgradeNodeShells) and shells.store is adapters.store
 
 
 def test_hot_upgrades_without_an_app_name_are_refused_naming_the_key(tmp_path: Path) -> None:
     """The packages are found by app name: without one, the first node opened is refused
     plainly (before the deployment changes anything)."""
     config = parse_config(NODE, "edeliver.toml")
-    services = real_services(tmp_path, config)
-    try:
-        shells = services.shells_for("upgrade")
-        with pytest.raises(UsageError, match=r"^edeliver.toml: app: not set"):
-            asyncio.run(shells.open(config.nodes["a"]))
-    finally:
-        services.deployments.close()
+    shells = real_adapters(tmp_path, config).upgrade_shells
+    assert shells is not None
+    with pytest.raises(UsageError, match=r"^edeliver.toml: app: not set"):
+        asyncio.run(shells.open(config.nodes["a"]))

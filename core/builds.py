@@ -1,0 +1,89 @@
+"""Building into the store: a release, and a hot-upgrade package between two stored releases.
+
+The builder and the store are ports; the tarball they hand each other is a file on this machine
+that the core passes along without opening (`F`, a path to the adapters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, TypeVar, cast
+
+from edeliver.core.errors import NotFoundError, UsageError
+from edeliver.core.model import Artifact
+from edeliver.core.ports import Clock, ReleaseStore
+
+F = TypeVar("F")
+F_co = TypeVar("F_co", covariant=True)
+F_contra = TypeVar("F_contra", contravariant=True)
+
+
+class Built(Protocol[F_co]):
+    """A release tarball on this machine (None: a build host put it in the store already)
+    and what the store needs to know of it."""
+
+    @property
+    def tarball(self) -> F_co | None: ...
+
+    @property
+    def artifact(self) -> Artifact: ...
+
+
+class Builder(Protocol[F_co]):
+    def build(self) -> Built[F_co]: ...
+
+
+class Shelf(ReleaseStore, Protocol[F]):
+    """A store releases are put into and fetched from as files on this machine."""
+
+    def put(self, tarball: F, artifact: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+        """Store the tarball with its manifest entry (`extra`: provenance fields)."""
+        ...
+
+    async def local_file(self, artifact: Artifact) -> F:
+        """The stored release as a file on this machine, its checksum verified."""
+        ...
+
+
+class DirectStore(Protocol):
+    """A store a build host puts its release into without the deployer in between."""
+
+    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
+
+
+def provenance(clock: Clock, user: str) -> dict[str, str]:
+    """Who built what is stored, and when: kept in the store's manifest."""
+    return {"built_at": clock.now().isoformat(timespec="seconds"), "built_by": user}
+
+
+def build_release(builder: Builder[F], store: Shelf[F], clock: Clock, user: str) -> Artifact:
+    """Build a release and put it in the store with its provenance."""
+    built = builder.build()
+    stamp = provenance(clock, user)
+    artifact = dataclasses.replace(built.artifact, built_at=stamp.pop("built_at"))
+    if built.tarball is None:  # a build host put it into the store itself
+        return cast(DirectStore, store).record(artifact, stamp)
+    return store.put(built.tarball, artifact, stamp)
+
+
+async def pristine(store: ReleaseStore, app: str, version: str) -> Artifact:
+    """The release an upgrade starts from, as the store has it; without it there is no relup."""
+    try:
+        return await store.artifact(app, version)
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"{error}. An upgrade is built from the pristine {app} {version} release: build "
+            f"it from that version's sources (`git checkout <its tag>` then `edeliver build`), "
+            "or copy it into the store from where it was built"
+        ) from None
+
+
+async def on_this_machine(store: Shelf[F], release: Artifact) -> Artifact:
+    """The release at a path on this machine, where an upgrade is built from: a local store's
+    own file, or a copy a remote store's checksum was verified on (kept in the local cache)."""
+    return dataclasses.replace(release, location=str(await store.local_file(release)))
+
+
+def refuse_same_version(app: str, old: Artifact, new: Artifact) -> None:
+    if new.version == old.version:
+        raise UsageError(f"{app} {new.version} runs already; bump the version to upgrade")
