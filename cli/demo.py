@@ -21,7 +21,7 @@ from edeliver.cli.app import TRY, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import STATUS_FILE_HEALTH, LocalFleet, Runtime
 from edeliver.cli.node_commands import status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
-from edeliver.core.errors import UsageError
+from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.probes import probe_all
 from edeliver.core.rollout import deploy
 
@@ -73,7 +73,7 @@ def demo(
             fleet.stop()
             shutil.rmtree(root, ignore_errors=True)
     if not ok:
-        raise typer.Exit(1)
+        raise EdeliverError("the demo did not end as described above")
 
 
 def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
@@ -91,10 +91,10 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     build_example(runtime, GOOD)
     build_example(runtime, BROKEN, "broken")
     _say(f"deploying {GOOD} (one_for_all + rollback)")
-    first = rollout_and_report(runtime, config, False, lambda s: deploy(s, config, "demo", GOOD))
+    first = rollout_and_report(runtime, False, lambda s: deploy(s, config, "demo", GOOD))
     _show_status(runtime)
     _say(f"deploying {BROKEN}: it will not boot, so every node goes back to {GOOD}")
-    second = rollout_and_report(runtime, config, False, lambda s: deploy(s, config, "demo", BROKEN))
+    second = rollout_and_report(runtime, False, lambda s: deploy(s, config, "demo", BROKEN))
     rows = _show_status(runtime)
     on_good = all(r["reachable"] and r["running_version"] == GOOD for r in rows)
     _say("every node runs " + GOOD if on_good else "NOT every node runs " + GOOD)

@@ -24,6 +24,7 @@ from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption,
 from edeliver.core.builds import build_release
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
+from edeliver.core.errors import DeploymentFailed
 from edeliver.core.model import Artifact
 from edeliver.core.planning import plan as plan_of
 from edeliver.core.planning import previous_release
@@ -81,9 +82,7 @@ def deploy_with_tasks(
     the tasks are loaded once, before anything connects to a node."""
     tasks = runtime.tasks
     chosen = selection_of(*tags, [t.spec for t in tasks])
-    _rollout(
-        runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
-    )
+    _rollout(runtime, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks)
 
 
 @app.command(name="resume", rich_help_panel=DEPLOY)
@@ -102,25 +101,27 @@ def resume_command(
     """
     runtime = runtime_of(ctx)
     config = runtime.config
-    _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
+    _rollout(runtime, as_json, lambda s: resume(s, config, deployment_id, force))
 
 
 def _rollout(
     runtime: Runtime,
-    config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
 ) -> None:
-    """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
-    deployment = rollout_and_report(runtime, config, as_json, use_case, tasks)
+    """Run a deploy-like use case and report it; DeploymentFailed (exit 1) unless it succeeded."""
+    deployment = rollout_and_report(runtime, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
-        raise typer.Exit(1)
+        short = deployment.short_id
+        raise DeploymentFailed(
+            f"deployment {short} {deployment.outcome}, its fallback applied; "
+            f"`edeliver log {short}` shows every step"
+        )
 
 
 def rollout_and_report(
     runtime: Runtime,
-    config: Config,
     as_json: bool,
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
@@ -212,7 +213,7 @@ def rollback(
     config = runtime.config
     config.environment(environment)
     target = to or _previous_release(runtime, environment)
-    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, target))
+    _rollout(runtime, as_json, lambda s: deploy(s, config, environment, target))
 
 
 def _previous_release(runtime: Runtime, environment: str) -> str:

@@ -19,7 +19,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from edeliver.core import strategy
-from edeliver.core.config import Fallback, Policy, Strategy
+from edeliver.core.config import Policy
 from edeliver.core.lifecycle import (
     HALTED,
     PENDING,
@@ -102,13 +102,7 @@ class Deployment(Aggregate):
 
     @property
     def policy(self) -> Policy:
-        fields = self.policy_fields
-        return Policy(
-            strategy=_strategy(fields["strategy"]),
-            fallback=_fallback(fields["fallback"]),
-            max_parallel=fields.get("max_parallel"),
-            max_failures=fields.get("max_failures"),
-        )
+        return strategy.policy_of(self.policy_fields)
 
     @property
     def short_id(self) -> str:
@@ -318,17 +312,3 @@ class Deployment(Aggregate):
 
 
 _STEP_TRIGGERS = {state: trigger for state, (_, trigger) in STEP_OF_STATE.items()}
-
-
-def _strategy(value: object) -> Strategy:
-    for known in ("one_for_one", "rest_for_one", "one_for_all"):
-        if value == known:
-            return known
-    raise ValueError(f"unknown strategy {value!r} in stored events")
-
-
-def _fallback(value: object) -> Fallback:
-    for known in ("rollback", "stop", "ignore"):
-        if value == known:
-            return known
-    raise ValueError(f"unknown fallback {value!r} in stored events")

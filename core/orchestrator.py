@@ -26,6 +26,7 @@ from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_ST
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
+from edeliver.core.strategy import batch_size
 from edeliver.core.task_runs import LoadedTask, TaskRunner
 
 T = TypeVar("T")
@@ -61,7 +62,7 @@ class Orchestrator:
     async def run(self) -> None:
         """Drive every node until all are settled; rollbacks run beside the batches."""
         d = self.deployment
-        self._rollback_limit = asyncio.Semaphore(d.policy.max_parallel or max(len(d.order), 1))
+        self._rollback_limit = asyncio.Semaphore(batch_size(d.order, d.policy.max_parallel))
         try:
             async with asyncio.TaskGroup() as self._tasks:
                 # Rollbacks cut short by an interruption start again; `_settle` starts the

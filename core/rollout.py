@@ -34,7 +34,7 @@ from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEven
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
 from edeliver.core.service import Deployments
-from edeliver.core.strategy import batches
+from edeliver.core.strategy import batches, policy_fields
 from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 from edeliver.core.uniform import check_rollout
@@ -176,21 +176,15 @@ def _new_deployment(
     artifact: Artifact,
     selection: Selection,
 ) -> Deployment:
-    policy = env.policy
     return Deployment(
         deployment_id=services.new_id(),
         app=app,
         environment=env.name,
         version=artifact.version,
         mode=env.mode,
-        policy={
-            "strategy": policy.strategy,
-            "fallback": policy.fallback,
-            "max_parallel": policy.max_parallel,
-            "max_failures": policy.max_failures,
-        },
+        policy=policy_fields(env.policy),
         order=list(env.nodes),
-        batches=[list(b) for b in batches(env.nodes, policy.max_parallel)],
+        batches=[list(b) for b in batches(env.nodes, env.policy.max_parallel)],
         started_by=services.user,
         started_at=_now(services),
         selection={

@@ -9,10 +9,10 @@ recorded the decision.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import asdict, dataclass
+from typing import Any, Final
 
-from edeliver.core.config import Policy
+from edeliver.core.config import FALLBACKS, STRATEGIES, Policy
 from edeliver.core.lifecycle import FAILED, IN_FLIGHT, PENDING, UPDATED
 
 # What happens to one node after a failure.
@@ -88,5 +88,24 @@ def decide(
 
 def batches(order: Sequence[str], max_parallel: int | None) -> tuple[tuple[str, ...], ...]:
     """The environment's nodes cut into batches updated one after the other."""
-    size = max_parallel or max(len(order), 1)
+    size = batch_size(order, max_parallel)
     return tuple(tuple(order[i : i + size]) for i in range(0, len(order), size))
+
+
+def batch_size(order: Sequence[str], max_parallel: int | None) -> int:
+    """How many nodes are worked on at once: `max_parallel`, by default all of them."""
+    return max_parallel or max(len(order), 1)
+
+
+def policy_fields(policy: Policy) -> dict[str, Any]:
+    """The policy as a deployment's `Started` event stores it: its fields by name."""
+    return asdict(policy)
+
+
+def policy_of(fields: Mapping[str, Any]) -> Policy:
+    """The policy a `Started` event stored; ValueError for a strategy or fallback unknown here."""
+    strategy = next((s for s in STRATEGIES if s == fields["strategy"]), None)
+    fallback = next((f for f in FALLBACKS if f == fields["fallback"]), None)
+    if strategy is None or fallback is None:
+        raise ValueError(f"unknown strategy or fallback in stored events: {dict(fields)}")
+    return Policy(strategy, fallback, fields.get("max_parallel"), fields.get("max_failures"))
