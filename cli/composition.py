@@ -22,7 +22,7 @@ from typing import Any, Protocol, cast
 
 from rich.console import Console
 
-from edeliver.adapters import settings
+from edeliver.adapters import project_init, settings
 from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.config_file import CONFIG_FILE, load_config
@@ -37,15 +37,6 @@ from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BUILD_DIR, MixLocalBuilder
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
-from edeliver.adapters.project_init import (
-    NodeSpec,
-    ignore_generated_files,
-    parse_environment,
-    parse_node,
-    read_mix_project,
-    render_config,
-    write_config,
-)
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
@@ -69,11 +60,7 @@ from edeliver.core.service import Deployments
 from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
 
 # For the commands that hand their work to one adapter as it is (init, migrate-config, demo).
-__all__ = [
-    "CONFIG_FILE", "LEGACY_CONFIG", "STATUS_FILE_HEALTH", "LocalFleet", "NodeSpec",
-    "ignore_generated_files", "parse_environment", "parse_node", "read_mix_project",
-    "render_config", "write_config",
-]  # fmt: skip
+__all__ = ["CONFIG_FILE", "STATUS_FILE_HEALTH", "LocalFleet", "project_init"]
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
 STORE_CACHE = Path(".deliver/cache/store")

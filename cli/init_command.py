@@ -8,15 +8,7 @@ from typing import Annotated
 import typer
 
 from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import (
-    NodeSpec,
-    ignore_generated_files,
-    parse_environment,
-    parse_node,
-    read_mix_project,
-    render_config,
-    write_config,
-)
+from edeliver.cli.composition import project_init
 from edeliver.cli.node_commands import trust
 from edeliver.core.errors import UsageError
 
@@ -57,14 +49,15 @@ def init(
     Example: edeliver init --node web1=deploy@10.0.0.11:/opt/app --trust
     """
     runtime = runtime_of(ctx)
-    mix = read_mix_project(runtime.project)
-    nodes = [parse_node(text) for text in node or []] or _ask_for_nodes()
-    environments = dict(parse_environment(text, nodes) for text in env or []) or {
+    mix = project_init.read_mix_project(runtime.project)
+    nodes = [project_init.parse_node(text) for text in node or []] or _ask_for_nodes()
+    environments = dict(project_init.parse_environment(text, nodes) for text in env or []) or {
         DEFAULT_ENVIRONMENT: [n.name for n in nodes]
     }
-    write_config(runtime.project, render_config(mix, nodes, environments), force=force)
+    text = project_init.render_config(mix, nodes, environments)
+    project_init.write_config(runtime.project, text, force=force)
     typer.echo(f"wrote .deliver/edeliver.toml for {mix.app} ({len(nodes)} node(s))")
-    added = ignore_generated_files(runtime.project)
+    added = project_init.ignore_generated_files(runtime.project)
     if added:
         typer.echo(f".gitignore: added {', '.join(added)}")
     first = next(iter(environments))
@@ -73,11 +66,11 @@ def init(
     typer.echo(_next_steps(first, trusted=trust_keys))
 
 
-def _ask_for_nodes() -> list[NodeSpec]:
+def _ask_for_nodes() -> list[project_init.NodeSpec]:
     if not _interactive():
         example = "edeliver init --node web1=deploy@10.0.0.11:/opt/app"
         raise UsageError(f"no --node given; e.g. {example}")
-    nodes: list[NodeSpec] = []
+    nodes: list[project_init.NodeSpec] = []
     while True:
         answer = typer.prompt(
             "node NAME=[USER@]HOST[:PORT]:/PATH (empty when done)", default="", show_default=False
@@ -87,7 +80,7 @@ def _ask_for_nodes() -> list[NodeSpec]:
                 return nodes
             continue
         try:
-            nodes.append(parse_node(answer))
+            nodes.append(project_init.parse_node(answer))
         except UsageError as error:
             typer.echo(error, err=True)
 
