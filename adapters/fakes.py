@@ -1,28 +1,25 @@
-"""In-memory fakes of the ports, with scriptable faults; the contract tests hold them to the truth.
+"""In-memory fakes of the node ports, with scriptable faults; the contract tests hold them to
+the truth.
 
 `FakeHost` is a simulated node: the releases on its disk, where `current` points, what runs.
 `InMemoryNodeShells` opens shells on such hosts and injects faults per (node, step): fail the
 step (after doing what a real step would have half done), hang until the step times out, or lose
 the connection. Every step call is appended to a shared `trace`, so tests can check what started
-when. `CrashingSave` stops "the deployer" after the K-th stored event, as a SIGKILL would.
+when. The other ports' fakes live beside their real adapters: `memory_store.InMemoryReleaseStore`,
+`clock.FakeClock`, `event_store_faults` (a deployer that dies mid-write, a store that fails).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
-from edeliver.adapters.local_store import place_of, refuse_another_build, stored_as, upgrade_place
 from edeliver.core.config import NodeConfig
-from edeliver.core.errors import LockHeldError, NodeError, NodeUnreachable, NotFoundError
+from edeliver.core.errors import LockHeldError, NodeError, NodeUnreachable
 from edeliver.core.model import Artifact, NodeFacts, Platform, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
-from edeliver.core.versions import version_key
 
 FaultKind = Literal["fail", "hang", "disconnect"]
 STEPS = ("prepare", "install", "activate", "verify", "roll_back")
@@ -229,130 +226,3 @@ class InMemoryNodeShell:
     def _require(self, condition: bool, problem: str) -> None:
         if not condition:
             raise NodeError(f"{self.name}: {problem}")
-
-
-class InMemoryReleaseStore:
-    """Artifacts by app and version, listed in version order, like every store; upgrade packages
-    kept below the version they upgrade to. `put` keeps the tarball's bytes in memory;
-    `local_file` writes them to `cache`, the one thing a push needs on disk."""
-
-    def __init__(self, artifacts: Sequence[Artifact] = (), cache: Path | None = None) -> None:
-        self.artifacts: dict[tuple[str, ...], Artifact] = {}
-        self.contents: dict[str, bytes] = {}  # by location, for what was `put`
-        self.cache = cache
-        for artifact in artifacts:
-            self.add(artifact)
-
-    def add(self, artifact: Artifact) -> None:
-        self.artifacts[place_of(artifact)] = artifact
-
-    async def versions(self, app: str) -> list[str]:
-        releases = (place for place in self.artifacts if len(place) == 2)  # not upgrades
-        return sorted((v for a, v in releases if a == app), key=version_key)
-
-    async def artifact(self, app: str, version: str) -> Artifact:
-        if (app, version) not in self.artifacts:
-            known = ", ".join(await self.versions(app)) or "none"
-            raise NotFoundError(f"version {version} of {app} is not in the store (it has: {known})")
-        return self.artifacts[(app, version)]
-
-    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
-        return self.artifacts.get(upgrade_place(app, from_version, version))
-
-    def put(
-        self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
-    ) -> Artifact:
-        """Keep the tarball's bytes; a version is immutable, as in every store."""
-        place, data = place_of(artifact), tarball.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if place in self.artifacts:
-            was = self.artifacts[place].sha256
-            refuse_another_build(artifact.app, stored_as(artifact), "in memory", was, digest)
-            return self.artifacts[place]
-        location = f"memory:{'/'.join(place)}/{artifact.name}"
-        stored = replace(artifact, sha256=digest, size=len(data), location=location)
-        self.contents[location] = data
-        self.add(stored)
-        return stored
-
-    async def remove(self, app: str, version: str) -> None:
-        """The version and the upgrade packages kept below it."""
-        for place in [p for p in self.artifacts if p[:2] == (app, version)]:
-            self.contents.pop(self.artifacts.pop(place).location, None)
-
-    async def local_file(self, artifact: Artifact) -> Path:
-        """The stored bytes, written to the cache (a fake built without one has no disk)."""
-        if self.cache is None or artifact.location not in self.contents:
-            raise NotFoundError(f"{artifact.name} has no bytes in this in-memory store")
-        target = self.cache / artifact.location.removeprefix("memory:")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.contents[artifact.location])
-        return target
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
-
-
-class SimulatedCrash(BaseException):
-    """The deployer died: nothing after this point runs, nothing is recorded."""
-
-
-class CrashingSave:
-    """Stores events like `save`, but the deployer "dies" once `after` events are stored."""
-
-    def __init__(self, save: Callable[..., object], after: int) -> None:
-        self._save, self.remaining = save, after
-
-    def __call__(self, events: Sequence[Any]) -> None:
-        kept = list(events[: max(self.remaining, 0)])
-        if kept:
-            self._save(*kept)
-        self.remaining -= len(events)
-        if self.remaining < 0:
-            raise SimulatedCrash(f"deployer killed with {len(events) - len(kept)} events unsaved")
-
-
-class FlakySave:
-    """Stores events like `save`, except that the writes numbered in `failing` (the first is 1)
-    raise `error()` and store nothing: an event store that fails once, for a while or for good."""
-
-    def __init__(
-        self, save: Callable[..., object], failing: Container[int], error: Callable[[], Exception]
-    ) -> None:
-        self._save, self.failing, self.error = save, failing, error
-        self.writes = 0
-
-    def __call__(self, events: Sequence[Any]) -> None:
-        self.writes += 1
-        if self.writes in self.failing:
-            raise self.error()
-        self._save(events)
-
-
-class FailingAt:
-    """Stores events like `save`, except the write that would store the `at`-th event (the first
-    is 1) raises `error()` once and stores nothing. Counted in events, not writes, so where it
-    fails does not depend on how the journal happened to group events into writes."""
-
-    def __init__(
-        self, save: Callable[..., object], at: int, error: Callable[[], Exception]
-    ) -> None:
-        self._save, self.at, self.error = save, at, error
-        self.stored, self.armed = 0, True
-
-    def __call__(self, events: Sequence[Any]) -> None:
-        if self.armed and self.stored < self.at <= self.stored + len(events):
-            self.armed = False
-            raise self.error()
-        self._save(events)
-        self.stored += len(events)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Protocol
 
 from edeliver.adapters import hot_scripts as hs
 from edeliver.adapters.node_scripts import Layout
@@ -32,13 +31,7 @@ from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact, NodeFacts, Route
-from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
-
-
-class UpgradeStore(Protocol):
-    """What the hot route needs from the store: the package from one version to another."""
-
-    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
+from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder, UpgradeStore
 
 
 class HotUpgradeNodeShells:

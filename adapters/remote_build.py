@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
 
 import asyncssh
 
@@ -33,8 +32,7 @@ from edeliver.adapters.node_scripts import REMOTE_SH, task_script
 from edeliver.adapters.ssh import AsyncsshNodeShells, command_result
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
-from edeliver.core.model import Artifact
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, DirectStore
 
 q = bs.q
 # Under the build host's path: per app, the deps/ and _build/ of its last build, moved into the
@@ -62,14 +60,6 @@ def keep_deps_script(remote: str, cache: str) -> str:
         f"mv -T {q(f'{remote}/{d}')} {q(f'{cache}/{d}')}\n"
         for d in bs.CACHED
     )
-
-
-class DirectStore(Protocol):
-    """A store a build host can put its release into without the deployer in between."""
-
-    async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]: ...
-
-    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
 
 
 class _BuildDirectory:

@@ -17,6 +17,7 @@ from typing import Protocol
 from edeliver.adapters.local_store import sha256_of
 from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact
+from edeliver.core.ports import FetchingStore
 
 
 class Delivery(Protocol):
@@ -27,12 +28,6 @@ class Delivery(Protocol):
     async def fetch_command(self, artifact: Artifact) -> str | None:
         """A node-side sh command writing the artifact to stdout, or None to upload it."""
         ...
-
-
-class FetchingStore(Protocol):
-    async def local_file(self, artifact: Artifact) -> Path: ...
-
-    async def fetch_command(self, artifact: Artifact) -> str: ...
 
 
 class FromLocation:
@@ -48,7 +43,7 @@ class FromLocation:
 class Push:
     """The deployer uploads a local copy of what the store holds."""
 
-    def __init__(self, store: FetchingStore) -> None:
+    def __init__(self, store: FetchingStore[Path]) -> None:
         self.store = store
 
     async def local_file(self, artifact: Artifact) -> Path:

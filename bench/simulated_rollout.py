@@ -24,14 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edeliver.adapters.clock import FakeClock
 from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.fakes import (
-    FakeClock,
-    FakeHost,
-    Faults,
-    InMemoryNodeShells,
-    InMemoryReleaseStore,
-)
+from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.config import parse_config
 from edeliver.core.rollout import Services, deploy
 from edeliver.core.service import Deployments

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, TypeAlias, cast
 
 from rich.console import Console
 
@@ -43,17 +43,17 @@ from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_k
 from edeliver.adapters.ssh_config import config_files
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
-from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
+from edeliver.adapters.transfer import Delivery, FromLocation, Pull, Push
 from edeliver.adapters.upgrade_build import build_upgrade
+from edeliver.core import ports
 from edeliver.core.app import AppNotSet, app_name
 from edeliver.core.auto_version import version_suffix
-from edeliver.core.builds import Builder, Shelf
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
 from edeliver.core.journal import Listener, SaveEvents
 from edeliver.core.legacy import Migration
 from edeliver.core.model import Artifact
-from edeliver.core.ports import Clock, CommandHost, NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.ports import Builder, Clock, CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services, shells_for
 from edeliver.core.service import Deployments
@@ -71,11 +71,7 @@ def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-class Store(ReleaseArchive, Shelf[Path], Protocol):
-    """What the commands need of any store adapter: the ports, plus the hot-upgrade packages
-    (every store keeps them below the version they upgrade to)."""
-
-    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
+Store: TypeAlias = ports.Store[Path]  # any store adapter: every store port, files as paths
 
 
 @dataclass(frozen=True)
@@ -122,7 +118,7 @@ def delivery(config: Config, store: Store) -> Delivery:
     """How releases reach the nodes: a local store's files pushed as they are, or per config."""
     if config.store.kind == "local":
         return FromLocation()
-    fetching = cast(FetchingStore, store)
+    fetching = cast(ports.FetchingStore[Path], store)
     return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
 
 

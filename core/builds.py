@@ -1,54 +1,19 @@
 """Building into the store: a release, and a hot-upgrade package between two stored releases.
 
 The builder and the store are ports; the tarball they hand each other is a file on this machine
-that the core passes along without opening (`F`, a path to the adapters).
+that the core passes along without opening (`F`, see `ports`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.ports import Clock, ReleaseStore
+from edeliver.core.ports import Builder, Clock, DirectStore, ReleaseStore, Shelf
 
 F = TypeVar("F")
-F_co = TypeVar("F_co", covariant=True)
-F_contra = TypeVar("F_contra", contravariant=True)
-
-
-class Built(Protocol[F_co]):
-    """A release tarball on this machine (None: a build host put it in the store already)
-    and what the store needs to know of it."""
-
-    @property
-    def tarball(self) -> F_co | None: ...
-
-    @property
-    def artifact(self) -> Artifact: ...
-
-
-class Builder(Protocol[F_co]):
-    def build(self) -> Built[F_co]: ...
-
-
-class Shelf(ReleaseStore, Protocol[F]):
-    """A store releases are put into and fetched from as files on this machine."""
-
-    def put(self, tarball: F, artifact: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
-        """Store the tarball with its manifest entry (`extra`: provenance fields)."""
-        ...
-
-    async def local_file(self, artifact: Artifact) -> F:
-        """The stored release as a file on this machine, its checksum verified."""
-        ...
-
-
-class DirectStore(Protocol):
-    """A store a build host puts its release into without the deployer in between."""
-
-    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact: ...
 
 
 def provenance(clock: Clock, user: str) -> dict[str, str]:

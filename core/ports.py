@@ -1,9 +1,15 @@
-"""The ports: what the core needs from the outside world, in the core's own words.
+"""The ports: what the core needs from the outside world, in the core's own words, by family:
+nodes (`NodeShells` opening a `NodeShell`, a `CommandHost` for tasks), stores (`ReleaseStore`
+and what more the commands and the other adapters ask of one), builds (`Builder`), the `Clock`.
 
 Adapters implement them for asyncssh, boto3, the local disk and mix; in-memory fakes of each
 live in `edeliver.adapters.fakes`. Every NodeShell step is idempotent: running it again after it
 completed, or after it was cut short, leaves the node as one successful run would. That is what
 lets `resume` simply re-run the step of each node that was in flight.
+
+Files on this machine (a built tarball, a verified local copy) pass through the core without
+being opened: their type is a parameter `F` of the ports that hand them over (a `Path` to the
+adapters), so the core needs no file-system import.
 """
 
 from __future__ import annotations
@@ -11,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.model import Artifact, NodeFacts, Route
+
+F = TypeVar("F")
+F_co = TypeVar("F_co", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,9 @@ class NodeShells(Protocol):
     async def open(self, node: NodeConfig) -> NodeShell: ...
 
 
+# ---- stores ---------------------------------------------------------------------------------
+
+
 class ReleaseStore(Protocol):
     """Where built releases live, with their manifests."""
 
@@ -139,6 +151,74 @@ class ReleaseArchive(ReleaseStore, Protocol):
     async def remove(self, app: str, version: str) -> None:
         """Delete a version, its manifest first, so it is never listed half-removed."""
         ...
+
+
+class Shelf(ReleaseStore, Protocol[F]):
+    """A store releases are put into and fetched from as files on this machine."""
+
+    def put(self, tarball: F, artifact: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+        """Store the tarball with its manifest entry (`extra`: provenance fields)."""
+        ...
+
+    async def local_file(self, artifact: Artifact) -> F:
+        """The stored release as a file on this machine, its checksum verified."""
+        ...
+
+
+class UpgradeStore(Protocol):
+    """What the hot route needs from the store: the package from one version to another."""
+
+    async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None: ...
+
+
+class Store(ReleaseArchive, Shelf[F], UpgradeStore, Protocol[F]):
+    """What the commands need of any store adapter: every store family port at once."""
+
+
+class FetchingStore(Protocol[F_co]):
+    """A remote store the node shells deliver from: pushed from a verified local copy, or
+    pulled by each node with a command that writes the release to its stdout."""
+
+    async def local_file(self, artifact: Artifact) -> F_co: ...
+
+    async def fetch_command(self, artifact: Artifact) -> str: ...
+
+
+class DirectStore(Protocol):
+    """A store a build host puts its release into without the deployer in between."""
+
+    async def upload_command(self, app: str, version: str, path: str) -> tuple[str, str]:
+        """Where a build host puts its tarball (the release's location in the store) and the
+        sh command that puts the file at `path` there; refused when the version is stored."""
+        ...
+
+    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+        """Write the manifest entry of a tarball the build host put in."""
+        ...
+
+
+# ---- builds ---------------------------------------------------------------------------------
+
+
+class Built(Protocol[F_co]):
+    """A release tarball on this machine (None: a build host put it in the store already)
+    and what the store needs to know of it."""
+
+    @property
+    def tarball(self) -> F_co | None: ...
+
+    @property
+    def artifact(self) -> Artifact: ...
+
+
+class Builder(Protocol[F_co]):
+    """Builds a release of the project with the configured strategy (here, a build host,
+    a container), running its build-stage tasks."""
+
+    def build(self) -> Built[F_co]: ...
+
+
+# ---- time -----------------------------------------------------------------------------------
 
 
 class Clock(Protocol):

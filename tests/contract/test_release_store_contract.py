@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.fakes import InMemoryReleaseStore
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_store import SshReleaseStore

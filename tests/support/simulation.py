@@ -11,15 +11,11 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.popo import POPOApplicationRecorder
 
+from edeliver.adapters.clock import FakeClock
 from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.fakes import (
-    CrashingSave,
-    FakeClock,
-    FakeHost,
-    Faults,
-    InMemoryNodeShells,
-    InMemoryReleaseStore,
-)
+from edeliver.adapters.event_store_faults import CrashingSave
+from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.journal import Patience, SaveEvents

@@ -15,16 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edeliver.adapters.clock import FakeClock
 from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.fakes import (
-    CrashingSave,
-    FakeClock,
-    FakeHost,
-    Faults,
-    InMemoryNodeShells,
-    InMemoryReleaseStore,
-    SimulatedCrash,
-)
+from edeliver.adapters.event_store_faults import CrashingSave, SimulatedCrash
+from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.cli.app import run
 from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app

@@ -11,9 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edeliver.adapters import hot_scripts as hs
+from edeliver.adapters.clock import FakeClock
 from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.fakes import FakeClock, FakeHost, InMemoryNodeShells, InMemoryReleaseStore
+from edeliver.adapters.fakes import FakeHost, InMemoryNodeShells
 from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.adapters.node_scripts import Layout
 from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app

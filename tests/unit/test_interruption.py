@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.fakes import SimulatedCrash
+from edeliver.adapters.event_store_faults import SimulatedCrash
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DeploymentInterrupted, LockHeldError
 from edeliver.core.ports import NodeLockHolder

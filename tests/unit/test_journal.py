@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.fakes import FlakySave
+from edeliver.adapters.event_store_faults import FlakySave
 from edeliver.cli.main import Runtime, app
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import (

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edeliver.adapters.clock import FakeClock
 from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.fakes import FakeClock, FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.manifest_check import checked_manifest
 from edeliver.cli.composition import Adapters

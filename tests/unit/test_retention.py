@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.fakes import FakeHost, InMemoryReleaseStore
+from edeliver.adapters.fakes import FakeHost
+from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.errors import UsageError
 from edeliver.core.model import NodeFacts
 from edeliver.core.retention import plan_prune

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from edeliver.adapters.fakes import FailingAt, FakeHost, SimulatedCrash
+from edeliver.adapters.event_store_faults import FailingAt, SimulatedCrash
+from edeliver.adapters.fakes import FakeHost
 from edeliver.core.config import FALLBACKS, STRATEGIES
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError, EventStoreError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.fakes import FakeHost, SimulatedCrash
+from edeliver.adapters.event_store_faults import SimulatedCrash
+from edeliver.adapters.fakes import FakeHost
 from edeliver.cli.rollout_commands import routes_of
 from edeliver.core.model import Route
 from tests.support.simulation import Simulation

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.fakes import SimulatedCrash
+from edeliver.adapters.event_store_faults import SimulatedCrash
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
 from edeliver.core.ports import CommandResult
