@@ -47,7 +47,7 @@ def abandon(
                 raise  # its message says `--force` ends it
             deployments.abandon_damaged(summary, reason, runtime.user, at)
         else:
-            deployments.check_abandoning(deployment, reason)
+            deployment.check_abandoning(reason)
             if not force:
                 _refuse_while_its_deployer_holds_nodes(runtime, deployment, now)
             deployments.abandon(deployment, reason, runtime.user, at)

@@ -114,8 +114,8 @@ def print_summary(console: Console, deployment: Deployment) -> None:
         reason = escape(first_line(deployment.reasons.get(node, "")))
         table.add_row(node, f"[{style}]{state}[/]" if style else state, reason)
     console.print(table)
-    if "*" in deployment.reasons:
-        console.print(deployment.reasons["*"], markup=False)
+    if deployment.end_reason:
+        console.print(deployment.end_reason, markup=False)
     if deployment.outcome != "succeeded":
         console.print(f"the whole story: edeliver log {deployment.short_id}")
 

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from edeliver.core import strategy
 from edeliver.core.config import Policy
+from edeliver.core.errors import UsageError
 from edeliver.core.lifecycle import (
     HALTED,
     PENDING,
@@ -28,20 +29,33 @@ from edeliver.core.lifecycle import (
     SKIPPED,
     STEP_OF_STATE,
     UPDATED,
+    NodeState,
+    Trigger,
     next_state,
 )
 from edeliver.core.model import Route
+from edeliver.core.rollout_states import (
+    ENDED,
+    INTERRUPTED,
+    ROLLOUT,
+    RUNNING,
+    Outcome,
+    RolloutTrigger,
+    TaskOutcome,
+)
 from edeliver.core.tasks import AFTER_ROLLOUT, OUTPUT_LIMIT
 
-SUCCEEDED, FAILED_OUTCOME, REFUSED, ABANDONED = "succeeded", "failed", "refused", "abandoned"
-TASK_OK, TASK_FAILED, CLEANED, CLEANUP_FAILED = "ok", "failed", "cleaned", "cleanup_failed"
+SUCCEEDED, FAILED_OUTCOME = Outcome.SUCCEEDED, Outcome.FAILED
+REFUSED, ABANDONED = Outcome.REFUSED, Outcome.ABANDONED
+TASK_OK, TASK_FAILED = TaskOutcome.OK, TaskOutcome.FAILED
+CLEANED, CLEANUP_FAILED = TaskOutcome.CLEANED, TaskOutcome.CLEANUP_FAILED
 CLEANUP_OUTCOMES = (CLEANED, CLEANUP_FAILED)
 _CARRIED_BY = {  # the trigger that carries out each pending action
-    strategy.SKIP: "skip",
-    strategy.ROLLBACK: "rollback",
-    strategy.ROLLBACK_AFTER_STEP: "rollback",
-    strategy.HALT: "halt",
-    strategy.HALT_AFTER_STEP: "halt",
+    strategy.SKIP: Trigger.SKIP,
+    strategy.ROLLBACK: Trigger.ROLLBACK,
+    strategy.ROLLBACK_AFTER_STEP: Trigger.ROLLBACK,
+    strategy.HALT: Trigger.HALT,
+    strategy.HALT_AFTER_STEP: Trigger.HALT,
 }
 
 
@@ -81,8 +95,10 @@ class Deployment(Aggregate):
         self.reasons: dict[str, str] = {}
         self.failures = 0
         self.escalated = False
+        self.rollout_state = RUNNING
         self.outcome: str | None = None
         self.ended_at: str | None = None
+        self.end_reason = ""  # why it was refused or abandoned
         self.interruptions = 0
         self.deployer_left = False  # its deployer recorded that it stopped (Ctrl-C, an error)
         self.task_runs: list[tuple[str, str, str, str]] = []  # (node, stage, task, outcome)
@@ -110,7 +126,7 @@ class Deployment(Aggregate):
 
     @property
     def finished(self) -> bool:
-        return self.outcome is not None
+        return self.rollout_state == ENDED
 
     def nodes_in(self, *states: str) -> list[str]:
         return [n for n in self.order if self.states[n] in states]
@@ -166,13 +182,13 @@ class Deployment(Aggregate):
         """Fire a lifecycle trigger on a node and record it; returns the new state."""
         source = self.states[node]
         destination = next_state(source, trigger)
-        self._transitioned(node, trigger, source, destination, detail)
+        self._transitioned(node, str(trigger), source, str(destination), detail)
         return destination
 
     def fail(self, node: str, step: str, reason: str) -> None:
         """Record the failure of a node's step and, unless a decision already covers the node,
         decide the fallback (the failure event itself marks it as awaiting a decision)."""
-        self.transition(node, "fail", f"{step}: {reason}")
+        self.transition(node, Trigger.FAIL, f"{step}: {reason}")
         self.decide_pending()
 
     def decide_pending(self) -> None:
@@ -187,7 +203,7 @@ class Deployment(Aggregate):
     def step_ended(self, node: str, note: str = "") -> str:
         """Record that the node's current step succeeded (with the step's note, if it gave one);
         returns the node's new state."""
-        trigger = _STEP_TRIGGERS[self.states[node]]
+        trigger = _STEP_TRIGGERS[NodeState(self.states[node])]
         state = self.transition(node, trigger, note)
         if state == UPDATED and self.pending_actions.get(node) == strategy.HALT_AFTER_STEP:
             self._action_dropped(node)  # stop leaves updated nodes updated
@@ -214,22 +230,40 @@ class Deployment(Aggregate):
         it running, and the write shows its deployer alive however long the task takes."""
         self._task_started(node, stage, task, timeout)
 
+    # ---- the rollout's own lifecycle (`rollout_states`): each command guarded by its table ----
+
     def finish(self, at: str) -> None:
-        self._finished(self._outcome(), at)
+        self.guard(RolloutTrigger.FINISH)
+        self._finished(str(self._outcome()), at)
 
     def refuse(self, reason: str, at: str) -> None:
-        self._finished(REFUSED, at, reason)
+        self.guard(RolloutTrigger.REFUSE)
+        self._finished(str(REFUSED), at, reason)
 
     def abandon(self, reason: str, by: str, at: str) -> None:
+        self.check_abandoning(reason)
         self._abandoned(reason, by, at)
 
+    def check_abandoning(self, reason: str) -> None:
+        """UsageError unless it may be abandoned, with this reason."""
+        require_reason(reason)
+        self.guard(RolloutTrigger.ABANDON)
+
     def interrupt(self, reason: str) -> None:
+        self.guard(RolloutTrigger.INTERRUPT)
         self._interrupted(reason)
 
     def resume(self, by: str) -> None:
+        self.guard(RolloutTrigger.RESUME)
         self._resumed(by)
 
-    def _outcome(self) -> str:
+    def guard(self, trigger: RolloutTrigger) -> None:
+        """UsageError for a deployment that ended; IllegalTransition for any other misuse."""
+        if self.finished:
+            raise UsageError(f"deployment {self.short_id} already ended ({self.outcome})")
+        ROLLOUT.next_state(self.rollout_state, trigger)
+
+    def _outcome(self) -> Outcome:
         updated = all(s == UPDATED for s in self.states.values())
         return SUCCEEDED if updated and not self.tasks_failed_after else FAILED_OUTCOME
 
@@ -254,7 +288,7 @@ class Deployment(Aggregate):
     @event("NodeTransitioned")
     def _transitioned(self, node: str, trigger: str, src: str, dest: str, detail: str) -> None:
         self.states[node] = dest
-        if trigger == "fail":
+        if trigger == Trigger.FAIL:
             self.reasons[node] = detail
             # In the same event, so no interruption can separate a failure from its decision.
             if node not in self.pending_actions:
@@ -292,23 +326,32 @@ class Deployment(Aggregate):
 
     @event("Finished")
     def _finished(self, outcome: str, at: str, reason: str = "") -> None:
-        self.outcome, self.ended_at = outcome, at
-        if reason:
-            self.reasons["*"] = reason
+        self.rollout_state, self.outcome, self.ended_at, self.end_reason = (
+            ENDED,
+            outcome,
+            at,
+            reason,
+        )
 
     @event("Abandoned")
     def _abandoned(self, reason: str, by: str, at: str) -> None:
-        self.outcome, self.ended_at = ABANDONED, at
-        self.reasons["*"] = f"abandoned by {by}: {reason}"
+        self.rollout_state, self.outcome, self.ended_at = ENDED, ABANDONED, at
+        self.end_reason = f"abandoned by {by}: {reason}"
 
     @event("Interrupted")
     def _interrupted(self, reason: str) -> None:
+        self.rollout_state, self.deployer_left = INTERRUPTED, True
         self.interruptions += 1
-        self.deployer_left = True
 
     @event("Resumed")
     def _resumed(self, by: str) -> None:
-        self.deployer_left = False
+        self.rollout_state, self.deployer_left = RUNNING, False
 
 
 _STEP_TRIGGERS = {state: trigger for state, (_, trigger) in STEP_OF_STATE.items()}
+
+
+def require_reason(reason: str) -> None:
+    """Abandoning needs a reason, for the history."""
+    if not reason.strip():
+        raise UsageError("abandoning needs a reason, for the history")

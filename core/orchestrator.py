@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,7 +22,16 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError, EventStoreError
 from edeliver.core.journal import Journal, Listener, SaveEvents
-from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
+from edeliver.core.lifecycle import (
+    IN_FLIGHT,
+    PENDING,
+    ROLLING_BACK,
+    STEP_OF_STATE,
+    UPDATED,
+    NodeState,
+    Step,
+    Trigger,
+)
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
@@ -31,6 +40,14 @@ from edeliver.core.task_runs import LoadedTask, TaskRunner
 
 T = TypeVar("T")
 __all__ = ["Journal", "Listener", "Orchestrator", "SaveEvents"]
+
+# Each step as the NodeShell call that does it; a step may return the route it took.
+STEP_CALLS: dict[Step, Callable[[NodeShell, Artifact], Awaitable[Route | None]]] = {
+    Step.PREPARE: lambda shell, artifact: shell.prepare(artifact),
+    Step.INSTALL: lambda shell, artifact: shell.install(artifact),
+    Step.ACTIVATE: lambda shell, artifact: shell.activate(artifact),
+    Step.VERIFY: lambda shell, artifact: shell.verify(artifact),
+}
 
 
 @dataclass
@@ -106,13 +123,13 @@ class Orchestrator:
     async def _drive(self, node: str) -> None:
         d = self.deployment
         if d.states[node] == PENDING and node not in d.pending_actions:
-            d.transition(node, "start")
+            d.transition(node, Trigger.START)
         while True:
             await self._settle()
             state = d.states[node]
             if state not in IN_FLIGHT or node in d.pending_actions:
                 return
-            step = STEP_OF_STATE[state][0]
+            step = STEP_OF_STATE[NodeState(state)][0]
             self._busy.add(node)
             error, note = await self._run_step(node, step)
             self._busy.discard(node)
@@ -123,7 +140,7 @@ class Orchestrator:
             else:
                 d.fail(node, step, self.redact(error))
 
-    async def _run_step(self, node: str, step: str) -> tuple[str | None, str | Route]:
+    async def _run_step(self, node: str, step: Step) -> tuple[str | None, str | Route]:
         """Run one step with the tasks of the stages around it; return why it failed (or None),
         and the note it gave for the record: a text, or the route the node takes (upgrade mode).
         The step and each task run have a step_timeout of their own (the runner keeps the
@@ -133,7 +150,7 @@ class Orchestrator:
             shell = await self._within_step_timeout(self.shell(node))
             before, after = self.runner.stages_of_step(step) or ("", "")
             await self.runner.at_node_stage(before, node, shell)
-            note = await self._within_step_timeout(getattr(shell, step)(self.artifact))
+            note = await self._within_step_timeout(STEP_CALLS[step](shell, self.artifact))
             await self.runner.at_node_stage(after, node, shell)
         except TimeoutError:
             return f"timed out after {self.step_timeout:g}s", ""
@@ -171,9 +188,10 @@ class Orchestrator:
                 raise  # the store failed, not the rollback: resume carries it on
             except Exception as error:
                 detail = "timed out" if isinstance(error, TimeoutError) else str(error)
-                d.transition(node, "rollback_failed", self.redact(detail))
+                d.transition(node, Trigger.ROLLBACK_FAILED, self.redact(detail))
             else:
-                d.transition(node, "rolled_back", f"back on {previous}" if previous else "emptied")
+                done = f"back on {previous}" if previous else "emptied"
+                d.transition(node, Trigger.ROLLED_BACK, done)
         await self.journal.commit()
 
     async def close(self) -> None:

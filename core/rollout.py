@@ -33,6 +33,7 @@ from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
+from edeliver.core.rollout_states import RolloutTrigger
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches, policy_fields
 from edeliver.core.task_runs import LoadedTask
@@ -375,8 +376,7 @@ def _unfinished(deployments: Deployments, deployment_id: str | None) -> Deployme
             raise UsageError(f"several interrupted deployments, name one: {ids}")
         deployment_id = pending[0].id
     deployment = deployments.load(deployment_id)
-    if deployment.finished:
-        raise UsageError(f"deployment {deployment.short_id} already ended ({deployment.outcome})")
+    deployment.guard(RolloutTrigger.RESUME)  # before any node is asked: it may have ended
     return deployment
 
 

@@ -19,7 +19,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol, event
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
-from edeliver.core.deployment import ABANDONED, Deployment
+from edeliver.core.deployment import ABANDONED, Deployment, require_reason
 from edeliver.core.errors import (
     DamagedHistory,
     EdeliverError,
@@ -27,7 +27,6 @@ from edeliver.core.errors import (
     HistoryConflict,
     LockHeldError,
     NotFoundError,
-    UsageError,
     one_line,
 )
 from edeliver.core.stored_history import StoredEntry, damage_of, entries
@@ -166,15 +165,13 @@ class Deployments(Application[UUID]):
 
     def abandon(self, deployment: Deployment, reason: str, by: str, at: str) -> None:
         """End an interrupted deployment without finishing it, releasing its environment."""
-        self.check_abandoning(deployment, reason)
         deployment.abandon(reason, by, at)
         self.end(deployment)
 
     def abandon_damaged(self, summary: DeploymentSummary, reason: str, by: str, at: str) -> None:
         """Abandon a deployment whose history does not replay: its `Abandoned` event goes after
         the last stored version, and its environment is released, in one transaction."""
-        if not reason.strip():
-            raise UsageError("abandoning needs a reason, for the history")
+        require_reason(reason)
         deployment_id = UUID(summary.id)
         stored = self.entries(deployment_id)
         abandoned = Deployment.Abandoned(  # type: ignore[attr-defined]
@@ -188,16 +185,6 @@ class Deployments(Application[UUID]):
         lock = self._lock(summary.app, summary.environment)
         lock.release(summary.id, ABANDONED)
         self.save(abandoned, lock)
-
-    @staticmethod
-    def check_abandoning(deployment: Deployment, reason: str) -> None:
-        """UsageError unless the deployment may be abandoned with this reason."""
-        if not reason.strip():
-            raise UsageError("abandoning needs a reason, for the history")
-        if deployment.finished:
-            raise UsageError(
-                f"deployment {deployment.short_id} already ended ({deployment.outcome})"
-            )
 
     def load(self, id_or_prefix: str) -> Deployment:
         """A deployment by its id or an unambiguous prefix of it; DamagedHistory if its stored
