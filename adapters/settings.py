@@ -1,15 +1,24 @@
-"""What the config's settings mean to the adapters: the SSH files every connection reads, each
-node's limits, the release commands, the remote build's host. Pure translation, read by the
-composition root (`edeliver.cli.composition`) when it builds the adapters."""
+"""What the config's settings mean to the adapters: the configured store, how releases reach
+the nodes, the SSH files every connection reads, each node's limits, the release commands, the
+remote build's host. Read by the composition root (`edeliver.cli.composition`) alone, when it
+builds the adapters."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias, cast
 
-from edeliver.adapters.ssh import NodeTimeouts, ReleaseCommands
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.s3_store import S3ReleaseStore
+from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
 from edeliver.adapters.ssh_config import config_files, resolved_addresses
+from edeliver.adapters.ssh_store import SshReleaseStore
+from edeliver.adapters.transfer import Delivery, FromLocation, Pull, Push
+from edeliver.core import ports
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
+
+Store: TypeAlias = ports.Store[Path]  # any store adapter: every store port, files as paths
 
 
 def known_hosts_file(project: Path, config: Config) -> str | None:
@@ -76,3 +85,46 @@ def build_host(config: Config) -> NodeConfig | None:
         return None
     user, host, path = ssh_store_address(build.host or "")
     return NodeConfig("build", host, path, build.port, user, (), build.identity_file)
+
+
+# Verified local copies of remote stores' releases, for pushes: one download, many uploads.
+STORE_CACHE = Path(".deliver/cache/store")
+
+
+def release_store(project: Path, config: Config) -> Store:
+    """The configured store: a local directory, S3, or a store host over SSH."""
+    store = config.store
+    cache = project / STORE_CACHE
+    if store.kind == "s3":
+        bucket, _, prefix = store.url.removeprefix("s3://").partition("/")
+        return S3ReleaseStore(
+            bucket, prefix, cache,
+            endpoint_url=store.endpoint_url, region=store.region,
+            profile=store.profile, checksums=store.checksums,
+            url_expiry=config.transfer.url_expiry,
+        )  # fmt: skip
+    if store.kind == "ssh":
+        user, host, path = ssh_store_address(store.url)
+        address = NodeConfig("store", host, path, store.port, user, (), store.identity_file)
+        identity = config.transfer.node_identity_file
+        return SshReleaseStore(
+            address, cache, plain_shells(project, config), node_identity_file=identity
+        )
+    root = Path(store.url)
+    return LocalDirectoryStore(root if root.is_absolute() else project / root)
+
+
+def plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
+    """Connections that only run commands (a store host, a build host), not releases."""
+    return AsyncsshNodeShells(
+        known_hosts_file(project, config),
+        ssh_config=ssh_config_files(project, config),
+    )
+
+
+def delivery(config: Config, store: Store) -> Delivery:
+    """How releases reach the nodes: a local store's files pushed as they are, or per config."""
+    if config.store.kind == "local":
+        return FromLocation()
+    fetching = cast(ports.FetchingStore[Path], store)
+    return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)

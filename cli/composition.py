@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any
 
 from rich.console import Console
 
@@ -34,44 +34,42 @@ from edeliver.adapters.legacy_config import LEGACY_CONFIG, legacy_hook_tasks
 from edeliver.adapters.legacy_config import migrate_project as _migrate_project
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BUILD_DIR, MixLocalBuilder
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
+from edeliver.adapters.settings import Store, release_store
 from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
 from edeliver.adapters.ssh_config import config_files
-from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.adapters.task_files import discover
-from edeliver.adapters.transfer import Delivery, FromLocation, Pull, Push
 from edeliver.adapters.upgrade_build import build_upgrade
-from edeliver.core import ports
 from edeliver.core.app import AppNotSet, app_name
 from edeliver.core.auto_version import version_suffix
-from edeliver.core.config import Config, NodeConfig, ssh_store_address
+from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import UsageError
 from edeliver.core.journal import Listener, SaveEvents
 from edeliver.core.legacy import Migration
 from edeliver.core.model import Artifact
 from edeliver.core.ports import Builder, Clock, CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
-from edeliver.core.rollout import Services, shells_for
 from edeliver.core.service import Deployments
+from edeliver.core.services import Services, shells_for
 from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
 
 # For the commands that hand their work to one adapter as it is (init, migrate-config, demo).
-__all__ = ["CONFIG_FILE", "STATUS_FILE_HEALTH", "LocalFleet", "project_init"]
-
-# Verified local copies of remote stores' releases, for pushes: one download, many uploads.
-STORE_CACHE = Path(".deliver/cache/store")
+__all__ = [
+    "CONFIG_FILE",
+    "STATUS_FILE_HEALTH",
+    "LocalFleet",
+    "Store",
+    "project_init",
+    "release_store",
+]
 
 
 def who() -> str:
     """The deployer as user@host, recorded with every deployment and lock."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-Store: TypeAlias = ports.Store[Path]  # any store adapter: every store port, files as paths
 
 
 @dataclass(frozen=True)
@@ -83,54 +81,15 @@ class Adapters:
     upgrade_shells: NodeShells | None = None  # None: hot upgrades go through `shells`
 
 
-def release_store(project: Path, config: Config) -> Store:
-    """The configured store: a local directory, S3, or a store host over SSH."""
-    store = config.store
-    cache = project / STORE_CACHE
-    if store.kind == "s3":
-        bucket, _, prefix = store.url.removeprefix("s3://").partition("/")
-        return S3ReleaseStore(
-            bucket, prefix, cache,
-            endpoint_url=store.endpoint_url, region=store.region,
-            profile=store.profile, checksums=store.checksums,
-            url_expiry=config.transfer.url_expiry,
-        )  # fmt: skip
-    if store.kind == "ssh":
-        user, host, path = ssh_store_address(store.url)
-        address = NodeConfig("store", host, path, store.port, user, (), store.identity_file)
-        identity = config.transfer.node_identity_file
-        return SshReleaseStore(
-            address, cache, _plain_shells(project, config), node_identity_file=identity
-        )
-    root = Path(store.url)
-    return LocalDirectoryStore(root if root.is_absolute() else project / root)
-
-
-def _plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
-    """Connections that only run commands (a store host, a build host), not releases."""
-    return AsyncsshNodeShells(
-        settings.known_hosts_file(project, config),
-        ssh_config=settings.ssh_config_files(project, config),
-    )
-
-
-def delivery(config: Config, store: Store) -> Delivery:
-    """How releases reach the nodes: a local store's files pushed as they are, or per config."""
-    if config.store.kind == "local":
-        return FromLocation()
-    fetching = cast(ports.FetchingStore[Path], store)
-    return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
-
-
 def real_adapters(project: Path, config: Config) -> Adapters:
     """The configured store, SSH shells for full releases and for hot upgrades."""
-    store = release_store(project, config)
+    store = settings.release_store(project, config)
     shells = AsyncsshNodeShells(
         known_hosts=settings.known_hosts_file(project, config),
         ssh_config=settings.ssh_config_files(project, config),
         commands=settings.release_commands(config),
         keep_releases=settings.keep_releases(config),
-        delivery=delivery(config, store),
+        delivery=settings.delivery(config, store),
         node_timeouts=settings.node_timeouts(config),
     )
     return Adapters(store, shells, _upgrade_shells(shells, store, config))
@@ -273,9 +232,10 @@ class Runtime:
         address = settings.build_host(config)
         if address is not None:
             direct = store if isinstance(store, S3ReleaseStore) else None
+            shells = settings.plain_shells(project, config)
             return SshBuildHost(
-                project, app, address, _plain_shells(project, config), revision=build.revision,
-                env=env, warn=_warn_of_build, direct=direct, at_stage=at_stage, target=target,
+                project, app, address, shells, revision=build.revision, env=env,
+                warn=_warn_of_build, direct=direct, at_stage=at_stage, target=target,
             )  # fmt: skip
         if build.strategy == "docker":
             return ContainerBuilder(

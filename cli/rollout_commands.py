@@ -28,7 +28,8 @@ from edeliver.core.errors import DeploymentFailed
 from edeliver.core.model import Artifact
 from edeliver.core.planning import plan as plan_of
 from edeliver.core.planning import previous_release
-from edeliver.core.rollout import Services, deploy, resume
+from edeliver.core.rollout import deploy, resume
+from edeliver.core.services import Services
 from edeliver.core.task_runs import LoadedTask
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import LockHeldError, NodeError, RefusedError
 from edeliver.core.ports import NodeClaim, NodeLockHolder, NodeShell, NodeShells
-from edeliver.core.service import refuse_while_its_deployer_may_run
 
 OpenShell = Callable[[str], Awaitable[NodeShell]]
 
@@ -93,3 +92,29 @@ async def _holder(shell: OpenShell, node: str) -> NodeLockHolder | None:
         return await (await shell(node)).lock_holder()
     except NodeError:
         return _UNREACHABLE
+
+
+def quiet_period(step_timeout: float) -> timedelta:
+    """How long a live deployer may go without writing an event: every step ends or times out
+    within `step_timeout`; twice that and a minute more is taken as a deployer that is gone."""
+    return timedelta(seconds=2 * step_timeout + 60)
+
+
+def refuse_while_its_deployer_may_run(
+    deployment: Deployment, now: datetime, step_timeout: float
+) -> None:
+    """Before resuming or abandoning, when none of its nodes can be asked about their locks
+    (`core.liveness`): LockHeldError if by the event clock the deployer may still be at work."""
+    quiet = quiet_period(step_timeout)
+    if deployment.may_have_a_live_deployer(now, quiet):
+        last = deployment.modified_on
+        raise LockHeldError(
+            f"deployment {deployment.short_id} ({deployment.environment}, started by "
+            f"{deployment.started_by}) wrote its last event at {_utc(last)} and recorded no "
+            f"interruption: its deployer may still be running; wait until {_utc(last + quiet)}, "
+            "or pass --force if you know it is gone"
+        )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

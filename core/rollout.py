@@ -6,77 +6,26 @@ tests build one of fakes) and returns the ended Deployment; the CLI turns it int
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import NoReturn, TypeVar
-from uuid import uuid4
 
 from edeliver.core.app import app_name
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import (
-    DeploymentInterrupted,
-    EdeliverError,
-    EventStoreError,
-    HistoryConflict,
-    NodeError,
-    RefusedError,
-    UsageError,
-)
-from edeliver.core.journal import Patience, Warn, patiently
-from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
+from edeliver.core.errors import UsageError
+from edeliver.core.journal import Journal
 from edeliver.core.liveness import hold_every_node, refuse_while_its_deployer_holds_nodes
-from edeliver.core.model import Artifact, NodeFacts
-from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
-from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
-from edeliver.core.redaction import Redactor
+from edeliver.core.model import Artifact
+from edeliver.core.orchestrator import Orchestrator
+from edeliver.core.ports import ReleaseStore
+from edeliver.core.preflight import before_rollout, checked_probes, reprobe_in_flight
+from edeliver.core.rollout_endings import before_any_node_changes, claim, drive
 from edeliver.core.rollout_states import RolloutTrigger
 from edeliver.core.service import Deployments
+from edeliver.core.services import Services, in_thread, now_text, shells_for
 from edeliver.core.strategy import batches, policy_fields
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
-from edeliver.core.uniform import check_rollout
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Services:
-    deployments: Deployments
-    shells: NodeShells
-    store: ReleaseStore
-    clock: Clock
-    user: str  # who deploys, as "user@host", for the lock and the history
-    listener: Listener | None = None
-    # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
-    save: SaveEvents | None = None
-    new_id: Callable[[], str] = lambda: str(uuid4())
-    # The project's tasks (DESIGN §7), where `local` ones run, and what every task is given.
-    tasks: Sequence[LoadedTask] = ()
-    local: CommandHost | None = None
-    task_env: Mapping[str, str] = field(default_factory=dict)
-    # Hides the deployer's secrets in output kept in events (the composition root fills it in).
-    redact: Redactor = field(default_factory=Redactor)
-    # Deployments in mode "upgrade" (hot code upgrades) go through these; None: `shells`.
-    upgrade_shells: NodeShells | None = None
-    # How long a failing event store is retried before the rollout stops (`journal.Patience`).
-    patience: Patience | None = None
-    # Where the journal says that the store is failing and being retried (stderr in the CLI).
-    warn: Warn | None = None
-
-    def saver(self) -> SaveEvents:
-        return self.save or (lambda events: self.deployments.save(*events))
-
-    def shells_for(self, mode: str) -> NodeShells:
-        return shells_for(mode, self.shells, self.upgrade_shells)
-
-
-def shells_for(mode: str, shells: NodeShells, upgrade_shells: NodeShells | None) -> NodeShells:
-    """Deployments in mode "upgrade" go through the hot-upgrade shells, when there are any."""
-    return upgrade_shells if mode == "upgrade" and upgrade_shells else shells
+__all__ = ["Services", "deploy", "resume", "shells_for"]  # Services: where tests found it
 
 
 async def deploy(
@@ -92,14 +41,14 @@ async def deploy(
     app = app_name(config)
     artifact = await _artifact(services.store, app, version)
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
-    await _in_thread(services.deployments.begin, deployment)
+    await in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
-    await _before_any_node_changes(
+    await before_any_node_changes(
         orchestrator, services, deployment,
-        partial(_checked_probes, orchestrator, deployment, artifact, services),
-        partial(_before_rollout, orchestrator, deployment, services),
+        partial(checked_probes, orchestrator, deployment, artifact, services),
+        partial(before_rollout, orchestrator, deployment, services),
     )  # fmt: skip
-    return await _drive(orchestrator, services, deployment)
+    return await drive(orchestrator, services, deployment)
 
 
 async def resume(
@@ -107,7 +56,7 @@ async def resume(
 ) -> Deployment:
     """Continue an interrupted deployment from its stored events (unless its deployer may still
     be running it, or `force`)."""
-    deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
+    deployment = await in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
@@ -122,43 +71,16 @@ async def resume(
         await orchestrator.close()  # frees the nodes it took, records nothing
         raise
     deployment.resume(services.user)
-    await _claim(orchestrator, deployment)
+    await claim(orchestrator, deployment)
     steps = [
-        partial(_reprobe_in_flight, orchestrator, deployment),
-        partial(_before_rollout, orchestrator, deployment, services),
+        partial(reprobe_in_flight, orchestrator, deployment),
+        partial(before_rollout, orchestrator, deployment, services),
     ]
     if set(deployment.previous) != set(deployment.order):
         # It died before all its probes were stored, so before any change: check them again.
-        steps.insert(0, partial(_checked_probes, orchestrator, deployment, artifact, services))
-    await _before_any_node_changes(orchestrator, services, deployment, *steps)
-    return await _drive(orchestrator, services, deployment)
-
-
-async def _before_any_node_changes(
-    orchestrator: Orchestrator,
-    services: Services,
-    deployment: Deployment,
-    *steps: Callable[[], Awaitable[None]],
-) -> None:
-    """Probes and before-rollout tasks, in order; Ctrl-C or a store failing for good here
-    stops the deployment the way it stops a rollout: resumable, exit 4."""
-    try:
-        for step in steps:
-            await step()
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        await _stop_early(orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)")
-    except HistoryConflict as error:
-        await orchestrator.close()
-        raise _taken_over(deployment, error) from None
-    except EventStoreError as error:
-        await _stop_early(orchestrator, services, deployment, f"stopped: {error}")
-
-
-async def _stop_early(
-    orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
-) -> NoReturn:
-    await orchestrator.close()
-    await _record_interruption(orchestrator, services, deployment, why)
+        steps.insert(0, partial(checked_probes, orchestrator, deployment, artifact, services))
+    await before_any_node_changes(orchestrator, services, deployment, *steps)
+    return await drive(orchestrator, services, deployment)
 
 
 async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:
@@ -187,7 +109,7 @@ def _new_deployment(
         order=list(env.nodes),
         batches=[list(b) for b in batches(env.nodes, env.policy.max_parallel)],
         started_by=services.user,
-        started_at=_now(services),
+        started_at=now_text(services),
         selection={
             "include": sorted(selection.include),
             "exclude": sorted(selection.exclude),
@@ -222,150 +144,6 @@ def _orchestrator(
     )  # fmt: skip
 
 
-async def _checked_probes(
-    orchestrator: Orchestrator, deployment: Deployment, artifact: Artifact, services: Services
-) -> None:
-    """Lock and probe every node before any change; refuse, record why and end if one cannot
-    take it (another deployment holds it, it cannot be reached, or it differs)."""
-    try:
-        await hold_every_node(deployment, orchestrator.shell, services.user)
-        facts = dict(
-            zip(
-                deployment.order,
-                await asyncio.gather(*(_probe(orchestrator, n) for n in deployment.order)),
-                strict=True,
-            )
-        )
-        for node, node_facts in facts.items():
-            deployment.probed(node, node_facts.as_dict())
-        check_rollout(facts, artifact)
-    except EdeliverError as error:
-        deployment.refuse(str(error), _now(services))
-        await _end(orchestrator, services, deployment)
-        raise
-
-
-async def _before_rollout(
-    orchestrator: Orchestrator, deployment: Deployment, services: Services
-) -> None:
-    """The tasks that run before any node changes; a critical failure refuses the deployment."""
-    try:
-        await orchestrator.runner.before_rollout(orchestrator.shell)
-    except RefusedError as error:
-        deployment.refuse(str(error), _now(services))
-        await _end(orchestrator, services, deployment)
-        raise
-
-
-async def _probe(orchestrator: Orchestrator, node: str) -> NodeFacts:
-    """A node that cannot be probed refuses the whole deployment, before anything changed."""
-    try:
-        return await (await orchestrator.shell(node)).probe()
-    except NodeError as error:
-        raise RefusedError(f"{error}; nothing was changed on any node") from error
-
-
-async def _reprobe_in_flight(orchestrator: Orchestrator, deployment: Deployment) -> None:
-    """Ask each node that was mid-step what it runs now; recorded for the audit trail."""
-    for node in deployment.nodes_in(*IN_FLIGHT, ROLLING_BACK):
-        # An unreachable node is not an error here: its step will meet the same error and fail.
-        with contextlib.suppress(NodeError):
-            deployment.probed(node, (await (await orchestrator.shell(node)).probe()).as_dict())
-
-
-async def _drive(
-    orchestrator: Orchestrator, services: Services, deployment: Deployment
-) -> Deployment:
-    try:
-        await orchestrator.run()
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        await _record_interruption(
-            orchestrator, services, deployment, "interrupted (Ctrl-C or SIGTERM)"
-        )
-    except HistoryConflict as error:
-        raise _taken_over(deployment, error) from None
-    except EventStoreError as error:
-        await _record_interruption(
-            orchestrator, services, deployment, f"stopped, nothing further started: {error}"
-        )
-    except Exception as error:  # a bug, say: stop, resumable, and say why
-        await _record_interruption(orchestrator, services, deployment, f"stopped by {error!r}")
-    deployment.finish(_now(services))
-    await _store_end(services, deployment)
-    return deployment
-
-
-async def _claim(orchestrator: Orchestrator, deployment: Deployment) -> None:
-    """Store `Resumed` before anything else happens: of two resumes at once, one stores it and
-    goes on, the other is refused here, before it touched any node."""
-    try:
-        await orchestrator.journal.commit()
-    except EventStoreError as error:
-        await orchestrator.close()
-        if isinstance(error, HistoryConflict):
-            raise HistoryConflict(
-                f"deployment {deployment.short_id} was resumed (or abandoned) by another "
-                "deployer at the same moment; this one did nothing: `edeliver log "
-                f"{deployment.short_id}` shows who"
-            ) from None
-        raise
-
-
-def _taken_over(deployment: Deployment, error: HistoryConflict) -> HistoryConflict:
-    """Another deployer wrote this deployment while we ran it (`resume --force`, `abandon`):
-    stop at once and record nothing more, since our events would interleave with theirs."""
-    short = deployment.short_id
-    return HistoryConflict(
-        f"deployment {short}: another deployer took it over (it stored the next event first), "
-        f"so this one stopped and recorded nothing more; `edeliver log {short}` shows who"
-    )
-
-
-async def _record_interruption(
-    orchestrator: Orchestrator, services: Services, deployment: Deployment, why: str
-) -> NoReturn:
-    """Store what was done and the interruption (one last try, if the store failed), then exit
-    4 with the command that will work: plain `resume`, since this deployer's node locks go
-    with it; without a stored interruption, `--force` where no node can be asked."""
-    deployment.interrupt(why)
-    short = deployment.short_id
-    try:
-        await orchestrator.journal.store_rest()
-    except Exception:
-        raise DeploymentInterrupted(
-            f"deployment {short} {why}; its interruption could not be recorded either, so "
-            f"once the event store works again: `edeliver resume {short}` (with `--force` if "
-            "none of its nodes can be reached)"
-        ) from None
-    raise DeploymentInterrupted(f"deployment {short} {why}; `edeliver resume {short}`")
-
-
-async def _store_end(services: Services, deployment: Deployment) -> None:
-    """Record the outcome and release the environment; if the store fails now, the nodes are
-    done but the deployment is not ended: resume records its end."""
-    patience, store = services.patience or Patience(), services.deployments.store
-    try:
-        await patiently(
-            partial(_in_thread, services.deployments.end, deployment),
-            patience,
-            store,
-            services.warn,
-        )
-    except EventStoreError as error:
-        short = deployment.short_id
-        raise DeploymentInterrupted(
-            f"deployment {short} {deployment.outcome} on every node, but its end could not be "
-            f"recorded: {error}; once the event store works again: `edeliver resume {short}` "
-            "(with `--force` if none of its nodes can be reached)"
-        ) from None
-
-
-async def _end(orchestrator: Orchestrator, services: Services, deployment: Deployment) -> None:
-    """End a deployment that never started rolling out (it was refused)."""
-    await orchestrator.close()
-    await _in_thread(services.deployments.end, deployment)
-
-
 def _unfinished(deployments: Deployments, deployment_id: str | None) -> Deployment:
     if deployment_id is None:
         pending = deployments.unfinished()
@@ -378,11 +156,3 @@ def _unfinished(deployments: Deployments, deployment_id: str | None) -> Deployme
     deployment = deployments.load(deployment_id)
     deployment.guard(RolloutTrigger.RESUME)  # before any node is asked: it may have ended
     return deployment
-
-
-def _now(services: Services) -> str:
-    return services.clock.now().isoformat(timespec="seconds")
-
-
-async def _in_thread(function: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))

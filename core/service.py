@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -32,32 +31,6 @@ from edeliver.core.errors import (
 from edeliver.core.stored_history import StoredEntry, damage_of, entries
 
 _SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
-
-
-def quiet_period(step_timeout: float) -> timedelta:
-    """How long a live deployer may go without writing an event: every step ends or times out
-    within `step_timeout`; twice that and a minute more is taken as a deployer that is gone."""
-    return timedelta(seconds=2 * step_timeout + 60)
-
-
-def refuse_while_its_deployer_may_run(
-    deployment: Deployment, now: datetime, step_timeout: float
-) -> None:
-    """Before resuming or abandoning, when none of its nodes can be asked about their locks
-    (`core.liveness`): LockHeldError if by the event clock the deployer may still be at work."""
-    quiet = quiet_period(step_timeout)
-    if deployment.may_have_a_live_deployer(now, quiet):
-        last = deployment.modified_on
-        raise LockHeldError(
-            f"deployment {deployment.short_id} ({deployment.environment}, started by "
-            f"{deployment.started_by}) wrote its last event at {_utc(last)} and recorded no "
-            f"interruption: its deployer may still be running; wait until {_utc(last + quiet)}, "
-            "or pass --force if you know it is gone"
-        )
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EnvironmentLock(Aggregate):

@@ -22,8 +22,9 @@ from edeliver.core.journal import Patience, SaveEvents
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost
 from edeliver.core.redaction import Redactor
-from edeliver.core.rollout import Services, deploy, resume
+from edeliver.core.rollout import deploy, resume
 from edeliver.core.service import Deployments
+from edeliver.core.services import Services
 from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 

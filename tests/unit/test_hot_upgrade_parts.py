@@ -21,7 +21,7 @@ from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
 from edeliver.core.config import Config
 from edeliver.core.model import Artifact
-from edeliver.core.rollout import Services
+from edeliver.core.services import Services
 from tests.support.simulation import artifact, config_text
 
 runner = CliRunner()
