@@ -6,74 +6,18 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.event_store_faults import CrashingSave, SimulatedCrash
-from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
-from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.cli.app import run
-from edeliver.cli.composition import Adapters
-from edeliver.cli.main import Runtime, app
-from edeliver.core.config import Config
 from edeliver.core.model import Platform
 from edeliver.core.ports import CommandResult, NodeLockHolder
-from edeliver.core.service import Deployments
-from tests.support.simulation import artifact, config_text
-from tests.support.waiting import wait_for
+from tests.support.cli_world import World, crash_deploy
+from tests.support.simulation import config_text
 
 runner = CliRunner()
-
-
-class World:
-    """One project directory with a config, fake hosts and a store holding 1.0.0 and 2.0.0."""
-
-    def __init__(self, directory: Path, **policy: Any) -> None:
-        self.project = directory
-        (directory / ".deliver").mkdir()
-        # No test here hangs a step: a generous timeout keeps them steady on a loaded machine.
-        (directory / ".deliver/edeliver.toml").write_text(config_text(3, step_timeout=30, **policy))
-        self.hosts = {f"n{i}": FakeHost() for i in range(3)}
-        self.faults = Faults()
-        self.store = InMemoryReleaseStore([artifact("1.0.0"), artifact("2.0.0")])
-        self.crash_after: int | None = None
-
-    def adapters(self, project: Path, config: Config) -> Adapters:
-        return Adapters(self.store, InMemoryNodeShells(self.hosts, self.faults))
-
-    def save(self, deployments: Deployments) -> Any:
-        assert self.crash_after is not None
-        return CrashingSave(deployments.save, self.crash_after)
-
-    def runtime(self) -> Runtime:
-        return Runtime(
-            project=self.project,
-            clock=FakeClock(),
-            user="ann@laptop",
-            adapters=self.adapters,
-            open_events=lambda project: open_deployments(project, ""),
-            save_events=self.save if self.crash_after is not None else None,
-        )
-
-    def run(self, *args: str) -> Any:
-        return runner.invoke(app, list(args), obj=self.runtime())
-
-    def running(self) -> dict[str, str | None]:
-        return {name: host.running for name, host in self.hosts.items()}
-
-    def task_file(self, name: str, text: str) -> Path:
-        path = self.project / ".deliver/tasks" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
 
 
 @pytest.fixture
@@ -145,23 +89,15 @@ def test_mixed_platforms_are_refused_with_exit_3(world: World) -> None:
 
 def test_a_second_deploy_to_a_locked_environment_is_refused_with_exit_3(world: World) -> None:
     """A deployer that died holds the lock; the next one is told who and since when."""
-    _crash(world, after=4)
+    crash_deploy(world, after=4)
     refused = world.run("deploy", "prod", "--version", "2.0.0")
     assert refused.exit_code == 3
     assert "is locked by deployment" in refused.stderr
     assert "(ann@laptop) since 2026-01-01T00:00:00" in refused.stderr
 
 
-def _crash(world: World, after: int) -> None:
-    """Run a deploy whose deployer dies once `after` events are stored."""
-    world.crash_after = after
-    with pytest.raises(SimulatedCrash):
-        world.run("deploy", "prod", "--version", "1.0.0")
-    world.crash_after = None
-
-
 def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
-    _crash(world, after=6)
+    crash_deploy(world, after=6)
     assert world.running() != {"n0": "1.0.0", "n1": "1.0.0", "n2": "1.0.0"}
     result = world.run("resume", "--json", "--force")  # the crashed deployer is known gone
     assert result.exit_code == 0, result.output
@@ -173,7 +109,7 @@ def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
 
 def test_abandon_unlocks_and_needs_a_reason(world: World) -> None:
     """A deployment whose deployer died (its nodes' locks freed) is abandoned at once."""
-    _crash(world, after=3)
+    crash_deploy(world, after=3)
     (row,) = json.loads(world.run("history", "--json").stdout)
     assert world.run("abandon", row["id"][:8], "--reason", " ").exit_code == 2
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 3  # still locked
@@ -188,7 +124,7 @@ def test_abandon_is_refused_while_a_node_is_locked_by_the_deployment_unless_forc
     world: World,
 ) -> None:
     """A node held by the deployment (a live heartbeat) refuses abandon, naming it; --force goes."""
-    _crash(world, after=3)
+    crash_deploy(world, after=3)
     (row,) = json.loads(world.run("history", "--json").stdout)
     world.hosts["n1"].lock = NodeLockHolder(
         "n1", row["id"], "prod", "ann@laptop", "2026-01-01T00:00:00Z", 1.0, 1
@@ -205,7 +141,7 @@ def test_abandon_is_refused_while_a_node_is_locked_by_the_deployment_unless_forc
 
 def test_abandon_falls_back_to_the_event_clock_when_no_node_can_be_asked(world: World) -> None:
     """With every node unreachable, a deployment that wrote an event a moment ago is refused."""
-    _crash(world, after=3)
+    crash_deploy(world, after=3)
     (row,) = json.loads(world.run("history", "--json").stdout)
     for host in world.hosts.values():
         host.reachable = False
@@ -238,58 +174,6 @@ def test_a_broken_config_is_one_line_with_exit_2(world: World) -> None:
     assert "nodes.a.host: expected a host name or address, got 1" in result.stderr
 
 
-def test_log_follow_prints_events_as_they_are_stored_until_the_end(world: World) -> None:
-    """`log --follow` in another process keeps printing until the deployment finishes."""
-    _crash(world, after=5)
-    follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edeliver.cli",
-            "-C",
-            str(world.project),
-            "log",
-            "--follow",
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "EDELIVER_EVENTS": ""},
-    )
-    stored = len(world.run("log", "--json").output.splitlines())
-    printed = lines_of(follower)
-    wait_for(lambda: len(printed) >= stored, 30, f"the follower printing the {stored} events")
-    assert follower.poll() is None, "it must wait while the deployment is unfinished"
-    assert world.run("resume", "--force").exit_code == 0
-    follower.wait(timeout=30)
-    events = [json.loads(line)["event"] for line in wait_for(printed.done, 30, "its output")]
-    assert events[0] == "Started" and events[-1] == "Finished" and "Resumed" in events
-
-
-class Lines(list[str]):
-    """The lines a process prints, read as they come; `done()` once its output ended."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ended = threading.Event()
-
-    def done(self) -> list[str] | None:
-        return list(self) if self.ended.is_set() else None
-
-
-def lines_of(process: subprocess.Popen[str]) -> Lines:
-    lines = Lines()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-        lines.ended.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
 def test_a_node_without_room_for_the_release_refuses_before_upload(world: World) -> None:
     world.hosts["n1"].free_bytes = 1_000_000
     result = world.run("deploy", "prod", "--version", "1.0.0")
@@ -301,21 +185,11 @@ def test_a_node_without_room_for_the_release_refuses_before_upload(world: World)
 def test_resume_refuses_when_a_node_of_the_deployment_is_gone_from_the_config(
     world: World,
 ) -> None:
-    _crash(world, after=5)
+    crash_deploy(world, after=5)
     (world.project / ".deliver/edeliver.toml").write_text(config_text(2))
     result = world.run("resume", "--force")
     assert result.exit_code == 2
     assert "nodes n2 of deployment" in result.stderr and "no longer defined" in result.stderr
-
-
-def test_an_event_store_that_is_down_is_one_line_naming_it_without_password(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("EDELIVER_EVENTS", "postgresql://ann:s3cret@127.0.0.1:1/events")
-    result = runner.invoke(app, ["history"], obj=Runtime(project=world.project))
-    assert result.exit_code == 1
-    assert "event store postgresql://ann:***@127.0.0.1:1/events: cannot be opened" in result.stderr
-    assert "s3cret" not in result.stderr + result.stdout
 
 
 def test_a_task_module_that_fails_to_import_stops_the_deploy_before_anything(

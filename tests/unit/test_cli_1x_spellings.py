@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from edeliver.cli.main import from_1x
@@ -52,17 +48,3 @@ def test_a_2_0_command_line_passes_unchanged_without_a_hint(given: str) -> None:
     """2.0's own spellings are left alone."""
     spelling = from_1x(given.split())
     assert (spelling.argv, spelling.hint, spelling.refusal) == (given.split(), None, None)
-
-
-def test_the_command_prints_the_refusal_and_exits_2(tmp_path: Path) -> None:
-    """`edeliver start production` exits 2 with one line on stderr, touching nothing."""
-    done = subprocess.run(
-        [sys.executable, "-m", "edeliver.cli", "-C", str(tmp_path), "start", "production"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.splitlines() == [
-        "edeliver: `start` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with the day-2 "
-        "operations"
-    ]
-    assert list(tmp_path.iterdir()) == []

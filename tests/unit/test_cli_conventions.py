@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,19 +23,6 @@ def test_version_prints_the_installed_package_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"edeliver {version('edeliver')}"
-
-
-def test_version_runs_as_a_real_process_outside_any_project() -> None:
-    """The installed command answers --version from /, with nothing on stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "edeliver.cli", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd="/",
-    )
-    assert (done.returncode, done.stdout.strip()) == (0, f"edeliver {version('edeliver')}")
-    assert done.stderr == ""
 
 
 @pytest.mark.parametrize(
@@ -295,31 +279,3 @@ def test_every_command_has_help_without_traceback(command: tuple[str, ...]) -> N
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage: edeliver" in result.stdout and result.stderr == ""
-
-
-def test_ctrl_c_on_a_real_log_follow_exits_130_in_one_line(tmp_path: Path) -> None:
-    """SIGINT to a real `edeliver log --follow` of an unfinished deployment: exit 130, one line,
-    the deployment still there to resume (Ctrl-C of a reader settles nothing)."""
-    from tests.unit.test_cli import World, _crash
-
-    world = World(tmp_path)
-    _crash(world, after=4)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "edeliver.cli", "-C", str(tmp_path), "log", "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert follower.stdout is not None
-        first = follower.stdout.readline()  # printed: it is in its follow loop now
-        assert first, "log printed no event"
-        follower.send_signal(signal.SIGINT)
-        _, stderr = follower.communicate(timeout=30)
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
-    assert follower.returncode == 130
-    assert stderr.startswith("edeliver: interrupted;") and stderr.count("\n") == 1
-    assert world.run("history", "--json").stdout.count('"outcome": null') == 1

@@ -11,8 +11,8 @@ from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.errors import UsageError
 from edeliver.core.model import NodeFacts
 from edeliver.core.retention import plan_prune
+from tests.support.cli_world import World
 from tests.support.simulation import artifact
-from tests.unit.test_cli import World
 
 VERSIONS = ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"]
 
