@@ -101,10 +101,10 @@ class Deployment(Aggregate):
         self.end_reason = ""  # why it was refused or abandoned
         self.interruptions = 0
         self.deployer_left = False  # its deployer recorded that it stopped (Ctrl-C, an error)
-        self.task_runs: list[tuple[str, str, str, str]] = []  # (node, stage, task, outcome)
+        # (node, stage, task, outcome, critical), in the order they ended
+        self.task_runs: list[tuple[str, str, str, str, bool]] = []
         # The last outcome of each task run, by (node, stage, task): asked before every run.
         self.task_outcomes: dict[tuple[str, str, str], str] = {}
-        self.tasks_failed_after = False  # a critical task failed after every node was updated
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -137,14 +137,24 @@ class Deployment(Aggregate):
 
     def once_outcome(self, task: str) -> tuple[str, str] | None:
         """For a once-per-deployment task: the node it ran for and how it ended, if it ran."""
-        ran = [(n, o) for n, _, t, o in self.task_runs if t == task and o in (TASK_OK, TASK_FAILED)]
+        ran = [
+            (n, o) for n, _, t, o, _ in self.task_runs if t == task and o in (TASK_OK, TASK_FAILED)
+        ]
         return ran[-1] if ran else None
 
     def cleanups_due(self, node: str) -> list[str]:
         """Tasks that ran on the node and are not cleaned up yet, the last one first."""
-        cleaned = {t for n, _, t, o in self.task_runs if n == node and o in CLEANUP_OUTCOMES}
-        ran = [t for n, _, t, o in self.task_runs if n == node and o == TASK_OK]
+        cleaned = {t for n, _, t, o, _ in self.task_runs if n == node and o in CLEANUP_OUTCOMES}
+        ran = [t for n, _, t, o, _ in self.task_runs if n == node and o == TASK_OK]
         return [t for t in reversed(ran) if t not in cleaned]
+
+    @property
+    def tasks_failed_after(self) -> bool:
+        """A critical task failed after every node was updated: the deployment did not succeed."""
+        return any(
+            stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical
+            for _, stage, _, outcome, critical in self.task_runs
+        )
 
     def route_of(self, node: str) -> Route | None:
         """The route the node took (upgrade mode), as recorded when it was decided."""
@@ -314,10 +324,8 @@ class Deployment(Aggregate):
     def _task_ran(
         self, node: str, stage: str, task: str, outcome: str, critical: bool, output: str
     ) -> None:
-        self.task_runs.append((node, stage, task, outcome))
+        self.task_runs.append((node, stage, task, outcome, critical))
         self.task_outcomes[(node, stage, task)] = outcome
-        if stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical:
-            self.tasks_failed_after = True
 
     @event("TaskStarted")
     def _task_started(self, node: str, stage: str, task: str, timeout: float | None) -> None:
