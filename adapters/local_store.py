@@ -8,7 +8,6 @@ a half-copied release. A hot-upgrade package from FROM to a version lives below 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,20 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.manifest_check import checked_manifest
+from edeliver.adapters.transfer import sha256_of
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
 from edeliver.core.versions import version_key
 
 MANIFEST = "manifest.json"
 UPGRADES = "upgrades"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class LocalDirectoryStore:

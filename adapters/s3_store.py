@@ -33,11 +33,10 @@ from edeliver.adapters.local_store import (
     package_from_manifest,
     place_of,
     refuse_another_build,
-    sha256_of,
     stored_as,
     upgrade_place,
 )
-from edeliver.adapters.transfer import VerifiedCache
+from edeliver.adapters.transfer import VerifiedCache, sha256_of
 from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.versions import version_key

@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncssh
 
 from edeliver.adapters.archive_check import refusal, tarfile_problems
-from edeliver.adapters.local_store import sha256_of
+from edeliver.adapters.transfer import sha256_of
 from edeliver.core.model import Artifact
 
 # Below any sftp-server's packet limit, so asyncssh never splits a block: 1 MiB in flight a node.

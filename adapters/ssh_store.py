@@ -31,7 +31,6 @@ from edeliver.adapters.local_store import (
     package_from_manifest,
     place_of,
     refuse_another_build,
-    sha256_of,
     stored_as,
     upgrade_place,
 )
@@ -39,7 +38,7 @@ from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_host_keys import known_hosts_line
-from edeliver.adapters.transfer import VerifiedCache
+from edeliver.adapters.transfer import VerifiedCache, sha256_of
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
 from edeliver.core.model import Artifact

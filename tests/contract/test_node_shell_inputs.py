@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import sha256_of
 from edeliver.adapters.node_scripts import MIX_START, STATUS_FILE_HEALTH, ReleaseCommands
 from edeliver.adapters.ssh import AsyncsshNodeShells
+from edeliver.adapters.transfer import sha256_of
 from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact
 from tests.contract.conftest import FleetWorld, WorldMaker

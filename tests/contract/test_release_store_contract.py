@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
+from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_store import SshReleaseStore
+from edeliver.adapters.transfer import sha256_of
 from edeliver.cli.composition import Store
 from edeliver.core.errors import NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_store import LocalDirectoryStore, sha256_of
+from edeliver.adapters.local_store import LocalDirectoryStore
+from edeliver.adapters.transfer import sha256_of
 from edeliver.core.errors import NotFoundError
 from edeliver.core.model import Artifact
 
