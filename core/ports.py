@@ -3,9 +3,10 @@ nodes (`NodeShells` opening a `NodeShell`, a `CommandHost` for tasks), stores (`
 and what more the commands and the other adapters ask of one), builds (`Builder`), the `Clock`.
 
 Adapters implement them for asyncssh, boto3, the local disk and mix; in-memory fakes of each
-live in `edeliver.adapters.fakes`. Every NodeShell step is idempotent: running it again after it
-completed, or after it was cut short, leaves the node as one successful run would. That is what
-lets `resume` simply re-run the step of each node that was in flight.
+live beside them (`fakes`, `memory_store`, `clock.FakeClock`). Every NodeShell step is
+idempotent: running it again after it completed, or after it was cut short, leaves the node as
+one successful run would. That is what lets `resume` simply re-run the step of each node that
+was in flight.
 
 Files on this machine (a built tarball, a verified local copy) pass through the core without
 being opened: their type is a parameter `F` of the ports that hand them over (a `Path` to the
