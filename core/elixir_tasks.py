@@ -90,10 +90,14 @@ def program(
     )
 
 
-def launch_script(code: str, how: str, app: str = "", version: str = "") -> str:
-    """A `sh` script that writes the program to a private temporary file (never an argument:
-    the context may hold secrets) and runs it: `eval` with releases/<version> (from the deploy
-    path), `rpc` into the VM `current` runs, `local` with `elixir`, `build` with `mix run`."""
+PROGRAM_VARIABLE: Final = "EDELIVER_TASK_PROGRAM"
+
+
+def launch_script(how: str, app: str = "", version: str = "") -> str:
+    """A `sh` script that writes the program (given in $EDELIVER_TASK_PROGRAM: never in an
+    argument, as the context may hold secrets) to a private temporary file and runs it: `eval`
+    with releases/<version> (from the deploy path), `rpc` into the VM `current` runs, `local`
+    with `elixir`, `build` with `mix run`."""
     run = {
         "eval": f"cd releases/{shlex.quote(version)} && bin/{shlex.quote(app)} eval "
         '"Code.eval_file(\\"$f\\")"',
@@ -104,7 +108,7 @@ def launch_script(code: str, how: str, app: str = "", version: str = "") -> str:
     return (
         'f=$(mktemp "${TMPDIR:-/tmp}/edeliver-task.XXXXXX") || exit 97\n'
         "trap 'rm -f \"$f\"' EXIT\n"
-        f"printf '%s' {shlex.quote(code)} > \"$f\" || exit 97\n"
+        f'printf "%s" "${PROGRAM_VARIABLE}" > "$f" || exit 97\nunset {PROGRAM_VARIABLE}\n'
         f"{run} 2>&1\n"
     )
 
@@ -182,8 +186,8 @@ async def run_modules(
         "dir": context.node.path if context.node is not None and how in ("eval", "rpc") else None,
     }  # fmt: skip
     code = program(tasks, phase, fields, timeout)
-    script = launch_script(code, how, context.app, context.release)
-    ended = await context._host.run_command(script, context.env)
+    script = launch_script(how, context.app, context.release)
+    ended = await context._host.run_command(script, {**context.env, PROGRAM_VARIABLE: code})
     compile_error, found, other = results(ended.output)
     context._said.append(other)
     if compile_error is not None:

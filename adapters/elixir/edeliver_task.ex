@@ -181,9 +181,16 @@ defmodule Edeliver.Task.Runner do
       other -> {:error, "#{inspect(module)}.#{phase}/1 returned #{inspect(other)}, not the context"}
     end
   rescue
-    error -> {:error, Exception.format(:error, error, __STACKTRACE__) |> String.trim()}
+    error -> {:error, failure(:error, error, __STACKTRACE__)}
   catch
-    kind, reason -> {:error, Exception.format(kind, reason, __STACKTRACE__) |> String.trim()}
+    kind, reason -> {:error, failure(kind, reason, __STACKTRACE__)}
+  end
+
+  # The task's own frames, then the error: the last lines of a failure are what reports show.
+  defp failure(kind, reason, stacktrace) do
+    own = Enum.take_while(stacktrace, fn {module, _, _, _} -> module != __MODULE__ end)
+    frames = Enum.map(own, &("    " <> Exception.format_stacktrace_entry(&1)))
+    Enum.join(frames ++ [Exception.format_banner(kind, reason, stacktrace)], "\n")
   end
 
   defp check_assigns(ctx) do
