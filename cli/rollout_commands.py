@@ -248,7 +248,8 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         directory = getattr(host, "path", None)
         legacy = legacy_build_env(remote, directory) if remote and directory else {}
         legacy |= ssh_task_env(project, config) if legacy else {}
-        build_env = {**(env or {}), **legacy}
+        # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
+        build_env = {"MIX_ENV": config.build.mix_env, **(env or {}), **legacy}
         await run_build_stage(tasks, stage, app, host, here, build_env, _say, deployer_secrets())
 
     store = release_store(project, config)

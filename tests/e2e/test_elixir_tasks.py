@@ -1,8 +1,9 @@
 """Elixir task modules (`use Edeliver.Task`, DESIGN §7) on real nodes: a migration-like task
 once per deployment calling the app's own module, the tasks of a node's stage in one VM with
-their assigns reaching a later Python task, and a failing critical Elixir task under
-one_for_all + rollback whose cleanups run on every node that ran them, the last first. What ran
-is read from the nodes themselves, over OpenSSH."""
+their assigns reaching a later Python task, a failing critical Elixir task under one_for_all +
+rollback whose cleanups run on every node that ran them, the last first, a task inside the VM
+of a node upgraded hot, and a build-stage task using a dependency of the app. What ran is read
+from the nodes (over OpenSSH) and the built project themselves."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ import pytest
 
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.cli.demo import prepare_project
+from tests.e2e.conftest import Project as E2eProject
+from tests.e2e.test_hot_upgrade_rollout import report, rpc
+from tests.support.faults_hot import V1, V2, hot_project
 from tests.support.faults_tasks import write_tasks
 from tests.support.hello_release import put_in_local_store
+from tests.support.ledger_project import bare_tally, ledger_copy, ledger_env
 from tests.support.nodes import running_versions, ssh
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
@@ -27,6 +32,9 @@ WAVES = (
     '[environments.waves]\nnodes = ["elixir1", "elixir2", "elixir3"]\n'
     'max_parallel = 1\nstrategy = "one_for_all"\nfallback = "rollback"\n'
 )
+
+
+HOT_POLICY = 'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\nstep_timeout = 120'
 
 
 class Project:
@@ -186,3 +194,67 @@ def test_a_failing_critical_elixir_task_rolls_all_back_and_cleans_up_the_last_fi
     outcomes = {(e.get("node"), e.get("task"), e.get("outcome")) for e in ran if e.get("outcome")}
     assert ("elixir3", "30_gate", "failed") in outcomes
     assert ("elixir1", "10_reserve", "cleaned") in outcomes
+
+
+HOT_TASK = """defmodule Hello.Deploy.AfterHot do
+  use Edeliver.Task, stage: :post_upgrade_release
+
+  def run(ctx) do
+    File.mkdir_p!(Path.join(ctx.node.path, "shared"))
+    line = "#{Hello.version()} #{System.pid()} #{ctx.release}\\n"
+    File.write!(Path.join(ctx.node.path, "shared/after_hot"), line, [:append])
+    ctx
+  end
+end
+"""
+
+
+@pytest.fixture(scope="module")
+def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2eProject]:
+    """One real node on hello v1 (deployed in upgrade mode) and the package v1 -> v2."""
+    with hot_project(tmp_path_factory.mktemp("elixir-hot"), 1, HOT_POLICY) as project:
+        first = project.edeliver("upgrade", "hot", "--version", V1, "--json")
+        assert first.returncode == 0, first.stdout + first.stderr
+        package = project.edeliver("build", "upgrade", "--to", V2, "-e", "hot", "--json")
+        assert package.returncode == 0, package.stdout + package.stderr
+        yield project
+
+
+def test_an_elixir_task_after_a_hot_upgrade_runs_in_the_upgraded_vm(hot: E2eProject) -> None:
+    """post_upgrade_release on a node upgraded hot: the task runs inside the running VM (same
+    OS pid as before the upgrade) and calls the new code of the app."""
+    node = hot.fleet.nodes[0]
+    pid = rpc(hot.fleet, node, "IO.puts(System.pid())")
+    write_tasks(hot.directory, {"after_hot.ex": HOT_TASK})
+    result = hot.edeliver("upgrade", "hot", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report(result)["routes"] == {node.name: f"hot upgrade from {V1}"}
+    said = ssh(hot.fleet, node, f"cat {node.path}/shared/after_hot").stdout.splitlines()
+    assert said == [f"{V2} {pid} {V2}"]
+    assert rpc(hot.fleet, node, "IO.puts(System.pid())") == pid
+
+
+BUILD_TASK = """defmodule Ledger.Build.Sum do
+  use Edeliver.Task, stage: :post_erlang_clean_compile, where: :build
+
+  def run(ctx) do
+    File.write!("build_sum", "#{Tally.sum([1, 2, 3])} at #{ctx.stage}")
+    ctx
+  end
+end
+"""
+
+
+def test_a_build_stage_elixir_task_uses_a_module_of_a_dependency(tmp_path: Path) -> None:
+    """`where: :build` runs in the built project by `mix run`: the app's deps are there (tally,
+    a git dependency of examples/ledger)."""
+    tally = bare_tally(tmp_path)
+    directory = ledger_copy(tmp_path, 'app = "ledger"\n[build]\nrelease = "ledger"\n')
+    write_tasks(directory, {"sum.ex": BUILD_TASK})
+    built = subprocess.run(
+        [*EDELIVER, "-C", str(directory), "build", "--json"],
+        capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, **ledger_env("1.0.0", str(tally))},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (directory / "build_sum").read_text() == "6 at post_erlang_clean_compile"
