@@ -1,7 +1,10 @@
-"""What Elixir task modules add to a deployment of one real node (a local sshd node, hello):
-the wall time of `edeliver deploy` with no task, with one Elixir task before the start (one
-`bin/hello eval` VM), three of them in the same stage (still one VM), and one after the start
-(`bin/hello rpc` into the running VM); the versions alternate so every deploy does the same work.
+"""What Elixir task modules add to a deployment of one real node (a local sshd node, hello).
+
+Per case, the time from the stage's first `TaskStarted` to its last `TaskRan` in the events
+(what the tasks cost the node, over its SSH connection), and the deploy's wall time: a shell
+task `true` (the floor: one script on the node), one Elixir task before the start (one
+`bin/hello eval` VM), three in the same stage (still one VM), one after the start (`bin/hello
+rpc` into the running VM). The versions alternate, so every deploy does the same work.
 
     .venv/bin/python bench/elixir_task_cost.py [--runs 3]
 """
@@ -9,11 +12,13 @@ the wall time of `edeliver deploy` with no task, with one Elixir task before the
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +39,7 @@ def module(name: str, stage: str) -> str:
 
 
 CASES = {
-    "no task": {},
+    "shell task `true`": {"a.sh": "# stage: post_extract_release_archive\ntrue\n"},
     "1 task, eval": {"a.ex": module("A", "post_extract_release_archive")},
     "3 tasks, one eval VM": {
         f"{n.lower()}.ex": module(n, "post_extract_release_archive") for n in ("A", "B", "C")
@@ -43,16 +48,29 @@ CASES = {
 }
 
 
-def deploy(project: Path, version: str) -> float:
-    started = time.monotonic()
+def edeliver(project: Path, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "edeliver.cli", "-C", str(project), "deploy", "staging",
-         "--version", version],
+        [sys.executable, "-m", "edeliver.cli", "-C", str(project), *args],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
-    return time.monotonic() - started
+    return done.stdout
+
+
+def deploy(project: Path, version: str) -> tuple[float, float]:
+    """(the tasks' span in the events, the deploy's wall time), in seconds."""
+    started = time.monotonic()
+    deployment = json.loads(edeliver(project, "deploy", "staging", "--version", version, "--json"))
+    wall = time.monotonic() - started
+    events = [
+        json.loads(line)
+        for line in edeliver(project, "log", deployment["id"], "--json").splitlines()
+    ]
+    at = [
+        datetime.fromisoformat(e["at"]) for e in events if e["event"] in ("TaskStarted", "TaskRan")
+    ]
+    return (max(at) - min(at)).total_seconds() if at else 0.0, wall
 
 
 def main() -> None:
@@ -68,18 +86,19 @@ def main() -> None:
             put_in_local_store(project, [(v, "good") for v in VERSIONS])
             deploy(project, VERSIONS[0])  # the first deploy starts from nothing: not measured
             turn = 1
-            medians = {}
             for case, files in CASES.items():
                 write_tasks(project, files)
-                times = []
+                spans, walls = [], []
                 for _ in range(runs):
-                    times.append(deploy(project, VERSIONS[turn % 2]))
+                    span, wall = deploy(project, VERSIONS[turn % 2])
+                    spans.append(span)
+                    walls.append(wall)
                     turn += 1
-                medians[case] = statistics.median(times)
-                print(f"{case:24} median {medians[case]:6.2f}s  runs {times}", flush=True)
-            base = medians["no task"]
-            for case, seconds in medians.items():
-                print(f"{case:24} adds {seconds - base:+6.2f}s per node")
+                print(
+                    f"{case:28} tasks {statistics.median(spans):5.2f}s (min {min(spans):5.2f}s)"
+                    f"  deploy {statistics.median(walls):5.2f}s  (medians of {runs})",
+                    flush=True,
+                )
         finally:
             fleet.stop()
 

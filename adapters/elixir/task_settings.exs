@@ -1,7 +1,8 @@
-# Reads the settings of Elixir task modules without compiling or running them (docs/tasks.md):
+# Reads the settings of Elixir task modules without running them (docs/tasks.md):
 # `elixir task_settings.exs edeliver_task.ex FILE...` prints one JSON line per module that
 # says `use Edeliver.Task, ...`, or one line with the first problem, naming its file and line.
-# Options must be literals: the deployer knows them before anything runs.
+# Options must be literals: the deployer knows them before anything runs. Each file is also
+# compiled here (without the app), to refuse what cannot compile anywhere before any deploy.
 
 [protocol | files] = System.argv()
 Code.require_file(protocol)
@@ -87,9 +88,32 @@ defmodule Edeliver.TaskSettings do
   defp fail(file, line, message), do: throw({:problem, "#{file}:#{line}: #{message}"})
 end
 
+defmodule Edeliver.TaskCompileCheck do
+  # A task module that cannot compile anywhere (an undefined function or variable) is refused
+  # here, before anything is deployed. What only the app can settle (its modules, structs,
+  # macros) or compile-time code failing on this machine is left to the node to decide.
+  @only_the_app ["is not loaded and could not be found", "cannot expand struct"]
+
+  def check(file) do
+    Code.compile_string(File.read!(file), file)
+    :ok
+  rescue
+    error in CompileError ->
+      message = Exception.message(error)
+      unless Enum.any?(@only_the_app, &String.contains?(message, &1)), do: throw({:problem, message})
+
+    _other ->
+      :ok
+  end
+end
+
+Code.compiler_options(ignore_module_conflict: true)
+
 try do
-  for file <- files, module <- Edeliver.TaskSettings.read(file) do
-    IO.puts(Edeliver.Task.JSON.encode(Map.put(module, "file", file)))
+  for file <- files do
+    modules = Edeliver.TaskSettings.read(file)
+    if modules != [], do: Edeliver.TaskCompileCheck.check(file)
+    for module <- modules, do: IO.puts(Edeliver.Task.JSON.encode(Map.put(module, "file", file)))
   end
 catch
   {:problem, message} ->

@@ -1,5 +1,6 @@
 """Faults in Elixir task modules, on real sshd nodes with real hello releases: a task that never
-returns on one node, and a module that does not compile. After each: what the nodes run, where
+returns on one node, a module that cannot compile (refused here) and one that compiles only
+without the app (fails on the nodes). After each: what the nodes run, where
 `current` points and whether it is whole, that the deployment's events load and that its
 environment's lock is free (`history` shows it ended; the next test deploys)."""
 
@@ -78,17 +79,49 @@ end
 """
 
 
-def test_an_elixir_module_that_does_not_compile_leaves_every_node_on_its_release(
+def test_an_elixir_module_that_cannot_compile_is_refused_before_any_node_is_touched(
     project: FaultProject,
 ) -> None:
-    """one_for_all + rollback: the compiler's file:line reaches the report, no node changes."""
+    """An undefined function: one line naming file and line, exit 2, no deployment begun."""
     project.all_on(GOOD)
+    before = project.last_deployment("together")["id"] if _has_history(project) else None
     project.tasks({"broken.ex": BROKEN})
     done = project.edeliver("deploy", "together", "--version", NEXT, "--json", limit=240)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert ".deliver/tasks/broken.ex:5: undefined function not_a_function/1" in line
+    project.assert_nodes_on({n: GOOD for n in project.fleet.names})
+    after = project.last_deployment("together")["id"] if _has_history(project) else None
+    assert after == before
+
+
+def _has_history(project: FaultProject) -> bool:
+    done = project.edeliver("history", "together", "--json")
+    return done.returncode == 0 and done.stdout.strip() not in ("", "[]")
+
+
+NOT_IN_THE_APP = """defmodule Hello.Deploy.Elsewhere do
+  use Edeliver.Task, stage: :post_extract_release_archive
+  import Hello.NoSuchModule
+
+  def run(ctx), do: ctx
+end
+"""
+
+
+def test_an_elixir_module_that_does_not_compile_with_the_app_leaves_every_node_on_its_release(
+    project: FaultProject,
+) -> None:
+    """A module the app lacks passes the check here; on the node the compiler's file:line
+    reaches the report, and one_for_all + rollback leaves every node on its release."""
+    project.all_on(GOOD)
+    project.tasks({"elsewhere.ex": NOT_IN_THE_APP})
+    done = project.edeliver("deploy", "together", "--version", NEXT, "--json", limit=240)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert ".deliver/tasks/broken.ex:5: undefined function not_a_function/1" in done.stdout
+    assert ".deliver/tasks/elsewhere.ex:3: module Hello.NoSuchModule is not loaded" in done.stdout
     project.assert_nodes_on({n: GOOD for n in project.fleet.names})
     events = project.assert_ended_and_readable("together", "failed")
-    assert {e.get("outcome") for e in events if e.get("task") == "broken"} - {None} == {"failed"}
+    outcomes = {e.get("outcome") for e in events if e.get("task") == "elsewhere"}
+    assert outcomes - {None} == {"failed"}
     for node in project.fleet.nodes:
         assert ssh(project.fleet, node, f"test ! -e {node.path}/releases/{NEXT}").returncode == 0

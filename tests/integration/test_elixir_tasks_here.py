@@ -69,6 +69,11 @@ def test_the_use_options_are_the_settings_and_order_with_python_tasks(tmp_path: 
         ),
         ("defmodule A do\n  def run(ctx do\nend\n", ".deliver/tasks/a.ex:4: missing terminator"),
         (
+            "defmodule A do\n  use Edeliver.Task, stage: :post_erlang_update\n"
+            "  def run(ctx), do: nope(ctx)\nend\n",
+            ".deliver/tasks/a.ex:3: undefined function nope/1",
+        ),
+        (
             "defmodule A do\n  use Edeliver.Task, stage: :post_start_deployd_release\nend\n",
             "did you mean 'post_start_deployed_release'?",
         ),
@@ -81,7 +86,8 @@ def test_the_use_options_are_the_settings_and_order_with_python_tasks(tmp_path: 
 def test_bad_use_options_are_one_error_naming_the_file_and_line(
     tmp_path: Path, source: str, message: str
 ) -> None:
-    """Non-literal or unknown options, syntax errors, stage typos, a stage before the unpack."""
+    """Non-literal or unknown options, syntax errors, a module that cannot compile, stage typos,
+    a stage before the unpack."""
     write_tasks(tmp_path, {"a.ex": source})
     with pytest.raises(TaskError) as error:
         discover(tmp_path)
