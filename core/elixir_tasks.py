@@ -25,11 +25,11 @@ from edeliver.core.tasks import POST_ROLLBACK, PRE_ROLLBACK
 RESULT_MARKER: Final = "EDELIVER-TASK-RESULT "
 # Stages where the release's VM is up, so tasks run inside it (`rpc`); before them, a VM of
 # the unpacked release runs them (`eval`). A node upgraded hot has no release dir of the new
-# version to eval from: in upgrade mode every node stage goes by `rpc`.
+# version to eval from: on the hot route every node stage goes by `rpc`.
 RUNNING_STAGES: Final = frozenset(
     {
-        "post_start_deployed_release", "pre_upgrade_release", "post_upgrade_release",
-        "post_erlang_deployed_update", "post_erlang_update", PRE_ROLLBACK, POST_ROLLBACK,
+        "post_start_deployed_release", "post_upgrade_release", "post_erlang_deployed_update",
+        "post_erlang_update", PRE_ROLLBACK, POST_ROLLBACK,
     }
 )  # fmt: skip
 # Stages before the release is unpacked on the node: nothing there to run a node task with.
@@ -58,9 +58,13 @@ class ElixirResult:
     assigns: dict[str, Any]
 
 
-def runs_in_vm(stage: str, mode: str) -> bool:
-    """Whether a node task at this stage runs inside the release's running VM (`rpc`)."""
-    return mode == "upgrade" or stage in RUNNING_STAGES
+def vm_for(where: str, stage: str, hot: bool) -> str:
+    """How a task's VM is reached (launch_script): `local` and `build` tasks by their own VM,
+    node tasks by the release's, a new one (`eval`) or the running one (`rpc`); `hot`: the node
+    takes the hot-upgrade route."""
+    if where in ("local", "build"):
+        return where
+    return "rpc" if hot or stage in RUNNING_STAGES else "eval"
 
 
 def program(

@@ -26,7 +26,7 @@ from typing import Any
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
-from edeliver.core.elixir_tasks import ElixirModule, run_modules, runs_in_vm
+from edeliver.core.elixir_tasks import ElixirModule, run_modules, vm_for
 from edeliver.core.errors import EdeliverError, NodeError, RefusedError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
@@ -311,10 +311,8 @@ class TaskRunner:
         self, tasks: Sequence[LoadedTask], phase: str, context: TaskContext
     ) -> list[tuple[bool, str]]:
         """Elixir tasks, by the VM their `where` and stage call for (core/elixir_tasks.py)."""
-        first = tasks[0].spec
-        how = "local" if first.where == "local" else "eval"
-        if how == "eval" and runs_in_vm(context.stage, self.deployment.mode):
-            how = "rpc"
+        route = self.deployment.route_of(context.node.name) if context.node else None
+        how = vm_for(tasks[0].spec.where, context.stage, route is not None and route.hot)
         modules = [(t.module, t.name, t.spec.critical) for t in tasks if t.module is not None]
         return await run_modules(modules, phase, context, how, self.timeout)
 
@@ -388,8 +386,8 @@ async def run_build_stage(
         if task.run is not None:
             ok, said = await _call(task.run, context, TaskThreads(1))
         elif task.module is not None:
-            how = "local" if spec.where == "local" else "build"
             modules = [(task.module, spec.name, spec.critical)]
+            how = vm_for(spec.where, stage, hot=False)
             ok, said = (await run_modules(modules, "run", context, how, None))[0]
         else:
             ok, said = _ended(await host.run_command(task.script or "", context.env))

@@ -16,56 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.cli.demo import prepare_project
 from tests.e2e.conftest import Project as E2eProject
 from tests.e2e.test_hot_upgrade_rollout import report, rpc
-from tests.support.faults_hot import V1, V2, hot_project
+from tests.e2e.test_tasks_on_nodes import FIRST, SECOND, Project, three_node_project
+from tests.support.faults_hot import V1, V2, deploy_v1_and_build_package, hot_project
 from tests.support.faults_tasks import write_tasks
-from tests.support.hello_release import put_in_local_store
 from tests.support.ledger_project import bare_tally, ledger_copy, ledger_env
 from tests.support.nodes import running_versions, ssh
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
-FIRST, SECOND = "0.1.0", "0.2.0"
-WAVES = (
-    '[environments.waves]\nnodes = ["elixir1", "elixir2", "elixir3"]\n'
-    'max_parallel = 1\nstrategy = "one_for_all"\nfallback = "rollback"\n'
-)
-
-
 HOT_POLICY = 'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\nstep_timeout = 120'
-
-
-class Project:
-    def __init__(self, directory: Path, fleet: LocalFleet) -> None:
-        self.directory, self.fleet = directory, fleet
-
-    def edeliver(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*EDELIVER, "-C", str(self.directory), *args],
-            capture_output=True, text=True, timeout=600, check=False, env=dict(os.environ),
-        )  # fmt: skip
-
-    def shared_file(self, name: str, file: str) -> list[str]:
-        path = self.fleet.node(name).path
-        done = ssh(self.fleet, self.fleet.node(name), f"cat {path}/shared/{file} 2>/dev/null")
-        return done.stdout.splitlines()
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    root = tmp_path_factory.mktemp("e2e-elixir-tasks")
-    fleet = LocalFleet(root / "fleet", 3, name_prefix="elixir")
-    fleet.start()
-    try:
-        directory = prepare_project(root, fleet, "staging", "max_parallel = 3")
-        with (directory / ".deliver/edeliver.toml").open("a") as config:
-            config.write("\n" + WAVES)
-        put_in_local_store(directory, [(FIRST, "good"), (SECOND, "good")])
-        yield Project(directory, fleet)
-    finally:
-        fleet.stop()
+    with three_node_project(tmp_path_factory.mktemp("e2e-elixir-tasks"), "elixir") as project:
+        yield project
 
 
 def _shared(line: str) -> str:
@@ -213,10 +179,7 @@ end
 def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2eProject]:
     """One real node on hello v1 (deployed in upgrade mode) and the package v1 -> v2."""
     with hot_project(tmp_path_factory.mktemp("elixir-hot"), 1, HOT_POLICY) as project:
-        first = project.edeliver("upgrade", "hot", "--version", V1, "--json")
-        assert first.returncode == 0, first.stdout + first.stderr
-        package = project.edeliver("build", "upgrade", "--to", V2, "-e", "hot", "--json")
-        assert package.returncode == 0, package.stdout + package.stderr
+        deploy_v1_and_build_package(project)
         yield project
 
 

@@ -18,7 +18,7 @@ from edeliver.core.elixir_tasks import (
     elixir_term,
     launch_script,
     results,
-    runs_in_vm,
+    vm_for,
 )
 from edeliver.core.ports import CommandResult
 from edeliver.core.task_runs import LoadedTask, TaskContext
@@ -114,7 +114,9 @@ def test_tasks_after_the_start_go_into_the_running_vm(tmp_path: Path) -> None:
     assert sim.deploy("1.0.0").outcome == "succeeded"
     (script,) = vm_scripts(sim, "n0")
     assert "cd current && bin/hello rpc" in script
-    assert runs_in_vm("pre_upgrade_release", "upgrade") and not runs_in_vm(STAGE, "release")
+    assert vm_for("node", "pre_upgrade_release", hot=True) == "rpc"
+    assert vm_for("once", "pre_upgrade_release", hot=False) == "eval"  # the full route
+    assert vm_for("local", "post_start_deployed_release", hot=True) == "local"
 
 
 def test_a_failing_critical_elixir_task_stops_its_vm_and_the_cleanups_run_last_first(
