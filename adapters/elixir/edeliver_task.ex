@@ -150,6 +150,7 @@ defmodule Edeliver.Task.Runner do
   defp run_all([], _phase, _ctx, _timeout), do: :ok
 
   defp run_all([{module, name, critical} | rest], phase, ctx, timeout) do
+    ctx = %{ctx | env: Map.put(ctx.env, "TASK", name)}
     {ok, said, ctx} = run_one(module, phase, ctx, timeout)
     report(%{"task" => name, "ok" => ok, "output" => said, "assigns" => json_assigns(ctx)})
     if ok or not critical, do: run_all(rest, phase, ctx, timeout)

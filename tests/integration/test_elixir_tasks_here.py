@@ -115,11 +115,12 @@ def run_here(tmp_path: Path, source: str, phase: str = "run", timeout: float = 3
 
 
 def test_tasks_in_one_vm_pass_assigns_along_and_cmd_runs_with_the_env(tmp_path: Path) -> None:
-    """The second task sees the first's assign; `cmd` runs with the context's env."""
+    """The second task sees the first's assign; `cmd` runs with the context's env, TASK
+    naming the task that runs it."""
     ran, assigns = run_here(
         tmp_path,
         "defmodule A do\n  use Edeliver.Task, stage: :post_erlang_update\n"
-        '  def run(ctx), do: ctx |> cmd("echo hi $WHO", into: :said) |> assign(:vm, System.pid())\n'
+        '  def run(ctx), do: ctx |> cmd("echo hi $WHO from $TASK", into: :said) |> assign(:vm, System.pid())\n'
         "end\n"
         "defmodule B do\n  use Edeliver.Task, stage: :post_erlang_update\n"
         "  def run(ctx) do\n"
@@ -127,13 +128,13 @@ def test_tasks_in_one_vm_pass_assigns_along_and_cmd_runs_with_the_env(tmp_path: 
         "  end\n"
         "end\n",
     )
-    assert ran == [(True, "hi there"), (True, "")]
+    assert ran == [(True, "hi there from A"), (True, "")]
     vm = assigns["vm"]
     assert assigns == {
         "given": [1, "two"],
-        "said": "hi there",
+        "said": "hi there from A",
         "vm": vm,
-        "both": f"hi there {vm} {vm}",
+        "both": f"hi there from A {vm} {vm}",
     }
 
 
