@@ -120,7 +120,8 @@ def test_tasks_in_one_vm_pass_assigns_along_and_cmd_runs_with_the_env(tmp_path: 
     ran, assigns = run_here(
         tmp_path,
         "defmodule A do\n  use Edeliver.Task, stage: :post_erlang_update\n"
-        '  def run(ctx), do: ctx |> cmd("echo hi $WHO from $TASK", into: :said) |> assign(:vm, System.pid())\n'
+        '  def run(ctx), do: ctx |> cmd("echo hi $WHO from $TASK", into: :said) |> vm()\n'
+        "  defp vm(ctx), do: assign(ctx, :vm, System.pid())\n"
         "end\n"
         "defmodule B do\n  use Edeliver.Task, stage: :post_erlang_update\n"
         "  def run(ctx) do\n"
