@@ -103,18 +103,22 @@ def launch_script(how: str, app: str = "", version: str = "") -> str:
     with releases/<version> (from the deploy path), `rpc` into the VM `current` runs, `local`
     with `elixir`, `build` with `mix run`."""
     run = {
-        "eval": f"cd releases/{shlex.quote(version)} && bin/{shlex.quote(app)} eval "
-        '"Code.eval_file(\\"$f\\")"',
-        "rpc": f'cd current && bin/{shlex.quote(app)} rpc "Code.eval_file(\\"$f\\")"',
+        "eval": f"cd releases/{shlex.quote(version)} && bin/{shlex.quote(app)} eval {_READ_ONCE}",
+        "rpc": f"cd current && bin/{shlex.quote(app)} rpc {_READ_ONCE}",
         "local": 'elixir "$f"',
         "build": 'mix run --no-start "$f"',
     }[how]
     return (
-        'f=$(mktemp "${TMPDIR:-/tmp}/edeliver-task.XXXXXX") || exit 97\n'
+        "f=$(mktemp /tmp/edeliver-task.XXXXXX) || exit 97\n"
         "trap 'rm -f \"$f\"' EXIT\n"
         f'printf "%s" "${PROGRAM_VARIABLE}" > "$f" || exit 97\nunset {PROGRAM_VARIABLE}\n'
         f"{run} 2>&1\n"
     )
+
+
+# The release's VM deletes the program once read: a script killed with its step leaves no copy
+# of the context behind. (mktemp's name has no character to quote in an Elixir string.)
+_READ_ONCE: Final = '"c = File.read!(\\"$f\\"); File.rm(\\"$f\\"); Code.eval_string(c)"'
 
 
 def results(output: str) -> tuple[str | None, list[ElixirResult], str]:

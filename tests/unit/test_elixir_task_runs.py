@@ -176,10 +176,11 @@ def test_elixir_literals_escape_interpolation_quotes_and_control_characters() ->
 
 
 def test_the_program_goes_through_a_private_file_never_an_argument() -> None:
-    """The script names no part of the program: it comes in an environment variable."""
+    """The script names no part of the program: it comes in an environment variable, and the
+    VM deletes the file it was written to once read."""
     script = launch_script("eval", "hello", "1.0.0")
-    assert "mktemp" in script and "Code.eval_file" in script and "Deploy" not in script
-    assert 'bin/hello eval "Code.eval_file(\\"$f\\")"' in script
+    assert "mktemp" in script and "Deploy" not in script
+    assert 'bin/hello eval "c = File.read!(\\"$f\\"); File.rm(\\"$f\\");' in script
 
 
 def test_results_separate_the_task_lines_from_what_the_vm_said() -> None:
