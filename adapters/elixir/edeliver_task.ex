@@ -12,8 +12,15 @@
 
 defmodule Edeliver.Task.Context do
   @moduledoc "What a task gets and returns: `assigns` flow to the next tasks of the node."
-  defstruct app: nil, release: nil, environment: nil, stage: nil, node: nil,
-            first_deploy: false, assigns: %{}, env: %{}, dir: nil
+  defstruct app: nil,
+            release: nil,
+            environment: nil,
+            stage: nil,
+            node: nil,
+            first_deploy: false,
+            assigns: %{},
+            env: %{},
+            dir: nil
 end
 
 defmodule Edeliver.Task.CommandFailed do
@@ -49,7 +56,9 @@ defmodule Edeliver.Task do
   def cmd(%Context{} = ctx, command, options \\ []) when is_binary(command) do
     {said, status} =
       System.cmd("sh", ["-c", command],
-        cd: ctx.dir || File.cwd!(), env: Enum.to_list(ctx.env), stderr_to_stdout: true
+        cd: ctx.dir || File.cwd!(),
+        env: Enum.to_list(ctx.env),
+        stderr_to_stdout: true
       )
 
     IO.write(said)
@@ -76,7 +85,10 @@ defmodule Edeliver.Task.JSON do
   def encode(atom) when is_atom(atom), do: encode(Atom.to_string(atom))
   def encode(number) when is_integer(number), do: Integer.to_string(number)
   def encode(number) when is_float(number), do: Float.to_string(number)
-  def encode(text) when is_binary(text), do: if(String.valid?(text), do: quoted(text), else: throw({:not_json, text}))
+
+  def encode(text) when is_binary(text),
+    do: if(String.valid?(text), do: quoted(text), else: throw({:not_json, text}))
+
   def encode(list) when is_list(list), do: "[" <> Enum.map_join(list, ",", &encode/1) <> "]"
 
   def encode(map) when is_map(map) and not is_struct(map) do
@@ -129,7 +141,11 @@ defmodule Edeliver.Task.Runner do
   # Assigns and the node's settings have atom keys in Elixir (`ctx.assigns.migrated`).
   defp context(fields) do
     node = if fields[:node], do: atom_keys(fields[:node])
-    struct(Context, %{fields | assigns: atom_keys(fields[:assigns] || %{})} |> Map.put(:node, node))
+
+    struct(
+      Context,
+      %{fields | assigns: atom_keys(fields[:assigns] || %{})} |> Map.put(:node, node)
+    )
   end
 
   defp atom_keys(map), do: Map.new(map, fn {key, value} -> {String.to_atom(key), value} end)
@@ -178,8 +194,11 @@ defmodule Edeliver.Task.Runner do
 
   defp call(module, phase, ctx) do
     case apply(module, phase, [ctx]) do
-      %Context{} = new_ctx -> check_assigns(new_ctx)
-      other -> {:error, "#{inspect(module)}.#{phase}/1 returned #{inspect(other)}, not the context"}
+      %Context{} = new_ctx ->
+        check_assigns(new_ctx)
+
+      other ->
+        {:error, "#{inspect(module)}.#{phase}/1 returned #{inspect(other)}, not the context"}
     end
   rescue
     error -> {:error, failure(:error, error, __STACKTRACE__)}
@@ -199,7 +218,8 @@ defmodule Edeliver.Task.Runner do
     {:ok, ctx}
   catch
     {:not_json, key, value} ->
-      {:error, "assign #{inspect(key)} is not JSON-safe (#{inspect(value)}): later tasks get JSON"}
+      {:error,
+       "assign #{inspect(key)} is not JSON-safe (#{inspect(value)}): later tasks get JSON"}
   end
 
   defp json_assigns(ctx) do
@@ -223,3 +243,4 @@ defmodule Edeliver.Task.Runner do
     if String.valid?(text), do: text, else: :unicode.characters_to_binary(text, :latin1)
   end
 end
+

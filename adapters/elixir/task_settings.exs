@@ -28,7 +28,13 @@ defmodule Edeliver.TaskSettings do
   # Every `defmodule`, nested ones under their full names.
   defp modules({:defmodule, meta, [name, [do: body]]}, outer, file) do
     full = outer ++ [alias_name(name)]
-    own = for({:use, use_meta, [target | options]} <- items(body), task?(target), do: {use_meta, options})
+
+    own =
+      for(
+        {:use, use_meta, [target | options]} <- items(body),
+        task?(target),
+        do: {use_meta, options}
+      )
 
     mine =
       case own do
@@ -39,7 +45,9 @@ defmodule Edeliver.TaskSettings do
     mine ++ Enum.flat_map(items(body), &modules(&1, full, file))
   end
 
-  defp modules({:__block__, _, items}, outer, file), do: Enum.flat_map(items, &modules(&1, outer, file))
+  defp modules({:__block__, _, items}, outer, file),
+    do: Enum.flat_map(items, &modules(&1, outer, file))
+
   defp modules(_other, _outer, _file), do: []
 
   defp items({:__block__, _, items}), do: items
@@ -56,16 +64,29 @@ defmodule Edeliver.TaskSettings do
     at = line(use_meta)
 
     unless is_list(options) and Enum.all?(options, &match?({key, _} when is_atom(key), &1)) do
-      fail(file, at, "use Edeliver.Task: expected options like `stage: :post_start_deployed_release`")
+      fail(
+        file,
+        at,
+        "use Edeliver.Task: expected options like `stage: :post_start_deployed_release`"
+      )
     end
 
     for {key, value} <- options do
       unless key in @known do
-        fail(file, at, "use Edeliver.Task: unknown option #{key}:; known: #{Enum.join(@known, ", ")}")
+        fail(
+          file,
+          at,
+          "use Edeliver.Task: unknown option #{key}:; known: #{Enum.join(@known, ", ")}"
+        )
       end
 
       unless Macro.quoted_literal?(value) do
-        fail(file, at, "use Edeliver.Task: option #{key}: is not a literal (#{Macro.to_string(value)}); settings are read before anything runs")
+        fail(
+          file,
+          at,
+          "use Edeliver.Task: option #{key}: is not a literal (#{Macro.to_string(value)}); " <>
+            "settings are read before anything runs"
+        )
       end
     end
 
@@ -100,7 +121,9 @@ defmodule Edeliver.TaskCompileCheck do
   rescue
     error in CompileError ->
       message = Exception.message(error)
-      unless Enum.any?(@only_the_app, &String.contains?(message, &1)), do: throw({:problem, message})
+
+      unless Enum.any?(@only_the_app, &String.contains?(message, &1)),
+        do: throw({:problem, message})
 
     _other ->
       :ok
@@ -119,3 +142,4 @@ catch
   {:problem, message} ->
     IO.puts(Edeliver.Task.JSON.encode(%{"error" => message}))
 end
+
