@@ -257,7 +257,8 @@ class Runtime:
             directory = getattr(host, "path", None)
             legacy = legacy_build_env(remote, directory) if remote and directory else {}
             legacy |= settings.ssh_task_env(self.project, self.config) if legacy else {}
-            build_env = {**(env or {}), **legacy}
+            # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
+            build_env = {"MIX_ENV": self.config.build.mix_env, **(env or {}), **legacy}
             await run_build_stage(tasks, stage, app, host, here, build_env, say, secrets)
 
         return at_stage
