@@ -249,7 +249,8 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         legacy = legacy_build_env(remote, directory) if remote and directory else {}
         legacy |= ssh_task_env(project, config) if legacy else {}
         build_env = {**(env or {}), **legacy}
-        await run_build_stage(tasks, stage, app, host, here, build_env, _say, deployer_secrets())
+        hide = deployer_secrets(config)
+        await run_build_stage(tasks, stage, app, host, here, build_env, _say, hide)
 
     store = release_store(project, config)
     built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
