@@ -56,6 +56,24 @@ def _config(fleet: LocalFleet) -> str:
     )
 
 
+# Tasks that print what they see of the settings: a shell task on each node, and an Elixir one
+# evaluated by the release (`bin/ledger eval`).
+TASKS = {
+    "10_show.sh": "#!/bin/sh\n# stage: post_start_deployed_release\n"
+    'echo "shell: $LEDGER_GREETING / $LEDGER_SECRET / $LEDGER_API_KEY"\n',
+    "20_show.exs": "# stage: post_start_deployed_release\n"
+    'IO.puts("elixir: #{System.get_env("LEDGER_GREETING")} / '
+    '#{System.get_env("LEDGER_SECRET")} / #{System.get_env("LEDGER_API_KEY")}")\n',
+}
+
+
+def _put_tasks(directory: Path) -> None:
+    tasks = directory / ".deliver/tasks"
+    tasks.mkdir(parents=True)
+    for name, text in TASKS.items():
+        (tasks / name).write_text(text)
+
+
 def _put_shared(node: FleetNode, name: str, text: str) -> None:
     """The node's <deploy path>/shared/<name>, owned by its user, as an operator puts it."""
     shared = node.root / "shared"
@@ -103,6 +121,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     fleet.start()
     try:
         directory = ledger_copy(root, _config(fleet))
+        _put_tasks(directory)
         tally = bare_tally(root)
         for version in (OLD, NEW):
             build_into_store(directory, load_config(directory), env=ledger_env(version, str(tally)))
@@ -167,6 +186,24 @@ def test_no_secret_and_no_cookie_is_in_the_event_log_or_the_events_database(
     assert stored, "the events database exists"
     for secret in (SECRET, cookie, *(api_key(n) for n in ledger.fleet.nodes)):
         assert secret not in log.stdout and secret.encode() not in stored
+
+
+def test_tasks_see_the_settings_and_their_output_keeps_no_secret(
+    ledger: Ledger, deployed: subprocess.CompletedProcess[str]
+) -> None:
+    """Shell and Elixir tasks on each node read the same values; their recorded output shows
+    the greeting and masks the deployer's secret and the node's file secret."""
+    assert deployed.returncode == 0, deployed.stderr
+    log = ledger.edeliver("log", "--json")
+    outputs = {
+        (e["node"], e["task"]): e["output"].strip()
+        for e in map(json.loads, log.stdout.splitlines())
+        if e["event"] == "TaskRan"
+    }
+    for name in ledger.fleet.names:
+        for task, lang in (("10_show", "shell"), ("20_show", "elixir")):
+            said = outputs[(name, task)]
+            assert said == f"{lang}: hello from {name} / [redacted] / [redacted]", said
 
 
 def test_a_secret_missing_from_the_deployer_s_environment_is_refused_before_any_node_changes(
