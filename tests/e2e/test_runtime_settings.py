@@ -74,16 +74,6 @@ def _put_tasks(directory: Path) -> None:
         (tasks / name).write_text(text)
 
 
-def _put_shared(node: FleetNode, name: str, text: str) -> None:
-    """The node's <deploy path>/shared/<name>, owned by its user, as an operator puts it."""
-    shared = node.root / "shared"
-    shared.mkdir(exist_ok=True)
-    (shared / name).write_text(text)
-    owner = node.root.stat()
-    for path in (shared, shared / name):
-        os.chown(path, owner.st_uid, owner.st_gid)
-
-
 @dataclass
 class Ledger:
     directory: Path
@@ -117,19 +107,17 @@ class Ledger:
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     """3 nodes, each with its API key in shared/; ledger 1.0.0 and 1.1.0 built in the store."""
     root = tmp_path_factory.mktemp("settings")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
+    with LocalFleet(root / "fleet", 3) as fleet:
         directory = ledger_copy(root, _config(fleet))
         _put_tasks(directory)
         tally = bare_tally(root)
         for version in (OLD, NEW):
             build_into_store(directory, load_config(directory), env=ledger_env(version, str(tally)))
-        for node in fleet.nodes:
-            _put_shared(node, "ledger_api_key", api_key(node) + "\n")
+        for node in fleet.nodes:  # as an operator puts it there, as the node's user
+            shared = f"{node.path}/shared"
+            put = f"mkdir -p {shared} && echo {api_key(node)} >{shared}/ledger_api_key"
+            assert ssh(fleet, node, put).returncode == 0
         yield Ledger(directory, fleet)
-    finally:
-        fleet.stop()
 
 
 @pytest.fixture(scope="module")

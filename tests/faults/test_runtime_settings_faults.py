@@ -43,9 +43,7 @@ nodes = ["node1", "node2", "node3"]
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """Three nodes, hello OLD and NEW in the store, every node running OLD with its key file."""
     root = tmp_path_factory.mktemp("settings-faults")
-    fleet = LocalFleet(root / "fleet", 3)
-    fleet.start()
-    try:
+    with LocalFleet(root / "fleet", 3) as fleet:
         directory = prepare_project(root, fleet, "all", "")
         with (directory / ".deliver/edeliver.toml").open("a") as config:
             config.write(ENVIRONMENTS)
@@ -60,8 +58,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         first = project.deploy("files", OLD)
         assert first.returncode == 0, first.stdout + first.stderr
         yield project
-    finally:
-        fleet.stop()
 
 
 def _on(fleet: LocalFleet, node: FleetNode, command: str) -> None:
