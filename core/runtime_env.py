@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edeliver.core.errors import ConfigError
-from edeliver.core.redaction import is_secret_name
 
 if TYPE_CHECKING:
     from edeliver.core.config import Config, EnvironmentConfig, NodeConfig
@@ -29,6 +28,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9_-]+@[A-Za-z0-9_.-]+$")
 # Set by Edeliver itself, one per node or one per environment: never through an env table.
 OWN_NAMES = {"RELEASE_COOKIE": 'cookie = { from_env = "..." } of the environment'}
+# Names whose plain value would be a secret in the config. Narrower than redaction's net (which
+# also hides every AWS_* value): AWS_REGION = "eu-west-1" is a plain setting.
+SECRET_LOOKING = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|_KEY$|COOKIE", re.IGNORECASE)
 HOW_SECRETS_GO = 'secrets never go in the config: use { from_env = "VAR" } or { from_file = "..." }'
 
 
@@ -69,18 +71,20 @@ def _setting(file: str, key: str, name: str, value: object, per_node: bool) -> S
         raise ConfigError(file, key, f"set by Edeliver; give it as {OWN_NAMES[name]}")
     if name == "RELEASE_NODE" and not per_node:
         raise ConfigError(file, key, "one per node: give it as nodes.<node>.node_name")
-    if isinstance(value, str):
-        return _plain(file, key, name, value)
+    if isinstance(value, bool):  # before int: TOML's true is a Python int too
+        return _plain(file, key, name, "true" if value else "false")
+    if isinstance(value, str | int):
+        return _plain(file, key, name, str(value))
     if isinstance(value, dict):
         return _secret(file, key, value)
     raise ConfigError(
-        file, key, f'expected a string, {{ from_env = "VAR" }} or {{ from_file = "path" }}, '
-        f"got {value!r}"
+        file, key, f'expected a string, an integer, a boolean, {{ from_env = "VAR" }} or '
+        f'{{ from_file = "path" }}, got {value!r}'
     )  # fmt: skip
 
 
 def _plain(file: str, key: str, name: str, value: str) -> str:
-    if is_secret_name(name):
+    if SECRET_LOOKING.search(name):
         raise ConfigError(file, key, f"{name} looks like a secret; {HOW_SECRETS_GO}")
     if "\0" in value:
         raise ConfigError(file, key, "a value cannot hold a NUL character")

@@ -66,6 +66,15 @@ def test_env_tables_keep_plain_values_and_name_secrets() -> None:
     assert config.nodes["web2"].release_node == "ledger@web2"
 
 
+def test_integers_and_booleans_are_written_as_toml_spells_them() -> None:
+    """PORT = 4000 and PHX_SERVER = true reach the node as "4000" and "true"; AWS_REGION is no
+    secret."""
+    text = NODES + '[environments.prod]\nnodes = ["web3"]\n[environments.prod.env]\n'
+    text += 'PORT = 4000\nPHX_SERVER = true\nAWS_REGION = "eu-west-1"\n'
+    env = dict(parse_config(text, FILE).environment("prod").env)
+    assert env == {"PORT": "4000", "PHX_SERVER": "true", "AWS_REGION": "eu-west-1"}
+
+
 def test_a_node_s_values_win_over_its_environment_s_and_secrets_are_filled_in() -> None:
     """web1's greeting is its own; DATABASE_URL comes from the deployer; the file stays named."""
     resolved = runtimes(parse_config(NODES + PROD, FILE), "prod", DEPLOYER)
@@ -114,8 +123,8 @@ def test_another_environment_s_missing_secret_does_not_matter() -> None:
         ('SECRET_KEY_BASE = "abc"', "env.SECRET_KEY_BASE: SECRET_KEY_BASE looks like a secret; "
          'secrets never go in the config: use { from_env = "VAR" } or { from_file = "..." }'),
         ('DB_PASSWORD = "hunter22"', "env.DB_PASSWORD: DB_PASSWORD looks like a secret"),
-        ("PORT = 4000", "env.PORT: expected a string, { from_env = \"VAR\" } or { from_file = "
-         '"path" }, got 4000'),
+        ("PORT = 4.5", "env.PORT: expected a string, an integer, a boolean, { from_env = "
+         '"VAR" } or { from_file = "path" }, got 4.5'),
         ('"bad-name" = "x"', "env.bad-name: expected an environment variable name (A-Z, 0-9, _)"),
         ('KEY = { from_env = "A", from_file = "b" }', "env.KEY: expected { from_env = \"VAR\" } "
          "or { from_file = \"path\" }"),
