@@ -58,6 +58,7 @@ from edeliver.core.errors import (
 )
 from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
+from edeliver.core.redaction import Redactor
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -258,6 +259,7 @@ class AsyncsshNodeShell:
         self.timeouts = shells.timeouts_of(node)
         self._claim: NodeClaim | None = None
         self._lock: NodeLock | None = None
+        self._hide: Redactor | None = None  # the node's file secrets, once read
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -277,6 +279,18 @@ class AsyncsshNodeShell:
             await self._shells.runtime_env.write(
                 self.script_output, self.node.path, self._claim.environment, self.name
             )
+            self._hide = None  # the files may have come since: read them again
+
+    async def _hidden(self, done: asyncssh.SSHCompletedProcess) -> CommandResult:
+        """A command's result with the node's file secrets masked, as the deployer's are."""
+        runtime, result = self._shells.runtime_env, command_result(done)
+        if runtime is None or self._claim is None:
+            return result
+        if self._hide is None:
+            self._hide = await runtime.hiding_file_secrets(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+        return CommandResult(result.status, self._hide(result.output))
 
     async def lock_holder(self) -> NodeLockHolder | None:
         said = await self.script_output(holder_script(self.node.path), "reading the node's lock")
@@ -384,13 +398,15 @@ class AsyncsshNodeShell:
             await self._wait_healthy(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        return command_result(await self.run_script(ns.task_script(self.node.path, env, script)))
+        return await self._hidden(
+            await self.run_script(ns.task_script(self.node.path, env, script))
+        )
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         layout = self._layout(artifact)
-        return command_result(
+        return await self._hidden(
             await self.run_script(ns.eval_script(layout, artifact.version, code, env))
         )
 

@@ -146,15 +146,18 @@ def test_each_node_runs_with_its_own_settings_and_the_environment_s_secrets(
 def test_the_env_file_and_the_cookie_are_private_and_the_cookie_is_one_per_environment(
     ledger: Ledger, deployed: subprocess.CompletedProcess[str]
 ) -> None:
-    """shared/.edeliver/env and cookie.prod are 0600 in a 0700 dir; every node keeps one cookie."""
+    """shared/.edeliver/env and cookie are 0600 in a 0700 dir; every node keeps the same cookie,
+    which its releases' COOKIE files hold too."""
     assert deployed.returncode == 0, deployed.stderr
     cookies = set()
     for node in ledger.fleet.nodes:
         private = node.root / "shared/.edeliver"
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
-        for name in ("env", "cookie.prod"):
+        for name in ("env", "cookie"):
             assert stat.S_IMODE((private / name).stat().st_mode) == 0o600, name
-        cookies.add((private / "cookie.prod").read_text().strip())
+        cookies.add((private / "cookie").read_text().strip())
+        release_cookie = node.root / f"releases/{OLD}/releases/COOKIE"
+        assert release_cookie.read_text() == (private / "cookie").read_text()
         assert SECRET in (private / "env").read_text()
         assert api_key(node) not in (private / "env").read_text()  # read on the node, when sourced
     assert len(cookies) == 1 and len(cookies.pop()) == 64
@@ -165,7 +168,7 @@ def test_no_secret_and_no_cookie_is_in_the_event_log_or_the_events_database(
 ) -> None:
     """`edeliver log --json` and every byte of .deliver/events.db* hold none of them."""
     assert deployed.returncode == 0, deployed.stderr
-    cookie = (ledger.fleet.nodes[0].root / "shared/.edeliver/cookie.prod").read_text().strip()
+    cookie = (ledger.fleet.nodes[0].root / "shared/.edeliver/cookie").read_text().strip()
     log = ledger.edeliver("log", "--json")
     assert log.returncode == 0, log.stderr
     events = [json.loads(line) for line in log.stdout.splitlines()]

@@ -215,7 +215,7 @@ def test_the_env_file_quotes_values_and_reads_file_secrets_on_the_node() -> None
 def test_the_write_script_feeds_values_on_stdin_and_checks_file_secrets_first() -> None:
     """Every value is inside one quoted here-document; the file check comes before any write."""
     runtime = NodeRuntime((("DATABASE_URL", "ecto://pw-1234"),), (("SKB", "skb"),), None)
-    script = write_script("/opt/ledger", "prod", runtime, "c00kie")
+    script = write_script("/opt/ledger", runtime, "c00kie")
     lines = script.splitlines()
     value_line = next(i for i, line in enumerate(lines) if "pw-1234" in line)
     opening = max(i for i, line in enumerate(lines[:value_line]) if "<<'EDELIVER_END_" in line)
