@@ -3,13 +3,18 @@ node's env file says; each kind of bad input one precise error."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from edeliver.adapters.fakes import SimulatedCrash
 from edeliver.adapters.runtime_env_files import env_file_text, write_script
 from edeliver.cli.composition import deployer_secrets
 from edeliver.core.config import parse_config
 from edeliver.core.errors import ConfigError
 from edeliver.core.runtime_env import FromEnv, FromFile, NodeRuntime, runtimes, secret_variables
+from tests.support.simulation import Simulation, config_text
 
 FILE = ".deliver/edeliver.toml"
 NODES = """
@@ -222,3 +227,29 @@ def test_the_write_script_feeds_values_on_stdin_and_checks_file_secrets_first() 
     assert lines[opening].startswith('cat >"$D/env.new"')
     assert script.index('[ -r "$P/shared/"skb ]') < script.index("cat >")
     assert "umask 077" in script and repr(runtime) == "NodeRuntime(DATABASE_URL, SKB)"
+
+
+def _with_secret(sim: Simulation) -> Simulation:
+    """The simulation's prod environment with a secret from the deployer's environment."""
+    text = config_text(3) + '\n[environments.prod.env]\nDB = { from_env = "PROD_DB" }\n'
+    return replace(sim, config=parse_config(text, "edeliver.toml"))
+
+
+def test_a_deploy_missing_a_secret_is_refused_before_any_lock_or_node(tmp_path: Path) -> None:
+    """No deployment recorded, no step taken on any node, the key and the variable named."""
+    sim = _with_secret(Simulation.create(tmp_path, 3))
+    with pytest.raises(ConfigError, match=r"environments\.prod\.env\.DB: PROD_DB is not set"):
+        sim.deploy("1.0.0")
+    assert sim.trace == [] and sim.deployments().history() == []
+
+
+def test_a_resume_missing_a_secret_is_refused_before_any_node(tmp_path: Path) -> None:
+    """An interrupted deployment stays unfinished and untouched until the variable is back."""
+    sim = Simulation.create(tmp_path, 3)
+    with pytest.raises(SimulatedCrash):
+        sim.deploy("1.0.0", crash_after=8)
+    steps = len(sim.trace)
+    sim = _with_secret(sim)
+    with pytest.raises(ConfigError, match="PROD_DB is not set"):
+        sim.resume()
+    assert len(sim.trace) == steps and len(sim.deployments().unfinished()) == 1
