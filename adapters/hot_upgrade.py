@@ -87,6 +87,7 @@ class HotUpgradeNodeShell:
             await self.full.check_upload(upload, await self._package_of(artifact, route))
         script = hs.unpack_script(layout, artifact.version, upload)
         await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
+        await self.full.write_runtime_env()
 
     async def activate(self, artifact: Artifact) -> None:
         if not (await self._route_for(artifact)).hot:

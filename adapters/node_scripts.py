@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from edeliver.adapters.archive_check import LISTING
 from edeliver.adapters.node_lock import generation_guard
+from edeliver.adapters.runtime_env_files import SOURCE_RUNTIME_ENV
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -193,7 +194,8 @@ class Layout:
         return (
             "set -u\n"
             f"P={q(self.path)}\nAPP={q(self.app)}\n"
-            'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
+            + SOURCE_RUNTIME_ENV
+            + 'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
             'PHYS=$(cd "$P" 2>/dev/null && pwd -P) || PHYS=\n'
             # A complete release of version $1: renamed into place with its boot files.
             'complete() { [ -d "$R/$1/bin" ] && [ -d "$R/$1/releases/$1" ]; }\n'
@@ -700,11 +702,13 @@ def _exports(env: Mapping[str, str]) -> str:
 
 
 def task_script(path: str, env: Mapping[str, str], script: str) -> str:
-    """Run a task's script from the deploy path (made if missing) with its interpreter, its
-    environment exported and stderr merged into stdout, so its output reads in order."""
+    """Run a task's script from the deploy path (made if missing) with its interpreter, the
+    app's runtime settings and its environment exported, and stderr merged into stdout, so
+    its output reads in order."""
     argv = " ".join(q(arg) for arg in interpreter(script))
     return (
-        f"mkdir -p {q(path)} && cd {q(path)} || exit 97\n{_exports(env)}"
+        f"mkdir -p {q(path)} && cd {q(path)} || exit 97\nP={q(path)}\n{SOURCE_RUNTIME_ENV}"
+        f"{_exports(env)}"
         f"exec {argv} -c {q(script)} edeliver-task 2>&1\n"
     )
 

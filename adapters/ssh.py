@@ -29,6 +29,7 @@ from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.archive_check import listing_problems, refusal
 from edeliver.adapters.node_lock import NodeLock, holder_script, parse_holder
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
 from edeliver.adapters.sftp_upload import local_problems, send_file
 from edeliver.adapters.ssh_config import (
     DEFAULT_KNOWN_HOSTS,
@@ -57,6 +58,7 @@ from edeliver.core.errors import (
 )
 from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
+from edeliver.core.redaction import Redactor
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -108,6 +110,7 @@ class AsyncsshNodeShells:
         progress: Progress | None = None,
         delivery: Delivery | None = None,
         node_timeouts: Mapping[str, NodeTimeouts] | None = None,
+        runtime_env: RuntimeEnvFiles | None = None,
     ) -> None:
         if keep_releases < 1:
             raise ValueError("keep_releases must be at least 1")
@@ -120,6 +123,7 @@ class AsyncsshNodeShells:
         self._jumps = JumpPool()
         self.delivery: Delivery = delivery or FromLocation()
         self.node_timeouts = dict(node_timeouts or {})
+        self.runtime_env = runtime_env  # None: the nodes get no runtime settings from us
         self._archive_checks: dict[tuple[str, str], list[str]] = {}
         self._checking = asyncio.Lock()
 
@@ -255,6 +259,7 @@ class AsyncsshNodeShell:
         self.timeouts = shells.timeouts_of(node)
         self._claim: NodeClaim | None = None
         self._lock: NodeLock | None = None
+        self._hide: Redactor | None = None  # the node's file secrets, once read
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -263,6 +268,29 @@ class AsyncsshNodeShell:
             return
         self._claim = claim
         await self._take_lock()
+        if self._shells.runtime_env is not None:
+            await self._shells.runtime_env.learn_cookie(
+                self.script_output, self.node.path, claim.environment, self.name
+            )
+
+    async def write_runtime_env(self) -> None:
+        """Write the app's runtime settings of the claiming deployment's environment."""
+        if self._shells.runtime_env is not None and self._claim is not None:
+            await self._shells.runtime_env.write(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+            self._hide = None  # the files may have come since: read them again
+
+    async def _hidden(self, done: asyncssh.SSHCompletedProcess) -> CommandResult:
+        """A command's result with the node's file secrets masked, as the deployer's are."""
+        runtime, result = self._shells.runtime_env, command_result(done)
+        if runtime is None or self._claim is None:
+            return result
+        if self._hide is None:
+            self._hide = await runtime.hiding_file_secrets(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+        return CommandResult(result.status, self._hide(result.output))
 
     async def lock_holder(self) -> NodeLockHolder | None:
         said = await self.script_output(holder_script(self.node.path), "reading the node's lock")
@@ -306,14 +334,15 @@ class AsyncsshNodeShell:
         layout = self._layout(artifact)
         said = await self.script_output(ns.install_state_script(layout, artifact.version))
         state, _, listing = said.partition("\n")
-        if state == "installed":
-            return
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
-        await self.script_output(
-            ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
-        )
+        if state != "installed":
+            await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
+            await self.script_output(
+                ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
+            )
+        # After the unpack, so that the new release's COOKIE is the environment's too.
+        await self.write_runtime_env()
 
     async def activate(self, artifact: Artifact) -> None:
         layout, v = self._layout(artifact), artifact.version
@@ -369,13 +398,15 @@ class AsyncsshNodeShell:
             await self._wait_healthy(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        return command_result(await self.run_script(ns.task_script(self.node.path, env, script)))
+        return await self._hidden(
+            await self.run_script(ns.task_script(self.node.path, env, script))
+        )
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         layout = self._layout(artifact)
-        return command_result(
+        return await self._hidden(
             await self.run_script(ns.eval_script(layout, artifact.version, code, env))
         )
 

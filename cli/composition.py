@@ -21,6 +21,7 @@ from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
 from edeliver.adapters.remote_build import SshBuildHost
+from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
 from edeliver.adapters.ssh_config import config_files, resolved_addresses
@@ -35,6 +36,7 @@ from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services
+from edeliver.core.runtime_env import secret_variables
 from edeliver.core.task_runs import LoadedTask
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
@@ -197,14 +199,16 @@ def with_tasks(
     host keys against the same known_hosts file as every other connection."""
     services.tasks, services.local = tasks, LocalCommandHost(project)
     services.task_env = ssh_task_env(project, config)
-    services.redact = deployer_secrets().including(services.task_env)
+    services.redact = deployer_secrets(config).including(services.task_env)
     return services
 
 
-def deployer_secrets() -> Redactor:
+def deployer_secrets(config: Config | None = None) -> Redactor:
     """What output kept in events or printed must not show: the secrets of this environment,
-    which local tasks inherit and node tasks may be handed."""
-    return Redactor.of_environment(os.environ)
+    which local tasks inherit and node tasks may be handed, and the values of the variables
+    the config names as secrets (`from_env`, the cookies', `redact`)."""
+    named = secret_variables(config) if config is not None else set()
+    return Redactor.of_environment(os.environ, also=named)
 
 
 def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
@@ -246,6 +250,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         keep_releases=_keep_releases(config),
         delivery=delivery(config, store),
         node_timeouts=node_timeouts(config),
+        runtime_env=RuntimeEnvFiles(config, os.environ),
     )
     return Services(
         deployments=open_deployments(project),
@@ -255,9 +260,10 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         user=who(),
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
-        redact=deployer_secrets(),
+        redact=deployer_secrets(config),
         patience=patience,
         warn=_to_stderr,
+        deployer_env=dict(os.environ),
     )
 
 

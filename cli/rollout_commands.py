@@ -250,7 +250,8 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         legacy |= ssh_task_env(project, config) if legacy else {}
         # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
         build_env = {"MIX_ENV": config.build.mix_env, **(env or {}), **legacy}
-        await run_build_stage(tasks, stage, app, host, here, build_env, _say, deployer_secrets())
+        hide = deployer_secrets(config)
+        await run_build_stage(tasks, stage, app, host, here, build_env, _say, hide)
 
     store = release_store(project, config)
     built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()

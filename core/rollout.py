@@ -32,6 +32,7 @@ from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
+from edeliver.core.runtime_env import runtimes
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask
@@ -64,6 +65,8 @@ class Services:
     patience: Patience | None = None
     # Where the journal says that the store is failing and being retried (stderr in the CLI).
     warn: Warn | None = None
+    # The deployer's environment, where the config's `from_env` secrets are taken from.
+    deployer_env: Mapping[str, str] = field(default_factory=dict)
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
@@ -82,6 +85,7 @@ async def deploy(
     """Roll `version` (default: the newest in the store) out to `environment`, running the
     tasks `selection` picks at their stages."""
     env = config.environment(environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = _app_of(config)
     artifact = await _artifact(services.store, app, version)
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
@@ -102,6 +106,7 @@ async def resume(
     be running it, or `force`)."""
     deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     try:
