@@ -14,14 +14,14 @@ from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.container_build import ContainerBuilder
 from edeliver.adapters.event_store import open_deployments, store_patience
+from edeliver.adapters.extras import extra_needed
 from edeliver.adapters.git_source import version_facts
 from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
 from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
-from edeliver.adapters.remote_build import SshBuildHost
-from edeliver.adapters.s3_store import S3ReleaseStore
+from edeliver.adapters.remote_build import DirectStore, SshBuildHost
 from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
 from edeliver.adapters.ssh_config import config_files, resolved_addresses
 from edeliver.adapters.ssh_store import SshReleaseStore
@@ -68,6 +68,8 @@ def release_store(project: Path, config: Config) -> Store:
     settings = config.store
     cache = project / STORE_CACHE
     if settings.kind == "s3":
+        with extra_needed("s3", f"{config.file}: store.url: an S3 store"):
+            from edeliver.adapters.s3_store import S3ReleaseStore
         bucket, _, prefix = settings.url.removeprefix("s3://").partition("/")
         return S3ReleaseStore(
             bucket, prefix, cache,
@@ -111,7 +113,7 @@ def builder(
         shells = AsyncsshNodeShells(
             known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
         )
-        direct = store if isinstance(store, S3ReleaseStore) else None
+        direct = cast(DirectStore, store) if config.store.kind == "s3" else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
             direct=direct, at_stage=at_stage, target=target,
