@@ -19,7 +19,6 @@ from rich.table import Table
 
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.redaction import Redactor
-from edeliver.core.strategy import batches
 
 if TYPE_CHECKING:
     from edeliver.core.deployment import Deployment
@@ -153,6 +152,8 @@ def plan_lines(
     addresses: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
+    from edeliver.core.strategy import batches
+
     shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
     policy = environment.policy
     lines = [

@@ -28,7 +28,6 @@ from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
-from edeliver.core.strategy import batches
 
 if TYPE_CHECKING:
     from edeliver.adapters.remote_build import DirectStore
@@ -60,6 +59,7 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
     Example: edeliver plan production
     """
     from edeliver.cli.composition import node_addresses
+    from edeliver.core.strategy import batches
 
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
