@@ -19,17 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.one_node_project import one_node_project
+
 EDELIVER = Path(sys.executable).with_name("edeliver")
 COMMANDS = (["--help"], ["--version"], ["plan", "prod"])
-CONFIG = """
-[nodes.web1]
-host = "10.0.0.11"
-user = "deploy"
-path = "/opt/hello"
-
-[environments.prod]
-nodes = ["web1"]
-"""
 
 
 def timed(argv: list[str], project: Path) -> tuple[float, float]:
@@ -61,9 +56,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=0, help="show the N slowest imports")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp)
-        (project / ".deliver").mkdir()
-        (project / ".deliver" / "edeliver.toml").write_text(CONFIG)
+        project = one_node_project(Path(tmp))
         print(f"edeliver startup, median of {options.runs} runs (load {os.getloadavg()[0]:.1f})")
         for argv in COMMANDS:
             timed(argv, project)  # warm-up: bytecode compiled, files in the page cache

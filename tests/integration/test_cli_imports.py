@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-IO_LIBRARIES = ("asyncio", "asyncssh", "eventsourcing", "boto3", "botocore", "psycopg")
-CONFIG = """
-[nodes.web1]
-host = "10.0.0.11"
-user = "deploy"
-path = "/opt/hello"
+from tests.support.one_node_project import one_node_project
 
-[environments.prod]
-nodes = ["web1"]
-"""
+IO_LIBRARIES = ("asyncio", "asyncssh", "eventsourcing", "boto3", "botocore", "psycopg")
 
 
 def imported_by(tmp_path: Path, *argv: str) -> set[str]:
@@ -48,9 +41,7 @@ def imported_by(tmp_path: Path, *argv: str) -> set[str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project with a one-node environment and a local store."""
-    (tmp_path / ".deliver").mkdir()
-    (tmp_path / ".deliver" / "edeliver.toml").write_text(CONFIG)
-    return tmp_path
+    return one_node_project(tmp_path)
 
 
 @pytest.mark.parametrize("flag", ["--help", "--version"])

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.one_node_project import one_node_project
+
 SOURCE = Path(__file__).resolve().parents[2]
 PACKAGE_PARTS = ("pyproject.toml", "README.md", "__init__.py", "core", "adapters", "cli")
 # Makes the extras' imports fail the way a missing package does.
@@ -35,15 +37,6 @@ class _NotInstalled:
         return None
 
 sys.meta_path.insert(0, _NotInstalled())
-"""
-TINY_CONFIG = """
-[nodes.web1]
-host = "10.0.0.11"
-user = "deploy"
-path = "/opt/hello"
-
-[environments.prod]
-nodes = ["web1"]
 """
 
 
@@ -126,9 +119,7 @@ def _site_packages(venv: Path) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project directory with a one-node configuration."""
-    (tmp_path / ".deliver").mkdir()
-    (tmp_path / ".deliver" / "edeliver.toml").write_text(TINY_CONFIG)
-    return tmp_path
+    return one_node_project(tmp_path)
 
 
 def test_the_wheel_holds_every_package_and_the_elixir_scripts(installed: Installed) -> None:
@@ -186,8 +177,7 @@ def test_an_s3_store_without_the_s3_extra_is_one_line_naming_the_extra(
     installed: Installed, project: Path
 ) -> None:
     """`store.url = s3://…` without boto3: exit 2 and one line saying what to pip install."""
-    config = project / ".deliver" / "edeliver.toml"
-    config.write_text('[store]\nurl = "s3://releases/hello"\n' + TINY_CONFIG)
+    one_node_project(project, before='[store]\nurl = "s3://releases/hello"\n')
     done = installed.edeliver("releases", cwd=project, extras=False)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
