@@ -1,8 +1,12 @@
-"""What every command shares: the typer app, the Runtime it runs against, error mapping."""
+"""What every command shares: the typer app, the Runtime it runs against, error mapping.
+
+The command modules import only this, typer, rich and the pure parts of the core at the top:
+`edeliver --help` must not pay for asyncssh, eventsourcing, boto3 or psycopg. What a command
+uses of the adapters (and of the core's event-sourced parts) it imports when it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -10,9 +14,8 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,19 +24,43 @@ from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import real_services
 from edeliver.core.config import Config
 from edeliver.core.errors import EdeliverError, UsageError
-from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShells
-from edeliver.core.rollout import Services
-from edeliver.core.service import Deployments
+
+if TYPE_CHECKING:
+    from edeliver.core.orchestrator import Listener
+    from edeliver.core.ports import NodeShells
+    from edeliver.core.rollout import Services
+    from edeliver.core.service import Deployments
 
 P = ParamSpec("P")
 _PIPE_WIDTH = 250
 R = TypeVar("R")
+
+
+# The Runtime's real factories, each importing its adapter when a command first calls it.
+def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
+    from edeliver.cli.composition import real_services
+
+    return real_services(project, config, listener)
+
+
+def open_deployments(project: Path) -> Deployments:
+    from edeliver.adapters.event_store import open_deployments
+
+    return open_deployments(project)
+
+
+def load_config(project: Path) -> Config:
+    from edeliver.adapters.config_file import load_config
+
+    return load_config(project)
+
+
+def nothing_recorded(project: Path) -> bool:
+    from edeliver.adapters.event_store import nothing_recorded
+
+    return nothing_recorded(project)
 
 
 @dataclass
@@ -178,6 +205,8 @@ def _one_line(error: ClickException) -> str:
 
 def _print_version(asked: bool) -> None:
     if asked:
+        from importlib.metadata import version
+
         typer.echo(f"edeliver {version('edeliver')}")
         raise typer.Exit()
 
@@ -260,10 +289,14 @@ def run(coroutine: Coroutine[Any, Any, R]) -> R:
     """Run a command's coroutine; SIGTERM (a CI job cancelled, `systemctl stop`, `kill`) stops
     it the way Ctrl-C does, so that a deployment records its interruption and can be resumed at
     once instead of looking like a deployer that may still be running."""
+    import asyncio
+
     return asyncio.run(_stopped_by_sigterm(coroutine))
 
 
 async def _stopped_by_sigterm(coroutine: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     loop, main = asyncio.get_running_loop(), asyncio.current_task()
     assert main is not None
     if threading.current_thread() is not threading.main_thread():

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
@@ -23,13 +23,13 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import who
 from edeliver.core.config import EnvironmentConfig
-from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DamagedHistory, NotFoundError
-from edeliver.core.liveness import refuse_abandoning_while_held
-from edeliver.core.service import Deployments
-from edeliver.core.stored_history import StoredEntry, damage_of
+
+if TYPE_CHECKING:
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.service import Deployments
+    from edeliver.core.stored_history import StoredEntry
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -44,6 +44,8 @@ def abandon(
 
     Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
     """
+    from edeliver.cli.composition import who
+
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
@@ -72,6 +74,8 @@ def _refuse_while_its_deployer_holds_nodes(
     """Ask the deployment's nodes whether its deployer still holds them (DESIGN §5); the
     environment's step timeout (the default if the configuration no longer has it) bounds how
     long a live deployer stays silent, for when no node answers."""
+    from edeliver.core.liveness import refuse_abandoning_while_held
+
     config = runtime.load_config(runtime.project)
     env = config.environments.get(deployment.environment)
     timeout = env.step_timeout if env else EnvironmentConfig.step_timeout
@@ -91,6 +95,8 @@ def log(
 
     Example: edeliver log --follow
     """
+    from edeliver.core.stored_history import damage_of
+
     runtime = runtime_of(ctx)
     deployments = runtime.recorded_deployments()
     if deployments is None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edeliver.adapters.ssh import fetch_host_key, pin_host_key
 from edeliver.cli.app import (
     AUDIT,
     SET_UP,
@@ -21,10 +19,11 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import node_addresses, ssh_config_files
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
-from edeliver.core.ports import NodeShells
+
+if TYPE_CHECKING:
+    from edeliver.core.ports import NodeShells
 
 nodes_app = typer.Typer(
     help="Manage the nodes' SSH host keys.\n\nExample: edeliver nodes trust production",
@@ -40,6 +39,8 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
 
     Example: edeliver status production
     """
+    from edeliver.cli.composition import node_addresses
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     config.environment(environment)
@@ -66,6 +67,8 @@ def probing_shells(runtime: Runtime, config: Config) -> NodeShells:
 async def probe_all(
     shells: NodeShells, nodes: tuple[NodeConfig, ...], addresses: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
+    import asyncio
+
     return list(await asyncio.gather(*(_probe(shells, n, addresses or {}) for n in nodes)))
 
 
@@ -105,6 +108,9 @@ def trust(
 
     Example: edeliver nodes trust production --yes
     """
+    from edeliver.adapters.ssh import fetch_host_key, pin_host_key
+    from edeliver.cli.composition import ssh_config_files
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens

@@ -10,20 +10,19 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from edeliver.cli.composition import deployer_secrets
 from edeliver.core.config import Config, EnvironmentConfig
-from edeliver.core.deployment import Deployment
 from edeliver.core.redaction import Redactor
-from edeliver.core.service import DeploymentSummary
-from edeliver.core.strategy import batches
-from edeliver.core.task_runs import status_lines
+
+if TYPE_CHECKING:
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.service import DeploymentSummary
 
 _STATE_STYLE = {
     "updated": "green",
@@ -58,6 +57,8 @@ def event_record(domain_event: Any) -> dict[str, Any]:
 
 @functools.cache
 def _printing_redactor() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
+
     return deployer_secrets()
 
 
@@ -151,6 +152,8 @@ def plan_lines(
     addresses: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
+    from edeliver.core.strategy import batches
+
     shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
     policy = environment.policy
     lines = [
@@ -173,6 +176,8 @@ class Progress:
         self.live: Live | None = None
 
     def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        from edeliver.core.task_runs import status_lines
+
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":
                 for line in status_lines(domain_event.output):

@@ -6,13 +6,11 @@ import json
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import (
     BUILD,
@@ -25,26 +23,17 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import (
-    build_host,
-    builder,
-    deployer_secrets,
-    node_addresses,
-    project_tasks,
-    release_store,
-    ssh_task_env,
-    who,
-    with_tasks,
-)
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
-from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
-from edeliver.core.rollout import Services, deploy, resume
-from edeliver.core.strategy import batches
-from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
+
+if TYPE_CHECKING:
+    from edeliver.adapters.remote_build import DirectStore
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.rollout import Services
+    from edeliver.core.task_runs import LoadedTask
 
 STEPS = {
     "release": [
@@ -69,6 +58,9 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
 
     Example: edeliver plan production
     """
+    from edeliver.cli.composition import node_addresses
+    from edeliver.core.strategy import batches
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     env = config.environment(environment)
@@ -125,6 +117,9 @@ def deploy_with_tasks(
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
     the tasks are loaded once, before anything connects to a node."""
+    from edeliver.cli.composition import project_tasks
+    from edeliver.core.rollout import deploy
+
     tasks = project_tasks(runtime.project)
     chosen = selection_of(*tags, [t.spec for t in tasks])
     _rollout(
@@ -146,6 +141,8 @@ def resume_command(
 
     Example: edeliver resume 3f2a9c1e
     """
+    from edeliver.core.rollout import resume
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
@@ -159,6 +156,8 @@ def _rollout(
     tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
+    from edeliver.core.deployment import SUCCEEDED
+
     deployment = rollout_and_report(runtime, config, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
         raise typer.Exit(1)
@@ -171,6 +170,8 @@ def rollout_and_report(
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
+    from edeliver.cli.composition import project_tasks, with_tasks
+
     console = runtime.out()
     tasks = project_tasks(runtime.project) if tasks is None else tasks
     progress = None if as_json else render.Progress(console)
@@ -239,6 +240,18 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    from edeliver.adapters.local_commands import LocalCommandHost
+    from edeliver.cli.composition import (
+        build_host,
+        builder,
+        deployer_secrets,
+        project_tasks,
+        release_store,
+        ssh_task_env,
+        who,
+    )
+    from edeliver.core.task_runs import legacy_build_env, run_build_stage
+
     tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
     remote = build_host(config)
 
@@ -258,7 +271,7 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     now = SystemClock().now().isoformat(timespec="seconds")
     artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
     if built.tarball is None:  # a build host put it into the store itself
-        return cast(DirectStore, store).record(artifact, extra)
+        return cast("DirectStore", store).record(artifact, extra)
     return store.put(built.tarball, artifact, extra)
 
 
@@ -284,6 +297,8 @@ def rollback(
 
     Example: edeliver rollback production --to 1.2.2
     """
+    from edeliver.core.rollout import deploy
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     config.environment(environment)
@@ -293,6 +308,8 @@ def rollback(
 
 def _previous_release(runtime: Runtime, environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
+    from edeliver.core.deployment import SUCCEEDED
+
     deployments = runtime.deployments(runtime.project)
     try:
         versions = [

@@ -6,21 +6,22 @@ import dataclasses
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.mix_build import BUILD_DIR
-from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.config import Config
 from edeliver.core.errors import NodeUnreachable, NotFoundError, NotUniformError, UsageError
 from edeliver.core.model import Artifact
+
+if TYPE_CHECKING:
+    from edeliver.adapters.upgrade_build import UpgradeBuilt
+    from edeliver.cli.composition import Store
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -87,6 +88,10 @@ def build_upgrade_command(
     as_json: bool,
 ) -> None:
     """`edeliver build upgrade`: the package from the running (or given) version to the new one."""
+    from edeliver.adapters.mix_build import BUILD_DIR
+    from edeliver.adapters.upgrade_build import build_upgrade
+    from edeliver.cli.composition import release_store
+
     app_name = _app(config)
     store = release_store(runtime.project, config)
     old_version = from_version or _running_version(runtime, config, environment)
@@ -169,6 +174,8 @@ def _only_upgrade_environment(config: Config) -> str:
 
 
 def _provenance() -> dict[str, str]:
+    from edeliver.cli.composition import who
+
     return {"built_at": SystemClock().now().isoformat(timespec="seconds"), "built_by": who()}
 
 
