@@ -719,6 +719,20 @@ def eval_script(layout: Layout, version: str, code: str, env: Mapping[str, str])
     )
 
 
+RELEASE_COMMANDS = ("eval", "rpc")
+
+
+def release_command_script(layout: Layout, command: str, code: str) -> str:
+    """`bin/<app> eval` (a new VM with the release's code) or `rpc` (in the running VM) of
+    `code`, from the release current points to; stderr after stdout."""
+    if command not in RELEASE_COMMANDS:
+        raise ValueError(f"not a release command: {command!r}")
+    return layout.prelude() + (
+        '[ -d "$P/current/bin" ] || { echo "no release is current under $P"; exit 98; }\n'
+        f'cd "$P/current" || exit 97\nexec bin/"$APP" {command} {q(code)} 2>&1\n'
+    )
+
+
 def log_tail_script(layout: Layout, lines: int = 30) -> str:
     """The end of the newest `erlang.log.*` of the release current points to."""
     return layout.prelude() + (

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import real_services
+from edeliver.cli.composition import OpenNodeControl, node_controls, real_services
 from edeliver.core.config import Config
 from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.orchestrator import Listener
@@ -46,6 +46,7 @@ class Runtime:
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    controls: Callable[[Path, Config], OpenNodeControl] = node_controls
 
     def recorded_deployments(self) -> Deployments | None:
         """The deployments for a command that only reads them; None when nothing was ever
@@ -79,11 +80,13 @@ def output_width() -> int | None:
 
 
 # `edeliver --help` groups commands by workflow, in the order people use them.
-SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
+AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
     *("init", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
     *("status", "log", "history", "abandon"),
     "demo",
 )

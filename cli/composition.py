@@ -6,7 +6,7 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -20,6 +20,7 @@ from edeliver.adapters.legacy_config import legacy_hook_tasks
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.adapters.local_store import LocalDirectoryStore
 from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
+from edeliver.adapters.node_control import AsyncsshNodeControl, open_control
 from edeliver.adapters.remote_build import SshBuildHost
 from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
@@ -32,7 +33,7 @@ from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.ports import Clock, NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services
 from edeliver.core.task_runs import LoadedTask
@@ -234,19 +235,41 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
     return _NoHotUpgrades(config)
 
 
-def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
-    """Services on SSH, the configured store, the configured event store and the wall clock."""
-    patience = store_patience(os.environ)
-    known_hosts = known_hosts_file(project, config)
-    store = release_store(project, config)
-    shells = AsyncsshNodeShells(
-        known_hosts=known_hosts,
+def node_shells(
+    project: Path, config: Config, deliver: Delivery | None = None
+) -> AsyncsshNodeShells:
+    """Connections to the configured nodes: known hosts, ssh config, the release's commands and
+    each node's limits; `deliver`: how releases reach them (for deployments)."""
+    return AsyncsshNodeShells(
+        known_hosts=known_hosts_file(project, config),
         ssh_config=ssh_config_files(project, config),
         commands=release_commands(config),
         keep_releases=_keep_releases(config),
-        delivery=delivery(config, store),
+        delivery=deliver,
         node_timeouts=node_timeouts(config),
     )
+
+
+OpenNodeControl = Callable[[NodeConfig], Awaitable[AsyncsshNodeControl]]
+
+
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    """Opens a connection that operates the app's release on a node (start, stop, eval...)."""
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    shells, app = node_shells(project, config), config.app
+    return lambda node: open_control(shells, node, app)
+
+
+def wall_clock() -> Clock:
+    return SystemClock()
+
+
+def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
+    """Services on SSH, the configured store, the configured event store and the wall clock."""
+    patience = store_patience(os.environ)
+    store = release_store(project, config)
+    shells = node_shells(project, config, delivery(config, store))
     return Services(
         deployments=open_deployments(project),
         shells=shells,

@@ -18,6 +18,7 @@ from edeliver.cli import (
     demo,
     init_command,
     node_commands,
+    operation_commands,
     rollout_commands,
     store_commands,
     task_commands,
@@ -32,6 +33,7 @@ _COMMANDS = (
     demo,
     init_command,
     node_commands,
+    operation_commands,
     rollout_commands,
     store_commands,
     task_commands,
@@ -48,14 +50,15 @@ _SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
     ("show", "migrations"): None,
     ("migrations",): None,
     ("migrate",): None,
-    ("start",): None,
-    ("stop",): None,
-    ("restart",): None,
-    ("ping",): None,
-    ("version",): None,
+    ("start",): ("start", True),
+    ("stop",): ("stop", True),
+    ("restart",): ("restart", True),
+    ("ping",): ("ping", True),
+    ("version",): ("ping", True),  # 2.0's ping answers with each node's running version
 }
 _GLOBAL_WITH_VALUE = ("-C", "--project")
-_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only")  # of deploy and upgrade
+# of deploy and upgrade, and of the operations
+_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only", "--node", "--label", "--lines")
 _DEFAULT_1X_ENVIRONMENT = "staging"
 
 
@@ -87,6 +90,8 @@ def from_1x(argv: Sequence[str]) -> Spelling:
         if takes_environment:
             rest = _with_environment([w for w in rest if w != "to"])
         new = [command, *rest]
+        if new == words:  # spelt the same in 2.0
+            return Spelling(list(argv))
         return Spelling(
             [*head, *new], hint=f"edeliver 1.x spelling; in 2.0: edeliver {' '.join(new)}"
         )

@@ -20,6 +20,7 @@ from rich.table import Table
 from edeliver.cli.composition import deployer_secrets
 from edeliver.core.config import Config, EnvironmentConfig
 from edeliver.core.deployment import Deployment
+from edeliver.core.operations import OperationSummary
 from edeliver.core.redaction import Redactor
 from edeliver.core.service import DeploymentSummary
 from edeliver.core.strategy import batches
@@ -127,21 +128,29 @@ def first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
-    table = Table(title="deployments")
-    for column in ("id", "environment", "version", "who", "started", "outcome", "ended"):
+def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
+    """Deployments and operations (restart, stop...) in one table, in the order they started."""
+    table = Table(title="deployments and operations")
+    for column in ("id", "environment", "what", "who", "started", "outcome", "ended"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row.id[:8],
             row.environment,
-            row.version,
+            _what(row),
             row.started_by,
             row.started_at,
             row.outcome or "[yellow]unfinished[/]",
             row.ended_at or "",
         )
     return table
+
+
+def _what(row: DeploymentSummary | OperationSummary) -> str:
+    """A deployment's version; an operation's action and, for part of an environment, nodes."""
+    if isinstance(row, DeploymentSummary):
+        return row.version
+    return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
 
 
 def plan_lines(

@@ -117,6 +117,31 @@ class NodeShell(CommandHost, Protocol):
     async def close(self) -> None: ...
 
 
+class NodeControl(Protocol):
+    """The release a node runs, operated outside a deployment (start, stop, restart); each
+    step returns what it did, in a few words, or raises NodeError."""
+
+    name: str
+
+    async def hold(self, claim: NodeClaim) -> None:
+        """As `NodeShell.hold`: the node's lock until `close`."""
+        ...
+
+    async def start_release(self) -> str:
+        """Start the release `current` points to unless it runs; wait until it is healthy."""
+        ...
+
+    async def stop_release(self) -> str:
+        """Stop the release's VM, if one runs."""
+        ...
+
+    async def restart_release(self) -> str:
+        """Stop the release's VM and start `current` again; wait until it is healthy."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class NodeShells(Protocol):
     """Opens a NodeShell per node; connection errors are raised as NodeUnreachable."""
 

@@ -1,0 +1,107 @@
+"""The NodeControl port over asyncssh: the release a node runs, operated outside a deployment.
+
+Start, stop and restart are the lifecycle script of a deployment (`node_scripts.switch_script`)
+with `current` left where it points: the same stop (the stop command, then signals), the same
+start, under the node's lock generation, and the same health check as a deployment's verify.
+Ping, eval and rpc read only: they take no lock.
+
+Where a release's logs live: `mix release`'s `daemon` runs the VM under `run_erl`, which writes
+the VM's console output (Logger's default console backend included) to
+`<release root>/tmp/log/erlang.log.N` (N = 1..5, rotated; the newest is written to); what the
+start and stop commands themselves print goes to `P/.edeliver/start.log`. `logs` reads both.
+"""
+
+from __future__ import annotations
+
+import asyncssh
+
+from edeliver.adapters import node_scripts as ns
+from edeliver.adapters.node_scripts import Layout, NodeState, Switch
+from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells, command_result
+from edeliver.core.config import NodeConfig
+from edeliver.core.errors import NodeError
+from edeliver.core.ports import CommandResult
+
+
+async def open_control(
+    shells: AsyncsshNodeShells, node: NodeConfig, app: str
+) -> AsyncsshNodeControl:
+    """A NodeControl of `app` on `node`, over one verified connection."""
+    try:
+        layout = Layout(node.path, app)
+    except ValueError as error:
+        raise NodeError(f"{node.name}: {error}") from None
+    return AsyncsshNodeControl(node, shells, await shells.connect(node), layout)
+
+
+class AsyncsshNodeControl(AsyncsshNodeShell):
+    """A node shell that also starts, stops, restarts, pings and evaluates in its release."""
+
+    def __init__(
+        self,
+        node: NodeConfig,
+        shells: AsyncsshNodeShells,
+        conn: asyncssh.SSHClientConnection,
+        layout: Layout,
+    ) -> None:
+        super().__init__(node, shells, conn)
+        self.layout = layout
+
+    async def start_release(self) -> str:
+        state = await self._release_state()
+        version = self._current(state)
+        if state.running == (version,):
+            return f"{version} was running"
+        if state.vms:
+            raise NodeError(
+                f"{self.name}: a VM of {', '.join(state.running)} runs while current is "
+                f"{version}; `edeliver restart` boots {version}"
+            )
+        if not state.launching:
+            await self._switch(self.layout, Switch(to=version), "starting")
+        await self._wait_healthy(self.layout, version)
+        return f"{version} started"
+
+    async def stop_release(self) -> str:
+        state = await self._release_state()
+        if not state.vms and not state.launching:
+            return "was not running"
+        stop = Switch(state.vms, state.facts.current_version, False, launchers=state.launchers)
+        await self._switch(self.layout, stop, "stopping")
+        return f"{', '.join(state.running) or 'a booting VM'} stopped"
+
+    async def restart_release(self) -> str:
+        state = await self._release_state()
+        version = self._current(state)
+        restart = Switch(state.vms, version, True, launchers=state.launchers)
+        await self._switch(self.layout, restart, "restarting")
+        await self._wait_healthy(self.layout, version)
+        return f"{version} restarted"
+
+    async def ping(self) -> str:
+        """The version the app runs, once its health check passes; NodeError saying why not."""
+        script = ns.health_script(self.layout, self._shells.commands)
+        health = ns.parse_health(await self.script_output(script, check=False))
+        impostor = health.answered_by_another_vm()
+        if health.running and health.code == 0 and impostor is None:
+            return health.running[0]
+        why = impostor or (health.said.strip().splitlines() or ["no answer"])[-1]
+        raise NodeError(f"{self.name}: down ({why})")
+
+    async def in_release(self, command: str, code: str) -> CommandResult:
+        """`bin/<app> eval` or `rpc` of `code`, from the current release's root."""
+        return command_result(
+            await self.run_script(ns.release_command_script(self.layout, command, code))
+        )
+
+    async def _release_state(self) -> NodeState:
+        return ns.parse_probe(await self.script_output(ns.probe_script(self.layout)))
+
+    def _current(self, state: NodeState) -> str:
+        version = state.facts.current_version
+        if version is None or version not in state.facts.releases:
+            raise NodeError(
+                f"{self.name}: no complete release is current under {self.node.path}: "
+                "deploy one first"
+            )
+        return version

@@ -1,0 +1,180 @@
+"""Day-2 operations on 3 real nodes through the command line: start, stop, restart, ping.
+
+What runs is asked of the nodes themselves (OpenSSH: the status file hello writes once its
+supervision tree is up, and the OS pid in it), never of Edeliver.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+from edeliver.cli.demo import prepare_project
+from edeliver.core.deployment import Deployment
+from tests.e2e.conftest import GOOD, NEXT, Project
+from tests.support.hello_release import put_in_local_store
+from tests.support.nodes import ssh
+
+LABELS = {"n1": "eu", "n2": "eu", "n3": "us"}
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """3 real nodes (labels eu, eu, us) running hello 0.1.0; `prod` restarts one at a time."""
+    root = tmp_path_factory.mktemp("ops")
+    fleet = LocalFleet(root / "fleet", 3, name_prefix="n")
+    fleet.start()
+    try:
+        directory = prepare_project(root, fleet, "prod", "max_parallel = 1\nstep_timeout = 60")
+        config = directory / ".deliver/edeliver.toml"
+        text = config.read_text()
+        for name, label in LABELS.items():
+            text = text.replace(f"[nodes.{name}]\n", f'[nodes.{name}]\nlabels = ["{label}"]\n')
+        config.write_text(f"{text}\n[commands]\nhealth = {json.dumps(STATUS_FILE_HEALTH)}\n")
+        put_in_local_store(directory, [(GOOD, "good"), (NEXT, "good")])
+        project = Project(directory, fleet)
+        deployed = project.deploy("prod", GOOD)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        yield project
+    finally:
+        fleet.stop()
+
+
+def vm_pid(project: Project, node: str) -> int | None:
+    """The OS pid of the node's hello VM, from the status file it writes once it is up."""
+    fleet_node = project.fleet.node(node)
+    said = ssh(
+        project.fleet, fleet_node,
+        f"cd {fleet_node.path}/current && f=tmp/hello.status && test -f $f && "
+        'p=$(sed -n s/^pid=//p $f) && kill -0 "$p" && echo "$p"',
+    )  # fmt: skip
+    return int(said.stdout) if said.returncode == 0 and said.stdout.strip().isdigit() else None
+
+
+def vm_pids(project: Project) -> dict[str, int | None]:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip(LABELS, pool.map(lambda n: vm_pid(project, n), LABELS), strict=True))
+
+
+def results(result: Any) -> dict[str, Any]:
+    assert result.stdout.strip(), result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def all_up(project: Project) -> None:
+    """Every node runs hello (started again by `start` if an earlier test stopped one)."""
+    if None in vm_pids(project).values():
+        started = project.edeliver("start", "prod")
+        assert started.returncode == 0, started.stdout + started.stderr
+    assert None not in vm_pids(project).values()
+
+
+def test_restart_in_batches_keeps_one_node_up_at_every_moment(ops: Project) -> None:
+    """Each VM is replaced by a new one, one batch at a time: probes taken all along the
+    restart always find a node up, and they do see each node down in its turn."""
+    all_up(ops)
+    before = vm_pids(ops)
+    rounds: list[dict[str, int | None]] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            rounds.append(vm_pids(ops))
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        result = ops.edeliver("restart", "prod", "--json")
+    finally:
+        done.set()
+        prober.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = results(result)
+    assert report["outcome"] == "succeeded"
+    assert [n["result"] for n in report["nodes"]] == ["ok"] * 3
+    after = vm_pids(ops)
+    assert all(after[n] not in (None, before[n]) for n in LABELS), (before, after)
+    assert all(any(r.values()) for r in rounds), rounds
+    seen_down = {n for r in rounds for n, pid in r.items() if pid is None}
+    assert seen_down == set(LABELS), rounds
+
+
+def test_history_lists_the_restart_with_who_did_it(ops: Project) -> None:
+    """A restart is recorded: `history` names its action, nodes, deployer and outcome."""
+    all_up(ops)
+    restarted = results(ops.edeliver("restart", "prod", "--node", "n3", "--json"))
+    rows = json.loads(ops.edeliver("history", "prod", "--json").stdout)
+    row = next(r for r in rows if r["id"] == restarted["operation"])
+    assert (row["action"], row["nodes"], row["outcome"]) == ("restart", ["n3"], "succeeded")
+    assert row["started_by"] and "@" in row["started_by"]
+    events = [e["event"] for e in ops.events(restarted["operation"])]
+    assert events == ["Started", "NodeOperated", "Finished"]
+
+
+def test_stop_and_start_act_only_on_the_node_named(ops: Project) -> None:
+    """`stop --node n2` stops n2 alone (ping says so, exit 1); `start --node n2` brings it
+    back with a new VM."""
+    all_up(ops)
+    before = vm_pids(ops)
+    stopped = ops.edeliver("stop", "prod", "--node", "n2")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert vm_pids(ops) == {**before, "n2": None}
+    pinged = ops.edeliver("ping", "prod", "--json")
+    assert pinged.returncode == 1
+    assert {n["node"]: n["result"] for n in results(pinged)["nodes"]} == {
+        "n1": "up", "n2": "down", "n3": "up",
+    }  # fmt: skip
+    started = ops.edeliver("start", "prod", "--node", "n2")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert started.stdout.split()[:2] == ["n2", "ok"]
+    assert vm_pids(ops)["n2"] not in (None, before["n2"])
+    assert ops.edeliver("ping", "prod").returncode == 0
+
+
+def test_a_label_selects_the_nodes_that_carry_it(ops: Project) -> None:
+    """`restart --label eu` restarts n1 and n2 and leaves n3's VM as it was."""
+    all_up(ops)
+    before = vm_pids(ops)
+    report = results(ops.edeliver("restart", "prod", "--label", "eu", "--json"))
+    assert [n["node"] for n in report["nodes"]] == ["n1", "n2"]
+    after = vm_pids(ops)
+    assert after["n3"] == before["n3"]
+    assert after["n1"] != before["n1"] and after["n2"] != before["n2"]
+
+
+def test_a_restart_is_refused_while_a_deployment_holds_the_environment(ops: Project) -> None:
+    """A deployment in progress holds `prod`: restart exits 3 naming it, and no VM changes."""
+    all_up(ops)
+    before = vm_pids(ops)
+    deployments = open_deployments(ops.directory)
+    held = Deployment(
+        str(uuid4()), "hello", "prod", NEXT, "release", {"strategy": "one_for_all",
+        "fallback": "rollback"}, list(LABELS), [list(LABELS)], "someone@elsewhere", "now",
+    )  # fmt: skip
+    try:
+        deployments.begin(held)
+        refused = ops.edeliver("restart", "prod")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert f"locked by deployment {held.short_id} (someone@elsewhere)" in refused.stderr
+        assert vm_pids(ops) == before
+    finally:
+        deployments.abandon(held, "test over", "test", "now")
+        deployments.close()
+
+
+def test_a_node_not_in_the_environment_is_one_line_and_exit_2(ops: Project) -> None:
+    """--node with a name the environment lacks changes nothing and names it."""
+    result = ops.edeliver("restart", "prod", "--node", "web9")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "edeliver: --node web9: not a node of environment 'prod' (its nodes: n1, n2, n3)"
+    ]

@@ -1,0 +1,154 @@
+"""Operations (start, stop, restart) on in-memory nodes: batches, locks, events, history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Container
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from edeliver.adapters.event_store import store_settings
+from edeliver.adapters.fakes import FakeClock, FakeHost, InMemoryNodeControl, InMemoryNodeShells
+from edeliver.core.config import parse_config
+from edeliver.core.deployment import Deployment
+from edeliver.core.errors import LockHeldError, NotFoundError
+from edeliver.core.node_filter import is_subset, selected_nodes
+from edeliver.core.operations import (
+    RESTART,
+    Operation,
+    OperationRequest,
+    find_operation,
+    operate,
+    operation_history,
+)
+from edeliver.core.ports import NodeClaim, NodeControl
+from edeliver.core.service import Deployments
+
+NODES = ("a", "b", "c", "d")
+CONFIG = "\n".join(
+    f'[nodes.{n}]\nhost = "10.0.0.{i}"\npath = "/srv/x"\nlabels = ["{"eu" if i < 3 else "us"}"]'
+    for i, n in enumerate(NODES, start=1)
+) + '\n[environments.prod]\nnodes = ["a", "b", "c", "d"]\nmax_parallel = 2\n'  # fmt: skip
+
+
+@pytest.fixture
+def deployments(tmp_path: Path) -> Deployments:
+    return Deployments(env=store_settings(tmp_path, f"sqlite:///{tmp_path}/events.db", {}))
+
+
+def fleet() -> InMemoryNodeShells:
+    return InMemoryNodeShells(
+        {n: FakeHost(releases={"1.0"}, current="1.0", running="1.0") for n in NODES}
+    )
+
+
+def restart(
+    deployments: Deployments, shells: InMemoryNodeShells, failing: Container[str] = ()
+) -> Operation:
+    request = OperationRequest("x", "prod", RESTART, NODES, 2, False)
+    config = parse_config(CONFIG, "edeliver.toml")
+
+    async def open_control(name: str) -> NodeControl:
+        return InMemoryNodeControl(await shells.open(config.nodes[name]), failing)
+
+    return asyncio.run(
+        operate(request, open_control, deployments, FakeClock(), "me@here", str(uuid4()))
+    )
+
+
+def test_a_restart_goes_batch_by_batch_and_records_each_node(deployments: Deployments) -> None:
+    """Batches of max_parallel: the second starts after the first is back; every node's
+    outcome and the operation's are stored."""
+    shells = fleet()
+    operation = restart(deployments, shells)
+    assert [s for s in shells.trace if s[0] == "restart"] == [("restart", n) for n in NODES]
+    assert operation.outcome == "succeeded"
+    stored = deployments.repository.get(operation.id)
+    assert stored.outcomes == dict.fromkeys(NODES, "ok")
+    assert all(h.running == "1.0" and h.lock is None for h in shells.hosts.values())
+
+
+def test_a_node_that_does_not_come_back_stops_the_restart_there(deployments: Deployments) -> None:
+    """b fails in the first batch: the second batch is never touched and recorded skipped."""
+    shells = fleet()
+    operation = restart(deployments, shells, failing={"b"})
+    assert operation.outcome == "failed"
+    assert operation.outcomes == {"a": "ok", "b": "failed", "c": "skipped", "d": "skipped"}
+    assert shells.hosts["c"].running == "1.0" and ("restart", "c") not in shells.trace
+
+
+def test_an_operation_is_refused_while_a_deployment_holds_the_environment(
+    deployments: Deployments,
+) -> None:
+    """The environment lock is shared: a deployment in progress refuses a restart, naming it."""
+    held = Deployment(
+        str(uuid4()), "x", "prod", "2.0", "release", {"strategy": "one_for_all",
+        "fallback": "rollback"}, list(NODES), [list(NODES)], "other@there", "t",
+    )  # fmt: skip
+    deployments.begin(held)
+    shells = fleet()
+    with pytest.raises(LockHeldError, match=f"deployment {held.short_id} \\(other@there\\)"):
+        restart(deployments, shells)
+    assert shells.trace == []
+
+
+def test_a_node_locked_by_another_refuses_the_whole_operation(deployments: Deployments) -> None:
+    """A node held elsewhere: nothing is done on any node, the operation is recorded refused
+    and the environment is free again."""
+    shells = fleet()
+    node_c = parse_config(CONFIG, "edeliver.toml").nodes["c"]
+
+    async def hold_elsewhere() -> None:
+        shell = await InMemoryNodeShells({"c": shells.hosts["c"]}).open(node_c)
+        await shell.hold(NodeClaim("d1", "staging", "other@there"))
+
+    asyncio.run(hold_elsewhere())
+    with pytest.raises(LockHeldError):
+        restart(deployments, shells)
+    assert [s for s in shells.trace if s[0] == "restart"] == []
+    (row,) = operation_history(deployments)
+    assert row.outcome == "refused"
+    assert deployments.environment_lock("x", "prod").deployment_id is None
+
+
+def test_history_and_lookup_find_an_operation_by_its_id_prefix(deployments: Deployments) -> None:
+    """The history row says what was done, by whom, to which nodes; a prefix finds it."""
+    operation = restart(deployments, fleet())
+    (row,) = operation_history(deployments)
+    assert (row.action, row.nodes, row.started_by, row.outcome) == (
+        "restart", list(NODES), "me@here", "succeeded",
+    )  # fmt: skip
+    assert find_operation(deployments, str(operation.id)[:8]) == row
+    assert find_operation(deployments, "ffffffff") is None
+
+
+@pytest.mark.parametrize(
+    ("names", "labels", "chosen"),
+    [((), (), NODES), (("c", "a"), (), ("a", "c")), ((), ("us",), ("c", "d")),
+     (("a",), ("us",), ("a", "c", "d"))],
+)  # fmt: skip
+def test_node_and_label_options_choose_nodes_in_the_environments_order(
+    names: tuple[str, ...], labels: tuple[str, ...], chosen: tuple[str, ...]
+) -> None:
+    """--node names and --label labels add up; the environment's order is kept."""
+    config = parse_config(CONFIG, "edeliver.toml")
+    nodes = selected_nodes(config, "prod", names, labels)
+    assert tuple(n.name for n in nodes) == chosen
+    assert is_subset(config, "prod", nodes) == (chosen != NODES)
+
+
+@pytest.mark.parametrize(
+    ("names", "labels", "message"),
+    [(("z",), (), "--node z: not a node of environment 'prod' (its nodes: a, b, c, d)"),
+     ((), ("asia",), "--label asia: no node of environment 'prod' carries it")],
+)  # fmt: skip
+def test_an_unknown_node_or_label_is_named(
+    names: tuple[str, ...], labels: tuple[str, ...], message: str
+) -> None:
+    """A filter that matches nothing is an error naming it, not an operation on no node."""
+    config = parse_config(CONFIG, "edeliver.toml")
+    with pytest.raises(NotFoundError) as error:
+        selected_nodes(config, "prod", names, labels)
+    assert str(error.value) == message
