@@ -13,6 +13,9 @@ start and stop commands themselves print goes to `P/.edeliver/start.log`. `logs`
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 import asyncssh
 
 from edeliver.adapters import node_scripts as ns
@@ -93,6 +96,44 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
         return command_result(
             await self.run_script(ns.release_command_script(self.layout, command, code))
         )
+
+    async def log_lines(self, lines: int) -> str:
+        """The last `lines` lines of the release's log (see the module's docstring)."""
+        script = ns.release_log_script(self.layout, lines, follow=False)
+        return await self.script_output(script, "reading the release's log")
+
+    async def follow_log(
+        self, lines: int, on_line: Callable[[str], None], following: Callable[[], None]
+    ) -> None:
+        """Call `on_line` with each line of the log, its last `lines` first, until cancelled;
+        `following` once the node follows it. The node's `tail` is stopped when cancelled."""
+        run_name = f"edeliver-run-{secrets.token_hex(8)}"
+        script = ns.release_log_script(self.layout, lines, follow=True)
+        try:
+            result = await self._on_channel(
+                "following the release's log",
+                lambda: self._read_lines(run_name, script, on_line, following),
+            )
+        finally:
+            await self._stop_run(run_name)
+        self._check(result, "following the release's log")
+
+    async def _read_lines(
+        self,
+        run_name: str,
+        script: str,
+        on_line: Callable[[str], None],
+        following: Callable[[], None],
+    ) -> asyncssh.SSHCompletedProcess:
+        process = await self._conn.create_process(ns.named_remote_sh(run_name), errors="replace")
+        process.stdin.write(script)
+        process.stdin.write_eof()
+        async for line in process.stdout:
+            if line.rstrip("\n") == ns.FOLLOWING:
+                following()
+            else:
+                on_line(line.rstrip("\n"))
+        return await process.wait()
 
     async def _release_state(self) -> NodeState:
         return ns.parse_probe(await self.script_output(ns.probe_script(self.layout)))

@@ -733,6 +733,22 @@ def release_command_script(layout: Layout, command: str, code: str) -> str:
     )
 
 
+FOLLOWING = "edeliver-following"  # said by `release_log_script` just before it starts following
+
+
+def release_log_script(layout: Layout, lines: int, follow: bool) -> str:
+    """The last `lines` lines of the newest `erlang.log.N` of the current release (where
+    run_erl writes the VM's console output); following it with `follow`, after saying
+    FOLLOWING on a line of its own."""
+    tail = f"tail -n {int(lines)}" + (' -F "$f"' if follow else ' "$f"')
+    return layout.prelude() + (
+        'd="$P/current/tmp/log"\n'
+        'f=$(ls -t "$d"/erlang.log.* 2>/dev/null | head -n 1)\n'
+        '[ -n "$f" ] || { echo "no erlang.log.* under $d: no release started there" >&2; '
+        "exit 3; }\n" + (f"echo {FOLLOWING}\n" if follow else "") + f"exec {tail}\n"
+    )
+
+
 def log_tail_script(layout: Layout, lines: int = 30) -> str:
     """The end of the newest `erlang.log.*` of the release current points to."""
     return layout.prelude() + (

@@ -7,6 +7,7 @@ supervision tree is up, and the OS pid in it), never of Edeliver.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from edeliver.core.deployment import Deployment
 from tests.e2e.conftest import GOOD, NEXT, Project
 from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import ssh
+from tests.support.waiting import wait_for
 
 LABELS = {"n1": "eu", "n2": "eu", "n3": "us"}
 
@@ -178,3 +180,75 @@ def test_a_node_not_in_the_environment_is_one_line_and_exit_2(ops: Project) -> N
     assert result.stderr.strip().splitlines() == [
         "edeliver: --node web9: not a node of environment 'prod' (its nodes: n1, n2, n3)"
     ]
+
+
+def test_eval_and_rpc_answer_per_node(ops: Project) -> None:
+    """`eval` runs the release's code in a new VM on each node, `rpc` in the running VM:
+    each node answers with its own OS pid, the running VM's being the one its status file names."""
+    all_up(ops)
+    evaluated = results(ops.edeliver("eval", "prod", "IO.puts(Hello.version())", "--json"))
+    assert {n["node"]: n["output"] for n in evaluated["nodes"]} == dict.fromkeys(LABELS, GOOD)
+    pids = vm_pids(ops)
+    called = ops.edeliver("rpc", "prod", "IO.puts(System.pid())")
+    assert called.returncode == 0, called.stderr
+    assert sorted(called.stdout.splitlines()) == [f"{n} | {pids[n]}" for n in LABELS]
+
+
+def test_a_failing_expression_is_shown_per_node_with_exit_1(ops: Project) -> None:
+    """An expression that raises: its error is shown after the node's name, then one line
+    on stderr says which node failed; exit 1."""
+    result = ops.edeliver("rpc", "prod", 'raise "boom"', "--node", "n1")
+    assert result.returncode == 1
+    assert any(line.startswith("n1 | ") and "boom" in line for line in result.stdout.splitlines())
+    assert result.stderr.splitlines() == ["edeliver: n1: `rpc` exited 1"]
+
+
+def test_lock_status_names_the_holder_of_the_environment_and_of_each_node(ops: Project) -> None:
+    """While a deployment holds prod, `lock status` names it; its nodes are free."""
+    deployments = open_deployments(ops.directory)
+    held = Deployment(
+        str(uuid4()), "hello", "prod", NEXT, "release", {"strategy": "one_for_all",
+        "fallback": "rollback"}, list(LABELS), [list(LABELS)], "someone@elsewhere", "now",
+    )  # fmt: skip
+    try:
+        deployments.begin(held)
+        status = results(ops.edeliver("lock", "status", "prod", "--json"))
+    finally:
+        deployments.abandon(held, "test over", "test", "now")
+        deployments.close()
+    assert status["held_by"]["id"] == str(held.id)
+    assert status["held_by"]["holder"] == "someone@elsewhere"
+    assert [n["result"] for n in status["nodes"]] == ["free"] * 3
+    assert "prod: free" in ops.edeliver("lock", "status", "prod").stdout
+
+
+def test_logs_follow_shows_a_line_the_app_writes_after_following_started(ops: Project) -> None:
+    """`logs -f` says when every node is followed; a line the app logs after that appears
+    with its node's name, and Ctrl-C ends it with exit 130."""
+    all_up(ops)
+    follower = ops.start("logs", "prod", "-f", "--lines", "0")
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(follower.stdout or []))
+    reader.start()
+    try:
+        assert follower.stderr is not None
+        assert "following the logs of n1, n2, n3" in follower.stderr.readline()
+        marker = f"marker-{uuid4().hex[:8]}"
+        logged = ops.edeliver(
+            "rpc", "prod", f'require Logger; Logger.warning("{marker}")', "--node", "n2"
+        )
+        assert logged.returncode == 0, logged.stderr
+        wait_for(lambda: any(marker in line for line in said), 30, "the marker in the log")
+        assert all(line.startswith("n2 | ") for line in said if marker in line)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=30) == 130
+        reader.join()
+
+
+def test_logs_prints_each_nodes_last_lines_after_its_name(ops: Project) -> None:
+    """Without -f: the last lines of each node's log, each after its node's name."""
+    result = ops.edeliver("logs", "prod", "--lines", "3", "--label", "us")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert 0 < len(lines) <= 3 and all(line.startswith("n3 | ") for line in lines)
