@@ -23,7 +23,7 @@ from edeliver.adapters.node_scripts import Layout, NodeState, Switch
 from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells, command_result
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, Terminal
 
 
 async def open_control(
@@ -134,6 +134,21 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
             else:
                 on_line(line.rstrip("\n"))
         return await process.wait()
+
+    async def console(self, terminal: Terminal) -> int:
+        """`bin/<app> remote` of the current release on an SSH pty wired to `terminal` (file
+        descriptors of our own, closed when the session ends); its exit status."""
+        command = ns.remote_console_command(self.layout)
+        try:
+            process = await self._conn.create_process(
+                command, term_type=terminal.term_type, term_size=terminal.size,
+                stdin=terminal.stdin, stdout=terminal.stdout, stderr=terminal.stdout,
+                encoding=None,
+            )  # fmt: skip
+            done = await process.wait()
+        except (asyncssh.Error, OSError) as error:
+            raise NodeError(f"{self.name}: the console failed: {error}") from error
+        return done.exit_status if done.exit_status is not None else 255
 
     async def _release_state(self) -> NodeState:
         return ns.parse_probe(await self.script_output(ns.probe_script(self.layout)))

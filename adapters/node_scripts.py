@@ -733,6 +733,13 @@ def release_command_script(layout: Layout, command: str, code: str) -> str:
     )
 
 
+def remote_console_command(layout: Layout) -> str:
+    """The command line (not a script: the terminal is its stdin) that opens `bin/<app>
+    remote` from the current release; quoted the same in any login shell."""
+    start = 'cd "$1/current" && exec bin/"$2" remote'
+    return f"sh -c {q(start)} edeliver-console {q(layout.path)} {q(layout.app)}"
+
+
 FOLLOWING = "edeliver-following"  # said by `release_log_script` just before it starts following
 
 

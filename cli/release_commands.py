@@ -31,8 +31,9 @@ from edeliver.cli.operation_commands import (
     per_node,
     show_results,
 )
+from edeliver.cli.terminal import raw_terminal
 from edeliver.core.config import NodeConfig
-from edeliver.core.ports import CommandResult
+from edeliver.core.ports import CommandResult, Terminal
 from edeliver.core.redaction import Redactor
 
 CodeArgument = Annotated[str, typer.Argument(metavar="EXPR", help="Elixir code.")]
@@ -273,3 +274,28 @@ async def _follow_logs(
 async def _as_text(done: Awaitable[None]) -> str:
     await done
     return ""
+
+
+@app.command(rich_help_panel=OPERATE)
+@exits_on_errors
+def console(ctx: typer.Context, environment: str, node: str) -> None:
+    """An interactive remote console (IEx) in the running release of one node, over SSH.
+
+    Example: edeliver console production web1
+    """
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    (chosen,) = chosen_nodes(config, environment, [node], None)
+    open_control = runtime.controls(runtime.project, config)
+    with raw_terminal() as terminal:
+        status = run(_console(open_control, chosen, terminal))
+    if status != 0:
+        raise typer.Exit(1)
+
+
+async def _console(open_control: OpenNodeControl, node: NodeConfig, terminal: Terminal) -> int:
+    control = await open_control(node)
+    try:
+        return await control.console(terminal)
+    finally:
+        await control.close()

@@ -55,6 +55,17 @@ class NodeLockHolder:
         )
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """The local end of an interactive console: file descriptors to read keys from and write
+    output to, the terminal's type and size (columns, lines)."""
+
+    stdin: int
+    stdout: int
+    term_type: str
+    size: tuple[int, int]
+
+
 class CommandHost(Protocol):
     """Where a task's commands run: a node over its connection, or this machine."""
 

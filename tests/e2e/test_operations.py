@@ -7,8 +7,13 @@ supervision tree is up, and the OS pid in it), never of Edeliver.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +26,7 @@ from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
 from edeliver.cli.demo import prepare_project
 from edeliver.core.deployment import Deployment
-from tests.e2e.conftest import GOOD, NEXT, Project
+from tests.e2e.conftest import EDELIVER, GOOD, NEXT, Project
 from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import ssh
 from tests.support.waiting import wait_for
@@ -252,3 +257,41 @@ def test_logs_prints_each_nodes_last_lines_after_its_name(ops: Project) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert 0 < len(lines) <= 3 and all(line.startswith("n3 | ") for line in lines)
+
+
+def read_until(fd: int, wanted: str, timeout: float) -> str:
+    """What the pty printed, read until `wanted` shows up (a deadline, not a sleep)."""
+    said = b""
+    deadline = time.monotonic() + timeout
+    while wanted.encode() not in said:
+        left = deadline - time.monotonic()
+        assert left > 0, f"waited {timeout:g}s for {wanted!r}; the console said {said!r}"
+        if select.select([fd], [], [], left)[0]:
+            said += os.read(fd, 4096)
+    return said.decode(errors="replace")
+
+
+def test_console_through_a_pty_answers_an_expression_and_quits(ops: Project) -> None:
+    """`console prod n1` on a pty: an expression sent is evaluated in n1's running VM (its OS
+    pid), Ctrl-G q quits the console alone, and the node's VM runs on."""
+    all_up(ops)
+    before = vm_pid(ops, "n1")
+    main, child = pty.openpty()
+    console = subprocess.Popen(
+        [*EDELIVER, "-C", str(ops.directory), "console", "prod", "n1"],
+        stdin=child, stdout=child, stderr=child, close_fds=True,
+    )  # fmt: skip
+    os.close(child)
+    try:
+        read_until(main, "iex(", 60)
+        os.write(main, b'IO.puts("pid=" <> System.pid())\r')
+        assert f"pid={before}" in read_until(main, f"pid={before}", 30)
+        os.write(main, b"\x07")  # Ctrl-G: the user switch menu of the console's own VM
+        read_until(main, "-->", 30)
+        os.write(main, b"q\r")
+        assert console.wait(timeout=60) == 0
+    finally:
+        if console.poll() is None:
+            console.kill()
+        os.close(main)
+    assert vm_pid(ops, "n1") == before
