@@ -384,6 +384,12 @@ class InMemoryNodeControl:
         host.running = None
         return self._boot(host, "restarted")
 
+    async def run_migration(self, function: str) -> str:
+        self._host(f"migrate {function}")
+        if self.name in self.failing:
+            raise NodeError(f"{self.name}: {function}() failed (exit 1): no database")
+        return f"{function}() done"
+
     async def close(self) -> None:
         await self.shell.close()
 

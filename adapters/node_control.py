@@ -81,6 +81,13 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
         await self._wait_healthy(self.layout, version)
         return f"{version} restarted"
 
+    async def run_migration(self, function: str) -> str:
+        result = await self.in_release("eval", f"{function}()")
+        if result.status != 0:
+            said = result.output.strip() or "no output"
+            raise NodeError(f"{self.name}: {function}() failed (exit {result.status}): {said}")
+        return result.output.strip() or f"{function}() done"
+
     async def ping(self) -> str:
         """The version the app runs, once its health check passes; NodeError saying why not."""
         script = ns.health_script(self.layout, self._shells.commands)

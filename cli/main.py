@@ -51,7 +51,7 @@ _SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
     ("show", "releases"): ("releases", False),
     ("show", "migrations"): None,
     ("migrations",): None,
-    ("migrate",): None,
+    ("migrate",): ("migrate", True),
     ("start",): ("start", True),
     ("stop",): ("stop", True),
     ("restart",): ("restart", True),
@@ -84,8 +84,8 @@ def from_1x(argv: Sequence[str]) -> Spelling:
         if spelling is None:
             return Spelling(
                 list(argv),
-                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with "
-                "the day-2 operations",
+                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0: ask the running "
+                "release with `edeliver rpc ENV 'EXPR'` (e.g. Ecto.Migrator.migrations/1)",
             )
         command, takes_environment = spelling
         rest = words[len(key) :]

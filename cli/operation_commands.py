@@ -16,18 +16,21 @@ import typer
 from rich.table import Table
 
 from edeliver.cli.app import OPERATE, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import wall_clock, who
+from edeliver.cli.composition import deployer_secrets, wall_clock, who
 from edeliver.core.config import Config, NodeConfig
-from edeliver.core.errors import EdeliverError
+from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.node_filter import is_subset, selected_nodes
 from edeliver.core.operations import (
+    MIGRATE,
     NODE_OK,
     RESTART,
     START,
     STOP,
     SUCCEEDED,
+    Act,
     Operation,
     OperationRequest,
+    migration,
     operate,
 )
 
@@ -106,9 +109,21 @@ def _operate(
     label: list[str] | None,
     as_json: bool,
 ) -> None:
-    """Run one recorded operation and show each node's result; exit 1 if a node failed."""
     config = runtime.load_config(runtime.project)
     nodes = chosen_nodes(config, environment, node, label)
+    run_operation(runtime, config, environment, action, nodes, as_json)
+
+
+def run_operation(
+    runtime: Runtime,
+    config: Config,
+    environment: str,
+    action: str,
+    nodes: Sequence[NodeConfig],
+    as_json: bool,
+    act: Act | None = None,
+) -> None:
+    """Run one recorded operation and show each node's result; exit 1 if a node failed."""
     open_control = runtime.controls(runtime.project, config)
     by_name = {n.name: n for n in nodes}
     request = OperationRequest(
@@ -124,7 +139,7 @@ def _operate(
         operation = run(
             operate(
                 request, lambda name: open_control(by_name[name]), deployments,
-                wall_clock(), who(), str(uuid4()),
+                wall_clock(), who(), str(uuid4()), act, deployer_secrets(),
             )
         )  # fmt: skip
     finally:
@@ -132,6 +147,34 @@ def _operate(
     show_results(runtime, _operation_rows(operation), as_json, _operation_head(operation))
     if operation.outcome != SUCCEEDED:
         raise typer.Exit(1)
+
+
+@app.command(rich_help_panel=OPERATE)
+@exits_on_errors
+def migrate(
+    ctx: typer.Context,
+    environment: str,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", metavar="NAME", help="Where (default: the environment's first)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the environment's migrations once, on one node: the function that
+    `[environments.ENV] migrate` names, through the current release's `eval`; recorded.
+
+    Example: edeliver migrate production
+    """
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    function = config.environment(environment).migrate
+    if not function:
+        raise UsageError(
+            f"{config.file}: environments.{environment}.migrate: not set; name the function "
+            'that runs the migrations, e.g. migrate = "MyApp.Release.migrate"'
+        )
+    first = chosen_nodes(config, environment, [node] if node else None, None)[:1]
+    run_operation(runtime, config, environment, MIGRATE, first, as_json, migration(function))
 
 
 def _operation_head(operation: Operation) -> dict[str, Any]:

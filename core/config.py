@@ -40,6 +40,8 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
 )
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# An Elixir remote function of no arguments, as `[environments.X] migrate` names it.
+_FUNCTION = re.compile(r"^(?:[A-Z][A-Za-z0-9_]*\.)+[a-z_][A-Za-z0-9_]*[!?]?$")
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -81,6 +83,7 @@ class EnvironmentConfig:
     keep_releases: int = 5
     verify_timeout: float | None = None  # None: derived from step_timeout
     command_timeout: float | None = None  # None: derived from step_timeout
+    migrate: str | None = None  # `edeliver migrate`: an Elixir function, "MyApp.Release.migrate"
 
     @property
     def verify_seconds(self) -> float:
@@ -533,9 +536,19 @@ def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> E
         # A health check longer than its step would never end by its own deadline.
         verify_timeout=table.seconds("verify_timeout", at_most=step_timeout),
         command_timeout=table.seconds("command_timeout"),
+        migrate=_function(table, "migrate"),
     )
     table.done()
     return environment
+
+
+def _function(table: _Table, key: str) -> str | None:
+    function = table.get(key, str, "an Elixir function such as MyApp.Release.migrate")
+    if function is not None and not _FUNCTION.match(function):
+        raise table.fail(
+            key, f"expected an Elixir function such as MyApp.Release.migrate, got {function!r}"
+        )
+    return function
 
 
 def _members(table: _Table, nodes: Mapping[str, NodeConfig]) -> tuple[str, ...]:

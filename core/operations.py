@@ -24,8 +24,10 @@ from eventsourcing.domain import Aggregate, event
 
 from edeliver.core.errors import LockHeldError, NodeError, RefusedError, UsageError
 from edeliver.core.ports import Clock, NodeClaim, NodeControl
+from edeliver.core.redaction import Redactor
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
+from edeliver.core.tasks import OUTPUT_LIMIT
 
 START, STOP, RESTART, MIGRATE = "start", "stop", "restart", "migrate"
 NODE_OK, NODE_FAILED, NODE_SKIPPED = "ok", "failed", "skipped"
@@ -39,6 +41,11 @@ ACTIONS: dict[str, Act] = {
     STOP: lambda control: control.stop_release(),
     RESTART: lambda control: control.restart_release(),
 }
+
+
+def migration(function: str) -> Act:
+    """The step of `migrate`: the configured function evaluated with the release's code."""
+    return lambda control: control.run_migration(function)
 
 
 class Operation(Aggregate):
@@ -117,10 +124,13 @@ async def operate(
     clock: Clock,
     user: str,
     operation_id: str,
+    act: Act | None = None,
+    redact: Redactor | None = None,
 ) -> Operation:
     """Lock the environment and the nodes, act batch by batch, record every node's outcome;
     the ended Operation (its `outcome` says how it went). LockHeldError if another holds the
-    environment, or a node (then nothing was done on any node)."""
+    environment, or a node (then nothing was done on any node). `act`: the step on each node
+    (default: the request's action's); what it says is kept without `redact`'s secrets."""
     at = _now(clock)
     operation = Operation(
         operation_id, request.app, request.environment, request.action, list(request.nodes),
@@ -133,7 +143,10 @@ async def operate(
     outcome, controls = INTERRUPTED, _Controls(open_control)
     try:
         await controls.hold_all(request.nodes, NodeClaim(operation_id, request.environment, user))
-        outcome = await _batches(operation, controls, ACTIONS[request.action], deployments)
+        step = act or ACTIONS[request.action]
+        outcome = await _batches(
+            operation, controls, _kept(step, redact or Redactor()), deployments
+        )
     except RefusedError:
         outcome = REFUSED
         raise
@@ -157,6 +170,19 @@ async def _batches(
         if operation.failed_nodes:
             return FAILED
     return SUCCEEDED
+
+
+def _kept(act: Act, redact: Redactor) -> Act:
+    """`act`, what it says and its errors bounded to their ends and without secrets (they are
+    stored in events)."""
+
+    async def kept(control: NodeControl) -> str:
+        try:
+            return redact(await act(control))[-OUTPUT_LIMIT:]
+        except NodeError as error:
+            raise NodeError(redact(str(error))[-OUTPUT_LIMIT:]) from None
+
+    return kept
 
 
 async def _act(control: NodeControl, act: Act) -> tuple[str, str]:

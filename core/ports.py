@@ -150,6 +150,11 @@ class NodeControl(Protocol):
         """Stop the release's VM and start `current` again; wait until it is healthy."""
         ...
 
+    async def run_migration(self, function: str) -> str:
+        """Evaluate `function()` (an Elixir function) with the current release's `eval`; its
+        output, or NodeError with it when it fails."""
+        ...
+
     async def close(self) -> None: ...
 
 

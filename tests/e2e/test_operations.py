@@ -41,7 +41,10 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     fleet = LocalFleet(root / "fleet", 3, name_prefix="n")
     fleet.start()
     try:
-        directory = prepare_project(root, fleet, "prod", "max_parallel = 1\nstep_timeout = 60")
+        directory = prepare_project(
+            root, fleet, "prod",
+            'max_parallel = 1\nstep_timeout = 60\nmigrate = "Hello.Release.migrate"',
+        )  # fmt: skip
         config = directory / ".deliver/edeliver.toml"
         text = config.read_text()
         for name, label in LABELS.items():
@@ -295,3 +298,45 @@ def test_console_through_a_pty_answers_an_expression_and_quits(ops: Project) -> 
             console.kill()
         os.close(main)
     assert vm_pid(ops, "n1") == before
+
+
+def migrations(project: Project) -> dict[str, str]:
+    """Each node's shared/hello.migrations: one line per run of Hello.Release.migrate."""
+    said = {}
+    for name in LABELS:
+        node = project.fleet.node(name)
+        cat = ssh(project.fleet, node, f"cat {node.path}/shared/hello.migrations 2>/dev/null")
+        said[name] = cat.stdout
+    return said
+
+
+def test_migrate_runs_the_configured_function_once_on_one_node(ops: Project) -> None:
+    """`migrate` evaluates `[environments.prod] migrate` once, on the first node only (or the
+    one --node names), recorded like a restart; its output is the node's detail."""
+    all_up(ops)
+    before = migrations(ops)
+    report = results(ops.edeliver("migrate", "prod", "--json"))
+    assert (report["action"], report["outcome"]) == ("migrate", "succeeded")
+    assert report["nodes"] == [
+        {"node": "n1", "result": "ok", "ok": True, "detail": f"migrated {GOOD}"}
+    ]
+    assert migrations(ops) == {**before, "n1": before["n1"] + f"{GOOD}\n"}
+    again = results(ops.edeliver("migrate", "prod", "--node", "n3", "--json"))
+    assert [n["node"] for n in again["nodes"]] == ["n3"]
+    assert migrations(ops)["n3"] == before["n3"] + f"{GOOD}\n"
+
+
+def test_migrate_without_a_configured_function_says_which_key_to_set(ops: Project) -> None:
+    """An environment without `migrate`: one line naming the key, exit 2, nothing recorded."""
+    config = ops.directory / ".deliver/edeliver.toml"
+    text = config.read_text()
+    config.write_text(text + '\n[environments.bare]\nnodes = ["n1"]\n')
+    try:
+        result = ops.edeliver("migrate", "bare")
+    finally:
+        config.write_text(text)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"edeliver: {config}: environments.bare.migrate: not set; name the function that "
+        'runs the migrations, e.g. migrate = "MyApp.Release.migrate"'
+    ]

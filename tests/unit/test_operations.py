@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Container
+import json
+from collections.abc import Awaitable, Container
 from pathlib import Path
 from uuid import uuid4
 
@@ -13,17 +14,20 @@ from edeliver.adapters.event_store import store_settings
 from edeliver.adapters.fakes import FakeClock, FakeHost, InMemoryNodeControl, InMemoryNodeShells
 from edeliver.core.config import parse_config
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import LockHeldError, NotFoundError
+from edeliver.core.errors import ConfigError, LockHeldError, NotFoundError
 from edeliver.core.node_filter import is_subset, selected_nodes
 from edeliver.core.operations import (
+    MIGRATE,
     RESTART,
     Operation,
     OperationRequest,
     find_operation,
+    migration,
     operate,
     operation_history,
 )
 from edeliver.core.ports import NodeClaim, NodeControl
+from edeliver.core.redaction import Redactor
 from edeliver.core.service import Deployments
 
 NODES = ("a", "b", "c", "d")
@@ -152,3 +156,42 @@ def test_an_unknown_node_or_label_is_named(
     with pytest.raises(NotFoundError) as error:
         selected_nodes(config, "prod", names, labels)
     assert str(error.value) == message
+
+
+def test_a_migration_runs_once_on_the_node_asked_and_its_secrets_are_not_stored(
+    deployments: Deployments,
+) -> None:
+    """`migrate` is an operation on one node; what the function said is stored without the
+    deployer's secrets."""
+    shells = fleet()
+    config = parse_config(CONFIG, "edeliver.toml")
+    request = OperationRequest("x", "prod", MIGRATE, ("b",), 2, True)
+
+    async def open_control(name: str) -> NodeControl:
+        return InMemoryNodeControl(await shells.open(config.nodes[name]))
+
+    hide = Redactor(["s3cr3t-value"])
+    act = migration("X.Release.migrate")
+    operation = asyncio.run(
+        operate(
+            request, open_control, deployments, FakeClock(), "me", str(uuid4()),
+            lambda control: _saying(act(control), " with s3cr3t-value"), hide,
+        )
+    )  # fmt: skip
+    assert [s for s in shells.trace if s[0].startswith("migrate")] == [
+        ("migrate X.Release.migrate", "b")
+    ]
+    assert operation.details == {"b": "X.Release.migrate() done with [redacted]"}
+
+
+async def _saying(said: Awaitable[str], more: str) -> str:
+    return await said + more
+
+
+@pytest.mark.parametrize("value", ["migrate", "MyApp.Release.migrate()", "myapp.migrate", 3])
+def test_a_migrate_setting_that_is_no_function_is_named(value: object) -> None:
+    """`migrate` must name an Elixir function Module.function; anything else names the key."""
+    text = CONFIG + f"migrate = {json.dumps(value)}\n"
+    expected = r"edeliver.toml: environments\.prod\.migrate: expected an Elixir function"
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text, "edeliver.toml")
