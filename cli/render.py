@@ -95,6 +95,7 @@ def summary(deployment: Deployment) -> dict[str, Any]:
         "app": deployment.app,
         "environment": deployment.environment,
         "version": deployment.release,
+        "subset": deployment.subset,
         "outcome": deployment.outcome,
         "escalated": deployment.escalated,
         "nodes": {
@@ -105,8 +106,9 @@ def summary(deployment: Deployment) -> dict[str, Any]:
 
 
 def print_summary(console: Console, deployment: Deployment) -> None:
+    part = f" (only {', '.join(deployment.order)})" if deployment.subset else ""
     table = Table(
-        title=f"{deployment.app} {deployment.release} → {deployment.environment}: "
+        title=f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
         f"{deployment.outcome} ({deployment.short_id})"
     )
     for column in ("node", "state", "reason"):
@@ -149,7 +151,7 @@ def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
 def _what(row: DeploymentSummary | OperationSummary) -> str:
     """A deployment's version; an operation's action and, for part of an environment, nodes."""
     if isinstance(row, DeploymentSummary):
-        return row.version
+        return f"{row.version} to {', '.join(row.nodes)}" if row.subset else row.version
     return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
 
 

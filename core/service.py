@@ -128,6 +128,8 @@ class DeploymentSummary:
     started_at: str
     outcome: str | None
     ended_at: str | None
+    subset: bool = False  # to some of the environment's nodes (--node / --label)
+    nodes: tuple[str, ...] = ()
 
 
 class Deployments(Application[UUID]):
@@ -315,6 +317,8 @@ class Deployments(Application[UUID]):
                     started_at=fields["started_at"],
                     outcome=None,
                     ended_at=None,
+                    subset=fields.get("subset", False),
+                    nodes=tuple(fields["order"]),
                 )
             else:
                 is_abandoned = isinstance(domain_event, Deployment.Abandoned)  # type: ignore[attr-defined]

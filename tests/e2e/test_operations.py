@@ -340,3 +340,27 @@ def test_migrate_without_a_configured_function_says_which_key_to_set(ops: Projec
         f"edeliver: {config}: environments.bare.migrate: not set; name the function that "
         'runs the migrations, e.g. migrate = "MyApp.Release.migrate"'
     ]
+
+
+def test_a_deploy_to_one_node_is_recorded_as_such_and_status_shows_the_mix(ops: Project) -> None:
+    """`deploy --node n2` updates n2 alone (the nodes say so), its summary and `history` say
+    which nodes it was for, and `status` flags prod as mixed until all run one version."""
+    all_up(ops)
+    try:
+        deployed = ops.edeliver("deploy", "prod", "--version", NEXT, "--node", "n2", "--json")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        summary = results(deployed)
+        assert (summary["subset"], list(summary["nodes"])) == (True, ["n2"])
+        assert ops.running() == {"n1": GOOD, "n2": NEXT, "n3": GOOD}
+        status = ops.edeliver("status", "prod")
+        assert status.stdout.splitlines()[-1] == f"prod is mixed: {GOOD} on n1, n3; {NEXT} on n2"
+        rows = json.loads(ops.edeliver("history", "prod", "--json").stdout)
+        row = next(r for r in rows if r["id"] == summary["id"])
+        assert (row["subset"], row["nodes"], row["version"]) == (True, ["n2"], NEXT)
+    finally:
+        back = ops.deploy("prod", GOOD)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "mixed" not in ops.edeliver("status", "prod").stdout
+    assert not any(
+        row["mixed"] for row in json.loads(ops.edeliver("status", "prod", "--json").stdout)
+    )
