@@ -250,7 +250,8 @@ def node_shells(
     )
 
 
-OpenNodeControl = Callable[[NodeConfig], Awaitable[AsyncsshNodeControl]]
+NodeControl = AsyncsshNodeControl  # what the operating commands get of a node
+OpenNodeControl = Callable[[NodeConfig], Awaitable[NodeControl]]
 
 
 def node_controls(project: Path, config: Config) -> OpenNodeControl:

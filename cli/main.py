@@ -109,7 +109,10 @@ def _command_index(argv: Sequence[str]) -> int:
 
 
 def _with_environment(rest: list[str]) -> list[str]:
-    """1.x took the environment as its first plain word, staging when there was none."""
+    """1.x took the environment as its first plain word, staging when there was none (a
+    request for help needs none)."""
+    if "--help" in rest or "-h" in rest:
+        return rest
     index = 0
     while index < len(rest):
         if not rest[index].startswith("-"):

@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
 import typer
 from rich.table import Table
 
 from edeliver.cli.app import OPERATE, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import deployer_secrets, wall_clock, who
+from edeliver.cli.composition import (
+    NodeControl,
+    OpenNodeControl,
+    deployer_secrets,
+    wall_clock,
+    who,
+)
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.node_filter import is_subset, selected_nodes
@@ -42,6 +48,7 @@ LabelOption = Annotated[
     list[str] | None,
     typer.Option("--label", metavar="LABEL", help="Only the nodes with this label (repeatable)."),
 ]
+T = TypeVar("T")
 _STYLE = {"ok": "green", "up": "green", "failed": "red", "down": "red", "skipped": "dim"}
 
 
@@ -52,66 +59,43 @@ def chosen_nodes(
     return selected_nodes(config, environment, node or (), label or ())
 
 
-@app.command(rich_help_panel=OPERATE)
-@exits_on_errors
-def start(
-    ctx: typer.Context,
-    environment: str,
-    node: NodeOption = None,
-    label: LabelOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Start the release `current` points to where it is not running, batch by batch.
+_OPERATIONS = {  # action -> its help; the commands are alike but for what they do to a node
+    START: """Start the release `current` points to where it is not running, batch by batch.
 
     Example: edeliver start production --node web2
-    """
-    _operate(runtime_of(ctx), environment, START, node, label, as_json)
-
-
-@app.command(rich_help_panel=OPERATE)
-@exits_on_errors
-def stop(
-    ctx: typer.Context,
-    environment: str,
-    node: NodeOption = None,
-    label: LabelOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Stop the release's VM on each node (the stop command, then signals), batch by batch.
+    """,
+    STOP: """Stop the release's VM on each node (the stop command, then signals), batch by batch.
 
     Example: edeliver stop staging --label eu
-    """
-    _operate(runtime_of(ctx), environment, STOP, node, label, as_json)
-
-
-@app.command(rich_help_panel=OPERATE)
-@exits_on_errors
-def restart(
-    ctx: typer.Context,
-    environment: str,
-    node: NodeOption = None,
-    label: LabelOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Restart the release on each node in batches of max_parallel, each health-checked
+    """,
+    RESTART: """Restart the release on each node in batches of max_parallel, each health-checked
     before the next batch starts; a node that does not come back stops the restart there.
 
     Example: edeliver restart production
-    """
-    _operate(runtime_of(ctx), environment, RESTART, node, label, as_json)
+    """,
+}
 
 
-def _operate(
-    runtime: Runtime,
-    environment: str,
-    action: str,
-    node: list[str] | None,
-    label: list[str] | None,
-    as_json: bool,
-) -> None:
-    config = runtime.load_config(runtime.project)
-    nodes = chosen_nodes(config, environment, node, label)
-    run_operation(runtime, config, environment, action, nodes, as_json)
+def _operation_command(action: str) -> None:
+    """Register `edeliver ACTION ENV [--node] [--label] [--json]`."""
+
+    @app.command(name=action, help=_OPERATIONS[action], rich_help_panel=OPERATE)
+    @exits_on_errors
+    def command(
+        ctx: typer.Context,
+        environment: str,
+        node: NodeOption = None,
+        label: LabelOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        runtime = runtime_of(ctx)
+        config = runtime.load_config(runtime.project)
+        nodes = chosen_nodes(config, environment, node, label)
+        run_operation(runtime, config, environment, action, nodes, as_json)
+
+
+for _action in _OPERATIONS:
+    _operation_command(_action)
 
 
 def run_operation(
@@ -217,7 +201,7 @@ def ping(
     config = runtime.load_config(runtime.project)
     nodes = chosen_nodes(config, environment, node, label)
     open_control = runtime.controls(runtime.project, config)
-    answers = run(per_node(nodes, lambda n: _ping(open_control, n)))
+    answers = run(per_node(nodes, lambda n: on_node(open_control, n, lambda c: c.ping())))
     rows = [
         {"node": n.name, "result": "up" if ok else "down", "ok": ok, "detail": said}
         for n, (ok, said, _) in zip(nodes, answers, strict=True)
@@ -229,10 +213,13 @@ def ping(
         raise typer.Exit(max(exit_codes))
 
 
-async def _ping(open_control: Callable[[NodeConfig], Awaitable[Any]], node: NodeConfig) -> str:
+async def on_node(
+    open_control: OpenNodeControl, node: NodeConfig, use: Callable[[NodeControl], Awaitable[T]]
+) -> T:
+    """`use` a connection to the node's release, closed after."""
     control = await open_control(node)
     try:
-        return str(await control.ping())
+        return await use(control)
     finally:
         await control.close()
 

@@ -28,12 +28,12 @@ from edeliver.cli.operation_commands import (
     LabelOption,
     NodeOption,
     chosen_nodes,
+    on_node,
     per_node,
     show_results,
 )
 from edeliver.cli.terminal import raw_terminal
 from edeliver.core.config import NodeConfig
-from edeliver.core.ports import CommandResult, Terminal
 from edeliver.core.redaction import Redactor
 
 CodeArgument = Annotated[str, typer.Argument(metavar="EXPR", help="Elixir code.")]
@@ -44,39 +44,38 @@ lock_app = typer.Typer(
 app.add_typer(lock_app, name="lock", rich_help_panel=OPERATE)
 
 
-@app.command(name="eval", rich_help_panel=OPERATE)
-@exits_on_errors
-def eval_(
-    ctx: typer.Context,
-    environment: str,
-    code: CodeArgument,
-    node: NodeOption = None,
-    label: LabelOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Evaluate Elixir code with the current release's `bin/<app> eval` on each node (a new
-    VM with the app's code loaded, not the running one); each node's output.
+_IN_RELEASE = {  # `bin/<app> COMMAND` -> its help
+    "eval": """Evaluate Elixir code with the current release's `bin/<app> eval` on each node (a
+    new VM with the app's code loaded, not the running one); each node's output.
 
     Example: edeliver eval production 'IO.puts(Application.spec(:my_app, :vsn))'
-    """
-    _in_release(runtime_of(ctx), "eval", environment, code, node, label, as_json)
-
-
-@app.command(rich_help_panel=OPERATE)
-@exits_on_errors
-def rpc(
-    ctx: typer.Context,
-    environment: str,
-    code: CodeArgument,
-    node: NodeOption = None,
-    label: LabelOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Evaluate Elixir code in the running VM of each node (`bin/<app> rpc`); each node's output.
+    """,
+    "rpc": """Evaluate Elixir code in the running VM of each node (`bin/<app> rpc`); each node's
+    output.
 
     Example: edeliver rpc production 'IO.inspect(:erlang.memory(:total))'
-    """
-    _in_release(runtime_of(ctx), "rpc", environment, code, node, label, as_json)
+    """,
+}
+
+
+def _in_release_command(command: str) -> None:
+    """Register `edeliver COMMAND ENV EXPR [--node] [--label] [--json]`."""
+
+    @app.command(name=command, help=_IN_RELEASE[command], rich_help_panel=OPERATE)
+    @exits_on_errors
+    def in_release(
+        ctx: typer.Context,
+        environment: str,
+        code: CodeArgument,
+        node: NodeOption = None,
+        label: LabelOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _in_release(runtime_of(ctx), command, environment, code, node, label, as_json)
+
+
+for _command in _IN_RELEASE:
+    _in_release_command(_command)
 
 
 def _in_release(
@@ -96,7 +95,7 @@ def _in_release(
     statuses: dict[str, int] = {}
 
     async def ask(one: NodeConfig) -> str:
-        result = await _release_command(open_control, one, command, code)
+        result = await on_node(open_control, one, lambda c: c.in_release(command, code))
         statuses[one.name] = result.status
         return hide(result.output).rstrip()
 
@@ -120,16 +119,6 @@ def _in_release(
     exit_codes = [exit_code for ok, _, exit_code in answers if not ok]
     if exit_codes or not all(row["ok"] for row in rows):
         raise typer.Exit(max(exit_codes, default=1))
-
-
-async def _release_command(
-    open_control: OpenNodeControl, node: NodeConfig, command: str, code: str
-) -> CommandResult:
-    control = await open_control(node)
-    try:
-        return await control.in_release(command, code)
-    finally:
-        await control.close()
 
 
 @lock_app.command(name="status")
@@ -176,11 +165,7 @@ def _environment_holder(runtime: Runtime, app: str, environment: str) -> dict[st
 
 
 async def _node_holder(open_control: OpenNodeControl, node: NodeConfig) -> str:
-    control = await open_control(node)
-    try:
-        holder = await control.lock_holder()
-    finally:
-        await control.close()
+    holder = await on_node(open_control, node, lambda c: c.lock_holder())
     return holder.describe() if holder else ""
 
 
@@ -220,7 +205,7 @@ def logs(
         except KeyboardInterrupt:  # how following is meant to end
             raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
         return
-    answers = run(per_node(nodes, lambda n: _log_lines(open_control, n, lines)))
+    answers = run(per_node(nodes, lambda n: on_node(open_control, n, lambda c: c.log_lines(lines))))
     for one, (ok, said, _) in zip(nodes, answers, strict=True):
         if not ok:
             typer.echo(f"edeliver: {said}", err=True)
@@ -229,14 +214,6 @@ def logs(
     exit_codes = [exit_code for ok, _, exit_code in answers if not ok]
     if exit_codes:
         raise typer.Exit(max(exit_codes))
-
-
-async def _log_lines(open_control: OpenNodeControl, node: NodeConfig, lines: int) -> str:
-    control = await open_control(node)
-    try:
-        return await control.log_lines(lines)
-    finally:
-        await control.close()
 
 
 async def _follow_logs(
@@ -257,11 +234,9 @@ async def _follow_logs(
             typer.echo(f"{node.name} | {hide(line)}")
             sys.stdout.flush()
 
-        control = await open_control(node)
-        try:
-            await control.follow_log(lines, printed, lambda: following(node.name))
-        finally:
-            await control.close()
+        await on_node(
+            open_control, node, lambda c: c.follow_log(lines, printed, lambda: following(node.name))
+        )
 
     answers = await per_node(nodes, lambda n: _as_text(one(n)))
     failed = [(said, code) for ok, said, code in answers if not ok]
@@ -288,14 +263,6 @@ def console(ctx: typer.Context, environment: str, node: str) -> None:
     (chosen,) = chosen_nodes(config, environment, [node], None)
     open_control = runtime.controls(runtime.project, config)
     with raw_terminal() as terminal:
-        status = run(_console(open_control, chosen, terminal))
+        status = run(on_node(open_control, chosen, lambda c: c.console(terminal)))
     if status != 0:
         raise typer.Exit(1)
-
-
-async def _console(open_control: OpenNodeControl, node: NodeConfig, terminal: Terminal) -> int:
-    control = await open_control(node)
-    try:
-        return await control.console(terminal)
-    finally:
-        await control.close()

@@ -6,6 +6,7 @@ supervision tree is up, and the OS pid in it), never of Edeliver.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -165,17 +166,25 @@ def test_a_restart_is_refused_while_a_deployment_holds_the_environment(ops: Proj
     """A deployment in progress holds `prod`: restart exits 3 naming it, and no VM changes."""
     all_up(ops)
     before = vm_pids(ops)
-    deployments = open_deployments(ops.directory)
+    with deployment_in_progress(ops) as held:
+        refused = ops.edeliver("restart", "prod")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert f"locked by deployment {held.short_id} (someone@elsewhere)" in refused.stderr
+    assert vm_pids(ops) == before
+
+
+@contextlib.contextmanager
+def deployment_in_progress(project: Project) -> Iterator[Deployment]:
+    """A deployment of 0.2.0 to prod that holds the environment's lock (no node's), as one
+    whose deployer is at work would; abandoned after."""
+    deployments = open_deployments(project.directory)
     held = Deployment(
         str(uuid4()), "hello", "prod", NEXT, "release", {"strategy": "one_for_all",
         "fallback": "rollback"}, list(LABELS), [list(LABELS)], "someone@elsewhere", "now",
     )  # fmt: skip
     try:
         deployments.begin(held)
-        refused = ops.edeliver("restart", "prod")
-        assert refused.returncode == 3, refused.stdout + refused.stderr
-        assert f"locked by deployment {held.short_id} (someone@elsewhere)" in refused.stderr
-        assert vm_pids(ops) == before
+        yield held
     finally:
         deployments.abandon(held, "test over", "test", "now")
         deployments.close()
@@ -213,17 +222,8 @@ def test_a_failing_expression_is_shown_per_node_with_exit_1(ops: Project) -> Non
 
 def test_lock_status_names_the_holder_of_the_environment_and_of_each_node(ops: Project) -> None:
     """While a deployment holds prod, `lock status` names it; its nodes are free."""
-    deployments = open_deployments(ops.directory)
-    held = Deployment(
-        str(uuid4()), "hello", "prod", NEXT, "release", {"strategy": "one_for_all",
-        "fallback": "rollback"}, list(LABELS), [list(LABELS)], "someone@elsewhere", "now",
-    )  # fmt: skip
-    try:
-        deployments.begin(held)
+    with deployment_in_progress(ops) as held:
         status = results(ops.edeliver("lock", "status", "prod", "--json"))
-    finally:
-        deployments.abandon(held, "test over", "test", "now")
-        deployments.close()
     assert status["held_by"]["id"] == str(held.id)
     assert status["held_by"]["holder"] == "someone@elsewhere"
     assert [n["result"] for n in status["nodes"]] == ["free"] * 3
