@@ -52,7 +52,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
 
     async def start_release(self) -> str:
         state = await self._release_state()
-        version = self._current(state)
+        version = await self._current(state)
         if state.running == (version,):
             return f"{version} was running"
         if state.vms:
@@ -75,7 +75,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
 
     async def restart_release(self) -> str:
         state = await self._release_state()
-        version = self._current(state)
+        version = await self._current(state)
         restart = Switch(state.vms, version, True, launchers=state.launchers)
         await self._switch(self.layout, restart, "restarting")
         await self._wait_healthy(self.layout, version)
@@ -160,11 +160,14 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
     async def _release_state(self) -> NodeState:
         return ns.parse_probe(await self.script_output(ns.probe_script(self.layout)))
 
-    def _current(self, state: NodeState) -> str:
+    async def _current(self, state: NodeState) -> str:
+        """The version a start boots: `current`'s permanent one (a hot upgrade makes it newer
+        than the root `current` names)."""
         version = state.facts.current_version
         if version is None or version not in state.facts.releases:
             raise NodeError(
                 f"{self.name}: no complete release is current under {self.node.path}: "
                 "deploy one first"
             )
-        return version
+        said = await self.script_output(ns.boot_version_script(self.layout), check=False)
+        return said.strip() or version

@@ -740,6 +740,15 @@ def remote_console_command(layout: Layout) -> str:
     return f"sh -c {q(start)} edeliver-console {q(layout.path)} {q(layout.app)}"
 
 
+def boot_version_script(layout: Layout) -> str:
+    """The version a start of `current` boots: the permanent one of its `start_erl.data`
+    (after a hot upgrade, not the version the root was unpacked as)."""
+    return (
+        layout.prelude()
+        + 'sed -n "s/^[^ ]* //p" "$P/current/releases/start_erl.data" 2>/dev/null\n'
+    )
+
+
 FOLLOWING = "edeliver-following"  # said by `release_log_script` just before it starts following
 
 

@@ -21,6 +21,7 @@ from edeliver.core.operations import (
     RESTART,
     Operation,
     OperationRequest,
+    abandon_operation,
     find_operation,
     migration,
     operate,
@@ -195,3 +196,24 @@ def test_a_migrate_setting_that_is_no_function_is_named(value: object) -> None:
     expected = r"edeliver.toml: environments\.prod\.migrate: expected an Elixir function"
     with pytest.raises(ConfigError, match=expected):
         parse_config(text, "edeliver.toml")
+
+
+def test_an_operation_whose_deployer_died_is_abandoned_and_frees_the_environment(
+    deployments: Deployments,
+) -> None:
+    """An operation left holding the environment (its deployer killed outright) is found by
+    its id prefix, abandoned with the reason recorded, and the environment is free again."""
+    started = Operation(str(uuid4()), "x", "prod", RESTART, list(NODES), [list(NODES)], False,
+                        "gone@there", "t")  # fmt: skip
+    deployments.take_environment(
+        "x", "prod", str(started.id), "gone@there", "t", RESTART, started.collect_events()
+    )
+    with pytest.raises(LockHeldError, match=r"`edeliver restart` .* it ends with that command"):
+        restart(deployments, fleet())
+    summary = find_operation(deployments, str(started.id)[:8])
+    assert summary is not None and summary.outcome is None
+    abandon_operation(deployments, summary, "machine lost", "t2")
+    (row,) = [r for r in operation_history(deployments) if r.id == summary.id]
+    assert row.outcome == "abandoned"
+    assert deployments.environment_lock("x", "prod").deployment_id is None
+    assert restart(deployments, fleet()).outcome == "succeeded"
