@@ -754,14 +754,29 @@ FOLLOWING = "edeliver-following"  # said by `release_log_script` just before it 
 
 def release_log_script(layout: Layout, lines: int, follow: bool) -> str:
     """The last `lines` lines of the newest `erlang.log.N` of the current release (where
-    run_erl writes the VM's console output); following it with `follow`, after saying
-    FOLLOWING on a line of its own."""
-    tail = f"tail -n {int(lines)}" + (' -F "$f"' if follow else ' "$f"')
-    return layout.prelude() + (
+    run_erl writes the VM's console output). With `follow`, says FOLLOWING on a line of its
+    own, then follows it and, once a newer file is written (run_erl rotated its log, or a
+    deployment started another release), that one from its start."""
+    n = int(lines)
+    start = (
         'd="$P/current/tmp/log"\n'
-        'f=$(ls -t "$d"/erlang.log.* 2>/dev/null | head -n 1)\n'
+        'newest() { ls -t "$d"/erlang.log.* 2>/dev/null | head -n 1; }\n'
+        "f=$(newest)\n"
         '[ -n "$f" ] || { echo "no erlang.log.* under $d: no release started there" >&2; '
-        "exit 3; }\n" + (f"echo {FOLLOWING}\n" if follow else "") + f"exec {tail}\n"
+        "exit 3; }\n"
+    )
+    if not follow:
+        return layout.prelude() + start + f'exec tail -n {n} "$f"\n'
+    return (
+        layout.prelude()
+        + start
+        + (
+            f'echo {FOLLOWING}\ntail -n {n} -F "$f" & t=$!\n'
+            "while sleep 1; do\n"
+            '  g=$(newest); [ -n "$g" ] && [ "$g" != "$f" ] || continue\n'
+            '  kill "$t" 2>/dev/null; f=$g; tail -n +1 -F "$f" & t=$!\n'
+            "done\n"
+        )
     )
 
 

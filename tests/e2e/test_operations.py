@@ -232,8 +232,11 @@ def test_lock_status_names_the_holder_of_the_environment_and_of_each_node(ops: P
 
 def test_logs_follow_shows_a_line_the_app_writes_after_following_started(ops: Project) -> None:
     """`logs -f` says when every node is followed; a line the app logs after that appears
-    with its node's name, and Ctrl-C ends it with exit 130."""
+    with its node's name, so does one of a newer log file (as run_erl rotates them), and
+    Ctrl-C ends it with exit 130."""
     all_up(ops)
+    n1 = ops.fleet.node("n1")
+    log_5 = f"{n1.path}/current/tmp/log/erlang.log.5"  # newer than run_erl's erlang.log.1
     follower = ops.start("logs", "prod", "-f", "--lines", "0")
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(follower.stdout or []))
@@ -248,7 +251,12 @@ def test_logs_follow_shows_a_line_the_app_writes_after_following_started(ops: Pr
         assert logged.returncode == 0, logged.stderr
         wait_for(lambda: any(marker in line for line in said), 30, "the marker in the log")
         assert all(line.startswith("n2 | ") for line in said if marker in line)
+        rotated = f"rotated-{uuid4().hex[:8]}"  # run_erl writing a newer erlang.log.N
+        wrote = ssh(ops.fleet, n1, f"echo {rotated} >{log_5}")
+        assert wrote.returncode == 0, wrote.stderr
+        wait_for(lambda: f"n1 | {rotated}\n" in said, 30, "the rotated log's line")
     finally:
+        ssh(ops.fleet, n1, f"rm -f {log_5}")
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=30) == 130
         reader.join()

@@ -6,13 +6,16 @@ import asyncio
 import json
 from collections.abc import Awaitable, Container
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
+from typer.testing import CliRunner
 
 from edeliver.adapters.event_store import store_settings
 from edeliver.adapters.fakes import FakeClock, FakeHost, InMemoryNodeControl, InMemoryNodeShells
-from edeliver.core.config import parse_config
+from edeliver.cli.main import Runtime, app
+from edeliver.core.config import NodeConfig, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import ConfigError, LockHeldError, NotFoundError
 from edeliver.core.node_filter import is_subset, selected_nodes
@@ -217,3 +220,50 @@ def test_an_operation_whose_deployer_died_is_abandoned_and_frees_the_environment
     assert row.outcome == "abandoned"
     assert deployments.environment_lock("x", "prod").deployment_id is None
     assert restart(deployments, fleet()).outcome == "succeeded"
+
+
+def cli_runtime(tmp_path: Path, shells: InMemoryNodeShells, failing: Container[str] = ()) -> Any:
+    """The command line's Runtime on in-memory nodes and a SQLite store in tmp_path."""
+    config = parse_config('app = "x"\n' + CONFIG, "edeliver.toml")
+
+    async def open_control(node: NodeConfig) -> NodeControl:
+        return InMemoryNodeControl(await shells.open(node), failing)
+
+    return Runtime(
+        project=tmp_path,
+        load_config=lambda _: config,
+        controls=lambda _project, _config: open_control,
+        deployments=lambda _: Deployments(
+            env=store_settings(tmp_path, f"sqlite:///{tmp_path}/events.db", {})
+        ),
+    )
+
+
+def test_restart_prints_each_nodes_result_as_json_and_exits_1_when_one_failed(
+    tmp_path: Path,
+) -> None:
+    """The JSON document names the operation and every node's result; a node that did not
+    come back (c, in the last batch, beside d) makes the exit code 1."""
+    runtime = cli_runtime(tmp_path, fleet(), failing={"c"})
+    result = CliRunner().invoke(app, ["restart", "prod", "--json"], obj=runtime)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["action"], report["environment"], report["outcome"]) == (
+        "restart", "prod", "failed",
+    )  # fmt: skip
+    assert [(n["node"], n["result"]) for n in report["nodes"]] == [
+        ("a", "ok"), ("b", "ok"), ("c", "failed"), ("d", "ok"),
+    ]  # fmt: skip
+
+
+def test_stop_with_a_label_prints_plain_lines_in_a_pipe(tmp_path: Path) -> None:
+    """Not on a terminal: one `node result detail` line per chosen node, exit 0."""
+    shells = fleet()
+    result = CliRunner().invoke(
+        app, ["stop", "prod", "--label", "us"], obj=cli_runtime(tmp_path, shells)
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "c            ok       1.0 stopped", "d            ok       1.0 stopped",
+    ]  # fmt: skip
+    assert [h.running for h in shells.hosts.values()] == ["1.0", "1.0", None, None]
