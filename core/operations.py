@@ -30,7 +30,7 @@ from edeliver.core.strategy import batches
 from edeliver.core.tasks import OUTPUT_LIMIT
 
 START, STOP, RESTART, MIGRATE = "start", "stop", "restart", "migrate"
-NODE_OK, NODE_FAILED, NODE_SKIPPED = "ok", "failed", "skipped"
+NODE_OK, NODE_FAILED, NODE_SKIPPED, NODE_INTERRUPTED = "ok", "failed", "skipped", "interrupted"
 SUCCEEDED, FAILED, REFUSED, INTERRUPTED, ABANDONED = (
     "succeeded", "failed", "refused", "interrupted", "abandoned",
 )  # fmt: skip
@@ -88,9 +88,11 @@ class Operation(Aggregate):
         self._node_done(node, outcome, detail)
 
     def finish(self, outcome: str, at: str, reason: str = "") -> None:
-        for node in self.nodes:  # never reached: an earlier batch failed, or cut short
+        # Not reached: after a failure, skipped; when cut short, perhaps in the middle of it.
+        unreached = NODE_INTERRUPTED if outcome in (INTERRUPTED, ABANDONED) else NODE_SKIPPED
+        for node in self.nodes:
             if node not in self.outcomes:
-                self._node_done(node, NODE_SKIPPED, "")
+                self._node_done(node, unreached, "")
         self._finished(outcome, at, reason)
 
     @event("NodeOperated")

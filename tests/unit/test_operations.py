@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Container
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from typer.testing import CliRunner
@@ -267,3 +267,37 @@ def test_stop_with_a_label_prints_plain_lines_in_a_pipe(tmp_path: Path) -> None:
         "c            ok       1.0 stopped", "d            ok       1.0 stopped",
     ]  # fmt: skip
     assert [h.running for h in shells.hosts.values()] == ["1.0", "1.0", None, None]
+
+
+def test_an_operation_cut_short_records_it_and_frees_the_environment(
+    deployments: Deployments,
+) -> None:
+    """Ctrl-C while b restarts: the finished batch's nodes stay recorded, the others are
+    recorded interrupted, the outcome too, and the environment and nodes are free."""
+    shells = fleet()
+    config = parse_config(CONFIG, "edeliver.toml")
+    request = OperationRequest("x", "prod", RESTART, NODES, 1, False)
+
+    async def open_control(name: str) -> NodeControl:
+        return InMemoryNodeControl(await shells.open(config.nodes[name]))
+
+    async def act(control: NodeControl) -> str:
+        if control.name == "b":
+            raise asyncio.CancelledError  # what Ctrl-C raises in the running step
+        return await control.restart_release()
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(
+            operate(request, open_control, deployments, FakeClock(), "me", str(uuid4()), act)
+        )
+    (row,) = operation_history(deployments)
+    assert row.outcome == "interrupted"
+    stored = deployments.repository.get(UUID(row.id))
+    assert stored.outcomes == {
+        "a": "ok",
+        "b": "interrupted",
+        "c": "interrupted",
+        "d": "interrupted",
+    }
+    assert deployments.environment_lock("x", "prod").deployment_id is None
+    assert all(h.lock is None for h in shells.hosts.values())
