@@ -28,6 +28,7 @@ from edeliver.core.config import Config
 from edeliver.core.errors import EdeliverError, UsageError
 
 if TYPE_CHECKING:
+    from edeliver.cli.composition import OpenNodeControl
     from edeliver.core.orchestrator import Listener
     from edeliver.core.ports import NodeShells
     from edeliver.core.rollout import Services
@@ -63,6 +64,12 @@ def nothing_recorded(project: Path) -> bool:
     return nothing_recorded(project)
 
 
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    from edeliver.cli.composition import node_controls
+
+    return node_controls(project, config)
+
+
 @dataclass
 class Runtime:
     """What commands run against; tests replace the factories with fakes."""
@@ -73,6 +80,7 @@ class Runtime:
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    controls: Callable[[Path, Config], OpenNodeControl] = node_controls
 
     def recorded_deployments(self) -> Deployments | None:
         """The deployments for a command that only reads them; None when nothing was ever
@@ -106,11 +114,13 @@ def output_width() -> int | None:
 
 
 # `edeliver --help` groups commands by workflow, in the order people use them.
-SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
+AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
     *("init", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
     *("status", "log", "history", "abandon"),
     "demo",
 )

@@ -11,21 +11,21 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.extras import extra_needed
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.ports import Clock, NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
 from edeliver.core.runtime_env import secret_variables
 
 if TYPE_CHECKING:
     from edeliver.adapters.mix_build import BuildStages, Built
+    from edeliver.adapters.node_control import AsyncsshNodeControl as NodeControl
     from edeliver.adapters.remote_build import DirectStore
     from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
     from edeliver.adapters.transfer import Delivery, FetchingStore
@@ -61,6 +61,7 @@ class Store(ReleaseArchive, Protocol):
 
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
+    from edeliver.adapters.extras import extra_needed
     from edeliver.adapters.local_store import LocalDirectoryStore
     from edeliver.adapters.ssh import AsyncsshNodeShells
     from edeliver.adapters.ssh_store import SshReleaseStore
@@ -263,25 +264,50 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
     return _NoHotUpgrades(config)
 
 
-def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
-    """Services on SSH, the configured store, the configured event store and the wall clock."""
-    from edeliver.adapters.event_store import open_deployments, store_patience
+def node_shells(
+    project: Path, config: Config, deliver: Delivery | None = None
+) -> AsyncsshNodeShells:
+    """Connections to the configured nodes: known hosts, ssh config, the release's commands and
+    each node's limits and runtime settings; `deliver`: how releases reach them (deployments)."""
     from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
     from edeliver.adapters.ssh import AsyncsshNodeShells
-    from edeliver.core.rollout import Services
 
-    patience = store_patience(os.environ)
-    known_hosts = known_hosts_file(project, config)
-    store = release_store(project, config)
-    shells = AsyncsshNodeShells(
-        known_hosts=known_hosts,
+    return AsyncsshNodeShells(
+        known_hosts=known_hosts_file(project, config),
         ssh_config=ssh_config_files(project, config),
         commands=release_commands(config),
         keep_releases=_keep_releases(config),
-        delivery=delivery(config, store),
+        delivery=deliver,
         node_timeouts=node_timeouts(config),
         runtime_env=RuntimeEnvFiles(config, os.environ),
     )
+
+
+OpenNodeControl = Callable[[NodeConfig], Awaitable["NodeControl"]]  # operates one node's release
+
+
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    """Opens a connection that operates the app's release on a node (start, stop, eval...)."""
+    from edeliver.adapters.node_control import open_control
+
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    shells, app = node_shells(project, config), config.app
+    return lambda node: open_control(shells, node, app)
+
+
+def wall_clock() -> Clock:
+    return SystemClock()
+
+
+def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
+    """Services on SSH, the configured store, the configured event store and the wall clock."""
+    from edeliver.adapters.event_store import open_deployments, store_patience
+    from edeliver.core.rollout import Services
+
+    patience = store_patience(os.environ)
+    store = release_store(project, config)
+    shells = node_shells(project, config, delivery(config, store))
     return Services(
         deployments=open_deployments(project),
         shells=shells,

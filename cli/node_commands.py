@@ -19,6 +19,7 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 
@@ -34,8 +35,15 @@ app.add_typer(nodes_app, name="nodes", rich_help_panel=SET_UP)
 
 @app.command(rich_help_panel=AUDIT)
 @exits_on_errors
-def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Per node: reachable, running version, boot version, releases on disk.
+def status(
+    ctx: typer.Context,
+    environment: str,
+    node: NodeOption = None,
+    label: LabelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per node: reachable, running version, boot version, releases on disk; whether the
+    nodes run different versions (after a deploy to some of them, say).
 
     Example: edeliver status production
     """
@@ -43,15 +51,17 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
 
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    config.environment(environment)
-    nodes = config.nodes_of(environment)
+    nodes = chosen_nodes(config, environment, node, label)
     shells = probing_shells(runtime, config)
     rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
+    mix = mixed(rows)
     if as_json:
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps([{**row, "mixed": bool(mix)} for row in rows]))
     else:
         for row in rows:
             typer.echo(status_line(row))
+        if mix:
+            typer.echo(f"{environment} is mixed: {mix}")
     failures = [row["exit_code"] for row in rows if not row["reachable"]]
     if failures:  # 3 when a host key was refused (DESIGN §9), else 1
         raise typer.Exit(max(failures))
@@ -85,6 +95,20 @@ async def _probe(
     except EdeliverError as error:
         return {**row, "reachable": False, "error": str(error), "exit_code": error.exit_code}
     return {**row, "reachable": True, **facts.as_dict()}
+
+
+def mixed(rows: list[dict[str, Any]]) -> str:
+    """Which nodes run which version, when the reachable ones do not all run the same one
+    (or boot the same one); "" when they agree."""
+    reachable = [row for row in rows if row["reachable"]]
+    versions: dict[str, list[str]] = {}
+    for row in reachable:
+        running = row["running_version"] or "nothing"
+        versions.setdefault(running, []).append(row["node"])
+    booting = {row["current_version"] for row in reachable}
+    if len(versions) <= 1 and len(booting) <= 1:
+        return ""
+    return "; ".join(f"{version} on {', '.join(names)}" for version, names in versions.items())
 
 
 def status_line(row: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from edeliver.core.redaction import Redactor
 
 if TYPE_CHECKING:
     from edeliver.core.deployment import Deployment
+    from edeliver.core.operations import OperationSummary
     from edeliver.core.service import DeploymentSummary
 
 _STATE_STYLE = {
@@ -95,6 +96,7 @@ def summary(deployment: Deployment) -> dict[str, Any]:
         "app": deployment.app,
         "environment": deployment.environment,
         "version": deployment.release,
+        "subset": deployment.subset,
         "outcome": deployment.outcome,
         "escalated": deployment.escalated,
         "nodes": {
@@ -105,8 +107,9 @@ def summary(deployment: Deployment) -> dict[str, Any]:
 
 
 def print_summary(console: Console, deployment: Deployment) -> None:
+    part = f" (only {', '.join(deployment.order)})" if deployment.subset else ""
     table = Table(
-        title=f"{deployment.app} {deployment.release} → {deployment.environment}: "
+        title=f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
         f"{deployment.outcome} ({deployment.short_id})"
     )
     for column in ("node", "state", "reason"):
@@ -128,21 +131,31 @@ def first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
-    table = Table(title="deployments")
-    for column in ("id", "environment", "version", "who", "started", "outcome", "ended"):
+def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
+    """Deployments and operations (restart, stop...) in one table, in the order they started."""
+    table = Table(title="deployments and operations")
+    for column in ("id", "environment", "what", "who", "started", "outcome", "ended"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row.id[:8],
             row.environment,
-            row.version,
+            _what(row),
             row.started_by,
             row.started_at,
             row.outcome or "[yellow]unfinished[/]",
             row.ended_at or "",
         )
     return table
+
+
+def _what(row: DeploymentSummary | OperationSummary) -> str:
+    """A deployment's version; an operation's action and, for part of an environment, nodes."""
+    from edeliver.core.operations import OperationSummary
+
+    if isinstance(row, OperationSummary):
+        return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
+    return f"{row.version} to {', '.join(row.nodes)}" if row.subset else row.version
 
 
 def plan_lines(

@@ -23,6 +23,7 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
@@ -96,15 +97,29 @@ def deploy_command(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks.
+    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks;
+    with --node / --label to those nodes only (recorded as such; `status` then shows the mix).
 
     Example: edeliver deploy production --version 1.2.3 --include seed
     """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
+    nodes = _chosen(config, environment, node, label)
+    tags = (include, exclude, only)
+    deploy_with_tasks(runtime, config, environment, version, tags, as_json, nodes)
+
+
+def _chosen(
+    config: Config, environment: str, node: list[str] | None, label: list[str] | None
+) -> list[str] | None:
+    """The names --node / --label choose; None without them: the whole environment."""
+    if not node and not label:
+        return None
+    return [n.name for n in chosen_nodes(config, environment, node, label)]
 
 
 def deploy_with_tasks(
@@ -114,17 +129,19 @@ def deploy_with_tasks(
     version: str | None,
     tags: tuple[list[str] | None, list[str] | None, list[str] | None],
     as_json: bool,
+    nodes: list[str] | None = None,
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
-    the tasks are loaded once, before anything connects to a node."""
+    the tasks are loaded once, before anything connects to a node. `nodes`: only those."""
     from edeliver.cli.composition import project_tasks
     from edeliver.core.rollout import deploy
 
     tasks = project_tasks(runtime.project)
     chosen = selection_of(*tags, [t.spec for t in tasks])
     _rollout(
-        runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
-    )
+        runtime, config, as_json,
+        lambda s: deploy(s, config, environment, version, chosen, nodes), tasks,
+    )  # fmt: skip
 
 
 @app.command(name="resume", rich_help_panel=DEPLOY)
@@ -291,9 +308,12 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="Default: the release before the current one.")
     ] = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll ENVIRONMENT back to an earlier release, as a deployment of it.
+    """Roll ENVIRONMENT (or the nodes --node / --label choose) back to an earlier release, as
+    a deployment of it.
 
     Example: edeliver rollback production --to 1.2.2
     """
@@ -301,9 +321,11 @@ def rollback(
 
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    config.environment(environment)
+    nodes = _chosen(config, environment, node, label)
     target = to or _previous_release(runtime, environment)
-    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, target))
+    _rollout(
+        runtime, config, as_json, lambda s: deploy(s, config, environment, target, None, nodes)
+    )
 
 
 def _previous_release(runtime: Runtime, environment: str) -> str:

@@ -48,6 +48,8 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
 )
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# An Elixir remote function of no arguments, as `[environments.X] migrate` names it.
+_FUNCTION = re.compile(r"^(?:[A-Z][A-Za-z0-9_]*\.)+[a-z_][A-Za-z0-9_]*[!?]?$")
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -100,6 +102,7 @@ class EnvironmentConfig:
     command_timeout: float | None = None  # None: derived from step_timeout
     env: Settings = ()  # the app's runtime settings on every node of the environment
     cookie: FromEnv | None = None  # None: generated once, kept on the nodes
+    migrate: str | None = None  # `edeliver migrate`: an Elixir function, "MyApp.Release.migrate"
 
     @property
     def verify_seconds(self) -> float:
@@ -579,12 +582,22 @@ def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> E
         command_timeout=table.seconds("command_timeout"),
         env=_settings(table),
         cookie=parse_cookie(table.file, table.key("cookie"), table.data.get("cookie")),
+        migrate=_function(table, "migrate"),
     )
     table.used.add("cookie")
     names = {n: node for n in members if (node := nodes[n].release_node)}
     check_unique_node_names(table.file, name, members, names)
     table.done()
     return environment
+
+
+def _function(table: _Table, key: str) -> str | None:
+    function = table.get(key, str, "an Elixir function such as MyApp.Release.migrate")
+    if function is not None and not _FUNCTION.match(function):
+        raise table.fail(
+            key, f"expected an Elixir function such as MyApp.Release.migrate, got {function!r}"
+        )
+    return function
 
 
 def _members(table: _Table, nodes: Mapping[str, NodeConfig]) -> tuple[str, ...]:

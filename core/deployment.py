@@ -66,8 +66,10 @@ class Deployment(Aggregate):
         started_by: str,
         started_at: str,
         selection: dict[str, list[str]] | None = None,
+        subset: bool = False,
     ) -> None:
         self.app, self.environment, self.release, self.mode = app, environment, version, mode
+        self.subset = subset  # --node / --label: some of the environment's nodes, not all
         self.selection = selection or {}
         self.policy_fields = policy
         self.order, self.batches = order, batches

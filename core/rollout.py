@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import NoReturn, TypeVar
 from uuid import uuid4
@@ -81,14 +81,19 @@ async def deploy(
     environment: str,
     version: str | None,
     selection: Selection | None = None,
+    nodes: Sequence[str] | None = None,
 ) -> Deployment:
-    """Roll `version` (default: the newest in the store) out to `environment`, running the
-    tasks `selection` picks at their stages."""
+    """Roll `version` (default: the newest in the store) out to `environment` (only to `nodes`
+    of it when given, in the environment's order, recorded as a subset), running the tasks
+    `selection` picks at their stages."""
     env = config.environment(environment)
     runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = _app_of(config)
     artifact = await _artifact(services.store, app, version)
-    deployment = _new_deployment(services, app, env, artifact, selection or Selection())
+    subset = nodes is not None and bool(set(env.nodes) - set(nodes))
+    if subset:
+        env = replace(env, nodes=tuple(n for n in env.nodes if n in (nodes or ())))
+    deployment = _new_deployment(services, app, env, artifact, selection or Selection(), subset)
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     await _before_any_node_changes(
@@ -180,6 +185,7 @@ def _new_deployment(
     env: EnvironmentConfig,
     artifact: Artifact,
     selection: Selection,
+    subset: bool = False,
 ) -> Deployment:
     policy = env.policy
     return Deployment(
@@ -203,6 +209,7 @@ def _new_deployment(
             "exclude": sorted(selection.exclude),
             "only": sorted(selection.only),
         },
+        subset=subset,
     )
 
 
