@@ -93,17 +93,25 @@ q = shlex.quote
 # Another node's VM (one node name given to several nodes) or an older VM of this node cannot
 # give both this node's numbers, so the health check knows it asked the VM it started.
 RPC_IDENTITY = 'IO.puts("edeliver_vm=#{System.pid()} #{File.stat!(:code.root_dir()).inode}")'
+# Evaluated inside the release's VM, it waits there (cheaply, up to 10 s) for the app to be
+# started, so one call does what polling would need several for.
 _RPC_HEALTH = (
+    "Enum.find_value(1..200, fn _ -> "
     "case List.keyfind(Application.started_applications(), :{app}, 0) do "
-    "{_, _, vsn} -> IO.puts(vsn); " + RPC_IDENTITY + '; nil -> raise "{app} is not started" end'
+    "{_, _, vsn} -> vsn; nil -> Process.sleep(50); nil end end) |> case do "
+    'nil -> raise "{app} is not started"; '
+    "vsn -> IO.puts(vsn); " + RPC_IDENTITY + " end"
 )
-# `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its
-# supervision tree is up), at ~0.35 s a call.
+# `rpc` runs a second, short-lived VM on the node (~0.35 s of CPU): the health script runs it
+# once, after the cheap readiness probe (`ready`: the VM is registered with epmd).
 RPC_HEALTH = "bin/{app} rpc " + q(_RPC_HEALTH)
 # erlexec starts epmd through `sh -c` with the release path unquoted, which fails when the deploy
 # path has a space or a quote; so start the release's own epmd first, quoted (a no-op when one
 # already listens on ERL_EPMD_PORT).
 MIX_START = 'for e in erts-*/bin/epmd; do "$e" -daemon; done >/dev/null 2>&1; bin/{app} daemon'
+# No stop command: the release's VM is sent SIGTERM (a BEAM runs init:stop, as `bin/<app> stop`
+# makes it do, without booting a second VM to ask it), SIGKILL after the stop timeout.
+SIGNAL_STOP = ""
 # The status file examples/hello writes once its tree is up (and removes when stopping): no VM.
 STATUS_FILE_HEALTH = 'f=tmp/{app}.status; test -f "$f" && kill -0 "$(sed -n s/^pid=//p "$f")"'
 
@@ -113,11 +121,16 @@ class ReleaseCommands:
     """How to start, stop and health-check a release; run from its root, `{app}` filled in.
 
     `health` exits 0 once the app is up; whether the right version runs is checked apart.
+    An empty `stop` stops the VM by signal (`SIGNAL_STOP`).
     """
 
     start: str = MIX_START
-    stop: str = "bin/{app} stop"
+    stop: str = SIGNAL_STOP
     health: str = RPC_HEALTH
+
+    @property
+    def stops_by_signal(self) -> bool:
+        return not self.stop.strip()
 
     def render(self, template: str, app: str) -> str:
         # Only `{app}`: braces the user's shell command has (`${PORT}`, JSON) stay as written.
@@ -497,26 +510,53 @@ def _tenths(seconds: float) -> int:
     return max(1, round(seconds * 10))
 
 
+# Sleeps growing from 10 ms to 0.5 s: a poll answers fast when the wait is short, and costs
+# little when it is long. `naps=0` starts a new wait.
+_NAP = r"""
+nap() {
+  case ${naps:-0} in
+    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; 3) sleep 0.1 ;; 4) sleep 0.2 ;; *) sleep 0.5 ;;
+  esac
+  naps=$((${naps:-0} + 1))
+}
+"""
+
+
+def _stop_vm_body(commands: ReleaseCommands, stop_seconds: float) -> str:
+    """With no stop command, SIGTERM and the stop timeout; else the command, and signals only
+    when it cannot reach the VM (one still booting, its distribution down) or it stays."""
+    if commands.stops_by_signal:
+        return f'  stop_by_signal "$1" {_tenths(stop_seconds)} && return 0\n'
+    return (
+        '  if [ -d "$2" ] && (cd "$2" && stop_command) >>"$S/start.log" 2>&1 </dev/null; then\n'
+        f'    gone_within "$1" {_tenths(stop_seconds)} && return 0\n'
+        "  fi\n"
+        '  terminate "$1" && return 0\n'
+    )
+
+
 def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds: float) -> str:
     return (
         commands.functions(layout.app)
         + f"""
 alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdline" 2>/dev/null; }}
-gone_within() {{  # pid tenths-of-seconds
-  n=0; while alive "$1"; do [ "$n" -ge "$2" ] && return 1; sleep 0.1; n=$((n + 1)); done
+{_NAP.strip()}
+gone_within() {{  # pid tenths-of-seconds (at least): looked at often at first, then less
+  end=$(($(date +%s) + ($2 + 9) / 10 + 1)); naps=0
+  while alive "$1"; do [ "$(date +%s)" -ge "$end" ] && return 1; nap; done
 }}
 terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KILL
   kill -TERM $(tree "$1") 2>/dev/null; gone_within "$1" {_tenths(TERM_GRACE)} && return 0
   kill -KILL $(tree "$1") 2>/dev/null; gone_within "$1" 50
 }}
+stop_by_signal() {{  # pid tenths: TERM to the VM alone (its init:stop ends its children), then KILL
+  kill -TERM "$1" 2>/dev/null; gone_within "$1" "$2" && return 0
+  kill -KILL $(tree "$1") 2>/dev/null; gone_within "$1" 50
+}}
 tree() {{ roots=$1; cat /proc/[0-9]*/stat 2>/dev/null | {_TREE.strip()}; }}
-stop_vm() {{  # pid root: the stop command from the VM's own root while it answers, else signals
+stop_vm() {{  # pid root: by the stop command from the VM's own root while it answers, or signals
   alive "$1" || return 0
-  if [ -d "$2" ] && (cd "$2" && stop_command) >>"$S/start.log" 2>&1 </dev/null; then
-    gone_within "$1" {_tenths(stop_seconds)} && return 0
-  fi
-  terminate "$1" && return 0
-  echo "could not stop the VM $1 running from $2" >&2; exit 4
+{_stop_vm_body(commands, stop_seconds)}  echo "could not stop the VM $1 running from $2" >&2; exit 4
 }}
 stop_launcher() {{  # run_erl pid: its VM may still be booting, unreachable by the stop command
   alive "$1" || return 0
@@ -644,17 +684,51 @@ class Health:
         return f"answered by a VM that is not this node's release VM (pid {pid}; ours: {ours})"
 
 
-def health_script(layout: Layout, commands: ReleaseCommands) -> str:
+# The release VM's node name as epmd lists it (no host part), from its `-sname` / `-name`
+# (a console's or an rpc VM's is not it).
+_READY = r"""
+node_name() {
+  printf '%s\n' "$1" | awk 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
+    for (i = 2; i < NF; i++) if ($i == "-sname" || $i == "-name") {
+      n = $(i + 1); sub(/@.*/, "", n); print n; exit } }'
+}
+registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
+  e=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1); [ -n "$e" ] || e=epmd
+  names=$("$e" -names 2>/dev/null) || return 0
+  case "$names" in *"name $1 at port "*) return 0 ;; esac; return 1
+}
+ready_within() {  # seconds: wait while our VM is launched but not yet registered with epmd
+  end=$(($(date +%s) + $1)); naps=0
+  while :; do
+    running=$(vms)
+    case "$running" in
+      *beam.smp*) name=$(node_name "$running"); [ -z "$name" ] || registered "$name" && return ;;
+      *run_erl*) ;;
+      *) return ;;
+    esac
+    [ "$(date +%s)" -lt "$end" ] || return
+    nap
+  done
+}
+"""
+
+
+def health_script(layout: Layout, commands: ReleaseCommands, wait: float = 0) -> str:
     """The running VMs and current (as in the probe), the inodes of the release roots, then the
-    health command's exit code and last lines."""
+    health command's exit code and last lines. The command runs once, after waiting up to
+    `wait` seconds for a launched VM to register with epmd: before that an `rpc` cannot reach
+    it, and each try would boot a VM for nothing."""
     return (
         layout.prelude()
         + commands.functions(layout.app)
         + _VMS
+        + _NAP
+        + _READY
         + (
+            f"ready_within {max(0, int(wait))}\n"
             'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\n'
             'for d in "$R"/*; do [ -d "$d" ] && echo "root_ino=$(stat -c %i "$d") ${d##*/}"; done\n'
-            'running=$(vms); [ -z "$running" ] || printf \'%s\\n\' "$running"\n'
+            '[ -z "$running" ] || printf \'%s\\n\' "$running"\n'
             # With no VM yet, a health command such as `rpc` would only boot a VM for nothing.
             # (`vms` may also list its own short-lived grep, hence the look for a VM's name.)
             'case "$running" in\n'

@@ -75,6 +75,10 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
+# A health poll waits on the node at most this long for the VM to register with epmd, so that
+# its one `rpc` comes when it can be answered; polls start fast and back off to poll_interval.
+_READY_WAIT = 10.0
+_FIRST_POLL_PAUSE = 0.05
 # A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
 _PATIENT_BACKOFF_STEPS = 5
 
@@ -425,11 +429,13 @@ class AsyncsshNodeShell:
         loop, shells = asyncio.get_running_loop(), self._shells
         deadline = seen = loop.time()
         deadline += self.timeouts.verify
-        script = ns.health_script(layout, shells.commands)
+        pause = _FIRST_POLL_PAUSE
         while True:
             # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
             # by it was there at its start, not at its end.
             polled_at = loop.time()
+            wait = min(_READY_WAIT, max(0.0, deadline - polled_at))
+            script = ns.health_script(layout, shells.commands, wait)
             health = ns.parse_health(await self.script_output(script, check=False))
             impostor = health.answered_by_another_vm()
             if health.running == (version,) and health.code == 0 and impostor is None:
@@ -444,7 +450,8 @@ class AsyncsshNodeShell:
             )  # fmt: skip
             if why:
                 raise NodeError(await self._unhealthy(layout, version, health, why))
-            await asyncio.sleep(shells.poll_interval)
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, shells.poll_interval)
 
     async def _unhealthy(self, layout: Layout, version: str, health: ns.Health, why: str) -> str:
         log = await self.script_output(ns.log_tail_script(layout), check=False)

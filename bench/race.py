@@ -98,7 +98,7 @@ ln -sfn "releases/$V" "$P/current.new" && mv -fT "$P/current.new" "$P/current"
 if [ -n "$old" ]; then kill -TERM $old; while kill -0 $old 2>/dev/null; do sleep 0.05; done; fi
 cd "$P/current"; for e in erts-*/bin/epmd; do "$e" -daemon; done; bin/hello daemon
 until erts-*/bin/epmd -names 2>/dev/null | grep -q '^name hello '; do sleep 0.05; done
-n=0; until [ "$({health} 2>/dev/null)" = "$V" ]; do
+n=0; until [ "$({health} 2>/dev/null | head -n 1)" = "$V" ]; do
   n=$((n + 1)); [ "$n" -le 150 ] || {{ echo "not healthy" >&2; exit 1; }}; sleep 0.2
 done
 """
