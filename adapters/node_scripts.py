@@ -359,7 +359,7 @@ def _arg_after(argv: Sequence[str], flag: str) -> str | None:
 
 # Uploads hold the release's COOKIE: only the deploy user may read them, or list the dir.
 # (The umask comes after the mkdir: the deploy path and shared/ keep the user's own modes.)
-_PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
+PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
 
 
 # Measured before the partial goes: a disk it filled is full now, not after.
@@ -374,7 +374,7 @@ def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
     """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
     return (
         layout.prelude()
-        + _PRIVATE_UPLOADS
+        + PRIVATE_UPLOADS
         + (
             f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
             'if [ -f "$F" ]; then\n'
@@ -405,7 +405,7 @@ def fetch_script(layout: Layout, version: str, fetch: str) -> str:
     """
     return (
         layout.prelude()
-        + _PRIVATE_UPLOADS
+        + PRIVATE_UPLOADS
         + (
             f"F={q(layout.upload(version))}\n"
             f'{{ {fetch}\n}} >"$F.partial" || {{\n'
@@ -442,11 +442,14 @@ def parse_failed_upload(output: str) -> UploadSpace | None:
 
 
 def install_state_script(layout: Layout, version: str) -> str:
-    """`installed`, `missing` (no verified upload), or `listing` then its `LISTING`."""
+    """`installed`, `missing` (no verified upload), `streamed` then the `LISTING` kept when the
+    upload was unpacked as it came (see `stream_install`), or `listing` then its `LISTING`."""
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'if complete "$V"; then echo installed; exit 0; fi\n'
         'if [ ! -f "$F" ]; then echo missing; exit 0; fi\n'
+        'if [ -d "$R/.$V.partial" ] && [ -f "$F.listing" ]; then\n'
+        '  echo streamed; cat "$F.listing" && exit 0; exit 5\nfi\n'
         f'echo listing; {LISTING} "$F" || exit 5\n'
     )
 
@@ -456,9 +459,11 @@ def listing_script(upload: str) -> str:
     return f"{LISTING} {q(upload)} || exit 5\n"
 
 
-def remove_upload_script(upload: str) -> str:
-    """Delete a refused upload and any partial of it: it must not be unpacked later."""
-    return f"rm -f {q(upload)} {q(upload + '.partial')}\n"
+def remove_upload_script(upload: str, unpacked: str | None = None) -> str:
+    """Delete a refused upload, any partial of it and its listing, and the dir it was unpacked
+    into as it came (`unpacked`): it must not be installed later."""
+    files = " ".join(q(upload + suffix) for suffix in ("", ".partial", ".listing"))
+    return f"rm -f {files}\n" + (f"rm -rf {q(unpacked)}\n" if unpacked else "")
 
 
 def private_cookies(root: str) -> str:
@@ -476,13 +481,28 @@ def unpack_script(layout: Layout, version: str) -> str:
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'T="$R/.$V.partial"; D="$R/$V"\n'
         'rm -rf "$T" && mkdir -p "$T" || exit 3\n'
-        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n'
-        'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
-        '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
-        "fi\n"
-        + private_cookies('"$T"')
-        + 'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n' + _PLACE
     )
+
+
+def place_script(layout: Layout, version: str) -> str:
+    """Check that releases/.<v>.partial, unpacked as the upload came, is that release, and
+    rename it into place; its listing, read once the deployer found it safe, goes."""
+    return layout.prelude() + (
+        f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
+        'T="$R/.$V.partial"; D="$R/$V"\n'
+        '[ -d "$T" ] || { echo "releases/.$V.partial is gone: install again" >&2; exit 5; }\n'
+        + _PLACE
+        + 'rm -f "$F.listing"\n'
+    )
+
+
+# The end of an install: $T is release $V of $APP, its cookies private, renamed to $D.
+_PLACE = (
+    'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
+    '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
+    "fi\n" + private_cookies('"$T"') + 'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+)
 
 
 # -- activate, roll back, verify ---------------------------------------------------------------
@@ -515,7 +535,8 @@ def _tenths(seconds: float) -> int:
 _NAP = r"""
 nap() {
   case ${naps:-0} in
-    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; 3) sleep 0.1 ;; 4) sleep 0.2 ;; *) sleep 0.5 ;;
+    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; 3) sleep 0.1 ;; 4) sleep 0.2 ;;
+    *) sleep 0.5 ;;
   esac
   naps=$((${naps:-0} + 1))
 }
@@ -627,7 +648,7 @@ def switch_script(
         upload = q(layout.upload_name(version))
         partial = q(f".{version}.partial")
         lines.append(f'guarded discard "$R/"{q(version)}; guarded discard "$R/"{partial}')
-        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial')
+        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial "$U/"{upload}.listing')
     if switch.to is not None and switch.start:
         lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,8 @@ from edeliver.adapters.ssh_host_keys import (
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
-from edeliver.adapters.ssh_output import run_bounded
+from edeliver.adapters.ssh_output import run_bounded, run_streaming
+from edeliver.adapters.stream_install import stream_script, streaming_remote_sh
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -68,6 +69,8 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
+Completed = asyncssh.SSHCompletedProcess
+Runner = Callable[[str, asyncssh.SSHClientConnection], Awaitable[Completed]]
 T = TypeVar("T")
 _RETRIES = 4
 JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
@@ -291,7 +294,10 @@ class AsyncsshNodeShell:
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        if fetch is None:
+        if fetch is None and offset == 0:
+            assert local is not None
+            return await self._stream(layout, artifact, local)
+        if fetch is None:  # a partial upload left by a lost connection: resumed, then unpacked
             assert local is not None
             await self._upload(artifact, local, layout.upload(artifact.version), offset)
         else:
@@ -299,11 +305,7 @@ class AsyncsshNodeShell:
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
         result = await self.run_script(finish)
         if result.exit_status == 4:
-            got = str(result.stdout).strip()
-            raise NodeError(
-                f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
-                f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
-            )
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
         self._check(result, f"verifying the upload of {artifact.name}")
 
     async def install(self, artifact: Artifact) -> None:
@@ -314,10 +316,14 @@ class AsyncsshNodeShell:
             return
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
-        await self.script_output(
-            ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
-        )
+        upload, v = layout.upload(artifact.version), artifact.version
+        if state == "streamed":  # unpacked as it came: checked, then renamed into place
+            unpacked = f"{layout.path}/releases/.{v}.partial"
+            await self._refuse_unsafe(listing, upload, artifact, unpacked)
+            await self.script_output(ns.place_script(layout, v), f"installing {artifact.name}")
+            return
+        await self._refuse_unsafe(listing, upload, artifact)
+        await self.script_output(ns.unpack_script(layout, v), f"unpacking {artifact.name}")
 
     async def activate(self, artifact: Artifact) -> None:
         layout, v = self._layout(artifact), artifact.version
@@ -404,9 +410,12 @@ class AsyncsshNodeShell:
         except ValueError as error:
             raise NodeError(f"{self.name}: {error}") from None
 
-    async def _refuse_unsafe(self, listing: str, upload: str, artifact: Artifact) -> None:
+    async def _refuse_unsafe(
+        self, listing: str, upload: str, artifact: Artifact, unpacked: str | None = None
+    ) -> None:
         if problems := listing_problems(listing.splitlines()):
-            await self.script_output(ns.remove_upload_script(upload), "removing a refused upload")
+            remove = ns.remove_upload_script(upload, unpacked)
+            await self.script_output(remove, "removing a refused upload")
             why = refusal(artifact.name, artifact.version, problems)
             raise NodeError(f"{self.name}: {why}; the upload was deleted")
 
@@ -479,12 +488,41 @@ class AsyncsshNodeShell:
         except NodeError as error:
             raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
-    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+    async def _stream(self, layout: Layout, artifact: Artifact, local: Path) -> None:
+        """Push the release and unpack it as it arrives (see `stream_install`): the node's
+        install is one pass over its bytes."""
+        if not local.is_file():
+            raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
+        size, v = local.stat().st_size, artifact.version
+        script = stream_script(layout, v, artifact.sha256, size)
+        result = await self.run_script(
+            script, lambda run_name, conn: run_streaming(
+                conn, streaming_remote_sh(run_name), script, local, self._sent(size)
+            ),
+        )  # fmt: skip
+        if result.exit_status == 4:
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
+        if result.exit_status == 7:
+            error = NodeError(f"{self.name}: uploading {artifact.name} failed")
+            partial = layout.upload(v) + ".partial"
+            raise NodeError(await self._failed_upload(partial, artifact, error))
+        self._check(result, f"uploading and unpacking {artifact.name}")
+
+    def _sent(self, total: int) -> Callable[[int], None]:
         def sent(done: int) -> None:
             if self._shells.progress:
                 self._shells.progress(self.name, done, total)
 
-        await send_file(self._conn, local, remote, offset, sent)
+        return sent
+
+    def _mismatch(self, artifact: Artifact, got: str) -> str:
+        return (
+            f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
+            f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
+        )
+
+    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+        await send_file(self._conn, local, remote, offset, self._sent(total))
 
     async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
         """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
@@ -524,17 +562,24 @@ class AsyncsshNodeShell:
             self._check(result, doing or "probing")
         return str(result.stdout)
 
-    async def run_script(self, script: str) -> asyncssh.SSHCompletedProcess:
-        """Run a node script to its end. A script cut short (by a step's timeout, or by the
-        command timeout) is killed on the node with what it started: left running, a stale
-        step could still switch or restart after the rollback that followed it."""
+    async def run_script(
+        self, script: str, run: Runner | None = None
+    ) -> asyncssh.SSHCompletedProcess:
+        """Run a node script to its end (by `run`, given the run's name and the connection,
+        when it needs more than the script on stdin). A script cut short (by a step's timeout,
+        or by the command timeout) is killed on the node with what it started: left running, a
+        stale step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
+
+        def plain(name: str, conn: asyncssh.SSHClientConnection) -> Awaitable[Completed]:
+            return run_bounded(conn, ns.named_remote_sh(name), script)
+
+        runner = run or plain
         try:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(
-                    "running a script",
-                    lambda: run_bounded(self._conn, ns.named_remote_sh(run_name), script),
+                    "running a script", lambda: runner(run_name, self._conn)
                 )
         except TimeoutError:
             await self._stop_run(run_name)
