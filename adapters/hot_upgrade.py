@@ -72,7 +72,8 @@ class HotUpgradeNodeShell:
         if not route.hot:
             await self.full.prepare(artifact)
         elif route.package_from is not None:
-            await self.full.prepare(_upload_of(await self._package_of(artifact, route)))
+            package = _upload_of(await self._package_of(artifact, route))
+            await self.full.prepare(package, unpack=False)  # release_handler unpacks it
         return route
 
     async def install(self, artifact: Artifact) -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from edeliver.adapters.archive_check import LISTING
 from edeliver.adapters.node_lock import generation_guard
+from edeliver.adapters.vm_calls import VM_CALLS, VM_HEALTH
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -105,6 +106,10 @@ _RPC_HEALTH = (
 # `rpc` runs a second, short-lived VM on the node (~0.35 s of CPU): the health script runs it
 # once, after the cheap readiness probe (`ready`: the VM is registered with epmd).
 RPC_HEALTH = "bin/{app} rpc " + q(_RPC_HEALTH)
+# The default health check: asked of the VM by `erl_call` (a C program in the release's erts:
+# no VM boots, a few ms), which prints the same lines as RPC_HEALTH; where it cannot ask (no
+# erl_call, no COOKIE file, a cookie set otherwise), the `rpc`.
+ERL_CALL_HEALTH = "vm_health {app} || { [ $? -eq 2 ] && " + RPC_HEALTH + "; }"
 # erlexec starts epmd through `sh -c` with the release path unquoted, which fails when the deploy
 # path has a space or a quote; so start the release's own epmd first, quoted (a no-op when one
 # already listens on ERL_EPMD_PORT).
@@ -126,7 +131,7 @@ class ReleaseCommands:
 
     start: str = MIX_START
     stop: str = SIGNAL_STOP
-    health: str = RPC_HEALTH
+    health: str = ERL_CALL_HEALTH
 
     @property
     def stops_by_signal(self) -> bool:
@@ -225,7 +230,7 @@ _VMS = r"""
 vms() {
   [ -n "$PHYS" ] || return 0
   for f in $(grep -a -l -F -e "$PHYS/releases/" /proc/[0-9]*/cmdline 2>/dev/null); do
-    printf 'vm=%s\037' "$f"; tr '\0\n' '\037 ' <"$f" 2>/dev/null; echo
+    printf 'vm=%s\037' "$f"; tr '\0\n' '\037 ' 2>/dev/null <"$f"; echo
   done
 }
 """
@@ -705,14 +710,8 @@ class Health:
         return f"answered by a VM that is not this node's release VM (pid {pid}; ours: {ours})"
 
 
-# The release VM's node name as epmd lists it (no host part), from its `-sname` / `-name`
-# (a console's or an rpc VM's is not it).
 _READY = r"""
-node_name() {
-  printf '%s\n' "$1" | awk 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
-    for (i = 2; i < NF; i++) if ($i == "-sname" || $i == "-name") {
-      n = $(i + 1); sub(/@.*/, "", n); print n; exit } }'
-}
+node_name() { node_arg "$1" | sed 's/^[^ ]* //; s/@.*//'; }
 registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
   e=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1); [ -n "$e" ] || e=epmd
   names=$("$e" -names 2>/dev/null) || return 0
@@ -723,7 +722,8 @@ ready_within() {  # seconds: wait while our VM is launched but not yet registere
   while :; do
     running=$(vms)
     case "$running" in
-      *beam.smp*) name=$(node_name "$running"); [ -z "$name" ] || registered "$name" && return ;;
+      *beam.smp*)
+        name=$(node_name "$running"); [ -z "$name" ] || registered "$name" && return ;;
       *run_erl*) ;;
       *) return ;;
     esac
@@ -744,6 +744,8 @@ def health_script(layout: Layout, commands: ReleaseCommands, wait: float = 0) ->
         + commands.functions(layout.app)
         + _VMS
         + _NAP
+        + VM_CALLS
+        + VM_HEALTH
         + _READY
         + (
             f"ready_within {max(0, int(wait))}\n"

@@ -281,7 +281,8 @@ class AsyncsshNodeShell:
     def take_route(self, route: Route) -> None:
         """A full release has one route only."""
 
-    async def prepare(self, artifact: Artifact) -> None:
+    async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
+        """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes."""
         layout = self._layout(artifact)
         fetch = await self._shells.delivery.fetch_command(artifact)
         # A push is checked before anything touches the node; a pull, on the node at install.
@@ -294,7 +295,7 @@ class AsyncsshNodeShell:
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        if fetch is None and offset == 0:
+        if fetch is None and offset == 0 and unpack:
             assert local is not None
             return await self._stream(layout, artifact, local)
         if fetch is None:  # a partial upload left by a lost connection: resumed, then unpacked

@@ -149,11 +149,13 @@ def test_housekeeping_keeps_the_newest_and_the_protected(
 
 
 def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started() -> None:
-    """`{app}` is replaced; the default health check asks rpc for the started app's version;
-    the default stop is by signal, no command."""
+    """`{app}` is replaced; the default health check asks the VM (erl_call, else rpc) for the
+    started app's version; the default stop is by signal, no command."""
     commands = ReleaseCommands()
     assert commands.stop == ns.SIGNAL_STOP and commands.stops_by_signal
     health = commands.render(commands.health, "hello")
+    assert health.startswith("vm_health hello || ")  # erl_call, no VM booted; else the rpc:
+    health = commands.render(ns.RPC_HEALTH, "hello")
     assert health.startswith("bin/hello rpc '") and "started_applications(), :hello, 0)" in health
     assert "Application.started_applications()" in health
     assert "vsn -> IO.puts(vsn)" in health and "{{" not in health
