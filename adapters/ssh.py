@@ -17,7 +17,7 @@ import posixpath
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,9 +79,8 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
 # A health poll waits on the node at most this long for the VM to register with epmd, so that
-# its one `rpc` comes when it can be answered; polls start fast and back off to poll_interval.
+# the health command comes when the VM can answer it.
 _READY_WAIT = 10.0
-_FIRST_POLL_PAUSE = 0.05
 # A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
 _PATIENT_BACKOFF_STEPS = 5
 
@@ -92,6 +91,15 @@ class NodeTimeouts:
 
     command: float
     verify: float
+
+
+def poll_pauses(longest: float, first: float = 0.05) -> Iterator[float]:
+    """The pauses between polls: short at first, so that a quick answer is seen at once,
+    doubling up to `longest`, so that a long wait costs few polls."""
+    pause = first
+    while True:
+        yield min(pause, longest)
+        pause *= 2
 
 
 class AsyncsshNodeShells:
@@ -439,7 +447,7 @@ class AsyncsshNodeShell:
         loop, shells = asyncio.get_running_loop(), self._shells
         deadline = seen = loop.time()
         deadline += self.timeouts.verify
-        pause = _FIRST_POLL_PAUSE
+        pause = poll_pauses(shells.poll_interval)
         while True:
             # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
             # by it was there at its start, not at its end.
@@ -460,8 +468,7 @@ class AsyncsshNodeShell:
             )  # fmt: skip
             if why:
                 raise NodeError(await self._unhealthy(layout, version, health, why))
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, shells.poll_interval)
+            await asyncio.sleep(next(pause))
 
     async def _unhealthy(self, layout: Layout, version: str, health: ns.Health, why: str) -> str:
         log = await self.script_output(ns.log_tail_script(layout), check=False)

@@ -17,7 +17,7 @@ rpc`) which version it runs; a method that left a node on the wrong one stops th
   `copy` the tarball, then one `shell` task with the script's node-side part.
 
 Printed per N and method: median wall seconds, median CPU seconds of the deploying process tree
-(user + system, from wait4), median peak RSS of that tree (all its processes summed, sampled
+(user + system, from wait4) and the same per node in milliseconds, median peak RSS of that tree (all its processes summed, sampled
 every 20 ms), and the ratio of the wall time to the script's. The 1-minute load average before
 each N is printed too: other work on the machine slows every method alike.
 
@@ -287,7 +287,11 @@ def report(n: int, load: float, results: dict[str, list[Measure]]) -> None:
         cpu = statistics.median(m.cpu for m in measures)
         rss = statistics.median(m.rss_mib for m in measures)
         ratio = f"{wall / base:>6.2f}" if base else "     -"
-        print(f"{n:>4} {method:<9} {wall:>8.2f} {ratio} {cpu:>8.2f} {rss:>9.1f} {load:>5.1f}")
+        per_node = 1000 * cpu / n
+        print(
+            f"{n:>4} {method:<9} {wall:>8.2f} {ratio} {cpu:>8.2f} {per_node:>8.0f} {rss:>9.1f}"
+            f" {load:>5.1f}"
+        )
         sys.stdout.flush()
 
 
@@ -304,7 +308,8 @@ def main() -> None:
         tarball(version, "good")  # built (or found in the cache) before anything is timed
     print(f"# {os.cpu_count()} cores; tree {tree()}; median of {args.runs} redeploys per method")
     print(
-        f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'RSS MiB':>9} {'load':>5}"
+        f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ms/node':>8}"
+        f" {'RSS MiB':>9} {'load':>5}"
     )
     for n in (int(s) for s in args.sizes.split(",")):
         load = os.getloadavg()[0]
