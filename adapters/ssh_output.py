@@ -75,6 +75,13 @@ async def run_streaming(
         await _send(process, data, sent)
     except (BrokenPipeError, asyncssh.Error):
         pass  # the script stopped reading: its exit status says why
+    except asyncio.CancelledError:
+        # Cut short (the step's timeout): dropped, not closed politely, as an SFTP upload is
+        # (sftp_upload): a node partitioned away would not answer for a keepalive's minute.
+        # The node's script then reads the end of its input and removes what it wrote.
+        completing.cancel()
+        conn.abort()
+        raise
     except BaseException:
         completing.cancel()
         raise

@@ -60,10 +60,11 @@ def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
             '  (umask "$UM"; tar -xzf - -C "$T" --no-same-owner >&2); rc=$?; cat >/dev/null\n'
             "  exit $rc\n}\n"
             "unpacked=$?; wait\n"
+            # A short upload first: on a full disk the hash could not even be written down.
+            f'if [ "$(wc -c <"$F.partial")" != {int(size)} ]; then rm -rf "$T" "$W"; exit 7; fi\n'
             'got=$(cut -c1-64 "$W/sha" 2>/dev/null)\n'
             'if [ "$got" != "$SHA" ]; then\n'
             '  rm -rf "$T" "$W" "$F.partial"; echo "$got"; exit 4\nfi\n'
-            f'if [ "$(wc -c <"$F.partial")" != {int(size)} ]; then rm -rf "$T" "$W"; exit 7; fi\n'
             'chmod 600 "$F.partial" && mv -f "$F.partial" "$F" || exit 3\n'
             'if [ "$unpacked" -ne 0 ]; then rm -rf "$T" "$W"; exit 5; fi\n'
             'mv -f "$W/listing" "$F.listing" && rm -rf "$W" || exit 3\n'

@@ -97,3 +97,15 @@ def test_a_refused_streamed_upload_goes_with_its_listing_and_unpacked_dir(
     assert run(ns.remove_upload_script(layout.upload("1.0.0"), unpacked)).returncode == 0
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == []
     assert os.listdir(Path(layout.path, "releases")) == []
+
+
+def test_an_upload_written_short_is_left_for_the_free_space_report(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """Fewer bytes on disk than were sent (a full disk) exits 7 before the hash is looked at:
+    the partial stays for the deployer to measure and remove, nothing unpacked stays."""
+    data, sha = release_tarball(tmp_path, "1.0.0")
+    done = streamed(stream_script(layout, "1.0.0", sha, len(data) + 1), data)
+    assert done.returncode == 7, done.stderr
+    assert os.listdir(Path(layout.upload("1.0.0")).parent) == ["hello-1.0.0.tar.gz.partial"]
+    assert os.listdir(Path(layout.path, "releases")) == []
