@@ -308,7 +308,7 @@ def main() -> None:
     for version in VERSIONS:
         tarball(version, "good")  # built (or found in the cache) before anything is timed
     compile_edeliver()
-    print(f"# {os.cpu_count()} cores; tree {tree()}; median of {args.runs} redeploys per method")
+    print(f"# {os.cpu_count()} cores; {tree()}; median of {args.runs} redeploys per method")
     print(
         f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ms/node':>8}"
         f" {'RSS MiB':>9} {'load':>5}"
