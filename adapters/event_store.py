@@ -19,7 +19,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from eventsourcing.sqlite import SQLiteConnection, SQLiteFactory
 
 from edeliver.adapters.extras import extra_needed
 from edeliver.core.errors import EdeliverError, UsageError, one_line
@@ -126,10 +129,30 @@ def _require_psycopg() -> None:
         importlib.import_module(_POSTGRES_PERSISTENCE.partition(":")[0])
 
 
+class SQLiteSyncedAtCheckpoints(SQLiteFactory):
+    """eventsourcing's SQLite persistence (WAL), with `PRAGMA synchronous = NORMAL`: a commit
+    is written to the WAL file, so a deployer that crashes or is killed loses no stored event,
+    but fsync waits for checkpoints, not every commit (measured here: 9.3 ms a commit with
+    FULL, 0.06 ms with NORMAL). Only a power loss or an OS crash of the deploying machine can
+    lose the last commits; a resumed deployment then re-runs steps that are idempotent."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        pool = self.datastore.pool
+        create = pool._create_connection  # eventsourcing has no hook for pragmas
+
+        def created() -> SQLiteConnection:
+            connection = create()
+            connection._sqlite_conn.execute("PRAGMA synchronous = NORMAL")
+            return connection
+
+        pool._create_connection = created  # type: ignore[method-assign]
+
+
 def _sqlite(path: Path) -> dict[str, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": f"{__name__}:{SQLiteSyncedAtCheckpoints.__qualname__}",
         "SQLITE_DBNAME": str(path),
         # Two deployers on one file wait for each other's transaction instead of failing.
         "SQLITE_LOCK_TIMEOUT": "10",
