@@ -1,22 +1,23 @@
 """What the config's settings mean to the adapters: the configured store, how releases reach
 the nodes, the SSH files every connection reads, each node's limits, the release commands, the
 remote build's host. Read by the composition root (`edeliver.cli.composition`) alone, when it
-builds the adapters."""
+builds the adapters.
+
+Each function imports the adapters it builds when it is called, so that a command pays only for
+what it uses: `plan` resolves the nodes' addresses without loading SSH, a store or boto3."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
-from edeliver.adapters.ssh_config import config_files, resolved_addresses
-from edeliver.adapters.ssh_store import SshReleaseStore
-from edeliver.adapters.transfer import Delivery, FromLocation, Pull, Push
 from edeliver.core import ports
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
+
+if TYPE_CHECKING:
+    from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
+    from edeliver.adapters.transfer import Delivery
 
 Store: TypeAlias = ports.Store[Path]  # any store adapter: every store port, files as paths
 
@@ -37,11 +38,15 @@ def pinning_file(project: Path, config: Config) -> Path:
 
 def ssh_config_files(project: Path, config: Config) -> list[str]:
     """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
+    from edeliver.adapters.ssh_config import config_files
+
     return config_files(config.ssh_config, project)
 
 
 def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
     """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
+    from edeliver.adapters.ssh_config import resolved_addresses
+
     return resolved_addresses(nodes, ssh_config_files(project, config))
 
 
@@ -56,6 +61,8 @@ def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
 
 def release_commands(config: Config) -> ReleaseCommands:
     """The configured start / stop / health commands over the defaults for a mix release."""
+    from edeliver.adapters.ssh import ReleaseCommands
+
     given = {k: v for k, v in vars(config.commands).items() if v is not None}
     return ReleaseCommands(**given)
 
@@ -68,6 +75,8 @@ def keep_releases(config: Config) -> int:
 def node_timeouts(config: Config) -> dict[str, NodeTimeouts]:
     """Each node's script and verify limits from its environment; a node serving several
     environments gets the longest, like keep_releases (a limit must never cut a valid run)."""
+    from edeliver.adapters.ssh import NodeTimeouts
+
     limits: dict[str, NodeTimeouts] = {}
     for env in config.environments.values():
         for name in env.nodes:
@@ -93,9 +102,15 @@ STORE_CACHE = Path(".deliver/cache/store")
 
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
+    from edeliver.adapters.extras import extra_needed
+    from edeliver.adapters.local_store import LocalDirectoryStore
+    from edeliver.adapters.ssh_store import SshReleaseStore
+
     store = config.store
     cache = project / STORE_CACHE
     if store.kind == "s3":
+        with extra_needed("s3", f"{config.file}: store.url: an S3 store"):
+            from edeliver.adapters.s3_store import S3ReleaseStore
         bucket, _, prefix = store.url.removeprefix("s3://").partition("/")
         return S3ReleaseStore(
             bucket, prefix, cache,
@@ -116,6 +131,8 @@ def release_store(project: Path, config: Config) -> Store:
 
 def plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
     """Connections that only run commands (a store host, a build host), not releases."""
+    from edeliver.adapters.ssh import AsyncsshNodeShells
+
     return AsyncsshNodeShells(
         known_hosts_file(project, config),
         ssh_config=ssh_config_files(project, config),
@@ -124,6 +141,8 @@ def plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
 
 def delivery(config: Config, store: Store) -> Delivery:
     """How releases reach the nodes: a local store's files pushed as they are, or per config."""
+    from edeliver.adapters.transfer import FromLocation, Pull, Push
+
     if config.store.kind == "local":
         return FromLocation()
     fetching = cast(ports.FetchingStore[Path], store)

@@ -1,17 +1,22 @@
 """What every command shares: the typer app, the Runtime it runs against (built by the
-composition root), the mapping of errors to exit codes."""
+composition root), the mapping of errors to exit codes.
+
+The command modules import only this, typer, rich and the pure parts of the core at the top:
+`edeliver --help` must not pay for asyncssh, eventsourcing, boto3 or psycopg. The composition
+root (and through it the adapters and the core's event-sourced parts) is imported when a
+command first asks for its Runtime.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from importlib.metadata import version
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from typer._click import Command as ClickCommand  # typer vendors its own click
@@ -19,19 +24,23 @@ from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from edeliver.cli.composition import Runtime
 from edeliver.core.errors import EdeliverError
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import Runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 # `edeliver --help` groups commands by workflow, in the order people use them.
-SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
+AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
     *("init", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
     *("status", "log", "history", "abandon"),
     "demo",
 )
@@ -126,6 +135,8 @@ def _one_line(error: ClickException) -> str:
 
 def _print_version(asked: bool) -> None:
     if asked:
+        from importlib.metadata import version
+
         typer.echo(f"edeliver {version('edeliver')}")
         raise typer.Exit()
 
@@ -172,8 +183,8 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    if not isinstance(ctx.obj, Runtime):
-        ctx.obj = Runtime(project=project.resolve())
+    if ctx.obj is None:  # a test may have given a Runtime of fakes
+        ctx.obj = _NotBuilt(project.resolve())
 
 
 def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -199,7 +210,19 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+@dataclass(frozen=True)
+class _NotBuilt:
+    """The Runtime to build for PROJECT when the command first asks for it: `--help` and
+    `--version` never do, so they load no composition root."""
+
+    project: Path
+
+
 def runtime_of(ctx: typer.Context) -> Runtime:
+    from edeliver.cli.composition import Runtime
+
+    if isinstance(ctx.obj, _NotBuilt):
+        ctx.obj = Runtime(project=ctx.obj.project)
     assert isinstance(ctx.obj, Runtime)
     return ctx.obj
 
@@ -208,10 +231,14 @@ def run(coroutine: Coroutine[Any, Any, R]) -> R:
     """Run a command's coroutine; SIGTERM (a CI job cancelled, `systemctl stop`, `kill`) stops
     it the way Ctrl-C does, so that a deployment records its interruption and can be resumed at
     once instead of looking like a deployer that may still be running."""
+    import asyncio
+
     return asyncio.run(_stopped_by_sigterm(coroutine))
 
 
 async def _stopped_by_sigterm(coroutine: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     loop, main = asyncio.get_running_loop(), asyncio.current_task()
     assert main is not None
     if threading.current_thread() is not threading.main_thread():

@@ -6,6 +6,11 @@ first use only: the config file and the task files (read once, cached), the even
 one per use, closed by whoever asked: read-only commands create none), the store and the node
 shells (built per use, since SSH shells belong to the event loop of one run). No other cli
 module imports `edeliver.adapters` (an import contract in pyproject.toml).
+
+Each function imports the adapters it wires when it is called, and the cli modules import this
+module only inside their commands, so that a command pays only for what it uses: `--help` loads
+none of it, `plan` reads the SSH config but loads no store, build or event-store adapter, and
+boto3 is imported only for an S3 store.
 """
 
 from __future__ import annotations
@@ -14,57 +19,71 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 
-from edeliver.adapters import project_init, settings
-from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
+from edeliver.adapters import settings
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.config_file import CONFIG_FILE, load_config
-from edeliver.adapters.container_build import ContainerBuilder
-from edeliver.adapters.event_store import nothing_recorded, open_deployments, store_patience
-from edeliver.adapters.git_source import version_facts
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
-from edeliver.adapters.legacy_config import LEGACY_CONFIG, legacy_hook_tasks
-from edeliver.adapters.legacy_config import migrate_project as _migrate_project
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.mix_build import BUILD_DIR, MixLocalBuilder
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
-from edeliver.adapters.remote_build import SshBuildHost
-from edeliver.adapters.s3_store import S3ReleaseStore
 from edeliver.adapters.settings import Store, release_store
-from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
-from edeliver.adapters.ssh_config import config_files
-from edeliver.adapters.task_files import discover
-from edeliver.adapters.upgrade_build import build_upgrade
 from edeliver.core.app import AppNotSet, app_name
 from edeliver.core.auto_version import version_suffix
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import UsageError
-from edeliver.core.journal import Listener, SaveEvents
-from edeliver.core.legacy import Migration
 from edeliver.core.model import Artifact
-from edeliver.core.ports import Builder, Clock, CommandHost, NodeShell, NodeShells
+from edeliver.core.ports import (
+    Builder,
+    Clock,
+    CommandHost,
+    DirectStore,
+    NodeShell,
+    NodeShells,
+)
 from edeliver.core.redaction import Redactor
-from edeliver.core.service import Deployments
-from edeliver.core.services import Services, shells_for
-from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
+from edeliver.core.runtime_env import secret_variables
 
-# For the commands that hand their work to one adapter as it is (init, migrate-config, demo).
+if TYPE_CHECKING:
+    from edeliver.adapters import project_init
+    from edeliver.adapters.config_file import CONFIG_FILE
+    from edeliver.adapters.local_fleet import LocalFleet
+    from edeliver.adapters.node_control import AsyncsshNodeControl as NodeControl
+    from edeliver.adapters.ssh import AsyncsshNodeShells
+    from edeliver.adapters.transfer import Delivery
+    from edeliver.core.journal import Listener, SaveEvents
+    from edeliver.core.legacy import Migration
+    from edeliver.core.service import Deployments
+    from edeliver.core.services import Services
+    from edeliver.core.task_runs import LoadedTask
+
+# For the commands that hand their work to one adapter as it is (init, migrate-config), read
+# through `__getattr__`, and for tests and benches (the configured store); LocalFleet,
+# NodeControl: types only, for the demo and the operations.
 __all__ = [
     "CONFIG_FILE",
-    "STATUS_FILE_HEALTH",
     "LocalFleet",
+    "NodeControl",
     "Store",
     "project_init",
     "release_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """CONFIG_FILE and project_init, imported when first asked for: the config file's module
+    reads the SSH config (asyncssh's parser), which `history`, say, never needs."""
+    if name == "CONFIG_FILE":
+        from edeliver.adapters.config_file import CONFIG_FILE
+
+        return CONFIG_FILE
+    if name == "project_init":
+        from edeliver.adapters import project_init
+
+        return project_init
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def who() -> str:
@@ -84,15 +103,38 @@ class Adapters:
 def real_adapters(project: Path, config: Config) -> Adapters:
     """The configured store, SSH shells for full releases and for hot upgrades."""
     store = settings.release_store(project, config)
-    shells = AsyncsshNodeShells(
+    shells = node_shells(project, config, settings.delivery(config, store))
+    return Adapters(store, shells, _upgrade_shells(shells, store, config))
+
+
+def node_shells(
+    project: Path, config: Config, deliver: Delivery | None = None
+) -> AsyncsshNodeShells:
+    """Connections to the configured nodes: known hosts, ssh config, the release's commands and
+    each node's limits and runtime settings; `deliver`: how releases reach them (deployments)."""
+    from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
+    from edeliver.adapters.ssh import AsyncsshNodeShells
+
+    return AsyncsshNodeShells(
         known_hosts=settings.known_hosts_file(project, config),
         ssh_config=settings.ssh_config_files(project, config),
         commands=settings.release_commands(config),
         keep_releases=settings.keep_releases(config),
-        delivery=settings.delivery(config, store),
+        delivery=deliver,
         node_timeouts=settings.node_timeouts(config),
+        runtime_env=RuntimeEnvFiles(config, os.environ),
     )
-    return Adapters(store, shells, _upgrade_shells(shells, store, config))
+
+
+OpenNodeControl = Callable[[NodeConfig], Awaitable["NodeControl"]]  # operates one node's release
+
+
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    """Opens a connection that operates the app's release on a node (start, stop, eval...)."""
+    from edeliver.adapters.node_control import open_control
+
+    shells, app = node_shells(project, config), app_name(config)
+    return lambda node: open_control(shells, node, app)
 
 
 class _NoHotUpgrades:
@@ -108,6 +150,8 @@ class _NoHotUpgrades:
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
     """The packages reach the nodes like releases do (the shells' delivery: pushed from the
     local store's files or a verified local copy, or pulled by the nodes from the store)."""
+    from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
+
     if config.app:
         return HotUpgradeNodeShells(shells, store, config.app)
     return _NoHotUpgrades(config)
@@ -116,18 +160,41 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
 def project_tasks(project: Path) -> list[LoadedTask]:
     """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
     file raises here, before anything connects to a node."""
+    from edeliver.adapters.legacy_config import legacy_hook_tasks
+    from edeliver.adapters.task_files import discover
+
     return [*discover(project), *legacy_hook_tasks(project)]
 
 
-def deployer_secrets() -> Redactor:
+def deployer_secrets(config: Config | None = None) -> Redactor:
     """What output kept in events or printed must not show: the secrets of this environment,
-    which local tasks inherit and node tasks may be handed."""
-    return Redactor.of_environment(os.environ)
+    which local tasks inherit and node tasks may be handed, and the values of the variables
+    the config names as secrets (`from_env`, the cookies', `redact`)."""
+    named = secret_variables(config) if config is not None else set()
+    return Redactor.of_environment(os.environ, also=named)
 
 
 def migrate_project(project: Path) -> Migration:
     """edeliver 1.x's .deliver/config as an edeliver.toml, with what stays behind."""
+    from edeliver.adapters.legacy_config import LEGACY_CONFIG
+    from edeliver.adapters.legacy_config import migrate_project as _migrate_project
+    from edeliver.adapters.ssh_config import config_files
+
     return _migrate_project(project, config_files(None, project), str(LEGACY_CONFIG))
+
+
+def local_fleet(directory: Path, size: int) -> LocalFleet:
+    """`size` local sshd nodes under `directory`, for the demo."""
+    from edeliver.adapters.local_fleet import LocalFleet
+
+    return LocalFleet(directory, size)
+
+
+def status_file_health() -> str:
+    """A health check that boots no VM: the status file examples/hello writes once it is up."""
+    from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+
+    return STATUS_FILE_HEALTH
 
 
 def say(text: str) -> None:
@@ -137,6 +204,25 @@ def say(text: str) -> None:
 
 def warn(line: str) -> None:
     print(f"edeliver: {line}", file=sys.stderr, flush=True)
+
+
+# The Runtime's real factories, each importing its adapter when a command first calls it.
+def load_config(project: Path) -> Config:
+    from edeliver.adapters.config_file import load_config
+
+    return load_config(project)
+
+
+def open_deployments(project: Path) -> Deployments:
+    from edeliver.adapters.event_store import open_deployments
+
+    return open_deployments(project)
+
+
+def nothing_recorded(project: Path) -> bool:
+    from edeliver.adapters.event_store import nothing_recorded
+
+    return nothing_recorded(project)
 
 
 @dataclass(frozen=True)
@@ -151,6 +237,7 @@ class Runtime:
     adapters: Callable[[Path, Config], Adapters] = real_adapters
     open_events: Callable[[Path], Deployments] = open_deployments
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    controls: Callable[[Path, Config], OpenNodeControl] = node_controls
     # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
     save_events: Callable[[Deployments], SaveEvents] | None = None
     console: Console | None = None
@@ -189,12 +276,22 @@ class Runtime:
 
     def node_shells(self, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
+        from edeliver.core.services import shells_for
+
         adapters = self.adapters(self.project, self.config)
         return shells_for(mode, adapters.shells, adapters.upgrade_shells)
+
+    def node_controls(self) -> OpenNodeControl:
+        """Opens a node's connection that operates the app's release (start, stop, eval...)."""
+        return self.controls(self.project, self.config)
 
     def services(self, listener: Listener | None, tasks: Sequence[LoadedTask] = ()) -> Services:
         """The ports a rollout runs on, running `tasks`: local ones from the project directory,
         legacy `__remote` checking host keys against the same known_hosts as every connection."""
+        from edeliver.adapters.event_store import store_patience
+        from edeliver.adapters.local_commands import LocalCommandHost
+        from edeliver.core.services import Services
+
         adapters = self.adapters(self.project, self.config)
         deployments = self.deployments()
         task_env = settings.ssh_task_env(self.project, self.config)
@@ -209,10 +306,11 @@ class Runtime:
             tasks=tuple(tasks),
             local=LocalCommandHost(self.project),
             task_env=task_env,
-            redact=deployer_secrets().including(task_env),
+            redact=deployer_secrets(self.config).including(task_env),
             upgrade_shells=adapters.upgrade_shells,
             patience=store_patience(os.environ),
             warn=warn,
+            deployer_env=dict(os.environ),
         )
 
     def node_addresses(self, nodes: Sequence[NodeConfig]) -> dict[str, str]:
@@ -222,6 +320,12 @@ class Runtime:
         """The configured build strategy: here, on a build host over SSH, or in a container,
         each running the project's build-stage tasks. A build host puts its release straight
         into an S3 store (a presigned PUT), so the tarball never passes through this machine."""
+        from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
+        from edeliver.adapters.container_build import ContainerBuilder
+        from edeliver.adapters.git_source import version_facts
+        from edeliver.adapters.mix_build import MixLocalBuilder
+        from edeliver.adapters.remote_build import SshBuildHost
+
         config, project, app = self.config, self.project, app_name(self.config)
         build = config.build
         target = MixTarget(build.mix_env, build.release)
@@ -231,7 +335,8 @@ class Runtime:
         at_stage = self._build_stages(env)
         address = settings.build_host(config)
         if address is not None:
-            direct = store if isinstance(store, S3ReleaseStore) else None
+            # Only an S3 store takes a presigned PUT (importing its class would need boto3).
+            direct = cast(DirectStore, store) if config.store.kind == "s3" else None
             shells = settings.plain_shells(project, config)
             return SshBuildHost(
                 project, app, address, shells, revision=build.revision, env=env,
@@ -250,8 +355,11 @@ class Runtime:
         """Runs a build stage's tasks. Legacy hooks reach the build host as 1.x's did: HOSTS,
         BUILD_AT (the per-build directory, where the sources are) and `__remote` pointing
         at it."""
+        from edeliver.adapters.local_commands import LocalCommandHost
+        from edeliver.core.task_runs import legacy_build_env, run_build_stage
+
         tasks, here, app = self.tasks, LocalCommandHost(self.project), app_name(self.config)
-        remote, secrets = settings.build_host(self.config), deployer_secrets()
+        remote, secrets = settings.build_host(self.config), deployer_secrets(self.config)
 
         async def at_stage(stage: str, host: CommandHost) -> None:
             directory = getattr(host, "path", None)
@@ -266,12 +374,17 @@ class Runtime:
     def build_upgrade(self, old: Artifact, new: Artifact) -> tuple[Path, Artifact, list[str]]:
         """The hot-upgrade package OLD -> NEW built here (both at paths on this machine): its
         tarball, its artifact and what the generator noted."""
+        from edeliver.adapters.mix_build import BUILD_DIR
+        from edeliver.adapters.upgrade_build import build_upgrade
+
         work = self.project / BUILD_DIR / "upgrades"
         built = build_upgrade(old, new, work, self.project)
         return built.tarball, built.artifact, list(built.notes)
 
     async def host_key(self, node: NodeConfig) -> tuple[str, str]:
         """A node's host key as a known_hosts line and its fingerprint, for the user to confirm."""
+        from edeliver.adapters.ssh import fetch_host_key
+
         files = settings.ssh_config_files(self.project, self.config)
         known_hosts = settings.known_hosts_file(self.project, self.config)
         return await fetch_host_key(node, files, known_hosts)
@@ -280,6 +393,8 @@ class Runtime:
         return settings.pinning_file(self.project, self.config)
 
     def pin_host_key(self, line: str) -> None:
+        from edeliver.adapters.ssh import pin_host_key
+
         pin_host_key(self.pinning_file(), line)
 
 

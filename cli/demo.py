@@ -7,23 +7,22 @@ SSH. Only the nodes are local; the product code is the same that deploys to real
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edeliver.cli.app import TRY, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import STATUS_FILE_HEALTH, LocalFleet, Runtime
 from edeliver.cli.node_commands import status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
 from edeliver.core.errors import EdeliverError, UsageError
-from edeliver.core.probes import probe_all
-from edeliver.core.rollout import deploy
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import LocalFleet, Runtime
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
 GOOD, BROKEN = "0.1.0", "0.2.0"
@@ -60,8 +59,10 @@ def demo(
 
     Example: edeliver demo --nodes 5 --keep
     """
+    from edeliver.cli.composition import local_fleet
+
     root = Path(tempfile.mkdtemp(prefix="edeliver-demo-"))
-    fleet = LocalFleet(root / "fleet", nodes)
+    fleet = local_fleet(root / "fleet", nodes)
     try:
         ok = _run_demo(runtime_of(ctx), root, fleet)
     finally:
@@ -77,6 +78,9 @@ def demo(
 
 
 def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
+    from edeliver.cli.composition import status_file_health
+    from edeliver.core.rollout import deploy
+
     _say(f"starting {fleet.size} local sshd nodes")
     fleet.start()
     project = prepare_project(
@@ -84,7 +88,7 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     )
     with (project / ".deliver/edeliver.toml").open("a") as toml:
         # hello writes a status file once its tree is up: a health check that boots no VM.
-        toml.write(f"\n[commands]\nhealth = {json.dumps(STATUS_FILE_HEALTH)}\n")
+        toml.write(f"\n[commands]\nhealth = {json.dumps(status_file_health())}\n")
     runtime = dataclasses.replace(parent, project=project)
     config = runtime.config
     _say(f"building hello {GOOD}, and {BROKEN} which fails to boot")
@@ -102,6 +106,10 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
 
 
 def _show_status(runtime: Runtime) -> list[dict[str, object]]:
+    import asyncio
+
+    from edeliver.core.probes import probe_all
+
     rows = asyncio.run(probe_all(runtime.node_shells(), runtime.config.nodes_of("demo")))
     for row in rows:
         typer.echo("  " + status_line(row))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import project_init
 from edeliver.cli.node_commands import trust
 from edeliver.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import project_init
 
 DEFAULT_ENVIRONMENT = "production"
 
@@ -48,6 +50,8 @@ def init(
 
     Example: edeliver init --node web1=deploy@10.0.0.11:/opt/app --trust
     """
+    from edeliver.cli.composition import project_init
+
     runtime = runtime_of(ctx)
     mix = project_init.read_mix_project(runtime.project)
     nodes = [project_init.parse_node(text) for text in node or []] or _ask_for_nodes()
@@ -67,6 +71,8 @@ def init(
 
 
 def _ask_for_nodes() -> list[project_init.NodeSpec]:
+    from edeliver.cli.composition import project_init
+
     if not _interactive():
         example = "edeliver init --node web1=deploy@10.0.0.11:/opt/app"
         raise UsageError(f"no --node given; e.g. {example}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,21 +19,39 @@ from edeliver.cli import (
     demo,
     init_command,
     node_commands,
+    operation_commands,
+    release_commands,
     rollout_commands,
     store_commands,
     task_commands,
     upgrade_commands,
 )
 from edeliver.cli.app import app
-from edeliver.cli.composition import Runtime
 from edeliver.core.errors import UsageError
 
+if TYPE_CHECKING:
+    from edeliver.cli.composition import Runtime
+
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
+
+
+def __getattr__(name: str) -> object:
+    """`Runtime`, where tests and embedders find it, imported on first use: `--help` loads no
+    composition root."""
+    if name == "Runtime":
+        from edeliver.cli.composition import Runtime
+
+        return Runtime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _COMMANDS = (
     audit_commands,
     demo,
     init_command,
     node_commands,
+    operation_commands,
+    release_commands,
     rollout_commands,
     store_commands,
     task_commands,
@@ -48,15 +67,16 @@ _SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
     ("show", "releases"): ("releases", False),
     ("show", "migrations"): None,
     ("migrations",): None,
-    ("migrate",): None,
-    ("start",): None,
-    ("stop",): None,
-    ("restart",): None,
-    ("ping",): None,
-    ("version",): None,
+    ("migrate",): ("migrate", True),
+    ("start",): ("start", True),
+    ("stop",): ("stop", True),
+    ("restart",): ("restart", True),
+    ("ping",): ("ping", True),
+    ("version",): ("ping", True),  # 2.0's ping answers with each node's running version
 }
 _GLOBAL_WITH_VALUE = ("-C", "--project")
-_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only")  # of deploy and upgrade
+# of deploy and upgrade, and of the operations
+_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only", "--node", "--label", "--lines")
 _DEFAULT_1X_ENVIRONMENT = "staging"
 
 
@@ -80,14 +100,16 @@ def from_1x(argv: Sequence[str]) -> Spelling:
         if spelling is None:
             return Spelling(
                 list(argv),
-                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with "
-                "the day-2 operations",
+                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0: ask the running "
+                "release with `edeliver rpc ENV 'EXPR'` (e.g. Ecto.Migrator.migrations/1)",
             )
         command, takes_environment = spelling
         rest = words[len(key) :]
         if takes_environment:
             rest = _with_environment([w for w in rest if w != "to"])
         new = [command, *rest]
+        if new == words:  # spelt the same in 2.0
+            return Spelling(list(argv))
         return Spelling(
             [*head, *new], hint=f"edeliver 1.x spelling; in 2.0: edeliver {' '.join(new)}"
         )
@@ -103,7 +125,10 @@ def _command_index(argv: Sequence[str]) -> int:
 
 
 def _with_environment(rest: list[str]) -> list[str]:
-    """1.x took the environment as its first plain word, staging when there was none."""
+    """1.x took the environment as its first plain word, staging when there was none (a
+    request for help needs none)."""
+    if "--help" in rest or "-h" in rest:
+        return rest
     index = 0
     while index < len(rest):
         if not rest[index].startswith("-"):

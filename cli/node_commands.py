@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edeliver.cli.app import AUDIT, SET_UP, JsonOption, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import Runtime
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyChanged, HostKeyError
-from edeliver.core.ports import NodeShells
-from edeliver.core.probes import probe_all
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import Runtime
+    from edeliver.core.ports import NodeShells
 
 nodes_app = typer.Typer(
     help="Manage the nodes' SSH host keys.\n\nExample: edeliver nodes trust production",
@@ -23,22 +25,33 @@ app.add_typer(nodes_app, name="nodes", rich_help_panel=SET_UP)
 
 @app.command(rich_help_panel=AUDIT)
 @exits_on_errors
-def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Per node: reachable, running version, boot version, releases on disk.
+def status(
+    ctx: typer.Context,
+    environment: str,
+    node: NodeOption = None,
+    label: LabelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per node: reachable, running version, boot version, releases on disk; whether the
+    nodes run different versions (after a deploy to some of them, say).
 
     Example: edeliver status production
     """
+    from edeliver.core.probes import mixed, probe_all
+
     runtime = runtime_of(ctx)
     config = runtime.config
-    config.environment(environment)
-    nodes = config.nodes_of(environment)
+    nodes = chosen_nodes(config, environment, node, label)
     shells = probing_shells(runtime)
     rows = run(probe_all(shells, nodes, runtime.node_addresses(nodes)))
+    mix = mixed(rows)
     if as_json:
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps([{**row, "mixed": bool(mix)} for row in rows]))
     else:
         for row in rows:
             typer.echo(status_line(row))
+        if mix:
+            typer.echo(f"{environment} is mixed: {mix}")
     failures = [row["exit_code"] for row in rows if not row["reachable"]]
     if failures:  # 3 when a host key was refused (DESIGN §9), else 1
         raise typer.Exit(max(failures))

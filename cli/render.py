@@ -10,19 +10,20 @@ import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from edeliver.cli.composition import deployer_secrets
-from edeliver.core.deployment import Deployment
-from edeliver.core.planning import Plan
 from edeliver.core.redaction import Redactor
-from edeliver.core.service import DeploymentSummary
-from edeliver.core.task_runs import status_lines
+
+if TYPE_CHECKING:
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.operations import OperationSummary
+    from edeliver.core.planning import Plan
+    from edeliver.core.service import DeploymentSummary
 
 _STATE_STYLE = {
     "updated": "green",
@@ -57,6 +58,8 @@ def event_record(domain_event: Any) -> dict[str, Any]:
 
 @functools.cache
 def _printing_redactor() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
+
     return deployer_secrets()
 
 
@@ -93,6 +96,7 @@ def summary(deployment: Deployment) -> dict[str, Any]:
         "app": deployment.app,
         "environment": deployment.environment,
         "version": deployment.release,
+        "subset": deployment.subset,
         "outcome": deployment.outcome,
         "escalated": deployment.escalated,
         "nodes": {
@@ -103,8 +107,9 @@ def summary(deployment: Deployment) -> dict[str, Any]:
 
 
 def print_summary(console: Console, deployment: Deployment) -> None:
+    part = f" (only {', '.join(deployment.order)})" if deployment.subset else ""
     table = Table(
-        title=f"{deployment.app} {deployment.release} → {deployment.environment}: "
+        title=f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
         f"{deployment.outcome} ({deployment.short_id})"
     )
     for column in ("node", "state", "reason"):
@@ -126,21 +131,31 @@ def first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
-    table = Table(title="deployments")
-    for column in ("id", "environment", "version", "who", "started", "outcome", "ended"):
+def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
+    """Deployments and operations (restart, stop...) in one table, in the order they started."""
+    table = Table(title="deployments and operations")
+    for column in ("id", "environment", "what", "who", "started", "outcome", "ended"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row.id[:8],
             row.environment,
-            row.version,
+            _what(row),
             row.started_by,
             row.started_at,
             row.outcome or "[yellow]unfinished[/]",
             row.ended_at or "",
         )
     return table
+
+
+def _what(row: DeploymentSummary | OperationSummary) -> str:
+    """A deployment's version; an operation's action and, for part of an environment, nodes."""
+    from edeliver.core.operations import OperationSummary
+
+    if isinstance(row, OperationSummary):
+        return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
+    return f"{row.version} to {', '.join(row.nodes)}" if row.subset else row.version
 
 
 def plan_lines(plan: Plan) -> list[str]:
@@ -166,6 +181,8 @@ class Progress:
         self.live: Live | None = None
 
     def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        from edeliver.core.task_runs import status_lines
+
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":
                 for line in status_lines(domain_event.output):

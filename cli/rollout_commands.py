@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,18 +19,18 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import Runtime
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.builds import build_release
 from edeliver.core.config import Config
-from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import DeploymentFailed
 from edeliver.core.model import Artifact
-from edeliver.core.planning import plan as plan_of
-from edeliver.core.planning import previous_release
-from edeliver.core.rollout import deploy, resume
-from edeliver.core.services import Services
-from edeliver.core.task_runs import LoadedTask
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import Runtime
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.services import Services
+    from edeliver.core.task_runs import LoadedTask
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -40,6 +40,8 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
 
     Example: edeliver plan production
     """
+    from edeliver.core.planning import plan as plan_of
+
     runtime = runtime_of(ctx)
     config = runtime.config
     planned = plan_of(config, environment, runtime.node_addresses(config.nodes_of(environment)))
@@ -59,16 +61,29 @@ def deploy_command(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks.
+    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks;
+    with --node / --label to those nodes only (recorded as such; `status` then shows the mix).
 
     Example: edeliver deploy production --version 1.2.3 --include seed
     """
     runtime = runtime_of(ctx)
-    deploy_with_tasks(
-        runtime, runtime.config, environment, version, (include, exclude, only), as_json
-    )
+    config = runtime.config
+    nodes = _chosen(config, environment, node, label)
+    tags = (include, exclude, only)
+    deploy_with_tasks(runtime, config, environment, version, tags, as_json, nodes)
+
+
+def _chosen(
+    config: Config, environment: str, node: list[str] | None, label: list[str] | None
+) -> list[str] | None:
+    """The names --node / --label choose; None without them: the whole environment."""
+    if not node and not label:
+        return None
+    return [n.name for n in chosen_nodes(config, environment, node, label)]
 
 
 def deploy_with_tasks(
@@ -78,12 +93,17 @@ def deploy_with_tasks(
     version: str | None,
     tags: tuple[list[str] | None, list[str] | None, list[str] | None],
     as_json: bool,
+    nodes: list[str] | None = None,
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
-    the tasks are loaded once, before anything connects to a node."""
+    the tasks are loaded once, before anything connects to a node. `nodes`: only those."""
+    from edeliver.core.rollout import deploy
+
     tasks = runtime.tasks
     chosen = selection_of(*tags, [t.spec for t in tasks])
-    _rollout(runtime, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks)
+    _rollout(
+        runtime, as_json, lambda s: deploy(s, config, environment, version, chosen, nodes), tasks
+    )
 
 
 @app.command(name="resume", rich_help_panel=DEPLOY)
@@ -100,6 +120,8 @@ def resume_command(
 
     Example: edeliver resume 3f2a9c1e
     """
+    from edeliver.core.rollout import resume
+
     runtime = runtime_of(ctx)
     config = runtime.config
     _rollout(runtime, as_json, lambda s: resume(s, config, deployment_id, force))
@@ -112,6 +134,8 @@ def _rollout(
     tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case and report it; DeploymentFailed (exit 1) unless it succeeded."""
+    from edeliver.core.deployment import SUCCEEDED
+
     deployment = rollout_and_report(runtime, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
         short = deployment.short_id
@@ -204,21 +228,29 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="Default: the release before the current one.")
     ] = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll ENVIRONMENT back to an earlier release, as a deployment of it.
+    """Roll ENVIRONMENT (or the nodes --node / --label choose) back to an earlier release, as
+    a deployment of it.
 
     Example: edeliver rollback production --to 1.2.2
     """
+    from edeliver.core.rollout import deploy
+
     runtime = runtime_of(ctx)
     config = runtime.config
-    config.environment(environment)
+    config.environment(environment)  # unknown: refused before the history is read
+    nodes = _chosen(config, environment, node, label)
     target = to or _previous_release(runtime, environment)
-    _rollout(runtime, as_json, lambda s: deploy(s, config, environment, target))
+    _rollout(runtime, as_json, lambda s: deploy(s, config, environment, target, None, nodes))
 
 
 def _previous_release(runtime: Runtime, environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
+    from edeliver.core.planning import previous_release
+
     deployments = runtime.deployments()
     try:
         return previous_release(deployments.history(), environment)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +13,9 @@ from edeliver.cli.node_commands import probing_shells
 from edeliver.core.app import app_name
 from edeliver.core.model import Artifact
 from edeliver.core.ports import ReleaseStore
-from edeliver.core.retention import PrunePlan, prune
+
+if TYPE_CHECKING:
+    from edeliver.core.retention import PrunePlan
 
 releases_app = typer.Typer()
 root.add_typer(releases_app, name="releases", rich_help_panel=BUILD)
@@ -53,6 +55,8 @@ def prune_command(
 
     Example: edeliver releases prune --keep 5 --dry-run
     """
+    from edeliver.core.retention import prune
+
     runtime = runtime_of(ctx)
     store = runtime.store()
     nodes = tuple(runtime.config.nodes.values())

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import CONFIG_FILE, migrate_project
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
@@ -90,6 +89,8 @@ def migrate_config(
 
     Example: edeliver migrate-config --write
     """
+    from edeliver.cli.composition import CONFIG_FILE, migrate_project
+
     runtime = runtime_of(ctx)
     migration = migrate_project(runtime.project)
     target = runtime.project / CONFIG_FILE

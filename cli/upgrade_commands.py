@@ -5,19 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edeliver.cli.app import DEPLOY, JsonOption, app, exits_on_errors, run, runtime_of
-from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.app import app_name
 from edeliver.core.builds import on_this_machine, pristine, provenance, refuse_same_version
 from edeliver.core.config import Config
 from edeliver.core.model import Artifact
-from edeliver.core.probes import only_upgrade_environment, probe_all, running_version
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import Runtime
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -96,6 +97,8 @@ def build_upgrade_command(
 
 def _running_version(runtime: Runtime, environment: str | None) -> str:
     """The one version the environment's nodes run (asked of release_handler); else refuse."""
+    from edeliver.core.probes import only_upgrade_environment, probe_all, running_version
+
     name = environment or only_upgrade_environment(runtime.config)
     nodes = runtime.config.nodes_of(name)
     shells = runtime.node_shells("upgrade")  # after: an unknown environment opens nothing

@@ -16,6 +16,14 @@ from typing import Any, Literal, TypeVar, cast
 
 from edeliver.core.auto_version import PARTS as AUTO_VERSION_PARTS
 from edeliver.core.errors import ConfigError, NotFoundError
+from edeliver.core.runtime_settings import (
+    FromEnv,
+    Settings,
+    check_node_name,
+    check_unique_node_names,
+    parse_cookie,
+    parse_settings,
+)
 
 Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
 Fallback = Literal["rollback", "stop", "ignore"]
@@ -40,6 +48,8 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
 )
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# An Elixir remote function of no arguments, as `[environments.X] migrate` names it.
+_FUNCTION = re.compile(r"^(?:[A-Z][A-Za-z0-9_]*\.)+[a-z_][A-Za-z0-9_]*[!?]?$")
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -62,6 +72,15 @@ class NodeConfig:
     user: str | None = None  # None: the ssh config's User for the host, else the local user
     labels: tuple[str, ...] = ()
     identity_file: str | None = None
+    env: Settings = ()  # the app's runtime settings on this node, over its environment's
+    node_name: str | None = None  # RELEASE_NODE; None: the release's default
+
+    @property
+    def release_node(self) -> str | None:
+        """The node name given, by `node_name` or as RELEASE_NODE in the node's env."""
+        return self.node_name or next(
+            (v for name, v in self.env if name == "RELEASE_NODE" and isinstance(v, str)), None
+        )
 
     @property
     def address(self) -> str:
@@ -81,6 +100,9 @@ class EnvironmentConfig:
     keep_releases: int = 5
     verify_timeout: float | None = None  # None: derived from step_timeout
     command_timeout: float | None = None  # None: derived from step_timeout
+    env: Settings = ()  # the app's runtime settings on every node of the environment
+    cookie: FromEnv | None = None  # None: generated once, kept on the nodes
+    migrate: str | None = None  # `edeliver migrate`: an Elixir function, "MyApp.Release.migrate"
 
     @property
     def verify_seconds(self) -> float:
@@ -159,6 +181,7 @@ class Config:
     commands: CommandsConfig = CommandsConfig()
     transfer: TransferConfig = TransferConfig()
     ssh_config: str | None = None  # an OpenSSH client config file; None: ~/.ssh/config
+    redact: tuple[str, ...] = ()  # deployer's variables whose values are never shown
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The environment called `name`, or an error listing the ones there are."""
@@ -283,10 +306,12 @@ def parse_config(text: str, file: str) -> Config:
     transfer = _transfer(top.table("transfer"), store)
     nodes = _nodes(top, file)
     environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
+    redact = _env_names(top, "redact")
     top.done()
     return Config(
-        file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config
-    )
+        file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config,
+        redact,
+    )  # fmt: skip
 
 
 _STORE_KEYS: dict[StoreKind, tuple[str, ...]] = {
@@ -472,9 +497,31 @@ def _node(name: str, table: _Table) -> NodeConfig:
         user=_user(table),
         labels=table.strings("labels") or (),
         identity_file=table.get("identity_file", str, "a path to a private key"),
+        env=_settings(table, per_node=True),
+        node_name=_node_name(table),
     )
+    if node.node_name and any(name == "RELEASE_NODE" for name, _ in node.env):
+        raise table.fail("node_name", "given twice: here and as env.RELEASE_NODE")
     table.done()
     return node
+
+
+def _settings(table: _Table, per_node: bool = False) -> Settings:
+    table.used.add("env")
+    return parse_settings(table.file, table.key("env"), table.data.get("env"), per_node=per_node)
+
+
+def _node_name(table: _Table) -> str | None:
+    name = table.get("node_name", str, "a node name like app@host")
+    return None if name is None else check_node_name(table.file, table.key("node_name"), name)
+
+
+def _env_names(table: _Table, key: str) -> tuple[str, ...]:
+    names = table.strings(key) or ()
+    for name in names:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise table.fail(key, f"expected environment variable names, got {name!r}")
+    return names
 
 
 def _host(table: _Table) -> str:
@@ -533,9 +580,24 @@ def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> E
         # A health check longer than its step would never end by its own deadline.
         verify_timeout=table.seconds("verify_timeout", at_most=step_timeout),
         command_timeout=table.seconds("command_timeout"),
+        env=_settings(table),
+        cookie=parse_cookie(table.file, table.key("cookie"), table.data.get("cookie")),
+        migrate=_function(table, "migrate"),
     )
+    table.used.add("cookie")
+    names = {n: node for n in members if (node := nodes[n].release_node)}
+    check_unique_node_names(table.file, name, members, names)
     table.done()
     return environment
+
+
+def _function(table: _Table, key: str) -> str | None:
+    function = table.get(key, str, "an Elixir function such as MyApp.Release.migrate")
+    if function is not None and not _FUNCTION.match(function):
+        raise table.fail(
+            key, f"expected an Elixir function such as MyApp.Release.migrate, got {function!r}"
+        )
+    return function
 
 
 def _members(table: _Table, nodes: Mapping[str, NodeConfig]) -> tuple[str, ...]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edeliver.core.config import Config, EnvironmentConfig
-from edeliver.core.deployment import SUCCEEDED
 from edeliver.core.errors import UsageError
-from edeliver.core.service import DeploymentSummary
+from edeliver.core.rollout_states import Outcome
 from edeliver.core.strategy import batches
+
+if TYPE_CHECKING:  # `plan` loads no event-sourced record (eventsourcing)
+    from edeliver.core.service import DeploymentSummary
 
 STEPS = {
     "release": [
@@ -65,7 +67,9 @@ def plan(config: Config, environment: str, addresses: Mapping[str, str]) -> Plan
 def previous_release(history: Sequence[DeploymentSummary], environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
     versions = [
-        r.version for r in history if r.environment == environment and r.outcome == SUCCEEDED
+        r.version
+        for r in history
+        if r.environment == environment and r.outcome == Outcome.SUCCEEDED
     ]
     earlier = [v for v in versions if v != versions[-1]] if versions else []
     if not earlier:

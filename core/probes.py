@@ -44,6 +44,20 @@ async def _row(
     return {**row, "reachable": True, **facts.as_dict()}
 
 
+def mixed(rows: list[dict[str, Any]]) -> str:
+    """Which nodes run which version, when the reachable ones do not all run the same one
+    (or boot the same one); "" when they agree."""
+    reachable = [row for row in rows if row["reachable"]]
+    versions: dict[str, list[str]] = {}
+    for row in reachable:
+        running = row["running_version"] or "nothing"
+        versions.setdefault(running, []).append(row["node"])
+    booting = {row["current_version"] for row in reachable}
+    if len(versions) <= 1 and len(booting) <= 1:
+        return ""
+    return "; ".join(f"{version} on {', '.join(names)}" for version, names in versions.items())
+
+
 def running_version(environment: str, rows: Sequence[Mapping[str, Any]]) -> str:
     """The one version the environment's nodes run (rows of `probe_all`); else refuse, saying
     which node runs what and the upgrades to build instead."""

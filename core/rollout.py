@@ -6,6 +6,8 @@ tests build one of fakes) and returns the ended Deployment; the CLI turns it int
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 
 from edeliver.core.app import app_name
@@ -20,6 +22,7 @@ from edeliver.core.ports import ReleaseStore
 from edeliver.core.preflight import before_rollout, checked_probes, reprobe_in_flight
 from edeliver.core.rollout_endings import before_any_node_changes, claim, drive
 from edeliver.core.rollout_states import RolloutTrigger
+from edeliver.core.runtime_env import runtimes
 from edeliver.core.service import Deployments
 from edeliver.core.services import Services, in_thread, now_text, shells_for
 from edeliver.core.strategy import batches, policy_fields
@@ -34,13 +37,19 @@ async def deploy(
     environment: str,
     version: str | None,
     selection: Selection | None = None,
+    nodes: Sequence[str] | None = None,
 ) -> Deployment:
-    """Roll `version` (default: the newest in the store) out to `environment`, running the
-    tasks `selection` picks at their stages."""
+    """Roll `version` (default: the newest in the store) out to `environment` (only to `nodes`
+    of it when given, in the environment's order, recorded as a subset), running the tasks
+    `selection` picks at their stages."""
     env = config.environment(environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = app_name(config)
     artifact = await _artifact(services.store, app, version)
-    deployment = _new_deployment(services, app, env, artifact, selection or Selection())
+    subset = nodes is not None and bool(set(env.nodes) - set(nodes))
+    if subset:
+        env = replace(env, nodes=tuple(n for n in env.nodes if n in (nodes or ())))
+    deployment = _new_deployment(services, app, env, artifact, selection or Selection(), subset)
     await in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     await before_any_node_changes(
@@ -58,6 +67,7 @@ async def resume(
     be running it, or `force`)."""
     deployment = await in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     try:
@@ -98,6 +108,7 @@ def _new_deployment(
     env: EnvironmentConfig,
     artifact: Artifact,
     selection: Selection,
+    subset: bool = False,
 ) -> Deployment:
     return Deployment(
         deployment_id=services.new_id(),
@@ -115,6 +126,7 @@ def _new_deployment(
             "exclude": sorted(selection.exclude),
             "only": sorted(selection.only),
         },
+        subset=subset,
     )
 
 

@@ -42,6 +42,8 @@ class Services:
     patience: Patience | None = None
     # Where the journal says that the store is failing and being retried (stderr in the CLI).
     warn: Warn | None = None
+    # The deployer's environment, where the config's `from_env` secrets are taken from.
+    deployer_env: Mapping[str, str] = field(default_factory=dict)
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))

@@ -130,14 +130,14 @@ def test_ctrl_c_on_a_real_log_follow_exits_130_in_one_line(tmp_path: Path) -> No
 
 
 def test_the_command_prints_the_refusal_and_exits_2(tmp_path: Path) -> None:
-    """`edeliver start production` exits 2 with one line on stderr, touching nothing."""
+    """`edeliver migrations production` exits 2 with one line on stderr, touching nothing."""
     done = subprocess.run(
-        [sys.executable, "-m", "edeliver.cli", "-C", str(tmp_path), "start", "production"],
+        [sys.executable, "-m", "edeliver.cli", "-C", str(tmp_path), "migrations", "production"],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "edeliver: `start` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with the day-2 "
-        "operations"
+        "edeliver: `migrations` (edeliver 1.x) is not in edeliver 2.0: ask the running release "
+        "with `edeliver rpc ENV 'EXPR'` (e.g. Ecto.Migrator.migrations/1)"
     ]
     assert list(tmp_path.iterdir()) == []
