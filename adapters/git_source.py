@@ -6,11 +6,11 @@ what is built is exactly a commit; uncommitted changes are not in it, and the us
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from edeliver.adapters.bounded_output import run_local
 from edeliver.core.errors import UsageError
 
 
@@ -64,9 +64,7 @@ def describe(source: GitSource) -> str:
 
 
 def _git(project: Path, *args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(project), *args], capture_output=True, text=True, check=False
-    )
+    done = run_local(["git", "-C", str(project), *args])
     if check and done.returncode != 0:
         raise UsageError(f"git {args[0]} failed in {project}: {done.stderr.strip()}")
     return done.stdout.strip()

@@ -414,11 +414,16 @@ class AsyncsshNodeShell:
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
-        if self._lock is not None and not self._lock.held:
-            await self._take_lock()  # its holder gave up (heartbeats late): again, if still ours
-        generation = self._lock.generation if self._lock else None
+        generation = await self.lock_generation()
         script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
         await self.script_output(script, doing)
+
+    async def lock_generation(self) -> int | None:
+        """The lock generation a script that changes what runs must find on the node (None:
+        nothing locked); the lock retaken first when its holder gave up (heartbeats late)."""
+        if self._lock is not None and not self._lock.held:
+            await self._take_lock()
+        return self._lock.generation if self._lock else None
 
     async def _wait_healthy(self, layout: Layout, version: str) -> None:
         """Poll until one VM runs `version` and the health command passes; else fail with logs."""
