@@ -107,7 +107,8 @@ def generation_guard(generation: int | None) -> str:
     install_release or make_permanent): `guarded CMD...` runs CMD under switch.lock after
     checking that the node's lock is held and at `generation`, so by this deployer's holder
     (every acquisition bumps it); no check when None: nothing was locked. A refusal exits the
-    script with REFUSED_BY_LOCK; otherwise CMD's status is returned (an `exit` in CMD ends only its subshell)."""
+    script with REFUSED_BY_LOCK; otherwise CMD's status is returned (an `exit` in CMD ends
+    only its subshell)."""
     expected = "" if generation is None else str(int(generation))
     return f"""GEN={q(expected)}; REFUSED={REFUSED_BY_LOCK}
 guarded() {{
