@@ -651,7 +651,10 @@ def _error(
         return NodeUnreachable(f"{where}: the jump host before it cannot reach it: {error.reason}")
     for kind, ours, say in _MAPPING:
         if isinstance(error, kind):
-            return ours(f"{where}: {say(error, doing, node)}")
+            made = ours(f"{where}: {say(error, doing, node)}")
+            if isinstance(made, NodeUnreachable):
+                made.passing = _lost(error)  # a rollback waits such a node out
+            return made
     return NodeError(f"{where}: {doing} failed: {error}")
 
 
@@ -677,7 +680,10 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
 def _connection_failed(error: NodeUnreachable) -> bool:
     """The node could not be reached or the connection dropped (not a refused login or a
     refused session): what a rebooting node or a restarting sshd looks like."""
-    cause = error.__cause__
+    return error.__cause__ is not None and _lost(error.__cause__)
+
+
+def _lost(cause: BaseException) -> bool:
     lost = OSError | asyncssh.DisconnectError | asyncssh.SFTPConnectionLost
     return isinstance(cause, lost) and not isinstance(cause, asyncssh.PermissionDenied)
 
