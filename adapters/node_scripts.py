@@ -580,6 +580,7 @@ def switch_script(
             'if [ -L "$S/current.new" ]; then guarded mv -fT "$S/current.new" "$P/current"; fi'
         )
         lines.append('[ "$(readlink "$P/current")" = "releases/"' + q(switch.to) + " ] || exit 3")
+        lines.append(legacy_bin_link())
         lines.append(f'touch "$R/"{q(switch.to)} 2>/dev/null')  # newest first, for housekeeping
     # Before the start: what goes frees space for the VM that boots (no VM runs from it).
     lines.append('for t in "$R"/.trash.*; do guarded discard "$t"; done')
@@ -591,6 +592,17 @@ def switch_script(
     if switch.to is not None and switch.start:
         lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"
+
+
+def legacy_bin_link() -> str:
+    """`<path>/bin/<app>`, where edeliver 1.x kept the release's script, as a link to
+    `current`'s: 1.x hooks and scripts calling `$DELIVER_TO/$APP/bin/$APP` reach the running
+    release. Absolute, so that the script finds its root through `current` (it resolves only
+    its own link, then `..`); made once, never over a file of the user's; best effort."""
+    return (
+        '[ -e "$P/bin/$APP" ] || [ -L "$P/bin/$APP" ] || '
+        '{ mkdir -p "$P/bin" && ln -s "$P/current/bin/$APP" "$P/bin/$APP"; } 2>/dev/null'
+    )
 
 
 def _prepare_switch(switch: Switch) -> list[str]:

@@ -50,6 +50,8 @@ from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
     EdeliverError,
+    HostKeyChanged,
+    HostKeyError,
     NodeError,
     NodeUnreachable,
     StepTimeout,
@@ -163,10 +165,14 @@ class AsyncsshNodeShells:
         return resolve(node, self._config())
 
     async def open_jumps(
-        self, node: NodeConfig, route: SshRoute
+        self,
+        node: NodeConfig,
+        route: SshRoute,
+        opened: list[asyncssh.SSHClientConnection] | None = None,
     ) -> list[asyncssh.SSHClientConnection]:
-        """A verified connection to each jump host of the route, each through the one before."""
-        opened: list[asyncssh.SSHClientConnection] = []
+        """A verified connection to each jump host of the route, each through the one before
+        (collected in `opened`: on a failure, its length is the index of the hop at fault)."""
+        opened = [] if opened is None else opened
         try:
             for hop in route.jumps:
                 named = replace(node, name=f"{JUMP_HOST} {hop.name} of {node.name}")
@@ -602,25 +608,34 @@ def command_result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
 
 async def fetch_host_key(
     node: NodeConfig, ssh_config: Sequence[str] | None = None, known_hosts: str | None = None
-) -> tuple[str, str]:
-    """The node's host key as a known_hosts line and its fingerprint, for the user to confirm;
-    reached through its jump hosts, whose own keys must already be pinned."""
+) -> tuple[str, str, str]:
+    """The first host key on the node's route that is not pinned yet, a jump host's before the
+    node's: whose it is, its known_hosts line and its fingerprint, for the user to confirm.
+    Fetched through the hops before it, whose keys are verified; a changed key is refused."""
     shells = AsyncsshNodeShells(known_hosts, ssh_config=ssh_config)
     route = shells.route(node)
-    jumps = await shells.open_jumps(node, route)
-    target = route.target
+    reached: list[asyncssh.SSHClientConnection] = []
+    try:
+        jumps = await shells.open_jumps(node, route, reached)
+        hop, whose = route.target, node.name
+    except HostKeyError as error:
+        if isinstance(error, HostKeyChanged):
+            raise
+        hop = route.jumps[len(reached)]
+        whose = f"{JUMP_HOST} {hop.name} of {node.name}"
+        jumps = await shells.open_jumps(node, replace(route, jumps=route.jumps[: len(reached)]))
     try:
         key = await asyncssh.get_server_host_key(
-            target.host, target.port, tunnel=jumps[-1] if jumps else None, config=[]
+            hop.host, hop.port, tunnel=jumps[-1] if jumps else None, config=[]
         )
     except (asyncssh.Error, OSError) as error:
-        shown = replace(node, host=target.host, port=target.port, user=target.user)
-        raise _error(shown, error, "fetching its host key", hop=target) from error
+        shown = replace(node, name=whose, host=hop.host, port=hop.port, user=hop.user)
+        raise _error(shown, error, "fetching its host key", hop=hop) from error
     finally:
         _close_all(jumps)
     if key is None:
-        raise NodeUnreachable(f"{node.name} ({route.address}) offered no host key")
-    return known_hosts_line(target.host, target.port, key), key.get_fingerprint()
+        raise NodeUnreachable(f"{whose} ({hop.address}) offered no host key")
+    return whose, known_hosts_line(hop.host, hop.port, key), key.get_fingerprint()
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -638,10 +653,7 @@ def _error(
     """The one place where asyncssh's and the OS's errors become ours."""
     where = f"{node.name} ({node.address})"
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
-        if hop is not None and node.name.startswith(JUMP_HOST):  # `nodes trust` pins nodes only
-            pin = f"`ssh-keyscan -p {hop.port} {hop.host}` into {known.files[0] if known else ''}"
-            return host_key_error(where, known, offered, pin.strip())
-        return host_key_error(where, known, offered)
+        return host_key_error(where, known, offered)  # `nodes trust` pins jump hosts' too
     if isinstance(error, socket.gaierror) and hop is not None and not hop.from_config:
         return NodeUnreachable(
             f"{where}: {hop.name!r} is no Host of the ssh config and no known host name "

@@ -87,6 +87,7 @@ def test_a_pre_rollback_task_waits_for_a_rebooted_node_and_the_rollback_gets_it_
     assert node_states(report) == {"node3": "rolled_back"}, report
     assert _ran_on(project, "node3") == ["node3"]
     project.assert_settled(report["id"], {"node3": OLD})
+    _assert_private(project, "node3")
 
 
 def test_a_node_that_stays_unreachable_ends_rollback_failed_alone_with_one_line(
@@ -108,17 +109,34 @@ def test_a_node_that_stays_unreachable_ends_rollback_failed_alone_with_one_line(
     assert "cannot connect" in reason, reason
     assert _ran_on(project, "node2") == ["node2"] and _ran_on(project, "node3") == []
     project.assert_settled(report["id"], {"node2": OLD})
-    _assert_whole_and_stopped(project, "node3", NEW)
+    _assert_whole(project, "node3", NEW)
     project.ensure_on("unreachable", OLD, ["node2", "node3"])  # the node, once back, redeploys
 
 
-def _assert_whole_and_stopped(project: FaultProject, name: str, version: str) -> None:
-    """The reboot left no VM; `current` still names the complete release it switched to."""
+def _assert_whole(project: FaultProject, name: str, version: str) -> None:
+    """`current` still names the complete release it switched to, and no VM runs anything else
+    (the reboot may have missed a VM its start was forking at that moment: one, of `version`)."""
     path = project.on(name).path
     assert project.sh(name, f"readlink {path}/current").strip() == f"releases/{version}"
     project.sh(name, f"test -x {path}/current/bin/hello && test -d {path}/current/releases/"
                f"{version} && test -d {path}/current/lib")  # fmt: skip
-    assert project.release_vms(name) == []
+    vms = [boot.split("/")[-2] for _, boot in project.release_vms(name)]
+    assert vms in ([], [version]), vms
+
+
+def _assert_private(project: FaultProject, name: str) -> None:
+    """Node hygiene after the rollback too: uploads dir 0700, tarballs 0600, no COOKIE that
+    group or others can read."""
+    path = project.on(name).path
+    said = project.sh(name, f"cd {path} && stat -c '%a %n' .edeliver/uploads "
+                      ".edeliver/uploads/*.tar.gz releases/*/releases/COOKIE")  # fmt: skip
+    modes = {
+        file: int(mode, 8) for mode, file in (line.split(" ", 1) for line in said.splitlines())
+    }
+    assert modes.pop(".edeliver/uploads") == 0o700, said
+    assert any(f.endswith(".tar.gz") for f in modes) and any("COOKIE" in f for f in modes), said
+    for file, mode in modes.items():
+        assert mode & 0o077 == 0, f"{file}: {mode:o}"
 
 
 def _points_at(link: Path, version: str) -> bool:
