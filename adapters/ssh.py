@@ -12,7 +12,6 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import posixpath
 import random
 import secrets
@@ -77,8 +76,6 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
-# A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
-_PATIENT_BACKOFF_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -346,17 +343,9 @@ class AsyncsshNodeShell:
         await self._wait_healthy(self._layout(artifact), artifact.version)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
-        """Roll back, reconnecting with backoff while the node is unreachable (rebooting, sshd
-        restarting): the caller's timeout, not the first refused connect, ends the attempts."""
-        for attempt in itertools.count():
-            try:
-                return await self._roll_back_once(artifact, previous)
-            except NodeUnreachable as error:
-                if not _connection_failed(error):
-                    raise
-            await _backoff(min(attempt, _PATIENT_BACKOFF_STEPS))
-
-    async def _roll_back_once(self, artifact: Artifact, previous: str | None) -> None:
+        """Switch back to `previous` (or empty the node) and verify it. A node that cannot be
+        reached raises NodeUnreachable marked `passing`: the deployment waits it out
+        (`orchestrator.until_reachable`), its rollback tasks included."""
         layout, v = self._layout(artifact), artifact.version
         state = await self._state()
         remove = () if v == previous else (v,)
@@ -689,13 +678,9 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
 )  # fmt: skip
 
 
-def _connection_failed(error: NodeUnreachable) -> bool:
+def _lost(cause: BaseException) -> bool:
     """The node could not be reached or the connection dropped (not a refused login or a
     refused session): what a rebooting node or a restarting sshd looks like."""
-    return error.__cause__ is not None and _lost(error.__cause__)
-
-
-def _lost(cause: BaseException) -> bool:
     lost = OSError | asyncssh.DisconnectError | asyncssh.SFTPConnectionLost
     return isinstance(cause, lost) and not isinstance(cause, asyncssh.PermissionDenied)
 

@@ -12,6 +12,8 @@ from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeUnreachable
 from edeliver.core.orchestrator import until_reachable
 
+NODE = NodeConfig(name="node1", host="10.0.0.1", path="/srv/app")
+
 
 @pytest.mark.parametrize(
     ("cause", "waited_out"),
@@ -23,17 +25,16 @@ from edeliver.core.orchestrator import until_reachable
         (asyncssh.ConnectionLost("Connection lost"), True),
         (asyncssh.PermissionDenied("Permission denied"), False),
         (asyncssh.ChannelOpenError(1, "administratively prohibited"), False),
-        (None, False),
     ],
-    ids=["refused", "reset", "timeout", "no route", "lost", "login refused", "session", "none"],
+    ids=["refused", "reset", "timeout", "no route", "lost", "login refused", "session"],
 )
 def test_a_rollback_reconnects_while_the_node_cannot_be_reached_and_only_then(
-    cause: BaseException | None, waited_out: bool
+    cause: BaseException, waited_out: bool
 ) -> None:
-    """Only an unreachable node or a dropped connection is retried until the step's timeout."""
-    error = NodeUnreachable("node1 (10.0.0.1:22): cannot connect")
-    error.__cause__ = cause
-    assert ssh._connection_failed(error) is waited_out
+    """Only an unreachable node or a dropped connection is marked passing: waited out until the
+    step's timeout; a refused login or session ends the rollback at once."""
+    error = ssh._error(NODE, cause, "connecting")
+    assert isinstance(error, NodeUnreachable) and error.passing is waited_out
 
 
 async def test_a_rollback_attempt_is_run_again_while_the_node_is_passing_unreachable() -> None:
@@ -64,12 +65,3 @@ async def test_a_rollback_attempt_meeting_a_refused_login_ends_at_once() -> None
     with pytest.raises(NodeUnreachable, match="authentication"):
         await until_reachable(attempt, unreachable)
     assert unreachable == []
-
-
-def test_only_errors_of_a_lost_connection_are_marked_passing() -> None:
-    """The adapter marks what it maps: a refused connect passes, a refused login does not."""
-    node = NodeConfig(name="node1", host="10.0.0.1", path="/srv/app")
-    refused = ssh._error(node, ConnectionRefusedError(111, "Connection refused"), "connecting")
-    login = ssh._error(node, asyncssh.PermissionDenied("Permission denied"), "connecting")
-    assert isinstance(refused, NodeUnreachable) and refused.passing
-    assert isinstance(login, NodeUnreachable) and not login.passing
