@@ -569,6 +569,8 @@ def switch_script(
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
     lines.append(generation_guard(generation))
     lines += _prepare_switch(switch)
+    if switch.to is not None:  # a link through `current`: made before anything stops
+        lines.append(legacy_bin_link())
     lines += [f"guarded stop_vm {vm.pid} {q(vm.root)} || exit $?" for vm in switch.stop]
     lines += [f"guarded stop_launcher {pid} || exit $?" for pid in switch.launchers]
     if switch.record:  # before current moves, so that a re-run knows what it switched from
@@ -580,7 +582,6 @@ def switch_script(
             'if [ -L "$S/current.new" ]; then guarded mv -fT "$S/current.new" "$P/current"; fi'
         )
         lines.append('[ "$(readlink "$P/current")" = "releases/"' + q(switch.to) + " ] || exit 3")
-        lines.append(legacy_bin_link())
         lines.append(f'touch "$R/"{q(switch.to)} 2>/dev/null')  # newest first, for housekeeping
     # Before the start: what goes frees space for the VM that boots (no VM runs from it).
     lines.append('for t in "$R"/.trash.*; do guarded discard "$t"; done')
