@@ -143,6 +143,7 @@ class TaskRunner:
         await self._rollback_stage(POST_ROLLBACK, node, shell)
 
     async def _rollback_stage(self, stage: str, node: str, shell: NodeShell) -> None:
+        """The stage's tasks; a failure is recorded and passed over, a passing unreachable not."""
         try:
             await self.at_node_stage(stage, node, shell)
         except NodeUnreachable as error:
