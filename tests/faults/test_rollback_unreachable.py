@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from tests.support.faults_vm import (
     FaultProject,
     fault_project,
     node_states,
+    points_at,
     reboot,
     summary,
     wait_for,
@@ -56,7 +56,7 @@ def _rebooted_after_its_switch(
     deploy = project.start("deploy", environment, "--version", NEW, "--json")
     back = None
     try:
-        wait_for("switch to 0.2.0", lambda: _points_at(current, NEW), timeout=120, every=0.02)
+        wait_for("switch to 0.2.0", lambda: points_at(current, NEW), timeout=120, every=0.02)
         reboot(project.fleet, "node3")
         if back_after is not None:
             back = threading.Timer(back_after, project.fleet.start_sshd, args=("node3",))
@@ -137,10 +137,3 @@ def _assert_private(project: FaultProject, name: str) -> None:
     assert any(f.endswith(".tar.gz") for f in modes) and any("COOKIE" in f for f in modes), said
     for file, mode in modes.items():
         assert mode & 0o077 == 0, f"{file}: {mode:o}"
-
-
-def _points_at(link: Path, version: str) -> bool:
-    try:
-        return str(link.readlink()) == f"releases/{version}"
-    except OSError:
-        return False
