@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edeliver.adapters.bounded_output import run_local
 from edeliver.adapters.ssh_config import DEFAULT_CONFIG, DEFAULT_PORT, resolve
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import ConfigError
@@ -36,22 +36,20 @@ def read_legacy_config(project: Path) -> tuple[dict[str, str], list[str]]:
     path = project / LEGACY_CONFIG
     if not path.is_file():
         raise ConfigError(str(LEGACY_CONFIG), "", "not found; nothing to migrate")
-    done = subprocess.run(
+    done = run_local(
         ["bash", "--noprofile", "--norc", "-c", _READER, "edeliver-config", str(path), *KNOWN],
         cwd=project,
-        capture_output=True,
-        check=False,
         timeout=30,
     )
     if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
+        said = done.stderr.strip().splitlines()
         raise ConfigError(
             str(LEGACY_CONFIG),
             "",
             "bash cannot source it: "
             + (" ".join(said[-2:]) if said else f"exit {done.returncode}"),
         )
-    fields = done.stdout.decode(errors="replace").split("\0")
+    fields = done.stdout.split("\0")
     split = fields.index("--functions--")
     values = fields[:split]
     variables = {values[i]: values[i + 1] for i in range(0, len(values) - 1, 2)}

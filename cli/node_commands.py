@@ -132,36 +132,57 @@ def trust(
 
     Example: edeliver nodes trust production --yes
     """
-    from edeliver.adapters.ssh import fetch_host_key, pin_host_key
-    from edeliver.cli.composition import ssh_config_files
-
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens
     target = _known_hosts_file(runtime.project, config)
-    shells = runtime.node_shells(config)
+    pinning = _Pinning(runtime, config, target, yes)
     changed = []
     for node in nodes:
         try:
-            run(_connect_and_close(shells, node))
-            typer.echo(f"{node.name:<12} trusted")
-            continue
+            pinning.route_of(node)
         except HostKeyChanged as error:
             changed.append(str(error))
             typer.echo(f"{node.name:<12} CHANGED: refused", err=True)
-            continue
-        except HostKeyError:
-            pass
-        known = str(target) if config.known_hosts else None
-        line, fingerprint = run(
-            fetch_host_key(node, ssh_config_files(runtime.project, config), known)
-        )
-        typer.echo(f"{node.name:<12} new key {fingerprint}")
-        if yes or typer.confirm(f"pin {fingerprint} for {node.name} into {target}?"):
-            pin_host_key(target, line)
-            typer.echo(f"{node.name:<12} pinned in {target}")
     if changed:
         raise HostKeyChanged("; ".join(changed))
+
+
+class _Pinning:
+    """Pins the keys on nodes' routes into `target`, one hop at a time, jump hosts first."""
+
+    def __init__(self, runtime: Runtime, config: Config, target: Path, yes: bool) -> None:
+        from edeliver.cli.composition import ssh_config_files
+
+        self.shells, self.target, self.yes = runtime.node_shells(config), target, yes
+        self.files = ssh_config_files(runtime.project, config)
+        self.known = str(target) if config.known_hosts else None
+        self.pinned: set[str] = set()
+
+    def route_of(self, node: NodeConfig) -> None:
+        """Connect; while a hop's key is unknown, show it, pin it if confirmed, and again."""
+        from edeliver.adapters.ssh import fetch_host_key, pin_host_key
+
+        while True:
+            try:
+                run(_connect_and_close(self.shells, node))
+            except HostKeyChanged:
+                raise
+            except HostKeyError:
+                whose, line, fingerprint = run(fetch_host_key(node, self.files, self.known))
+                if line in self.pinned:  # pinned, yet still unknown: checked in another file
+                    raise
+                typer.echo(f"{whose:<12} new key {fingerprint}")
+                if not (
+                    self.yes or typer.confirm(f"pin {fingerprint} for {whose} into {self.target}?")
+                ):
+                    return
+                pin_host_key(self.target, line)
+                self.pinned.add(line)
+                typer.echo(f"{whose:<12} pinned in {self.target}")
+                continue
+            typer.echo(f"{node.name:<12} trusted")
+            return
 
 
 async def _connect_and_close(shells: NodeShells, node: NodeConfig) -> None:

@@ -104,7 +104,13 @@ class NodeError(EdeliverError):
 
 
 class NodeUnreachable(NodeError):
-    """The node could not be reached, or the connection was lost."""
+    """The node could not be reached, or the connection was lost. `passing`: it looks like a
+    node rebooting or an sshd restarting, which waiting may end (a refused login does not);
+    the adapter that met the error says which."""
+
+    def __init__(self, message: str, *, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 class StepTimeout(NodeError):

@@ -185,6 +185,14 @@ def mount_small_disk(fleet: LocalFleet, name: str) -> None:
     )  # fmt: skip
 
 
+def points_at(link: Path, version: str) -> bool:
+    """Whether the `current` link names `version`'s release (false while it is being switched)."""
+    try:
+        return str(link.readlink()) == f"releases/{version}"
+    except OSError:
+        return False
+
+
 def wait_for(what: str, check: Any, timeout: float = 120, every: float = 0.1) -> Any:
     """Poll `check()` until it returns something true; fail naming `what` at the deadline."""
     return waiting.wait_for(check, timeout, what, every)
