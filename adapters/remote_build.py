@@ -31,6 +31,7 @@ from edeliver.adapters.mix_build import (
 )
 from edeliver.adapters.node_scripts import REMOTE_SH, task_script
 from edeliver.adapters.ssh import AsyncsshNodeShells, command_result
+from edeliver.adapters.ssh_output import log_script
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.model import Artifact
@@ -80,6 +81,7 @@ class _BuildDirectory:
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
         task = task_script(self.path, env, script)
+        log_script("build host", task)
         return command_result(await self.conn.run(REMOTE_SH, input=task, check=False))
 
 
@@ -203,6 +205,7 @@ class SshBuildHost:
     async def _run(
         self, conn: asyncssh.SSHClientConnection, script: str
     ) -> asyncssh.SSHCompletedProcess:
+        log_script("build host", script)
         try:
             return await conn.run(REMOTE_SH, input=script, check=False, timeout=1800)
         except (asyncssh.Error, OSError) as error:

@@ -45,7 +45,7 @@ from edeliver.adapters.ssh_host_keys import (
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
-from edeliver.adapters.ssh_output import run_bounded
+from edeliver.adapters.ssh_output import log_script, run_bounded
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -523,6 +523,7 @@ class AsyncsshNodeShell:
         step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
+        log_script(self.name, script)
         try:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(

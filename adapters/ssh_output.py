@@ -9,12 +9,21 @@ messages show is the end of the output anyway), with a line saying how much was 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 import asyncssh
 
 LIMIT = 64 * 1024  # bytes kept of each stream
 _BLOCK = 16 * 1024
+# Every script sent to a host, at DEBUG: `edeliver -vv` prints them, masked (cli/output.py).
+SCRIPTS = logging.getLogger("edeliver.scripts")
+
+
+def log_script(host: str, script: str) -> None:
+    """Say which script goes to `host`; nothing is formatted unless someone listens."""
+    if SCRIPTS.isEnabledFor(logging.DEBUG):
+        SCRIPTS.debug("%s", script, extra={"node": host})
 
 
 class Tail:

@@ -39,6 +39,7 @@ from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_host_keys import known_hosts_line
+from edeliver.adapters.ssh_output import log_script
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
@@ -211,6 +212,7 @@ class SshReleaseStore:
             conn.close()
 
     async def _run(self, conn: asyncssh.SSHClientConnection, script: str, doing: str) -> str:
+        log_script("store", script)
         try:
             result = await conn.run(REMOTE_SH, input=script, check=False, timeout=120)
         except (asyncssh.Error, OSError) as error:

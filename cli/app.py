@@ -23,7 +23,8 @@ from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import real_services
+from edeliver.cli.composition import deployer_secrets, real_services
+from edeliver.cli.output import QUIET, Output
 from edeliver.core.config import Config
 from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.orchestrator import Listener
@@ -46,6 +47,7 @@ class Runtime:
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    output: Output = field(default_factory=Output)  # -v / -q, set once by the root callback
 
     def recorded_deployments(self) -> Deployments | None:
         """The deployments for a command that only reads them; None when nothing was ever
@@ -88,12 +90,14 @@ _WORKFLOW = (
     "demo",
 )
 _PROJECT_OPTIONS = ("-C", "--project")
+_VERBOSITY_FLAGS = ("--verbose", "--quiet", "-q")  # and -v, -vv, -vvv
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 def project_option_first(args: Sequence[str]) -> list[str]:
-    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) moved to the front, so that it
-    may stand anywhere on the line, as `git -C` and `make -C` users expect; `--` ends options."""
+    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) and `-v` / `-q` moved to the
+    front, so that they may stand anywhere on the line, as `git -C` and `make -C` users expect;
+    `--` ends options."""
     moved: list[str] = []
     rest: list[str] = []
     index = 0
@@ -106,12 +110,19 @@ def project_option_first(args: Sequence[str]) -> list[str]:
             moved += [arg, args[index + 1]]
             index += 2
             continue
-        if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        if _global_alone(arg):
             moved.append(arg)
         else:
             rest.append(arg)
         index += 1
     return moved + rest
+
+
+def _global_alone(arg: str) -> bool:
+    """A global option that carries its value (`--project=DIR`, `-CDIR`) or needs none."""
+    if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        return True
+    return arg in _VERBOSITY_FLAGS or (arg[:2] == "-v" and set(arg[1:]) == {"v"})
 
 
 def _named_not_typed(command: ClickCommand) -> None:
@@ -223,9 +234,29 @@ def _root(
             help="Print Edeliver's version and exit.",
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Anywhere on the line. -v: each node's steps with timings as they happen; "
+            "-vv: also the scripts sent to the nodes, secrets masked.",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only errors and the final line."),
+    ] = False,
 ) -> None:
+    if verbose and quiet:
+        raise typer.BadParameter("give -v or -q, not both", param_hint="-q")
     if not isinstance(ctx.obj, Runtime):
         ctx.obj = Runtime(project=project.resolve())
+    output = Output(QUIET if quiet else verbose, redact=deployer_secrets())
+    ctx.obj.output = output
+    ctx.with_resource(output.showing_scripts())
 
 
 def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:

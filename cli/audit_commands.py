@@ -96,11 +96,11 @@ def log(
     if deployments is None:
         if deployment_id:
             raise NotFoundError(f"deployment {deployment_id}: not found, none recorded yet")
-        typer.echo("no deployment recorded yet", err=True)
+        runtime.output.note("no deployment recorded yet")
         return
     try:
         if not deployment_id and not deployments.history():
-            typer.echo("no deployment recorded yet", err=True)  # like `history`: empty, exit 0
+            runtime.output.note("no deployment recorded yet")  # like `history`: empty, exit 0
             return
         found = deployments.find(deployment_id) if deployment_id else deployments.latest_summary()
         stored = deployments.entries(UUID(found.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -36,6 +37,7 @@ from edeliver.cli.composition import (
     who,
     with_tasks,
 )
+from edeliver.cli.output import Output
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -126,7 +128,7 @@ def deploy_with_tasks(
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
     the tasks are loaded once, before anything connects to a node."""
     tasks = project_tasks(runtime.project)
-    chosen = selection_of(*tags, [t.spec for t in tasks])
+    chosen = selection_of(*tags, [t.spec for t in tasks], runtime.output)
     _rollout(
         runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
     )
@@ -171,22 +173,24 @@ def rollout_and_report(
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
-    console = runtime.out()
+    console, output = runtime.out(), runtime.output
     tasks = project_tasks(runtime.project) if tasks is None else tasks
-    progress = None if as_json else render.Progress(console)
+    progress = render.Progress(console, output, as_json)
     services = runtime.services(runtime.project, config, progress)
     services = with_tasks(services, runtime.project, config, tasks)
+    services.warn = lambda line: output.note(f"edeliver: {line}")
     try:
         deployment = run(use_case(services))
     finally:
-        if progress:
-            progress.stop()
+        progress.stop()
         services.deployments.close()
     routes = routes_of(deployment)
     if as_json:
         typer.echo(
             json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
         )
+    elif output.quiet:
+        console.print(render.final_line(deployment), markup=False, highlight=False)
     else:
         render.print_summary(console, deployment)
         for node, route in routes.items():  # hot upgrade, or a full release and why
@@ -215,7 +219,7 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    stored = build_into_store(runtime.project, config)
+    stored = build_into_store(runtime.project, config, output=runtime.output)
     if as_json:
         typer.echo(
             json.dumps(
@@ -236,7 +240,12 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
 
 
-def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
+def build_into_store(
+    project: Path, config: Config, env: dict[str, str] | None = None, output: Output | None = None
+) -> Artifact:
+    """Build with the configured strategy and store the release; its tasks' lines and
+    warnings said through `output` (-q keeps them back)."""
+    output = output or Output()
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
     tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
@@ -249,10 +258,13 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         legacy = legacy_build_env(remote, directory) if remote and directory else {}
         legacy |= ssh_task_env(project, config) if legacy else {}
         build_env = {**(env or {}), **legacy}
-        await run_build_stage(tasks, stage, app, host, here, build_env, _say, deployer_secrets())
+        await run_build_stage(
+            tasks, stage, app, host, here, build_env, output.note, deployer_secrets()
+        )
 
     store = release_store(project, config)
-    built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
+    warn = functools.partial(_warn, output)
+    built = builder(project, config, app, env, warn=warn, store=store, at_stage=at_stage).build()
     now = SystemClock().now().isoformat(timespec="seconds")
     artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
     if built.tarball is None:  # a build host put it into the store itself
@@ -260,12 +272,8 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     return store.put(built.tarball, artifact, extra)
 
 
-def _say(text: str) -> None:
-    typer.echo(text, err=True)
-
-
-def _warn(text: str) -> None:
-    typer.echo(f"edeliver: warning: {text}", err=True)
+def _warn(output: Output, text: str) -> None:
+    output.note(f"edeliver: warning: {text}")
 
 
 @app.command(rich_help_panel=DEPLOY)

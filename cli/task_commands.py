@@ -13,6 +13,7 @@ from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
 from edeliver.adapters.ssh_config import config_files
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import project_tasks
+from edeliver.cli.output import Output
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
@@ -35,11 +36,12 @@ def selection_of(
     exclude: list[str] | None,
     only: list[str] | None,
     specs: list[TaskSpec],
+    output: Output,
 ) -> Selection:
     """The tags chosen on the command line; a tag no task carries is warned about."""
     chosen = Selection(frozenset(include or ()), frozenset(exclude or ()), frozenset(only or ()))
     for tag in unmatched_tags(specs, chosen):
-        typer.echo(f"edeliver: warning: no task is tagged {tag!r}", err=True)
+        output.note(f"edeliver: warning: no task is tagged {tag!r}")
     return chosen
 
 
@@ -61,7 +63,7 @@ def tasks(
     runtime = runtime_of(ctx)
     runtime.load_config(runtime.project).environment(environment)
     found = [t.spec for t in project_tasks(runtime.project)]
-    selection = selection_of(include, exclude, only, found)
+    selection = selection_of(include, exclude, only, found, runtime.output)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
         typer.echo(json.dumps([
@@ -101,10 +103,10 @@ def migrate_config(
         if target.exists():
             raise UsageError(f"{CONFIG_FILE}: already exists; not overwritten")
         target.write_text(migration.toml)
-        typer.echo(f"wrote {CONFIG_FILE}", err=True)
+        runtime.output.note(f"wrote {CONFIG_FILE}")
     else:
         typer.echo(migration.toml, nl=False)
     for line in migration.notes:
-        typer.echo(line, err=True)
+        runtime.output.note(line)
     for hook in migration.hooks:
-        typer.echo(f"hook {hook}: found; it will run as a shell task at its stage", err=True)
+        runtime.output.note(f"hook {hook}: found; it will run as a shell task at its stage")

@@ -94,7 +94,7 @@ def build_upgrade_command(
     new = (
         run(store.artifact(app_name, to_version))
         if to_version
-        else build_into_store(runtime.project, config)
+        else build_into_store(runtime.project, config, output=runtime.output)
     )
     if new.version == old.version:
         raise UsageError(f"{app_name} {new.version} runs already; bump the version to upgrade")
