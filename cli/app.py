@@ -24,9 +24,9 @@ from typer.core import TyperGroup
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import nothing_recorded, open_deployments
 from edeliver.cli.composition import deployer_secrets, real_services
-from edeliver.cli.output import QUIET, Output
+from edeliver.cli.output import QUIET, Output, print_json_error
 from edeliver.core.config import Config
-from edeliver.core.errors import EdeliverError, UsageError
+from edeliver.core.errors import ConfigError, EdeliverError, UsageError, error_code
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
@@ -171,7 +171,8 @@ class _Root(TyperGroup):
         except NoArgsIsHelpError as error:  # the help is printed already
             sys.exit(error.exit_code)
         except ClickException as error:
-            typer.echo(f"edeliver: {_one_line(error)}", err=True)
+            asked_json = "--json" in (sys.argv[1:] if args is None else args)
+            say_error(_one_line(error), "usage", error.exit_code, asked_json)
             sys.exit(error.exit_code)
         except typer.Abort:  # end of input at a prompt
             typer.echo("edeliver: aborted", err=True)
@@ -260,26 +261,39 @@ def _root(
 
 
 def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place."""
+    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place;
+    a command given `--json` also prints the error as a JSON document on stdout."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = kwargs.get("as_json") is True
         try:
             return command(*args, **kwargs)
         except EdeliverError as error:
-            typer.echo(f"edeliver: {error}", err=True)
+            say_error(str(error), error_code(error), error.exit_code, as_json, **_details(error))
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             # Outside a rollout (a rollout records its interruption and exits 4 with a resume
             # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
-            typer.echo(
-                "edeliver: interrupted; `edeliver history` shows whether a deployment is "
-                "unfinished",
-                err=True,
-            )
+            message = "interrupted; `edeliver history` shows whether a deployment is unfinished"
+            say_error(message, "interrupted", INTERRUPTED_EXIT_CODE, as_json)
             raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
 
     return wrapper
+
+
+def say_error(message: str, code: str, exit_code: int, as_json: bool, **details: Any) -> None:
+    """The one line on stderr; with --json, the same error as a document on stdout too."""
+    typer.echo(f"edeliver: {message}", err=True)
+    if as_json:
+        print_json_error(code, message, exit_code, **details)
+
+
+def _details(error: EdeliverError) -> dict[str, Any]:
+    """What a program may want besides the message: a config error's file and key."""
+    if isinstance(error, ConfigError):
+        return {"file": error.file, "key": error.key}
+    return {}
 
 
 def runtime_of(ctx: typer.Context) -> Runtime:

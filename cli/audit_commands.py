@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime
@@ -24,6 +23,7 @@ from edeliver.cli.app import (
     runtime_of,
 )
 from edeliver.cli.composition import who
+from edeliver.cli.output import print_json
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DamagedHistory, NotFoundError
@@ -126,7 +126,10 @@ def _print_entries(stored: list[StoredEntry], as_json: bool) -> None:
     for entry in stored:
         if entry.missing_before or entry.event is None:
             flagged = {"seq": entry.version, "damaged": entry.damage}
-            typer.echo(json.dumps(flagged) if as_json else f"!! {entry.damage}")
+            if as_json:
+                print_json(**flagged)
+            else:
+                typer.echo(f"!! {entry.damage}")
         if entry.event is not None:
             _print_event(entry.event, as_json)
 
@@ -141,7 +144,10 @@ def _print_events(
 
 def _print_event(domain_event: Any, as_json: bool) -> int:
     record = render.event_record(domain_event)
-    typer.echo(json.dumps(record) if as_json else render.event_line(record))
+    if as_json:
+        print_json(**record)
+    else:
+        typer.echo(render.event_line(record))
     sys.stdout.flush()
     return int(record["seq"])
 
@@ -166,6 +172,6 @@ def history(
         finally:
             deployments.close()
     if as_json:
-        typer.echo(json.dumps([vars(r) for r in rows]))
+        print_json(deployments=[vars(r) for r in rows])
     else:
         runtime.out().print(render.history_rows(rows))

@@ -23,7 +23,7 @@ from edeliver.cli import (
     task_commands,
     upgrade_commands,
 )
-from edeliver.cli.app import Runtime, app
+from edeliver.cli.app import Runtime, app, say_error
 from edeliver.core.errors import UsageError
 
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
@@ -114,7 +114,7 @@ def _with_environment(rest: list[str]) -> list[str]:
 def main() -> None:
     spelling = from_1x(sys.argv[1:])
     if spelling.refusal:
-        typer.echo(f"edeliver: {spelling.refusal}", err=True)
+        say_error(spelling.refusal, "usage", UsageError.exit_code, "--json" in spelling.argv)
         sys.exit(UsageError.exit_code)
     if spelling.hint:
         typer.echo(f"edeliver: {spelling.hint}", err=True)

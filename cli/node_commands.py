@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from edeliver.cli.app import (
     runtime_of,
 )
 from edeliver.cli.composition import node_addresses, ssh_config_files
+from edeliver.cli.output import print_json
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 from edeliver.core.ports import NodeShells
@@ -47,7 +47,7 @@ def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) ->
     shells = probing_shells(runtime, config)
     rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
     if as_json:
-        typer.echo(json.dumps(rows))
+        print_json(environment=environment, nodes=rows)
     else:
         for row in rows:
             typer.echo(status_line(row))

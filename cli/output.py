@@ -11,6 +11,7 @@ The result (tables, `--json` documents) goes to stdout; everything here goes to 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,19 @@ from edeliver.adapters.ssh_output import SCRIPTS
 from edeliver.core.redaction import Redactor
 
 QUIET, NORMAL, VERBOSE, SCRIPTS_TOO = -1, 0, 1, 2
+# Every JSON document (and every line of a JSON stream) says its shape's version first; it
+# changes only when a key is removed or changes meaning (docs/cli.md lists the shapes).
+SCHEMA = "edeliver/v1"
+
+
+def print_json(**fields: Any) -> None:
+    """One JSON document, or one line of a JSON stream, on stdout."""
+    typer.echo(json.dumps({"schema": SCHEMA, **fields}))
+
+
+def print_json_error(code: str, message: str, exit_code: int, **details: Any) -> None:
+    """An error as `--json` users read it: a document on stdout with a stable shape."""
+    print_json(error={"code": code, "message": message, "exit": exit_code, **details})
 
 
 @dataclass

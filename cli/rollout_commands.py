@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from edeliver.cli.composition import (
     who,
     with_tasks,
 )
-from edeliver.cli.output import Output
+from edeliver.cli.output import Output, print_json
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
@@ -78,19 +77,15 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
     addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
     if as_json:
         cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
-        typer.echo(
-            json.dumps(
-                {
-                    "environment": env.name,
-                    "mode": env.mode,
-                    "strategy": env.policy.strategy,
-                    "fallback": env.policy.fallback,
-                    "max_failures": env.policy.max_failures,
-                    "nodes": {n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
-                    "batches": cut,
-                    "steps": steps,
-                }
-            )
+        print_json(
+            environment=env.name,
+            mode=env.mode,
+            strategy=env.policy.strategy,
+            fallback=env.policy.fallback,
+            max_failures=env.policy.max_failures,
+            nodes={n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
+            batches=cut,
+            steps=steps,
         )
         return
     for line in render.plan_lines(config, env, steps, addresses):
@@ -186,9 +181,7 @@ def rollout_and_report(
         services.deployments.close()
     routes = routes_of(deployment)
     if as_json:
-        typer.echo(
-            json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
-        )
+        print_json(**render.summary(deployment), **({"routes": routes} if routes else {}))
     elif output.quiet:
         console.print(render.final_line(deployment), markup=False, highlight=False)
     else:
@@ -221,17 +214,13 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
     config = runtime.load_config(runtime.project)
     stored = build_into_store(runtime.project, config, output=runtime.output)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "app": stored.app,
-                    "version": stored.version,
-                    "sha256": stored.sha256,
-                    "size": stored.size,
-                    "location": stored.location,
-                    "platform": str(stored.platform),
-                }
-            )
+        print_json(
+            app=stored.app,
+            version=stored.version,
+            sha256=stored.sha256,
+            size=stored.size,
+            location=stored.location,
+            platform=str(stored.platform),
         )
     else:
         typer.echo(

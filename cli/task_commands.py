@@ -3,7 +3,6 @@ task is skipped) and `edeliver migrate-config` (edeliver 1.x's .deliver/config t
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
 from edeliver.adapters.ssh_config import config_files
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.composition import project_tasks
-from edeliver.cli.output import Output
+from edeliver.cli.output import Output, print_json
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
@@ -66,12 +65,12 @@ def tasks(
     selection = selection_of(include, exclude, only, found, runtime.output)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
-        typer.echo(json.dumps([
+        print_json(stages=[
             {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
                                         "runs": reason is None, "skipped_because": reason}
                                        for t, reason in entries]}
             for stage, entries in stages
-        ]))  # fmt: skip
+        ])  # fmt: skip
         return
     for stage, entries in stages:
         typer.echo(stage)

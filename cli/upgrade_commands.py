@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
 from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
+from edeliver.cli.output import print_json
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.config import Config
@@ -184,7 +184,7 @@ def _report(built: UpgradeBuilt, stored: Artifact, as_json: bool) -> None:
             "location": stored.location,
             "notes": list(built.notes),
         }
-        typer.echo(json.dumps(fields))
+        print_json(**fields)
         return
     for note in built.notes:
         typer.echo(f"  {note}")

@@ -20,6 +20,8 @@ EdeliverError                      exit 1  something failed
 
 from __future__ import annotations
 
+import re
+
 
 class EdeliverError(Exception):
     """Root of every error Edeliver raises on purpose."""
@@ -115,3 +117,10 @@ def one_line(error: BaseException) -> str:
     """An error of a library as one line: its type and its message, whitespace folded."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def error_code(error: EdeliverError) -> str:
+    """The error's kind as `--json` names it: its class in snake case (`LockHeldError` →
+    `lock_held`, `HostKeyChanged` → `host_key_changed`), stable as the error tree is."""
+    name = type(error).__name__.removesuffix("Error") or "edeliver"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from edeliver.cli.app import project_option_first
 from edeliver.cli.main import Runtime, app
+from edeliver.cli.output import SCHEMA
 from edeliver.core.config import Config
 from tests.support.simulation import config_text
 
@@ -193,7 +195,8 @@ def test_log_and_history_agree_that_nothing_yet_is_an_empty_result(
     monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
     history = runner.invoke(app, ["-C", str(tmp_path), "history", "--json"])
     log = runner.invoke(app, ["-C", str(tmp_path), "log", "--json"])
-    assert (history.exit_code, history.stdout) == (0, "[]\n")
+    assert history.exit_code == 0
+    assert json.loads(history.stdout) == {"schema": SCHEMA, "deployments": []}
     assert (log.exit_code, log.stdout) == (0, "")
     assert log.stderr == "no deployment recorded yet\n"
     assert list(tmp_path.iterdir()) == []
@@ -219,7 +222,8 @@ def test_an_empty_store_lists_nothing_with_exit_0_too(
     monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
     open_deployments(tmp_path, "").close()
     assert runner.invoke(app, ["-C", str(tmp_path), "log"]).exit_code == 0
-    assert runner.invoke(app, ["-C", str(tmp_path), "history", "--json"]).stdout == "[]\n"
+    history = runner.invoke(app, ["-C", str(tmp_path), "history", "--json"])
+    assert json.loads(history.stdout)["deployments"] == []
 
 
 @pytest.fixture
