@@ -26,7 +26,7 @@ from edeliver.adapters.event_store import nothing_recorded, open_deployments
 from edeliver.cli.composition import deployer_secrets, real_services
 from edeliver.cli.output import QUIET, Output, print_json_error
 from edeliver.core.config import Config
-from edeliver.core.errors import ConfigError, EdeliverError, UsageError, error_code
+from edeliver.core.errors import ConfigError, ConfigErrors, EdeliverError, UsageError, error_code
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
@@ -83,7 +83,7 @@ def output_width() -> int | None:
 # `edeliver --help` groups commands by workflow, in the order people use them.
 SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
 _WORKFLOW = (
-    *("init", "nodes", "migrate-config", "tasks"),
+    *("init", "config", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
     *("status", "log", "history", "abandon"),
@@ -270,7 +270,7 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except EdeliverError as error:
-            say_error(str(error), error_code(error), error.exit_code, as_json, **_details(error))
+            say_error(str(error), error_code(error), error.exit_code, as_json, _details(error))
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             # Outside a rollout (a rollout records its interruption and exits 4 with a resume
@@ -282,17 +282,27 @@ def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def say_error(message: str, code: str, exit_code: int, as_json: bool, **details: Any) -> None:
-    """The one line on stderr; with --json, the same error as a document on stdout too."""
-    typer.echo(f"edeliver: {message}", err=True)
+def say_error(
+    message: str, code: str, exit_code: int, as_json: bool, details: dict[str, Any] | None = None
+) -> None:
+    """The one line on stderr (a line per problem of a config file); with --json, the same
+    error as a document on stdout too."""
+    details = details or {}
+    lines = [str(ConfigError(**p)) for p in details.get("problems", ())]
+    for line in lines or [message]:
+        typer.echo(f"edeliver: {line}", err=True)
     if as_json:
         print_json_error(code, message, exit_code, **details)
 
 
 def _details(error: EdeliverError) -> dict[str, Any]:
-    """What a program may want besides the message: a config error's file and key."""
+    """What a program may want besides the message: a config error's file and key, and with
+    several, each problem's."""
+    if isinstance(error, ConfigErrors):
+        problems = [_details(problem) for problem in error.problems]
+        return {**problems[0], "problems": problems}
     if isinstance(error, ConfigError):
-        return {"file": error.file, "key": error.key}
+        return {"file": error.file, "key": error.key, "problem": error.problem}
     return {}
 
 

@@ -15,6 +15,7 @@ import typer
 
 from edeliver.cli import (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
@@ -29,6 +30,7 @@ from edeliver.core.errors import UsageError
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
 _COMMANDS = (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
