@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import deployer_secrets, real_services
+from edeliver.cli.composition import deployer_secrets, read_only_services, real_services
 from edeliver.cli.output import QUIET, Output, print_json_error
 from edeliver.core.config import Config
 from edeliver.core.errors import ConfigError, ConfigErrors, EdeliverError, UsageError, error_code
@@ -48,6 +48,8 @@ class Runtime:
     console: Console | None = None
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
     output: Output = field(default_factory=Output)  # -v / -q, set once by the root callback
+    # None: the real read-only services, or with fake `services` (tests), those.
+    readers: Callable[[Path, Config], Services] | None = None
 
     def recorded_deployments(self) -> Deployments | None:
         """The deployments for a command that only reads them; None when nothing was ever
@@ -58,11 +60,19 @@ class Runtime:
             return None
         return self.deployments(self.project)
 
+    def reading_services(self, config: Config) -> Services:
+        """Services for a command that records nothing: no event store opened or created."""
+        if self.readers is not None:
+            return self.readers(self.project, config)
+        if self.services is real_services:
+            return read_only_services(self.project, config)
+        services = self.services(self.project, config, None)  # a test's fakes
+        services.deployments.close()
+        return services
+
     def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
-        services = self.services(self.project, config, None)
-        services.deployments.close()
-        return services.shells_for(mode)
+        return self.reading_services(config).shells_for(mode)
 
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.

@@ -35,6 +35,7 @@ from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services
+from edeliver.core.service import Deployments
 from edeliver.core.task_runs import LoadedTask
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
@@ -236,6 +237,18 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
 
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
+    return _services(project, config, listener, open_deployments(project))
+
+
+def read_only_services(project: Path, config: Config) -> Services:
+    """Services for a command that records nothing (status, plan, releases): the event store
+    is not opened, so no database is created or written."""
+    return _services(project, config, None, Deployments())
+
+
+def _services(
+    project: Path, config: Config, listener: Listener | None, deployments: Deployments
+) -> Services:
     patience = store_patience(os.environ)
     known_hosts = known_hosts_file(project, config)
     store = release_store(project, config)
@@ -248,7 +261,7 @@ def real_services(project: Path, config: Config, listener: Listener | None = Non
         node_timeouts=node_timeouts(config),
     )
     return Services(
-        deployments=open_deployments(project),
+        deployments=deployments,
         shells=shells,
         store=store,
         clock=SystemClock(),

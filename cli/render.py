@@ -168,7 +168,7 @@ def plan_lines(
     ]
     for index, batch in enumerate(batches(environment.nodes, policy.max_parallel), start=1):
         lines.append(f"  {index}: {', '.join(batch)}")
-    return [*lines, "each node: " + " → ".join(steps), "(a plan changes nothing)"]
+    return [*lines, "each node: " + " → ".join(steps)]
 
 
 class Progress:

@@ -29,7 +29,6 @@ from edeliver.cli.composition import (
     build_host,
     builder,
     deployer_secrets,
-    node_addresses,
     project_tasks,
     release_store,
     ssh_task_env,
@@ -37,59 +36,19 @@ from edeliver.cli.composition import (
     with_tasks,
 )
 from edeliver.cli.output import Output, print_json
-from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
+from edeliver.cli.task_commands import (
+    ExcludeOption,
+    IncludeOption,
+    OnlyOption,
+    selection_of,
+)
 from edeliver.core.config import Config
 from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
 from edeliver.core.rollout import Services, deploy, resume
-from edeliver.core.strategy import batches
 from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
-
-STEPS = {
-    "release": [
-        "upload + verify sha256",
-        "unpack beside",
-        "switch current + restart",
-        "health check",
-    ],
-    "upgrade": [
-        "upload + verify sha256",
-        "unpack_release",
-        "install_release",
-        "health check + make_permanent",
-    ],
-}
-
-
-@app.command(rich_help_panel=DEPLOY)
-@exits_on_errors
-def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing.
-
-    Example: edeliver plan production
-    """
-    runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    env = config.environment(environment)
-    steps = STEPS[env.mode]
-    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
-    if as_json:
-        cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
-        print_json(
-            environment=env.name,
-            mode=env.mode,
-            strategy=env.policy.strategy,
-            fallback=env.policy.fallback,
-            max_failures=env.policy.max_failures,
-            nodes={n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
-            batches=cut,
-            steps=steps,
-        )
-        return
-    for line in render.plan_lines(config, env, steps, addresses):
-        typer.echo(line)
 
 
 @app.command(name="deploy", rich_help_panel=DEPLOY)

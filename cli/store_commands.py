@@ -6,7 +6,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from edeliver.cli.app import BUILD, JsonOption, Runtime, exits_on_errors, run, runtime_of
+from edeliver.cli.app import BUILD, JsonOption, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
 from edeliver.cli.output import print_json
@@ -32,7 +32,7 @@ def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
+    services = runtime.reading_services(config)
     app = _app(config)
     stored = run(_artifacts(services, app))
     if as_json:
@@ -57,7 +57,7 @@ def prune_command(
     """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
+    services = runtime.reading_services(config)
     archive = cast(ReleaseArchive, services.store)
     nodes = tuple(config.nodes.values())
     shells = probing_shells(runtime, config)
@@ -66,12 +66,6 @@ def prune_command(
         print_json(removed=list(plan.removed), kept=dict(plan.kept), dry_run=dry_run)
     else:
         _print_plan(plan, dry_run)
-
-
-def _services(runtime: Runtime, config: Config) -> Services:
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
-    return services
 
 
 def _app(config: Config) -> str:

@@ -3,7 +3,7 @@ task is skipped) and `edeliver migrate-config` (edeliver 1.x's .deliver/config t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -65,21 +65,35 @@ def tasks(
     selection = selection_of(include, exclude, only, found, runtime.output)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
-        print_json(stages=[
-            {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
-                                        "runs": reason is None, "skipped_because": reason}
-                                       for t, reason in entries]}
-            for stage, entries in stages
-        ])  # fmt: skip
+        print_json(stages=stage_rows(stages))
         return
+    for line in stage_lines(stages):
+        typer.echo(line)
+
+
+Stages = list[tuple[str, list[tuple[TaskSpec, str | None]]]]
+
+
+def stage_rows(stages: Stages) -> list[dict[str, Any]]:
+    """The tasks per stage as `--json` shows them (tasks, plan)."""
+    return [
+        {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
+                                    "runs": reason is None, "skipped_because": reason}
+                                   for t, reason in entries]}
+        for stage, entries in stages
+    ]  # fmt: skip
+
+
+def stage_lines(stages: Stages, indent: str = "") -> list[str]:
+    """The tasks per stage for people: each stage, then its tasks, run or skipped and why."""
+    lines = []
     for stage, entries in stages:
-        typer.echo(stage)
+        lines.append(f"{indent}{stage}")
         for spec, reason in entries:
             what = f"{spec.where}{'' if spec.critical else ', not critical'}"
-            typer.echo(
-                f"  {'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
-                + (f"  — {reason}" if reason else "")
-            )
+            verdict = f"{'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
+            lines.append(f"{indent}  {verdict}" + (f"  — {reason}" if reason else ""))
+    return lines
 
 
 @app.command(name="migrate-config", rich_help_panel=SET_UP)

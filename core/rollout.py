@@ -83,7 +83,7 @@ async def deploy(
     tasks `selection` picks at their stages."""
     env = config.environment(environment)
     app = _app_of(config)
-    artifact = await _artifact(services.store, app, version)
+    artifact = await artifact_to_deploy(services.store, app, version)
     deployment = _new_deployment(services, app, env, artifact, selection or Selection())
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
@@ -160,7 +160,8 @@ def _app_of(config: Config) -> str:
     return config.app
 
 
-async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:
+async def artifact_to_deploy(store: ReleaseStore, app: str, version: str | None) -> Artifact:
+    """The release `version` names, by default the newest in the store (what `plan` shows)."""
     if version is None:
         versions = await store.versions(app)
         if not versions:

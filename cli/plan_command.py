@@ -1,0 +1,102 @@
+"""`edeliver plan ENV`: what a deployment would do, read from the config, the store and the
+project's tasks; it changes nothing and records nothing (no events database is opened)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edeliver.cli import render
+from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.composition import node_addresses, project_tasks
+from edeliver.cli.output import print_json
+from edeliver.cli.task_commands import (
+    ExcludeOption,
+    IncludeOption,
+    OnlyOption,
+    selection_of,
+    stage_lines,
+    stage_rows,
+)
+from edeliver.core.config import Config
+from edeliver.core.errors import UsageError
+from edeliver.core.rollout import artifact_to_deploy
+from edeliver.core.strategy import batches
+from edeliver.core.tasks import plan_by_stage
+
+STEPS = {
+    "release": [
+        "upload + verify sha256",
+        "unpack beside",
+        "switch current + restart",
+        "health check",
+    ],
+    "upgrade": [
+        "upload + verify sha256",
+        "unpack_release",
+        "install_release",
+        "health check + make_permanent",
+    ],
+}
+
+
+@app.command(rich_help_panel=DEPLOY)
+@exits_on_errors
+def plan(
+    ctx: typer.Context,
+    environment: str,
+    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    only: OnlyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a deployment to ENVIRONMENT would do (release, store, nodes as SSH resolves
+    them, batches, steps, tasks per stage); change nothing, record nothing.
+
+    Example: edeliver plan production --version 1.2.3
+    """
+    runtime = runtime_of(ctx)
+    config = runtime.load_config(runtime.project)
+    env = config.environment(environment)
+    steps = STEPS[env.mode]
+    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
+    release = _release_to_deploy(runtime, config, version)
+    tasks = [t.spec for t in project_tasks(runtime.project)]
+    selection = selection_of(include, exclude, only, tasks, runtime.output)
+    stages = plan_by_stage(tasks, environment, selection, first_deploy=False)
+    if as_json:
+        cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
+        print_json(
+            environment=env.name,
+            version=release,
+            store=config.store.url,
+            mode=env.mode,
+            strategy=env.policy.strategy,
+            fallback=env.policy.fallback,
+            max_failures=env.policy.max_failures,
+            nodes={n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
+            batches=cut,
+            steps=steps,
+            tasks=stage_rows(stages),
+        )
+        return
+    shown = release or "none in the store yet (`edeliver build` puts one there)"
+    typer.echo(f"release: {config.app} {shown}, from the store {config.store.url}")
+    lines = render.plan_lines(config, env, steps, addresses)
+    lines.append("tasks:" if stages else "tasks: none")
+    lines += stage_lines(stages, indent="  ")
+    for line in [*lines, "(a plan changes nothing)"]:
+        typer.echo(line)
+
+
+def _release_to_deploy(runtime: Runtime, config: Config, version: str | None) -> str | None:
+    """The version a deploy would roll out (None: the store holds none yet); a named version
+    the store does not hold is refused as a deploy would refuse it."""
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    store = runtime.reading_services(config).store
+    if version is None and not run(store.versions(config.app)):
+        return None
+    return run(artifact_to_deploy(store, config.app, version)).version
