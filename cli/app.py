@@ -140,7 +140,8 @@ def _named_not_typed(command: ClickCommand) -> None:
     reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
     for param in command.get_params(ClickContext(command)):
         named = param.metavar or (param.name or "value").upper()
-        param.metavar = "" if getattr(param, "is_flag", False) else named
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        param.metavar = "" if flag else named
         # An argument's name is its label already; an option's value is named once.
         label = "" if param.param_type_name == "argument" else param.metavar
         setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
@@ -173,6 +174,7 @@ class _Root(TyperGroup):
     ) -> Any:
         """Usage errors (a bad flag, a missing argument) in one line with the exit code 2, as
         every other error, instead of typer's framed panel."""
+        _named_not_typed(self)  # again: typer adds the completion options after __init__
         given = (args, prog_name, complete_var)
         if not standalone_mode:
             return super().main(*given, False, windows_expand_args, **extra)
@@ -209,7 +211,7 @@ app = typer.Typer(
     cls=_Root,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     pretty_exceptions_enable=False,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
