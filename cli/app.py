@@ -215,6 +215,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+VersionOption = Annotated[
+    str | None, typer.Option(metavar="VERSION", help="Default: the newest in the store.")
+]
 ForceOption = Annotated[
     bool,
     typer.Option(

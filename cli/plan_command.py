@@ -3,12 +3,19 @@ project's tasks; it changes nothing and records nothing (no events database is o
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from edeliver.cli import render
-from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    DEPLOY,
+    JsonOption,
+    Runtime,
+    VersionOption,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.composition import node_addresses, project_tasks
 from edeliver.cli.output import print_json
 from edeliver.cli.task_commands import (
@@ -46,7 +53,7 @@ STEPS = {
 def plan(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,

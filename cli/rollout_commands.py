@@ -20,6 +20,7 @@ from edeliver.cli.app import (
     ForceOption,
     JsonOption,
     Runtime,
+    VersionOption,
     app,
     exits_on_errors,
     run,
@@ -56,7 +57,7 @@ from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stag
 def deploy_command(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,

@@ -12,7 +12,16 @@ import typer
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.mix_build import BUILD_DIR
 from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
-from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    DEPLOY,
+    JsonOption,
+    Runtime,
+    VersionOption,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
 from edeliver.cli.output import print_json
@@ -28,7 +37,7 @@ from edeliver.core.model import Artifact
 def upgrade(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
