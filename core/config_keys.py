@@ -161,6 +161,8 @@ def _property(key: Key) -> dict[str, Any]:
     if key.each is not None:
         named = {"type": "object", "propertyNames": {"pattern": NAME_PATTERN}}
         return {"description": key.help, **named, "additionalProperties": _object(key.each)}
+    if key.kind == "table":  # a table of free-form keys, read by its own rules
+        return {"description": key.help, "type": "object"}
     if key.kind == "strings":
         item: dict[str, Any] = {"type": "string"}
         item |= {"enum": list(key.choices)} if key.choices else {}
