@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import signal
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,15 +23,16 @@ from typer.core import TyperGroup
 from edeliver.adapters.config_file import load_config
 from edeliver.adapters.event_store import nothing_recorded, open_deployments
 from edeliver.cli.composition import deployer_secrets, read_only_services, real_services
-from edeliver.cli.output import QUIET, Output, print_json_error
+from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
+from edeliver.cli.output import QUIET, Output
 from edeliver.core.config import Config
-from edeliver.core.errors import ConfigError, ConfigErrors, EdeliverError, UsageError, error_code
+from edeliver.core.errors import UsageError
 from edeliver.core.orchestrator import Listener
 from edeliver.core.ports import NodeShells
 from edeliver.core.rollout import Services
 from edeliver.core.service import Deployments
 
-P = ParamSpec("P")
+__all__ = ["INTERRUPTED_EXIT_CODE", "Runtime", "app", "exits_on_errors", "run", "runtime_of"]
 _PIPE_WIDTH = 250
 R = TypeVar("R")
 
@@ -101,7 +101,6 @@ _WORKFLOW = (
 )
 _PROJECT_OPTIONS = ("-C", "--project")
 _VERBOSITY_FLAGS = ("--verbose", "--quiet", "-q")  # and -v, -vv, -vvv
-INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 def project_option_first(args: Sequence[str]) -> list[str]:
@@ -273,52 +272,6 @@ def _root(
     output = Output(QUIET if quiet else verbose, redact=deployer_secrets())
     ctx.obj.output = output
     ctx.with_resource(output.showing_scripts())
-
-
-def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place;
-    a command given `--json` also prints the error as a JSON document on stdout."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        as_json = kwargs.get("as_json") is True
-        try:
-            return command(*args, **kwargs)
-        except EdeliverError as error:
-            say_error(str(error), error_code(error), error.exit_code, as_json, _details(error))
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Outside a rollout (a rollout records its interruption and exits 4 with a resume
-            # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
-            message = "interrupted; `edeliver history` shows whether a deployment is unfinished"
-            say_error(message, "interrupted", INTERRUPTED_EXIT_CODE, as_json)
-            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
-
-    return wrapper
-
-
-def say_error(
-    message: str, code: str, exit_code: int, as_json: bool, details: dict[str, Any] | None = None
-) -> None:
-    """The one line on stderr (a line per problem of a config file); with --json, the same
-    error as a document on stdout too."""
-    details = details or {}
-    lines = [str(ConfigError(**p)) for p in details.get("problems", ())]
-    for line in lines or [message]:
-        typer.echo(f"edeliver: {line}", err=True)
-    if as_json:
-        print_json_error(code, message, exit_code, **details)
-
-
-def _details(error: EdeliverError) -> dict[str, Any]:
-    """What a program may want besides the message: a config error's file and key, and with
-    several, each problem's."""
-    if isinstance(error, ConfigErrors):
-        problems = [_details(problem) for problem in error.problems]
-        return {**problems[0], "problems": problems}
-    if isinstance(error, ConfigError):
-        return {"file": error.file, "key": error.key, "problem": error.problem}
-    return {}
 
 
 def runtime_of(ctx: typer.Context) -> Runtime:

@@ -25,7 +25,8 @@ from edeliver.cli import (
     task_commands,
     upgrade_commands,
 )
-from edeliver.cli.app import Runtime, app, say_error
+from edeliver.cli.app import Runtime, app
+from edeliver.cli.failures import say_error
 from edeliver.core.errors import UsageError
 
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
