@@ -148,3 +148,17 @@ def test_error_codes_are_the_class_names_in_snake_case(
 ) -> None:
     """The codes documented in docs/cli.md."""
     assert errors.error_code(error) == code
+
+
+def test_ctrl_c_with_json_is_an_interrupted_document_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C outside a rollout, with --json: code interrupted, exit 130, on stdout too."""
+    from edeliver.cli.main import Runtime
+
+    def interrupted(project: Path) -> Any:
+        raise KeyboardInterrupt
+
+    runtime = Runtime(project=tmp_path, load_config=interrupted)
+    result = runner.invoke(app, ["status", "prod", "--json"], obj=runtime)
+    assert result.exit_code == 130
+    error = _documents(result.stdout)[0]["error"]
+    assert (error["code"], error["exit"]) == ("interrupted", 130)
