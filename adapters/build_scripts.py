@@ -65,8 +65,10 @@ def deps_argv(target: MixTarget, task_file: str) -> list[str]:
 
 
 def compile_argv(task_file: str) -> list[str]:
-    """Compile at the build's version, the project's stale `.app` files removed first."""
-    return mix_argv([["edeliver.version"], ["edeliver.fresh"], ["compile"]], task_file)
+    """Compile at the build's version, the project's stale `.app` files removed first and an
+    umbrella's children given the auto_version suffix after."""
+    steps = [["edeliver.version"], ["edeliver.fresh"], ["compile"], ["edeliver.children"]]
+    return mix_argv(steps, task_file)
 
 
 def release_argv(target: MixTarget, task_file: str, path: str) -> list[str]:

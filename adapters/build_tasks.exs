@@ -19,17 +19,49 @@ defmodule Mix.Tasks.Edeliver.Version do
     end
   end
 
-  # A release's own `version:` (an umbrella's) gets the suffix too; an umbrella's children keep
-  # theirs, which the tarball check then reports.
+  # A release's own `version:` (an umbrella's) gets the suffix too; an umbrella's children get
+  # theirs after they compile (Edeliver.Children).
   defp suffixed(options, suffix) do
     if options[:version], do: Keyword.update!(options, :version, &add(&1, suffix)), else: options
   end
 
-  defp add(nil, _suffix), do: nil
+  @doc false
+  def add(nil, _suffix), do: nil
 
-  defp add(version, suffix) do
+  def add(version, suffix) do
     separator = if String.contains?(version, "+"), do: ".", else: "+"
     version <> separator <> suffix
+  end
+end
+
+defmodule Mix.Tasks.Edeliver.Children do
+  @moduledoc false
+  # An umbrella's children compile at the versions of their own mix.exs, out of the reach of
+  # Edeliver.Version's suffix. Once compiled, each child's ebin/<app>.app is written again by
+  # compile.app at its version plus the suffix, so the release's lib/<child>-<v> and the .app
+  # inside carry the build's version. `mix release` keeps that .app: mix.exs is older than it and
+  # its modules are the same. Edeliver.Fresh removes it at the next build (its vsn is not the
+  # mix.exs version), so every build writes its own.
+  use Mix.Task
+
+  def run(_args) do
+    suffix = System.get_env("EDELIVER_VERSION_SUFFIX", "")
+
+    case Mix.Project.apps_paths() do
+      apps when is_map(apps) and suffix != "" ->
+        for {app, path} <- apps, do: Mix.Project.in_project(app, path, &suffix_app(&1, suffix))
+
+      _ ->
+        :ok
+    end
+
+    :ok
+  end
+
+  defp suffix_app(_module, suffix) do
+    version = Mix.Tasks.Edeliver.Version.add(Mix.Project.config()[:version], suffix)
+    Mix.ProjectStack.merge_config(version: version)
+    Mix.Task.rerun("compile.app", ["--force"])
   end
 end
 

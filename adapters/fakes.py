@@ -356,3 +356,50 @@ class FailingAt:
             raise self.error()
         self._save(events)
         self.stored += len(events)
+
+
+class InMemoryNodeControl:
+    """Operates a FakeHost's release over an InMemoryNodeShell (its lock, its connection); a
+    node named in `failing` does not come back from a start or restart (its VM left down)."""
+
+    def __init__(self, shell: InMemoryNodeShell, failing: Container[str] = ()) -> None:
+        self.name, self.shell, self.failing = shell.name, shell, failing
+
+    async def hold(self, claim: NodeClaim) -> None:
+        await self.shell.hold(claim)
+
+    async def start_release(self) -> str:
+        host = self._host("start")
+        if host.running == host.current:
+            return f"{host.current} was running"
+        return self._boot(host, "started")
+
+    async def stop_release(self) -> str:
+        host = self._host("stop")
+        stopped, host.running = host.running, None
+        return f"{stopped} stopped" if stopped else "was not running"
+
+    async def restart_release(self) -> str:
+        host = self._host("restart")
+        host.running = None
+        return self._boot(host, "restarted")
+
+    async def run_migration(self, function: str) -> str:
+        self._host(f"migrate {function}")
+        if self.name in self.failing:
+            raise NodeError(f"{self.name}: {function}() failed (exit 1): no database")
+        return f"{function}() done"
+
+    async def close(self) -> None:
+        await self.shell.close()
+
+    def _host(self, step: str) -> FakeHost:
+        self.shell.trace.append((step, self.name))
+        self.shell._check_connected()
+        return self.shell.host
+
+    def _boot(self, host: FakeHost, done: str) -> str:
+        if self.name in self.failing or host.current is None:
+            raise NodeError(f"{self.name}: {host.current} did not come up")
+        host.running = host.current
+        return f"{host.current} {done}"

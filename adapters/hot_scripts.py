@@ -1,11 +1,12 @@
-"""The node side of hot upgrades: `sh` scripts that drive `release_handler` over `bin/<app> rpc`.
+"""The node side of hot upgrades: `sh` scripts that drive `release_handler` in the running VM.
 
 Pure builders and parsers, like `node_scripts`. Every release_handler call runs inside the
-node's own VM (`rpc`), where `:code.root_dir()` is the live release root: the root `current`
-points to, which holds every version installed hot (DESIGN §6). `rpc` exits 0 even when
-release_handler answers `{:error, …}`, so each snippet prints `edeliver=…` lines to parse and
-raises (exit 1) on anything unexpected. Versions are checked by `checked_version` (no quotes
-or backslashes) before they go into an Elixir string literal; the whole snippet is
+node's own VM (asked by `erl_call`, see `vm_calls`; by `bin/<app> rpc` where it cannot ask),
+where `:code.root_dir()` is the live release root: the root `current` points to, which holds
+every version installed hot (DESIGN §6). Both exit 0 even when release_handler answers
+`{:error, …}`, so each snippet prints `edeliver=…` lines to parse and raises (exit 1) on
+anything unexpected. Versions are checked by `checked_version` (no quotes or backslashes)
+before they go into an Elixir string literal; the whole snippet is
 `shlex.quote`d into the script.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edeliver.adapters.node_scripts import Layout, checked_version, private_cookies, q
+from edeliver.adapters.node_scripts import _VMS, Layout, checked_version, private_cookies, q
+from edeliver.adapters.vm_calls import VM_CALLS, eval_words
 
 # Which versions release_handler knows on the node, with their status; first the VM's own
 # boot script (which is what a node without a RELEASES file would be running).
@@ -165,8 +167,12 @@ def installed_from(output: str) -> tuple[bool, str]:
 
 
 def _rpc(elixir: str) -> str:
-    """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1)."""
-    return f'cd "$P/current" || exit 3\nbin/"$APP" rpc {q(elixir)}\n'
+    """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1).
+    Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask."""
+    return (
+        f'{_VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        f'vm_eval {eval_words(elixir)} || {{ [ $? -eq 2 ] && bin/"$APP" rpc {q(elixir)}; }}\n'
+    )
 
 
 def _bindings(layout: Layout, version: str) -> str:

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from edeliver.adapters import hot_scripts as hs
 from edeliver.adapters.node_scripts import Layout
-from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells, poll_pauses
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError
 from edeliver.core.model import Artifact, NodeFacts, Route
@@ -72,7 +72,8 @@ class HotUpgradeNodeShell:
         if not route.hot:
             await self.full.prepare(artifact)
         elif route.package_from is not None:
-            await self.full.prepare(_upload_of(await self._package_of(artifact, route)))
+            package = _upload_of(await self._package_of(artifact, route))
+            await self.full.prepare(package, unpack=False)  # release_handler unpacks it
         return route
 
     async def install(self, artifact: Artifact) -> None:
@@ -87,6 +88,7 @@ class HotUpgradeNodeShell:
             await self.full.check_upload(upload, await self._package_of(artifact, route))
         script = hs.unpack_script(layout, artifact.version, upload)
         await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
+        await self.full.write_runtime_env()
 
     async def activate(self, artifact: Artifact) -> None:
         if not (await self._route_for(artifact)).hot:
@@ -190,10 +192,11 @@ class HotUpgradeNodeShell:
         """release_handler's view once the VM answers (a failed code_change restarts it)."""
         loop, shells = asyncio.get_running_loop(), self._shells.full
         deadline = loop.time() + self.full.timeouts.verify
+        pauses = poll_pauses(shells.poll_interval)
         while (releases := await self._releases(layout)) is None:
             if loop.time() > deadline:
                 raise NodeError(f"{self.name}: no VM answers after {self.full.timeouts.verify:g}s")
-            await asyncio.sleep(shells.poll_interval)
+            await asyncio.sleep(next(pauses))
         return releases
 
     async def _install_release(self, layout: Layout, version: str) -> None:
@@ -226,6 +229,7 @@ class HotUpgradeNodeShell:
         loop, shells = asyncio.get_running_loop(), self._shells.full
         deadline = loop.time() + self.full.timeouts.verify
         script = hs.permanent_script(layout, version)
+        pauses = poll_pauses(shells.poll_interval)
         while True:
             result = await self.full.run_script(script)
             if result.exit_status == 0:
@@ -233,7 +237,7 @@ class HotUpgradeNodeShell:
             if loop.time() > deadline:
                 said = (str(result.stderr) + str(result.stdout)).strip()[-1500:]
                 raise NodeError(f"{self.name}: {version} is not running healthy: {said}")
-            await asyncio.sleep(shells.poll_interval)
+            await asyncio.sleep(next(pauses))
 
 
 async def releases_on(full: AsyncsshNodeShell, layout: Layout) -> hs.Releases | None:

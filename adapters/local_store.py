@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.manifest_check import checked_manifest
-from edeliver.core.errors import NotFoundError, UsageError
+from edeliver.core.errors import EdeliverError, NotFoundError, UsageError
 from edeliver.core.model import Artifact, Platform
 from edeliver.core.versions import version_key
 
 MANIFEST = "manifest.json"
 UPGRADES = "upgrades"
+
+
+class StoreUnreachable(EdeliverError):
+    """A remote store's endpoint or host could not be reached."""
 
 
 def sha256_of(path: Path) -> str:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 from edeliver.adapters.archive_check import LISTING
 from edeliver.adapters.node_lock import generation_guard
+from edeliver.adapters.runtime_env_files import SOURCE_RUNTIME_ENV
+from edeliver.adapters.vm_calls import VM_CALLS, VM_HEALTH
 from edeliver.core.model import NodeFacts, Platform
 from edeliver.core.task_runs import interpreter
 
@@ -93,17 +95,29 @@ q = shlex.quote
 # Another node's VM (one node name given to several nodes) or an older VM of this node cannot
 # give both this node's numbers, so the health check knows it asked the VM it started.
 RPC_IDENTITY = 'IO.puts("edeliver_vm=#{System.pid()} #{File.stat!(:code.root_dir()).inode}")'
+# Evaluated inside the release's VM, it waits there (cheaply, up to 10 s) for the app to be
+# started, so one call does what polling would need several for.
 _RPC_HEALTH = (
+    "Enum.find_value(1..200, fn _ -> "
     "case List.keyfind(Application.started_applications(), :{app}, 0) do "
-    "{_, _, vsn} -> IO.puts(vsn); " + RPC_IDENTITY + '; nil -> raise "{app} is not started" end'
+    "{_, _, vsn} -> vsn; nil -> Process.sleep(50); nil end end) |> case do "
+    'nil -> raise "{app} is not started"; '
+    "vsn -> IO.puts(vsn); " + RPC_IDENTITY + " end"
 )
-# `rpc` runs a second, short-lived VM on the node: it proves the app is started (so its
-# supervision tree is up), at ~0.35 s a call.
+# `rpc` runs a second, short-lived VM on the node (~0.35 s of CPU): the health script runs it
+# once, after the cheap readiness probe (`ready`: the VM is registered with epmd).
 RPC_HEALTH = "bin/{app} rpc " + q(_RPC_HEALTH)
+# The default health check: asked of the VM by `erl_call` (a C program in the release's erts:
+# no VM boots, a few ms), which prints the same lines as RPC_HEALTH; where it cannot ask (no
+# erl_call, no COOKIE file, a cookie set otherwise), the `rpc`.
+ERL_CALL_HEALTH = "vm_health {app} || { [ $? -eq 2 ] && " + RPC_HEALTH + "; }"
 # erlexec starts epmd through `sh -c` with the release path unquoted, which fails when the deploy
 # path has a space or a quote; so start the release's own epmd first, quoted (a no-op when one
 # already listens on ERL_EPMD_PORT).
 MIX_START = 'for e in erts-*/bin/epmd; do "$e" -daemon; done >/dev/null 2>&1; bin/{app} daemon'
+# No stop command: the release's VM is sent SIGTERM (a BEAM runs init:stop, as `bin/<app> stop`
+# makes it do, without booting a second VM to ask it), SIGKILL after the stop timeout.
+SIGNAL_STOP = ""
 # The status file examples/hello writes once its tree is up (and removes when stopping): no VM.
 STATUS_FILE_HEALTH = 'f=tmp/{app}.status; test -f "$f" && kill -0 "$(sed -n s/^pid=//p "$f")"'
 
@@ -113,11 +127,16 @@ class ReleaseCommands:
     """How to start, stop and health-check a release; run from its root, `{app}` filled in.
 
     `health` exits 0 once the app is up; whether the right version runs is checked apart.
+    An empty `stop` stops the VM by signal (`SIGNAL_STOP`).
     """
 
     start: str = MIX_START
-    stop: str = "bin/{app} stop"
-    health: str = RPC_HEALTH
+    stop: str = SIGNAL_STOP
+    health: str = ERL_CALL_HEALTH
+
+    @property
+    def stops_by_signal(self) -> bool:
+        return not self.stop.strip()
 
     def render(self, template: str, app: str) -> str:
         # Only `{app}`: braces the user's shell command has (`${PORT}`, JSON) stay as written.
@@ -193,7 +212,8 @@ class Layout:
         return (
             "set -u\n"
             f"P={q(self.path)}\nAPP={q(self.app)}\n"
-            'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
+            + SOURCE_RUNTIME_ENV
+            + 'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
             'PHYS=$(cd "$P" 2>/dev/null && pwd -P) || PHYS=\n'
             # A complete release of version $1: renamed into place with its boot files.
             'complete() { [ -d "$R/$1/bin" ] && [ -d "$R/$1/releases/$1" ]; }\n'
@@ -212,7 +232,7 @@ _VMS = r"""
 vms() {
   [ -n "$PHYS" ] || return 0
   for f in $(grep -a -l -F -e "$PHYS/releases/" /proc/[0-9]*/cmdline 2>/dev/null); do
-    printf 'vm=%s\037' "$f"; tr '\0\n' '\037 ' <"$f" 2>/dev/null; echo
+    printf 'vm=%s\037' "$f"; tr '\0\n' '\037 ' 2>/dev/null <"$f"; echo
   done
 }
 """
@@ -346,7 +366,7 @@ def _arg_after(argv: Sequence[str], flag: str) -> str | None:
 
 # Uploads hold the release's COOKIE: only the deploy user may read them, or list the dir.
 # (The umask comes after the mkdir: the deploy path and shared/ keep the user's own modes.)
-_PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
+PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
 
 
 # Measured before the partial goes: a disk it filled is full now, not after.
@@ -361,7 +381,7 @@ def upload_state_script(layout: Layout, version: str, sha256: str) -> str:
     """Print `done` if the verified upload is there; drop a wrong one; print the partial size."""
     return (
         layout.prelude()
-        + _PRIVATE_UPLOADS
+        + PRIVATE_UPLOADS
         + (
             f"F={q(layout.upload(version))}; SHA={q(sha256)}\n"
             'if [ -f "$F" ]; then\n'
@@ -392,7 +412,7 @@ def fetch_script(layout: Layout, version: str, fetch: str) -> str:
     """
     return (
         layout.prelude()
-        + _PRIVATE_UPLOADS
+        + PRIVATE_UPLOADS
         + (
             f"F={q(layout.upload(version))}\n"
             f'{{ {fetch}\n}} >"$F.partial" || {{\n'
@@ -429,11 +449,14 @@ def parse_failed_upload(output: str) -> UploadSpace | None:
 
 
 def install_state_script(layout: Layout, version: str) -> str:
-    """`installed`, `missing` (no verified upload), or `listing` then its `LISTING`."""
+    """`installed`, `missing` (no verified upload), `streamed` then the `LISTING` kept when the
+    upload was unpacked as it came (see `stream_install`), or `listing` then its `LISTING`."""
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'if complete "$V"; then echo installed; exit 0; fi\n'
         'if [ ! -f "$F" ]; then echo missing; exit 0; fi\n'
+        'if [ -d "$R/.$V.partial" ] && [ -f "$F.listing" ]; then\n'
+        '  echo streamed; cat "$F.listing" && exit 0; exit 5\nfi\n'
         f'echo listing; {LISTING} "$F" || exit 5\n'
     )
 
@@ -443,9 +466,11 @@ def listing_script(upload: str) -> str:
     return f"{LISTING} {q(upload)} || exit 5\n"
 
 
-def remove_upload_script(upload: str) -> str:
-    """Delete a refused upload and any partial of it: it must not be unpacked later."""
-    return f"rm -f {q(upload)} {q(upload + '.partial')}\n"
+def remove_upload_script(upload: str, unpacked: str | None = None) -> str:
+    """Delete a refused upload, any partial of it and its listing, and the dir it was unpacked
+    into as it came (`unpacked`): it must not be installed later."""
+    files = " ".join(q(upload + suffix) for suffix in ("", ".partial", ".listing"))
+    return f"rm -f {files}\n" + (f"rm -rf {q(unpacked)}\n" if unpacked else "")
 
 
 def private_cookies(root: str) -> str:
@@ -463,13 +488,28 @@ def unpack_script(layout: Layout, version: str) -> str:
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'T="$R/.$V.partial"; D="$R/$V"\n'
         'rm -rf "$T" && mkdir -p "$T" || exit 3\n'
-        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n'
-        'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
-        '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
-        "fi\n"
-        + private_cookies('"$T"')
-        + 'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n' + _PLACE
     )
+
+
+def place_script(layout: Layout, version: str) -> str:
+    """Check that releases/.<v>.partial, unpacked as the upload came, is that release, and
+    rename it into place; its listing, read once the deployer found it safe, goes."""
+    return layout.prelude() + (
+        f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
+        'T="$R/.$V.partial"; D="$R/$V"\n'
+        '[ -d "$T" ] || { echo "releases/.$V.partial is gone: install again" >&2; exit 5; }\n'
+        + _PLACE
+        + 'rm -f "$F.listing"\n'
+    )
+
+
+# The end of an install: $T is release $V of $APP, its cookies private, renamed to $D.
+_PLACE = (
+    'if [ ! -f "$T/bin/$APP" ] || [ ! -d "$T/releases/$V" ]; then\n'
+    '  rm -rf "$T"; echo "not a release of $APP $V: no bin/$APP or releases/$V" >&2; exit 6\n'
+    "fi\n" + private_cookies('"$T"') + 'touch "$T" && rm -rf "$D" && mv -T "$T" "$D" || exit 3\n'
+)
 
 
 # -- activate, roll back, verify ---------------------------------------------------------------
@@ -497,26 +537,54 @@ def _tenths(seconds: float) -> int:
     return max(1, round(seconds * 10))
 
 
+# Sleeps growing from 10 ms to 0.5 s: a poll answers fast when the wait is short, and costs
+# little when it is long. `naps=0` starts a new wait.
+_NAP = r"""
+nap() {
+  case ${naps:-0} in
+    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; 3) sleep 0.1 ;; 4) sleep 0.2 ;;
+    *) sleep 0.5 ;;
+  esac
+  naps=$((${naps:-0} + 1))
+}
+"""
+
+
+def _stop_vm_body(commands: ReleaseCommands, stop_seconds: float) -> str:
+    """With no stop command, SIGTERM and the stop timeout; else the command, and signals only
+    when it cannot reach the VM (one still booting, its distribution down) or it stays."""
+    if commands.stops_by_signal:
+        return f'  stop_by_signal "$1" {_tenths(stop_seconds)} && return 0\n'
+    return (
+        '  if [ -d "$2" ] && (cd "$2" && stop_command) >>"$S/start.log" 2>&1 </dev/null; then\n'
+        f'    gone_within "$1" {_tenths(stop_seconds)} && return 0\n'
+        "  fi\n"
+        '  terminate "$1" && return 0\n'
+    )
+
+
 def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds: float) -> str:
     return (
         commands.functions(layout.app)
         + f"""
 alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdline" 2>/dev/null; }}
-gone_within() {{  # pid tenths-of-seconds
-  n=0; while alive "$1"; do [ "$n" -ge "$2" ] && return 1; sleep 0.1; n=$((n + 1)); done
+{_NAP.strip()}
+gone_within() {{  # pid tenths-of-seconds (at least): looked at often at first, then less
+  end=$(($(date +%s) + ($2 + 9) / 10 + 1)); naps=0
+  while alive "$1"; do [ "$(date +%s)" -ge "$end" ] && return 1; nap; done
 }}
 terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KILL
   kill -TERM $(tree "$1") 2>/dev/null; gone_within "$1" {_tenths(TERM_GRACE)} && return 0
   kill -KILL $(tree "$1") 2>/dev/null; gone_within "$1" 50
 }}
+stop_by_signal() {{  # pid tenths: TERM to the VM alone (its init:stop ends its children), then KILL
+  kill -TERM "$1" 2>/dev/null; gone_within "$1" "$2" && return 0
+  kill -KILL $(tree "$1") 2>/dev/null; gone_within "$1" 50
+}}
 tree() {{ roots=$1; cat /proc/[0-9]*/stat 2>/dev/null | {_TREE.strip()}; }}
-stop_vm() {{  # pid root: the stop command from the VM's own root while it answers, else signals
+stop_vm() {{  # pid root: by the stop command from the VM's own root while it answers, or signals
   alive "$1" || return 0
-  if [ -d "$2" ] && (cd "$2" && stop_command) >>"$S/start.log" 2>&1 </dev/null; then
-    gone_within "$1" {_tenths(stop_seconds)} && return 0
-  fi
-  terminate "$1" && return 0
-  echo "could not stop the VM $1 running from $2" >&2; exit 4
+{_stop_vm_body(commands, stop_seconds)}  echo "could not stop the VM $1 running from $2" >&2; exit 4
 }}
 stop_launcher() {{  # run_erl pid: its VM may still be booting, unreachable by the stop command
   alive "$1" || return 0
@@ -587,7 +655,7 @@ def switch_script(
         upload = q(layout.upload_name(version))
         partial = q(f".{version}.partial")
         lines.append(f'guarded discard "$R/"{q(version)}; guarded discard "$R/"{partial}')
-        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial')
+        lines.append(f'guarded rm -f "$U/"{upload} "$U/"{upload}.partial "$U/"{upload}.listing')
     if switch.to is not None and switch.start:
         lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"
@@ -644,17 +712,48 @@ class Health:
         return f"answered by a VM that is not this node's release VM (pid {pid}; ours: {ours})"
 
 
-def health_script(layout: Layout, commands: ReleaseCommands) -> str:
+_READY = r"""
+node_name() { node_arg "$1" | sed 's/^[^ ]* //; s/@.*//'; }
+registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
+  e=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1); [ -n "$e" ] || e=epmd
+  names=$("$e" -names 2>/dev/null) || return 0
+  case "$names" in *"name $1 at port "*) return 0 ;; esac; return 1
+}
+ready_within() {  # seconds: wait while our VM is launched but not yet registered with epmd
+  end=$(($(date +%s) + $1)); naps=0
+  while :; do
+    running=$(vms)
+    case "$running" in
+      *beam.smp*)
+        name=$(node_name "$running"); [ -z "$name" ] || registered "$name" && return ;;
+      *run_erl*) ;;
+      *) return ;;
+    esac
+    [ "$(date +%s)" -lt "$end" ] || return
+    nap
+  done
+}
+"""
+
+
+def health_script(layout: Layout, commands: ReleaseCommands, wait: float = 0) -> str:
     """The running VMs and current (as in the probe), the inodes of the release roots, then the
-    health command's exit code and last lines."""
+    health command's exit code and last lines. The command runs once, after waiting up to
+    `wait` seconds for a launched VM to register with epmd: before that an `rpc` cannot reach
+    it, and each try would boot a VM for nothing."""
     return (
         layout.prelude()
         + commands.functions(layout.app)
         + _VMS
+        + _NAP
+        + VM_CALLS
+        + VM_HEALTH
+        + _READY
         + (
+            f"ready_within {max(0, int(wait))}\n"
             'echo "phys=$PHYS"\necho "current=$(readlink "$P/current" 2>/dev/null)"\n'
             'for d in "$R"/*; do [ -d "$d" ] && echo "root_ino=$(stat -c %i "$d") ${d##*/}"; done\n'
-            'running=$(vms); [ -z "$running" ] || printf \'%s\\n\' "$running"\n'
+            '[ -z "$running" ] || printf \'%s\\n\' "$running"\n'
             # With no VM yet, a health command such as `rpc` would only boot a VM for nothing.
             # (`vms` may also list its own short-lived grep, hence the look for a VM's name.)
             'case "$running" in\n'
@@ -700,11 +799,13 @@ def _exports(env: Mapping[str, str]) -> str:
 
 
 def task_script(path: str, env: Mapping[str, str], script: str) -> str:
-    """Run a task's script from the deploy path (made if missing) with its interpreter, its
-    environment exported and stderr merged into stdout, so its output reads in order."""
+    """Run a task's script from the deploy path (made if missing) with its interpreter, the
+    app's runtime settings and its environment exported, and stderr merged into stdout, so
+    its output reads in order."""
     argv = " ".join(q(arg) for arg in interpreter(script))
     return (
-        f"mkdir -p {q(path)} && cd {q(path)} || exit 97\n{_exports(env)}"
+        f"mkdir -p {q(path)} && cd {q(path)} || exit 97\nP={q(path)}\n{SOURCE_RUNTIME_ENV}"
+        f"{_exports(env)}"
         f"exec {argv} -c {q(script)} edeliver-task 2>&1\n"
     )
 
@@ -716,6 +817,67 @@ def eval_script(layout: Layout, version: str, code: str, env: Mapping[str, str])
         'complete "$V" || { echo "release $V is not installed on this node"; exit 98; }\n'
         f'cd "$R/$V" || exit 97\n{_exports(env)}'
         f'exec bin/"$APP" eval {q(code)} 2>&1\n'
+    )
+
+
+RELEASE_COMMANDS = ("eval", "rpc")
+
+
+def release_command_script(layout: Layout, command: str, code: str) -> str:
+    """`bin/<app> eval` (a new VM with the release's code) or `rpc` (in the running VM) of
+    `code`, from the release current points to; stderr after stdout."""
+    if command not in RELEASE_COMMANDS:
+        raise ValueError(f"not a release command: {command!r}")
+    return layout.prelude() + (
+        '[ -d "$P/current/bin" ] || { echo "no release is current under $P"; exit 98; }\n'
+        f'cd "$P/current" || exit 97\nexec bin/"$APP" {command} {q(code)} 2>&1\n'
+    )
+
+
+def remote_console_command(layout: Layout) -> str:
+    """The command line (not a script: the terminal is its stdin) that opens `bin/<app>
+    remote` from the current release; quoted the same in any login shell."""
+    start = 'cd "$1/current" && exec bin/"$2" remote'
+    return f"sh -c {q(start)} edeliver-console {q(layout.path)} {q(layout.app)}"
+
+
+def boot_version_script(layout: Layout) -> str:
+    """The version a start of `current` boots: the permanent one of its `start_erl.data`
+    (after a hot upgrade, not the version the root was unpacked as)."""
+    return (
+        layout.prelude()
+        + 'sed -n "s/^[^ ]* //p" "$P/current/releases/start_erl.data" 2>/dev/null\n'
+    )
+
+
+FOLLOWING = "edeliver-following"  # said by `release_log_script` just before it starts following
+
+
+def release_log_script(layout: Layout, lines: int, follow: bool) -> str:
+    """The last `lines` lines of the newest `erlang.log.N` of the current release (where
+    run_erl writes the VM's console output). With `follow`, says FOLLOWING on a line of its
+    own, then follows it and, once a newer file is written (run_erl rotated its log, or a
+    deployment started another release), that one from its start."""
+    n = int(lines)
+    start = (
+        'd="$P/current/tmp/log"\n'
+        'newest() { ls -t "$d"/erlang.log.* 2>/dev/null | head -n 1; }\n'
+        "f=$(newest)\n"
+        '[ -n "$f" ] || { echo "no erlang.log.* under $d: no release started there" >&2; '
+        "exit 3; }\n"
+    )
+    if not follow:
+        return layout.prelude() + start + f'exec tail -n {n} "$f"\n'
+    return (
+        layout.prelude()
+        + start
+        + (
+            f'echo {FOLLOWING}\ntail -n {n} -F "$f" & t=$!\n'
+            "while sleep 1; do\n"
+            '  g=$(newest); [ -n "$g" ] && [ "$g" != "$f" ] || continue\n'
+            '  kill "$t" 2>/dev/null; f=$g; tail -n +1 -F "$f" & t=$!\n'
+            "done\n"
+        )
     )
 
 

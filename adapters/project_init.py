@@ -160,4 +160,8 @@ strategy = "one_for_all"    # one_for_one | rest_for_one | one_for_all
 fallback = "rollback"       # rollback | stop | ignore
 # max_parallel = 1          # nodes at once (default: all)
 # step_timeout = 300        # seconds one step may take on one node
+# [environments.{name}.env]  # the app's runtime settings, read by config/runtime.exs
+# PHX_SERVER = true
+# DATABASE_URL = {{ from_env = "DATABASE_URL" }}          # a secret: your environment's, at deploy
+# SECRET_KEY_BASE = {{ from_file = "secret_key_base" }}   # a secret kept on each node in shared/
 """

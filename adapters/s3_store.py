@@ -28,6 +28,7 @@ import botocore.exceptions
 
 from edeliver.adapters.local_store import (
     MANIFEST,
+    StoreUnreachable,
     from_manifest,
     manifest_text,
     package_from_manifest,
@@ -43,10 +44,6 @@ from edeliver.core.model import Artifact
 from edeliver.core.versions import version_key
 
 T = TypeVar("T")
-
-
-class StoreUnreachable(EdeliverError):
-    """The store's endpoint or host could not be reached."""
 
 
 class S3ReleaseStore:

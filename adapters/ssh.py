@@ -17,7 +17,7 @@ import posixpath
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +29,7 @@ from edeliver.adapters import node_scripts as ns
 from edeliver.adapters.archive_check import listing_problems, refusal
 from edeliver.adapters.node_lock import NodeLock, holder_script, parse_holder
 from edeliver.adapters.node_scripts import Layout, NodeState, ReleaseCommands, Switch
+from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
 from edeliver.adapters.sftp_upload import local_problems, send_file
 from edeliver.adapters.ssh_config import (
     DEFAULT_KNOWN_HOSTS,
@@ -45,7 +46,8 @@ from edeliver.adapters.ssh_host_keys import (
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
-from edeliver.adapters.ssh_output import log_script, run_bounded
+from edeliver.adapters.ssh_output import log_script, run_bounded, run_streaming
+from edeliver.adapters.stream_install import stream_script, streaming_remote_sh
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
@@ -57,6 +59,7 @@ from edeliver.core.errors import (
 )
 from edeliver.core.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
+from edeliver.core.redaction import Redactor
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -68,6 +71,8 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]  # node, bytes sent, total
+Completed = asyncssh.SSHCompletedProcess
+Runner = Callable[[str, asyncssh.SSHClientConnection], Awaitable[Completed]]
 T = TypeVar("T")
 _RETRIES = 4
 JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
@@ -75,6 +80,9 @@ _STOP_SECONDS = 15.0  # stopping a script cut short: a walk of /proc and one kil
 # Neither a VM nor its run_erl seen this long (they exist from the moment `daemon` returns
 # until the VM exits): the release is not coming up.
 _GONE_AFTER = 3.0
+# A health poll waits on the node at most this long for the VM to register with epmd, so that
+# the health command comes when the VM can answer it.
+_READY_WAIT = 10.0
 # A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
 _PATIENT_BACKOFF_STEPS = 5
 
@@ -85,6 +93,15 @@ class NodeTimeouts:
 
     command: float
     verify: float
+
+
+def poll_pauses(longest: float, first: float = 0.05) -> Iterator[float]:
+    """The pauses between polls: short at first, so that a quick answer is seen at once,
+    doubling up to `longest`, so that a long wait costs few polls."""
+    pause = first
+    while True:
+        yield min(pause, longest)
+        pause *= 2
 
 
 class AsyncsshNodeShells:
@@ -108,6 +125,7 @@ class AsyncsshNodeShells:
         progress: Progress | None = None,
         delivery: Delivery | None = None,
         node_timeouts: Mapping[str, NodeTimeouts] | None = None,
+        runtime_env: RuntimeEnvFiles | None = None,
     ) -> None:
         if keep_releases < 1:
             raise ValueError("keep_releases must be at least 1")
@@ -120,6 +138,7 @@ class AsyncsshNodeShells:
         self._jumps = JumpPool()
         self.delivery: Delivery = delivery or FromLocation()
         self.node_timeouts = dict(node_timeouts or {})
+        self.runtime_env = runtime_env  # None: the nodes get no runtime settings from us
         self._archive_checks: dict[tuple[str, str], list[str]] = {}
         self._checking = asyncio.Lock()
 
@@ -255,6 +274,7 @@ class AsyncsshNodeShell:
         self.timeouts = shells.timeouts_of(node)
         self._claim: NodeClaim | None = None
         self._lock: NodeLock | None = None
+        self._hide: Redactor | None = None  # the node's file secrets, once read
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -263,6 +283,29 @@ class AsyncsshNodeShell:
             return
         self._claim = claim
         await self._take_lock()
+        if self._shells.runtime_env is not None:
+            await self._shells.runtime_env.learn_cookie(
+                self.script_output, self.node.path, claim.environment, self.name
+            )
+
+    async def write_runtime_env(self) -> None:
+        """Write the app's runtime settings of the claiming deployment's environment."""
+        if self._shells.runtime_env is not None and self._claim is not None:
+            await self._shells.runtime_env.write(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+            self._hide = None  # the files may have come since: read them again
+
+    async def _hidden(self, done: asyncssh.SSHCompletedProcess) -> CommandResult:
+        """A command's result with the node's file secrets masked, as the deployer's are."""
+        runtime, result = self._shells.runtime_env, command_result(done)
+        if runtime is None or self._claim is None:
+            return result
+        if self._hide is None:
+            self._hide = await runtime.hiding_file_secrets(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+        return CommandResult(result.status, self._hide(result.output))
 
     async def lock_holder(self) -> NodeLockHolder | None:
         said = await self.script_output(holder_script(self.node.path), "reading the node's lock")
@@ -274,7 +317,8 @@ class AsyncsshNodeShell:
     def take_route(self, route: Route) -> None:
         """A full release has one route only."""
 
-    async def prepare(self, artifact: Artifact) -> None:
+    async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
+        """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes."""
         layout = self._layout(artifact)
         fetch = await self._shells.delivery.fetch_command(artifact)
         # A push is checked before anything touches the node; a pull, on the node at install.
@@ -287,7 +331,10 @@ class AsyncsshNodeShell:
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        if fetch is None:
+        if fetch is None and offset == 0 and unpack:
+            assert local is not None
+            return await self._stream(layout, artifact, local)
+        if fetch is None:  # a partial upload left by a lost connection: resumed, then unpacked
             assert local is not None
             await self._upload(artifact, local, layout.upload(artifact.version), offset)
         else:
@@ -295,25 +342,25 @@ class AsyncsshNodeShell:
         finish = ns.finish_upload_script(layout, artifact.version, artifact.sha256)
         result = await self.run_script(finish)
         if result.exit_status == 4:
-            got = str(result.stdout).strip()
-            raise NodeError(
-                f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
-                f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
-            )
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
         self._check(result, f"verifying the upload of {artifact.name}")
 
     async def install(self, artifact: Artifact) -> None:
         layout = self._layout(artifact)
         said = await self.script_output(ns.install_state_script(layout, artifact.version))
         state, _, listing = said.partition("\n")
-        if state == "installed":
-            return
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        await self._refuse_unsafe(listing, layout.upload(artifact.version), artifact)
-        await self.script_output(
-            ns.unpack_script(layout, artifact.version), f"unpacking {artifact.name}"
-        )
+        upload, v = layout.upload(artifact.version), artifact.version
+        if state == "streamed":  # unpacked as it came: checked, then renamed into place
+            unpacked = f"{layout.path}/releases/.{v}.partial"
+            await self._refuse_unsafe(listing, upload, artifact, unpacked)
+            await self.script_output(ns.place_script(layout, v), f"installing {artifact.name}")
+        elif state != "installed":
+            await self._refuse_unsafe(listing, upload, artifact)
+            await self.script_output(ns.unpack_script(layout, v), f"unpacking {artifact.name}")
+        # After the unpack, so that the new release's COOKIE is the environment's too.
+        await self.write_runtime_env()
 
     async def activate(self, artifact: Artifact) -> None:
         layout, v = self._layout(artifact), artifact.version
@@ -369,13 +416,15 @@ class AsyncsshNodeShell:
             await self._wait_healthy(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        return command_result(await self.run_script(ns.task_script(self.node.path, env, script)))
+        return await self._hidden(
+            await self.run_script(ns.task_script(self.node.path, env, script))
+        )
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         layout = self._layout(artifact)
-        return command_result(
+        return await self._hidden(
             await self.run_script(ns.eval_script(layout, artifact.version, code, env))
         )
 
@@ -400,9 +449,12 @@ class AsyncsshNodeShell:
         except ValueError as error:
             raise NodeError(f"{self.name}: {error}") from None
 
-    async def _refuse_unsafe(self, listing: str, upload: str, artifact: Artifact) -> None:
+    async def _refuse_unsafe(
+        self, listing: str, upload: str, artifact: Artifact, unpacked: str | None = None
+    ) -> None:
         if problems := listing_problems(listing.splitlines()):
-            await self.script_output(ns.remove_upload_script(upload), "removing a refused upload")
+            remove = ns.remove_upload_script(upload, unpacked)
+            await self.script_output(remove, "removing a refused upload")
             why = refusal(artifact.name, artifact.version, problems)
             raise NodeError(f"{self.name}: {why}; the upload was deleted")
 
@@ -425,11 +477,13 @@ class AsyncsshNodeShell:
         loop, shells = asyncio.get_running_loop(), self._shells
         deadline = seen = loop.time()
         deadline += self.timeouts.verify
-        script = ns.health_script(layout, shells.commands)
+        pause = poll_pauses(shells.poll_interval)
         while True:
             # Stamped when the poll starts: under load one poll can take seconds, and a VM seen
             # by it was there at its start, not at its end.
             polled_at = loop.time()
+            wait = min(_READY_WAIT, max(0.0, deadline - polled_at))
+            script = ns.health_script(layout, shells.commands, wait)
             health = ns.parse_health(await self.script_output(script, check=False))
             impostor = health.answered_by_another_vm()
             if health.running == (version,) and health.code == 0 and impostor is None:
@@ -444,7 +498,7 @@ class AsyncsshNodeShell:
             )  # fmt: skip
             if why:
                 raise NodeError(await self._unhealthy(layout, version, health, why))
-            await asyncio.sleep(shells.poll_interval)
+            await asyncio.sleep(next(pause))
 
     async def _unhealthy(self, layout: Layout, version: str, health: ns.Health, why: str) -> str:
         log = await self.script_output(ns.log_tail_script(layout), check=False)
@@ -472,12 +526,41 @@ class AsyncsshNodeShell:
         except NodeError as error:
             raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
-    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+    async def _stream(self, layout: Layout, artifact: Artifact, local: Path) -> None:
+        """Push the release and unpack it as it arrives (see `stream_install`): the node's
+        install is one pass over its bytes."""
+        if not local.is_file():
+            raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
+        size, v = local.stat().st_size, artifact.version
+        script = stream_script(layout, v, artifact.sha256, size)
+        result = await self.run_script(
+            script, lambda run_name, conn: run_streaming(
+                conn, streaming_remote_sh(run_name), script, local, self._sent(size)
+            ),
+        )  # fmt: skip
+        if result.exit_status == 4:
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
+        if result.exit_status == 7:
+            error = NodeError(f"{self.name}: uploading {artifact.name} failed")
+            partial = layout.upload(v) + ".partial"
+            raise NodeError(await self._failed_upload(partial, artifact, error))
+        self._check(result, f"uploading and unpacking {artifact.name}")
+
+    def _sent(self, total: int) -> Callable[[int], None]:
         def sent(done: int) -> None:
             if self._shells.progress:
                 self._shells.progress(self.name, done, total)
 
-        await send_file(self._conn, local, remote, offset, sent)
+        return sent
+
+    def _mismatch(self, artifact: Artifact, got: str) -> str:
+        return (
+            f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
+            f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
+        )
+
+    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+        await send_file(self._conn, local, remote, offset, self._sent(total))
 
     async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
         """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
@@ -517,18 +600,25 @@ class AsyncsshNodeShell:
             self._check(result, doing or "probing")
         return str(result.stdout)
 
-    async def run_script(self, script: str) -> asyncssh.SSHCompletedProcess:
-        """Run a node script to its end. A script cut short (by a step's timeout, or by the
-        command timeout) is killed on the node with what it started: left running, a stale
-        step could still switch or restart after the rollback that followed it."""
+    async def run_script(
+        self, script: str, run: Runner | None = None
+    ) -> asyncssh.SSHCompletedProcess:
+        """Run a node script to its end (by `run`, given the run's name and the connection,
+        when it needs more than the script on stdin). A script cut short (by a step's timeout,
+        or by the command timeout) is killed on the node with what it started: left running, a
+        stale step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
         log_script(self.name, script)
+
+        def plain(name: str, conn: asyncssh.SSHClientConnection) -> Awaitable[Completed]:
+            return run_bounded(conn, ns.named_remote_sh(name), script)
+
+        runner = run or plain
         try:
             async with asyncio.timeout(timeout):
                 return await self._on_channel(
-                    "running a script",
-                    lambda: run_bounded(self._conn, ns.named_remote_sh(run_name), script),
+                    "running a script", lambda: runner(run_name, self._conn)
                 )
         except TimeoutError:
             await self._stop_run(run_name)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 
 import asyncssh
 
 LIMIT = 64 * 1024  # bytes kept of each stream
 _BLOCK = 16 * 1024
+_SEND_BLOCK = 256 * 1024
+Process = asyncssh.SSHClientProcess[bytes]
 # Every script sent to a host, at DEBUG: `edeliver -vv` prints them, masked (cli/output.py).
 SCRIPTS = logging.getLogger("edeliver.scripts")
 
@@ -59,6 +63,52 @@ async def run_bounded(
     process = await conn.create_process(command, encoding=None)
     process.stdin.write(script.encode())
     process.stdin.write_eof()
+    return await _completed(process, command, limit)
+
+
+async def run_streaming(
+    conn: asyncssh.SSHClientConnection,
+    command: str,
+    script: str,
+    data: Path,
+    sent: Callable[[int], None],
+    limit: int = LIMIT,
+) -> asyncssh.SSHCompletedProcess:
+    """Run `command` with, on its stdin, the length of `script` on a line, `script`, then the
+    file `data`, sent as fast as the channel takes it (`sent` hears the bytes of it so far)."""
+    process = await conn.create_process(command, encoding=None)
+    body = script.encode()
+    process.stdin.write(b"%d\n%s" % (len(body), body))
+    completing = asyncio.ensure_future(_completed(process, command, limit))
+    try:
+        await _send(process, data, sent)
+    except (BrokenPipeError, asyncssh.Error):
+        pass  # the script stopped reading: its exit status says why
+    except asyncio.CancelledError:
+        # Cut short (the step's timeout): dropped, not closed politely, as an SFTP upload is
+        # (sftp_upload): a node partitioned away would not answer for a keepalive's minute.
+        # The node's script then reads the end of its input and removes what it wrote.
+        completing.cancel()
+        conn.abort()
+        raise
+    except BaseException:
+        completing.cancel()
+        raise
+    return await completing
+
+
+async def _send(process: Process, data: Path, sent: Callable[[int], None]) -> None:
+    done = 0
+    with data.open("rb") as source:
+        while block := await asyncio.to_thread(source.read, _SEND_BLOCK):
+            process.stdin.write(block)
+            await process.stdin.drain()
+            done += len(block)
+            sent(done)
+    process.stdin.write_eof()
+
+
+async def _completed(process: Process, command: str, limit: int) -> asyncssh.SSHCompletedProcess:
     out, err = Tail(limit), Tail(limit)
     await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
     await process.wait_closed()

@@ -26,6 +26,7 @@ from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.local_store import (
     MANIFEST,
     UPGRADES,
+    StoreUnreachable,
     from_manifest,
     manifest_text,
     package_from_manifest,
@@ -36,7 +37,6 @@ from edeliver.adapters.local_store import (
     upgrade_place,
 )
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
-from edeliver.adapters.s3_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_host_keys import known_hosts_line
 from edeliver.adapters.ssh_output import log_script

@@ -1,7 +1,9 @@
-"""Finds the tasks under `.deliver/tasks/`: Python modules, shell and Elixir files.
+"""Finds the tasks under `.deliver/tasks/`: Elixir modules, Python modules, shell and Elixir
+script files.
 
-Python files declare tasks with `@task(...)` from `edeliver.core.tasks`; `.sh` and `.exs` files
-carry their settings in a header comment:
+Elixir modules (`.ex`) say `use Edeliver.Task, stage: ...` (adapters/elixir_tasks.py). Python
+files declare tasks with `@task(...)` from `edeliver.core.tasks`; `.sh` and `.exs` files carry
+their settings in a header comment:
 
     # stage: post_extract_release_archive
     # where: node
@@ -17,25 +19,29 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edeliver.core.task_runs import LoadedTask
+from edeliver.adapters.elixir_tasks import elixir_tasks
+from edeliver.core.elixir_tasks import BEFORE_UNPACK
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.tasks import Task, TaskError, TaskSpec
 
 TASKS_DIR = Path(".deliver/tasks")
 _LIST_SETTINGS = {"optional", "environments", "requires"}
 _HEADER_KEYS = {"stage", "where", "critical", *_LIST_SETTINGS}
-_BEFORE_UNPACK = ("pre_erlang_update", "pre_extract_release_archive")
 
 
 def discover(project: Path) -> list[LoadedTask]:
     """Every task under the project's `.deliver/tasks/`, in no particular order."""
     root = project / TASKS_DIR
     found: list[LoadedTask] = []
+    modules: list[Path] = []
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
         if path.suffix == ".py" and not path.name.startswith("_"):
             found += _python_tasks(path, root)
         elif path.suffix in (".sh", ".exs"):
             found.append(_script_task(path, root))
-    return found
+        elif path.suffix == ".ex":
+            modules.append(path)
+    return found + elixir_tasks(modules, root, project)
 
 
 def _name(path: Path, root: Path) -> str:
@@ -114,7 +120,7 @@ def _script_task(path: Path, root: Path) -> LoadedTask:
         return LoadedTask(spec, script=text)
     if spec.where not in ("node", "once"):
         raise TaskError(f"{path}: where: an .exs task is evaluated on a node: node | once")
-    if spec.stage in _BEFORE_UNPACK:
+    if spec.stage in BEFORE_UNPACK:
         raise TaskError(
             f"{path}: stage: an .exs task is evaluated by the unpacked release; "
             f"{spec.stage} comes before the unpack (post_extract_release_archive is the first)"

@@ -17,7 +17,7 @@ rpc`) which version it runs; a method that left a node on the wrong one stops th
   `copy` the tarball, then one `shell` task with the script's node-side part.
 
 Printed per N and method: median wall seconds, median CPU seconds of the deploying process tree
-(user + system, from wait4), median peak RSS of that tree (all its processes summed, sampled
+(user + system, from wait4) and the same per node in milliseconds, median peak RSS of that tree (all its processes summed, sampled
 every 20 ms), and the ratio of the wall time to the script's. The 1-minute load average before
 each N is printed too: other work on the machine slows every method alike.
 
@@ -27,6 +27,7 @@ each N is printed too: other work on the machine slows every method alike.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import os
 import shlex
@@ -98,7 +99,7 @@ ln -sfn "releases/$V" "$P/current.new" && mv -fT "$P/current.new" "$P/current"
 if [ -n "$old" ]; then kill -TERM $old; while kill -0 $old 2>/dev/null; do sleep 0.05; done; fi
 cd "$P/current"; for e in erts-*/bin/epmd; do "$e" -daemon; done; bin/hello daemon
 until erts-*/bin/epmd -names 2>/dev/null | grep -q '^name hello '; do sleep 0.05; done
-n=0; until [ "$({health} 2>/dev/null)" = "$V" ]; do
+n=0; until [ "$({health} 2>/dev/null | head -n 1)" = "$V" ]; do
   n=$((n + 1)); [ "$n" -le 150 ] || {{ echo "not healthy" >&2; exit 1; }}; sleep 0.2
 done
 """
@@ -287,7 +288,11 @@ def report(n: int, load: float, results: dict[str, list[Measure]]) -> None:
         cpu = statistics.median(m.cpu for m in measures)
         rss = statistics.median(m.rss_mib for m in measures)
         ratio = f"{wall / base:>6.2f}" if base else "     -"
-        print(f"{n:>4} {method:<9} {wall:>8.2f} {ratio} {cpu:>8.2f} {rss:>9.1f} {load:>5.1f}")
+        per_node = 1000 * cpu / n
+        print(
+            f"{n:>4} {method:<9} {wall:>8.2f} {ratio} {cpu:>8.2f} {per_node:>8.0f} {rss:>9.1f}"
+            f" {load:>5.1f}"
+        )
         sys.stdout.flush()
 
 
@@ -302,13 +307,25 @@ def main() -> None:
         raise SystemExit("ansible-playbook not in this venv: .venv/bin/pip install -e '.[bench]'")
     for version in VERSIONS:
         tarball(version, "good")  # built (or found in the cache) before anything is timed
-    print(f"# {os.cpu_count()} cores; tree {tree()}; median of {args.runs} redeploys per method")
+    compile_edeliver()
+    print(f"# {os.cpu_count()} cores; {tree()}; median of {args.runs} redeploys per method")
     print(
-        f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'RSS MiB':>9} {'load':>5}"
+        f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ms/node':>8}"
+        f" {'RSS MiB':>9} {'load':>5}"
     )
     for n in (int(s) for s in args.sizes.split(",")):
         load = os.getloadavg()[0]
         report(n, load, race_one_size(n, args.runs, methods))
+
+
+def compile_edeliver() -> None:
+    """Byte-compile this tree's modules, as `pip install` does: with PYTHONDONTWRITEBYTECODE set
+    (as on this project's machines), every `edeliver` run would compile them from source
+    again, a cost no installed copy has."""
+    root = Path(__file__).resolve().parents[1]
+    for package in ("adapters", "core", "cli"):
+        compileall.compile_dir(root / package, quiet=1)
+    compileall.compile_file(root / "__init__.py", quiet=1)
 
 
 def tree() -> str:

@@ -1,17 +1,20 @@
-"""What every command shares: the typer app, the Runtime it runs against, error mapping."""
+"""What every command shares: the typer app, the Runtime it runs against, error mapping.
+
+The command modules import only this, typer, rich and the pure parts of the core at the top:
+`edeliver --help` must not pay for asyncssh, eventsourcing, boto3 or psycopg. What a command
+uses of the adapters (and of the core's event-sourced parts) it imports when it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,21 +23,71 @@ from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.event_store import nothing_recorded, open_deployments
-from edeliver.cli.composition import deployer_secrets, read_only_services, real_services
 from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
 from edeliver.cli.output import QUIET, Output
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
-from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShells
-from edeliver.core.rollout import Services
-from edeliver.core.service import Deployments
+from edeliver.core.redaction import Redactor
+
+if TYPE_CHECKING:
+    from edeliver.cli.composition import OpenNodeControl
+    from edeliver.core.orchestrator import Listener
+    from edeliver.core.ports import NodeShells, ReleaseStore
+    from edeliver.core.rollout import Services
+    from edeliver.core.service import Deployments
 
 __all__ = ["INTERRUPTED_EXIT_CODE", "Runtime", "app", "exits_on_errors", "run", "runtime_of"]
 _PIPE_WIDTH = 250
 R = TypeVar("R")
+
+
+# The Runtime's real factories, each importing its adapter when a command first calls it.
+def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
+    from edeliver.cli.composition import real_services
+
+    return real_services(project, config, listener)
+
+
+def open_deployments(project: Path) -> Deployments:
+    from edeliver.adapters.event_store import open_deployments
+
+    return open_deployments(project)
+
+
+def load_config(project: Path) -> Config:
+    from edeliver.adapters.config_file import load_config
+
+    return load_config(project)
+
+
+def nothing_recorded(project: Path) -> bool:
+    from edeliver.adapters.event_store import nothing_recorded
+
+    return nothing_recorded(project)
+
+
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    from edeliver.cli.composition import node_controls
+
+    return node_controls(project, config)
+
+
+def read_only_services(project: Path, config: Config) -> Services:
+    from edeliver.cli.composition import read_only_services
+
+    return read_only_services(project, config)
+
+
+def release_store(project: Path, config: Config) -> ReleaseStore:
+    from edeliver.cli.composition import release_store
+
+    return release_store(project, config)
+
+
+def deployer_secrets() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
+
+    return deployer_secrets()
 
 
 @dataclass
@@ -50,6 +103,7 @@ class Runtime:
     output: Output = field(default_factory=Output)  # -v / -q, set once by the root callback
     # None: the real read-only services, or with fake `services` (tests), those.
     readers: Callable[[Path, Config], Services] | None = None
+    controls: Callable[[Path, Config], OpenNodeControl] = node_controls
 
     def recorded_deployments(self) -> Deployments | None:
         """The deployments for a command that only reads them; None when nothing was ever
@@ -69,6 +123,13 @@ class Runtime:
         services = self.services(self.project, config, None)  # a test's fakes
         services.deployments.close()
         return services
+
+    def release_store(self, config: Config) -> ReleaseStore:
+        """The store alone, for a command that only looks into it (plan): with the real
+        services, no node connection nor event store is set up (nor imported) for it."""
+        if self.services is real_services and self.readers is None:
+            return release_store(self.project, config)
+        return self.reading_services(config).store
 
     def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
@@ -91,11 +152,13 @@ def output_width() -> int | None:
 
 
 # `edeliver --help` groups commands by workflow, in the order people use them.
-SET_UP, BUILD, DEPLOY, AUDIT, TRY = "Set up", "Build", "Deploy", "Audit", "Try it"
+SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
+AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
     *("init", "config", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
+    *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
     *("status", "log", "history", "abandon"),
     "demo",
 )
@@ -201,6 +264,8 @@ def _one_line(error: ClickException) -> str:
 
 def _print_version(asked: bool) -> None:
     if asked:
+        from importlib.metadata import version
+
         typer.echo(f"edeliver {version('edeliver')}")
         raise typer.Exit()
 
@@ -269,7 +334,10 @@ def _root(
         raise typer.BadParameter("give -v or -q, not both", param_hint="-q")
     if not isinstance(ctx.obj, Runtime):
         ctx.obj = Runtime(project=project.resolve())
-    output = Output(QUIET if quiet else verbose, redact=deployer_secrets())
+    # Only -v and -vv print what may hold a secret; the rest need not load the composition.
+    output = Output(
+        QUIET if quiet else verbose, redact=deployer_secrets() if verbose else Redactor()
+    )
     ctx.obj.output = output
     ctx.with_resource(output.showing_scripts())
 
@@ -283,10 +351,14 @@ def run(coroutine: Coroutine[Any, Any, R]) -> R:
     """Run a command's coroutine; SIGTERM (a CI job cancelled, `systemctl stop`, `kill`) stops
     it the way Ctrl-C does, so that a deployment records its interruption and can be resumed at
     once instead of looking like a deployer that may still be running."""
+    import asyncio
+
     return asyncio.run(_stopped_by_sigterm(coroutine))
 
 
 async def _stopped_by_sigterm(coroutine: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     loop, main = asyncio.get_running_loop(), asyncio.current_task()
     assert main is not None
     if threading.current_thread() is not threading.main_thread():

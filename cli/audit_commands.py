@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
@@ -22,14 +22,15 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import who
 from edeliver.cli.output import print_json
 from edeliver.core.config import EnvironmentConfig
-from edeliver.core.deployment import Deployment
 from edeliver.core.errors import DamagedHistory, NotFoundError
-from edeliver.core.liveness import refuse_abandoning_while_held
-from edeliver.core.service import Deployments
-from edeliver.core.stored_history import StoredEntry, damage_of
+
+if TYPE_CHECKING:
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.operations import OperationSummary
+    from edeliver.core.service import Deployments, DeploymentSummary
+    from edeliver.core.stored_history import StoredEntry
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -44,9 +45,20 @@ def abandon(
 
     Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
     """
+    from edeliver.cli.composition import who
+    from edeliver.core.operations import abandon_operation, find_operation
+
     runtime = runtime_of(ctx)
     deployments = runtime.deployments(runtime.project)
     try:
+        operation = find_operation(deployments, deployment_id)
+        if operation is not None:  # its deployer died before it could end it
+            at = SystemClock().now().isoformat(timespec="seconds")
+            abandon_operation(deployments, operation, reason, at)
+            runtime.out().print(
+                f"abandoned {operation.id[:8]}; {operation.environment} is unlocked"
+            )
+            return
         summary = deployments.find(deployment_id)
         now = SystemClock().now()
         at = now.isoformat(timespec="seconds")
@@ -72,6 +84,8 @@ def _refuse_while_its_deployer_holds_nodes(
     """Ask the deployment's nodes whether its deployer still holds them (DESIGN §5); the
     environment's step timeout (the default if the configuration no longer has it) bounds how
     long a live deployer stays silent, for when no node answers."""
+    from edeliver.core.liveness import refuse_abandoning_while_held
+
     config = runtime.load_config(runtime.project)
     env = config.environments.get(deployment.environment)
     timeout = env.step_timeout if env else EnvironmentConfig.step_timeout
@@ -91,6 +105,9 @@ def log(
 
     Example: edeliver log --follow
     """
+    from edeliver.core.operations import find_operation
+    from edeliver.core.stored_history import damage_of
+
     runtime = runtime_of(ctx)
     deployments = runtime.recorded_deployments()
     if deployments is None:
@@ -101,6 +118,10 @@ def log(
     try:
         if not deployment_id and not deployments.history():
             runtime.output.note("no deployment recorded yet")  # like `history`: empty, exit 0
+            return
+        operation = find_operation(deployments, deployment_id) if deployment_id else None
+        if operation is not None:  # an operation's events: short, ended when printed
+            _print_entries(deployments.entries(UUID(operation.id)), as_json)
             return
         found = deployments.find(deployment_id) if deployment_id else deployments.latest_summary()
         stored = deployments.entries(UUID(found.id))
@@ -163,15 +184,30 @@ def history(
 
     Example: edeliver history production --json
     """
+    from edeliver.core.operations import operation_history
+
     runtime = runtime_of(ctx)
     deployments = runtime.recorded_deployments()
-    rows = []
+    rows: list[DeploymentSummary | OperationSummary] = []
     if deployments is not None:
         try:
-            rows = [r for r in deployments.history() if environment in (None, r.environment)]
+            recorded: list[DeploymentSummary | OperationSummary] = [
+                *deployments.history(),
+                *operation_history(deployments),
+            ]
+            recorded.sort(key=lambda r: r.started_at)  # stable: each kind keeps its own order
+            rows = [r for r in recorded if environment in (None, r.environment)]
         finally:
             deployments.close()
     if as_json:
-        print_json(deployments=[vars(r) for r in rows])
+        # Operations are listed beside deployments, each row saying its kind.
+        print_json(deployments=[_history_record(r) for r in rows])
     else:
         runtime.out().print(render.history_rows(rows))
+
+
+def _history_record(row: DeploymentSummary | OperationSummary) -> dict[str, Any]:
+    from edeliver.core.operations import OperationSummary
+
+    kind = "operation" if isinstance(row, OperationSummary) else "deployment"
+    return {**vars(row), "kind": kind}

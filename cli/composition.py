@@ -1,4 +1,9 @@
-"""The composition root: the one place that wires real adapters to the core."""
+"""The composition root: the one place that wires real adapters to the core.
+
+Each function imports the adapters it wires when it is called, so that a command pays only
+for what it uses: `plan` reads the SSH config but loads no store, build or event-store adapter,
+and boto3 is imported only for an S3 store.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +11,28 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.container_build import ContainerBuilder
-from edeliver.adapters.event_store import open_deployments, store_patience
-from edeliver.adapters.git_source import version_facts
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
-from edeliver.adapters.legacy_config import legacy_hook_tasks
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import BuildStages, Built, MixLocalBuilder
-from edeliver.adapters.remote_build import SshBuildHost
-from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
-from edeliver.adapters.ssh_config import config_files, resolved_addresses
-from edeliver.adapters.ssh_store import SshReleaseStore
-from edeliver.adapters.task_files import discover
-from edeliver.adapters.transfer import Delivery, FetchingStore, FromLocation, Pull, Push
-from edeliver.core.auto_version import version_suffix
 from edeliver.core.config import Config, NodeConfig, ssh_store_address
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
-from edeliver.core.orchestrator import Listener
-from edeliver.core.ports import NodeShell, NodeShells, ReleaseArchive
+from edeliver.core.ports import Clock, NodeShell, NodeShells, ReleaseArchive
 from edeliver.core.redaction import Redactor
-from edeliver.core.rollout import Services
-from edeliver.core.service import Deployments
-from edeliver.core.task_runs import LoadedTask
+from edeliver.core.runtime_env import secret_variables
+
+if TYPE_CHECKING:
+    from edeliver.adapters.mix_build import BuildStages, Built
+    from edeliver.adapters.node_control import AsyncsshNodeControl as NodeControl
+    from edeliver.adapters.remote_build import DirectStore
+    from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
+    from edeliver.adapters.transfer import Delivery, FetchingStore
+    from edeliver.core.loaded_task import LoadedTask
+    from edeliver.core.orchestrator import Listener
+    from edeliver.core.rollout import Services
+    from edeliver.core.service import Deployments
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
 STORE_CACHE = Path(".deliver/cache/store")
@@ -66,9 +62,13 @@ class Store(ReleaseArchive, Protocol):
 
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
+    from edeliver.adapters.extras import extra_needed
+
     settings = config.store
     cache = project / STORE_CACHE
     if settings.kind == "s3":
+        with extra_needed("s3", f"{config.file}: store.url: an S3 store"):
+            from edeliver.adapters.s3_store import S3ReleaseStore
         bucket, _, prefix = settings.url.removeprefix("s3://").partition("/")
         return S3ReleaseStore(
             bucket, prefix, cache,
@@ -77,6 +77,9 @@ def release_store(project: Path, config: Config) -> Store:
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
     if settings.kind == "ssh":
+        from edeliver.adapters.ssh import AsyncsshNodeShells
+        from edeliver.adapters.ssh_store import SshReleaseStore
+
         user, host, path = ssh_store_address(settings.url)
         address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
         shells = AsyncsshNodeShells(
@@ -84,6 +87,8 @@ def release_store(project: Path, config: Config) -> Store:
         )
         identity = config.transfer.node_identity_file
         return SshReleaseStore(address, cache, shells, node_identity_file=identity)
+    from edeliver.adapters.local_store import LocalDirectoryStore
+
     root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
@@ -102,6 +107,14 @@ def builder(
     A build host puts its release straight into an S3 store (a presigned PUT), so the tarball
     never passes through this machine.
     """
+    from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
+    from edeliver.adapters.container_build import ContainerBuilder
+    from edeliver.adapters.git_source import version_facts
+    from edeliver.adapters.mix_build import MixLocalBuilder
+    from edeliver.adapters.remote_build import SshBuildHost
+    from edeliver.adapters.ssh import AsyncsshNodeShells
+    from edeliver.core.auto_version import version_suffix
+
     build = config.build
     target = MixTarget(build.mix_env, build.release)
     if build.auto_version:
@@ -112,7 +125,7 @@ def builder(
         shells = AsyncsshNodeShells(
             known_hosts_file(project, config), ssh_config=ssh_config_files(project, config)
         )
-        direct = store if isinstance(store, S3ReleaseStore) else None
+        direct = cast("DirectStore", store) if config.store.kind == "s3" else None
         return SshBuildHost(
             project, app, address, shells, revision=build.revision, env=env, warn=warn,
             direct=direct, at_stage=at_stage, target=target,
@@ -137,14 +150,18 @@ def build_host(config: Config) -> NodeConfig | None:
 
 def delivery(config: Config, store: Store) -> Delivery:
     """How releases reach the nodes: a local store's files pushed as they are, or per config."""
+    from edeliver.adapters.transfer import FromLocation, Pull, Push
+
     if config.store.kind == "local":
         return FromLocation()
-    fetching = cast(FetchingStore, store)
+    fetching = cast("FetchingStore", store)
     return Pull(fetching) if config.transfer.mode == "pull" else Push(fetching)
 
 
 def release_commands(config: Config) -> ReleaseCommands:
     """The configured start / stop / health commands over the defaults for a mix release."""
+    from edeliver.adapters.ssh import ReleaseCommands
+
     given = {k: v for k, v in vars(config.commands).items() if v is not None}
     return ReleaseCommands(**given)
 
@@ -157,6 +174,8 @@ def _keep_releases(config: Config) -> int:
 def node_timeouts(config: Config) -> dict[str, NodeTimeouts]:
     """Each node's script and verify limits from its environment; a node serving several
     environments gets the longest, like keep_releases (a limit must never cut a valid run)."""
+    from edeliver.adapters.ssh import NodeTimeouts
+
     limits: dict[str, NodeTimeouts] = {}
     for env in config.environments.values():
         for name in env.nodes:
@@ -177,17 +196,24 @@ def known_hosts_file(project: Path, config: Config) -> str | None:
 
 def ssh_config_files(project: Path, config: Config) -> list[str]:
     """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
+    from edeliver.adapters.ssh_config import config_files
+
     return config_files(config.ssh_config, project)
 
 
 def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
     """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
+    from edeliver.adapters.ssh_config import resolved_addresses
+
     return resolved_addresses(nodes, ssh_config_files(project, config))
 
 
 def project_tasks(project: Path) -> list[LoadedTask]:
     """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
     file raises here, before anything connects to a node."""
+    from edeliver.adapters.legacy_config import legacy_hook_tasks
+    from edeliver.adapters.task_files import discover
+
     return [*discover(project), *legacy_hook_tasks(project)]
 
 
@@ -196,16 +222,20 @@ def with_tasks(
 ) -> Services:
     """Services that run `tasks`: local ones from the project dir, legacy `__remote` checking
     host keys against the same known_hosts file as every other connection."""
+    from edeliver.adapters.local_commands import LocalCommandHost
+
     services.tasks, services.local = tasks, LocalCommandHost(project)
     services.task_env = ssh_task_env(project, config)
-    services.redact = deployer_secrets().including(services.task_env)
+    services.redact = deployer_secrets(config).including(services.task_env)
     return services
 
 
-def deployer_secrets() -> Redactor:
+def deployer_secrets(config: Config | None = None) -> Redactor:
     """What output kept in events or printed must not show: the secrets of this environment,
-    which local tasks inherit and node tasks may be handed."""
-    return Redactor.of_environment(os.environ)
+    which local tasks inherit and node tasks may be handed, and the values of the variables
+    the config names as secrets (`from_env`, the cookies', `redact`)."""
+    named = secret_variables(config) if config is not None else set()
+    return Redactor.of_environment(os.environ, also=named)
 
 
 def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
@@ -230,36 +260,73 @@ class _NoHotUpgrades:
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
     """The packages reach the nodes like releases do (the shells' delivery: pushed from the
     local store's files or a verified local copy, or pulled by the nodes from the store)."""
+    from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
+
     if config.app:
         return HotUpgradeNodeShells(shells, store, config.app)
     return _NoHotUpgrades(config)
 
 
+def node_shells(
+    project: Path, config: Config, deliver: Delivery | None = None
+) -> AsyncsshNodeShells:
+    """Connections to the configured nodes: known hosts, ssh config, the release's commands and
+    each node's limits and runtime settings; `deliver`: how releases reach them (deployments)."""
+    from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
+    from edeliver.adapters.ssh import AsyncsshNodeShells
+
+    return AsyncsshNodeShells(
+        known_hosts=known_hosts_file(project, config),
+        ssh_config=ssh_config_files(project, config),
+        commands=release_commands(config),
+        keep_releases=_keep_releases(config),
+        delivery=deliver,
+        node_timeouts=node_timeouts(config),
+        runtime_env=RuntimeEnvFiles(config, os.environ),
+    )
+
+
+OpenNodeControl = Callable[[NodeConfig], Awaitable["NodeControl"]]  # operates one node's release
+
+
+def node_controls(project: Path, config: Config) -> OpenNodeControl:
+    """Opens a connection that operates the app's release on a node (start, stop, eval...)."""
+    from edeliver.adapters.node_control import open_control
+
+    if not config.app:
+        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    shells, app = node_shells(project, config), config.app
+    return lambda node: open_control(shells, node, app)
+
+
+def wall_clock() -> Clock:
+    return SystemClock()
+
+
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
+    from edeliver.adapters.event_store import open_deployments
+
     return _services(project, config, listener, open_deployments(project))
 
 
 def read_only_services(project: Path, config: Config) -> Services:
     """Services for a command that records nothing (status, plan, releases): the event store
     is not opened, so no database is created or written."""
+    from edeliver.core.service import Deployments
+
     return _services(project, config, None, Deployments())
 
 
 def _services(
     project: Path, config: Config, listener: Listener | None, deployments: Deployments
 ) -> Services:
+    from edeliver.adapters.event_store import store_patience
+    from edeliver.core.rollout import Services
+
     patience = store_patience(os.environ)
-    known_hosts = known_hosts_file(project, config)
     store = release_store(project, config)
-    shells = AsyncsshNodeShells(
-        known_hosts=known_hosts,
-        ssh_config=ssh_config_files(project, config),
-        commands=release_commands(config),
-        keep_releases=_keep_releases(config),
-        delivery=delivery(config, store),
-        node_timeouts=node_timeouts(config),
-    )
+    shells = node_shells(project, config, delivery(config, store))
     return Services(
         deployments=deployments,
         shells=shells,
@@ -268,9 +335,10 @@ def _services(
         user=who(),
         listener=listener,
         upgrade_shells=_upgrade_shells(shells, store, config),
-        redact=deployer_secrets(),
+        redact=deployer_secrets(config),
         patience=patience,
         warn=_to_stderr,
+        deployer_env=dict(os.environ),
     )
 
 

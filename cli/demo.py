@@ -7,24 +7,22 @@ SSH. Only the nodes are local; the product code is the same that deploys to real
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
 from edeliver.cli.app import TRY, Runtime, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import probe_all, status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
-from edeliver.core.rollout import deploy
+
+if TYPE_CHECKING:
+    from edeliver.adapters.local_fleet import LocalFleet
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
 GOOD, BROKEN = "0.1.0", "0.2.0"
@@ -61,6 +59,8 @@ def demo(
 
     Example: edeliver demo --nodes 5 --keep
     """
+    from edeliver.adapters.local_fleet import LocalFleet
+
     root = Path(tempfile.mkdtemp(prefix="edeliver-demo-"))
     fleet = LocalFleet(root / "fleet", nodes)
     try:
@@ -78,6 +78,10 @@ def demo(
 
 
 def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
+    from edeliver.adapters.config_file import load_config
+    from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+    from edeliver.core.rollout import deploy
+
     _say(f"starting {fleet.size} local sshd nodes")
     fleet.start()
     project = prepare_project(
@@ -105,6 +109,8 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
 
 
 def _show_status(runtime: Runtime, config: Config) -> list[dict[str, object]]:
+    import asyncio
+
     rows = asyncio.run(probe_all(runtime.node_shells(config), config.nodes_of("demo")))
     for row in rows:
         typer.echo("  " + status_line(row))

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edeliver.adapters.project_init import (
-    NodeSpec,
-    ignore_generated_files,
-    parse_environment,
-    parse_node,
-    read_mix_project,
-    render_config,
-    write_config,
-)
 from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import trust
 from edeliver.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from edeliver.adapters.project_init import NodeSpec
 
 DEFAULT_ENVIRONMENT = "production"
 
@@ -56,6 +50,15 @@ def init(
 
     Example: edeliver init --node web1=deploy@10.0.0.11:/opt/app --trust
     """
+    from edeliver.adapters.project_init import (
+        ignore_generated_files,
+        parse_environment,
+        parse_node,
+        read_mix_project,
+        render_config,
+        write_config,
+    )
+
     runtime = runtime_of(ctx)
     mix = read_mix_project(runtime.project)
     nodes = [parse_node(text) for text in node or []] or _ask_for_nodes()
@@ -74,6 +77,8 @@ def init(
 
 
 def _ask_for_nodes() -> list[NodeSpec]:
+    from edeliver.adapters.project_init import parse_node
+
     if not _interactive():
         example = "edeliver init --node web1=deploy@10.0.0.11:/opt/app"
         raise UsageError(f"no --node given; e.g. {example}")

@@ -19,7 +19,9 @@ from edeliver.cli import (
     demo,
     init_command,
     node_commands,
+    operation_commands,
     plan_command,
+    release_commands,
     rollout_commands,
     store_commands,
     task_commands,
@@ -36,7 +38,9 @@ _COMMANDS = (
     demo,
     init_command,
     node_commands,
+    operation_commands,
     plan_command,
+    release_commands,
     rollout_commands,
     store_commands,
     task_commands,
@@ -52,15 +56,16 @@ _SPELLINGS: dict[tuple[str, ...], tuple[str, bool] | None] = {
     ("show", "releases"): ("releases", False),
     ("show", "migrations"): None,
     ("migrations",): None,
-    ("migrate",): None,
-    ("start",): None,
-    ("stop",): None,
-    ("restart",): None,
-    ("ping",): None,
-    ("version",): None,
+    ("migrate",): ("migrate", True),
+    ("start",): ("start", True),
+    ("stop",): ("stop", True),
+    ("restart",): ("restart", True),
+    ("ping",): ("ping", True),
+    ("version",): ("ping", True),  # 2.0's ping answers with each node's running version
 }
 _GLOBAL_WITH_VALUE = ("-C", "--project")
-_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only")  # of deploy and upgrade
+# of deploy and upgrade, and of the operations
+_VALUE_OPTIONS = ("--version", "--include", "--exclude", "--only", "--node", "--label", "--lines")
 _DEFAULT_1X_ENVIRONMENT = "staging"
 
 
@@ -84,14 +89,16 @@ def from_1x(argv: Sequence[str]) -> Spelling:
         if spelling is None:
             return Spelling(
                 list(argv),
-                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0 yet: it comes with "
-                "the day-2 operations",
+                refusal=f"`{given}` (edeliver 1.x) is not in edeliver 2.0: ask the running "
+                "release with `edeliver rpc ENV 'EXPR'` (e.g. Ecto.Migrator.migrations/1)",
             )
         command, takes_environment = spelling
         rest = words[len(key) :]
         if takes_environment:
             rest = _with_environment([w for w in rest if w != "to"])
         new = [command, *rest]
+        if new == words:  # spelt the same in 2.0
+            return Spelling(list(argv))
         return Spelling(
             [*head, *new], hint=f"edeliver 1.x spelling; in 2.0: edeliver {' '.join(new)}"
         )
@@ -107,7 +114,10 @@ def _command_index(argv: Sequence[str]) -> int:
 
 
 def _with_environment(rest: list[str]) -> list[str]:
-    """1.x took the environment as its first plain word, staging when there was none."""
+    """1.x took the environment as its first plain word, staging when there was none (a
+    request for help needs none)."""
+    if "--help" in rest or "-h" in rest:
+        return rest
     index = 0
     while index < len(rest):
         if not rest[index].startswith("-"):

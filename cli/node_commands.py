@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edeliver.adapters.ssh import fetch_host_key, pin_host_key
 from edeliver.cli.app import (
     AUDIT,
     SET_UP,
@@ -20,11 +18,13 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import node_addresses, ssh_config_files
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.output import print_json
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
-from edeliver.core.ports import NodeShells
+
+if TYPE_CHECKING:
+    from edeliver.core.ports import NodeShells
 
 nodes_app = typer.Typer(
     help="Manage the nodes' SSH host keys.\n\nExample: edeliver nodes trust production",
@@ -35,22 +35,34 @@ app.add_typer(nodes_app, name="nodes", rich_help_panel=SET_UP)
 
 @app.command(rich_help_panel=AUDIT)
 @exits_on_errors
-def status(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Per node: reachable, running version, boot version, releases on disk.
+def status(
+    ctx: typer.Context,
+    environment: str,
+    node: NodeOption = None,
+    label: LabelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per node: reachable, running version, boot version, releases on disk; whether the
+    nodes run different versions (after a deploy to some of them, say).
 
     Example: edeliver status production
     """
+    from edeliver.cli.composition import node_addresses
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    config.environment(environment)
-    nodes = config.nodes_of(environment)
+    nodes = chosen_nodes(config, environment, node, label)
     shells = probing_shells(runtime, config)
     rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
+    mix = mixed(rows)
     if as_json:
-        print_json(environment=environment, nodes=rows)
+        # One flag for the set: whether the nodes run different versions.
+        print_json(environment=environment, nodes=rows, mixed=bool(mix))
     else:
         for row in rows:
             typer.echo(status_line(row))
+        if mix:
+            typer.echo(f"{environment} is mixed: {mix}")
     failures = [row["exit_code"] for row in rows if not row["reachable"]]
     if failures:  # 3 when a host key was refused (DESIGN §9), else 1
         raise typer.Exit(max(failures))
@@ -66,6 +78,8 @@ def probing_shells(runtime: Runtime, config: Config) -> NodeShells:
 async def probe_all(
     shells: NodeShells, nodes: tuple[NodeConfig, ...], addresses: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
+    import asyncio
+
     return list(await asyncio.gather(*(_probe(shells, n, addresses or {}) for n in nodes)))
 
 
@@ -82,6 +96,20 @@ async def _probe(
     except EdeliverError as error:
         return {**row, "reachable": False, "error": str(error), "exit_code": error.exit_code}
     return {**row, "reachable": True, **facts.as_dict()}
+
+
+def mixed(rows: list[dict[str, Any]]) -> str:
+    """Which nodes run which version, when the reachable ones do not all run the same one
+    (or boot the same one); "" when they agree."""
+    reachable = [row for row in rows if row["reachable"]]
+    versions: dict[str, list[str]] = {}
+    for row in reachable:
+        running = row["running_version"] or "nothing"
+        versions.setdefault(running, []).append(row["node"])
+    booting = {row["current_version"] for row in reachable}
+    if len(versions) <= 1 and len(booting) <= 1:
+        return ""
+    return "; ".join(f"{version} on {', '.join(names)}" for version, names in versions.items())
 
 
 def status_line(row: dict[str, Any]) -> str:
@@ -105,6 +133,9 @@ def trust(
 
     Example: edeliver nodes trust production --yes
     """
+    from edeliver.adapters.ssh import fetch_host_key, pin_host_key
+    from edeliver.cli.composition import ssh_config_files
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     nodes = config.nodes_of(environment)  # an unknown environment: refused before anything opens

@@ -21,8 +21,10 @@ from typing import Any
 
 import typer
 
-from edeliver.adapters.ssh_output import SCRIPTS
 from edeliver.core.redaction import Redactor
+
+# The logger adapters/ssh_output.py sends scripts to, by name: importing it would load asyncssh.
+SCRIPTS = logging.getLogger("edeliver.scripts")
 
 QUIET, NORMAL, VERBOSE, SCRIPTS_TOO = -1, 0, 1, 2
 # Every JSON document (and every line of a JSON stream) says its shape's version first; it

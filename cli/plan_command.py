@@ -16,7 +16,6 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import node_addresses, project_tasks
 from edeliver.cli.output import print_json
 from edeliver.cli.task_commands import (
     ExcludeOption,
@@ -27,9 +26,6 @@ from edeliver.cli.task_commands import (
     stage_rows,
 )
 from edeliver.core.config import Config
-from edeliver.core.errors import UsageError
-from edeliver.core.rollout import artifact_to_deploy
-from edeliver.core.strategy import batches
 from edeliver.core.tasks import plan_by_stage
 
 STEPS = {
@@ -64,6 +60,9 @@ def plan(
 
     Example: edeliver plan production --version 1.2.3
     """
+    from edeliver.cli.composition import node_addresses, project_tasks
+    from edeliver.core.strategy import batches
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     env = config.environment(environment)
@@ -89,8 +88,7 @@ def plan(
             tasks=stage_rows(stages),
         )
         return
-    shown = release or "none in the store yet (`edeliver build` puts one there)"
-    typer.echo(f"release: {config.app} {shown}, from the store {config.store.url}")
+    typer.echo(f"release: {_release_line(config, release)}, from the store {config.store.url}")
     lines = render.plan_lines(config, env, steps, addresses)
     lines.append("tasks:" if stages else "tasks: none")
     lines += stage_lines(stages, indent="  ")
@@ -98,12 +96,21 @@ def plan(
         typer.echo(line)
 
 
-def _release_to_deploy(runtime: Runtime, config: Config, version: str | None) -> str | None:
-    """The version a deploy would roll out (None: the store holds none yet); a named version
-    the store does not hold is refused as a deploy would refuse it."""
+def _release_line(config: Config, release: str | None) -> str:
     if not config.app:
-        raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
-    store = runtime.reading_services(config).store
+        return "none: app is not set and no mix.exs names it"
+    return f"{config.app} {release or 'none in the store yet (`edeliver build` puts one there)'}"
+
+
+def _release_to_deploy(runtime: Runtime, config: Config, version: str | None) -> str | None:
+    """The version a deploy would roll out (None: the store holds none yet, or no app is set
+    to look for, which a deploy would refuse but a plan of the nodes need not); a named
+    version the store does not hold is refused as a deploy would refuse it."""
+    from edeliver.core.versions import artifact_to_deploy
+
+    if not config.app:
+        return None
+    store = runtime.release_store(config)
     if version is None and not run(store.versions(config.app)):
         return None
     return run(artifact_to_deploy(store, config.app, version)).version

@@ -10,21 +10,21 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from edeliver.cli.composition import deployer_secrets
 from edeliver.cli.output import Output, StepLines
 from edeliver.core.config import Config, EnvironmentConfig
-from edeliver.core.deployment import Deployment
 from edeliver.core.redaction import Redactor
-from edeliver.core.service import DeploymentSummary
-from edeliver.core.strategy import batches
-from edeliver.core.task_runs import status_lines
+
+if TYPE_CHECKING:
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.operations import OperationSummary
+    from edeliver.core.service import DeploymentSummary
 
 _STATE_STYLE = {
     "updated": "green",
@@ -59,6 +59,8 @@ def event_record(domain_event: Any) -> dict[str, Any]:
 
 @functools.cache
 def _printing_redactor() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
+
     return deployer_secrets()
 
 
@@ -95,6 +97,7 @@ def summary(deployment: Deployment) -> dict[str, Any]:
         "app": deployment.app,
         "environment": deployment.environment,
         "version": deployment.release,
+        "subset": deployment.subset,
         "outcome": deployment.outcome,
         "escalated": deployment.escalated,
         "nodes": {
@@ -105,9 +108,10 @@ def summary(deployment: Deployment) -> dict[str, Any]:
 
 
 def final_line(deployment: Deployment) -> str:
-    """The outcome in one line: what `-q` prints of a rollout."""
+    """The outcome in one line: what `-q` prints of a rollout (a subset names its nodes)."""
+    part = f" (only {', '.join(deployment.order)})" if deployment.subset else ""
     return (
-        f"{deployment.app} {deployment.release} → {deployment.environment}: "
+        f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
         f"{deployment.outcome} ({deployment.short_id})"
     )
 
@@ -133,21 +137,31 @@ def first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def history_rows(rows: Iterable[DeploymentSummary]) -> Table:
-    table = Table(title="deployments")
-    for column in ("id", "environment", "version", "who", "started", "outcome", "ended"):
+def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
+    """Deployments and operations (restart, stop...) in one table, in the order they started."""
+    table = Table(title="deployments and operations")
+    for column in ("id", "environment", "what", "who", "started", "outcome", "ended"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row.id[:8],
             row.environment,
-            row.version,
+            _what(row),
             row.started_by,
             row.started_at,
             row.outcome or "[yellow]unfinished[/]",
             row.ended_at or "",
         )
     return table
+
+
+def _what(row: DeploymentSummary | OperationSummary) -> str:
+    """A deployment's version; an operation's action and, for part of an environment, nodes."""
+    from edeliver.core.operations import OperationSummary
+
+    if isinstance(row, OperationSummary):
+        return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
+    return f"{row.version} to {', '.join(row.nodes)}" if row.subset else row.version
 
 
 def plan_lines(
@@ -157,6 +171,8 @@ def plan_lines(
     addresses: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The dry run of a deployment, as plain lines; `addresses`: the nodes' resolved ones."""
+    from edeliver.core.strategy import batches
+
     shown = {n: config.nodes[n].address for n in environment.nodes} | dict(addresses or {})
     policy = environment.policy
     lines = [
@@ -186,6 +202,8 @@ class Progress:
             self.steps(events)
         if self.silent:
             return
+        from edeliver.core.task_runs import status_lines
+
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":
                 for line in status_lines(domain_event.output):

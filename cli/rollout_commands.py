@@ -6,13 +6,11 @@ import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.remote_build import DirectStore
 from edeliver.cli import render
 from edeliver.cli.app import (
     BUILD,
@@ -26,30 +24,19 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import (
-    build_host,
-    builder,
-    deployer_secrets,
-    project_tasks,
-    release_store,
-    ssh_task_env,
-    who,
-    with_tasks,
-)
+from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.output import Output, print_json
-from edeliver.cli.task_commands import (
-    ExcludeOption,
-    IncludeOption,
-    OnlyOption,
-    selection_of,
-)
+from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
-from edeliver.core.deployment import SUCCEEDED, Deployment
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost
-from edeliver.core.rollout import Services, deploy, resume
-from edeliver.core.task_runs import LoadedTask, legacy_build_env, run_build_stage
+
+if TYPE_CHECKING:
+    from edeliver.adapters.remote_build import DirectStore
+    from edeliver.core.deployment import Deployment
+    from edeliver.core.loaded_task import LoadedTask
+    from edeliver.core.rollout import Services
 
 
 @app.command(name="deploy", rich_help_panel=DEPLOY)
@@ -61,15 +48,29 @@ def deploy_command(
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks.
+    """Roll a release out to ENVIRONMENT with its strategy and fallback, running its tasks;
+    with --node / --label to those nodes only (recorded as such; `status` then shows the mix).
 
     Example: edeliver deploy production --version 1.2.3 --include seed
     """
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    deploy_with_tasks(runtime, config, environment, version, (include, exclude, only), as_json)
+    nodes = _chosen(config, environment, node, label)
+    tags = (include, exclude, only)
+    deploy_with_tasks(runtime, config, environment, version, tags, as_json, nodes)
+
+
+def _chosen(
+    config: Config, environment: str, node: list[str] | None, label: list[str] | None
+) -> list[str] | None:
+    """The names --node / --label choose; None without them: the whole environment."""
+    if not node and not label:
+        return None
+    return [n.name for n in chosen_nodes(config, environment, node, label)]
 
 
 def deploy_with_tasks(
@@ -79,14 +80,19 @@ def deploy_with_tasks(
     version: str | None,
     tags: tuple[list[str] | None, list[str] | None, list[str] | None],
     as_json: bool,
+    nodes: list[str] | None = None,
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
-    the tasks are loaded once, before anything connects to a node."""
+    the tasks are loaded once, before anything connects to a node. `nodes`: only those."""
+    from edeliver.cli.composition import project_tasks
+    from edeliver.core.rollout import deploy
+
     tasks = project_tasks(runtime.project)
     chosen = selection_of(*tags, [t.spec for t in tasks], runtime.output)
     _rollout(
-        runtime, config, as_json, lambda s: deploy(s, config, environment, version, chosen), tasks
-    )
+        runtime, config, as_json,
+        lambda s: deploy(s, config, environment, version, chosen, nodes), tasks,
+    )  # fmt: skip
 
 
 @app.command(name="resume", rich_help_panel=DEPLOY)
@@ -103,6 +109,8 @@ def resume_command(
 
     Example: edeliver resume 3f2a9c1e
     """
+    from edeliver.core.rollout import resume
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     _rollout(runtime, config, as_json, lambda s: resume(s, config, deployment_id, force))
@@ -116,6 +124,8 @@ def _rollout(
     tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case, report it, exit 1 unless it succeeded."""
+    from edeliver.core.deployment import SUCCEEDED
+
     deployment = rollout_and_report(runtime, config, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
         raise typer.Exit(1)
@@ -128,6 +138,8 @@ def rollout_and_report(
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
+    from edeliver.cli.composition import project_tasks, with_tasks
+
     console, output = runtime.out(), runtime.output
     tasks = project_tasks(runtime.project) if tasks is None else tasks
     progress = render.Progress(console, output, as_json)
@@ -197,6 +209,18 @@ def build_into_store(
     output = output or Output()
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
+    from edeliver.adapters.local_commands import LocalCommandHost
+    from edeliver.cli.composition import (
+        build_host,
+        builder,
+        deployer_secrets,
+        project_tasks,
+        release_store,
+        ssh_task_env,
+        who,
+    )
+    from edeliver.core.task_runs import legacy_build_env, run_build_stage
+
     tasks, here, app = project_tasks(project), LocalCommandHost(project), config.app
     remote = build_host(config)
 
@@ -206,10 +230,10 @@ def build_into_store(
         directory = getattr(host, "path", None)
         legacy = legacy_build_env(remote, directory) if remote and directory else {}
         legacy |= ssh_task_env(project, config) if legacy else {}
-        build_env = {**(env or {}), **legacy}
-        await run_build_stage(
-            tasks, stage, app, host, here, build_env, output.note, deployer_secrets()
-        )
+        # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
+        build_env = {"MIX_ENV": config.build.mix_env, **(env or {}), **legacy}
+        hide = deployer_secrets(config)
+        await run_build_stage(tasks, stage, app, host, here, build_env, output.note, hide)
 
     store = release_store(project, config)
     warn = functools.partial(_warn, output)
@@ -217,7 +241,7 @@ def build_into_store(
     now = SystemClock().now().isoformat(timespec="seconds")
     artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
     if built.tarball is None:  # a build host put it into the store itself
-        return cast(DirectStore, store).record(artifact, extra)
+        return cast("DirectStore", store).record(artifact, extra)
     return store.put(built.tarball, artifact, extra)
 
 
@@ -233,21 +257,30 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="Default: the release before the current one.")
     ] = None,
+    node: NodeOption = None,
+    label: LabelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll ENVIRONMENT back to an earlier release, as a deployment of it.
+    """Roll ENVIRONMENT (or the nodes --node / --label choose) back to an earlier release, as
+    a deployment of it.
 
     Example: edeliver rollback production --to 1.2.2
     """
+    from edeliver.core.rollout import deploy
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    config.environment(environment)
+    nodes = _chosen(config, environment, node, label)
     target = to or _previous_release(runtime, environment)
-    _rollout(runtime, config, as_json, lambda s: deploy(s, config, environment, target))
+    _rollout(
+        runtime, config, as_json, lambda s: deploy(s, config, environment, target, None, nodes)
+    )
 
 
 def _previous_release(runtime: Runtime, environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
+    from edeliver.core.deployment import SUCCEEDED
+
     deployments = runtime.deployments(runtime.project)
     try:
         versions = [

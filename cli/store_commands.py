@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -14,8 +14,10 @@ from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from edeliver.core.ports import ReleaseArchive
-from edeliver.core.retention import PrunePlan, prune
-from edeliver.core.rollout import Services
+
+if TYPE_CHECKING:
+    from edeliver.core.retention import PrunePlan
+    from edeliver.core.rollout import Services
 
 releases_app = typer.Typer()
 root.add_typer(releases_app, name="releases", rich_help_panel=BUILD)
@@ -55,6 +57,8 @@ def prune_command(
 
     Example: edeliver releases prune --keep 5 --dry-run
     """
+    from edeliver.core.retention import prune
+
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
     services = runtime.reading_services(config)

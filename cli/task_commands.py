@@ -7,11 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edeliver.adapters.config_file import CONFIG_FILE
-from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
-from edeliver.adapters.ssh_config import config_files
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
-from edeliver.cli.composition import project_tasks
 from edeliver.cli.output import Output, print_json
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
@@ -59,6 +55,8 @@ def tasks(
 
     Example: edeliver tasks production --include seed
     """
+    from edeliver.cli.composition import project_tasks
+
     runtime = runtime_of(ctx)
     runtime.load_config(runtime.project).environment(environment)
     found = [t.spec for t in project_tasks(runtime.project)]
@@ -108,6 +106,10 @@ def migrate_config(
 
     Example: edeliver migrate-config --write
     """
+    from edeliver.adapters.config_file import CONFIG_FILE
+    from edeliver.adapters.legacy_config import LEGACY_CONFIG, migrate_project
+    from edeliver.adapters.ssh_config import config_files
+
     runtime = runtime_of(ctx)
     files = config_files(None, runtime.project)
     migration = migrate_project(runtime.project, files, str(LEGACY_CONFIG))

@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.adapters.mix_build import BUILD_DIR
-from edeliver.adapters.upgrade_build import UpgradeBuilt, build_upgrade
 from edeliver.cli.app import (
     DEPLOY,
     JsonOption,
@@ -22,7 +20,6 @@ from edeliver.cli.app import (
     run,
     runtime_of,
 )
-from edeliver.cli.composition import Store, release_store, who
 from edeliver.cli.node_commands import probe_all
 from edeliver.cli.output import print_json
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
@@ -30,6 +27,10 @@ from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.config import Config
 from edeliver.core.errors import NodeUnreachable, NotFoundError, NotUniformError, UsageError
 from edeliver.core.model import Artifact
+
+if TYPE_CHECKING:
+    from edeliver.adapters.upgrade_build import UpgradeBuilt
+    from edeliver.cli.composition import Store
 
 
 @app.command(rich_help_panel=DEPLOY)
@@ -96,6 +97,10 @@ def build_upgrade_command(
     as_json: bool,
 ) -> None:
     """`edeliver build upgrade`: the package from the running (or given) version to the new one."""
+    from edeliver.adapters.mix_build import BUILD_DIR
+    from edeliver.adapters.upgrade_build import build_upgrade
+    from edeliver.cli.composition import release_store
+
     app_name = _app(config)
     store = release_store(runtime.project, config)
     old_version = from_version or _running_version(runtime, config, environment)
@@ -178,6 +183,8 @@ def _only_upgrade_environment(config: Config) -> str:
 
 
 def _provenance() -> dict[str, str]:
+    from edeliver.cli.composition import who
+
     return {"built_at": SystemClock().now().isoformat(timespec="seconds"), "built_by": who()}
 
 

@@ -19,6 +19,7 @@ from edeliver.core.config_keys import (
     BUILD_STRATEGIES,
     CONTAINER_CLIS,
     FALLBACKS,
+    FUNCTION_PATTERN,
     MIX_NAME_PATTERN,
     MODES,
     NAME_PATTERN,
@@ -34,6 +35,15 @@ from edeliver.core.config_keys import (
 )
 from edeliver.core.config_table import Table, collect
 from edeliver.core.errors import ConfigError, ConfigErrors, NotFoundError
+from edeliver.core.runtime_env import (
+    ENV_NAME,
+    FromEnv,
+    Settings,
+    check_node_name,
+    check_unique_node_names,
+    parse_cookie,
+    parse_settings,
+)
 
 __all__ = ["FALLBACKS", "MODES", "STRATEGIES", "Fallback", "Mode", "Strategy", "parse_config"]
 StoreKind = Literal["local", "ssh", "s3"]
@@ -48,6 +58,7 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
 )
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_FUNCTION = re.compile(FUNCTION_PATTERN)
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -70,6 +81,15 @@ class NodeConfig:
     user: str | None = None  # None: the ssh config's User for the host, else the local user
     labels: tuple[str, ...] = ()
     identity_file: str | None = None
+    env: Settings = ()  # the app's runtime settings on this node, over its environment's
+    node_name: str | None = None  # RELEASE_NODE; None: the release's default
+
+    @property
+    def release_node(self) -> str | None:
+        """The node name given, by `node_name` or as RELEASE_NODE in the node's env."""
+        return self.node_name or next(
+            (v for name, v in self.env if name == "RELEASE_NODE" and isinstance(v, str)), None
+        )
 
     @property
     def address(self) -> str:
@@ -89,6 +109,9 @@ class EnvironmentConfig:
     keep_releases: int = 5
     verify_timeout: float | None = None  # None: derived from step_timeout
     command_timeout: float | None = None  # None: derived from step_timeout
+    env: Settings = ()  # the app's runtime settings on every node of the environment
+    cookie: FromEnv | None = None  # None: generated once, kept on the nodes
+    migrate: str | None = None  # `edeliver migrate`: an Elixir function, "MyApp.Release.migrate"
 
     @property
     def verify_seconds(self) -> float:
@@ -167,6 +190,7 @@ class Config:
     commands: CommandsConfig = CommandsConfig()
     transfer: TransferConfig = TransferConfig()
     ssh_config: str | None = None  # an OpenSSH client config file; None: ~/.ssh/config
+    redact: tuple[str, ...] = ()  # deployer's variables whose values are never shown
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The environment called `name`, or an error listing the ones there are."""
@@ -197,12 +221,14 @@ def parse_config(text: str, file: str) -> Config:
     transfer = collect(problems, lambda: _transfer(top.table("transfer"), store))
     nodes = _nodes(top)
     environments = _environments(top, nodes)
+    redact = _env_names(top, "redact")
     if problems:  # every mistake of the file at once, in the order of reading
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
     assert store and build and commands and transfer
     return Config(
-        file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config
-    )
+        file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config,
+        redact,
+    )  # fmt: skip
 
 
 _STORE_KEYS: dict[StoreKind, tuple[str, ...]] = {
@@ -385,8 +411,33 @@ def _node(name: str, table: Table) -> NodeConfig:
         user=_user(table),
         labels=table.strings("labels") or (),
         identity_file=table.get("identity_file", str, "a path to a private key"),
+        env=_settings(table, per_node=True),
+        node_name=_node_name(table),
     )
+    if node.node_name and any(name == "RELEASE_NODE" for name, _ in node.env):
+        raise table.fail("node_name", "given twice: here and as env.RELEASE_NODE")
     return node
+
+
+def _settings(table: Table, per_node: bool = False) -> Settings:
+    def check(key: str, data: object) -> Settings:
+        return parse_settings(table.file, key, data, per_node=per_node)
+
+    return table.checked("env", check) or ()
+
+
+def _node_name(table: Table) -> str | None:
+    name = table.get("node_name", str, "a node name like app@host")
+    return None if name is None else check_node_name(table.file, table.key("node_name"), name)
+
+
+def _env_names(table: Table, key: str) -> tuple[str, ...]:
+    names = table.strings(key) or ()
+    for name in names:
+        if not ENV_NAME.match(name):
+            table.record(key, f"expected environment variable names, got {name!r}")
+            return ()
+    return names
 
 
 def _host(table: Table) -> str:
@@ -459,8 +510,23 @@ def _environment(
         # A health check longer than its step would never end by its own deadline.
         verify_timeout=table.seconds("verify_timeout", at_most=step_timeout),
         command_timeout=table.seconds("command_timeout"),
+        env=_settings(table),
+        cookie=table.checked("cookie", partial(parse_cookie, table.file)),
+        migrate=_function(table, "migrate"),
     )
+    # Members with problems of their own are left out: they are reported already.
+    names = {n: node for n in members if n in nodes and (node := nodes[n].release_node)}
+    check_unique_node_names(table.file, name, members, names)
     return environment
+
+
+def _function(table: Table, key: str) -> str | None:
+    function = table.get(key, str, "an Elixir function such as MyApp.Release.migrate")
+    if function is not None and not _FUNCTION.match(function):
+        raise table.fail(
+            key, f"expected an Elixir function such as MyApp.Release.migrate, got {function!r}"
+        )
+    return function
 
 
 def _members(

@@ -29,8 +29,12 @@ S3_CHECKSUMS = ("when_supported", "when_required")
 CONTAINER_CLIS = ("docker", "podman")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # node and environment names
 MIX_NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"  # what mix accepts as an environment or release name
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an environment variable's name
+NODE_NAME_PATTERN = r"^[A-Za-z0-9_-]+@[A-Za-z0-9_.-]+$"  # a distributed Erlang node name
+# An Elixir remote function of no arguments, as `[environments.X] migrate` names it.
+FUNCTION_PATTERN = r"^(?:[A-Z][A-Za-z0-9_]*\.)+[a-z_][A-Za-z0-9_]*[!?]?$"
 
-Kind = Literal["string", "integer", "number", "boolean", "strings", "table"]
+Kind = Literal["string", "integer", "number", "boolean", "strings", "table", "settings"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,21 @@ def _port(help: str) -> Key:
 
 def _seconds(name: str, help: str) -> Key:
     return Key(name, "number", help, exclusive_minimum=0)
+
+
+def _settings(help: str) -> Key:
+    """An `env` table: NAME = a plain value, { from_env = "VAR" } or { from_file = "path" }
+    (core/runtime_env.py reads it, by rules the schema states as far as it can)."""
+    return Key("env", "settings", help)
+
+
+FROM_ENV: tuple[Key, ...] = (
+    _text("from_env", "The deployer's environment variable, read at deploy time", required=True,
+          pattern=ENV_NAME_PATTERN),
+)  # fmt: skip
+FROM_FILE: tuple[Key, ...] = (
+    _text("from_file", "A file under the deploy path's shared/, read on the node", required=True),
+)
 
 
 STORE: tuple[Key, ...] = (
@@ -101,6 +120,8 @@ NODE: tuple[Key, ...] = (
     _text("user", "The SSH user (default: the ssh config's, else yours)"),
     Key("labels", "strings", "Labels environments select nodes by"),
     _text("identity_file", "The private key for this node"),
+    _settings("The app's runtime settings on this node, over its environment's"),
+    _text("node_name", "RELEASE_NODE: the node's Erlang name", pattern=NODE_NAME_PATTERN),
 )
 ENVIRONMENT: tuple[Key, ...] = (
     Key("nodes", "strings", "Node names, in rollout order"),
@@ -114,6 +135,13 @@ ENVIRONMENT: tuple[Key, ...] = (
     Key("keep_releases", "integer", "Releases kept on each node (default 5)", minimum=1),
     _seconds("verify_timeout", "Seconds a new release may take to pass its health check"),
     _seconds("command_timeout", "Seconds one node script may run"),
+    _settings("The app's runtime settings on every node of the environment"),
+    Key("cookie", "table", "The Erlang cookie (default: generated once)", table=FROM_ENV),
+    _text(
+        "migrate",
+        "`edeliver migrate`: a function like MyApp.Release.migrate",
+        pattern=FUNCTION_PATTERN,
+    ),
 )
 TOP: tuple[Key, ...] = (
     _text("app", "The app name (default: mix.exs's)"),
@@ -125,6 +153,7 @@ TOP: tuple[Key, ...] = (
     Key("transfer", "table", "How releases reach the nodes", table=TRANSFER),
     Key("nodes", "table", "The nodes, by name", each=NODE),
     Key("environments", "table", "Named node groups and their rollout settings", each=ENVIRONMENT),
+    Key("redact", "strings", "Deployer's variables whose values are never shown"),
 )
 
 
@@ -155,6 +184,17 @@ def _object(keys: tuple[Key, ...]) -> dict[str, Any]:
     }
 
 
+def _settings_object() -> dict[str, Any]:
+    """An env table: each variable a plain value or a secret's source."""
+    plain = [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]
+    value = {"oneOf": [*plain, _object(FROM_ENV), _object(FROM_FILE)]}
+    return {
+        "type": "object",
+        "propertyNames": {"pattern": ENV_NAME_PATTERN},
+        "additionalProperties": value,
+    }
+
+
 def _property(key: Key) -> dict[str, Any]:
     if key.table is not None:
         return {"description": key.help, **_object(key.table)}
@@ -163,6 +203,8 @@ def _property(key: Key) -> dict[str, Any]:
         return {"description": key.help, **named, "additionalProperties": _object(key.each)}
     if key.kind == "table":  # a table of free-form keys, read by its own rules
         return {"description": key.help, "type": "object"}
+    if key.kind == "settings":
+        return {"description": key.help, **_settings_object()}
     if key.kind == "strings":
         item: dict[str, Any] = {"type": "string"}
         item |= {"enum": list(key.choices)} if key.choices else {}

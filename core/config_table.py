@@ -68,6 +68,19 @@ class Table:
             raise self.fail(name, f"missing; expected {expected}")
         return value
 
+    def checked(self, name: str, check: Callable[[str, object], T]) -> T | None:
+        """A key read by rules of its own (an env table, a cookie): `check(key path, value)`,
+        given None when absent; a problem it raises is recorded and the key read as absent."""
+        assert name in self.keys, f"{self.key(name)} is not declared in config_keys"
+        if name in self.invalid:
+            return None
+        try:
+            return check(self.key(name), self.data.get(name))
+        except ConfigError as error:
+            self.problems.append(error)
+            self.invalid.add(name)
+            return None
+
     def strings(self, name: str) -> tuple[str, ...] | None:
         values = self.get(name, list, "a list of strings")
         if values is None:

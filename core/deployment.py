@@ -66,8 +66,10 @@ class Deployment(Aggregate):
         started_by: str,
         started_at: str,
         selection: dict[str, list[str]] | None = None,
+        subset: bool = False,
     ) -> None:
         self.app, self.environment, self.release, self.mode = app, environment, version, mode
+        self.subset = subset  # --node / --label: some of the environment's nodes, not all
         self.selection = selection or {}
         self.policy_fields = policy
         self.order, self.batches = order, batches
@@ -202,7 +204,9 @@ class Deployment(Aggregate):
     def carry_out_due_actions(self, busy: Collection[str] = ()) -> list[str]:
         """Record the due fallback transitions (skip, halt, rollback), except on nodes whose step
         is still running (`busy`); return the nodes now rolling back, for the caller to act on."""
-        rollbacks = []
+        rollbacks: list[str] = []
+        if not self.pending_actions:  # the usual case, checked at every step of every node
+            return rollbacks
         for node in [n for n in self.order if n in self.pending_actions and n not in busy]:
             trigger = _CARRIED_BY[self.pending_actions[node]]
             if self.transition(node, trigger) == ROLLING_BACK:

@@ -33,7 +33,8 @@ IGNORED: Final[dict[str, str]] = {
     "START_DEPLOY": "a 2.0 deploy always starts the release and checks its health",
     "CLEAN_DEPLOY": "each release has its own directory; keep_releases prunes the old ones",
     "FORCE": "2.0 never asks before overwriting",
-    "ECTO_REPOSITORY": f"{_DAY_TWO} (`migrate`); run migrations from a task",
+    "ECTO_REPOSITORY": "`edeliver migrate` runs the function that [environments.X] migrate "
+    'names (e.g. migrate = "MyApp.Release.migrate"), or run migrations from a task',
     "LINK_VM_ARGS": _DISTILLERY_LINK,
     "LINK_SYS_CONFIG": _DISTILLERY_LINK,
     "PROFILE": "2.0 runs its scripts with sh and sources no profile",
@@ -41,7 +42,7 @@ IGNORED: Final[dict[str, str]] = {
     "LOG_FILE": "`edeliver log` keeps every deployment's events",
     "TEST_LOCALLY_AT": f"{_DAY_TWO} (`deploy … local`)",
     "EDELIVER_EDITOR": f"{_DAY_TWO} (`edit relup`)",
-    "VERSION_INFO_LAST_COMMITS": f"{_DAY_TWO} (`version`)",
+    "VERSION_INFO_LAST_COMMITS": "`edeliver ping ENV` shows each node's version, no commits",
     "DOCKER_RELEASE_BASE_IMAGE": _NO_DOCKER_RELEASES,
     "DOCKER_RELEASE_IMAGE_WORKDIR": _NO_DOCKER_RELEASES,
     "DOCKER_OPTS": _NO_DOCKER_RELEASES,

@@ -55,6 +55,17 @@ class NodeLockHolder:
         )
 
 
+@dataclass(frozen=True)
+class Terminal:
+    """The local end of an interactive console: file descriptors to read keys from and write
+    output to, the terminal's type and size (columns, lines)."""
+
+    stdin: int
+    stdout: int
+    term_type: str
+    size: tuple[int, int]
+
+
 class CommandHost(Protocol):
     """Where a task's commands run: a node over its connection, or this machine."""
 
@@ -112,6 +123,36 @@ class NodeShell(CommandHost, Protocol):
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
         """Evaluate Elixir code with the artifact's release (`bin/<app> eval`) on the node."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class NodeControl(Protocol):
+    """The release a node runs, operated outside a deployment (start, stop, restart); each
+    step returns what it did, in a few words, or raises NodeError."""
+
+    name: str
+
+    async def hold(self, claim: NodeClaim) -> None:
+        """As `NodeShell.hold`: the node's lock until `close`."""
+        ...
+
+    async def start_release(self) -> str:
+        """Start the release `current` points to unless it runs; wait until it is healthy."""
+        ...
+
+    async def stop_release(self) -> str:
+        """Stop the release's VM, if one runs."""
+        ...
+
+    async def restart_release(self) -> str:
+        """Stop the release's VM and start `current` again; wait until it is healthy."""
+        ...
+
+    async def run_migration(self, function: str) -> str:
+        """Evaluate `function()` (an Elixir function) with the current release's `eval`; its
+        output, or NodeError with it when it fails."""
         ...
 
     async def close(self) -> None: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import NoReturn, TypeVar
 from uuid import uuid4
@@ -28,15 +28,17 @@ from edeliver.core.errors import (
 from edeliver.core.journal import Patience, Warn, patiently
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.liveness import hold_every_node, refuse_while_its_deployer_holds_nodes
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
+from edeliver.core.runtime_env import runtimes
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 from edeliver.core.uniform import check_rollout
+from edeliver.core.versions import artifact_to_deploy
 
 T = TypeVar("T")
 
@@ -64,6 +66,8 @@ class Services:
     patience: Patience | None = None
     # Where the journal says that the store is failing and being retried (stderr in the CLI).
     warn: Warn | None = None
+    # The deployer's environment, where the config's `from_env` secrets are taken from.
+    deployer_env: Mapping[str, str] = field(default_factory=dict)
 
     def saver(self) -> SaveEvents:
         return self.save or (lambda events: self.deployments.save(*events))
@@ -78,13 +82,19 @@ async def deploy(
     environment: str,
     version: str | None,
     selection: Selection | None = None,
+    nodes: Sequence[str] | None = None,
 ) -> Deployment:
-    """Roll `version` (default: the newest in the store) out to `environment`, running the
-    tasks `selection` picks at their stages."""
+    """Roll `version` (default: the newest in the store) out to `environment` (only to `nodes`
+    of it when given, in the environment's order, recorded as a subset), running the tasks
+    `selection` picks at their stages."""
     env = config.environment(environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = _app_of(config)
     artifact = await artifact_to_deploy(services.store, app, version)
-    deployment = _new_deployment(services, app, env, artifact, selection or Selection())
+    subset = nodes is not None and bool(set(env.nodes) - set(nodes))
+    if subset:
+        env = replace(env, nodes=tuple(n for n in env.nodes if n in (nodes or ())))
+    deployment = _new_deployment(services, app, env, artifact, selection or Selection(), subset)
     await _in_thread(services.deployments.begin, deployment)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     await _before_any_node_changes(
@@ -102,6 +112,7 @@ async def resume(
     be running it, or `force`)."""
     deployment = await _in_thread(_unfinished, services.deployments, deployment_id)
     env = config.environment(deployment.environment)
+    runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     artifact = await services.store.artifact(deployment.app, deployment.release)
     orchestrator = _orchestrator(services, config, env, deployment, artifact)
     try:
@@ -160,22 +171,13 @@ def _app_of(config: Config) -> str:
     return config.app
 
 
-async def artifact_to_deploy(store: ReleaseStore, app: str, version: str | None) -> Artifact:
-    """The release `version` names, by default the newest in the store (what `plan` shows)."""
-    if version is None:
-        versions = await store.versions(app)
-        if not versions:
-            raise UsageError(f"no release of {app} in the store; run `edeliver build` first")
-        version = versions[-1]
-    return await store.artifact(app, version)
-
-
 def _new_deployment(
     services: Services,
     app: str,
     env: EnvironmentConfig,
     artifact: Artifact,
     selection: Selection,
+    subset: bool = False,
 ) -> Deployment:
     policy = env.policy
     return Deployment(
@@ -199,6 +201,7 @@ def _new_deployment(
             "exclude": sorted(selection.exclude),
             "only": sorted(selection.only),
         },
+        subset=subset,
     )
 
 

@@ -9,7 +9,7 @@ its events are the audit of who held it when.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from edeliver.core.errors import (
 )
 from edeliver.core.stored_history import StoredEntry, damage_of, entries
 
+DEPLOYMENT = "deployment"  # what holds an environment lock, unless an operation does
 _SUMMARY_EVENTS = (Deployment.Started, Deployment.Finished, Deployment.Abandoned)  # type: ignore[attr-defined]
 
 
@@ -62,7 +63,7 @@ def _utc(moment: datetime) -> str:
 
 
 class EnvironmentLock(Aggregate):
-    """Who deploys to an environment right now; at most one deployment at a time."""
+    """Who deploys to (or operates) an environment right now: at most one at a time."""
 
     @staticmethod
     def create_id(app: str, environment: str) -> UUID:
@@ -73,15 +74,28 @@ class EnvironmentLock(Aggregate):
         self.app, self.environment = app, environment
         self.deployment_id: str | None = None
         self.holder, self.since = "", ""
+        self.what = DEPLOYMENT  # a deployment, or an operation's action (restart, migrate...)
 
-    def acquire(self, deployment_id: str, holder: str, at: str) -> None:
+    def acquire(self, deployment_id: str, holder: str, at: str, what: str = DEPLOYMENT) -> None:
         if self.deployment_id is not None:
-            raise LockHeldError(
-                f"environment {self.environment!r} is locked by deployment "
-                f"{self.deployment_id[:8]} ({self.holder}) since {self.since}; "
-                f"`edeliver resume {self.deployment_id[:8]}` or `edeliver abandon ...`"
+            raise LockHeldError(f"environment {self.environment!r} is locked by {self.held_by()}")
+        if what == DEPLOYMENT:
+            self._locked(deployment_id, holder, at)
+        else:
+            self._operated(deployment_id, holder, at, what)
+
+    def held_by(self) -> str:
+        """Who holds the lock, since when, and what ends it."""
+        short = (self.deployment_id or "")[:8]
+        if self.what != DEPLOYMENT:
+            return (
+                f"`edeliver {self.what}` {short} ({self.holder}) since {self.since}; it ends "
+                f"with that command (`edeliver abandon {short}` if its deployer is gone)"
             )
-        self._locked(deployment_id, holder, at)
+        return (
+            f"deployment {short} ({self.holder}) since {self.since}; "
+            f"`edeliver resume {short}` or `edeliver abandon ...`"
+        )
 
     def release(self, deployment_id: str, outcome: str) -> None:
         if self.deployment_id == deployment_id:
@@ -90,10 +104,16 @@ class EnvironmentLock(Aggregate):
     @event("Locked")
     def _locked(self, deployment_id: str, holder: str, at: str) -> None:
         self.deployment_id, self.holder, self.since = deployment_id, holder, at
+        self.what = DEPLOYMENT
+
+    @event("LockedForOperation")
+    def _operated(self, deployment_id: str, holder: str, at: str, what: str) -> None:
+        self.deployment_id, self.holder, self.since, self.what = deployment_id, holder, at, what
 
     @event("Unlocked")
     def _unlocked(self, deployment_id: str, outcome: str) -> None:
         self.deployment_id, self.holder, self.since = None, "", ""
+        self.what = DEPLOYMENT
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,8 @@ class DeploymentSummary:
     started_at: str
     outcome: str | None
     ended_at: str | None
+    subset: bool = False  # to some of the environment's nodes (--node / --label)
+    nodes: tuple[str, ...] = ()
 
 
 class Deployments(Application[UUID]):
@@ -146,9 +168,20 @@ class Deployments(Application[UUID]):
         """Take the environment's lock for a new deployment and store both, in one transaction."""
         # Collected once: a save that fails has still taken them off the aggregate.
         started = deployment.collect_events()
+        self.take_environment(
+            deployment.app, deployment.environment, str(deployment.id),
+            deployment.started_by, deployment.started_at, DEPLOYMENT, started,
+        )  # fmt: skip
+
+    def take_environment(
+        self, app: str, environment: str, holder_id: str, holder: str, at: str, what: str,
+        started: Sequence[Any],
+    ) -> None:  # fmt: skip
+        """Take the environment's lock for `holder_id` (a deployment, or an operation doing
+        `what`) and store it with the holder's first events, in one transaction."""
         for attempt in range(2):
-            lock = self._lock(deployment.app, deployment.environment)
-            lock.acquire(str(deployment.id), deployment.started_by, deployment.started_at)
+            lock = self._lock(app, environment)
+            lock.acquire(holder_id, holder, at, what)
             try:
                 self.save(lock, *started)
                 return
@@ -158,11 +191,28 @@ class Deployments(Application[UUID]):
                 if attempt:
                     raise
 
+    def release_environment(
+        self, app: str, environment: str, holder_id: str, outcome: str, *ended: Any
+    ) -> None:
+        """Release the environment held by `holder_id` and store its last events, at once."""
+        lock = self._lock(app, environment)
+        lock.release(holder_id, outcome)
+        self.save(*ended, lock)
+
+    def environment_lock(self, app: str, environment: str) -> EnvironmentLock:
+        """The lock as stored: who holds the environment, if anyone (`edeliver lock status`)."""
+        return self._lock(app, environment)
+
+    def stored_events(self, classes: tuple[type, ...]) -> Iterator[DomainEventProtocol[UUID]]:
+        """Every stored event of these classes, in the order stored (damaged ones passed over)."""
+        return self._select(classes)
+
     def end(self, deployment: Deployment) -> None:
         """Store the deployment's last events and release its environment, in one transaction."""
-        lock = self._lock(deployment.app, deployment.environment)
-        lock.release(str(deployment.id), deployment.outcome or "")
-        self.save(deployment, lock)
+        self.release_environment(
+            deployment.app, deployment.environment, str(deployment.id), deployment.outcome or "",
+            deployment,
+        )  # fmt: skip
 
     def abandon(self, deployment: Deployment, reason: str, by: str, at: str) -> None:
         """End an interrupted deployment without finishing it, releasing its environment."""
@@ -205,7 +255,7 @@ class Deployments(Application[UUID]):
         deployment_id = UUID(self.find(id_or_prefix).id)
         try:
             with self.store_errors():
-                found: object = self.repository.get(deployment_id)
+                found: object = self.repository.get(deployment_id, projector_func=replay)
         except EventStoreError as error:
             if error.transient or isinstance(error, HistoryConflict):
                 raise
@@ -267,6 +317,8 @@ class Deployments(Application[UUID]):
                     started_at=fields["started_at"],
                     outcome=None,
                     ended_at=None,
+                    subset=fields.get("subset", False),
+                    nodes=tuple(fields["order"]),
                 )
             else:
                 is_abandoned = isinstance(domain_event, Deployment.Abandoned)  # type: ignore[attr-defined]
@@ -316,3 +368,11 @@ class Deployments(Application[UUID]):
 
 def _fields(domain_event: object) -> dict[str, Any]:
     return dict(vars(domain_event))
+
+
+def replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Each stored event applied in turn: eventsourcing's own projector, less the check of
+    every event against a runtime Protocol, which was most of a long deployment's replay."""
+    for stored in events:
+        aggregate = stored.mutate(aggregate)
+    return aggregate

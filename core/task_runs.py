@@ -26,7 +26,9 @@ from typing import Any
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
+from edeliver.core.elixir_tasks import run_modules, vm_for
 from edeliver.core.errors import EdeliverError, NodeError, RefusedError
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
 from edeliver.core.redaction import Redactor
@@ -39,7 +41,6 @@ from edeliver.core.tasks import (
     PRE_ROLLBACK,
     STEP_STAGES,
     Selection,
-    TaskSpec,
     ordered,
     skip_reason,
 )
@@ -58,23 +59,10 @@ __all__ = [
     "status_lines",
 ]
 
+# What a VM of Elixir tasks may take to start, besides its tasks' own time limits.
+VM_START_SECONDS = 60.0
 # How edeliver 1.x's `status` function printed (and legacy hooks still print) a line.
 STATUS_PREFIX = "-----> "
-
-
-@dataclass(frozen=True)
-class LoadedTask:
-    """A task's settings and its body: a Python callable, a shell script or Elixir code."""
-
-    spec: TaskSpec
-    run: TaskBody | None = None
-    cleanup: TaskBody | None = None
-    script: str | None = None  # run by `sh` where the task runs
-    elixir: str | None = None  # evaluated by the release being deployed, on the node
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 @dataclass
@@ -116,11 +104,13 @@ class TaskRunner:
         if not due:
             return
         try:
-            for task in due:
-                if task.spec.where == "once":
-                    await self._once_for(task, stage, node, shell)
+            for group in _in_one_vm(due):
+                if len(group) > 1:
+                    await self._run_together(group, stage, node, shell)
+                elif group[0].spec.where == "once":
+                    await self._once_for(group[0], stage, node, shell)
                 else:
-                    await self._run_recorded(task, stage, node, node, shell)
+                    await self._run_recorded(group[0], stage, node, node, shell)
         finally:
             # One write for the stage: a run whose record an interruption loses runs again on
             # resume, as a run cut short does. Not while cancelled: the next write stores it.
@@ -156,11 +146,10 @@ class TaskRunner:
 
     async def _clean_up(self, name: str, node: str, shell: NodeShell) -> None:
         task = next((t for t in self.tasks if t.name == name), None)
-        if task is None or task.cleanup is None:
+        if task is None or not _has_cleanup(task):
             return
         context = self._context(task, task.spec.stage, node, self._host(task, shell))
-        cleanup = task.cleanup
-        ok, said = await self._limited(lambda: _call(cleanup, context, self.threads), context)
+        ok, said = await self._limited(lambda: self._undo(task, context), context)
         said = self._kept(said, context)
         self.deployment.task_ran(
             node, task.spec.stage, name, CLEANED if ok else CLEANUP_FAILED,
@@ -226,6 +215,35 @@ class TaskRunner:
         self.deployment.task_started(key, stage, task.name, self.timeout)
         await self.record()
         ok, said = await self._limited(lambda: self._execute(task, context, shell), context)
+        self._ended(task, stage, key, node, ok, said, context)
+
+    async def _run_together(
+        self, tasks: Sequence[LoadedTask], stage: str, node: str, shell: NodeShell
+    ) -> None:
+        """Elixir tasks of one stage of a node, in one VM: the first is recorded started before
+        the VM starts, the others as the results say they ran (a critical failure ends them)."""
+        due = [t for t in tasks if self.deployment.task_outcome(node, stage, t.name) is None]
+        if not due:
+            return
+        context = self._context(due[0], stage, node, shell)
+        self.deployment.task_started(node, stage, due[0].name, self.timeout)
+        await self.record()
+        limit = None if self.timeout is None else self.timeout * len(due) + VM_START_SECONDS
+        try:
+            async with asyncio.timeout(limit):
+                ran = await self._in_vm(due, "run", context)
+        except TimeoutError:
+            ran = [(False, f"timed out after {limit:g}s and was stopped")]
+        for index, (task, (ok, said)) in enumerate(zip(due, ran, strict=False)):
+            if index:
+                self.deployment.task_started(node, stage, task.name, self.timeout)
+            self._ended(task, stage, node, node, ok, said, context)
+
+    def _ended(
+        self, task: LoadedTask, stage: str, key: str, node: str | None, ok: bool, said: str,
+        context: TaskContext,
+    ) -> None:  # fmt: skip
+        """Record how a run ended; NodeError when it failed and is critical."""
         said = self._kept(said, context)
         self.deployment.task_ran(
             key, stage, task.name, TASK_OK if ok else TASK_FAILED,
@@ -263,7 +281,24 @@ class TaskRunner:
             return _ended(await context._host.run_command(task.script, context.env))
         if task.elixir is not None and shell is not None:
             return _ended(await shell.eval_elixir(self.artifact, task.elixir, context.env))
+        if task.module is not None:
+            return (await self._in_vm([task], "run", context))[0]
         return False, f"{task.spec.source}: an Elixir task runs on a node (where: node | once)"
+
+    async def _undo(self, task: LoadedTask, context: TaskContext) -> tuple[bool, str]:
+        if task.module is not None:
+            return (await self._in_vm([task], "cleanup", context))[0]
+        assert task.cleanup is not None  # _has_cleanup
+        return await _call(task.cleanup, context, self.threads)
+
+    async def _in_vm(
+        self, tasks: Sequence[LoadedTask], phase: str, context: TaskContext
+    ) -> list[tuple[bool, str]]:
+        """Elixir tasks, by the VM their `where` and stage call for (core/elixir_tasks.py)."""
+        route = self.deployment.route_of(context.node.name) if context.node else None
+        how = vm_for(tasks[0].spec.where, context.stage, route is not None and route.hot)
+        modules = [(t.module, t.name, t.spec.critical) for t in tasks if t.module is not None]
+        return await run_modules(modules, phase, context, how, self.timeout)
 
     def _context(
         self, task: LoadedTask, stage: str, node: str | None, host: CommandHost
@@ -334,6 +369,10 @@ async def run_build_stage(
         )  # fmt: skip
         if task.run is not None:
             ok, said = await _call(task.run, context, TaskThreads(1))
+        elif task.module is not None:
+            modules = [(task.module, spec.name, spec.critical)]
+            how = vm_for(spec.where, stage, hot=False)
+            ok, said = (await run_modules(modules, "run", context, how, None))[0]
         else:
             ok, said = _ended(await host.run_command(task.script or "", context.env))
         for line in status_lines(said):
@@ -353,6 +392,22 @@ async def _call(body: TaskBody, context: TaskContext, threads: TaskThreads) -> t
         trace = "".join(traceback.format_exception_only(error)).strip()
         return False, "\n".join([*context._said, trace])
     return True, "\n".join(context._said)
+
+
+def _in_one_vm(due: Sequence[LoadedTask]) -> list[list[LoadedTask]]:
+    """Runs of neighbouring Elixir module tasks of each node share a VM; others run alone."""
+    groups: list[list[LoadedTask]] = []
+    for task in due:
+        together = task.module is not None and task.spec.where == "node"
+        if together and groups and groups[-1][-1].module and groups[-1][-1].spec.where == "node":
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return groups
+
+
+def _has_cleanup(task: LoadedTask) -> bool:
+    return task.cleanup is not None or (task.module is not None and task.module.has_cleanup)
 
 
 def interpreter(script: str) -> list[str]:

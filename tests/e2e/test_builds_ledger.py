@@ -22,12 +22,16 @@ from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.ledger_project import (
+    FILE_SUBMODULES,
     bare_tally,
     booted_version,
     entries,
+    git,
     ledger_copy,
     ledger_env,
+    loaded_version,
     report,
+    stamp_as_submodule,
     unpack,
 )
 
@@ -137,12 +141,7 @@ def test_a_container_build_fetches_the_deps_inside_and_caches_them_here(tmp_path
     ensure_image()
     bare = bare_tally(tmp_path)
     options = [*RUN_OPTIONS, "-v", f"{bare}:{IN_CONTAINER}:ro"]
-    config = (
-        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
-        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(options)}\n"
-        'release = "ledger"\n'
-    )
-    project = ledger_copy(tmp_path, config)
+    project = ledger_copy(tmp_path, _container_config(options))
     _build(project, "2.0.0", IN_CONTAINER)
     _build(project, "2.1.0", IN_CONTAINER)
     _holds_only(_stored(project, "2.1.0"), "2.1.0")
@@ -170,15 +169,74 @@ def test_a_remote_build_of_an_unknown_release_is_refused_before_fetching(
     assert refused.value.exit_code == 2 and not _stored(project, "1.3.0").parent.exists()
 
 
+def test_a_remote_auto_version_build_gives_every_umbrella_app_the_suffix(
+    remote: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`[build] auto_version` on a build host (the script containers run too): both apps of the
+    umbrella carry the commit count and revision, in the tarball and as the release loads them."""
+    project, tally_url = remote
+    config = project / ".deliver/edeliver.toml"
+    original = config.read_text()
+    auto = 'release = "ledger"\nauto_version = ["commit_count", "revision"]'
+    config.write_text(original.replace('release = "ledger"', auto))
+    try:
+        stored = _build(project, "1.4.0", tally_url)
+    finally:
+        config.write_text(original)
+    count, revision = (
+        git(project, "rev-list", "--count", "HEAD"),
+        git(project, "rev-parse", "--short=7", "HEAD"),
+    )
+    version = f"1.4.0+{count}.{revision}"
+    assert stored.version == version
+    _holds_only(_stored(project, version), version)
+    assert loaded_version(unpack(_stored(project, version), tmp_path), "ledger_api") == version
+
+
+def test_a_remote_build_sends_the_submodules_at_their_recorded_commits(
+    remote: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path dependency vendor/stamp as a git submodule: its files travel with the sources
+    (git archive alone leaves the directory empty), so the build host compiles it."""
+    for name, value in FILE_SUBMODULES.items():
+        monkeypatch.setenv(name, value)
+    config = (remote[0] / ".deliver/edeliver.toml").read_text()
+    project = ledger_copy(tmp_path, config)
+    stamp_as_submodule(project, tmp_path)
+    _build(project, "1.5.0", remote[1])
+    said = report(unpack(_stored(project, "1.5.0"), tmp_path))
+    assert (said["stamp"], said["version"]) == ("stamped:ledger", "1.5.0")
+
+
+def test_a_container_build_sends_the_submodules_at_their_recorded_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same submodule reaches a podman build's sources."""
+    for name, value in FILE_SUBMODULES.items():
+        monkeypatch.setenv(name, value)
+    ensure_image()
+    bare = bare_tally(tmp_path)
+    project = ledger_copy(
+        tmp_path, _container_config([*RUN_OPTIONS, "-v", f"{bare}:{IN_CONTAINER}:ro"])
+    )
+    stamp_as_submodule(project, tmp_path)
+    _build(project, "2.3.0", IN_CONTAINER)
+    said = report(unpack(_stored(project, "2.3.0"), tmp_path))
+    assert (said["stamp"], said["version"]) == ("stamped:ledger", "2.3.0")
+
+
+def _container_config(run_options: list[str]) -> str:
+    return (
+        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
+        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(run_options)}\n"
+        'release = "ledger"\n'
+    )
+
+
 def test_a_container_build_whose_dependency_cannot_be_fetched_names_it(tmp_path: Path) -> None:
     """No repository mounted at the URL: one line naming tally, exit 1, nothing stored."""
     ensure_image()
-    config = (
-        f'app = "ledger"\n[build]\nstrategy = "docker"\ncli = "podman"\nimage = "{IMAGE}"\n'
-        f"global_options = {json.dumps(PODMAN_GLOBAL)}\nrun_options = {json.dumps(RUN_OPTIONS)}\n"
-        'release = "ledger"\n'
-    )
-    project = ledger_copy(tmp_path, config)
+    project = ledger_copy(tmp_path, _container_config(RUN_OPTIONS))
     with pytest.raises(BuildFailed) as refused:
         _build(project, "2.2.0", IN_CONTAINER)
     assert str(refused.value) == (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.config_file import load_config
-from edeliver.adapters.s3_store import StoreUnreachable
+from edeliver.adapters.local_store import StoreUnreachable
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_store import SshReleaseStore
 from edeliver.cli.composition import release_store

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,19 +56,26 @@ class Project:
         return self.on_node(name, f"cat {path}/shared/{file} 2>/dev/null || true").splitlines()
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    root = tmp_path_factory.mktemp("e2e-tasks")
-    fleet = LocalFleet(root / "fleet", 3, name_prefix="staging")
+@contextmanager
+def three_node_project(root: Path, name_prefix: str) -> Iterator[Project]:
+    """hello on 3 real nodes `<name_prefix>1..3`: environments `staging` (all at once) and
+    `waves` (one_for_all + rollback, one node at a time); FIRST and SECOND in the store."""
+    fleet = LocalFleet(root / "fleet", 3, name_prefix=name_prefix)
     fleet.start()
     try:
         directory = prepare_project(root, fleet, "staging", "max_parallel = 3")
         with (directory / ".deliver/edeliver.toml").open("a") as config:
-            config.write("\n" + WAVES)
+            config.write("\n" + WAVES.replace("staging", name_prefix))
         put_in_local_store(directory, [(FIRST, "good"), (SECOND, "good")])
         yield Project(directory, fleet)
     finally:
         fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    with three_node_project(tmp_path_factory.mktemp("e2e-tasks"), "staging") as project:
+        yield project
 
 
 WHERE_TASKS = {

@@ -21,7 +21,7 @@ import pytest
 from edeliver.adapters.local_fleet import FleetNode, LocalFleet
 from tests.e2e.conftest import Project
 from tests.e2e.test_hot_upgrade_rollout import put_shared, report, rpc, wait_until_down
-from tests.support.faults_hot import V1, V2, hot_project, store_release
+from tests.support.faults_hot import V1, V2, deploy_v1_and_build_package, hot_project, store_release
 from tests.support.nodes import ssh
 
 NEWEST = "0.3.0"
@@ -37,10 +37,7 @@ RELEASES = 'for {_, v, _, s} <- :release_handler.which_releases(), do: IO.puts("
 def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """3 real nodes on hello v1 (deployed), the package v1 -> v2 and a newer v3 in the store."""
     with hot_project(tmp_path_factory.mktemp("hot-resume"), 3, POLICY) as project:
-        first = project.edeliver("upgrade", "hot", "--version", V1, "--json")
-        assert first.returncode == 0, first.stdout + first.stderr
-        package = project.edeliver("build", "upgrade", "--to", V2, "-e", "hot", "--json")
-        assert package.returncode == 0, package.stdout + package.stderr
+        deploy_v1_and_build_package(project)
         yield project
 
 

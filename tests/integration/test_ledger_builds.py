@@ -19,13 +19,16 @@ from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
 from tests.support.ledger_project import (
+    FILE_SUBMODULES,
     bare_tally,
     booted_version,
     entries,
     git,
     ledger_copy,
     ledger_env,
+    loaded_version,
     report,
+    stamp_as_submodule,
     unpack,
 )
 
@@ -80,18 +83,25 @@ def test_a_version_changed_only_through_the_environment_is_rebuilt_and_boots(
     assert booted_version(unpack(tarball, ledger.root)) == "1.1.0"
 
 
-def test_an_umbrella_s_auto_version_release_whose_apps_keep_their_version_is_refused(
-    ledger: Ledger,
+@pytest.mark.parametrize("suffix", ["2.733a569", "3.9e1f2aa"])
+def test_an_umbrella_s_auto_version_release_gives_every_child_app_the_suffix(
+    ledger: Ledger, suffix: str
 ) -> None:
-    """The suffix reaches the umbrella's release, not its children's vsn: the check names both
-    versions and nothing is stored."""
-    with pytest.raises(BuildFailed) as refused:
-        ledger.build("1.1.0", **{VERSION_SUFFIX: "2.733a569"})
-    assert str(refused.value) == (
-        "the ledger 1.1.0+2.733a569 release holds lib/ledger-1.1.0/ebin/ledger.app of version "
-        "1.1.0: not stored"
-    )
-    assert not ledger.stored("1.1.0+2.733a569").parent.exists()
+    """Both apps of the umbrella are at 1.1.0+SUFFIX in the tarball and in the booted node, the
+    deps at their own versions; built twice in one _build, the second suffix replaces the first."""
+    version = f"1.1.0+{suffix}"
+    assert ledger.build("1.1.0", **{VERSION_SUFFIX: suffix}).version == version
+    tarball = ledger.stored(version)
+    libs = entries(tarball, "lib")
+    assert {f"ledger-{version}", f"ledger_api-{version}", "tally-0.3.0", "stamp-0.2.0"} <= set(libs)
+    assert [e for e in libs if e.startswith("ledger")] == [
+        f"ledger-{version}",
+        f"ledger_api-{version}",
+    ]
+    assert [e for e in entries(tarball, "releases") if e[0].isdigit()] == [version]
+    root = unpack(tarball, ledger.root)
+    assert loaded_version(root, "ledger_api") == version
+    assert booted_version(root) == version
 
 
 def test_an_auto_version_build_in_a_reused_build_dir_boots_the_new_suffix(
@@ -157,17 +167,10 @@ def test_a_local_build_updates_submodules_and_fetches_deps_between_their_stages(
 ) -> None:
     """The path dependency as a submodule not yet checked out: the build checks it out between
     pre/post_git_submodules, then fetches tally between pre/post_erlang_get_and_update_deps."""
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # git refuses file:// submodules by default
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "always")
+    for name, value in FILE_SUBMODULES.items():
+        monkeypatch.setenv(name, value)
     tally, directory = bare_tally(tmp_path), ledger_copy(tmp_path, CONFIG)
-    stamp = tmp_path / "stamp"
-    shutil.copytree(directory / "vendor/stamp", stamp)
-    git(directory, "rm", "-rq", "vendor/stamp")
-    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "stamp")):
-        git(stamp, *args)
-    git(directory, "submodule", "-q", "add", str(stamp), "vendor/stamp")
-    git(directory, "commit", "-qam", "stamp as a submodule")
+    stamp_as_submodule(directory, tmp_path)
     git(directory, "submodule", "-q", "deinit", "-f", "vendor/stamp")
     tasks = directory / ".deliver/tasks"
     tasks.mkdir()

@@ -33,6 +33,14 @@ def hot_project(root: Path, nodes: int, policy: str) -> Iterator[Project]:
         fleet.stop()
 
 
+def deploy_v1_and_build_package(project: Project) -> None:
+    """V1 on every node of `hot` (a full release: no VM runs yet), then the package V1 -> V2."""
+    first = project.edeliver("upgrade", "hot", "--version", V1, "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    package = project.edeliver("build", "upgrade", "--to", V2, "-e", "hot", "--json")
+    assert package.returncode == 0, package.stdout + package.stderr
+
+
 def store_release(project: Path, version: str, variant: Variant) -> None:
     """Put a build of examples/hello into the project's local store."""
     store = LocalDirectoryStore(project / ".deliver/releases")

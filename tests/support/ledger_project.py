@@ -54,6 +54,25 @@ def ledger_copy(where: Path, config: str = "") -> Path:
     return directory
 
 
+def stamp_as_submodule(directory: Path, where: Path) -> None:
+    """The ledger copy's path dependency vendor/stamp made a git submodule (its own repository
+    at where/stamp), committed; git must allow file:// submodules (`allow_file_submodules`)."""
+    stamp = where / "stamp"
+    shutil.copytree(directory / "vendor/stamp", stamp)
+    git(directory, "rm", "-rq", "vendor/stamp")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "stamp")):
+        git(stamp, *args)
+    git(directory, "submodule", "-q", "add", str(stamp), "vendor/stamp")
+    git(directory, "commit", "-qam", "stamp as a submodule")
+
+
+FILE_SUBMODULES = {  # git refuses file:// submodules by default
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "protocol.file.allow",
+    "GIT_CONFIG_VALUE_0": "always",
+}
+
+
 def ledger_env(version: str, tally_url: str) -> dict[str, str]:
     return {"LEDGER_VERSION": version, "TALLY_GIT_URL": tally_url}
 
@@ -81,6 +100,17 @@ def report(root: Path, greeting: str = "from-runtime") -> dict[str, str]:
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return dict(line.partition("=")[::2] for line in done.stdout.splitlines() if "=" in line)
+
+
+def loaded_version(root: Path, app: str) -> str:
+    """The vsn of `app` as the release loads it (`bin/ledger eval`, no node started)."""
+    env = {"PATH": "/usr/bin:/bin", "RELEASE_DISTRIBUTION": "none"}
+    asked = f"Application.load(:{app}); IO.puts(Application.spec(:{app}, :vsn))"
+    done = subprocess.run(
+        [str(root / "bin/ledger"), "eval", asked],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 def booted_version(root: Path, app: str = "ledger", deadline_seconds: float = 60) -> str:

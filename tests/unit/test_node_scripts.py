@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -148,13 +149,16 @@ def test_housekeeping_keeps_the_newest_and_the_protected(
 
 
 def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started() -> None:
-    """`{app}` is replaced; the default health check asks rpc for the started app's version."""
+    """`{app}` is replaced; the default health check asks the VM (erl_call, else rpc) for the
+    started app's version; the default stop is by signal, no command."""
     commands = ReleaseCommands()
-    assert commands.render(commands.stop, "hello") == "bin/hello stop"
+    assert commands.stop == ns.SIGNAL_STOP and commands.stops_by_signal
     health = commands.render(commands.health, "hello")
+    assert health.startswith("vm_health hello || ")  # erl_call, no VM booted; else the rpc:
+    health = commands.render(ns.RPC_HEALTH, "hello")
     assert health.startswith("bin/hello rpc '") and "started_applications(), :hello, 0)" in health
     assert "Application.started_applications()" in health
-    assert "{_, _, vsn} -> IO.puts(vsn)" in health and "{{" not in health
+    assert "vsn -> IO.puts(vsn)" in health and "{{" not in health
     assert "System.pid()" in health and "File.stat!(:code.root_dir()).inode" in health
 
 
@@ -380,3 +384,52 @@ def test_a_release_dir_something_still_writes_into_is_removed_without_failing(
     again = run(ns.switch_script(layout, ReleaseCommands(), Switch(to="2.0.0", start=False)))
     assert again.returncode == 0, again.stderr
     assert sorted(os.listdir(Path(layout.path, "releases"))) == ["2.0.0"]
+
+
+def test_with_no_stop_command_the_vm_alone_is_sent_sigterm(layout: Layout, tmp_path: Path) -> None:
+    """The default stop boots no VM: the release's VM gets SIGTERM, and no command runs."""
+    Path(layout.path, "releases", "1.0.0", "bin").mkdir(parents=True)
+    Path(layout.path, "releases", "1.0.0", "releases", "1.0.0").mkdir(parents=True)
+    vm = fake_vm(layout, "1.0.0")
+    root = str(Path(os.path.realpath(layout.path), "releases", "1.0.0"))
+    switch = Switch((Vm(vm.pid, root, "1.0.0"),), "1.0.0", False)
+    done = run(ns.switch_script(layout, ReleaseCommands(start="true"), switch, 600.0))
+    assert done.returncode == 0, done.stderr
+    assert vm.wait() == -15
+    assert "stop_command)" not in ns.switch_script(layout, ReleaseCommands(), switch)
+
+
+def test_the_health_command_runs_once_the_vm_is_registered_with_epmd(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """A VM that is up but not yet listed by epmd is waited for on the node, so the one health
+    command (an `rpc` by default) comes when the VM can answer it."""
+    release = Path(layout.path, "releases", "1.0.0")
+    epmd = release / "erts-1" / "bin" / "epmd"
+    epmd.parent.mkdir(parents=True)
+    names = tmp_path / "names"
+    names.write_text("")
+    epmd.write_text(f"#!/bin/sh\ncat '{names}'\n")
+    epmd.chmod(0o755)
+    os.symlink("releases/1.0.0", Path(layout.path, "current"))
+    beam = f"{os.path.realpath(release)}/erts-1/bin/beam.smp"
+    code = "import time; time.sleep(60)"
+    vm = subprocess.Popen([beam, "-c", code, "-sname", "hello"], executable=sys.executable)
+    wait_for_cmdline(vm.pid, beam)
+    registers = subprocess.Popen(["sh", "-c", f"sleep 0.3; echo 'name hello at port 1' >'{names}'"])
+    try:
+        commands = ReleaseCommands(health=f"grep -q hello '{names}'")
+        health = ns.parse_health(run(ns.health_script(layout, commands, 30)).stdout)
+    finally:
+        vm.kill()
+        vm.wait()
+        registers.wait()
+    assert health.code == 0, health.said
+
+
+def wait_for_cmdline(pid: int, first: str) -> None:
+    """Until the process started beside the test shows its command line (polled, deadline)."""
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(first.encode()):
+        assert time.monotonic() < deadline, "the process never showed its command line"
+        time.sleep(0.01)

@@ -16,7 +16,7 @@ defmodule Ledger.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger], mod: {Ledger.Application, []}]
+    [extra_applications: [:logger, :crypto], mod: {Ledger.Application, []}]
   end
 
   # No Hex here: a git dependency (TALLY_GIT_URL, a bare repository the tests create from

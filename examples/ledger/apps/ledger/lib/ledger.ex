@@ -11,4 +11,16 @@ defmodule Ledger do
       greeting: Application.get_env(:ledger, :greeting)
     }
   end
+
+  @doc "What the running node says of its settings: secrets only as their sha256 digests."
+  def settings do
+    %{
+      node: node(),
+      greeting: Application.get_env(:ledger, :greeting),
+      secret_sha256: digest(Application.get_env(:ledger, :secret, "")),
+      api_key_sha256: digest(Application.get_env(:ledger, :api_key, ""))
+    }
+  end
+
+  defp digest(value), do: :crypto.hash(:sha256, value) |> Base.encode16(case: :lower)
 end

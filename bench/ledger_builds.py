@@ -1,16 +1,20 @@
 """Build times of examples/ledger (an umbrella with a git and a path dependency) with a cold and
-a warm deps cache, locally and on a remote build host (a local sshd node).
+a warm deps cache, for each build strategy: local, a remote build host (a local sshd node) and a
+podman container (the image of tests/support/build_image.py).
 
-cold: no deps/ and no _build/ (locally: the project's own; remote: the host's per-app cache);
-warm: the previous build's, at another version (LEDGER_VERSION), so each warm build also pays
-for the stale-.app removal; warm-same: at the same version (local only), for comparison.
+cold: no deps/ and no _build/ (locally: the project's own; remote: the host's per-app cache;
+container: the project's .deliver/cache/container-build); warm: the previous build's, at another
+version (LEDGER_VERSION), so each warm build also pays for the stale-.app removal; warm-same:
+at the same version (local only), for comparison. The load average is printed before each
+strategy: the builds share the machine's cores with whatever else runs.
 
-    .venv/bin/python bench/build_deps_cache.py [--runs 3]
+    .venv/bin/python bench/ledger_builds.py [--runs 3] [--strategies local,remote,container]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -22,15 +26,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edeliver.adapters.build_scripts import MixTarget
+from edeliver.adapters.container_build import DEPS_CACHE, ContainerBuilder
 from edeliver.adapters.local_fleet import LocalFleet
 from edeliver.adapters.mix_build import MixLocalBuilder
 from edeliver.adapters.remote_build import CACHE_DIR, SshBuildHost
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.core.config import NodeConfig
+from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.ledger_project import bare_tally, ledger_copy, ledger_env
 
 TARGET = MixTarget("prod", "ledger")
 BUILD_PATH = "/srv/builds"
+IN_CONTAINER = "/deps/tally.git"
 
 
 def timed(build: Callable[[], object]) -> float:
@@ -81,22 +88,54 @@ def remote(root: Path, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def show(where: str, times: dict[str, list[float]]) -> None:
+def container(root: Path, tally: Path, runs: int) -> dict[str, list[float]]:
+    ensure_image()
+    project = ledger_copy(root / "container")
+    times: dict[str, list[float]] = {"cold": [], "warm": []}
+    options = [*RUN_OPTIONS, "-v", f"{tally}:{IN_CONTAINER}:ro"]
+
+    def build(version: str) -> float:
+        env = ledger_env(version, IN_CONTAINER)
+        return timed(
+            ContainerBuilder(
+                project, "ledger", IMAGE, cli="podman", global_options=PODMAN_GLOBAL,
+                run_options=options, env=env, target=TARGET,
+            ).build
+        )  # fmt: skip
+
+    for run in range(runs):
+        shutil.rmtree(project / DEPS_CACHE, ignore_errors=True)
+        times["cold"].append(build(f"1.{run}.0"))
+        times["warm"].append(build(f"1.{run}.1"))
+    return times
+
+
+def show(where: str, times: dict[str, list[float]], load: float) -> None:
     for kind, seconds in times.items():
         each = ", ".join(f"{s:.1f}" for s in seconds)
-        print(f"| {where} | {kind} | {statistics.median(seconds):.1f} s | {each} |")
+        print(f"| {where} | {kind} | {statistics.median(seconds):.1f} s | {each} | {load:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    runs = parser.parse_args().runs
+    parser.add_argument("--strategies", default="local,remote,container")
+    options = parser.parse_args()
+    runs, chosen = options.runs, options.strategies.split(",")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         tally = bare_tally(root)
-        print("| where | deps cache | median | each run |\n| --- | --- | --- | --- |")
-        show("local", local(root, tally, runs))
-        show("remote build host", remote(root / "r", runs))
+        strategies = {
+            "local": lambda: local(root, tally, runs),
+            "remote build host": lambda: remote(root / "r", runs),
+            "container (podman)": lambda: container(root, tally, runs),
+        }
+        print("| strategy | deps cache | median | each run | load before |")
+        print("| --- | --- | --- | --- | --- |")
+        for where, measure in strategies.items():
+            if where.split()[0] in chosen:
+                load = os.getloadavg()[0]
+                show(where, measure(), load)
 
 
 if __name__ == "__main__":
