@@ -125,15 +125,55 @@ def test_the_schema_accepts_valid_configs() -> None:
         ('strategy = "one_for_al"', "one_for_al"),
         ("max_parallel = 0", "0"),
         ("step_timeout = 0", "0"),
+        ('cookie = "plain"', "plain"),
+        ('migrate = "migrate"', "migrate"),
+        ('env = { "BAD-NAME" = "x" }', "BAD-NAME"),
+        ('env = { X = { from_env = "A", from_file = "b" } }', "from_env"),
     ],
 )
 def test_the_schema_rejects_what_the_parser_rejects(mistake: str, where: str) -> None:
-    """An unknown key, an unknown choice, a bound crossed: editors flag what edeliver refuses."""
+    """An unknown key, an unknown choice, a bound crossed, a runtime setting of the wrong shape:
+    editors flag what edeliver refuses."""
     text = VALID.replace("[environments.staging]", f"[environments.staging]\n{mistake}")
     with pytest.raises(jsonschema.ValidationError) as raised:
         jsonschema.validate(tomllib.loads(text), json_schema())
     assert where in raised.value.message
     assert _problems(text)
+
+
+NODE_SETTINGS = "env = { POOL_SIZE = 10 }"
+ENVIRONMENT_SETTINGS = """migrate = "Hello.Release.migrate"
+cookie = { from_env = "HELLO_COOKIE" }
+env = { PHX_SERVER = true, SECRET_KEY_BASE = { from_env = "SKB" }, DB_URL = { from_file = "db" } }
+"""
+
+
+def _with_runtime_settings(text: str) -> str:
+    """VALID with env tables, a cookie, migrate and redact."""
+    text = text.replace('path = "/opt/hello"', f'path = "/opt/hello"\n{NODE_SETTINGS}', 1)
+    text = text.replace("[environments.staging]", f"[environments.staging]\n{ENVIRONMENT_SETTINGS}")
+    return 'redact = ["PARTNER_API_URL"]\n' + text
+
+
+def test_the_schema_accepts_the_runtime_settings() -> None:
+    """env tables (plain values, from_env, from_file), the cookie, migrate and redact are
+    declared keys: the parser and the schema both take them."""
+    text = _with_runtime_settings(VALID)
+    config = parse_config(text, FILE)
+    assert (config.redact, config.environment("staging").migrate) == (
+        ("PARTNER_API_URL",), "Hello.Release.migrate",
+    )  # fmt: skip
+    jsonschema.validate(tomllib.loads(text), json_schema())
+
+
+def test_a_bad_env_table_is_one_problem_among_the_others() -> None:
+    """An env setting's problem is recorded like any key's: the environment's other mistakes
+    are found in the same reading."""
+    text = THREE_MISTAKES.replace("max_paralel = 2", 'max_paralel = 2\nenv = { DB_PASSWORD = "x" }')
+    problems = _problems(text)
+    assert len(problems) == 4
+    assert any("environments.prod.env.DB_PASSWORD: DB_PASSWORD looks like a secret" in p
+               for p in problems)  # fmt: skip
 
 
 def test_config_schema_prints_the_shipped_schema() -> None:
