@@ -14,7 +14,7 @@ from edeliver.core.legacy import KNOWN, Alias, Migration, migrate
 from edeliver.core.tasks import LEGACY_STAGES, TaskSpec
 
 if TYPE_CHECKING:
-    from edeliver.core.task_runs import LoadedTask
+    from edeliver.core.loaded_task import LoadedTask
 
 LEGACY_CONFIG = Path(".deliver/config")
 # Source the config in a clean bash, then print the known variables, every `<ENV>_HOSTS`,
@@ -131,7 +131,7 @@ def legacy_hook_tasks(project: Path) -> list[LoadedTask]:
     """Each hook function of a legacy `.deliver/config` as a local shell task at its stage; its
     exit status counts only through `error`, `exit` or a failing `__remote`, as in edeliver 1.x."""
     # Imported here: reading a config (every command) must not load the event-sourced core.
-    from edeliver.core.task_runs import LoadedTask
+    from edeliver.core.loaded_task import LoadedTask
 
     if not (project / LEGACY_CONFIG).is_file():
         return []

@@ -31,7 +31,7 @@ from edeliver.adapters.mix_build import (
 )
 from edeliver.adapters.node_scripts import REMOTE_SH, task_script
 from edeliver.adapters.ssh import AsyncsshNodeShells, command_result
-from edeliver.adapters.ssh_output import run_bounded
+from edeliver.adapters.ssh_output import log_script, run_bounded
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.model import Artifact
@@ -82,6 +82,7 @@ class _BuildDirectory:
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
         task = task_script(self.path, env, script)
+        log_script("build host", task)
         return command_result(await run_bounded(self.conn, REMOTE_SH, task))
 
 
@@ -205,6 +206,7 @@ class SshBuildHost:
     async def _run(
         self, conn: asyncssh.SSHClientConnection, script: str
     ) -> asyncssh.SSHCompletedProcess:
+        log_script("build host", script)
         try:
             return await run_bounded(conn, REMOTE_SH, script, timeout=_BUILD_SECONDS)
         except TimeoutError:

@@ -45,7 +45,7 @@ from edeliver.adapters.ssh_host_keys import (
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
-from edeliver.adapters.ssh_output import run_bounded, run_streaming
+from edeliver.adapters.ssh_output import log_script, run_bounded, run_streaming
 from edeliver.adapters.stream_install import stream_script, streaming_remote_sh
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
@@ -609,6 +609,7 @@ class AsyncsshNodeShell:
         stale step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
+        log_script(self.name, script)
 
         def plain(name: str, conn: asyncssh.SSHClientConnection) -> Awaitable[Completed]:
             return run_bounded(conn, ns.named_remote_sh(name), script)

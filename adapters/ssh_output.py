@@ -8,6 +8,7 @@ stream is drained into a `bounded_output.Tail`, the reader local commands use to
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from edeliver.adapters.bounded_output import LIMIT, Tail, drain
 
 _SEND_BLOCK = 256 * 1024
 Process = asyncssh.SSHClientProcess[bytes]
+# Every script sent to a host, at DEBUG: `edeliver -vv` prints them, masked (cli/output.py).
+SCRIPTS = logging.getLogger("edeliver.scripts")
+
+
+def log_script(host: str, script: str) -> None:
+    """Say which script goes to `host`; nothing is formatted unless someone listens."""
+    if SCRIPTS.isEnabledFor(logging.DEBUG):
+        SCRIPTS.debug("%s", script, extra={"node": host})
 
 
 async def run_bounded(

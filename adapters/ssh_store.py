@@ -39,7 +39,7 @@ from edeliver.adapters.local_store import (
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_host_keys import known_hosts_line
-from edeliver.adapters.ssh_output import run_bounded
+from edeliver.adapters.ssh_output import log_script, run_bounded
 from edeliver.adapters.transfer import VerifiedCache
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
@@ -213,6 +213,7 @@ class SshReleaseStore:
             conn.close()
 
     async def _run(self, conn: asyncssh.SSHClientConnection, script: str, doing: str) -> str:
+        log_script("store", script)
         try:
             result = await run_bounded(conn, REMOTE_SH, script, timeout=_COMMAND_SECONDS)
         except TimeoutError:

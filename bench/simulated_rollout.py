@@ -33,9 +33,9 @@ from edeliver.adapters.fakes import (
     InMemoryReleaseStore,
 )
 from edeliver.core.config import parse_config
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.rollout import Services, deploy
 from edeliver.core.service import Deployments, replay
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import TaskSpec
 from tests.support.simulation import artifact, config_text
 

@@ -7,7 +7,6 @@ uses of the adapters (and of the core's event-sourced parts) it imports when it 
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -15,7 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,17 +23,20 @@ from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
+from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
+from edeliver.cli.output import QUIET, Output
 from edeliver.core.config import Config
-from edeliver.core.errors import EdeliverError, UsageError
+from edeliver.core.errors import UsageError
+from edeliver.core.redaction import Redactor
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import OpenNodeControl
     from edeliver.core.orchestrator import Listener
-    from edeliver.core.ports import NodeShells
+    from edeliver.core.ports import NodeShells, ReleaseStore
     from edeliver.core.rollout import Services
     from edeliver.core.service import Deployments
 
-P = ParamSpec("P")
+__all__ = ["INTERRUPTED_EXIT_CODE", "Runtime", "app", "exits_on_errors", "run", "runtime_of"]
 _PIPE_WIDTH = 250
 R = TypeVar("R")
 
@@ -70,6 +72,24 @@ def node_controls(project: Path, config: Config) -> OpenNodeControl:
     return node_controls(project, config)
 
 
+def read_only_services(project: Path, config: Config) -> Services:
+    from edeliver.cli.composition import read_only_services
+
+    return read_only_services(project, config)
+
+
+def release_store(project: Path, config: Config) -> ReleaseStore:
+    from edeliver.cli.composition import release_store
+
+    return release_store(project, config)
+
+
+def deployer_secrets() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
+
+    return deployer_secrets()
+
+
 @dataclass
 class Runtime:
     """What commands run against; tests replace the factories with fakes."""
@@ -80,6 +100,9 @@ class Runtime:
     load_config: Callable[[Path], Config] = load_config
     console: Console | None = None
     nothing_recorded: Callable[[Path], bool] = nothing_recorded
+    output: Output = field(default_factory=Output)  # -v / -q, set once by the root callback
+    # None: the real read-only services, or with fake `services` (tests), those.
+    readers: Callable[[Path, Config], Services] | None = None
     controls: Callable[[Path, Config], OpenNodeControl] = node_controls
 
     def recorded_deployments(self) -> Deployments | None:
@@ -91,11 +114,26 @@ class Runtime:
             return None
         return self.deployments(self.project)
 
+    def reading_services(self, config: Config) -> Services:
+        """Services for a command that records nothing: no event store opened or created."""
+        if self.readers is not None:
+            return self.readers(self.project, config)
+        if self.services is real_services:
+            return read_only_services(self.project, config)
+        services = self.services(self.project, config, None)  # a test's fakes
+        services.deployments.close()
+        return services
+
+    def release_store(self, config: Config) -> ReleaseStore:
+        """The store alone, for a command that only looks into it (plan): with the real
+        services, no node connection nor event store is set up (nor imported) for it."""
+        if self.services is real_services and self.readers is None:
+            return release_store(self.project, config)
+        return self.reading_services(config).store
+
     def node_shells(self, config: Config, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
-        services = self.services(self.project, config, None)
-        services.deployments.close()
-        return services.shells_for(mode)
+        return self.reading_services(config).shells_for(mode)
 
     def out(self) -> Console:
         # Created per command, never at import time, so test runners capture it.
@@ -117,7 +155,7 @@ def output_width() -> int | None:
 SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
 AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
-    *("init", "nodes", "migrate-config", "tasks"),
+    *("init", "config", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
     *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
@@ -125,12 +163,13 @@ _WORKFLOW = (
     "demo",
 )
 _PROJECT_OPTIONS = ("-C", "--project")
-INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+_VERBOSITY_FLAGS = ("--verbose", "--quiet", "-q")  # and -v, -vv, -vvv
 
 
 def project_option_first(args: Sequence[str]) -> list[str]:
-    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) moved to the front, so that it
-    may stand anywhere on the line, as `git -C` and `make -C` users expect; `--` ends options."""
+    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) and `-v` / `-q` moved to the
+    front, so that they may stand anywhere on the line, as `git -C` and `make -C` users expect;
+    `--` ends options."""
     moved: list[str] = []
     rest: list[str] = []
     index = 0
@@ -143,7 +182,7 @@ def project_option_first(args: Sequence[str]) -> list[str]:
             moved += [arg, args[index + 1]]
             index += 2
             continue
-        if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        if _global_alone(arg):
             moved.append(arg)
         else:
             rest.append(arg)
@@ -151,12 +190,20 @@ def project_option_first(args: Sequence[str]) -> list[str]:
     return moved + rest
 
 
+def _global_alone(arg: str) -> bool:
+    """A global option that carries its value (`--project=DIR`, `-CDIR`) or needs none."""
+    if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        return True
+    return arg in _VERBOSITY_FLAGS or (arg[:2] == "-v" and set(arg[1:]) == {"v"})
+
+
 def _named_not_typed(command: ClickCommand) -> None:
     """Typer labels each parameter with its Python type (`<bool>`, `<list[str]>`): noise to the
     reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
     for param in command.get_params(ClickContext(command)):
         named = param.metavar or (param.name or "value").upper()
-        param.metavar = "" if getattr(param, "is_flag", False) else named
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        param.metavar = "" if flag else named
         # An argument's name is its label already; an option's value is named once.
         label = "" if param.param_type_name == "argument" else param.metavar
         setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
@@ -189,6 +236,7 @@ class _Root(TyperGroup):
     ) -> Any:
         """Usage errors (a bad flag, a missing argument) in one line with the exit code 2, as
         every other error, instead of typer's framed panel."""
+        _named_not_typed(self)  # again: typer adds the completion options after __init__
         given = (args, prog_name, complete_var)
         if not standalone_mode:
             return super().main(*given, False, windows_expand_args, **extra)
@@ -197,7 +245,8 @@ class _Root(TyperGroup):
         except NoArgsIsHelpError as error:  # the help is printed already
             sys.exit(error.exit_code)
         except ClickException as error:
-            typer.echo(f"edeliver: {_one_line(error)}", err=True)
+            asked_json = "--json" in (sys.argv[1:] if args is None else args)
+            say_error(_one_line(error), "usage", error.exit_code, asked_json)
             sys.exit(error.exit_code)
         except typer.Abort:  # end of input at a prompt
             typer.echo("edeliver: aborted", err=True)
@@ -226,10 +275,13 @@ app = typer.Typer(
     cls=_Root,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     pretty_exceptions_enable=False,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+VersionOption = Annotated[
+    str | None, typer.Option(metavar="VERSION", help="Default: the newest in the store.")
+]
 ForceOption = Annotated[
     bool,
     typer.Option(
@@ -262,32 +314,32 @@ def _root(
             help="Print Edeliver's version and exit.",
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Anywhere on the line. -v: each node's steps with timings as they happen; "
+            "-vv: also the scripts sent to the nodes, secrets masked.",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only errors and the final line."),
+    ] = False,
 ) -> None:
+    if verbose and quiet:
+        raise typer.BadParameter("give -v or -q, not both", param_hint="-q")
     if not isinstance(ctx.obj, Runtime):
         ctx.obj = Runtime(project=project.resolve())
-
-
-def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except EdeliverError as error:
-            typer.echo(f"edeliver: {error}", err=True)
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Outside a rollout (a rollout records its interruption and exits 4 with a resume
-            # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
-            typer.echo(
-                "edeliver: interrupted; `edeliver history` shows whether a deployment is "
-                "unfinished",
-                err=True,
-            )
-            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
-
-    return wrapper
+    # Only -v and -vv print what may hold a secret; the rest need not load the composition.
+    output = Output(
+        QUIET if quiet else verbose, redact=deployer_secrets() if verbose else Redactor()
+    )
+    ctx.obj.output = output
+    ctx.with_resource(output.showing_scripts())
 
 
 def runtime_of(ctx: typer.Context) -> Runtime:

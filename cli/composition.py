@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from edeliver.adapters.remote_build import DirectStore
     from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
     from edeliver.adapters.transfer import Delivery, FetchingStore
+    from edeliver.core.loaded_task import LoadedTask
     from edeliver.core.orchestrator import Listener
     from edeliver.core.rollout import Services
-    from edeliver.core.task_runs import LoadedTask
+    from edeliver.core.service import Deployments
 
 # Verified local copies of remote stores' releases, for pushes: one download, many uploads.
 STORE_CACHE = Path(".deliver/cache/store")
@@ -62,9 +63,6 @@ class Store(ReleaseArchive, Protocol):
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
     from edeliver.adapters.extras import extra_needed
-    from edeliver.adapters.local_store import LocalDirectoryStore
-    from edeliver.adapters.ssh import AsyncsshNodeShells
-    from edeliver.adapters.ssh_store import SshReleaseStore
 
     settings = config.store
     cache = project / STORE_CACHE
@@ -79,6 +77,9 @@ def release_store(project: Path, config: Config) -> Store:
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
     if settings.kind == "ssh":
+        from edeliver.adapters.ssh import AsyncsshNodeShells
+        from edeliver.adapters.ssh_store import SshReleaseStore
+
         user, host, path = ssh_store_address(settings.url)
         address = NodeConfig("store", host, path, settings.port, user, (), settings.identity_file)
         shells = AsyncsshNodeShells(
@@ -86,6 +87,8 @@ def release_store(project: Path, config: Config) -> Store:
         )
         identity = config.transfer.node_identity_file
         return SshReleaseStore(address, cache, shells, node_identity_file=identity)
+    from edeliver.adapters.local_store import LocalDirectoryStore
+
     root = Path(settings.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 
@@ -302,14 +305,30 @@ def wall_clock() -> Clock:
 
 def real_services(project: Path, config: Config, listener: Listener | None = None) -> Services:
     """Services on SSH, the configured store, the configured event store and the wall clock."""
-    from edeliver.adapters.event_store import open_deployments, store_patience
+    from edeliver.adapters.event_store import open_deployments
+
+    return _services(project, config, listener, open_deployments(project))
+
+
+def read_only_services(project: Path, config: Config) -> Services:
+    """Services for a command that records nothing (status, plan, releases): the event store
+    is not opened, so no database is created or written."""
+    from edeliver.core.service import Deployments
+
+    return _services(project, config, None, Deployments())
+
+
+def _services(
+    project: Path, config: Config, listener: Listener | None, deployments: Deployments
+) -> Services:
+    from edeliver.adapters.event_store import store_patience
     from edeliver.core.rollout import Services
 
     patience = store_patience(os.environ)
     store = release_store(project, config)
     shells = node_shells(project, config, delivery(config, store))
     return Services(
-        deployments=open_deployments(project),
+        deployments=deployments,
         shells=shells,
         store=store,
         clock=SystemClock(),

@@ -90,7 +90,9 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     with (project / ".deliver/edeliver.toml").open("a") as toml:
         # hello writes a status file once its tree is up: a health check that boots no VM.
         toml.write(f"\n[commands]\nhealth = {json.dumps(STATUS_FILE_HEALTH)}\n")
-    runtime = Runtime(project=project, services=parent.services, console=parent.console)
+    runtime = Runtime(
+        project=project, services=parent.services, console=parent.console, output=parent.output
+    )
     config = load_config(project)
     _say(f"building hello {GOOD}, and {BROKEN} which fails to boot")
     build_example(project, config, GOOD)

@@ -15,10 +15,12 @@ import typer
 
 from edeliver.cli import (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
     operation_commands,
+    plan_command,
     release_commands,
     rollout_commands,
     store_commands,
@@ -26,15 +28,18 @@ from edeliver.cli import (
     upgrade_commands,
 )
 from edeliver.cli.app import Runtime, app
+from edeliver.cli.failures import say_error
 from edeliver.core.errors import UsageError
 
 __all__ = ["Runtime", "Spelling", "app", "from_1x", "main"]
 _COMMANDS = (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
     operation_commands,
+    plan_command,
     release_commands,
     rollout_commands,
     store_commands,
@@ -124,7 +129,7 @@ def _with_environment(rest: list[str]) -> list[str]:
 def main() -> None:
     spelling = from_1x(sys.argv[1:])
     if spelling.refusal:
-        typer.echo(f"edeliver: {spelling.refusal}", err=True)
+        say_error(spelling.refusal, "usage", UsageError.exit_code, "--json" in spelling.argv)
         sys.exit(UsageError.exit_code)
     if spelling.hint:
         typer.echo(f"edeliver: {spelling.hint}", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +19,7 @@ from edeliver.cli.app import (
     runtime_of,
 )
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
+from edeliver.cli.output import print_json
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, HostKeyChanged, HostKeyError
 
@@ -56,7 +56,8 @@ def status(
     rows = run(probe_all(shells, nodes, node_addresses(runtime.project, config, nodes)))
     mix = mixed(rows)
     if as_json:
-        typer.echo(json.dumps([{**row, "mixed": bool(mix)} for row in rows]))
+        # One flag for the set: whether the nodes run different versions.
+        print_json(environment=environment, nodes=rows, mixed=bool(mix))
     else:
         for row in rows:
             typer.echo(status_line(row))

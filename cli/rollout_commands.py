@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -18,12 +18,14 @@ from edeliver.cli.app import (
     ForceOption,
     JsonOption,
     Runtime,
+    VersionOption,
     app,
     exits_on_errors,
     run,
     runtime_of,
 )
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
+from edeliver.cli.output import Output, print_json
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
@@ -33,59 +35,8 @@ from edeliver.core.ports import CommandHost
 if TYPE_CHECKING:
     from edeliver.adapters.remote_build import DirectStore
     from edeliver.core.deployment import Deployment
+    from edeliver.core.loaded_task import LoadedTask
     from edeliver.core.rollout import Services
-    from edeliver.core.task_runs import LoadedTask
-
-STEPS = {
-    "release": [
-        "upload + verify sha256",
-        "unpack beside",
-        "switch current + restart",
-        "health check",
-    ],
-    "upgrade": [
-        "upload + verify sha256",
-        "unpack_release",
-        "install_release",
-        "health check + make_permanent",
-    ],
-}
-
-
-@app.command(rich_help_panel=DEPLOY)
-@exits_on_errors
-def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing.
-
-    Example: edeliver plan production
-    """
-    from edeliver.cli.composition import node_addresses
-    from edeliver.core.strategy import batches
-
-    runtime = runtime_of(ctx)
-    config = runtime.load_config(runtime.project)
-    env = config.environment(environment)
-    steps = STEPS[env.mode]
-    addresses = node_addresses(runtime.project, config, config.nodes_of(environment))
-    if as_json:
-        cut = [list(b) for b in batches(env.nodes, env.policy.max_parallel)]
-        typer.echo(
-            json.dumps(
-                {
-                    "environment": env.name,
-                    "mode": env.mode,
-                    "strategy": env.policy.strategy,
-                    "fallback": env.policy.fallback,
-                    "max_failures": env.policy.max_failures,
-                    "nodes": {n: addresses[n] + ":" + config.nodes[n].path for n in env.nodes},
-                    "batches": cut,
-                    "steps": steps,
-                }
-            )
-        )
-        return
-    for line in render.plan_lines(config, env, steps, addresses):
-        typer.echo(line)
 
 
 @app.command(name="deploy", rich_help_panel=DEPLOY)
@@ -93,7 +44,7 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
 def deploy_command(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
@@ -137,7 +88,7 @@ def deploy_with_tasks(
     from edeliver.core.rollout import deploy
 
     tasks = project_tasks(runtime.project)
-    chosen = selection_of(*tags, [t.spec for t in tasks])
+    chosen = selection_of(*tags, [t.spec for t in tasks], runtime.output)
     _rollout(
         runtime, config, as_json,
         lambda s: deploy(s, config, environment, version, chosen, nodes), tasks,
@@ -189,22 +140,22 @@ def rollout_and_report(
 ) -> Deployment:
     from edeliver.cli.composition import project_tasks, with_tasks
 
-    console = runtime.out()
+    console, output = runtime.out(), runtime.output
     tasks = project_tasks(runtime.project) if tasks is None else tasks
-    progress = None if as_json else render.Progress(console)
+    progress = render.Progress(console, output, as_json)
     services = runtime.services(runtime.project, config, progress)
     services = with_tasks(services, runtime.project, config, tasks)
+    services.warn = lambda line: output.note(f"edeliver: {line}")
     try:
         deployment = run(use_case(services))
     finally:
-        if progress:
-            progress.stop()
+        progress.stop()
         services.deployments.close()
     routes = routes_of(deployment)
     if as_json:
-        typer.echo(
-            json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
-        )
+        print_json(**render.summary(deployment), **({"routes": routes} if routes else {}))
+    elif output.quiet:
+        console.print(render.final_line(deployment), markup=False, highlight=False)
     else:
         render.print_summary(console, deployment)
         for node, route in routes.items():  # hot upgrade, or a full release and why
@@ -233,19 +184,15 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    stored = build_into_store(runtime.project, config)
+    stored = build_into_store(runtime.project, config, output=runtime.output)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "app": stored.app,
-                    "version": stored.version,
-                    "sha256": stored.sha256,
-                    "size": stored.size,
-                    "location": stored.location,
-                    "platform": str(stored.platform),
-                }
-            )
+        print_json(
+            app=stored.app,
+            version=stored.version,
+            sha256=stored.sha256,
+            size=stored.size,
+            location=stored.location,
+            platform=str(stored.platform),
         )
     else:
         typer.echo(
@@ -254,7 +201,12 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
 
 
-def build_into_store(project: Path, config: Config, env: dict[str, str] | None = None) -> Artifact:
+def build_into_store(
+    project: Path, config: Config, env: dict[str, str] | None = None, output: Output | None = None
+) -> Artifact:
+    """Build with the configured strategy and store the release; its tasks' lines and
+    warnings said through `output` (-q keeps them back)."""
+    output = output or Output()
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
     from edeliver.adapters.local_commands import LocalCommandHost
@@ -281,10 +233,11 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
         # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
         build_env = {"MIX_ENV": config.build.mix_env, **(env or {}), **legacy}
         hide = deployer_secrets(config)
-        await run_build_stage(tasks, stage, app, host, here, build_env, _say, hide)
+        await run_build_stage(tasks, stage, app, host, here, build_env, output.note, hide)
 
     store = release_store(project, config)
-    built = builder(project, config, app, env, warn=_warn, store=store, at_stage=at_stage).build()
+    warn = functools.partial(_warn, output)
+    built = builder(project, config, app, env, warn=warn, store=store, at_stage=at_stage).build()
     now = SystemClock().now().isoformat(timespec="seconds")
     artifact, extra = replace(built.artifact, built_at=now), {"built_by": who()}
     if built.tarball is None:  # a build host put it into the store itself
@@ -292,12 +245,8 @@ def build_into_store(project: Path, config: Config, env: dict[str, str] | None =
     return store.put(built.tarball, artifact, extra)
 
 
-def _say(text: str) -> None:
-    typer.echo(text, err=True)
-
-
-def _warn(text: str) -> None:
-    typer.echo(f"edeliver: warning: {text}", err=True)
+def _warn(output: Output, text: str) -> None:
+    output.note(f"edeliver: warning: {text}")
 
 
 @app.command(rich_help_panel=DEPLOY)

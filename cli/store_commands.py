@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from edeliver.cli.app import BUILD, JsonOption, Runtime, exits_on_errors, run, runtime_of
+from edeliver.cli.app import BUILD, JsonOption, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
+from edeliver.cli.output import print_json
 from edeliver.core.config import Config
 from edeliver.core.errors import UsageError
 from edeliver.core.model import Artifact
@@ -34,11 +34,11 @@ def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
+    services = runtime.reading_services(config)
     app = _app(config)
     stored = run(_artifacts(services, app))
     if as_json:
-        typer.echo(json.dumps([_row(a) for a in stored]))
+        print_json(app=app, store=config.store.url, releases=[_row(a) for a in stored])
     elif not stored:
         typer.echo(f"no release of {app} in the store {config.store.url}")
     for artifact in stored if not as_json else ():
@@ -61,21 +61,15 @@ def prune_command(
 
     runtime = runtime_of(ctx)
     config = runtime.load_config(runtime.project)
-    services = _services(runtime, config)
+    services = runtime.reading_services(config)
     archive = cast(ReleaseArchive, services.store)
     nodes = tuple(config.nodes.values())
     shells = probing_shells(runtime, config)
     plan = run(prune(archive, shells, nodes, _app(config), keep, dry_run=dry_run))
     if as_json:
-        typer.echo(json.dumps({"removed": list(plan.removed), "kept": dict(plan.kept)}))
+        print_json(removed=list(plan.removed), kept=dict(plan.kept), dry_run=dry_run)
     else:
         _print_plan(plan, dry_run)
-
-
-def _services(runtime: Runtime, config: Config) -> Services:
-    services = runtime.services(runtime.project, config, None)
-    services.deployments.close()
-    return services
 
 
 def _app(config: Config) -> str:

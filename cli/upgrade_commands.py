@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,8 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edeliver.adapters.clock import SystemClock
-from edeliver.cli.app import DEPLOY, JsonOption, Runtime, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    DEPLOY,
+    JsonOption,
+    Runtime,
+    VersionOption,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
 from edeliver.cli.node_commands import probe_all
+from edeliver.cli.output import print_json
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.config import Config
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
 def upgrade(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
@@ -99,7 +108,7 @@ def build_upgrade_command(
     new = (
         run(store.artifact(app_name, to_version))
         if to_version
-        else build_into_store(runtime.project, config)
+        else build_into_store(runtime.project, config, output=runtime.output)
     )
     if new.version == old.version:
         raise UsageError(f"{app_name} {new.version} runs already; bump the version to upgrade")
@@ -191,7 +200,7 @@ def _report(built: UpgradeBuilt, stored: Artifact, as_json: bool) -> None:
             "location": stored.location,
             "notes": list(built.notes),
         }
-        typer.echo(json.dumps(fields))
+        print_json(**fields)
         return
     for note in built.notes:
         typer.echo(f"  {note}")

@@ -24,10 +24,11 @@ from edeliver.core.deployment import Deployment
 from edeliver.core.errors import EdeliverError, EventStoreError, NodeUnreachable
 from edeliver.core.journal import Journal, Listener, SaveEvents
 from edeliver.core.lifecycle import IN_FLIGHT, PENDING, ROLLING_BACK, STEP_OF_STATE, UPDATED
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
-from edeliver.core.task_runs import LoadedTask, TaskRunner
+from edeliver.core.task_runs import TaskRunner
 
 T = TypeVar("T")
 _MOST_BACKOFF = 4.0  # seconds between two tries to reach a node that a rollback waits for

@@ -28,6 +28,7 @@ from edeliver.core.errors import (
 from edeliver.core.journal import Patience, Warn, patiently
 from edeliver.core.lifecycle import IN_FLIGHT, ROLLING_BACK
 from edeliver.core.liveness import hold_every_node, refuse_while_its_deployer_holds_nodes
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, NodeFacts
 from edeliver.core.orchestrator import Journal, Listener, Orchestrator, SaveEvents
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
@@ -35,9 +36,9 @@ from edeliver.core.redaction import Redactor
 from edeliver.core.runtime_env import runtimes
 from edeliver.core.service import Deployments
 from edeliver.core.strategy import batches
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 from edeliver.core.uniform import check_rollout
+from edeliver.core.versions import artifact_to_deploy
 
 T = TypeVar("T")
 
@@ -89,7 +90,7 @@ async def deploy(
     env = config.environment(environment)
     runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = _app_of(config)
-    artifact = await _artifact(services.store, app, version)
+    artifact = await artifact_to_deploy(services.store, app, version)
     subset = nodes is not None and bool(set(env.nodes) - set(nodes))
     if subset:
         env = replace(env, nodes=tuple(n for n in env.nodes if n in (nodes or ())))
@@ -168,15 +169,6 @@ def _app_of(config: Config) -> str:
     if not config.app:
         raise UsageError(f"{config.file}: app: not set and no mix.exs project name found")
     return config.app
-
-
-async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:
-    if version is None:
-        versions = await store.versions(app)
-        if not versions:
-            raise UsageError(f"no release of {app} in the store; run `edeliver build` first")
-        version = versions[-1]
-    return await store.artifact(app, version)
 
 
 def _new_deployment(

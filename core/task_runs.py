@@ -26,8 +26,9 @@ from typing import Any
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
-from edeliver.core.elixir_tasks import ElixirModule, run_modules, vm_for
+from edeliver.core.elixir_tasks import run_modules, vm_for
 from edeliver.core.errors import EdeliverError, NodeError, NodeUnreachable, RefusedError
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
 from edeliver.core.redaction import Redactor
@@ -40,7 +41,6 @@ from edeliver.core.tasks import (
     PRE_ROLLBACK,
     STEP_STAGES,
     Selection,
-    TaskSpec,
     ordered,
     skip_reason,
 )
@@ -63,22 +63,6 @@ __all__ = [
 VM_START_SECONDS = 60.0
 # How edeliver 1.x's `status` function printed (and legacy hooks still print) a line.
 STATUS_PREFIX = "-----> "
-
-
-@dataclass(frozen=True)
-class LoadedTask:
-    """A task's settings and its body: a Python callable, a shell script or Elixir code."""
-
-    spec: TaskSpec
-    run: TaskBody | None = None
-    cleanup: TaskBody | None = None
-    script: str | None = None  # run by `sh` where the task runs
-    elixir: str | None = None  # evaluated by the release being deployed, on the node
-    module: ElixirModule | None = None  # `use Edeliver.Task`: run in a VM with its neighbours
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 @dataclass

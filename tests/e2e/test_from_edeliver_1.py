@@ -62,7 +62,7 @@ def test_a_1x_project_deploys_with_its_config_alone_and_then_after_migrating(
     assert marks(legacy) == [one_deploy("0.1.0") + one_deploy("0.2.0")] * 2
     assert marks(legacy, "legacy-rpc") == [["0.1.0", "0.2.0"], ["0.1.0", "0.2.0"]]
     history = legacy.edeliver("history", "production", "--json")
-    outcomes = [row["outcome"] for row in json.loads(history.stdout)]
+    outcomes = [row["outcome"] for row in json.loads(history.stdout)["deployments"]]
     assert history.returncode == 0 and outcomes.count("succeeded") == 2, history.stdout
 
 
@@ -80,7 +80,7 @@ def test_status_reaches_every_alias_and_shows_its_route(legacy: LegacyProject) -
     """`status` reaches both aliases through the bastion and shows each one's resolved route."""
     status = legacy.edeliver("status", "production", "--json")
     assert status.returncode == 0, status.stderr
-    rows = json.loads(status.stdout)
+    rows = json.loads(status.stdout)["nodes"]
     assert [row["reachable"] for row in rows] == [True, True]
     assert all(" via " in row["address"] for row in rows)
 

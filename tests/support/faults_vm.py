@@ -138,7 +138,7 @@ class FaultProject(Project):
         assert [json.loads(line) for line in log.stdout.splitlines()]
         history = self.edeliver("history", "--json")
         assert history.returncode == 0, history.stderr
-        row = next(r for r in json.loads(history.stdout) if r["id"] == deployment)
+        row = next(r for r in json.loads(history.stdout)["deployments"] if r["id"] == deployment)
         assert row["outcome"] and row["ended_at"], row
 
 

@@ -23,12 +23,12 @@ from edeliver.adapters.fakes import (
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.journal import Patience, SaveEvents
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import Services, deploy, resume
 from edeliver.core.service import Deployments
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 
 
