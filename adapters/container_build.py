@@ -8,13 +8,13 @@ are mounted at /build and the same script as a build host's runs there, as the c
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.bounded_output import run_local
 from edeliver.adapters.build_checks import check_contents, deps_failed
 from edeliver.adapters.git_source import archive, describe, git_source
 from edeliver.adapters.local_commands import LocalCommandHost
@@ -89,9 +89,7 @@ class ContainerBuilder:
 
     def _run(self, sources: Path, doing: str, script: str) -> str:
         """One part of the build in a fresh container on the mounted sources; its stdout."""
-        done = subprocess.run(
-            self._command(sources, script), capture_output=True, text=True, check=False
-        )
+        done = run_local(self._command(sources, script))
         if done.returncode == bs.DEPS_FAILED and (
             error := deps_failed(f"the {self.image} container", done.stderr)
         ):

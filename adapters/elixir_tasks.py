@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.core.elixir_tasks import BEFORE_UNPACK, ElixirModule
-from edeliver.core.task_runs import LoadedTask
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.tasks import INITIAL, TaskError, TaskSpec
 
 ELIXIR_DIR = Path(__file__).with_name("elixir")

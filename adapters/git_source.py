@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from edeliver.adapters.bounded_output import run_local
 from edeliver.core.errors import UsageError
 
 
@@ -115,9 +116,7 @@ def _git_output(project: Path, *args: str) -> bytes:
 
 
 def _git(project: Path, *args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(project), *args], capture_output=True, text=True, check=False
-    )
+    done = run_local(["git", "-C", str(project), *args])
     if check and done.returncode != 0:
         raise UsageError(f"git {args[0]} failed in {project}: {done.stderr.strip()}")
     return done.stdout.strip()

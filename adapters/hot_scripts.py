@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edeliver.adapters.node_lock import generation_guard
 from edeliver.adapters.node_scripts import _VMS, Layout, checked_version, private_cookies, q
 from edeliver.adapters.vm_calls import VM_CALLS, eval_words
 
@@ -199,11 +200,22 @@ def unpack_script(layout: Layout, version: str, upload: str) -> str:
     )
 
 
-def install_script(layout: Layout, version: str) -> str:
-    """install_release of `version` unless it is already current or permanent."""
-    return layout.prelude() + _rpc(_bindings(layout, version) + _INSTALL)
+def install_script(layout: Layout, version: str, generation: int | None = None) -> str:
+    """install_release of `version` unless it is already current or permanent; with a
+    `generation`, only while the node's lock is held at it (else exit 9, nothing changed)."""
+    return _guarded_rpc(layout, _bindings(layout, version) + _INSTALL, generation)
 
 
-def permanent_script(layout: Layout, version: str) -> str:
-    """Check the app runs `version`, then make_permanent (unless it is already)."""
-    return layout.prelude() + _rpc(_bindings(layout, version) + _PERMANENT)
+def permanent_script(layout: Layout, version: str, generation: int | None = None) -> str:
+    """Check the app runs `version`, then make_permanent (unless it is already); guarded by
+    the lock's `generation` like `install_script`."""
+    return _guarded_rpc(layout, _bindings(layout, version) + _PERMANENT, generation)
+
+
+def _guarded_rpc(layout: Layout, elixir: str, generation: int | None) -> str:
+    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused."""
+    return (
+        layout.prelude()
+        + generation_guard(generation)
+        + f'cd "$P/current" || exit 3\nguarded bin/"$APP" rpc {q(elixir)}\n'
+    )

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from edeliver.adapters import hot_scripts as hs
+from edeliver.adapters.node_lock import REFUSED_BY_LOCK
 from edeliver.adapters.node_scripts import Layout
 from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells, poll_pauses
 from edeliver.core.config import NodeConfig
@@ -193,8 +194,9 @@ class HotUpgradeNodeShell:
         return releases
 
     async def _install_release(self, layout: Layout, version: str) -> None:
+        generation = await self.full.lock_generation()
         said = await self.full.script_output(
-            hs.install_script(layout, version), f"install_release {version}"
+            hs.install_script(layout, version, generation), f"install_release {version}"
         )
         ok, detail = hs.installed_from(said)
         if ok:
@@ -221,12 +223,15 @@ class HotUpgradeNodeShell:
         """Poll until the app runs `version`, then make it permanent; else fail with why."""
         loop, shells = asyncio.get_running_loop(), self._shells.full
         deadline = loop.time() + self.full.timeouts.verify
-        script = hs.permanent_script(layout, version)
+        script = hs.permanent_script(layout, version, await self.full.lock_generation())
         pauses = poll_pauses(shells.poll_interval)
         while True:
             result = await self.full.run_script(script)
             if result.exit_status == 0:
                 return
+            if result.exit_status == REFUSED_BY_LOCK:  # waiting cannot give the lock back
+                said = str(result.stderr).strip()[-500:]
+                raise NodeError(f"{self.name}: making {version} permanent was refused: {said}")
             if loop.time() > deadline:
                 said = (str(result.stderr) + str(result.stdout)).strip()[-1500:]
                 raise NodeError(f"{self.name}: {version} is not running healthy: {said}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edeliver.adapters.bounded_output import run_local
 from edeliver.adapters.ssh_config import DEFAULT_CONFIG, DEFAULT_PORT, resolve
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import ConfigError
@@ -14,7 +14,7 @@ from edeliver.core.legacy import KNOWN, Alias, Migration, migrate
 from edeliver.core.tasks import LEGACY_STAGES, TaskSpec
 
 if TYPE_CHECKING:
-    from edeliver.core.task_runs import LoadedTask
+    from edeliver.core.loaded_task import LoadedTask
 
 LEGACY_CONFIG = Path(".deliver/config")
 # Source the config in a clean bash, then print the known variables, every `<ENV>_HOSTS`,
@@ -36,22 +36,20 @@ def read_legacy_config(project: Path) -> tuple[dict[str, str], list[str]]:
     path = project / LEGACY_CONFIG
     if not path.is_file():
         raise ConfigError(str(LEGACY_CONFIG), "", "not found; nothing to migrate")
-    done = subprocess.run(
+    done = run_local(
         ["bash", "--noprofile", "--norc", "-c", _READER, "edeliver-config", str(path), *KNOWN],
         cwd=project,
-        capture_output=True,
-        check=False,
         timeout=30,
     )
     if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
+        said = done.stderr.strip().splitlines()
         raise ConfigError(
             str(LEGACY_CONFIG),
             "",
             "bash cannot source it: "
             + (" ".join(said[-2:]) if said else f"exit {done.returncode}"),
         )
-    fields = done.stdout.decode(errors="replace").split("\0")
+    fields = done.stdout.split("\0")
     split = fields.index("--functions--")
     values = fields[:split]
     variables = {values[i]: values[i + 1] for i in range(0, len(values) - 1, 2)}
@@ -133,7 +131,7 @@ def legacy_hook_tasks(project: Path) -> list[LoadedTask]:
     """Each hook function of a legacy `.deliver/config` as a local shell task at its stage; its
     exit status counts only through `error`, `exit` or a failing `__remote`, as in edeliver 1.x."""
     # Imported here: reading a config (every command) must not load the event-sourced core.
-    from edeliver.core.task_runs import LoadedTask
+    from edeliver.core.loaded_task import LoadedTask
 
     if not (project / LEGACY_CONFIG).is_file():
         return []

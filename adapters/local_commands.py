@@ -9,6 +9,7 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from edeliver.adapters.bounded_output import Tail, drain
 from edeliver.core.ports import CommandResult
 from edeliver.core.task_runs import interpreter
 
@@ -29,12 +30,15 @@ class LocalCommandHost:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, so that stopping it stops all
         )  # fmt: skip
+        output = Tail()
         try:
-            output, _ = await process.communicate()
+            assert process.stdout is not None
+            await drain(process.stdout, output)
+            await process.wait()
         except asyncio.CancelledError:  # the step timed out or the user pressed Ctrl-C
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
             raise
-        return CommandResult(process.returncode or 0, output.decode(errors="replace"))
+        return CommandResult(process.returncode or 0, output.text())

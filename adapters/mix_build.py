@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edeliver.adapters.blocking import run_blocking
+from edeliver.adapters.bounded_output import run_local
 from edeliver.adapters.build_checks import BuildFailed, check_contents, deps_failed
 from edeliver.adapters.build_scripts import (
     PROD,
@@ -132,7 +132,7 @@ class MixLocalBuilder:
     def _update_submodules(self) -> None:
         """The working tree is the build's checkout: its submodules are part of the sources."""
         update = ["git", "-C", str(self.project), "submodule", "update", "--init", "--recursive"]
-        done = subprocess.run(update, capture_output=True, text=True, check=False)
+        done = run_local(update)
         if done.returncode != 0:
             said = done.stderr.strip().splitlines()[-1:] or ["no output"]
             raise BuildFailed(f"git submodule update failed in {self.project}: {said[0]}")
@@ -143,9 +143,7 @@ class MixLocalBuilder:
                 "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
             )
         env = {**os.environ, "MIX_ENV": self.target.mix_env, **self.env}
-        done = subprocess.run(
-            argv, cwd=self.project, env=env, capture_output=True, text=True, check=False
-        )
+        done = run_local(argv, cwd=self.project, env=env)
         if done.returncode == 0:
             return
         log = done.stdout + done.stderr
@@ -157,9 +155,7 @@ class MixLocalBuilder:
 
 def toolchain_facts(release: Path) -> BuildFacts:
     """ERTS, OTP and Elixir versions of a local build, as build hosts report theirs."""
-    done = subprocess.run(
-        ["sh", "-c", facts_script()], cwd=release, capture_output=True, text=True, check=False
-    )
+    done = run_local(["sh", "-c", facts_script()], cwd=release)
     return parse_facts(done.stdout)
 
 
@@ -177,10 +173,7 @@ def create_releases_file(release: Path, version: str) -> None:
     )
     (releases / "RELEASES").unlink(missing_ok=True)
     env = {**os.environ, "EDELIVER_RELDIR": str(releases), "EDELIVER_REL": str(rel)}
-    done = subprocess.run(
-        [str(release / "bin" / rel.stem), "eval", code],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_local([str(release / "bin" / rel.stem), "eval", code], env=env)
     if done.returncode != 0:
         raise BuildFailed(f"creating {releases}/RELEASES failed: {done.stderr.strip()[-1000:]}")
 

@@ -37,6 +37,7 @@ BOUND = 15  # seconds without a heartbeat after which the node's holder gives th
 # (or it would not be stale), so it is gone within BOUND seconds and a margin.
 SAME_DEPLOYMENT_WAIT = BOUND + 10
 _RELEASE_SECONDS = 5.0
+REFUSED_BY_LOCK = 9  # the exit status of a guarded script whose generation is not the node's
 
 # The command line of the holder: the script comes base64-encoded on the first line of stdin,
 # and every later line is a heartbeat. Like REMOTE_SH it means the same in any login shell.
@@ -102,30 +103,32 @@ echo "held now=$(date +%s)"; cat "$S/lock.json" 2>/dev/null
 
 
 def generation_guard(generation: int | None) -> str:
-    """Shell functions for switch scripts: `guarded CMD...` runs CMD under switch.lock after
+    """Shell functions for scripts that change what runs (a switch, a start or stop, a hot
+    install_release or make_permanent): `guarded CMD...` runs CMD under switch.lock after
     checking that the node's lock is held and at `generation`, so by this deployer's holder
     (every acquisition bumps it); no check when None: nothing was locked. A refusal exits the
-    script with 9; otherwise CMD's status is returned (an `exit` in CMD ends only its subshell)."""
+    script with REFUSED_BY_LOCK; otherwise CMD's status is returned (an `exit` in CMD ends
+    only its subshell)."""
     expected = "" if generation is None else str(int(generation))
-    return f"""GEN={q(expected)}
+    return f"""GEN={q(expected)}; REFUSED={REFUSED_BY_LOCK}
 guarded() {{
   [ -n "$GEN" ] || {{ "$@"; return; }}
   (
-    flock -w {SAME_DEPLOYMENT_WAIT} 8 || exit 9
+    flock -w {SAME_DEPLOYMENT_WAIT} 8 || exit $REFUSED
     if flock -n "$S/lock" true; then
       echo "the node's lock is not held any more (no heartbeat reached it); refusing to" \\
-        "switch or start" >&2
-      exit 9
+        "change what runs" >&2
+      exit $REFUSED
     fi
     now=$(cat "$S/lock.generation" 2>/dev/null)
     if [ "$now" != "$GEN" ]; then
       echo "the node's lock moved on to generation $now (this script has $GEN): a newer" \\
-        "deployer holds it; refusing to switch or start" >&2
-      exit 9
+        "deployer holds it; refusing to change what runs" >&2
+      exit $REFUSED
     fi
     "$@" 8>&-
   ) 8>>"$S/switch.lock"
-  rc=$?; [ "$rc" -ne 9 ] || exit 9
+  rc=$?; [ "$rc" -ne "$REFUSED" ] || exit "$REFUSED"
   return "$rc"
 }}
 """

@@ -637,6 +637,8 @@ def switch_script(
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
     lines.append(generation_guard(generation))
     lines += _prepare_switch(switch)
+    if switch.to is not None:  # a link through `current`: made before anything stops
+        lines.append(legacy_bin_link())
     lines += [f"guarded stop_vm {vm.pid} {q(vm.root)} || exit $?" for vm in switch.stop]
     lines += [f"guarded stop_launcher {pid} || exit $?" for pid in switch.launchers]
     if switch.record:  # before current moves, so that a re-run knows what it switched from
@@ -659,6 +661,17 @@ def switch_script(
     if switch.to is not None and switch.start:
         lines.append("guarded start_current || exit $?")
     return "\n".join(lines) + "\n"
+
+
+def legacy_bin_link() -> str:
+    """`<path>/bin/<app>`, where edeliver 1.x kept the release's script, as a link to
+    `current`'s: 1.x hooks and scripts calling `$DELIVER_TO/$APP/bin/$APP` reach the running
+    release. Absolute, so that the script finds its root through `current` (it resolves only
+    its own link, then `..`); made once, never over a file of the user's; best effort."""
+    return (
+        '[ -e "$P/bin/$APP" ] || [ -L "$P/bin/$APP" ] || '
+        '{ mkdir -p "$P/bin" && ln -s "$P/current/bin/$APP" "$P/bin/$APP"; } 2>/dev/null'
+    )
 
 
 def _prepare_switch(switch: Switch) -> list[str]:

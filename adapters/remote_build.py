@@ -30,11 +30,13 @@ from edeliver.adapters.mix_build import (
 )
 from edeliver.adapters.node_scripts import REMOTE_SH, task_script
 from edeliver.adapters.ssh import AsyncsshNodeShells, command_result
+from edeliver.adapters.ssh_output import log_script, run_bounded
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import NodeError, UsageError
 from edeliver.core.ports import CommandResult, DirectStore
 
 q = bs.q
+_BUILD_SECONDS = 1800  # one part of a build (deps, compile, release) on the build host
 # Under the build host's path: per app, the deps/ and _build/ of its last build, moved into the
 # next build's fresh directory (like edeliver 1.x's build dir), so deps are fetched and compiled
 # once. A build that cannot move them in (another build of the app holds them) starts cold.
@@ -70,7 +72,8 @@ class _BuildDirectory:
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
         task = task_script(self.path, env, script)
-        return command_result(await self.conn.run(REMOTE_SH, input=task, check=False))
+        log_script("build host", task)
+        return command_result(await run_bounded(self.conn, REMOTE_SH, task))
 
 
 class SshBuildHost:
@@ -193,8 +196,11 @@ class SshBuildHost:
     async def _run(
         self, conn: asyncssh.SSHClientConnection, script: str
     ) -> asyncssh.SSHCompletedProcess:
+        log_script("build host", script)
         try:
-            return await conn.run(REMOTE_SH, input=script, check=False, timeout=1800)
+            return await run_bounded(conn, REMOTE_SH, script, timeout=_BUILD_SECONDS)
+        except TimeoutError:
+            raise BuildFailed(f"{self.where}: no end within {_BUILD_SECONDS}s") from None
         except (asyncssh.Error, OSError) as error:
             raise BuildFailed(f"{self.where}: {error}") from None
 

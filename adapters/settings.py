@@ -103,8 +103,6 @@ STORE_CACHE = Path(".deliver/cache/store")
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
     from edeliver.adapters.extras import extra_needed
-    from edeliver.adapters.local_store import LocalDirectoryStore
-    from edeliver.adapters.ssh_store import SshReleaseStore
 
     store = config.store
     cache = project / STORE_CACHE
@@ -119,12 +117,16 @@ def release_store(project: Path, config: Config) -> Store:
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
     if store.kind == "ssh":
+        from edeliver.adapters.ssh_store import SshReleaseStore
+
         user, host, path = ssh_store_address(store.url)
         address = NodeConfig("store", host, path, store.port, user, (), store.identity_file)
         identity = config.transfer.node_identity_file
         return SshReleaseStore(
             address, cache, plain_shells(project, config), node_identity_file=identity
         )
+    from edeliver.adapters.local_store import LocalDirectoryStore
+
     root = Path(store.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
 

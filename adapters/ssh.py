@@ -12,7 +12,6 @@ Errors of asyncssh become ours in `_error` only.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import posixpath
 import random
 import secrets
@@ -46,12 +45,14 @@ from edeliver.adapters.ssh_host_keys import (
     pin_host_key,
 )
 from edeliver.adapters.ssh_jumps import JumpPool
-from edeliver.adapters.ssh_output import run_bounded, run_streaming
+from edeliver.adapters.ssh_output import log_script, run_bounded, run_streaming
 from edeliver.adapters.stream_install import stream_script, streaming_remote_sh
 from edeliver.adapters.transfer import Delivery, FromLocation
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import (
     EdeliverError,
+    HostKeyChanged,
+    HostKeyError,
     NodeError,
     NodeUnreachable,
     StepTimeout,
@@ -83,8 +84,6 @@ _GONE_AFTER = 3.0
 # A health poll waits on the node at most this long for the VM to register with epmd, so that
 # the health command comes when the VM can answer it.
 _READY_WAIT = 10.0
-# A rollback waiting for a node to come back retries at most every ~6 s (0.2 s * 2**5, jittered).
-_PATIENT_BACKOFF_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -182,10 +181,14 @@ class AsyncsshNodeShells:
         return resolve(node, self._config())
 
     async def open_jumps(
-        self, node: NodeConfig, route: SshRoute
+        self,
+        node: NodeConfig,
+        route: SshRoute,
+        opened: list[asyncssh.SSHClientConnection] | None = None,
     ) -> list[asyncssh.SSHClientConnection]:
-        """A verified connection to each jump host of the route, each through the one before."""
-        opened: list[asyncssh.SSHClientConnection] = []
+        """A verified connection to each jump host of the route, each through the one before
+        (collected in `opened`: on a failure, its length is the index of the hop at fault)."""
+        opened = [] if opened is None else opened
         try:
             for hop in route.jumps:
                 named = replace(node, name=f"{JUMP_HOST} {hop.name} of {node.name}")
@@ -387,17 +390,9 @@ class AsyncsshNodeShell:
         await self._wait_healthy(self._layout(artifact), artifact.version)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
-        """Roll back, reconnecting with backoff while the node is unreachable (rebooting, sshd
-        restarting): the caller's timeout, not the first refused connect, ends the attempts."""
-        for attempt in itertools.count():
-            try:
-                return await self._roll_back_once(artifact, previous)
-            except NodeUnreachable as error:
-                if not _connection_failed(error):
-                    raise
-            await _backoff(min(attempt, _PATIENT_BACKOFF_STEPS))
-
-    async def _roll_back_once(self, artifact: Artifact, previous: str | None) -> None:
+        """Switch back to `previous` (or empty the node) and verify it. A node that cannot be
+        reached raises NodeUnreachable marked `passing`: the deployment waits it out
+        (`orchestrator.until_reachable`), its rollback tasks included."""
         layout, v = self._layout(artifact), artifact.version
         state = await self._state()
         remove = () if v == previous else (v,)
@@ -466,11 +461,16 @@ class AsyncsshNodeShell:
 
     async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
         shells = self._shells
-        if self._lock is not None and not self._lock.held:
-            await self._take_lock()  # its holder gave up (heartbeats late): again, if still ours
-        generation = self._lock.generation if self._lock else None
+        generation = await self.lock_generation()
         script = ns.switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
         await self.script_output(script, doing)
+
+    async def lock_generation(self) -> int | None:
+        """The lock generation a script that changes what runs must find on the node (None:
+        nothing locked); the lock retaken first when its holder gave up (heartbeats late)."""
+        if self._lock is not None and not self._lock.held:
+            await self._take_lock()
+        return self._lock.generation if self._lock else None
 
     async def _wait_healthy(self, layout: Layout, version: str) -> None:
         """Poll until one VM runs `version` and the health command passes; else fail with logs."""
@@ -609,6 +609,7 @@ class AsyncsshNodeShell:
         stale step could still switch or restart after the rollback that followed it."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
+        log_script(self.name, script)
 
         def plain(name: str, conn: asyncssh.SSHClientConnection) -> Awaitable[Completed]:
             return run_bounded(conn, ns.named_remote_sh(name), script)
@@ -687,25 +688,34 @@ def command_result(done: asyncssh.SSHCompletedProcess) -> CommandResult:
 
 async def fetch_host_key(
     node: NodeConfig, ssh_config: Sequence[str] | None = None, known_hosts: str | None = None
-) -> tuple[str, str]:
-    """The node's host key as a known_hosts line and its fingerprint, for the user to confirm;
-    reached through its jump hosts, whose own keys must already be pinned."""
+) -> tuple[str, str, str]:
+    """The first host key on the node's route that is not pinned yet, a jump host's before the
+    node's: whose it is, its known_hosts line and its fingerprint, for the user to confirm.
+    Fetched through the hops before it, whose keys are verified; a changed key is refused."""
     shells = AsyncsshNodeShells(known_hosts, ssh_config=ssh_config)
     route = shells.route(node)
-    jumps = await shells.open_jumps(node, route)
-    target = route.target
+    reached: list[asyncssh.SSHClientConnection] = []
+    try:
+        jumps = await shells.open_jumps(node, route, reached)
+        hop, whose = route.target, node.name
+    except HostKeyError as error:
+        if isinstance(error, HostKeyChanged):
+            raise
+        hop = route.jumps[len(reached)]
+        whose = f"{JUMP_HOST} {hop.name} of {node.name}"
+        jumps = await shells.open_jumps(node, replace(route, jumps=route.jumps[: len(reached)]))
     try:
         key = await asyncssh.get_server_host_key(
-            target.host, target.port, tunnel=jumps[-1] if jumps else None, config=[]
+            hop.host, hop.port, tunnel=jumps[-1] if jumps else None, config=[]
         )
     except (asyncssh.Error, OSError) as error:
-        shown = replace(node, host=target.host, port=target.port, user=target.user)
-        raise _error(shown, error, "fetching its host key", hop=target) from error
+        shown = replace(node, name=whose, host=hop.host, port=hop.port, user=hop.user)
+        raise _error(shown, error, "fetching its host key", hop=hop) from error
     finally:
         _close_all(jumps)
     if key is None:
-        raise NodeUnreachable(f"{node.name} ({route.address}) offered no host key")
-    return known_hosts_line(target.host, target.port, key), key.get_fingerprint()
+        raise NodeUnreachable(f"{whose} ({hop.address}) offered no host key")
+    return whose, known_hosts_line(hop.host, hop.port, key), key.get_fingerprint()
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -723,10 +733,7 @@ def _error(
     """The one place where asyncssh's and the OS's errors become ours."""
     where = f"{node.name} ({node.address})"
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
-        if hop is not None and node.name.startswith(JUMP_HOST):  # `nodes trust` pins nodes only
-            pin = f"`ssh-keyscan -p {hop.port} {hop.host}` into {known.files[0] if known else ''}"
-            return host_key_error(where, known, offered, pin.strip())
-        return host_key_error(where, known, offered)
+        return host_key_error(where, known, offered)  # `nodes trust` pins jump hosts' too
     if isinstance(error, socket.gaierror) and hop is not None and not hop.from_config:
         return NodeUnreachable(
             f"{where}: {hop.name!r} is no Host of the ssh config and no known host name "
@@ -736,7 +743,10 @@ def _error(
         return NodeUnreachable(f"{where}: the jump host before it cannot reach it: {error.reason}")
     for kind, ours, say in _MAPPING:
         if isinstance(error, kind):
-            return ours(f"{where}: {say(error, doing, node)}")
+            made = ours(f"{where}: {say(error, doing, node)}")
+            if isinstance(made, NodeUnreachable):
+                made.passing = _lost(error)  # a rollback waits such a node out
+            return made
     return NodeError(f"{where}: {doing} failed: {error}")
 
 
@@ -759,10 +769,9 @@ _MAPPING: tuple[tuple[_Kinds, type[NodeError], _Say], ...] = (
 )  # fmt: skip
 
 
-def _connection_failed(error: NodeUnreachable) -> bool:
+def _lost(cause: BaseException) -> bool:
     """The node could not be reached or the connection dropped (not a refused login or a
     refused session): what a rebooting node or a restarting sshd looks like."""
-    cause = error.__cause__
     lost = OSError | asyncssh.DisconnectError | asyncssh.SFTPConnectionLost
     return isinstance(cause, lost) and not isinstance(cause, asyncssh.PermissionDenied)
 

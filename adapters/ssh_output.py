@@ -2,53 +2,48 @@
 
 `asyncssh`'s `conn.run` gathers a command's whole stdout and stderr in memory: a task that
 prints a log in a loop, or a runaway `rpc`, could take the deployer's memory with it. Here each
-stream is read in blocks as it comes and only its last `LIMIT` bytes are kept (what the error
-messages show is the end of the output anyway), with a line saying how much was dropped.
+stream is drained into a `bounded_output.Tail`, the reader local commands use too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
 
-LIMIT = 64 * 1024  # bytes kept of each stream
-_BLOCK = 16 * 1024
+from edeliver.adapters.bounded_output import LIMIT, Tail, drain
+
 _SEND_BLOCK = 256 * 1024
 Process = asyncssh.SSHClientProcess[bytes]
+# Every script sent to a host, at DEBUG: `edeliver -vv` prints them, masked (cli/output.py).
+SCRIPTS = logging.getLogger("edeliver.scripts")
 
 
-class Tail:
-    """The last `limit` bytes written to it, in blocks, and how many were dropped before."""
-
-    def __init__(self, limit: int = LIMIT) -> None:
-        self.limit, self.kept, self.dropped = limit, 0, 0
-        self._blocks: deque[bytes] = deque()
-
-    def write(self, block: bytes) -> None:
-        self._blocks.append(block)
-        self.kept += len(block)
-        while self.kept > self.limit:
-            first = self._blocks.popleft()
-            excess = self.kept - self.limit
-            if len(first) > excess:  # keep the end of the block that crosses the limit
-                self._blocks.appendleft(first[excess:])
-                first = first[:excess]
-            self.kept -= len(first)
-            self.dropped += len(first)
-
-    def text(self) -> str:
-        kept = b"".join(self._blocks).decode(errors="replace")
-        return f"[{self.dropped} earlier bytes of output dropped]\n{kept}" if self.dropped else kept
+def log_script(host: str, script: str) -> None:
+    """Say which script goes to `host`; nothing is formatted unless someone listens."""
+    if SCRIPTS.isEnabledFor(logging.DEBUG):
+        SCRIPTS.debug("%s", script, extra={"node": host})
 
 
 async def run_bounded(
-    conn: asyncssh.SSHClientConnection, command: str, script: str, limit: int = LIMIT
+    conn: asyncssh.SSHClientConnection,
+    command: str,
+    script: str,
+    limit: int = LIMIT,
+    timeout: float | None = None,
 ) -> asyncssh.SSHCompletedProcess:
-    """Run `command` with `script` on its stdin; its exit status and the tails of its output."""
+    """Run `command` with `script` on its stdin; its exit status and the tails of its output.
+    Past `timeout`, TimeoutError (the caller closes the connection or stops the script)."""
+    async with asyncio.timeout(timeout):
+        return await _run(conn, command, script, limit)
+
+
+async def _run(
+    conn: asyncssh.SSHClientConnection, command: str, script: str, limit: int
+) -> asyncssh.SSHCompletedProcess:
     # Not `async with`: a run cut short must leave the channel open, as `conn.run` does;
     # closing it would hang up on the script before the caller stops its process tree.
     process = await conn.create_process(command, encoding=None)
@@ -101,15 +96,10 @@ async def _send(process: Process, data: Path, sent: Callable[[int], None]) -> No
 
 async def _completed(process: Process, command: str, limit: int) -> asyncssh.SSHCompletedProcess:
     out, err = Tail(limit), Tail(limit)
-    await asyncio.gather(_drain(process.stdout, out), _drain(process.stderr, err))
+    await asyncio.gather(drain(process.stdout, out), drain(process.stderr, err))
     await process.wait_closed()
     status = process.exit_status
     returncode = process.returncode
     return asyncssh.SSHCompletedProcess(
         process.env, command, None, status, process.exit_signal, returncode, out.text(), err.text()
     )
-
-
-async def _drain(stream: asyncssh.SSHReader[bytes], into: Tail) -> None:
-    while block := await stream.read(_BLOCK):
-        into.write(block)

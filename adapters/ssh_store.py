@@ -38,6 +38,7 @@ from edeliver.adapters.local_store import (
 from edeliver.adapters.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.ssh import AsyncsshNodeShells
 from edeliver.adapters.ssh_host_keys import known_hosts_line
+from edeliver.adapters.ssh_output import log_script, run_bounded
 from edeliver.adapters.transfer import VerifiedCache, sha256_of
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyError, NodeError, NotFoundError, UsageError
@@ -45,6 +46,7 @@ from edeliver.core.model import Artifact
 from edeliver.core.versions import version_key
 
 q = shlex.quote
+_COMMAND_SECONDS = 120  # a listing, a manifest read, a removal: short commands
 
 
 class SshReleaseStore:
@@ -210,8 +212,13 @@ class SshReleaseStore:
             conn.close()
 
     async def _run(self, conn: asyncssh.SSHClientConnection, script: str, doing: str) -> str:
+        log_script("store", script)
         try:
-            result = await conn.run(REMOTE_SH, input=script, check=False, timeout=120)
+            result = await run_bounded(conn, REMOTE_SH, script, timeout=_COMMAND_SECONDS)
+        except TimeoutError:
+            raise StoreUnreachable(
+                f"store {self.url}: {doing} had no answer within {_COMMAND_SECONDS}s"
+            ) from None
         except (asyncssh.Error, OSError) as error:
             raise StoreUnreachable(f"store {self.url}: {doing} failed: {error}") from None
         if result.exit_status != 0:

@@ -21,7 +21,7 @@ from typing import Any
 
 from edeliver.adapters.elixir_tasks import elixir_tasks
 from edeliver.core.elixir_tasks import BEFORE_UNPACK
-from edeliver.core.task_runs import LoadedTask
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.tasks import Task, TaskError, TaskSpec
 
 TASKS_DIR = Path(".deliver/tasks")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edeliver.adapters.bounded_output import run_local
 from edeliver.adapters.mix_build import BuildFailed
 from edeliver.core.errors import RefusedError
 from edeliver.core.model import Artifact
@@ -126,10 +126,7 @@ def generate_relup(
         "EDELIVER_RELUP_SCRIPT": str(GENERATOR),
     }
     code = 'Code.eval_file(System.fetch_env!("EDELIVER_RELUP_SCRIPT"))'
-    done = subprocess.run(
-        [str(new_root / "bin" / name), "eval", code],
-        env=env, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+    done = run_local([str(new_root / "bin" / name), "eval", code], env=env, timeout=300)
     said = [line[9:] for line in done.stdout.splitlines() if line.startswith("edeliver:")]
     notes = tuple(line for line in said if not line.startswith(("ok:", "refused:")))
     if refused := [line.removeprefix("refused:") for line in said if line.startswith("refused:")]:

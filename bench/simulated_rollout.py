@@ -29,10 +29,10 @@ from edeliver.adapters.event_store import store_settings
 from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.config import parse_config
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.rollout import deploy
 from edeliver.core.service import Deployments, replay
 from edeliver.core.services import Services
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import TaskSpec
 from tests.support.simulation import artifact, config_text
 

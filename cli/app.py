@@ -9,14 +9,13 @@ command first asks for its Runtime.
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer._click import Command as ClickCommand  # typer vendors its own click
@@ -24,12 +23,14 @@ from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from edeliver.core.errors import EdeliverError
+from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
+from edeliver.cli.output import QUIET, Output
+from edeliver.core.redaction import Redactor
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
 
-P = ParamSpec("P")
+__all__ = ["INTERRUPTED_EXIT_CODE", "app", "exits_on_errors", "run", "runtime_of"]
 R = TypeVar("R")
 
 
@@ -37,7 +38,7 @@ R = TypeVar("R")
 SET_UP, BUILD, DEPLOY, OPERATE = "Set up", "Build", "Deploy", "Operate"
 AUDIT, TRY = "Audit", "Try it"
 _WORKFLOW = (
-    *("init", "nodes", "migrate-config", "tasks"),
+    *("init", "config", "nodes", "migrate-config", "tasks"),
     *("build", "releases"),
     *("plan", "deploy", "upgrade", "rollback", "resume"),
     *("start", "stop", "restart", "ping", "eval", "rpc", "logs", "console", "migrate", "lock"),
@@ -45,12 +46,13 @@ _WORKFLOW = (
     "demo",
 )
 _PROJECT_OPTIONS = ("-C", "--project")
-INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+_VERBOSITY_FLAGS = ("--verbose", "--quiet", "-q")  # and -v, -vv, -vvv
 
 
 def project_option_first(args: Sequence[str]) -> list[str]:
-    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) moved to the front, so that it
-    may stand anywhere on the line, as `git -C` and `make -C` users expect; `--` ends options."""
+    """`-C DIR` (or `--project DIR`, `--project=DIR`, `-CDIR`) and `-v` / `-q` moved to the
+    front, so that they may stand anywhere on the line, as `git -C` and `make -C` users expect;
+    `--` ends options."""
     moved: list[str] = []
     rest: list[str] = []
     index = 0
@@ -63,7 +65,7 @@ def project_option_first(args: Sequence[str]) -> list[str]:
             moved += [arg, args[index + 1]]
             index += 2
             continue
-        if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        if _global_alone(arg):
             moved.append(arg)
         else:
             rest.append(arg)
@@ -71,12 +73,20 @@ def project_option_first(args: Sequence[str]) -> list[str]:
     return moved + rest
 
 
+def _global_alone(arg: str) -> bool:
+    """A global option that carries its value (`--project=DIR`, `-CDIR`) or needs none."""
+    if arg.startswith("--project=") or (arg.startswith("-C") and len(arg) > 2):
+        return True
+    return arg in _VERBOSITY_FLAGS or (arg[:2] == "-v" and set(arg[1:]) == {"v"})
+
+
 def _named_not_typed(command: ClickCommand) -> None:
     """Typer labels each parameter with its Python type (`<bool>`, `<list[str]>`): noise to the
     reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
     for param in command.get_params(ClickContext(command)):
         named = param.metavar or (param.name or "value").upper()
-        param.metavar = "" if getattr(param, "is_flag", False) else named
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        param.metavar = "" if flag else named
         # An argument's name is its label already; an option's value is named once.
         label = "" if param.param_type_name == "argument" else param.metavar
         setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
@@ -109,6 +119,7 @@ class _Root(TyperGroup):
     ) -> Any:
         """Usage errors (a bad flag, a missing argument) in one line with the exit code 2, as
         every other error, instead of typer's framed panel."""
+        _named_not_typed(self)  # again: typer adds the completion options after __init__
         given = (args, prog_name, complete_var)
         if not standalone_mode:
             return super().main(*given, False, windows_expand_args, **extra)
@@ -117,7 +128,8 @@ class _Root(TyperGroup):
         except NoArgsIsHelpError as error:  # the help is printed already
             sys.exit(error.exit_code)
         except ClickException as error:
-            typer.echo(f"edeliver: {_one_line(error)}", err=True)
+            asked_json = "--json" in (sys.argv[1:] if args is None else args)
+            say_error(_one_line(error), "usage", error.exit_code, asked_json)
             sys.exit(error.exit_code)
         except typer.Abort:  # end of input at a prompt
             typer.echo("edeliver: aborted", err=True)
@@ -146,10 +158,13 @@ app = typer.Typer(
     cls=_Root,
     help="Build Erlang/Elixir releases and roll them out to many nodes over SSH.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     pretty_exceptions_enable=False,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+VersionOption = Annotated[
+    str | None, typer.Option(metavar="VERSION", help="Default: the newest in the store.")
+]
 ForceOption = Annotated[
     bool,
     typer.Option(
@@ -182,47 +197,53 @@ def _root(
             help="Print Edeliver's version and exit.",
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Anywhere on the line. -v: each node's steps with timings as they happen; "
+            "-vv: also the scripts sent to the nodes, secrets masked.",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only errors and the final line."),
+    ] = False,
 ) -> None:
-    if ctx.obj is None:  # a test may have given a Runtime of fakes
-        ctx.obj = _NotBuilt(project.resolve())
+    if verbose and quiet:
+        raise typer.BadParameter("give -v or -q, not both", param_hint="-q")
+    # Only -v and -vv print what may hold a secret; the rest need not load the composition.
+    output = Output(QUIET if quiet else verbose, redact=_secrets() if verbose else Redactor())
+    if ctx.obj is None or isinstance(ctx.obj, _NotBuilt):
+        ctx.obj = _NotBuilt(project.resolve(), output)
+    else:  # a test's Runtime of fakes: frozen, so a copy that shows what -v / -q ask
+        ctx.obj = replace(ctx.obj, output=output)
+    ctx.with_resource(output.showing_scripts())
 
 
-def exits_on_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Map every EdeliverError to its one-line message and exit code (DESIGN §9), in one place."""
+def _secrets() -> Redactor:
+    from edeliver.cli.composition import deployer_secrets
 
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except EdeliverError as error:
-            typer.echo(f"edeliver: {error}", err=True)
-            raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            # Outside a rollout (a rollout records its interruption and exits 4 with a resume
-            # hint): nothing recorded to resume, so exit as shells expect of Ctrl-C.
-            typer.echo(
-                "edeliver: interrupted; `edeliver history` shows whether a deployment is "
-                "unfinished",
-                err=True,
-            )
-            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
-
-    return wrapper
+    return deployer_secrets()
 
 
 @dataclass(frozen=True)
 class _NotBuilt:
-    """The Runtime to build for PROJECT when the command first asks for it: `--help` and
-    `--version` never do, so they load no composition root."""
+    """The Runtime to build for PROJECT (showing as OUTPUT says) when the command first asks
+    for it: `--help` and `--version` never do, so they load no composition root."""
 
     project: Path
+    output: Output
 
 
 def runtime_of(ctx: typer.Context) -> Runtime:
     from edeliver.cli.composition import Runtime
 
     if isinstance(ctx.obj, _NotBuilt):
-        ctx.obj = Runtime(project=ctx.obj.project)
+        ctx.obj = Runtime(project=ctx.obj.project, output=ctx.obj.output)
     assert isinstance(ctx.obj, Runtime)
     return ctx.obj
 

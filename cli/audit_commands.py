@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime
@@ -13,6 +12,7 @@ import typer
 
 from edeliver.cli import render
 from edeliver.cli.app import AUDIT, ForceOption, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.output import print_json
 from edeliver.core.config import EnvironmentConfig
 from edeliver.core.errors import DamagedHistory, NotFoundError
 
@@ -102,11 +102,11 @@ def log(
     if deployments is None:
         if deployment_id:
             raise NotFoundError(f"deployment {deployment_id}: not found, none recorded yet")
-        typer.echo("no deployment recorded yet", err=True)
+        runtime.output.note("no deployment recorded yet")
         return
     try:
         if not deployment_id and not deployments.history():
-            typer.echo("no deployment recorded yet", err=True)  # like `history`: empty, exit 0
+            runtime.output.note("no deployment recorded yet")  # like `history`: empty, exit 0
             return
         operation = find_operation(deployments, deployment_id) if deployment_id else None
         if operation is not None:  # an operation's events: short, ended when printed
@@ -136,7 +136,10 @@ def _print_entries(stored: list[StoredEntry], as_json: bool) -> None:
     for entry in stored:
         if entry.missing_before or entry.event is None:
             flagged = {"seq": entry.version, "damaged": entry.damage}
-            typer.echo(json.dumps(flagged) if as_json else f"!! {entry.damage}")
+            if as_json:
+                print_json(**flagged)
+            else:
+                typer.echo(f"!! {entry.damage}")
         if entry.event is not None:
             _print_event(entry.event, as_json)
 
@@ -151,7 +154,10 @@ def _print_events(
 
 def _print_event(domain_event: Any, as_json: bool) -> int:
     record = render.event_record(domain_event)
-    typer.echo(json.dumps(record) if as_json else render.event_line(record))
+    if as_json:
+        print_json(**record)
+    else:
+        typer.echo(render.event_line(record))
     sys.stdout.flush()
     return int(record["seq"])
 
@@ -183,7 +189,8 @@ def history(
         finally:
             deployments.close()
     if as_json:
-        typer.echo(json.dumps([_history_record(r) for r in rows]))
+        # Operations are listed beside deployments, each row saying its kind.
+        print_json(deployments=[_history_record(r) for r in rows])
     else:
         runtime.out().print(render.history_rows(rows))
 

@@ -30,6 +30,7 @@ from rich.console import Console
 from edeliver.adapters import settings
 from edeliver.adapters.clock import SystemClock
 from edeliver.adapters.settings import Store, release_store
+from edeliver.cli.output import Output
 from edeliver.core.app import AppNotSet, app_name
 from edeliver.core.auto_version import version_suffix
 from edeliver.core.config import Config, NodeConfig
@@ -55,9 +56,9 @@ if TYPE_CHECKING:
     from edeliver.adapters.transfer import Delivery
     from edeliver.core.journal import Listener, SaveEvents
     from edeliver.core.legacy import Migration
+    from edeliver.core.loaded_task import LoadedTask
     from edeliver.core.service import Deployments
     from edeliver.core.services import Services
-    from edeliver.core.task_runs import LoadedTask
 
 # For the commands that hand their work to one adapter as it is (init, migrate-config), read
 # through `__getattr__`, and for tests and benches (the configured store); LocalFleet,
@@ -197,15 +198,6 @@ def status_file_health() -> str:
     return STATUS_FILE_HEALTH
 
 
-def say(text: str) -> None:
-    """What builds and legacy hooks tell the deployer, on stderr beside the command's output."""
-    print(text, file=sys.stderr, flush=True)
-
-
-def warn(line: str) -> None:
-    print(f"edeliver: {line}", file=sys.stderr, flush=True)
-
-
 # The Runtime's real factories, each importing its adapter when a command first calls it.
 def load_config(project: Path) -> Config:
     from edeliver.adapters.config_file import load_config
@@ -241,6 +233,7 @@ class Runtime:
     # How events reach the store; tests wrap it to simulate a deployer that dies mid-write.
     save_events: Callable[[Deployments], SaveEvents] | None = None
     console: Console | None = None
+    output: Output = field(default_factory=Output)  # -v / -q, from the root callback
 
     @cached_property
     def config(self) -> Config:
@@ -272,6 +265,10 @@ class Runtime:
         return self.deployments()
 
     def store(self) -> Store:
+        """The store alone: with the real adapters, no node connection is set up (nor its
+        modules imported) for it, so `plan` stays light."""
+        if self.adapters is real_adapters:
+            return settings.release_store(self.project, self.config)
         return self.adapters(self.project, self.config).store
 
     def node_shells(self, mode: str = "release") -> NodeShells:
@@ -309,7 +306,7 @@ class Runtime:
             redact=deployer_secrets(self.config).including(task_env),
             upgrade_shells=adapters.upgrade_shells,
             patience=store_patience(os.environ),
-            warn=warn,
+            warn=lambda line: self.output.note(f"edeliver: {line}"),
             deployer_env=dict(os.environ),
         )
 
@@ -340,13 +337,13 @@ class Runtime:
             shells = settings.plain_shells(project, config)
             return SshBuildHost(
                 project, app, address, shells, revision=build.revision, env=env,
-                warn=_warn_of_build, direct=direct, at_stage=at_stage, target=target,
+                warn=self._warn_of_build, direct=direct, at_stage=at_stage, target=target,
             )  # fmt: skip
         if build.strategy == "docker":
             return ContainerBuilder(
                 project, app, build.image or "", cli=build.cli,
                 global_options=build.global_options, run_options=build.run_options,
-                revision=build.revision, env=env, warn=_warn_of_build, at_stage=at_stage,
+                revision=build.revision, env=env, warn=self._warn_of_build, at_stage=at_stage,
                 target=target,
             )  # fmt: skip
         return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
@@ -367,9 +364,15 @@ class Runtime:
             legacy |= settings.ssh_task_env(self.project, self.config) if legacy else {}
             # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
             build_env = {"MIX_ENV": self.config.build.mix_env, **(env or {}), **legacy}
-            await run_build_stage(tasks, stage, app, host, here, build_env, say, secrets)
+            await run_build_stage(
+                tasks, stage, app, host, here, build_env, self.output.note, secrets
+            )
 
         return at_stage
+
+    def _warn_of_build(self, text: str) -> None:
+        """A build's warnings, beside its tasks' lines (-q keeps them back)."""
+        self.output.note(f"edeliver: warning: {text}")
 
     def build_upgrade(self, old: Artifact, new: Artifact) -> tuple[Path, Artifact, list[str]]:
         """The hot-upgrade package OLD -> NEW built here (both at paths on this machine): its
@@ -381,8 +384,9 @@ class Runtime:
         built = build_upgrade(old, new, work, self.project)
         return built.tarball, built.artifact, list(built.notes)
 
-    async def host_key(self, node: NodeConfig) -> tuple[str, str]:
-        """A node's host key as a known_hosts line and its fingerprint, for the user to confirm."""
+    async def host_key(self, node: NodeConfig) -> tuple[str, str, str]:
+        """The first unpinned host key on the node's route (a jump host's first): whose it is,
+        as a known_hosts line and its fingerprint, for the user to confirm."""
         from edeliver.adapters.ssh import fetch_host_key
 
         files = settings.ssh_config_files(self.project, self.config)
@@ -396,10 +400,6 @@ class Runtime:
         from edeliver.adapters.ssh import pin_host_key
 
         pin_host_key(self.pinning_file(), line)
-
-
-def _warn_of_build(text: str) -> None:
-    warn(f"warning: {text}")
 
 
 def output_width() -> int | None:

@@ -16,10 +16,12 @@ import typer
 
 from edeliver.cli import (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
     operation_commands,
+    plan_command,
     release_commands,
     rollout_commands,
     store_commands,
@@ -27,6 +29,7 @@ from edeliver.cli import (
     upgrade_commands,
 )
 from edeliver.cli.app import app
+from edeliver.cli.failures import say_error
 from edeliver.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -47,10 +50,12 @@ def __getattr__(name: str) -> object:
 
 _COMMANDS = (
     audit_commands,
+    config_commands,
     demo,
     init_command,
     node_commands,
     operation_commands,
+    plan_command,
     release_commands,
     rollout_commands,
     store_commands,
@@ -140,7 +145,7 @@ def _with_environment(rest: list[str]) -> list[str]:
 def main() -> None:
     spelling = from_1x(sys.argv[1:])
     if spelling.refusal:
-        typer.echo(f"edeliver: {spelling.refusal}", err=True)
+        say_error(spelling.refusal, "usage", UsageError.exit_code, "--json" in spelling.argv)
         sys.exit(UsageError.exit_code)
     if spelling.hint:
         typer.echo(f"edeliver: {spelling.hint}", err=True)

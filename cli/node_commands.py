@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edeliver.cli.app import AUDIT, SET_UP, JsonOption, app, exits_on_errors, run, runtime_of
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
+from edeliver.cli.output import print_json
 from edeliver.core.config import NodeConfig
 from edeliver.core.errors import HostKeyChanged, HostKeyError
 
@@ -46,7 +46,8 @@ def status(
     rows = run(probe_all(shells, nodes, runtime.node_addresses(nodes)))
     mix = mixed(rows)
     if as_json:
-        typer.echo(json.dumps([{**row, "mixed": bool(mix)} for row in rows]))
+        # One flag for the set: whether the nodes run different versions.
+        print_json(environment=environment, nodes=rows, mixed=bool(mix))
     else:
         for row in rows:
             typer.echo(status_line(row))
@@ -87,27 +88,48 @@ def trust(
     """
     runtime = runtime_of(ctx)
     nodes = runtime.config.nodes_of(environment)  # unknown: refused before anything opens
-    target = runtime.pinning_file()
-    shells = runtime.node_shells()
+    pinning = _Pinning(runtime, yes)
     changed = []
     for node in nodes:
         try:
-            run(_connect_and_close(shells, node))
-            typer.echo(f"{node.name:<12} trusted")
-            continue
+            pinning.route_of(node)
         except HostKeyChanged as error:
             changed.append(str(error))
             typer.echo(f"{node.name:<12} CHANGED: refused", err=True)
-            continue
-        except HostKeyError:
-            pass
-        line, fingerprint = run(runtime.host_key(node))
-        typer.echo(f"{node.name:<12} new key {fingerprint}")
-        if yes or typer.confirm(f"pin {fingerprint} for {node.name} into {target}?"):
-            runtime.pin_host_key(line)
-            typer.echo(f"{node.name:<12} pinned in {target}")
     if changed:
         raise HostKeyChanged("; ".join(changed))
+
+
+class _Pinning:
+    """Pins the keys on nodes' routes into `target`, one hop at a time, jump hosts first."""
+
+    def __init__(self, runtime: Runtime, yes: bool) -> None:
+        self.runtime, self.shells, self.yes = runtime, runtime.node_shells(), yes
+        self.target = runtime.pinning_file()
+        self.pinned: set[str] = set()
+
+    def route_of(self, node: NodeConfig) -> None:
+        """Connect; while a hop's key is unknown, show it, pin it if confirmed, and again."""
+        while True:
+            try:
+                run(_connect_and_close(self.shells, node))
+            except HostKeyChanged:
+                raise
+            except HostKeyError:
+                whose, line, fingerprint = run(self.runtime.host_key(node))
+                if line in self.pinned:  # pinned, yet still unknown: checked in another file
+                    raise
+                typer.echo(f"{whose:<12} new key {fingerprint}")
+                if not (
+                    self.yes or typer.confirm(f"pin {fingerprint} for {whose} into {self.target}?")
+                ):
+                    return
+                self.runtime.pin_host_key(line)
+                self.pinned.add(line)
+                typer.echo(f"{whose:<12} pinned in {self.target}")
+                continue
+            typer.echo(f"{node.name:<12} trusted")
+            return
 
 
 async def _connect_and_close(shells: NodeShells, node: NodeConfig) -> None:

@@ -6,7 +6,6 @@ one result per node: a table on a terminal, plain lines in pipes, a JSON documen
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import uuid4
@@ -15,6 +14,7 @@ import typer
 from rich.table import Table
 
 from edeliver.cli.app import OPERATE, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.output import print_json
 from edeliver.core.config import Config, NodeConfig
 from edeliver.core.errors import EdeliverError, UsageError
 from edeliver.core.node_filter import is_subset, selected_nodes
@@ -240,7 +240,7 @@ def show_results(
 ) -> None:
     """One result per node: a JSON document, a table on a terminal, plain lines in pipes."""
     if as_json:
-        typer.echo(json.dumps({**{k: v for k, v in head.items() if k != "title"}, "nodes": rows}))
+        print_json(**{k: v for k, v in head.items() if k != "title"}, nodes=rows)
         return
     console = runtime.out()
     if not console.is_terminal:

@@ -6,7 +6,6 @@ output is shown with the deployer's secrets hidden, each node's bounded to its l
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +29,7 @@ from edeliver.cli.operation_commands import (
     per_node,
     show_results,
 )
+from edeliver.cli.output import Output, print_json
 from edeliver.cli.terminal import raw_terminal
 from edeliver.core.config import NodeConfig
 from edeliver.core.redaction import Redactor
@@ -109,7 +109,7 @@ def _in_release(
         for n, (ok, said, _) in zip(nodes, answers, strict=True)
     ]  # fmt: skip
     if as_json:
-        typer.echo(json.dumps({"environment": environment, "command": command, "nodes": rows}))
+        print_json(environment=environment, command=command, nodes=rows)
     else:
         for row in rows:
             for line in row["output"].splitlines() or [""]:
@@ -142,7 +142,7 @@ def lock_status(ctx: typer.Context, environment: str, as_json: JsonOption = Fals
         for n, (ok, said, _) in zip(nodes, answers, strict=True)
     ]
     if as_json:
-        typer.echo(json.dumps({"environment": environment, "held_by": held, "nodes": rows}))
+        print_json(environment=environment, held_by=held, nodes=rows)
     else:
         typer.echo(f"{environment}: " + (held["describe"] if held else "free"))
         show_results(runtime, rows, False, {"title": f"node locks of {environment}"})
@@ -206,7 +206,7 @@ def logs(
     hide = deployer_secrets(config)
     if follow:
         try:
-            run(_follow_logs(open_control, nodes, lines, hide))
+            run(_follow_logs(open_control, nodes, lines, hide, runtime.output))
         except KeyboardInterrupt:  # how following is meant to end
             raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
         return
@@ -222,9 +222,13 @@ def logs(
 
 
 async def _follow_logs(
-    open_control: OpenNodeControl, nodes: Sequence[NodeConfig], lines: int, hide: Redactor
+    open_control: OpenNodeControl,
+    nodes: Sequence[NodeConfig],
+    lines: int,
+    hide: Redactor,
+    output: Output,
 ) -> None:
-    """Every node's log followed at once; once all of them follow, a line on stderr says so.
+    """Every node's log followed at once; once all of them follow, a note says so (not in -q).
     A node whose log cannot be followed is one line on stderr; the others go on."""
     waiting = {n.name for n in nodes}
 
@@ -232,7 +236,7 @@ async def _follow_logs(
         waiting.discard(name)
         if not waiting:
             names = ", ".join(n.name for n in nodes)
-            typer.echo(f"edeliver: following the logs of {names} (Ctrl-C ends)", err=True)
+            output.note(f"edeliver: following the logs of {names} (Ctrl-C ends)")
 
     async def one(node: NodeConfig) -> None:
         def printed(line: str) -> None:

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from edeliver.cli.output import Output, StepLines
 from edeliver.core.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -106,12 +107,17 @@ def summary(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def print_summary(console: Console, deployment: Deployment) -> None:
+def final_line(deployment: Deployment) -> str:
+    """The outcome in one line: what `-q` prints of a rollout (a subset names its nodes)."""
     part = f" (only {', '.join(deployment.order)})" if deployment.subset else ""
-    table = Table(
-        title=f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
+    return (
+        f"{deployment.app} {deployment.release} → {deployment.environment}{part}: "
         f"{deployment.outcome} ({deployment.short_id})"
     )
+
+
+def print_summary(console: Console, deployment: Deployment) -> None:
+    table = Table(title=final_line(deployment))
     for column in ("node", "state", "reason"):
         table.add_column(column)
     for node, state in deployment.states.items():
@@ -170,23 +176,32 @@ def plan_lines(plan: Plan) -> list[str]:
     ]
     for index, batch in enumerate(plan.batches, start=1):
         lines.append(f"  {index}: {', '.join(batch)}")
-    return [*lines, "each node: " + " → ".join(plan.steps), "(a plan changes nothing)"]
+    return [*lines, "each node: " + " → ".join(plan.steps)]
 
 
 class Progress:
-    """Shows node states as events are stored: a live table on a terminal, lines otherwise."""
+    """Shows node states as events are stored: a live table on a terminal, lines otherwise;
+    with -v each step with its timing on stderr instead; nothing with -q or --json."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, output: Output, as_json: bool = False) -> None:
         self.console = console
         self.live: Live | None = None
+        self.steps = StepLines(output) if output.verbose else None
+        self.silent = output.quiet or as_json
 
     def __call__(self, deployment: Deployment, events: Sequence[Any]) -> None:
+        if self.steps is not None:
+            self.steps(events)
+        if self.silent:
+            return
         from edeliver.core.task_runs import status_lines
 
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":
                 for line in status_lines(domain_event.output):
                     self.console.print(line, highlight=False, markup=False)
+        if self.steps is not None:  # the steps said it already, with their timings
+            return
         if self.console.is_terminal:
             self._refresh(deployment)
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,12 +13,14 @@ from edeliver.cli.app import (
     DEPLOY,
     ForceOption,
     JsonOption,
+    VersionOption,
     app,
     exits_on_errors,
     run,
     runtime_of,
 )
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
+from edeliver.cli.output import print_json
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
 from edeliver.core.builds import build_release
 from edeliver.core.config import Config
@@ -29,27 +30,8 @@ from edeliver.core.model import Artifact
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
     from edeliver.core.deployment import Deployment
+    from edeliver.core.loaded_task import LoadedTask
     from edeliver.core.services import Services
-    from edeliver.core.task_runs import LoadedTask
-
-
-@app.command(rich_help_panel=DEPLOY)
-@exits_on_errors
-def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> None:
-    """Show the nodes, batches and steps a deployment to ENVIRONMENT would take; change nothing.
-
-    Example: edeliver plan production
-    """
-    from edeliver.core.planning import plan as plan_of
-
-    runtime = runtime_of(ctx)
-    config = runtime.config
-    planned = plan_of(config, environment, runtime.node_addresses(config.nodes_of(environment)))
-    if as_json:
-        typer.echo(json.dumps(planned.as_dict()))
-        return
-    for line in render.plan_lines(planned):
-        typer.echo(line)
 
 
 @app.command(name="deploy", rich_help_panel=DEPLOY)
@@ -57,7 +39,7 @@ def plan(ctx: typer.Context, environment: str, as_json: JsonOption = False) -> N
 def deploy_command(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
@@ -100,7 +82,7 @@ def deploy_with_tasks(
     from edeliver.core.rollout import deploy
 
     tasks = runtime.tasks
-    chosen = selection_of(*tags, [t.spec for t in tasks])
+    chosen = selection_of(*tags, [t.spec for t in tasks], runtime.output)
     _rollout(
         runtime, as_json, lambda s: deploy(s, config, environment, version, chosen, nodes), tasks
     )
@@ -138,6 +120,8 @@ def _rollout(
 
     deployment = rollout_and_report(runtime, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
+        if as_json:  # the summary document says so: stdout keeps one document
+            raise typer.Exit(DeploymentFailed.exit_code)
         short = deployment.short_id
         raise DeploymentFailed(
             f"deployment {short} {deployment.outcome}, its fallback applied; "
@@ -151,20 +135,19 @@ def rollout_and_report(
     use_case: Callable[[Services], Coroutine[Any, Any, Deployment]],
     tasks: list[LoadedTask] | None = None,
 ) -> Deployment:
-    console = runtime.out()
-    progress = None if as_json else render.Progress(console)
+    console, output = runtime.out(), runtime.output
+    progress = render.Progress(console, output, as_json)
     services = runtime.services(progress, runtime.tasks if tasks is None else tasks)
     try:
         deployment = run(use_case(services))
     finally:
-        if progress:
-            progress.stop()
+        progress.stop()
         services.deployments.close()
     routes = routes_of(deployment)
     if as_json:
-        typer.echo(
-            json.dumps({**render.summary(deployment), **({"routes": routes} if routes else {})})
-        )
+        print_json(**render.summary(deployment), **({"routes": routes} if routes else {}))
+    elif output.quiet:
+        console.print(render.final_line(deployment), markup=False, highlight=False)
     else:
         render.print_summary(console, deployment)
         for node, route in routes.items():  # hot upgrade, or a full release and why
@@ -194,17 +177,13 @@ def build(ctx: typer.Context, as_json: JsonOption = False) -> None:
     runtime = runtime_of(ctx)
     stored = build_into_store(runtime)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "app": stored.app,
-                    "version": stored.version,
-                    "sha256": stored.sha256,
-                    "size": stored.size,
-                    "location": stored.location,
-                    "platform": str(stored.platform),
-                }
-            )
+        print_json(
+            app=stored.app,
+            version=stored.version,
+            sha256=stored.sha256,
+            size=stored.size,
+            location=stored.location,
+            platform=str(stored.platform),
         )
     else:
         typer.echo(

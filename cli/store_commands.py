@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from edeliver.cli.app import BUILD, JsonOption, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
+from edeliver.cli.output import print_json
 from edeliver.core.app import app_name
 from edeliver.core.model import Artifact
 from edeliver.core.ports import ReleaseStore
@@ -36,7 +36,7 @@ def releases(ctx: typer.Context, as_json: JsonOption = False) -> None:
     app = app_name(config)
     stored = run(_artifacts(store, app))
     if as_json:
-        typer.echo(json.dumps([_row(a) for a in stored]))
+        print_json(app=app, store=config.store.url, releases=[_row(a) for a in stored])
     elif not stored:
         typer.echo(f"no release of {app} in the store {config.store.url}")
     for artifact in stored if not as_json else ():
@@ -63,7 +63,7 @@ def prune_command(
     shells = probing_shells(runtime)
     plan = run(prune(store, shells, nodes, app_name(runtime.config), keep, dry_run=dry_run))
     if as_json:
-        typer.echo(json.dumps({"removed": list(plan.removed), "kept": dict(plan.kept)}))
+        print_json(removed=list(plan.removed), kept=dict(plan.kept), dry_run=dry_run)
     else:
         _print_plan(plan, dry_run)
 

@@ -3,12 +3,12 @@ task is skipped) and `edeliver migrate-config` (edeliver 1.x's .deliver/config t
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
+from edeliver.cli.output import Output, print_json
 from edeliver.core.errors import UsageError
 from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
@@ -31,11 +31,12 @@ def selection_of(
     exclude: list[str] | None,
     only: list[str] | None,
     specs: list[TaskSpec],
+    output: Output,
 ) -> Selection:
     """The tags chosen on the command line; a tag no task carries is warned about."""
     chosen = Selection(frozenset(include or ()), frozenset(exclude or ()), frozenset(only or ()))
     for tag in unmatched_tags(specs, chosen):
-        typer.echo(f"edeliver: warning: no task is tagged {tag!r}", err=True)
+        output.note(f"edeliver: warning: no task is tagged {tag!r}")
     return chosen
 
 
@@ -57,24 +58,38 @@ def tasks(
     runtime = runtime_of(ctx)
     runtime.config.environment(environment)
     found = [t.spec for t in runtime.tasks]
-    selection = selection_of(include, exclude, only, found)
+    selection = selection_of(include, exclude, only, found, runtime.output)
     stages = plan_by_stage(found, environment, selection, first_deploy)
     if as_json:
-        typer.echo(json.dumps([
-            {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
-                                        "runs": reason is None, "skipped_because": reason}
-                                       for t, reason in entries]}
-            for stage, entries in stages
-        ]))  # fmt: skip
+        print_json(stages=stage_rows(stages))
         return
+    for line in stage_lines(stages):
+        typer.echo(line)
+
+
+Stages = list[tuple[str, list[tuple[TaskSpec, str | None]]]]
+
+
+def stage_rows(stages: Stages) -> list[dict[str, Any]]:
+    """The tasks per stage as `--json` shows them (tasks, plan)."""
+    return [
+        {"stage": stage, "tasks": [{"name": t.name, "where": t.where, "critical": t.critical,
+                                    "runs": reason is None, "skipped_because": reason}
+                                   for t, reason in entries]}
+        for stage, entries in stages
+    ]  # fmt: skip
+
+
+def stage_lines(stages: Stages, indent: str = "") -> list[str]:
+    """The tasks per stage for people: each stage, then its tasks, run or skipped and why."""
+    lines = []
     for stage, entries in stages:
-        typer.echo(stage)
+        lines.append(f"{indent}{stage}")
         for spec, reason in entries:
             what = f"{spec.where}{'' if spec.critical else ', not critical'}"
-            typer.echo(
-                f"  {'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
-                + (f"  — {reason}" if reason else "")
-            )
+            verdict = f"{'skip' if reason else 'run ':<4}  {spec.name}  ({what})"
+            lines.append(f"{indent}  {verdict}" + (f"  — {reason}" if reason else ""))
+    return lines
 
 
 @app.command(name="migrate-config", rich_help_panel=SET_UP)
@@ -98,10 +113,10 @@ def migrate_config(
         if target.exists():
             raise UsageError(f"{CONFIG_FILE}: already exists; not overwritten")
         target.write_text(migration.toml)
-        typer.echo(f"wrote {CONFIG_FILE}", err=True)
+        runtime.output.note(f"wrote {CONFIG_FILE}")
     else:
         typer.echo(migration.toml, nl=False)
     for line in migration.notes:
-        typer.echo(line, err=True)
+        runtime.output.note(line)
     for hook in migration.hooks:
-        typer.echo(f"hook {hook}: found; it will run as a shell task at its stage", err=True)
+        runtime.output.note(f"hook {hook}: found; it will run as a shell task at its stage")

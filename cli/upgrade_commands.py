@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edeliver.cli.app import DEPLOY, JsonOption, app, exits_on_errors, run, runtime_of
+from edeliver.cli.app import (
+    DEPLOY,
+    JsonOption,
+    VersionOption,
+    app,
+    exits_on_errors,
+    run,
+    runtime_of,
+)
+from edeliver.cli.output import print_json
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
 from edeliver.core.app import app_name
@@ -26,7 +34,7 @@ if TYPE_CHECKING:
 def upgrade(
     ctx: typer.Context,
     environment: str,
-    version: Annotated[str | None, typer.Option(help="Default: the newest in the store.")] = None,
+    version: VersionOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     only: OnlyOption = None,
@@ -117,7 +125,7 @@ def _report(notes: list[str], stored: Artifact, as_json: bool) -> None:
             "location": stored.location,
             "notes": notes,
         }
-        typer.echo(json.dumps(fields))
+        print_json(**fields)
         return
     for note in notes:
         typer.echo(f"  {note}")

@@ -7,16 +7,36 @@ falls back to a default.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from functools import partial
+from typing import Literal, cast
 
 from edeliver.core.auto_version import PARTS as AUTO_VERSION_PARTS
-from edeliver.core.errors import ConfigError, NotFoundError
+from edeliver.core.config_keys import (
+    BUILD_STRATEGIES,
+    CONTAINER_CLIS,
+    FALLBACKS,
+    FUNCTION_PATTERN,
+    MIX_NAME_PATTERN,
+    MODES,
+    NAME_PATTERN,
+    S3_CHECKSUMS,
+    STRATEGIES,
+    TOP,
+    TRANSFER_MODES,
+    Fallback,
+    Mode,
+    Strategy,
+    TransferMode,
+    did_you_mean,
+)
+from edeliver.core.config_table import Table, collect
+from edeliver.core.errors import ConfigError, ConfigErrors, NotFoundError
 from edeliver.core.runtime_settings import (
+    ENV_NAME,
     FromEnv,
     Settings,
     check_node_name,
@@ -25,21 +45,11 @@ from edeliver.core.runtime_settings import (
     parse_settings,
 )
 
-Strategy = Literal["one_for_one", "rest_for_one", "one_for_all"]
-Fallback = Literal["rollback", "stop", "ignore"]
-Mode = Literal["release", "upgrade"]
+__all__ = ["FALLBACKS", "MODES", "STRATEGIES", "Fallback", "Mode", "Strategy", "parse_config"]
 StoreKind = Literal["local", "ssh", "s3"]
-TransferMode = Literal["push", "pull"]
-
-STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "rest_for_one", "one_for_all")
-FALLBACKS: tuple[Fallback, ...] = ("rollback", "stop", "ignore")
-MODES: tuple[Mode, ...] = ("release", "upgrade")
-BUILD_STRATEGIES = ("local", "remote", "docker")
-TRANSFER_MODES: tuple[TransferMode, ...] = ("push", "pull")
-S3_CHECKSUMS = ("when_supported", "when_required")
 
 DEFAULT_STORE = ".deliver/releases"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(NAME_PATTERN)
 _SSH_URL = re.compile(r"^(?P<user>[^@\s/:]+)@(?P<host>[^:\s/@]+):(?P<path>\S.*)$")
 # A host name, an IPv4 address or a bare IPv6 address (with a zone): nothing a shell, ssh's
 # option parser or `user@host` splitting could read another way.
@@ -48,8 +58,7 @@ _HOST = re.compile(
     r"|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)$"  # an IPv6 address, maybe with a zone
 )
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-# An Elixir remote function of no arguments, as `[environments.X] migrate` names it.
-_FUNCTION = re.compile(r"^(?:[A-Z][A-Za-z0-9_]*\.)+[a-z_][A-Za-z0-9_]*[!?]?$")
+_FUNCTION = re.compile(FUNCTION_PATTERN)
 _S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
@@ -187,107 +196,12 @@ class Config:
         """The environment called `name`, or an error listing the ones there are."""
         if name not in self.environments:
             known = ", ".join(sorted(self.environments)) or "none"
-            raise NotFoundError(f"{self.file}: no environment {name!r} (defined: {known})")
+            hint = did_you_mean(name, list(self.environments))
+            raise NotFoundError(f"{self.file}: no environment {name!r} (defined: {known}){hint}")
         return self.environments[name]
 
     def nodes_of(self, environment: str) -> tuple[NodeConfig, ...]:
         return tuple(self.nodes[n] for n in self.environment(environment).nodes)
-
-
-T = TypeVar("T")
-
-
-class _Table:
-    """One TOML table being read: tracks its key path and which keys were used."""
-
-    def __init__(self, file: str, path: str, data: object) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(file, path, "expected a table")
-        self.file, self.path, self.data = file, path, cast(dict[str, Any], data)
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def fail(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), problem)
-
-    def get(self, name: str, kind: type[T], expected: str) -> T | None:
-        self.used.add(name)
-        value = self.data.get(name)
-        if value is None:
-            return None
-        # TOML booleans are Python ints; a port of `true` must not pass as 1.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(name, f"expected {expected}, got {value!r}")
-        return value
-
-    def require(self, name: str, kind: type[T], expected: str) -> T:
-        value = self.get(name, kind, expected)
-        if value is None:
-            raise self.fail(name, f"missing; expected {expected}")
-        return value
-
-    def strings(self, name: str) -> tuple[str, ...] | None:
-        values = self.get(name, list, "a list of strings")
-        if values is None:
-            return None
-        if not all(isinstance(v, str) for v in values):
-            raise self.fail(name, f"expected a list of strings, got {values!r}")
-        return tuple(values)
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(name, str, "one of " + " | ".join(choices))
-        if value is None:
-            return default
-        if value not in choices:
-            raise self.fail(name, f"expected one of {' | '.join(choices)}, got {value!r}")
-        return value
-
-    def int_at_least(self, name: str, low: int) -> int | None:
-        value = self.get(name, int, f"an integer >= {low}")
-        if value is not None and value < low:
-            raise self.fail(name, f"expected an integer >= {low}, got {value}")
-        return value
-
-    def port(self, name: str) -> int | None:
-        value = self.get(name, int, "a port number 1-65535")
-        if value is not None and not 1 <= value <= 65535:
-            raise self.fail(name, f"expected a port number 1-65535, got {value}")
-        return value
-
-    def seconds(self, name: str, at_most: float = math.inf) -> float | None:
-        """A positive, finite number of seconds; TOML's `true`, `nan` and `inf` are refused (a
-        boolean is an int to Python, and NaN compares false with every deadline)."""
-        expected = "a number of seconds > 0"
-        value = self.get(name, object, expected)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"expected {expected}, got {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise self.fail(name, f"expected {expected}, got {value}")
-        if value > at_most:
-            raise self.fail(name, f"expected at most step_timeout ({at_most:g}), got {value:g}")
-        return float(value)
-
-    def table(self, name: str) -> _Table:
-        self.used.add(name)
-        return _Table(self.file, self.key(name), self.data.get(name, {}))
-
-    def subtables(self, name: str) -> Iterator[tuple[str, _Table]]:
-        for key, value in self.table(name).data.items():
-            if not _NAME.match(key):
-                raise ConfigError(
-                    self.file, f"{self.key(name)}.{key}", "names use letters, digits, _ . -"
-                )
-            yield key, _Table(self.file, f"{self.key(name)}.{key}", value)
-
-    def done(self) -> None:
-        """Unknown keys are errors: a misspelt setting must not silently take its default."""
-        for name in self.data:
-            if name not in self.used:
-                raise self.fail(name, "unknown key")
 
 
 def parse_config(text: str, file: str) -> Config:
@@ -296,18 +210,21 @@ def parse_config(text: str, file: str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(file, "", f"invalid TOML: {error}") from None
-    top = _Table(file, "", data)
+    problems: list[ConfigError] = []
+    top = Table(file, "", data, TOP, problems)
     app = top.get("app", str, "the app name as a string")
     known_hosts = top.get("known_hosts", str, "a path to a known_hosts file")
     ssh_config = top.get("ssh_config", str, "a path to an OpenSSH client config file")
-    store = _store(top.table("store"))
-    build = _build(top.table("build"))
-    commands = _commands(top.table("commands"))
-    transfer = _transfer(top.table("transfer"), store)
-    nodes = _nodes(top, file)
-    environments = {name: _environment(name, t, nodes) for name, t in top.subtables("environments")}
+    store = collect(problems, lambda: _store(top.table("store")))
+    build = collect(problems, lambda: _build(top.table("build")))
+    commands = collect(problems, lambda: _commands(top.table("commands")))
+    transfer = collect(problems, lambda: _transfer(top.table("transfer"), store))
+    nodes = _nodes(top)
+    environments = _environments(top, nodes)
     redact = _env_names(top, "redact")
-    top.done()
+    if problems:  # every mistake of the file at once, in the order of reading
+        raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
+    assert store and build and commands and transfer
     return Config(
         file, app, store, build, nodes, environments, known_hosts, commands, transfer, ssh_config,
         redact,
@@ -321,7 +238,7 @@ _STORE_KEYS: dict[StoreKind, tuple[str, ...]] = {
 }
 
 
-def _store(table: _Table) -> StoreConfig:
+def _store(table: Table) -> StoreConfig:
     url = table.get("url", str, "a store URL") or DEFAULT_STORE
     kind = store_kind(url, table)
     for key in table.data:
@@ -343,7 +260,6 @@ def _store(table: _Table) -> StoreConfig:
         port=port or 22,
         identity_file=table.get("identity_file", str, "a path to a private key"),
     )
-    table.done()
     return store
 
 
@@ -354,15 +270,15 @@ def _kinds_with(key: str) -> str:
     return " and ".join(kind for kind, keys in _STORE_KEYS.items() if key in keys)
 
 
-def _transfer(table: _Table, store: StoreConfig) -> TransferConfig:
+def _transfer(table: Table, store: StoreConfig | None) -> TransferConfig:
+    """`store`: None when it has problems of its own, which say what is wrong already."""
     mode = cast(TransferMode, table.choice("mode", TRANSFER_MODES, "push"))
-    if mode == "pull" and store.kind == "local":
+    if mode == "pull" and store is not None and store.kind == "local":
         raise table.fail(
             "mode", "pull needs a store the nodes can reach (s3:// or user@host:/path)"
         )
     expiry = table.int_at_least("url_expiry", 60)
     identity = table.get("node_identity_file", str, "a path to a private key on the nodes")
-    table.done()
     return TransferConfig(mode, expiry or TransferConfig.url_expiry, identity)
 
 
@@ -374,7 +290,7 @@ def ssh_store_address(url: str) -> tuple[str, str, str]:
     return match["user"], match["host"], match["path"]
 
 
-def store_kind(url: str, table: _Table | None = None) -> StoreKind:
+def store_kind(url: str, table: Table | None = None) -> StoreKind:
     """Which kind of store a URL names; credentials in a URL are refused, never parsed."""
 
     def bad(problem: str) -> ConfigError:
@@ -395,13 +311,9 @@ def store_kind(url: str, table: _Table | None = None) -> StoreKind:
     return "local"
 
 
-def _commands(table: _Table) -> CommandsConfig:
+def _commands(table: Table) -> CommandsConfig:
     expected = "a shell command run from the release root ({app} is the app name)"
-    commands = CommandsConfig(
-        *(table.get(key, str, expected) for key in ("start", "stop", "health"))
-    )
-    table.done()
-    return commands
+    return CommandsConfig(*(table.get(key, str, expected) for key in ("start", "stop", "health")))
 
 
 _BUILD_KEYS = {
@@ -411,7 +323,7 @@ _BUILD_KEYS = {
 }
 
 
-def _build(table: _Table) -> BuildConfig:
+def _build(table: Table) -> BuildConfig:
     strategy = table.choice("strategy", BUILD_STRATEGIES, "local")
     for key in table.data:
         if key != "strategy" and key not in _BUILD_KEYS[strategy]:
@@ -436,29 +348,28 @@ def _build(table: _Table) -> BuildConfig:
         port=port,
         identity_file=table.get("identity_file", str, "a path to a private key"),
         image=image,
-        cli=table.choice("cli", ("docker", "podman"), "docker"),
+        cli=table.choice("cli", CONTAINER_CLIS, "docker"),
         global_options=table.strings("global_options") or (),
         run_options=table.strings("run_options") or (),
         auto_version=_auto_version(table),
         mix_env=_mix_name(table, "mix_env", "a MIX_ENV such as prod") or "prod",
         release=_mix_name(table, "release", "the name of a release in mix.exs") or "",
     )
-    table.done()
     return build
 
 
 # What mix accepts as an environment or release name (both become atoms and directory names).
-_MIX_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_MIX_NAME = re.compile(MIX_NAME_PATTERN)
 
 
-def _mix_name(table: _Table, key: str, expected: str) -> str | None:
+def _mix_name(table: Table, key: str, expected: str) -> str | None:
     value = table.get(key, str, expected)
     if value is not None and not _MIX_NAME.match(value):
         raise table.fail(key, f"expected {expected} (lowercase letters, digits, _), got {value!r}")
     return value
 
 
-def _auto_version(table: _Table) -> tuple[str, ...]:
+def _auto_version(table: Table) -> tuple[str, ...]:
     parts = table.strings("auto_version") or ()
     for part in parts:
         if part not in AUTO_VERSION_PARTS:
@@ -470,20 +381,23 @@ def _auto_version(table: _Table) -> tuple[str, ...]:
     return parts
 
 
-def _nodes(top: _Table, file: str) -> dict[str, NodeConfig]:
+def _nodes(top: Table) -> dict[str, NodeConfig]:
+    """The nodes that read without a problem (the others' problems are recorded)."""
     nodes: dict[str, NodeConfig] = {}
     seen: dict[tuple[str, int | None], str] = {}
-    for name, table in top.subtables("nodes"):
-        node = _node(name, table)
+    for name, table in top.subtables("nodes", lambda name: bool(_NAME.match(name))):
+        node = collect(top.problems, partial(_node, name, table))
+        if node is None:
+            continue
         other = seen.setdefault((node.host, node.port), name)
         if other != name:
             where = node.host if node.port is None else f"{node.host}:{node.port}"
-            raise table.fail("host", f"{where} is already the address of node {other!r}")
+            table.record("host", f"{where} is already the address of node {other!r}")
         nodes[name] = node
     return nodes
 
 
-def _node(name: str, table: _Table) -> NodeConfig:
+def _node(name: str, table: Table) -> NodeConfig:
     host = _host(table)
     port = table.port("port")
     path = table.require("path", str, "an absolute deploy path")
@@ -502,29 +416,31 @@ def _node(name: str, table: _Table) -> NodeConfig:
     )
     if node.node_name and any(name == "RELEASE_NODE" for name, _ in node.env):
         raise table.fail("node_name", "given twice: here and as env.RELEASE_NODE")
-    table.done()
     return node
 
 
-def _settings(table: _Table, per_node: bool = False) -> Settings:
-    table.used.add("env")
-    return parse_settings(table.file, table.key("env"), table.data.get("env"), per_node=per_node)
+def _settings(table: Table, per_node: bool = False) -> Settings:
+    def check(key: str, data: object) -> Settings:
+        return parse_settings(table.file, key, data, per_node=per_node)
+
+    return table.checked("env", check) or ()
 
 
-def _node_name(table: _Table) -> str | None:
+def _node_name(table: Table) -> str | None:
     name = table.get("node_name", str, "a node name like app@host")
     return None if name is None else check_node_name(table.file, table.key("node_name"), name)
 
 
-def _env_names(table: _Table, key: str) -> tuple[str, ...]:
+def _env_names(table: Table, key: str) -> tuple[str, ...]:
     names = table.strings(key) or ()
     for name in names:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            raise table.fail(key, f"expected environment variable names, got {name!r}")
+        if not ENV_NAME.match(name):
+            table.record(key, f"expected environment variable names, got {name!r}")
+            return ()
     return names
 
 
-def _host(table: _Table) -> str:
+def _host(table: Table) -> str:
     """The node's host alone: its user and port have keys of their own, and a host that a shell
     or ssh could read as something else is refused rather than quoted into a surprise."""
     host = table.require("host", str, "a host name or address")
@@ -541,7 +457,7 @@ def _host(table: _Table) -> str:
     return host
 
 
-def _check_ssh_host(table: _Table, key: str, url: str) -> None:
+def _check_ssh_host(table: Table, key: str, url: str) -> None:
     """The host of a user@host:/path setting is held to the rule of nodes' hosts."""
     _, host, _ = ssh_store_address(url)
     if not _HOST.match(host):
@@ -553,15 +469,29 @@ def _with_port(host: str) -> bool:
     return bool(re.match(r"^(\[.*\]|[^:]*):\d*$", host))
 
 
-def _user(table: _Table) -> str | None:
+def _user(table: Table) -> str | None:
     user = table.get("user", str, "a user name")
     if user is not None and not _USER.match(user):
         raise table.fail("user", f"expected a user name (letters, digits, _ . -), got {user!r}")
     return user
 
 
-def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> EnvironmentConfig:
-    members = _members(table, nodes)
+def _environments(top: Table, nodes: Mapping[str, NodeConfig]) -> dict[str, EnvironmentConfig]:
+    """The environments that read without a problem; a node named in one but with problems of
+    its own is not blamed on the environment again."""
+    declared = set(top.table_data("nodes"))
+    environments = {}
+    for name, table in top.subtables("environments", lambda name: bool(_NAME.match(name))):
+        environment = collect(top.problems, partial(_environment, name, table, nodes, declared))
+        if environment is not None:
+            environments[name] = environment
+    return environments
+
+
+def _environment(
+    name: str, table: Table, nodes: Mapping[str, NodeConfig], declared: Collection[str]
+) -> EnvironmentConfig:
+    members = _members(table, nodes, declared)
     max_parallel = table.int_at_least("max_parallel", 1)
     policy = Policy(
         strategy=cast(Strategy, table.choice("strategy", STRATEGIES, Policy.strategy)),
@@ -581,17 +511,16 @@ def _environment(name: str, table: _Table, nodes: Mapping[str, NodeConfig]) -> E
         verify_timeout=table.seconds("verify_timeout", at_most=step_timeout),
         command_timeout=table.seconds("command_timeout"),
         env=_settings(table),
-        cookie=parse_cookie(table.file, table.key("cookie"), table.data.get("cookie")),
+        cookie=table.checked("cookie", partial(parse_cookie, table.file)),
         migrate=_function(table, "migrate"),
     )
-    table.used.add("cookie")
-    names = {n: node for n in members if (node := nodes[n].release_node)}
+    # Members with problems of their own are left out: they are reported already.
+    names = {n: node for n in members if n in nodes and (node := nodes[n].release_node)}
     check_unique_node_names(table.file, name, members, names)
-    table.done()
     return environment
 
 
-def _function(table: _Table, key: str) -> str | None:
+def _function(table: Table, key: str) -> str | None:
     function = table.get(key, str, "an Elixir function such as MyApp.Release.migrate")
     if function is not None and not _FUNCTION.match(function):
         raise table.fail(
@@ -600,12 +529,15 @@ def _function(table: _Table, key: str) -> str | None:
     return function
 
 
-def _members(table: _Table, nodes: Mapping[str, NodeConfig]) -> tuple[str, ...]:
+def _members(
+    table: Table, nodes: Mapping[str, NodeConfig], declared: Collection[str]
+) -> tuple[str, ...]:
     """The environment's nodes in order: its `nodes` list, then nodes carrying its `labels`."""
     listed = table.strings("nodes") or ()
     for index, node in enumerate(listed):
-        if node not in nodes:
-            raise table.fail(f"nodes[{index}]", f"node {node!r} is not defined under [nodes]")
+        if node not in declared:
+            hint = did_you_mean(node, list(declared))
+            raise table.fail(f"nodes[{index}]", f"node {node!r} is not defined under [nodes]{hint}")
     labelled: list[str] = []
     for label in table.strings("labels") or ():
         matching = [n.name for n in nodes.values() if label in n.labels]

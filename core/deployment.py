@@ -307,6 +307,11 @@ class Deployment(Aggregate):
             # In the same event, so no interruption can separate a failure from its decision.
             if node not in self.pending_actions:
                 self.undecided.append(node)
+        if trigger == "rollback_failed":  # the loud part first; why the node was rolled back after
+            before = self.reasons.get(node)
+            self.reasons[node] = f"rollback failed: {detail}" + (
+                f"; before: {before}" if before else ""
+            )
         if dest in (SKIPPED, HALTED, ROLLING_BACK):
             self.pending_actions.pop(node, None)
 

@@ -3,6 +3,7 @@
 EdeliverError                      exit 1  something failed
 ├── UsageError                     exit 2  bad usage or configuration
 │   ├── ConfigError                        names the file and key path at fault
+│   │   └── ConfigErrors                   every problem of one file, one per line
 │   └── NotFoundError                      an unknown deployment, version or node
 ├── RefusedError                   exit 3  refused before any change
 │   ├── LockHeldError                      an environment or a node is held by another deployment
@@ -19,6 +20,8 @@ EdeliverError                      exit 1  something failed
 """
 
 from __future__ import annotations
+
+import re
 
 
 class EdeliverError(Exception):
@@ -40,6 +43,16 @@ class ConfigError(UsageError):
         self.file, self.key, self.problem = file, key, problem
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """Several problems of one config file, found in one reading: a line each."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        first = problems[0]
+        self.file, self.key, self.problem = first.file, first.key, first.problem
+        UsageError.__init__(self, "\n".join(str(problem) for problem in problems))
 
 
 class NotFoundError(UsageError):
@@ -104,7 +117,13 @@ class NodeError(EdeliverError):
 
 
 class NodeUnreachable(NodeError):
-    """The node could not be reached, or the connection was lost."""
+    """The node could not be reached, or the connection was lost. `passing`: it looks like a
+    node rebooting or an sshd restarting, which waiting may end (a refused login does not);
+    the adapter that met the error says which."""
+
+    def __init__(self, message: str, *, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 class StepTimeout(NodeError):
@@ -115,3 +134,10 @@ def one_line(error: BaseException) -> str:
     """An error of a library as one line: its type and its message, whitespace folded."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def error_code(error: EdeliverError) -> str:
+    """The error's kind as `--json` names it: its class in snake case (`LockHeldError` →
+    `lock_held`, `HostKeyChanged` → `host_key_changed`), stable as the error tree is."""
+    name = type(error).__name__.removesuffix("Errors").removesuffix("Error") or "edeliver"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()

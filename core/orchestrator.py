@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import Deployment
-from edeliver.core.errors import EdeliverError, EventStoreError
+from edeliver.core.errors import EdeliverError, EventStoreError, NodeUnreachable
 from edeliver.core.journal import Journal, Listener, SaveEvents
 from edeliver.core.lifecycle import (
     IN_FLIGHT,
@@ -32,13 +33,15 @@ from edeliver.core.lifecycle import (
     Step,
     Trigger,
 )
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost, NodeShell, NodeShells
 from edeliver.core.redaction import Redactor
 from edeliver.core.strategy import batch_size
-from edeliver.core.task_runs import LoadedTask, TaskRunner
+from edeliver.core.task_runs import TaskRunner
 
 T = TypeVar("T")
+_MOST_BACKOFF = 4.0  # seconds between two tries to reach a node that a rollback waits for
 __all__ = ["Journal", "Listener", "Orchestrator", "SaveEvents"]
 
 # Each step as the NodeShell call that does it; a step may return the route it took.
@@ -175,30 +178,60 @@ class Orchestrator:
             self._tasks.create_task(self._until_store_fails(self._roll_back(node)))
 
     async def _roll_back(self, node: str) -> None:
+        """Roll the node back within the step timeout, waiting for it while it cannot be
+        reached (rebooting, sshd restarting): its tasks' connections included."""
         d = self.deployment
         previous = d.rollback_target(node)
+        unreachable: list[NodeUnreachable] = []
         async with self._rollback_limit:
             try:
                 async with asyncio.timeout(self.step_timeout):
-                    shell = await self.shell(node)
-                    await self.runner.rolling_back(
-                        node, shell, lambda: shell.roll_back(self.artifact, previous)
-                    )
+                    await until_reachable(lambda: self._rolling_back(node, previous), unreachable)
             except EventStoreError:
                 raise  # the store failed, not the rollback: resume carries it on
             except Exception as error:
-                detail = "timed out" if isinstance(error, TimeoutError) else str(error)
+                detail = self._not_back(error, unreachable)
                 d.transition(node, Trigger.ROLLBACK_FAILED, self.redact(detail))
             else:
                 done = f"back on {previous}" if previous else "emptied"
                 d.transition(node, Trigger.ROLLED_BACK, done)
         await self.journal.commit()
 
+    async def _rolling_back(self, node: str, previous: str | None) -> None:
+        shell = await self.shell(node)
+        await self.runner.rolling_back(
+            node, shell, lambda: shell.roll_back(self.artifact, previous)
+        )
+
+    def _not_back(self, error: Exception, unreachable: list[NodeUnreachable]) -> str:
+        """One line saying why a rollback failed."""
+        if not isinstance(error, TimeoutError):
+            return str(error)
+        if unreachable:
+            last = str(unreachable[-1]).splitlines()[0]
+            return f"could not be reached within the {self.step_timeout:g}s step timeout: {last}"
+        return f"timed out after {self.step_timeout:g}s"
+
     async def close(self) -> None:
         """Close every connection and stop the journal's writer."""
         await asyncio.gather(*(s.close() for s in self._open.values()), return_exceptions=True)
         self._open.clear()
         self.journal.close()
+
+
+async def until_reachable(
+    attempt: Callable[[], Awaitable[None]], unreachable: list[NodeUnreachable]
+) -> None:
+    """Run `attempt` again, with backoff, while it meets a node that cannot be reached for the
+    moment (each such error kept in `unreachable`); the caller's timeout ends the waiting."""
+    for tries in itertools.count():
+        try:
+            return await attempt()
+        except NodeUnreachable as error:
+            if not error.passing:
+                raise
+            unreachable.append(error)
+        await asyncio.sleep(min(0.25 * 2**tries, _MOST_BACKOFF))
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

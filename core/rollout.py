@@ -18,7 +18,6 @@ from edeliver.core.journal import Journal
 from edeliver.core.liveness import hold_every_node, refuse_while_its_deployer_holds_nodes
 from edeliver.core.model import Artifact
 from edeliver.core.orchestrator import Orchestrator
-from edeliver.core.ports import ReleaseStore
 from edeliver.core.preflight import before_rollout, checked_probes, reprobe_in_flight
 from edeliver.core.rollout_endings import before_any_node_changes, claim, drive
 from edeliver.core.rollout_states import RolloutTrigger
@@ -27,6 +26,7 @@ from edeliver.core.service import Deployments
 from edeliver.core.services import Services, in_thread, now_text, shells_for
 from edeliver.core.strategy import batches, policy_fields
 from edeliver.core.tasks import Selection
+from edeliver.core.versions import artifact_to_deploy
 
 __all__ = ["Services", "deploy", "resume", "shells_for"]  # Services: where tests found it
 
@@ -45,7 +45,7 @@ async def deploy(
     env = config.environment(environment)
     runtimes(config, env.name, services.deployer_env)  # a missing secret: refused, exit 2
     app = app_name(config)
-    artifact = await _artifact(services.store, app, version)
+    artifact = await artifact_to_deploy(services.store, app, version)
     subset = nodes is not None and bool(set(env.nodes) - set(nodes))
     if subset:
         env = replace(env, nodes=tuple(n for n in env.nodes if n in (nodes or ())))
@@ -91,15 +91,6 @@ async def resume(
         steps.insert(0, partial(checked_probes, orchestrator, deployment, artifact, services))
     await before_any_node_changes(orchestrator, services, deployment, *steps)
     return await drive(orchestrator, services, deployment)
-
-
-async def _artifact(store: ReleaseStore, app: str, version: str | None) -> Artifact:
-    if version is None:
-        versions = await store.versions(app)
-        if not versions:
-            raise UsageError(f"no release of {app} in the store; run `edeliver build` first")
-        version = versions[-1]
-    return await store.artifact(app, version)
 
 
 def _new_deployment(

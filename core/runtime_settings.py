@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edeliver.core.config_keys import ENV_NAME_PATTERN, NODE_NAME_PATTERN
 from edeliver.core.errors import ConfigError
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
 # A distributed Erlang node name: `name@host`, as `--name` / `--sname` take it.
-NODE_NAME = re.compile(r"^[A-Za-z0-9_-]+@[A-Za-z0-9_.-]+$")
+NODE_NAME = re.compile(NODE_NAME_PATTERN)
 # Set by Edeliver itself, one per node or one per environment: never through an env table.
 OWN_NAMES = {"RELEASE_COOKIE": 'cookie = { from_env = "..." } of the environment'}
 # Names whose plain value would be a secret in the config. Narrower than redaction's net (which

@@ -11,10 +11,10 @@ from typing import TypeVar
 from uuid import uuid4
 
 from edeliver.core.journal import Listener, Patience, SaveEvents, Warn
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.ports import Clock, CommandHost, NodeShells, ReleaseStore
 from edeliver.core.redaction import Redactor
 from edeliver.core.service import Deployments
-from edeliver.core.task_runs import LoadedTask
 
 T = TypeVar("T")
 

@@ -26,8 +26,9 @@ from typing import Any
 
 from edeliver.core.config import NodeConfig
 from edeliver.core.deployment import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK, Deployment
-from edeliver.core.elixir_tasks import ElixirModule, run_modules, vm_for
-from edeliver.core.errors import EdeliverError, NodeError, RefusedError
+from edeliver.core.elixir_tasks import run_modules, vm_for
+from edeliver.core.errors import EdeliverError, NodeError, NodeUnreachable, RefusedError
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact
 from edeliver.core.ports import CommandHost, CommandResult, NodeShell
 from edeliver.core.redaction import Redactor
@@ -40,7 +41,6 @@ from edeliver.core.tasks import (
     PRE_ROLLBACK,
     STEP_STAGES,
     Selection,
-    TaskSpec,
     ordered,
     skip_reason,
 )
@@ -63,22 +63,6 @@ __all__ = [
 VM_START_SECONDS = 60.0
 # How edeliver 1.x's `status` function printed (and legacy hooks still print) a line.
 STATUS_PREFIX = "-----> "
-
-
-@dataclass(frozen=True)
-class LoadedTask:
-    """A task's settings and its body: a Python callable, a shell script or Elixir code."""
-
-    spec: TaskSpec
-    run: TaskBody | None = None
-    cleanup: TaskBody | None = None
-    script: str | None = None  # run by `sh` where the task runs
-    elixir: str | None = None  # evaluated by the release being deployed, on the node
-    module: ElixirModule | None = None  # `use Edeliver.Task`: run in a VM with its neighbours
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
 
 @dataclass
@@ -138,15 +122,25 @@ class TaskRunner:
     ) -> None:
         """pre_rollback tasks, then the cleanups of what ran on the node in reverse, the rollback
         itself, then post_rollback tasks. A failing task or cleanup is recorded, never stops it:
-        getting the node back comes first."""
-        with contextlib.suppress(NodeError):
-            await self.at_node_stage(PRE_ROLLBACK, node, shell)
+        getting the node back comes first. A node that cannot be reached for the moment is no
+        failing task: NodeUnreachable (passing) goes to the caller, which waits for the node and
+        runs this again (what already ended is not run twice)."""
+        await self._rollback_stage(PRE_ROLLBACK, node, shell)
         for name in self.deployment.cleanups_due(node):
             await self._clean_up(name, node, shell)
         await self.record()
         await roll_back()
-        with contextlib.suppress(NodeError):
-            await self.at_node_stage(POST_ROLLBACK, node, shell)
+        await self._rollback_stage(POST_ROLLBACK, node, shell)
+
+    async def _rollback_stage(self, stage: str, node: str, shell: NodeShell) -> None:
+        """The stage's tasks; a failure is recorded and passed over, a passing unreachable not."""
+        try:
+            await self.at_node_stage(stage, node, shell)
+        except NodeUnreachable as error:
+            if error.passing:
+                raise
+        except NodeError:
+            pass
 
     async def _once_for(self, task: LoadedTask, stage: str, node: str, shell: NodeShell) -> None:
         """The first node to reach the stage runs it; the others wait for it, and fail with it

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import re
 from functools import cmp_to_key
+from typing import TYPE_CHECKING
 
 import semver
+
+from edeliver.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from edeliver.core.model import Artifact
+    from edeliver.core.ports import ReleaseStore
 
 _PART = re.compile(r"[.+_-]")
 
@@ -47,3 +54,13 @@ def _numbers_first(text: str) -> tuple[tuple[int, str], ...]:
 
 def _sign(a: tuple[tuple[int, str], ...], b: tuple[tuple[int, str], ...]) -> int:
     return (a > b) - (a < b)
+
+
+async def artifact_to_deploy(store: ReleaseStore, app: str, version: str | None) -> Artifact:
+    """The release `version` names, by default the newest in the store (what `plan` shows)."""
+    if version is None:
+        versions = await store.versions(app)
+        if not versions:
+            raise UsageError(f"no release of {app} in the store; run `edeliver build` first")
+        version = versions[-1]
+    return await store.artifact(app, version)

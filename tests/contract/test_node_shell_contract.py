@@ -510,8 +510,12 @@ class TestAsyncsshConnecting:
         """fetch_host_key gives the node's key and fingerprint; pinned, the node connects."""
         node = module_fleet.nodes[0]
         config = node_config(module_fleet, node)
-        line, fingerprint = await fetch_host_key(config)
-        assert (line, fingerprint) == (node.known_hosts_line, node.host_key_fingerprint)
+        whose, line, fingerprint = await fetch_host_key(config)
+        assert (whose, line, fingerprint) == (
+            config.name,
+            node.known_hosts_line,
+            node.host_key_fingerprint,
+        )
         pinned = tmp_path / "ssh" / "known_hosts"
         pin_host_key(pinned, f"{line.split()[0]} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld")
         pin_host_key(pinned, line)

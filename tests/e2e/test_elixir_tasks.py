@@ -103,7 +103,7 @@ def test_elixir_tasks_run_once_or_per_node_in_one_vm_and_hand_assigns_to_python(
         assert saw == [f"first in {first_vm}, second in {first_vm}"]
     assert set(running_versions(project.fleet).values()) == {FIRST}
     listed = project.edeliver("tasks", "staging", "--json")
-    names = [t["name"] for stage in json.loads(listed.stdout) for t in stage["tasks"]]
+    names = [t["name"] for stage in json.loads(listed.stdout)["stages"] for t in stage["tasks"]]
     assert names == [
         "10_migrate",
         "20_stamps.Hello.Deploy.First",

@@ -19,9 +19,14 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyProject]:
         yield project
 
 
-def marks(legacy: LegacyProject) -> list[list[str]]:
+def one_deploy(version: str) -> list[str]:
+    """The marks one deploy leaves on a node: post_extract, pre_start, post_start hooks."""
+    return [f"extracted-{version}", f"starting-{version}", version]
+
+
+def marks(legacy: LegacyProject, name: str = "legacy-marks") -> list[list[str]]:
     """What the hooks' `__remote` wrote on each app node, read from the node's own files."""
-    files = [node.root / "legacy-marks" for node in legacy.app_nodes]
+    files = [node.root / name for node in legacy.app_nodes]
     return [f.read_text().split() if f.exists() else [] for f in files]
 
 
@@ -29,7 +34,8 @@ def test_a_1x_project_deploys_with_its_config_alone_and_then_after_migrating(
     legacy: LegacyProject,
 ) -> None:
     """1.x's `deploy release to production --version=` reaches the aliases through the bastion,
-    shows the hooks' status lines, and migrate-config --write keeps every node and mark."""
+    shows the hooks' status lines, a hook's `$DELIVER_TO/$APP/bin/$APP rpc` answers from the
+    running release, and migrate-config --write keeps every node and mark."""
     first = legacy.edeliver("deploy", "release", "to", "production", "--version=0.1.0")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "in 2.0: edeliver deploy production --version=0.1.0" in first.stderr
@@ -38,7 +44,8 @@ def test_a_1x_project_deploys_with_its_config_alone_and_then_after_migrating(
     assert [legacy.node_state(a) for a in ("web1", "web2")] == [
         ("0.1.0", "releases/0.1.0", True)
     ] * 2
-    assert marks(legacy) == [["0.1.0"], ["0.1.0"]]
+    assert marks(legacy) == [one_deploy("0.1.0")] * 2  # the hooks in 1.x's order
+    assert marks(legacy, "legacy-rpc") == [["0.1.0"], ["0.1.0"]]  # $DELIVER_TO/$APP/bin/$APP rpc
 
     migrated = legacy.edeliver("migrate-config", "--write")
     assert migrated.returncode == 0, migrated.stderr
@@ -52,9 +59,10 @@ def test_a_1x_project_deploys_with_its_config_alone_and_then_after_migrating(
     assert [legacy.node_state(a) for a in ("web1", "web2")] == [
         ("0.2.0", "releases/0.2.0", True)
     ] * 2
-    assert marks(legacy) == [["0.1.0", "0.2.0"], ["0.1.0", "0.2.0"]]
+    assert marks(legacy) == [one_deploy("0.1.0") + one_deploy("0.2.0")] * 2
+    assert marks(legacy, "legacy-rpc") == [["0.1.0", "0.2.0"], ["0.1.0", "0.2.0"]]
     history = legacy.edeliver("history", "production", "--json")
-    outcomes = [row["outcome"] for row in json.loads(history.stdout)]
+    outcomes = [row["outcome"] for row in json.loads(history.stdout)["deployments"]]
     assert history.returncode == 0 and outcomes.count("succeeded") == 2, history.stdout
 
 
@@ -72,9 +80,31 @@ def test_status_reaches_every_alias_and_shows_its_route(legacy: LegacyProject) -
     """`status` reaches both aliases through the bastion and shows each one's resolved route."""
     status = legacy.edeliver("status", "production", "--json")
     assert status.returncode == 0, status.stderr
-    rows = json.loads(status.stdout)
+    rows = json.loads(status.stdout)["nodes"]
     assert [row["reachable"] for row in rows] == [True, True]
     assert all(" via " in row["address"] for row in rows)
+
+
+def test_nodes_trust_pins_the_bastions_key_then_each_nodes(legacy: LegacyProject) -> None:
+    """With nothing pinned, `nodes trust --yes` pins the bastion's key (once, for both nodes
+    behind it), then each node's, reached through it; the nodes are reachable again."""
+    legacy.known_hosts.write_text("")
+    try:
+        trusted = legacy.edeliver("nodes", "trust", "production", "--yes")
+        assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+        bastion = legacy.fleet.node("node1")
+        assert trusted.stdout.count(f"new key {bastion.host_key_fingerprint}") == 1
+        assert f"jump host bastion of production1 new key {bastion.host_key_fingerprint}" in (
+            trusted.stdout
+        )
+        for node in legacy.app_nodes:
+            assert f"new key {node.host_key_fingerprint}" in trusted.stdout
+        pinned = set(legacy.known_hosts.read_text().splitlines())
+        assert pinned == {node.known_hosts_line for node in legacy.fleet.nodes}
+        status = legacy.edeliver("status", "production", "--json")
+        assert status.returncode == 0, status.stderr
+    finally:
+        legacy.trust_all()
 
 
 BUILD_HOST_CONFIG = """

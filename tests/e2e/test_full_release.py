@@ -40,7 +40,7 @@ def test_a_clean_deploy_runs_the_release_on_every_node(project: Project) -> None
     assert result.returncode == 0, result.stderr
     assert {n["state"] for n in report(result)["nodes"].values()} == {"updated"}
     assert project.running() == dict.fromkeys(project.fleet.names, NEXT)
-    status = json.loads(project.edeliver("status", "all", "--json").stdout)
+    status = json.loads(project.edeliver("status", "all", "--json").stdout)["nodes"]
     for row in status:
         assert (row["running_version"], row["current_version"]) == (NEXT, NEXT), row
         assert {GOOD, NEXT} <= set(row["releases"])

@@ -48,7 +48,8 @@ def test_a_package_built_into_s3_upgrades_the_nodes_hot(hot_s3: S3Project) -> No
     package = f"{PREFIX}/hello/{V2}/upgrades/{V1}/hello-{V2}.tar.gz"
     assert (built["from"], built["to"], built["location"]) == (V1, V2, package)
     listed = hot_s3.edeliver("releases", "--json")
-    assert [row["version"] for row in json.loads(listed.stdout)] == [V1, V2], listed.stderr
+    releases = json.loads(listed.stdout)["releases"]
+    assert [row["version"] for row in releases] == [V1, V2], listed.stderr
 
     hot_s3.upgrade_hot("hot", V1, V2)
     # The nodes pulled the package from S3; only the releases it was built from came here.

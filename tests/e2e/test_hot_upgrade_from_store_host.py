@@ -51,7 +51,8 @@ def test_a_package_on_the_store_host_is_pushed_and_upgrades_the_nodes_hot(
     stored = project.store_fleet.nodes[0].root / f"hello/{V2}/upgrades/{V1}"
     assert sorted(p.name for p in stored.iterdir()) == [f"hello-{V2}.tar.gz", "manifest.json"]
     listed = project.edeliver("releases", "--json")
-    assert [row["version"] for row in json.loads(listed.stdout)] == [V1, V2], listed.stderr
+    releases = json.loads(listed.stdout)["releases"]
+    assert [row["version"] for row in releases] == [V1, V2], listed.stderr
 
     project.upgrade_hot("hot", V1, V2)
     # Pushed: the deployer downloaded one verified copy of v1, of v2 (the package was built from

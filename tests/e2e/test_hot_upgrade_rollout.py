@@ -144,7 +144,7 @@ def test_a_hot_upgrade_keeps_pids_state_and_serves_a_client_loop_without_errors(
     greetings = each(fleet, 'IO.puts(to_string(%Hello.Greeter{name: "ops"}))')
     assert greetings == {n: f"hi from {n}, ops" for n in fleet.names}
     assert set(each(fleet, "IO.inspect(Code.ensure_loaded?(Hello.Legacy))").values()) == {"false"}
-    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)
+    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)["nodes"]
     assert {(r["running_version"], r["current_version"]) for r in status} == {(V2, V2)}
 
     restarted = fleet.nodes[2]  # a real stop + start boots the permanent v2
@@ -203,7 +203,7 @@ def test_rollback_downgrades_hot(hot: Project) -> None:
     infos = each(fleet, "IO.inspect(Hello.Counter.info())")
     assert infos == {n: f'%{{code_version: "{V1}", count: {counts[n]}}}' for n in fleet.names}
     assert set(each(fleet, "IO.inspect(Code.ensure_loaded?(Hello.Greeter))").values()) == {"false"}
-    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)
+    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)["nodes"]
     assert {(r["running_version"], r["current_version"]) for r in status} == {(V1, V1)}
 
 
@@ -224,5 +224,5 @@ def test_a_code_change_raising_on_one_node_puts_every_node_back_on_v1(hot: Proje
     assert set(each(fleet, "IO.puts(Hello.version())").values()) == {V1}
     infos = each(fleet, "IO.puts(Hello.Counter.info().code_version)")
     assert set(infos.values()) == {V1}
-    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)
+    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)["nodes"]
     assert {(r["running_version"], r["current_version"]) for r in status} == {(V1, V1)}

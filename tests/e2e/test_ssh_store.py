@@ -40,7 +40,7 @@ def test_the_store_host_holds_each_version_with_its_manifest(
     assert store_project.stored() == {GOOD, NEXT}
     result = store_project.edeliver("releases", "--json")
     assert result.returncode == 0, result.stderr
-    assert [r["version"] for r in json.loads(result.stdout)] == [GOOD, NEXT]
+    assert [r["version"] for r in json.loads(result.stdout)["releases"]] == [GOOD, NEXT]
 
 
 def test_nodes_pull_from_the_store_host_over_ssh(store_project: StoreHostProject) -> None:

@@ -66,7 +66,7 @@ def test_nodes_pull_the_release_straight_from_s3_and_run_it(s3_project: S3Projec
 def test_releases_lists_what_s3_holds(s3_project: S3Project) -> None:
     result = s3_project.edeliver("releases", "--json")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["releases"]
     assert [r["version"] for r in rows] == [OLD, GOOD, NEXT]
     assert all(r["platform"] == str(local_platform()) for r in rows)
 

@@ -207,7 +207,7 @@ def test_legacy_hooks_leave_marks_in_edeliver_1_order(project: Project) -> None:
     for node in project.fleet.names:
         assert _hook_marks(project, node, FIRST) == [f"{hook} {FIRST}" for hook in LEGACY_HOOKS]
     listed = project.edeliver("tasks", "staging", "--json")
-    stages = [s["stage"] for s in json.loads(listed.stdout)]
+    stages = [s["stage"] for s in json.loads(listed.stdout)["stages"]]
     assert stages == LEGACY_HOOKS
 
 

@@ -121,7 +121,7 @@ def assert_settled(project: S3Project, summary: dict[str, Any], on: dict[str, st
         ), (node.name, summary["nodes"])  # fmt: skip
     assert project.events(summary["id"]), "the deployment's events do not load"
     history = project.edeliver("history", summary["environment"], "--json")
-    rows = {row["id"]: row for row in json.loads(history.stdout)}
+    rows = {row["id"]: row for row in json.loads(history.stdout)["deployments"]}
     assert rows[summary["id"]]["ended_at"] is not None, "the environment is still locked"
 
 

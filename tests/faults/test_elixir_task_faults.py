@@ -6,6 +6,7 @@ environment's lock is free (`history` shows it ended; the next test deploys)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -97,7 +98,7 @@ def test_an_elixir_module_that_cannot_compile_is_refused_before_any_node_is_touc
 
 def _has_history(project: FaultProject) -> bool:
     done = project.edeliver("history", "together", "--json")
-    return done.returncode == 0 and done.stdout.strip() not in ("", "[]")
+    return done.returncode == 0 and bool(json.loads(done.stdout)["deployments"])
 
 
 NOT_IN_THE_APP = """defmodule Hello.Deploy.Elsewhere do

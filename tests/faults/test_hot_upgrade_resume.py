@@ -88,7 +88,7 @@ def test_prune_after_a_hot_upgrade_keeps_what_release_handler_says_runs_and_its_
     assert plan["kept"][V1].startswith("the rollback target on ")
     package = hot.directory / ".deliver/releases/hello" / V2 / "upgrades" / V1
     assert any(package.glob("*.tar.gz")), f"{package}: the upgrade package is gone"
-    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)
+    status = json.loads(hot.edeliver("status", "hot", "--json").stdout)["nodes"]
     assert {(r["running_version"], r["current_version"]) for r in status} == {(V2, V2)}
 
 
@@ -109,7 +109,7 @@ def _kill_once_activated(hot: Project, deployer: subprocess.Popen[str], node: st
 
 def _latest_unfinished(hot: Project) -> str | None:
     said = hot.edeliver("history", "hot", "--json")
-    rows = json.loads(said.stdout) if said.returncode == 0 else []
+    rows = json.loads(said.stdout)["deployments"] if said.returncode == 0 else []
     return next((str(r["id"]) for r in reversed(rows) if r["outcome"] is None), None)
 
 
@@ -137,6 +137,6 @@ def _assert_runs_only(fleet: LocalFleet, node: FleetNode, version: str) -> None:
 def _assert_events_load_and_lock_free(hot: Project, deployment: str) -> None:
     log = hot.edeliver("log", deployment, "--json")
     assert log.returncode == 0 and log.stdout.strip(), log.stderr
-    history = json.loads(hot.edeliver("history", "hot", "--json").stdout)
+    history = json.loads(hot.edeliver("history", "hot", "--json").stdout)["deployments"]
     assert [r["outcome"] for r in history if r["id"] == deployment] == ["failed"]
     assert all(r["outcome"] for r in history), history  # none left holding the lock

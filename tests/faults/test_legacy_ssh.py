@@ -35,7 +35,7 @@ def refused_unchanged(legacy: LegacyProject, naming: str) -> None:
     assert [legacy.node_state(alias) for alias in ("web1", "web2")] == ON_OLD
     assert legacy.edeliver("log").returncode == 0
     history = legacy.edeliver("history", "production", "--json")
-    last = json.loads(history.stdout)[-1]
+    last = json.loads(history.stdout)["deployments"][-1]
     assert (last["version"], last["outcome"]) == ("0.2.0", "refused"), last  # the lock is free
 
 

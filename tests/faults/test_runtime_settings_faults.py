@@ -80,7 +80,7 @@ def _ended_and_logged(project: Project) -> dict[str, Any]:
     assert project.events(), "its events load"
     history = project.edeliver("history", "--json")
     assert history.returncode == 0, history.stderr
-    last = json.loads(history.stdout)[-1]
+    last = json.loads(history.stdout)["deployments"][-1]
     assert last["outcome"] is not None, last
     return dict(last)
 

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,7 @@ from tests.support.faults_vm import (
     FaultProject,
     fault_project,
     node_states,
+    points_at,
     reboot,
     summary,
     wait_for,
@@ -116,7 +116,7 @@ def test_a_node_rebooted_mid_activate_is_rolled_back_once_its_sshd_is_back(
     current = project.on("node3").root / "current"
     deploy = project.start("deploy", "rebooting", "--version", NEW, "--json")
     try:
-        wait_for("switch to 0.2.0", lambda: _points_at(current, NEW), timeout=120, every=0.02)
+        wait_for("switch to 0.2.0", lambda: points_at(current, NEW), timeout=120, every=0.02)
         reboot(project.fleet, "node3")
         back = threading.Timer(12, project.fleet.start_sshd, args=("node3",))
         back.start()
@@ -128,13 +128,6 @@ def test_a_node_rebooted_mid_activate_is_rolled_back_once_its_sshd_is_back(
     report = summary(stdout, stderr)
     assert (deploy.returncode, node_states(report)) == (1, {"node3": "rolled_back"}), report
     project.assert_settled(report["id"], {"node3": OLD})
-
-
-def _points_at(link: Path, version: str) -> bool:
-    try:
-        return str(link.readlink()) == f"releases/{version}"
-    except OSError:
-        return False
 
 
 FAIL_ON_NODE2 = (

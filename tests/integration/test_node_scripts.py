@@ -229,14 +229,33 @@ def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
         done = run(ns.switch_script(layout, commands, switch))
         assert done.returncode == 0, done.stderr
     assert os.readlink(f"{layout.path}/current") == "releases/1.0.0"
+    # edeliver 1.x's path to the release script, through `current` (absolute: see legacy_bin_link)
+    assert os.readlink(f"{layout.path}/bin/hello") == f"{layout.path}/current/bin/hello"
+    assert (
+        Path(f"{layout.path}/bin/hello").resolve()
+        == Path(f"{layout.path}/releases/1.0.0/bin/hello").resolve()
+    )
     state_after = ns.parse_probe(run(ns.probe_script(layout)).stdout)
     assert state_after.facts.releases == ("1.0.0",)
     assert state_after.last["sha256"] == sha
     empty = Switch(to=None, remove=("1.0.0",))
     for _ in range(2):
         assert run(ns.switch_script(layout, commands, empty)).returncode == 0
-    assert sorted(os.listdir(layout.path)) == [".edeliver", "releases", "shared"]
+    assert sorted(os.listdir(layout.path)) == [".edeliver", "bin", "releases", "shared"]
     assert os.listdir(f"{layout.path}/releases") == []
+
+
+def test_the_1x_script_path_is_made_once_and_never_over_a_users_file(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """A `bin/hello` of the user's stays as it is; a missing one becomes the link."""
+    Path(f"{layout.path}/bin").mkdir(parents=True)
+    Path(f"{layout.path}/bin/hello").write_text("mine\n")
+    assert run(layout.prelude() + ns.legacy_bin_link()).returncode == 0
+    assert Path(f"{layout.path}/bin/hello").read_text() == "mine\n"
+    Path(f"{layout.path}/bin/hello").unlink()
+    assert run(layout.prelude() + ns.legacy_bin_link()).returncode == 0
+    assert os.readlink(f"{layout.path}/bin/hello") == f"{layout.path}/current/bin/hello"
 
 
 def test_a_partial_upload_with_the_wrong_checksum_is_deleted(layout: Layout) -> None:

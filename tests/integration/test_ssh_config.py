@@ -137,9 +137,21 @@ async def test_a_node_behind_a_jump_host_can_have_its_key_fetched(
     fleet: LocalFleet, config: Path
 ) -> None:
     """`nodes trust` reaches a node behind a bastion and gets the node's key, not the bastion's."""
-    line, fingerprint = await fetch_host_key(NodeConfig("app", "app", "/srv/hello"), [str(config)])
+    said = await fetch_host_key(NodeConfig("app", "app", "/srv/hello"), [str(config)])
     app = fleet.nodes[2]
-    assert (line, fingerprint) == (app.known_hosts_line, app.host_key_fingerprint)
+    assert said == ("app", app.known_hosts_line, app.host_key_fingerprint)
+
+
+async def test_the_first_unpinned_key_on_a_route_is_the_jump_hosts(
+    fleet: LocalFleet, tmp_path: Path
+) -> None:
+    """With the second bastion's key unknown, its key is fetched (through the first), named."""
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"{n.known_hosts_line}\n" for n in fleet.nodes if n.name != "node2"))
+    config = ssh_config(fleet, tmp_path / "config", known)
+    said = await fetch_host_key(NodeConfig("app", "app", "/srv/hello"), [str(config)])
+    inner = fleet.nodes[1]
+    assert said == ("jump host inner of app", inner.known_hosts_line, inner.host_key_fingerprint)
 
 
 def accepted(fleet: LocalFleet, name: str) -> int:

@@ -94,7 +94,8 @@ class Project:
         )  # fmt: skip
 
     def start(self, *args: str) -> Deployer:
-        self.known = {row["id"] for row in json.loads(self.edeliver("history", "--json").stdout)}
+        history = json.loads(self.edeliver("history", "--json").stdout)
+        self.known = {row["id"] for row in history["deployments"]}
         process = subprocess.Popen(
             [*EDELIVER, "-C", str(self.directory), *args],
             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(),
@@ -178,7 +179,7 @@ class Project:
             assert (current / "releases" / version / "start.boot").is_file(), node.name
             assert ssh(self.fleet, node, f"test -x {node.path}/current/bin/hello").returncode == 0
         assert self.log(deployment)[0]["deployment"].startswith(deployment)
-        history = json.loads(self.edeliver("history", "--json").stdout)
+        history = json.loads(self.edeliver("history", "--json").stdout)["deployments"]
         ended = [row for row in history if row["id"].startswith(deployment)]
         assert ended and ended[0]["outcome"] is not None, history
         assert all(row["outcome"] is not None for row in history), history  # nothing locked

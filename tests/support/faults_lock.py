@@ -88,7 +88,7 @@ class LockLab:
     def history(self) -> list[dict[str, Any]]:
         result = self.edeliver("history", "--json")
         assert result.returncode == 0, result.stderr
-        return list(json.loads(result.stdout))
+        return list(json.loads(result.stdout)["deployments"])
 
     def events(self, deployment: str) -> list[str]:
         """The deployment's event names, as `edeliver log` loads them."""

@@ -75,7 +75,7 @@ class FaultProject:
         """The environment's newest row of `edeliver history`."""
         done = self.edeliver("history", environment, "--json")
         assert done.returncode == 0, done.stderr
-        rows: list[dict[str, Any]] = json.loads(done.stdout)
+        rows: list[dict[str, Any]] = json.loads(done.stdout)["deployments"]
         return rows[-1]
 
     def assert_ended_and_readable(self, environment: str, outcome: str) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ class FaultProject(Project):
         assert [json.loads(line) for line in log.stdout.splitlines()]
         history = self.edeliver("history", "--json")
         assert history.returncode == 0, history.stderr
-        row = next(r for r in json.loads(history.stdout) if r["id"] == deployment)
+        row = next(r for r in json.loads(history.stdout)["deployments"] if r["id"] == deployment)
         assert row["outcome"] and row["ended_at"], row
 
 
@@ -183,6 +183,14 @@ def mount_small_disk(fleet: LocalFleet, name: str) -> None:
          "edeliver-faults", node.path],
         check=True,
     )  # fmt: skip
+
+
+def points_at(link: Path, version: str) -> bool:
+    """Whether the `current` link names `version`'s release (false while it is being switched)."""
+    try:
+        return str(link.readlink()) == f"releases/{version}"
+    except OSError:
+        return False
 
 
 def wait_for(what: str, check: Any, timeout: float = 120, every: float = 0.1) -> Any:

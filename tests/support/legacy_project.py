@@ -26,7 +26,8 @@ from tests.support.hello_release import tarball
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 ALIASES = {"node2": "web1", "node3": "web2"}
-# The hooks leave their marks on every node through 1.x's `__remote`, and say so with `status`.
+# The hooks leave their marks on every node through 1.x's `__remote`, and say so with `status`;
+# one asks the running release its version through 1.x's path to its script.
 LEGACY_CONFIG = """\
 APP="hello"
 PRODUCTION_HOSTS="{hosts}"
@@ -34,11 +35,16 @@ DELIVER_TO="/srv"
 RELEASE_STORE=".deliver/releases"
 USING_DISTILLERY=false
 
+post_extract_release_archive() {{
+  __remote "echo extracted-$VERSION >> $DELIVER_TO/hello/legacy-marks"
+}}
 pre_start_deployed_release() {{
   status "starting hello on $HOSTS"
+  __remote "echo starting-$VERSION >> $DELIVER_TO/hello/legacy-marks"
 }}
 post_start_deployed_release() {{
   __remote "echo \\"$VERSION\\" >> $DELIVER_TO/hello/legacy-marks"
+  __remote "$DELIVER_TO/$APP/bin/$APP rpc 'IO.puts(Hello.version())' >> $DELIVER_TO/$APP/legacy-rpc"
 }}
 """
 

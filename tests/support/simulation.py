@@ -19,13 +19,13 @@ from edeliver.adapters.memory_store import InMemoryReleaseStore
 from edeliver.core.config import Config, parse_config
 from edeliver.core.deployment import Deployment
 from edeliver.core.journal import Patience, SaveEvents
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.model import Artifact, Route
 from edeliver.core.ports import CommandHost
 from edeliver.core.redaction import Redactor
 from edeliver.core.rollout import deploy, resume
 from edeliver.core.service import Deployments
 from edeliver.core.services import Services
-from edeliver.core.task_runs import LoadedTask
 from edeliver.core.tasks import Selection
 
 

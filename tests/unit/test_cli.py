@@ -75,7 +75,7 @@ def test_an_unreachable_node_refuses_the_deploy_before_any_change(world: World) 
     assert "nothing was changed on any node" in result.stderr
     assert world.running() == {"n0": None, "n1": None, "n2": None}
     assert world.run("history", "--json").exit_code == 0
-    (row,) = json.loads(world.run("history", "--json").stdout)
+    (row,) = json.loads(world.run("history", "--json").stdout)["deployments"]
     assert row["outcome"] == "refused"
 
 
@@ -110,13 +110,13 @@ def test_resume_finishes_an_interrupted_deploy(world: World) -> None:
 def test_abandon_unlocks_and_needs_a_reason(world: World) -> None:
     """A deployment whose deployer died (its nodes' locks freed) is abandoned at once."""
     crash_deploy(world, after=3)
-    (row,) = json.loads(world.run("history", "--json").stdout)
+    (row,) = json.loads(world.run("history", "--json").stdout)["deployments"]
     assert world.run("abandon", row["id"][:8], "--reason", " ").exit_code == 2
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 3  # still locked
     abandoned = world.run("abandon", row["id"][:8], "--reason", "bad release")
     assert abandoned.exit_code == 0, abandoned.output
     assert world.run("deploy", "prod", "--version", "2.0.0").exit_code == 0
-    rows = json.loads(world.run("history", "prod", "--json").stdout)
+    rows = json.loads(world.run("history", "prod", "--json").stdout)["deployments"]
     assert [r["outcome"] for r in rows] == ["abandoned", "succeeded"]
 
 
@@ -125,7 +125,7 @@ def test_abandon_is_refused_while_a_node_is_locked_by_the_deployment_unless_forc
 ) -> None:
     """A node held by the deployment (a live heartbeat) refuses abandon, naming it; --force goes."""
     crash_deploy(world, after=3)
-    (row,) = json.loads(world.run("history", "--json").stdout)
+    (row,) = json.loads(world.run("history", "--json").stdout)["deployments"]
     world.hosts["n1"].lock = NodeLockHolder(
         "n1", row["id"], "prod", "ann@laptop", "2026-01-01T00:00:00Z", 1.0, 1
     )
@@ -142,7 +142,7 @@ def test_abandon_is_refused_while_a_node_is_locked_by_the_deployment_unless_forc
 def test_abandon_falls_back_to_the_event_clock_when_no_node_can_be_asked(world: World) -> None:
     """With every node unreachable, a deployment that wrote an event a moment ago is refused."""
     crash_deploy(world, after=3)
-    (row,) = json.loads(world.run("history", "--json").stdout)
+    (row,) = json.loads(world.run("history", "--json").stdout)["deployments"]
     for host in world.hosts.values():
         host.reachable = False
     refused = world.run("abandon", row["id"][:8], "--reason", "bad release")
@@ -201,7 +201,7 @@ def test_a_task_module_that_fails_to_import_stops_the_deploy_before_anything(
     assert f"{path}:3: AttributeError" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert world.running() == {"n0": None, "n1": None, "n2": None}
-    assert world.run("history", "--json").stdout.strip() == "[]"
+    assert json.loads(world.run("history", "--json").stdout)["deployments"] == []
 
 
 def test_deploy_warns_of_a_tag_no_task_carries_and_runs_the_selected_ones(

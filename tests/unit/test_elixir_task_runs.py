@@ -20,8 +20,9 @@ from edeliver.core.elixir_tasks import (
     results,
     vm_for,
 )
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import LoadedTask, TaskContext
+from edeliver.core.task_runs import TaskContext
 from edeliver.core.tasks import TaskSpec
 from tests.support.simulation import Simulation
 

@@ -249,6 +249,7 @@ def test_restart_prints_each_nodes_result_as_json_and_exits_1_when_one_failed(
     result = CliRunner().invoke(app, ["restart", "prod", "--json"], obj=runtime)
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
+    assert report["schema"] == "edeliver/v1"
     assert (report["action"], report["environment"], report["outcome"]) == (
         "restart", "prod", "failed",
     )  # fmt: skip

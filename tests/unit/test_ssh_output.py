@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.adapters.ssh_output import Tail
+from edeliver.adapters.bounded_output import LIMIT, Tail, drain
 
 
 @pytest.mark.parametrize("block", [1, 3, 7, 10, 64])
@@ -25,3 +25,31 @@ def test_a_short_output_is_kept_whole_without_a_note() -> None:
     tail.write(b"abc")
     tail.write(b"def")
     assert tail.text() == "abcdef"
+
+
+class _Printer:
+    """A stream that yields `total` bytes in blocks, like a command printing without end."""
+
+    def __init__(self, total: int, block: int = 50_000) -> None:
+        self.left, self.block = total, block
+
+    async def read(self, n: int = -1) -> bytes:
+        size = min(self.left, self.block, n if n > 0 else self.block)
+        self.left -= size
+        return b"x" * size
+
+
+async def test_a_stream_of_many_mebibytes_is_kept_to_the_bound_while_it_is_read() -> None:
+    """Draining 64 MiB, the tail never holds more than its limit, and says what it dropped."""
+    tail = Tail(limit=LIMIT)
+    held: list[int] = []
+    original = tail.write
+
+    def write(block: bytes) -> None:
+        original(block)
+        held.append(tail.kept)
+
+    tail.write = write  # type: ignore[method-assign]
+    await drain(_Printer(64 * 2**20), tail)
+    assert max(held) <= LIMIT and tail.kept == LIMIT
+    assert tail.text().startswith(f"[{64 * 2**20 - LIMIT} earlier bytes of output dropped]\n")

@@ -14,8 +14,9 @@ import pytest
 
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.redaction import MARK, Redactor
-from edeliver.core.task_runs import LoadedTask, TaskContext
+from edeliver.core.task_runs import TaskContext
 from edeliver.core.tasks import TaskSpec
 from tests.support.faults_tasks import gone
 from tests.support.simulation import Simulation

@@ -12,8 +12,9 @@ import pytest
 from edeliver.adapters.event_store_faults import SimulatedCrash
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
+from edeliver.core.loaded_task import LoadedTask
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import LoadedTask, TaskCommandFailed, TaskContext
+from edeliver.core.task_runs import TaskCommandFailed, TaskContext
 from edeliver.core.tasks import Selection, TaskSpec
 from tests.support.simulation import Simulation
 from tests.support.waiting import process_ended, wait_for

@@ -77,8 +77,11 @@ def vm_pids(project: Project) -> dict[str, int | None]:
 
 
 def results(result: Any) -> dict[str, Any]:
+    """A command's --json document, which says its shape's version first."""
     assert result.stdout.strip(), result.stderr
-    return dict(json.loads(result.stdout))
+    document = dict(json.loads(result.stdout))
+    assert next(iter(document.items())) == ("schema", "edeliver/v1")
+    return document
 
 
 def all_up(project: Project) -> None:
@@ -123,9 +126,10 @@ def test_history_lists_the_restart_with_who_did_it(ops: Project) -> None:
     """A restart is recorded: `history` names its action, nodes, deployer and outcome."""
     all_up(ops)
     restarted = results(ops.edeliver("restart", "prod", "--node", "n3", "--json"))
-    rows = json.loads(ops.edeliver("history", "prod", "--json").stdout)
+    rows = results(ops.edeliver("history", "prod", "--json"))["deployments"]
     row = next(r for r in rows if r["id"] == restarted["operation"])
-    assert (row["action"], row["nodes"], row["outcome"]) == ("restart", ["n3"], "succeeded")
+    assert (row["kind"], row["action"]) == ("operation", "restart")
+    assert (row["nodes"], row["outcome"]) == (["n3"], "succeeded")
     assert row["started_by"] and "@" in row["started_by"]
     events = [e["event"] for e in ops.events(restarted["operation"])]
     assert events == ["Started", "NodeOperated", "Finished"]
@@ -362,13 +366,13 @@ def test_a_deploy_to_one_node_is_recorded_as_such_and_status_shows_the_mix(ops: 
         assert ops.running() == {"n1": GOOD, "n2": NEXT, "n3": GOOD}
         status = ops.edeliver("status", "prod")
         assert status.stdout.splitlines()[-1] == f"prod is mixed: {GOOD} on n1, n3; {NEXT} on n2"
-        rows = json.loads(ops.edeliver("history", "prod", "--json").stdout)
+        assert results(ops.edeliver("status", "prod", "--json"))["mixed"] is True
+        rows = results(ops.edeliver("history", "prod", "--json"))["deployments"]
         row = next(r for r in rows if r["id"] == summary["id"])
+        assert row["kind"] == "deployment"
         assert (row["subset"], row["nodes"], row["version"]) == (True, ["n2"], NEXT)
     finally:
         back = ops.deploy("prod", GOOD)
     assert back.returncode == 0, back.stdout + back.stderr
     assert "mixed" not in ops.edeliver("status", "prod").stdout
-    assert not any(
-        row["mixed"] for row in json.loads(ops.edeliver("status", "prod", "--json").stdout)
-    )
+    assert results(ops.edeliver("status", "prod", "--json"))["mixed"] is False
