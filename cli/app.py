@@ -84,10 +84,24 @@ def release_store(project: Path, config: Config) -> ReleaseStore:
     return release_store(project, config)
 
 
-def deployer_secrets() -> Redactor:
+def deployer_secrets(config: Config | None = None) -> Redactor:
     from edeliver.cli.composition import deployer_secrets
 
-    return deployer_secrets()
+    return deployer_secrets(config)
+
+
+def mask_configured_secrets(runtime: Runtime) -> None:
+    """-v / -vv print steps and scripts: once the command reads its config, the values of the
+    variables it names as secrets (`from_env`, the cookie's, `redact`) are masked in them too,
+    not only those whose names look secret. (The root option is parsed before any config.)"""
+    load = runtime.load_config
+
+    def loading(project: Path) -> Config:
+        config = load(project)
+        runtime.output.redact = deployer_secrets(config)
+        return config
+
+    runtime.load_config = loading
 
 
 @dataclass
@@ -339,6 +353,8 @@ def _root(
         QUIET if quiet else verbose, redact=deployer_secrets() if verbose else Redactor()
     )
     ctx.obj.output = output
+    if verbose:
+        mask_configured_secrets(ctx.obj)
     ctx.with_resource(output.showing_scripts())
 
 

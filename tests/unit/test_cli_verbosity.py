@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.ssh_output import log_script
-from edeliver.cli.app import project_option_first
+from edeliver.cli.app import Runtime, mask_configured_secrets, project_option_first
 from edeliver.cli.output import SCRIPTS_TOO, Output, StepLines
+from edeliver.core.config import parse_config
 from edeliver.core.redaction import Redactor
 from tests.unit.test_cli import World
+from tests.unit.test_runtime_env import FILE, NODES
 
 
 @pytest.mark.parametrize(
@@ -120,3 +122,20 @@ def test_task_runs_are_timed_from_their_start(capsys: pytest.CaptureFixture[str]
         "web1: task warm at post_start started",
         "web1: task warm at post_start: ok (2.50s)",
     ]
+
+
+def test_minus_vv_masks_the_secrets_the_config_names_once_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `from_env` secret under a name that looks harmless is masked in printed scripts as
+    soon as the command has read its config, like the secret-looking names always are."""
+    monkeypatch.setenv("PROD_DB_DSN", "host=db user=shop password=hunter2-db")
+    env = '[environments.prod.env]\nDATABASE_DSN = { from_env = "PROD_DB_DSN" }\n'
+    text = NODES + '[environments.prod]\nnodes = ["web1"]\n' + env
+    runtime = Runtime(load_config=lambda _project: parse_config(text, FILE))
+    runtime.output = Output(SCRIPTS_TOO)
+    line = "export DATABASE_DSN='host=db user=shop password=hunter2-db'"
+    mask_configured_secrets(runtime)
+    assert "hunter2-db" in runtime.output.redact(line)  # not yet known to be a secret
+    runtime.load_config(Path("."))
+    assert "hunter2-db" not in runtime.output.redact(line)
