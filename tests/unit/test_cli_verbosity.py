@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.runtime_env_files import write_script
 from edeliver.adapters.ssh_output import log_script
 from edeliver.cli.app import Runtime, mask_configured_secrets, project_option_first
 from edeliver.cli.output import SCRIPTS_TOO, Output, StepLines
 from edeliver.core.config import parse_config
 from edeliver.core.redaction import Redactor
+from edeliver.core.runtime_env import NodeRuntime
 from tests.unit.test_cli import World
 from tests.unit.test_runtime_env import FILE, NODES
 
@@ -139,3 +141,16 @@ def test_minus_vv_masks_the_secrets_the_config_names_once_it_is_read(
     assert "hunter2-db" in runtime.output.redact(line)  # not yet known to be a secret
     runtime.load_config(Path("."))
     assert "hunter2-db" not in runtime.output.redact(line)
+
+
+def test_minus_vv_shows_that_runtime_settings_are_written_not_their_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The script writing a node's settings carries the cookie (maybe generated, so known to
+    no redactor) and deployer secrets in here-documents: -vv prints the script without them."""
+    runtime = NodeRuntime(values=(("PHX_HOST", "shop.example"),), files=())
+    with Output(SCRIPTS_TOO).showing_scripts():
+        log_script("web1", write_script("/opt/shop", runtime, "c00kie-generated-xyz"))
+    err = capsys.readouterr().err
+    assert "c00kie-generated-xyz" not in err and "shop.example" not in err
+    assert err.count("[not shown: secrets]") == 2 and "mv -f" in err
