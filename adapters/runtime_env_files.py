@@ -31,6 +31,7 @@ import secrets
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 
+from edeliver.adapters.ssh_output import SECRET_BODY_END
 from edeliver.core.config import Config
 from edeliver.core.errors import RefusedError
 from edeliver.core.redaction import Redactor
@@ -67,9 +68,9 @@ def env_file_text(path: str, runtime: NodeRuntime, cookie: str) -> str:
 
 def _here_document(target: str, text: str) -> str:
     """`cat > target` fed `text` on stdin, so no value is ever on a command line."""
-    end = f"EDELIVER_END_{secrets.token_hex(8)}"
+    end = f"{SECRET_BODY_END}{secrets.token_hex(8)}"
     while end in text:
-        end = f"EDELIVER_END_{secrets.token_hex(8)}"
+        end = f"{SECRET_BODY_END}{secrets.token_hex(8)}"
     return f"cat >{target} <<'{end}' || exit 3\n{text}{end}\n"
 
 

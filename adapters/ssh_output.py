@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,12 +21,20 @@ _SEND_BLOCK = 256 * 1024
 Process = asyncssh.SSHClientProcess[bytes]
 # Every script sent to a host, at DEBUG: `edeliver -vv` prints them, masked (cli/output.py).
 SCRIPTS = logging.getLogger("edeliver.scripts")
+# Here-documents whose end word starts so carry secrets (the runtime settings, the cookie, which
+# may be generated and so known to no redactor): a logged script shows them, not what they hold.
+SECRET_BODY_END = "EDELIVER_END_"  # noqa: S105 (a delimiter, not a password)
+_SECRET_BODY = re.compile(rf"<<'({SECRET_BODY_END}\w+)'([^\n]*)\n.*?^\1$", re.DOTALL | re.M)
 
 
 def log_script(host: str, script: str) -> None:
     """Say which script goes to `host`; nothing is formatted unless someone listens."""
     if SCRIPTS.isEnabledFor(logging.DEBUG):
-        SCRIPTS.debug("%s", script, extra={"node": host})
+        SCRIPTS.debug("%s", without_secret_bodies(script), extra={"node": host})
+
+
+def without_secret_bodies(script: str) -> str:
+    return _SECRET_BODY.sub(lambda m: f"<<'{m[1]}'{m[2]}\n[not shown: secrets]\n{m[1]}", script)
 
 
 async def run_bounded(

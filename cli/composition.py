@@ -237,7 +237,11 @@ class Runtime:
 
     @cached_property
     def config(self) -> Config:
-        return self.load_config(self.project)
+        config = self.load_config(self.project)
+        if self.output.verbose:  # -v / -vv show steps and scripts: mask what the config
+            # names as secrets too (`from_env`, the cookie's, `redact`), not only secret names
+            self.output.redact = deployer_secrets(config)
+        return config
 
     @cached_property
     def tasks(self) -> list[LoadedTask]:

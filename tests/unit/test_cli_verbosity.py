@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.runtime_env_files import write_script
 from edeliver.adapters.ssh_output import log_script
 from edeliver.cli.app import project_option_first
+from edeliver.cli.composition import Runtime
 from edeliver.cli.output import SCRIPTS_TOO, Output, StepLines
+from edeliver.core.config import parse_config
 from edeliver.core.redaction import Redactor
+from edeliver.core.runtime_env import NodeRuntime
 from tests.support.cli_world import World
+from tests.unit.test_runtime_env import FILE, NODES
 
 
 @pytest.mark.parametrize(
@@ -120,3 +125,33 @@ def test_task_runs_are_timed_from_their_start(capsys: pytest.CaptureFixture[str]
         "web1: task warm at post_start started",
         "web1: task warm at post_start: ok (2.50s)",
     ]
+
+
+def test_minus_vv_masks_the_secrets_the_config_names_once_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A `from_env` secret under a name that looks harmless is masked in printed scripts as
+    soon as the command has read its config, like the secret-looking names always are."""
+    monkeypatch.setenv("PROD_DB_DSN", "host=db user=shop password=hunter2-db")
+    env = '[environments.prod.env]\nDATABASE_DSN = { from_env = "PROD_DB_DSN" }\n'
+    text = NODES + '[environments.prod]\nnodes = ["web1"]\n' + env
+    runtime = Runtime(
+        load_config=lambda _project: parse_config(text, FILE), output=Output(SCRIPTS_TOO)
+    )
+    line = "export DATABASE_DSN='host=db user=shop password=hunter2-db'"
+    assert "hunter2-db" in runtime.output.redact(line)  # not yet known to be a secret
+    assert runtime.config.environment("prod").name == "prod"  # the command reads its config
+    assert "hunter2-db" not in runtime.output.redact(line)
+
+
+def test_minus_vv_shows_that_runtime_settings_are_written_not_their_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The script writing a node's settings carries the cookie (maybe generated, so known to
+    no redactor) and deployer secrets in here-documents: -vv prints the script without them."""
+    runtime = NodeRuntime(values=(("PHX_HOST", "shop.example"),), files=())
+    with Output(SCRIPTS_TOO).showing_scripts():
+        log_script("web1", write_script("/opt/shop", runtime, "c00kie-generated-xyz"))
+    err = capsys.readouterr().err
+    assert "c00kie-generated-xyz" not in err and "shop.example" not in err
+    assert err.count("[not shown: secrets]") == 2 and "mv -f" in err
