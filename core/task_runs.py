@@ -93,14 +93,15 @@ class TaskRunner:
         chosen = self.deployment.selection
         return Selection(*(frozenset(chosen.get(k, ())) for k in ("include", "exclude", "only")))
 
-    def stages_of_step(self, step: str) -> tuple[str, str] | None:
-        return STEP_STAGES.get(self.deployment.mode, {}).get(step)
+    def stages_of_step(self, step: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The stages before the step and those after it, in the deployment's mode."""
+        return STEP_STAGES.get(self.deployment.mode, {}).get(step, ((), ()))
 
     # -- a node's stages -----------------------------------------------------------------------
 
     async def at_node_stage(self, stage: str, node: str, shell: NodeShell) -> None:
         """Run the stage's tasks for a node; NodeError when a critical one fails."""
-        due = list(self._due(stage, node)) if stage else []
+        due = list(self._due(stage, node))
         if not due:
             return
         try:

@@ -37,18 +37,21 @@ INITIAL: Final = "initial"
 # Where each stage fires. Build stages: during a build, on the build host. Step stages: before
 # or after one of a node's steps, per node (edeliver 1.x fired them around the same commands, for
 # all hosts at once); post_start_deployed_release waits for the health check, so its tasks find
-# the release up. Rollout stages: once around a whole rollout (edeliver 1.x's `update`).
-# Rollback stages: around a node's fallback rollback, the cleanups of its tasks between them.
+# the release up. In upgrade mode it fires too, after post_upgrade_release, whatever route the
+# node took: "the new code runs" is one stage for a task author who does not know the route.
+# Rollout stages: once around a whole rollout (edeliver 1.x's `update`). Rollback stages: around
+# a node's fallback rollback, the cleanups of its tasks between them.
 BUILD_STAGES: Final = (*LEGACY_STAGES[:14], "pre_edit_relup")
-STEP_STAGES: Final = {  # mode -> step -> (stage before it, stage after it); "" for none
+STEP_STAGES: Final[dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]] = {
+    # mode -> step -> (stages before it, stages after it), each in firing order
     "release": {
-        "install": ("pre_extract_release_archive", "post_extract_release_archive"),
-        "activate": ("pre_start_deployed_release", ""),
-        "verify": ("", "post_start_deployed_release"),
+        "install": (("pre_extract_release_archive",), ("post_extract_release_archive",)),
+        "activate": (("pre_start_deployed_release",), ()),
+        "verify": ((), ("post_start_deployed_release",)),
     },
     "upgrade": {
-        "activate": ("pre_upgrade_release", ""),
-        "verify": ("", "post_upgrade_release"),
+        "activate": (("pre_upgrade_release",), ()),
+        "verify": ((), ("post_upgrade_release", "post_start_deployed_release")),
     },
 }
 BEFORE_ROLLOUT: Final = ("pre_erlang_update",)
@@ -58,7 +61,9 @@ PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
 FIRING_ORDER: Final = (
     *BUILD_STAGES,
     *BEFORE_ROLLOUT,
-    *(s for steps in STEP_STAGES.values() for pair in steps.values() for s in pair if s),
+    *dict.fromkeys(
+        s for steps in STEP_STAGES.values() for pair in steps.values() for ss in pair for s in ss
+    ),
     *AFTER_ROLLOUT,
     PRE_ROLLBACK,
     POST_ROLLBACK,

@@ -21,6 +21,7 @@ from edeliver.core.elixir_tasks import (
     vm_for,
 )
 from edeliver.core.loaded_task import LoadedTask
+from edeliver.core.model import Route
 from edeliver.core.ports import CommandResult
 from edeliver.core.task_runs import TaskContext
 from edeliver.core.tasks import TaskSpec
@@ -118,6 +119,27 @@ def test_tasks_after_the_start_go_into_the_running_vm(tmp_path: Path) -> None:
     assert vm_for("node", "pre_upgrade_release", hot=True) == "rpc"
     assert vm_for("once", "pre_upgrade_release", hot=False) == "eval"  # the full route
     assert vm_for("local", "post_start_deployed_release", hot=True) == "local"
+
+
+def test_an_elixir_task_after_a_hot_upgrade_goes_into_the_upgraded_vm(tmp_path: Path) -> None:
+    """mode = "upgrade", hot route: the post_upgrade_release task, then the
+    post_start_deployed_release one, each by `rpc` into the running VM (no `eval`)."""
+    sim = simulation(tmp_path, nodes=1, mode="upgrade")
+    sim.routes = {"n0": Route(True, "hot upgrade from 0.9.0", "0.9.0", "0.9.0", "0.9.0")}
+    sim.hosts["n0"].commands = answer()
+    sim.tasks = [
+        module_task("started", stage="post_start_deployed_release"),
+        module_task("upgraded", stage="post_upgrade_release"),
+    ]
+    assert sim.deploy("1.0.0").outcome == "succeeded"
+    scripts = vm_scripts(sim, "n0")
+    assert [CALL.findall(s)[0][1] for s in scripts] == ["upgraded", "started"]
+    assert all("cd current && bin/hello rpc" in s and " eval " not in s for s in scripts)
+    ran = [(e["stage"], e["task"], e["outcome"]) for e in task_events(sim)]
+    assert ran == [
+        ("post_upgrade_release", "upgraded", "ok"),
+        ("post_start_deployed_release", "started", "ok"),
+    ]
 
 
 def test_a_failing_critical_elixir_task_stops_its_vm_and_the_cleanups_run_last_first(
