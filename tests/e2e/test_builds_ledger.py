@@ -208,6 +208,47 @@ def test_a_remote_build_sends_the_submodules_at_their_recorded_commits(
     assert (said["stamp"], said["version"]) == ("stamped:ledger", "1.5.0")
 
 
+# Writes beside the per-build directory (removed after the build), under the host's path.
+BUILD_TASK = """defmodule Ledger.Build.Sum do
+  use Edeliver.Task, stage: :post_erlang_clean_compile, where: :build
+
+  def run(ctx) do
+    File.write!("../build_sum", "#{Tally.sum([1, 2, 3])} at #{ctx.stage} in #{Mix.env()}")
+    ctx
+  end
+end
+"""
+
+
+def test_a_build_stage_elixir_task_on_a_build_host_uses_a_module_of_a_dependency(
+    remote: tuple[Path, str], build_host: FleetNode, tmp_path: Path
+) -> None:
+    """`where: :build` on a remote build host: `mix run` in the per-build directory there, with
+    the build's MIX_ENV, calls tally (a git dependency fetched on the build host); the release
+    built after it still carries the build's auto_version in every umbrella app."""
+    config = (remote[0] / ".deliver/edeliver.toml").read_text()
+    auto = 'release = "ledger"\nauto_version = ["commit_count", "revision"]'
+    project = ledger_copy(tmp_path, config.replace('release = "ledger"', auto))
+    (project / ".deliver/tasks").mkdir()
+    (project / ".deliver/tasks/sum.ex").write_text(BUILD_TASK)
+    summed = build_host.root / "build_sum"
+    try:
+        stored = _build(project, "1.6.0", remote[1])
+        assert summed.read_text() == "6 at post_erlang_clean_compile in prod"
+    finally:
+        summed.unlink(missing_ok=True)
+    count, revision = (
+        git(project, "rev-list", "--count", "HEAD"),
+        git(project, "rev-parse", "--short=7", "HEAD"),
+    )
+    version = f"1.6.0+{count}.{revision}"
+    assert stored.version == version
+    _holds_only(_stored(project, version), version)
+    root = unpack(_stored(project, version), tmp_path)
+    assert loaded_version(root, "ledger_api") == version
+    assert loaded_version(root, "ledger") == version
+
+
 def test_a_container_build_sends_the_submodules_at_their_recorded_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
