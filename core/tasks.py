@@ -54,6 +54,12 @@ STEP_STAGES: Final[dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]
         "verify": ((), ("post_upgrade_release", "post_start_deployed_release")),
     },
 }
+# The step stages in one order each mode's firing follows (the upgrade stages never fire in
+# release mode, so they sit between the start's two): the order `plan` and `tasks` list them in.
+STEP_STAGE_ORDER: Final = (
+    "pre_extract_release_archive", "post_extract_release_archive", "pre_start_deployed_release",
+    "pre_upgrade_release", "post_upgrade_release", "post_start_deployed_release",
+)  # fmt: skip
 BEFORE_ROLLOUT: Final = ("pre_erlang_update",)
 AFTER_ROLLOUT: Final = ("post_erlang_deployed_update", "post_erlang_update")
 PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
@@ -61,9 +67,7 @@ PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
 FIRING_ORDER: Final = (
     *BUILD_STAGES,
     *BEFORE_ROLLOUT,
-    *dict.fromkeys(
-        s for steps in STEP_STAGES.values() for pair in steps.values() for ss in pair for s in ss
-    ),
+    *STEP_STAGE_ORDER,
     *AFTER_ROLLOUT,
     PRE_ROLLBACK,
     POST_ROLLBACK,
