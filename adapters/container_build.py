@@ -75,13 +75,14 @@ class ContainerBuilder:
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
 
     def _build(self, sources: Path) -> bs.BuildFacts:
-        # The build host's files are the mounted sources here: build tasks run on them.
-        mounted = LocalCommandHost(sources)
-        with stages_around(self.at_stage, mounted, DEPS):
+        # The build host's files are the mounted sources here: build tasks run on them, Elixir
+        # ones by the Mix of the image, where the build compiled the project and its deps.
+        mounted, mix = LocalCommandHost(sources), InContainer(sources, self._command)
+        with stages_around(self.at_stage, mounted, DEPS, mix):
             self._run(sources, "mix deps.get", bs.deps_script(self.env, self.target))
-        with stages_around(self.at_stage, mounted, COMPILE):
+        with stages_around(self.at_stage, mounted, COMPILE, mix):
             self._run(sources, "mix compile", bs.compile_script(self.env, self.target))
-        with stages_around(self.at_stage, mounted, GENERATE_RELEASE):
+        with stages_around(self.at_stage, mounted, GENERATE_RELEASE, mix):
             said = self._run(sources, "mix release", bs.release_script(self.env, self.target))
         facts = bs.parse_facts(said)
         check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
@@ -121,12 +122,29 @@ class ContainerBuilder:
             sources.extractall(target, filter="data")  # refuses links and paths leaving target
         return target, source.revision
 
-    def _command(self, sources: Path, script: str) -> list[str]:
+    def _command(self, sources: Path, script: str, names: Sequence[str] = ()) -> list[str]:
+        """A fresh container on the mounted sources running `script`; `names`: variables it
+        gets from the CLI's environment (`-e NAME`: their values are in no argument)."""
+        passed = [word for name in names for word in ("-e", name)]
         return [
             self.cli, *self.global_options, "run", "--rm", *self.run_options,
-            "-v", f"{sources.resolve()}:/build", "-w", "/build",
+            "-v", f"{sources.resolve()}:/build", "-w", "/build", *passed,
             self.image, "sh", "-c", script,
         ]  # fmt: skip
+
+
+class InContainer(LocalCommandHost):
+    """Task scripts run in a fresh container of the build's image on the mounted sources, with
+    the task's environment (the CLI here is given it, the container takes it by name)."""
+
+    def __init__(
+        self, sources: Path, command: Callable[[Path, str, Sequence[str]], list[str]]
+    ) -> None:
+        super().__init__(sources)
+        self.command = command
+
+    def argv(self, script: str, env: Mapping[str, str]) -> list[str]:
+        return self.command(self.directory, script, sorted(env))
 
 
 @contextmanager

@@ -20,9 +20,13 @@ class LocalCommandHost:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def argv(self, script: str, env: Mapping[str, str]) -> list[str]:
+        """The command that runs `script`: its interpreter, here."""
+        return [*interpreter(script), "-c", script, "edeliver-task"]
+
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
         process = await asyncio.create_subprocess_exec(
-            *interpreter(script), "-c", script, "edeliver-task",
+            *self.argv(script, env),
             cwd=self.directory,
             env={**os.environ, **env},
             stdin=asyncio.subprocess.DEVNULL,

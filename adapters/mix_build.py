@@ -10,11 +10,11 @@ import os
 import platform
 import shutil
 import tarfile
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edeliver.adapters.blocking import run_blocking
 from edeliver.adapters.bounded_output import run_local
@@ -57,26 +57,37 @@ def local_platform() -> Platform:
     return Platform(platform.system().lower(), platform.machine(), libc, version)
 
 
-# Runs the tasks of a build stage (edeliver 1.x's hooks) with the build host to run them on.
-BuildStages = Callable[[str, CommandHost], Coroutine[Any, Any, None]]
+class BuildStages(Protocol):
+    """Runs the tasks of a build stage (edeliver 1.x's hooks) with the build host to run them
+    on, and `mix`: where the built project's Mix runs Elixir tasks, when not on `host` (a
+    container build: a container of its image)."""
+
+    def __call__(
+        self, stage: str, host: CommandHost, mix: CommandHost | None = None
+    ) -> Coroutine[Any, Any, None]: ...
+
+
 SUBMODULES = ("pre_git_submodules", "post_git_submodules")
 DEPS = ("pre_erlang_get_and_update_deps", "post_erlang_get_and_update_deps")
 COMPILE = ("pre_erlang_clean_compile", "post_erlang_clean_compile")
 GENERATE_RELEASE = ("pre_erlang_generate_release", "post_erlang_generate_release")
 
 
-async def no_stage_tasks(stage: str, host: CommandHost) -> None:
+async def no_stage_tasks(stage: str, host: CommandHost, mix: CommandHost | None = None) -> None:
     return None
 
 
 @contextmanager
 def stages_around(
-    at_stage: BuildStages, host: CommandHost, stages: tuple[str, str]
+    at_stage: BuildStages,
+    host: CommandHost,
+    stages: tuple[str, str],
+    mix: CommandHost | None = None,
 ) -> Iterator[None]:
     """A synchronous build step between its two stages (the step's error skips the second)."""
-    run_blocking(at_stage(stages[0], host))
+    run_blocking(at_stage(stages[0], host, mix))
     yield
-    run_blocking(at_stage(stages[1], host))
+    run_blocking(at_stage(stages[1], host, mix))
 
 
 class MixLocalBuilder:

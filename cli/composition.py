@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from rich.console import Console
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from edeliver.adapters import project_init
     from edeliver.adapters.config_file import CONFIG_FILE
     from edeliver.adapters.local_fleet import LocalFleet
+    from edeliver.adapters.mix_build import BuildStages
     from edeliver.adapters.node_control import AsyncsshNodeControl as NodeControl
     from edeliver.adapters.ssh import AsyncsshNodeShells
     from edeliver.adapters.transfer import Delivery
@@ -352,7 +353,7 @@ class Runtime:
             )  # fmt: skip
         return MixLocalBuilder(project, app, env=env, at_stage=at_stage, target=target)
 
-    def _build_stages(self, env: dict[str, str] | None) -> Callable[[str, CommandHost], Any]:
+    def _build_stages(self, env: dict[str, str] | None) -> BuildStages:
         """Runs a build stage's tasks. Legacy hooks reach the build host as 1.x's did: HOSTS,
         BUILD_AT (the per-build directory, where the sources are) and `__remote` pointing
         at it."""
@@ -362,14 +363,14 @@ class Runtime:
         tasks, here, app = self.tasks, LocalCommandHost(self.project), app_name(self.config)
         remote, secrets = settings.build_host(self.config), deployer_secrets(self.config)
 
-        async def at_stage(stage: str, host: CommandHost) -> None:
+        async def at_stage(stage: str, host: CommandHost, mix: CommandHost | None = None) -> None:
             directory = getattr(host, "path", None)
             legacy = legacy_build_env(remote, directory) if remote and directory else {}
             legacy |= settings.ssh_task_env(self.project, self.config) if legacy else {}
             # MIX_ENV: an Elixir task `where: :build` runs by `mix run` in the built project.
             build_env = {"MIX_ENV": self.config.build.mix_env, **(env or {}), **legacy}
             await run_build_stage(
-                tasks, stage, app, host, here, build_env, self.output.note, secrets
+                tasks, stage, app, host, here, build_env, self.output.note, secrets, mix
             )
 
         return at_stage

@@ -151,10 +151,12 @@ class Orchestrator:
         note: object = None
         try:
             shell = await self._within_step_timeout(self.shell(node))
-            before, after = self.runner.stages_of_step(step) or ("", "")
-            await self.runner.at_node_stage(before, node, shell)
+            before, after = self.runner.stages_of_step(step)
+            for stage in before:
+                await self.runner.at_node_stage(stage, node, shell)
             note = await self._within_step_timeout(STEP_CALLS[step](shell, self.artifact))
-            await self.runner.at_node_stage(after, node, shell)
+            for stage in after:
+                await self.runner.at_node_stage(stage, node, shell)
         except TimeoutError:
             return f"timed out after {self.step_timeout:g}s", ""
         except EventStoreError:

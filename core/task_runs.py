@@ -93,14 +93,15 @@ class TaskRunner:
         chosen = self.deployment.selection
         return Selection(*(frozenset(chosen.get(k, ())) for k in ("include", "exclude", "only")))
 
-    def stages_of_step(self, step: str) -> tuple[str, str] | None:
-        return STEP_STAGES.get(self.deployment.mode, {}).get(step)
+    def stages_of_step(self, step: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The stages before the step and those after it, in the deployment's mode."""
+        return STEP_STAGES.get(self.deployment.mode, {}).get(step, ((), ()))
 
     # -- a node's stages -----------------------------------------------------------------------
 
     async def at_node_stage(self, stage: str, node: str, shell: NodeShell) -> None:
         """Run the stage's tasks for a node; NodeError when a critical one fails."""
-        due = list(self._due(stage, node)) if stage else []
+        due = list(self._due(stage, node))
         if not due:
             return
         try:
@@ -361,17 +362,21 @@ async def run_build_stage(
     env: Mapping[str, str],
     show: Callable[[str], None] = lambda _: None,
     redact: Redactor | None = None,
+    mix_host: CommandHost | None = None,
 ) -> None:
     """Run a build stage's tasks in order on the build host (`local` ones here); optional tasks
     are skipped (builds take no tag selection). TaskFailed when a critical one fails, with its
     output's tail `redact`ed of secrets. `show` gets the `status` lines of legacy hooks, as
-    edeliver 1.x printed them."""
+    edeliver 1.x printed them. `mix_host`: where the built project's Mix runs the Elixir
+    `where: build` tasks, when not on the build host (a container build's image)."""
     hide = (redact or Redactor()).including(env)
     for spec in ordered(t.spec for t in tasks):
         task = next(t for t in tasks if t.name == spec.name)
         if spec.stage != stage or spec.optional:
             continue
         host = local if spec.where == "local" else build_host
+        if task.module is not None and spec.where == "build":
+            host = mix_host or build_host
         context = TaskContext(
             app=app, release="", environment="", stage=stage, node=None, first_deploy=False,
             assigns={}, env={**env, "APP": app, "STAGE": stage, "TASK": spec.name},

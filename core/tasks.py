@@ -37,20 +37,29 @@ INITIAL: Final = "initial"
 # Where each stage fires. Build stages: during a build, on the build host. Step stages: before
 # or after one of a node's steps, per node (edeliver 1.x fired them around the same commands, for
 # all hosts at once); post_start_deployed_release waits for the health check, so its tasks find
-# the release up. Rollout stages: once around a whole rollout (edeliver 1.x's `update`).
-# Rollback stages: around a node's fallback rollback, the cleanups of its tasks between them.
+# the release up. In upgrade mode it fires too, after post_upgrade_release, whatever route the
+# node took: "the new code runs" is one stage for a task author who does not know the route.
+# Rollout stages: once around a whole rollout (edeliver 1.x's `update`). Rollback stages: around
+# a node's fallback rollback, the cleanups of its tasks between them.
 BUILD_STAGES: Final = (*LEGACY_STAGES[:14], "pre_edit_relup")
-STEP_STAGES: Final = {  # mode -> step -> (stage before it, stage after it); "" for none
+STEP_STAGES: Final[dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]] = {
+    # mode -> step -> (stages before it, stages after it), each in firing order
     "release": {
-        "install": ("pre_extract_release_archive", "post_extract_release_archive"),
-        "activate": ("pre_start_deployed_release", ""),
-        "verify": ("", "post_start_deployed_release"),
+        "install": (("pre_extract_release_archive",), ("post_extract_release_archive",)),
+        "activate": (("pre_start_deployed_release",), ()),
+        "verify": ((), ("post_start_deployed_release",)),
     },
     "upgrade": {
-        "activate": ("pre_upgrade_release", ""),
-        "verify": ("", "post_upgrade_release"),
+        "activate": (("pre_upgrade_release",), ()),
+        "verify": ((), ("post_upgrade_release", "post_start_deployed_release")),
     },
 }
+# The step stages in one order each mode's firing follows (the upgrade stages never fire in
+# release mode, so they sit between the start's two): the order `plan` and `tasks` list them in.
+STEP_STAGE_ORDER: Final = (
+    "pre_extract_release_archive", "post_extract_release_archive", "pre_start_deployed_release",
+    "pre_upgrade_release", "post_upgrade_release", "post_start_deployed_release",
+)  # fmt: skip
 BEFORE_ROLLOUT: Final = ("pre_erlang_update",)
 AFTER_ROLLOUT: Final = ("post_erlang_deployed_update", "post_erlang_update")
 PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
@@ -58,7 +67,7 @@ PRE_ROLLBACK, POST_ROLLBACK = "pre_rollback", "post_rollback"
 FIRING_ORDER: Final = (
     *BUILD_STAGES,
     *BEFORE_ROLLOUT,
-    *(s for steps in STEP_STAGES.values() for pair in steps.values() for s in pair if s),
+    *STEP_STAGE_ORDER,
     *AFTER_ROLLOUT,
     PRE_ROLLBACK,
     POST_ROLLBACK,

@@ -208,6 +208,68 @@ def test_a_remote_build_sends_the_submodules_at_their_recorded_commits(
     assert (said["stamp"], said["version"]) == ("stamped:ledger", "1.5.0")
 
 
+# Notes tally's sum, the stage, the MIX_ENV and the directory it ran in, into SUM_FILE.
+BUILD_TASK = """defmodule Ledger.Build.Sum do
+  use Edeliver.Task, stage: :post_erlang_clean_compile, where: :build
+
+  def run(ctx) do
+    said = "#{Tally.sum([1, 2, 3])} at #{ctx.stage} in #{Mix.env()} from #{File.cwd!()}"
+    File.write!("SUM_FILE", said)
+    ctx
+  end
+end
+"""
+
+
+def test_a_build_stage_elixir_task_on_a_build_host_uses_a_module_of_a_dependency(
+    remote: tuple[Path, str], build_host: FleetNode, tmp_path: Path
+) -> None:
+    """`where: :build` on a remote build host: `mix run` in the per-build directory there, with
+    the build's MIX_ENV, calls tally (a git dependency fetched on the build host); the release
+    built after it still carries the build's auto_version in every umbrella app."""
+    config = (remote[0] / ".deliver/edeliver.toml").read_text()
+    auto = 'release = "ledger"\nauto_version = ["commit_count", "revision"]'
+    project = ledger_copy(tmp_path, config.replace('release = "ledger"', auto))
+    (project / ".deliver/tasks").mkdir()
+    # Beside the per-build directory (removed after the build), under the host's path.
+    (project / ".deliver/tasks/sum.ex").write_text(BUILD_TASK.replace("SUM_FILE", "../build_sum"))
+    summed = build_host.root / "build_sum"
+    try:
+        stored = _build(project, "1.6.0", remote[1])
+        said = summed.read_text()
+        assert said.startswith(f"6 at post_erlang_clean_compile in prod from {BUILD_PATH}/ledger-")
+    finally:
+        summed.unlink(missing_ok=True)
+    count, revision = (
+        git(project, "rev-list", "--count", "HEAD"),
+        git(project, "rev-parse", "--short=7", "HEAD"),
+    )
+    version = f"1.6.0+{count}.{revision}"
+    assert stored.version == version
+    _holds_only(_stored(project, version), version)
+    root = unpack(_stored(project, version), tmp_path)
+    assert loaded_version(root, "ledger_api") == version
+    assert loaded_version(root, "ledger") == version
+
+
+def test_a_build_stage_elixir_task_in_a_container_build_uses_a_module_of_a_dependency(
+    tmp_path: Path,
+) -> None:
+    """`where: :build` in a container build: `mix run` by the image's Mix in a container on the
+    mounted sources (/build), with the tally the build fetched there."""
+    ensure_image()
+    bare = bare_tally(tmp_path)
+    options = [*RUN_OPTIONS, "-v", f"{bare}:{IN_CONTAINER}:ro"]
+    project = ledger_copy(tmp_path, _container_config(options))
+    (project / ".deliver/tasks").mkdir()
+    (project / ".deliver/tasks/sum.ex").write_text(BUILD_TASK.replace("SUM_FILE", "build_sum"))
+    _build(project, "2.4.0", IN_CONTAINER)
+    assert (project / ".deliver/build/container-src/build_sum").read_text() == (
+        "6 at post_erlang_clean_compile in prod from /build"
+    )
+    _holds_only(_stored(project, "2.4.0"), "2.4.0")
+
+
 def test_a_container_build_sends_the_submodules_at_their_recorded_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

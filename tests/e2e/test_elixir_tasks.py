@@ -163,16 +163,18 @@ def test_a_failing_critical_elixir_task_rolls_all_back_and_cleans_up_the_last_fi
 
 
 HOT_TASK = """defmodule Hello.Deploy.AfterHot do
-  use Edeliver.Task, stage: :post_upgrade_release
+  use Edeliver.Task, stage: :post_start_deployed_release
 
   def run(ctx) do
     File.mkdir_p!(Path.join(ctx.node.path, "shared"))
-    line = "#{Hello.version()} #{System.pid()} #{ctx.release}\\n"
+    line = "#{Hello.version()} #{System.pid()} #{ctx.release} #{ctx.stage}\\n"
     File.write!(Path.join(ctx.node.path, "shared/after_hot"), line, [:append])
     ctx
   end
 end
 """
+# Marks the line before the Elixir task's: post_upgrade_release fires first.
+UPGRADED_TASK = "# stage: post_upgrade_release\nmkdir -p shared\necho upgraded >> shared/after_hot"
 
 
 @pytest.fixture(scope="module")
@@ -184,17 +186,25 @@ def hot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2eProject]:
 
 
 def test_an_elixir_task_after_a_hot_upgrade_runs_in_the_upgraded_vm(hot: E2eProject) -> None:
-    """post_upgrade_release on a node upgraded hot: the task runs inside the running VM (same
-    OS pid as before the upgrade) and calls the new code of the app."""
+    """post_start_deployed_release fires on a node upgraded hot, after post_upgrade_release:
+    the task runs inside the running VM (same OS pid as before the upgrade), calls the new code
+    of the app, and is recorded at its stage."""
     node = hot.fleet.nodes[0]
     pid = rpc(hot.fleet, node, "IO.puts(System.pid())")
-    write_tasks(hot.directory, {"after_hot.ex": HOT_TASK})
+    write_tasks(hot.directory, {"after_hot.ex": HOT_TASK, "upgraded.sh": UPGRADED_TASK})
     result = hot.edeliver("upgrade", "hot", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert report(result)["routes"] == {node.name: f"hot upgrade from {V1}"}
     said = ssh(hot.fleet, node, f"cat {node.path}/shared/after_hot").stdout.splitlines()
-    assert said == [f"{V2} {pid} {V2}"]
+    assert said == ["upgraded", f"{V2} {pid} {V2} post_start_deployed_release"]
     assert rpc(hot.fleet, node, "IO.puts(System.pid())") == pid
+    log = hot.edeliver("log", "--json")
+    assert log.returncode == 0, log.stderr
+    ran = [json.loads(line) for line in log.stdout.splitlines()]
+    assert [(e["stage"], e["task"], e["outcome"]) for e in ran if e["event"] == "TaskRan"] == [
+        ("post_upgrade_release", "upgraded", "ok"),
+        ("post_start_deployed_release", "after_hot", "ok"),
+    ]
 
 
 BUILD_TASK = """defmodule Ledger.Build.Sum do

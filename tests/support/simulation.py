@@ -48,6 +48,7 @@ def config_text(
     max_parallel: int | None = None,
     max_failures: int | None = None,
     step_timeout: float = 0.01,
+    mode: str = "release",
 ) -> str:
     lines = ['app = "hello"']
     for i in range(nodes):
@@ -55,6 +56,7 @@ def config_text(
     lines += ["[environments.prod]", "labels = []", f"nodes = {[f'n{i}' for i in range(nodes)]!r}"]
     lines += [f'strategy = "{strategy}"', f'fallback = "{fallback}"']
     lines.append(f"step_timeout = {step_timeout}")
+    lines.append(f'mode = "{mode}"')
     if max_parallel is not None:
         lines.append(f"max_parallel = {max_parallel}")
     if max_failures is not None:

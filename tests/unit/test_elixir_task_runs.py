@@ -5,6 +5,7 @@ text itself (literals escaped, results read back)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -21,8 +22,9 @@ from edeliver.core.elixir_tasks import (
     vm_for,
 )
 from edeliver.core.loaded_task import LoadedTask
+from edeliver.core.model import Route
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import TaskContext
+from edeliver.core.task_runs import TaskContext, run_build_stage
 from edeliver.core.tasks import TaskSpec
 from tests.support.simulation import Simulation
 
@@ -118,6 +120,58 @@ def test_tasks_after_the_start_go_into_the_running_vm(tmp_path: Path) -> None:
     assert vm_for("node", "pre_upgrade_release", hot=True) == "rpc"
     assert vm_for("once", "pre_upgrade_release", hot=False) == "eval"  # the full route
     assert vm_for("local", "post_start_deployed_release", hot=True) == "local"
+
+
+def test_an_elixir_task_after_a_hot_upgrade_goes_into_the_upgraded_vm(tmp_path: Path) -> None:
+    """mode = "upgrade", hot route: the post_upgrade_release task, then the
+    post_start_deployed_release one, each by `rpc` into the running VM (no `eval`)."""
+    sim = simulation(tmp_path, nodes=1, mode="upgrade")
+    sim.routes = {"n0": Route(True, "hot upgrade from 0.9.0", "0.9.0", "0.9.0", "0.9.0")}
+    sim.hosts["n0"].commands = answer()
+    sim.tasks = [
+        module_task("started", stage="post_start_deployed_release"),
+        module_task("upgraded", stage="post_upgrade_release"),
+    ]
+    assert sim.deploy("1.0.0").outcome == "succeeded"
+    scripts = vm_scripts(sim, "n0")
+    assert [CALL.findall(s)[0][1] for s in scripts] == ["upgraded", "started"]
+    assert all("cd current && bin/hello rpc" in s and " eval " not in s for s in scripts)
+    ran = [(e["stage"], e["task"], e["outcome"]) for e in task_events(sim)]
+    assert ran == [
+        ("post_upgrade_release", "upgraded", "ok"),
+        ("post_start_deployed_release", "started", "ok"),
+    ]
+
+
+class RecordingHost:
+    """A build host that notes each script; an Elixir program's tasks all end ok."""
+
+    def __init__(self) -> None:
+        self.scripts: list[str] = []
+
+    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        self.scripts.append(script)
+        calls = CALL.findall(env.get(PROGRAM_VARIABLE, ""))
+        ended = [{"task": name, "ok": True, "output": "", "assigns": {}} for _, name, _ in calls]
+        return CommandResult(0, "\n".join(RESULT_MARKER + json.dumps(e) for e in ended))
+
+
+def test_a_build_stages_elixir_task_runs_where_the_projects_mix_is(tmp_path: Path) -> None:
+    """A container build's Elixir `where: build` task goes to the image's Mix (`mix run`), its
+    shell task to the build host (the mounted sources here), a `local` one here; without such
+    a Mix of their own, Elixir tasks run on the build host."""
+    build, mix, here = RecordingHost(), RecordingHost(), RecordingHost()
+    stage = "post_erlang_clean_compile"
+    tasks = [
+        module_task("10_sum", stage=stage, where="build"),
+        LoadedTask(TaskSpec("20_sh", stage, "20_sh.sh", where="build"), script="echo sh"),
+        LoadedTask(TaskSpec("30_here", stage, "30_here.sh", where="local"), script="echo here"),
+    ]
+    asyncio.run(run_build_stage(tasks, stage, "ledger", build, here, {}, mix_host=mix))
+    assert [len(mix.scripts), build.scripts, here.scripts] == [1, ["echo sh"], ["echo here"]]
+    assert 'mix run --no-start "$f"' in mix.scripts[0]
+    asyncio.run(run_build_stage(tasks[:1], stage, "ledger", build, here, {}))
+    assert 'mix run --no-start "$f"' in build.scripts[-1] and len(mix.scripts) == 1
 
 
 def test_a_failing_critical_elixir_task_stops_its_vm_and_the_cleanups_run_last_first(

@@ -13,6 +13,7 @@ from edeliver.adapters.event_store_faults import SimulatedCrash
 from edeliver.adapters.local_commands import LocalCommandHost
 from edeliver.core.errors import RefusedError
 from edeliver.core.loaded_task import LoadedTask
+from edeliver.core.model import Route
 from edeliver.core.ports import CommandResult
 from edeliver.core.task_runs import TaskCommandFailed, TaskContext
 from edeliver.core.tasks import Selection, TaskSpec
@@ -72,6 +73,54 @@ def test_node_stages_fire_around_the_steps_in_edeliver_1_order(tmp_path: Path) -
         "activate",
         "verify",
         "post_start_deployed_release:echo post_start_deployed_release",
+    ]
+
+
+UPGRADE_STAGES = ("post_start_deployed_release", "post_upgrade_release", "pre_upgrade_release")
+
+
+def test_in_upgrade_mode_the_started_stage_fires_after_the_upgrade_on_either_route(
+    tmp_path: Path,
+) -> None:
+    """mode = "upgrade": post_start_deployed_release fires on a node upgraded hot and on one
+    taking the full route alike, after verify and post_upgrade_release, recorded as any stage."""
+    sim = simulation(tmp_path, nodes=2, mode="upgrade")
+    sim.routes = {
+        "n0": Route(True, "hot upgrade from 0.9.0", "0.9.0", "0.9.0", "0.9.0"),
+        "n1": Route(False, "full release: no VM answers on the node"),
+    }
+    sim.tasks = [shell_task(stage, stage, f"echo {stage}") for stage in UPGRADE_STAGES]
+    assert sim.deploy("1.0.0").outcome == "succeeded"
+    for node in ("n0", "n1"):
+        assert steps_and_commands(sim, node) == [
+            "prepare",
+            "install",
+            "pre_upgrade_release:echo pre_upgrade_release",
+            "activate",
+            "verify",
+            "post_upgrade_release:echo post_upgrade_release",
+            "post_start_deployed_release:echo post_start_deployed_release",
+        ]
+        ran = [(e["stage"], e["outcome"]) for e in task_events(sim) if e["node"] == node]
+        assert ran == [(s, "ok") for s in reversed(UPGRADE_STAGES)]
+
+
+def test_a_critical_failure_after_a_hot_upgrade_fails_the_node_and_rolls_it_back(
+    tmp_path: Path,
+) -> None:
+    """A critical post_start_deployed_release task failing on a node upgraded hot fails its
+    verify step like a post_upgrade_release one: the node is rolled back by its route."""
+    sim = simulation(tmp_path, nodes=1, mode="upgrade")
+    hot = Route(True, "hot upgrade from 0.9.0", "0.9.0", "0.9.0", "0.9.0")
+    sim.routes = {"n0": hot}
+    sim.tasks = [shell_task("gate", "post_start_deployed_release", "exit 3")]
+    sim.hosts["n0"].commands = lambda script, env: CommandResult(3, "gate closed")
+    ended = sim.deploy("1.0.0")
+    assert ended.states == {"n0": "rolled_back"}
+    rolled = [e for e in sim.trace if e[0] == "rolled_back_by"]
+    assert rolled == [("rolled_back_by", "n0", hot.why, "0.9.0")]
+    assert [(e["stage"], e["outcome"]) for e in task_events(sim)] == [
+        ("post_start_deployed_release", "failed")
     ]
 
 

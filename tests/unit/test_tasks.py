@@ -177,6 +177,17 @@ def test_the_firing_order_has_every_stage_once() -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["release", "upgrade"])
+def test_the_firing_order_lists_the_step_stages_as_each_mode_fires_them(mode: str) -> None:
+    """In upgrade mode post_start_deployed_release comes after the upgrade's two stages."""
+    from edeliver.core.tasks import FIRING_ORDER, STEP_STAGES
+
+    steps = ("prepare", "install", "activate", "verify")
+    fired = [s for step in steps for ss in STEP_STAGES[mode].get(step, ((), ())) for s in ss]
+    assert fired == [s for s in FIRING_ORDER if s in fired]
+    assert fired[-1] == "post_start_deployed_release"
+
+
 def test_an_exs_task_before_the_unpack_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "m.exs", "# stage: pre_extract_release_archive\nIO.puts(1)\n")
     with pytest.raises(TaskError, match=rf"{path}: stage: an .exs task is evaluated by the"):
