@@ -25,7 +25,6 @@ from edeliver.core.lifecycle import (
     HALTED,
     PENDING,
     ROLLING_BACK,
-    SETTLED,
     SKIPPED,
     STEP_OF_STATE,
     UPDATED,
@@ -168,14 +167,6 @@ class Deployment(Aggregate):
         else the one its first probe found `current` on."""
         route = self.route_of(node)
         return route.rollback_to if route is not None else self.previous.get(node)
-
-    def all_settled(self) -> bool:
-        """Nothing is left to do: every node settled, every failure decided, every action done."""
-        return (
-            all(s in SETTLED for s in self.states.values())
-            and not self.undecided
-            and not self.pending_actions
-        )
 
     # ---- commands -----------------------------------------------------------------------------
 

@@ -90,10 +90,6 @@ class Journal:
         """Stop the writer once a write in progress has finished."""
         self._writer.shutdown(wait=True)
 
-    def unsaved(self) -> list[Any]:
-        """Events collected but not stored, in order."""
-        return self._head()
-
     async def _store_with_retries(self) -> list[Any]:
         """Store the head of the buffer, trying again while the failure is transient."""
         try:

@@ -64,8 +64,6 @@ ROLLBACK_FAILED = NodeState.ROLLBACK_FAILED
 
 IN_FLIGHT: Final = (PREPARING, INSTALLING, ACTIVATING, VERIFYING)
 STATES: Final = tuple(NodeState)
-# States a node leaves only by a fallback decision, or never.
-SETTLED: Final = frozenset({UPDATED, SKIPPED, FAILED, HALTED, ROLLED_BACK, ROLLBACK_FAILED})
 
 # (trigger, sources, destination)
 TRANSITIONS: Final = (
