@@ -135,7 +135,10 @@ class RuntimeEnvFiles:
         return self._runtimes[environment][node]
 
     async def learn_cookie(self, run: RunScript, path: str, environment: str, node: str) -> None:
-        """Ask the node for the cookie it keeps; refuse when it differs from another node's."""
+        """Ask the node for the cookie it keeps; refuse when it differs from another node's.
+        A cookie the deployer gives wins over any kept one: then there is nothing to ask."""
+        if self.of(environment, node).cookie is not None:
+            return
         said = await run(read_cookie_script(path), "reading the cookie it keeps")
         kept = said.partition("cookie=")[2].strip()
         async with self._reading:
@@ -143,7 +146,7 @@ class RuntimeEnvFiles:
             if kept:
                 seen[node] = kept
             others = sorted(n for n, c in seen.items() if c != kept and kept)
-        if others and self.of(environment, node).cookie is None:
+        if others:
             raise RefusedError(
                 f"{node}: the Erlang cookie it keeps (shared/.edeliver/cookie) differs from "
                 f"{others[0]}'s, in environment {environment}; make them one, or set "

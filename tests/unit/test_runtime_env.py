@@ -3,16 +3,17 @@ node's env file says; each kind of bad input one precise error."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edeliver.adapters.event_store_faults import SimulatedCrash
-from edeliver.adapters.runtime_env_files import env_file_text, write_script
+from edeliver.adapters.runtime_env_files import RuntimeEnvFiles, env_file_text, write_script
 from edeliver.cli.composition import deployer_secrets
 from edeliver.core.config import parse_config
-from edeliver.core.errors import ConfigError
+from edeliver.core.errors import ConfigError, RefusedError
 from edeliver.core.runtime_env import NodeRuntime, runtimes, secret_variables
 from edeliver.core.runtime_settings import FromEnv, FromFile
 from tests.support.simulation import Simulation, config_text
@@ -254,3 +255,26 @@ def test_a_resume_missing_a_secret_is_refused_before_any_node(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="PROD_DB is not set"):
         sim.resume()
     assert len(sim.trace) == steps and len(sim.deployments().unfinished()) == 1
+
+
+def test_nodes_are_asked_for_their_cookie_only_when_the_deployer_gives_none() -> None:
+    """With `cookie = { from_env }` the kept cookies cannot matter: no round trip asks for
+    them; without it, each node is asked once, and disagreeing nodes are refused."""
+    asked: list[str] = []
+
+    async def run(script: str, doing: str) -> str:
+        asked.append(doing)
+        return f"cookie=kept-{len(asked)}\n"
+
+    given = RuntimeEnvFiles(_config(), DEPLOYER)
+    asyncio.run(given.learn_cookie(run, "/opt/ledger", "prod", "web1"))
+    asyncio.run(given.learn_cookie(run, "/opt/ledger", "prod", "web2"))
+    assert asked == [] and given.cookie("prod", "web2") == "c00kie-prod"
+
+    kept = RuntimeEnvFiles(
+        _config(PROD.replace('cookie = { from_env = "PROD_COOKIE" }\n', "")), DEPLOYER
+    )
+    asyncio.run(kept.learn_cookie(run, "/opt/ledger", "prod", "web1"))
+    with pytest.raises(RefusedError, match="differs from web1's"):
+        asyncio.run(kept.learn_cookie(run, "/opt/ledger", "prod", "web2"))
+    assert len(asked) == 2
