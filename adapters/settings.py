@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from edeliver.core import ports
-from edeliver.core.config import Config, NodeConfig, ssh_store_address
+from edeliver.core.domain.config import Config, NodeConfig, ssh_store_address
 
 if TYPE_CHECKING:
-    from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
-    from edeliver.adapters.transfer import Delivery
+    from edeliver.adapters.node.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands
+    from edeliver.adapters.node.transfer import Delivery
 
 Store: TypeAlias = ports.Store[Path]  # any store adapter: every store port, files as paths
 
@@ -38,14 +38,14 @@ def pinning_file(project: Path, config: Config) -> Path:
 
 def ssh_config_files(project: Path, config: Config) -> list[str]:
     """The OpenSSH client config files every connection reads: the toml's, else ~/.ssh/config."""
-    from edeliver.adapters.ssh_config import config_files
+    from edeliver.adapters.local.ssh_config import config_files
 
     return config_files(config.ssh_config, project)
 
 
 def node_addresses(project: Path, config: Config, nodes: Sequence[NodeConfig]) -> dict[str, str]:
     """Each node's address as SSH resolves it (ssh config applied, `via` its jump hosts)."""
-    from edeliver.adapters.ssh_config import resolved_addresses
+    from edeliver.adapters.local.ssh_config import resolved_addresses
 
     return resolved_addresses(nodes, ssh_config_files(project, config))
 
@@ -61,7 +61,7 @@ def ssh_task_env(project: Path, config: Config) -> dict[str, str]:
 
 def release_commands(config: Config) -> ReleaseCommands:
     """The configured start / stop / health commands over the defaults for a mix release."""
-    from edeliver.adapters.ssh import ReleaseCommands
+    from edeliver.adapters.node.ssh import ReleaseCommands
 
     given = {k: v for k, v in vars(config.commands).items() if v is not None}
     return ReleaseCommands(**given)
@@ -75,7 +75,7 @@ def keep_releases(config: Config) -> int:
 def node_timeouts(config: Config) -> dict[str, NodeTimeouts]:
     """Each node's script and verify limits from its environment; a node serving several
     environments gets the longest, like keep_releases (a limit must never cut a valid run)."""
-    from edeliver.adapters.ssh import NodeTimeouts
+    from edeliver.adapters.node.ssh import NodeTimeouts
 
     limits: dict[str, NodeTimeouts] = {}
     for env in config.environments.values():
@@ -102,13 +102,13 @@ STORE_CACHE = Path(".deliver/cache/store")
 
 def release_store(project: Path, config: Config) -> Store:
     """The configured store: a local directory, S3, or a store host over SSH."""
-    from edeliver.adapters.extras import extra_needed
+    from edeliver.adapters.local.extras import extra_needed
 
     store = config.store
     cache = project / STORE_CACHE
     if store.kind == "s3":
         with extra_needed("s3", f"{config.file}: store.url: an S3 store"):
-            from edeliver.adapters.s3_store import S3ReleaseStore
+            from edeliver.adapters.store.s3_store import S3ReleaseStore
         bucket, _, prefix = store.url.removeprefix("s3://").partition("/")
         return S3ReleaseStore(
             bucket, prefix, cache,
@@ -117,7 +117,7 @@ def release_store(project: Path, config: Config) -> Store:
             url_expiry=config.transfer.url_expiry,
         )  # fmt: skip
     if store.kind == "ssh":
-        from edeliver.adapters.ssh_store import SshReleaseStore
+        from edeliver.adapters.store.ssh_store import SshReleaseStore
 
         user, host, path = ssh_store_address(store.url)
         address = NodeConfig("store", host, path, store.port, user, (), store.identity_file)
@@ -125,7 +125,7 @@ def release_store(project: Path, config: Config) -> Store:
         return SshReleaseStore(
             address, cache, plain_shells(project, config), node_identity_file=identity
         )
-    from edeliver.adapters.local_store import LocalDirectoryStore
+    from edeliver.adapters.store.local_store import LocalDirectoryStore
 
     root = Path(store.url)
     return LocalDirectoryStore(root if root.is_absolute() else project / root)
@@ -133,7 +133,7 @@ def release_store(project: Path, config: Config) -> Store:
 
 def plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
     """Connections that only run commands (a store host, a build host), not releases."""
-    from edeliver.adapters.ssh import AsyncsshNodeShells
+    from edeliver.adapters.node.ssh import AsyncsshNodeShells
 
     return AsyncsshNodeShells(
         known_hosts_file(project, config),
@@ -143,7 +143,7 @@ def plain_shells(project: Path, config: Config) -> AsyncsshNodeShells:
 
 def delivery(config: Config, store: Store) -> Delivery:
     """How releases reach the nodes: a local store's files pushed as they are, or per config."""
-    from edeliver.adapters.transfer import FromLocation, Pull, Push
+    from edeliver.adapters.node.transfer import FromLocation, Pull, Push
 
     if config.store.kind == "local":
         return FromLocation()

@@ -19,7 +19,7 @@ import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
 
 
 async def _all_answer(fleet: LocalFleet) -> None:

@@ -27,14 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.adapters.upgrade_build import build_upgrade
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.build.upgrade_build import build_upgrade
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
-from edeliver.core.rollout import deploy
+from edeliver.core.domain.model import Artifact
+from edeliver.core.usecases.rollout import deploy
 from tests.support.hello_release import SOURCE_DIR, tarball
 
 V1, V2 = "0.1.0", "0.2.0"

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.build_scripts import MixTarget
-from edeliver.adapters.container_build import DEPS_CACHE, ContainerBuilder
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.mix_build import MixLocalBuilder
-from edeliver.adapters.remote_build import CACHE_DIR, SshBuildHost
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.core.config import NodeConfig
+from edeliver.adapters.build.build_scripts import MixTarget
+from edeliver.adapters.build.container_build import DEPS_CACHE, ContainerBuilder
+from edeliver.adapters.build.mix_build import MixLocalBuilder
+from edeliver.adapters.build.remote_build import CACHE_DIR, SshBuildHost
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.core.domain.config import NodeConfig
 from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.ledger_project import bare_tally, ledger_copy, ledger_env
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH
 from edeliver.cli.demo import prepare_project
 from tests.e2e.conftest import EDELIVER
 from tests.support.hello_release import put_in_local_store

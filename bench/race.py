@@ -45,13 +45,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.mix_build import local_platform
-from edeliver.adapters.node_scripts import RPC_HEALTH, ReleaseCommands
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import RPC_HEALTH, ReleaseCommands
 from edeliver.cli.composition import release_store
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions
 

@@ -24,16 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
-from edeliver.adapters.memory_store import InMemoryReleaseStore
-from edeliver.core.config import parse_config
-from edeliver.core.loaded_task import LoadedTask
-from edeliver.core.rollout import deploy
-from edeliver.core.service import Deployments, replay
-from edeliver.core.services import Services
-from edeliver.core.tasks import TaskSpec
+from edeliver.adapters.events.event_store import store_settings
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
+from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.tasks import TaskSpec
+from edeliver.core.usecases.loaded_task import LoadedTask
+from edeliver.core.usecases.rollout import deploy
+from edeliver.core.usecases.service import Deployments, replay
+from edeliver.core.usecases.services import Services
 from tests.support.simulation import artifact, config_text
 
 

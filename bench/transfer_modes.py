@@ -28,13 +28,13 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.race import POLICY, stop_and_wipe, tree
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.composition import Runtime, release_store
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
-from edeliver.core.rollout import deploy
+from edeliver.core.domain.model import Artifact
+from edeliver.core.usecases.rollout import deploy
 from tests.support.hello_release import tarball
 from tests.support.moto import CREDENTIALS, moto_server, s3_client
 

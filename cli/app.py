@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 
 from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
 from edeliver.cli.output import QUIET, Output
-from edeliver.core.redaction import Redactor
+from edeliver.core.domain.redaction import Redactor
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime

@@ -13,15 +13,15 @@ import typer
 from edeliver.cli import render
 from edeliver.cli.app import AUDIT, ForceOption, JsonOption, app, exits_on_errors, run, runtime_of
 from edeliver.cli.output import print_json
-from edeliver.core.config import EnvironmentConfig
-from edeliver.core.errors import DamagedHistory, NotFoundError
+from edeliver.core.domain.config import EnvironmentConfig
+from edeliver.core.domain.errors import DamagedHistory, NotFoundError
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
-    from edeliver.core.deployment import Deployment
-    from edeliver.core.operations import OperationSummary
-    from edeliver.core.service import Deployments, DeploymentSummary
-    from edeliver.core.stored_history import StoredEntry
+    from edeliver.core.domain.deployment import Deployment
+    from edeliver.core.domain.stored_history import StoredEntry
+    from edeliver.core.usecases.operations import OperationSummary
+    from edeliver.core.usecases.service import Deployments, DeploymentSummary
 
 
 @app.command(rich_help_panel=AUDIT)
@@ -36,7 +36,7 @@ def abandon(
 
     Example: edeliver abandon 3f2a9c1e --reason "nodes rebuilt by hand"
     """
-    from edeliver.core.operations import abandon_operation, find_operation
+    from edeliver.core.usecases.operations import abandon_operation, find_operation
 
     runtime = runtime_of(ctx)
     now = runtime.clock.now()
@@ -73,7 +73,7 @@ def _refuse_while_its_deployer_holds_nodes(
     """Ask the deployment's nodes whether its deployer still holds them (DESIGN §5); the
     environment's step timeout (the default if the configuration no longer has it) bounds how
     long a live deployer stays silent, for when no node answers."""
-    from edeliver.core.liveness import refuse_abandoning_while_held
+    from edeliver.core.usecases.liveness import refuse_abandoning_while_held
 
     config = runtime.config
     env = config.environments.get(deployment.environment)
@@ -94,8 +94,8 @@ def log(
 
     Example: edeliver log --follow
     """
-    from edeliver.core.operations import find_operation
-    from edeliver.core.stored_history import damage_of
+    from edeliver.core.domain.stored_history import damage_of
+    from edeliver.core.usecases.operations import find_operation
 
     runtime = runtime_of(ctx)
     deployments = runtime.recorded_deployments()
@@ -173,7 +173,7 @@ def history(
 
     Example: edeliver history production --json
     """
-    from edeliver.core.operations import operation_history
+    from edeliver.core.usecases.operations import operation_history
 
     runtime = runtime_of(ctx)
     deployments = runtime.recorded_deployments()
@@ -196,7 +196,7 @@ def history(
 
 
 def _history_record(row: DeploymentSummary | OperationSummary) -> dict[str, Any]:
-    from edeliver.core.operations import OperationSummary
+    from edeliver.core.usecases.operations import OperationSummary
 
     kind = "operation" if isinstance(row, OperationSummary) else "deployment"
     return {**vars(row), "kind": kind}

@@ -28,14 +28,16 @@ from typing import TYPE_CHECKING, cast
 from rich.console import Console
 
 from edeliver.adapters import settings
-from edeliver.adapters.clock import SystemClock
+from edeliver.adapters.local.clock import SystemClock
 from edeliver.adapters.settings import Store, release_store
 from edeliver.cli.output import Output
-from edeliver.core.app import AppNotSet, app_name
-from edeliver.core.auto_version import version_suffix
-from edeliver.core.config import Config, NodeConfig
-from edeliver.core.errors import UsageError
-from edeliver.core.model import Artifact
+from edeliver.core.domain.app import AppNotSet, app_name
+from edeliver.core.domain.auto_version import version_suffix
+from edeliver.core.domain.config import Config, NodeConfig
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import Artifact
+from edeliver.core.domain.redaction import Redactor
+from edeliver.core.domain.runtime_env import secret_variables
 from edeliver.core.ports import (
     Builder,
     Clock,
@@ -44,22 +46,20 @@ from edeliver.core.ports import (
     NodeShell,
     NodeShells,
 )
-from edeliver.core.redaction import Redactor
-from edeliver.core.runtime_env import secret_variables
 
 if TYPE_CHECKING:
-    from edeliver.adapters import project_init
-    from edeliver.adapters.config_file import CONFIG_FILE
-    from edeliver.adapters.local_fleet import LocalFleet
-    from edeliver.adapters.mix_build import BuildStages
-    from edeliver.adapters.node_control import AsyncsshNodeControl as NodeControl
-    from edeliver.adapters.ssh import AsyncsshNodeShells
-    from edeliver.adapters.transfer import Delivery
-    from edeliver.core.journal import Listener, SaveEvents
-    from edeliver.core.legacy import Migration
-    from edeliver.core.loaded_task import LoadedTask
-    from edeliver.core.service import Deployments
-    from edeliver.core.services import Services
+    from edeliver.adapters.build.mix_build import BuildStages
+    from edeliver.adapters.local import project_init
+    from edeliver.adapters.local.config_file import CONFIG_FILE
+    from edeliver.adapters.node.local_fleet import LocalFleet
+    from edeliver.adapters.node.node_control import AsyncsshNodeControl as NodeControl
+    from edeliver.adapters.node.ssh import AsyncsshNodeShells
+    from edeliver.adapters.node.transfer import Delivery
+    from edeliver.core.domain.legacy import Migration
+    from edeliver.core.usecases.journal import Listener, SaveEvents
+    from edeliver.core.usecases.loaded_task import LoadedTask
+    from edeliver.core.usecases.service import Deployments
+    from edeliver.core.usecases.services import Services
 
 # For the commands that hand their work to one adapter as it is (init, migrate-config), read
 # through `__getattr__`, and for tests and benches (the configured store); LocalFleet,
@@ -78,11 +78,11 @@ def __getattr__(name: str) -> object:
     """CONFIG_FILE and project_init, imported when first asked for: the config file's module
     reads the SSH config (asyncssh's parser), which `history`, say, never needs."""
     if name == "CONFIG_FILE":
-        from edeliver.adapters.config_file import CONFIG_FILE
+        from edeliver.adapters.local.config_file import CONFIG_FILE
 
         return CONFIG_FILE
     if name == "project_init":
-        from edeliver.adapters import project_init
+        from edeliver.adapters.local import project_init
 
         return project_init
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -114,8 +114,8 @@ def node_shells(
 ) -> AsyncsshNodeShells:
     """Connections to the configured nodes: known hosts, ssh config, the release's commands and
     each node's limits and runtime settings; `deliver`: how releases reach them (deployments)."""
-    from edeliver.adapters.runtime_env_files import RuntimeEnvFiles
-    from edeliver.adapters.ssh import AsyncsshNodeShells
+    from edeliver.adapters.node.runtime_env_files import RuntimeEnvFiles
+    from edeliver.adapters.node.ssh import AsyncsshNodeShells
 
     return AsyncsshNodeShells(
         known_hosts=settings.known_hosts_file(project, config),
@@ -133,7 +133,7 @@ OpenNodeControl = Callable[[NodeConfig], Awaitable["NodeControl"]]  # operates o
 
 def node_controls(project: Path, config: Config) -> OpenNodeControl:
     """Opens a connection that operates the app's release on a node (start, stop, eval...)."""
-    from edeliver.adapters.node_control import open_control
+    from edeliver.adapters.node.node_control import open_control
 
     shells, app = node_shells(project, config), app_name(config)
     return lambda node: open_control(shells, node, app)
@@ -152,7 +152,7 @@ class _NoHotUpgrades:
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:
     """The packages reach the nodes like releases do (the shells' delivery: pushed from the
     local store's files or a verified local copy, or pulled by the nodes from the store)."""
-    from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
+    from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShells
 
     if config.app:
         return HotUpgradeNodeShells(shells, store, config.app)
@@ -162,8 +162,8 @@ def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) ->
 def project_tasks(project: Path) -> list[LoadedTask]:
     """The tasks under .deliver/tasks/ and a legacy .deliver/config's hooks; an unusable task
     file raises here, before anything connects to a node."""
-    from edeliver.adapters.legacy_config import legacy_hook_tasks
-    from edeliver.adapters.task_files import discover
+    from edeliver.adapters.local.legacy_config import legacy_hook_tasks
+    from edeliver.adapters.local.task_files import discover
 
     return [*discover(project), *legacy_hook_tasks(project)]
 
@@ -178,42 +178,42 @@ def deployer_secrets(config: Config | None = None) -> Redactor:
 
 def migrate_project(project: Path) -> Migration:
     """edeliver 1.x's .deliver/config as an edeliver.toml, with what stays behind."""
-    from edeliver.adapters.legacy_config import LEGACY_CONFIG
-    from edeliver.adapters.legacy_config import migrate_project as _migrate_project
-    from edeliver.adapters.ssh_config import config_files
+    from edeliver.adapters.local.legacy_config import LEGACY_CONFIG
+    from edeliver.adapters.local.legacy_config import migrate_project as _migrate_project
+    from edeliver.adapters.local.ssh_config import config_files
 
     return _migrate_project(project, config_files(None, project), str(LEGACY_CONFIG))
 
 
 def local_fleet(directory: Path, size: int) -> LocalFleet:
     """`size` local sshd nodes under `directory`, for the demo."""
-    from edeliver.adapters.local_fleet import LocalFleet
+    from edeliver.adapters.node.local_fleet import LocalFleet
 
     return LocalFleet(directory, size)
 
 
 def status_file_health() -> str:
     """A health check that boots no VM: the status file examples/hello writes once it is up."""
-    from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+    from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH
 
     return STATUS_FILE_HEALTH
 
 
 # The Runtime's real factories, each importing its adapter when a command first calls it.
 def load_config(project: Path) -> Config:
-    from edeliver.adapters.config_file import load_config
+    from edeliver.adapters.local.config_file import load_config
 
     return load_config(project)
 
 
 def open_deployments(project: Path) -> Deployments:
-    from edeliver.adapters.event_store import open_deployments
+    from edeliver.adapters.events.event_store import open_deployments
 
     return open_deployments(project)
 
 
 def nothing_recorded(project: Path) -> bool:
-    from edeliver.adapters.event_store import nothing_recorded
+    from edeliver.adapters.events.event_store import nothing_recorded
 
     return nothing_recorded(project)
 
@@ -278,7 +278,7 @@ class Runtime:
 
     def node_shells(self, mode: str = "release") -> NodeShells:
         """Just the connections to nodes, for commands that record nothing."""
-        from edeliver.core.services import shells_for
+        from edeliver.core.usecases.services import shells_for
 
         adapters = self.adapters(self.project, self.config)
         return shells_for(mode, adapters.shells, adapters.upgrade_shells)
@@ -290,9 +290,9 @@ class Runtime:
     def services(self, listener: Listener | None, tasks: Sequence[LoadedTask] = ()) -> Services:
         """The ports a rollout runs on, running `tasks`: local ones from the project directory,
         legacy `__remote` checking host keys against the same known_hosts as every connection."""
-        from edeliver.adapters.event_store import store_patience
-        from edeliver.adapters.local_commands import LocalCommandHost
-        from edeliver.core.services import Services
+        from edeliver.adapters.events.event_store import store_patience
+        from edeliver.adapters.local.local_commands import LocalCommandHost
+        from edeliver.core.usecases.services import Services
 
         adapters = self.adapters(self.project, self.config)
         deployments = self.deployments()
@@ -322,11 +322,11 @@ class Runtime:
         """The configured build strategy: here, on a build host over SSH, or in a container,
         each running the project's build-stage tasks. A build host puts its release straight
         into an S3 store (a presigned PUT), so the tarball never passes through this machine."""
-        from edeliver.adapters.build_scripts import VERSION_SUFFIX, MixTarget
-        from edeliver.adapters.container_build import ContainerBuilder
-        from edeliver.adapters.git_source import version_facts
-        from edeliver.adapters.mix_build import MixLocalBuilder
-        from edeliver.adapters.remote_build import SshBuildHost
+        from edeliver.adapters.build.build_scripts import VERSION_SUFFIX, MixTarget
+        from edeliver.adapters.build.container_build import ContainerBuilder
+        from edeliver.adapters.build.git_source import version_facts
+        from edeliver.adapters.build.mix_build import MixLocalBuilder
+        from edeliver.adapters.build.remote_build import SshBuildHost
 
         config, project, app = self.config, self.project, app_name(self.config)
         build = config.build
@@ -357,8 +357,8 @@ class Runtime:
         """Runs a build stage's tasks. Legacy hooks reach the build host as 1.x's did: HOSTS,
         BUILD_AT (the per-build directory, where the sources are) and `__remote` pointing
         at it."""
-        from edeliver.adapters.local_commands import LocalCommandHost
-        from edeliver.core.task_runs import legacy_build_env, run_build_stage
+        from edeliver.adapters.local.local_commands import LocalCommandHost
+        from edeliver.core.usecases.task_runs import legacy_build_env, run_build_stage
 
         tasks, here, app = self.tasks, LocalCommandHost(self.project), app_name(self.config)
         remote, secrets = settings.build_host(self.config), deployer_secrets(self.config)
@@ -382,8 +382,8 @@ class Runtime:
     def build_upgrade(self, old: Artifact, new: Artifact) -> tuple[Path, Artifact, list[str]]:
         """The hot-upgrade package OLD -> NEW built here (both at paths on this machine): its
         tarball, its artifact and what the generator noted."""
-        from edeliver.adapters.mix_build import BUILD_DIR
-        from edeliver.adapters.upgrade_build import build_upgrade
+        from edeliver.adapters.build.mix_build import BUILD_DIR
+        from edeliver.adapters.build.upgrade_build import build_upgrade
 
         work = self.project / BUILD_DIR / "upgrades"
         built = build_upgrade(old, new, work, self.project)
@@ -392,7 +392,7 @@ class Runtime:
     async def host_key(self, node: NodeConfig) -> tuple[str, str, str]:
         """The first unpinned host key on the node's route (a jump host's first): whose it is,
         as a known_hosts line and its fingerprint, for the user to confirm."""
-        from edeliver.adapters.ssh import fetch_host_key
+        from edeliver.adapters.node.ssh import fetch_host_key
 
         files = settings.ssh_config_files(self.project, self.config)
         known_hosts = settings.known_hosts_file(self.project, self.config)
@@ -402,7 +402,7 @@ class Runtime:
         return settings.pinning_file(self.project, self.config)
 
     def pin_host_key(self, line: str) -> None:
-        from edeliver.adapters.ssh import pin_host_key
+        from edeliver.adapters.node.ssh import pin_host_key
 
         pin_host_key(self.pinning_file(), line)
 

@@ -1,5 +1,6 @@
 """`edeliver config check` (every problem of edeliver.toml at once) and `edeliver config schema`
-(its JSON Schema, for editors), both from the one declaration of keys in core/config_keys.py."""
+(its JSON Schema, for editors), both from the one declaration of keys
+(core/domain/config_keys.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.output import print_json
-from edeliver.core.config_keys import json_schema
+from edeliver.core.domain.config_keys import json_schema
 
 config_app = typer.Typer(
     help="Check .deliver/edeliver.toml, or print its JSON Schema for editors.\n\n"

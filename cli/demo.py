@@ -19,7 +19,7 @@ import typer
 from edeliver.cli.app import TRY, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import status_line
 from edeliver.cli.rollout_commands import build_into_store, rollout_and_report
-from edeliver.core.errors import EdeliverError, UsageError
+from edeliver.core.domain.errors import EdeliverError, UsageError
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import LocalFleet, Runtime
@@ -79,7 +79,7 @@ def demo(
 
 def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
     from edeliver.cli.composition import status_file_health
-    from edeliver.core.rollout import deploy
+    from edeliver.core.usecases.rollout import deploy
 
     _say(f"starting {fleet.size} local sshd nodes")
     fleet.start()
@@ -108,7 +108,7 @@ def _run_demo(parent: Runtime, root: Path, fleet: LocalFleet) -> bool:
 def _show_status(runtime: Runtime) -> list[dict[str, object]]:
     import asyncio
 
-    from edeliver.core.probes import probe_all
+    from edeliver.core.usecases.probes import probe_all
 
     rows = asyncio.run(probe_all(runtime.node_shells(), runtime.config.nodes_of("demo")))
     for row in rows:

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from edeliver.cli.output import print_json_error
-from edeliver.core.errors import ConfigError, ConfigErrors, EdeliverError, error_code
+from edeliver.core.domain.errors import ConfigError, ConfigErrors, EdeliverError, error_code
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,7 +9,7 @@ import typer
 
 from edeliver.cli.app import SET_UP, app, exits_on_errors, runtime_of
 from edeliver.cli.node_commands import trust
-from edeliver.core.errors import UsageError
+from edeliver.core.domain.errors import UsageError
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import project_init

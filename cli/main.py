@@ -30,7 +30,7 @@ from edeliver.cli import (
 )
 from edeliver.cli.app import app
 from edeliver.cli.failures import say_error
-from edeliver.core.errors import UsageError
+from edeliver.core.domain.errors import UsageError
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime

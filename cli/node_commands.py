@@ -9,8 +9,8 @@ import typer
 from edeliver.cli.app import AUDIT, SET_UP, JsonOption, app, exits_on_errors, run, runtime_of
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.output import print_json
-from edeliver.core.config import NodeConfig
-from edeliver.core.errors import HostKeyChanged, HostKeyError
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.errors import HostKeyChanged, HostKeyError
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
@@ -37,7 +37,7 @@ def status(
 
     Example: edeliver status production
     """
-    from edeliver.core.probes import mixed, probe_all
+    from edeliver.core.usecases.probes import mixed, probe_all
 
     runtime = runtime_of(ctx)
     config = runtime.config

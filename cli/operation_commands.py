@@ -15,13 +15,14 @@ from rich.table import Table
 
 from edeliver.cli.app import OPERATE, JsonOption, app, exits_on_errors, run, runtime_of
 from edeliver.cli.output import print_json
-from edeliver.core.config import Config, NodeConfig
-from edeliver.core.errors import EdeliverError, UsageError
-from edeliver.core.node_filter import is_subset, selected_nodes
+from edeliver.core.domain.config import Config, NodeConfig
+from edeliver.core.domain.errors import EdeliverError, UsageError
+from edeliver.core.domain.node_filter import is_subset, selected_nodes
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import NodeControl, OpenNodeControl, Runtime
-    from edeliver.core.operations import Act, Operation
+    from edeliver.core.domain.operation import Operation
+    from edeliver.core.usecases.operations import Act
 
 NodeOption = Annotated[
     list[str] | None,
@@ -94,7 +95,8 @@ def run_operation(
 ) -> None:
     """Run one recorded operation and show each node's result; exit 1 if a node failed."""
     from edeliver.cli.composition import deployer_secrets
-    from edeliver.core.operations import SUCCEEDED, OperationRequest, operate
+    from edeliver.core.domain.operation import SUCCEEDED
+    from edeliver.core.usecases.operations import OperationRequest, operate
 
     open_control = runtime.node_controls()
     by_name = {n.name: n for n in nodes}
@@ -137,7 +139,8 @@ def migrate(
 
     Example: edeliver migrate production
     """
-    from edeliver.core.operations import MIGRATE, migration
+    from edeliver.core.domain.operation import MIGRATE
+    from edeliver.core.usecases.operations import migration
 
     runtime = runtime_of(ctx)
     config = runtime.config
@@ -163,7 +166,7 @@ def _operation_head(operation: Operation) -> dict[str, Any]:
 
 
 def _operation_rows(operation: Operation) -> list[dict[str, Any]]:
-    from edeliver.core.operations import NODE_OK
+    from edeliver.core.domain.operation import NODE_OK
 
     return [
         {

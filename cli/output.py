@@ -3,7 +3,7 @@
     -q   only errors and the command's final line
     (no flag)  notes and warnings on stderr, progress as a live table or plain lines
     -v   also each node's steps and tasks as they are stored, with how long each took
-    -vv  also every script sent to a node, secrets masked (core/redaction.py)
+    -vv  also every script sent to a node, secrets masked (core/domain/redaction.py)
 
 The result (tables, `--json` documents) goes to stdout; everything here goes to stderr, so that
 `-v` never corrupts what a program reads from stdout.
@@ -21,9 +21,9 @@ from typing import Any
 
 import typer
 
-from edeliver.core.redaction import Redactor
+from edeliver.core.domain.redaction import Redactor
 
-# The logger adapters/ssh_output.py sends scripts to, by name: importing it would load asyncssh.
+# The logger adapters/node/ssh_output.py sends scripts to, by name (importing it loads asyncssh).
 SCRIPTS = logging.getLogger("edeliver.scripts")
 
 QUIET, NORMAL, VERBOSE, SCRIPTS_TOO = -1, 0, 1, 2

@@ -26,8 +26,8 @@ from edeliver.cli.task_commands import (
     stage_lines,
     stage_rows,
 )
-from edeliver.core.config import Config
-from edeliver.core.tasks import plan_by_stage
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.tasks import plan_by_stage
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
@@ -49,7 +49,7 @@ def plan(
 
     Example: edeliver plan production --version 1.2.3
     """
-    from edeliver.core.planning import plan as plan_of
+    from edeliver.core.usecases.planning import plan as plan_of
 
     runtime = runtime_of(ctx)
     config = runtime.config
@@ -83,7 +83,7 @@ def _release_to_deploy(runtime: Runtime, config: Config, version: str | None) ->
     """The version a deploy would roll out (None: the store holds none yet, or no app is set
     to look for, which a deploy would refuse but a plan of the nodes need not); a named
     version the store does not hold is refused as a deploy would refuse it."""
-    from edeliver.core.versions import artifact_to_deploy
+    from edeliver.core.usecases.planning import artifact_to_deploy
 
     if not config.app:
         return None

@@ -31,8 +31,8 @@ from edeliver.cli.operation_commands import (
 )
 from edeliver.cli.output import Output, print_json
 from edeliver.cli.terminal import raw_terminal
-from edeliver.core.config import NodeConfig
-from edeliver.core.redaction import Redactor
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.redaction import Redactor
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import OpenNodeControl, Runtime

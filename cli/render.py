@@ -18,13 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from edeliver.cli.output import Output, StepLines
-from edeliver.core.redaction import Redactor
+from edeliver.core.domain.redaction import Redactor
 
 if TYPE_CHECKING:
-    from edeliver.core.deployment import Deployment
-    from edeliver.core.operations import OperationSummary
-    from edeliver.core.planning import Plan
-    from edeliver.core.service import DeploymentSummary
+    from edeliver.core.domain.deployment import Deployment
+    from edeliver.core.usecases.operations import OperationSummary
+    from edeliver.core.usecases.planning import Plan
+    from edeliver.core.usecases.service import DeploymentSummary
 
 _STATE_STYLE = {
     "updated": "green",
@@ -157,7 +157,7 @@ def history_rows(rows: Iterable[DeploymentSummary | OperationSummary]) -> Table:
 
 def _what(row: DeploymentSummary | OperationSummary) -> str:
     """A deployment's version; an operation's action and, for part of an environment, nodes."""
-    from edeliver.core.operations import OperationSummary
+    from edeliver.core.usecases.operations import OperationSummary
 
     if isinstance(row, OperationSummary):
         return f"{row.action} {', '.join(row.nodes)}" if row.subset else row.action
@@ -194,7 +194,7 @@ class Progress:
             self.steps(events)
         if self.silent:
             return
-        from edeliver.core.task_runs import status_lines
+        from edeliver.core.usecases.task_runs import status_lines
 
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":

@@ -22,16 +22,16 @@ from edeliver.cli.app import (
 from edeliver.cli.operation_commands import LabelOption, NodeOption, chosen_nodes
 from edeliver.cli.output import print_json
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption, selection_of
-from edeliver.core.builds import build_release
-from edeliver.core.config import Config
-from edeliver.core.errors import DeploymentFailed
-from edeliver.core.model import Artifact
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.errors import DeploymentFailed
+from edeliver.core.domain.model import Artifact
+from edeliver.core.usecases.builds import build_release
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
-    from edeliver.core.deployment import Deployment
-    from edeliver.core.loaded_task import LoadedTask
-    from edeliver.core.services import Services
+    from edeliver.core.domain.deployment import Deployment
+    from edeliver.core.usecases.loaded_task import LoadedTask
+    from edeliver.core.usecases.services import Services
 
 
 @app.command(name="deploy", rich_help_panel=DEPLOY)
@@ -79,7 +79,7 @@ def deploy_with_tasks(
 ) -> None:
     """Deploy with the project's tasks, `tags` (--include, --exclude, --only) choosing them;
     the tasks are loaded once, before anything connects to a node. `nodes`: only those."""
-    from edeliver.core.rollout import deploy
+    from edeliver.core.usecases.rollout import deploy
 
     tasks = runtime.tasks
     chosen = selection_of(*tags, [t.spec for t in tasks], runtime.output)
@@ -102,7 +102,7 @@ def resume_command(
 
     Example: edeliver resume 3f2a9c1e
     """
-    from edeliver.core.rollout import resume
+    from edeliver.core.usecases.rollout import resume
 
     runtime = runtime_of(ctx)
     config = runtime.config
@@ -116,7 +116,7 @@ def _rollout(
     tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case and report it; DeploymentFailed (exit 1) unless it succeeded."""
-    from edeliver.core.deployment import SUCCEEDED
+    from edeliver.core.domain.deployment import SUCCEEDED
 
     deployment = rollout_and_report(runtime, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:
@@ -216,7 +216,7 @@ def rollback(
 
     Example: edeliver rollback production --to 1.2.2
     """
-    from edeliver.core.rollout import deploy
+    from edeliver.core.usecases.rollout import deploy
 
     runtime = runtime_of(ctx)
     config = runtime.config
@@ -228,7 +228,7 @@ def rollback(
 
 def _previous_release(runtime: Runtime, environment: str) -> str:
     """The newest release deployed to the environment before its current one."""
-    from edeliver.core.planning import previous_release
+    from edeliver.core.usecases.planning import previous_release
 
     deployments = runtime.deployments()
     try:

@@ -10,12 +10,12 @@ from edeliver.cli.app import BUILD, JsonOption, exits_on_errors, run, runtime_of
 from edeliver.cli.app import app as root
 from edeliver.cli.node_commands import probing_shells
 from edeliver.cli.output import print_json
-from edeliver.core.app import app_name
-from edeliver.core.model import Artifact
+from edeliver.core.domain.app import app_name
+from edeliver.core.domain.model import Artifact
 from edeliver.core.ports import ReleaseStore
 
 if TYPE_CHECKING:
-    from edeliver.core.retention import PrunePlan
+    from edeliver.core.usecases.retention import PrunePlan
 
 releases_app = typer.Typer()
 root.add_typer(releases_app, name="releases", rich_help_panel=BUILD)
@@ -55,7 +55,7 @@ def prune_command(
 
     Example: edeliver releases prune --keep 5 --dry-run
     """
-    from edeliver.core.retention import prune
+    from edeliver.core.usecases.retention import prune
 
     runtime = runtime_of(ctx)
     store = runtime.store()

@@ -9,8 +9,8 @@ import typer
 
 from edeliver.cli.app import SET_UP, JsonOption, app, exits_on_errors, runtime_of
 from edeliver.cli.output import Output, print_json
-from edeliver.core.errors import UsageError
-from edeliver.core.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.tasks import Selection, TaskSpec, plan_by_stage, unmatched_tags
 
 IncludeOption = Annotated[
     list[str] | None,

@@ -20,10 +20,10 @@ from edeliver.cli.app import (
 from edeliver.cli.output import print_json
 from edeliver.cli.rollout_commands import build_app, build_into_store, deploy_with_tasks
 from edeliver.cli.task_commands import ExcludeOption, IncludeOption, OnlyOption
-from edeliver.core.app import app_name
-from edeliver.core.builds import on_this_machine, pristine, provenance, refuse_same_version
-from edeliver.core.config import Config
-from edeliver.core.model import Artifact
+from edeliver.core.domain.app import app_name
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.model import Artifact
+from edeliver.core.usecases.builds import on_this_machine, pristine, provenance, refuse_same_version
 
 if TYPE_CHECKING:
     from edeliver.cli.composition import Runtime
@@ -105,7 +105,7 @@ def build_upgrade_command(
 
 def _running_version(runtime: Runtime, environment: str | None) -> str:
     """The one version the environment's nodes run (asked of release_handler); else refuse."""
-    from edeliver.core.probes import only_upgrade_environment, probe_all, running_version
+    from edeliver.core.usecases.probes import only_upgrade_environment, probe_all, running_version
 
     name = environment or only_upgrade_environment(runtime.config)
     nodes = runtime.config.nodes_of(name)

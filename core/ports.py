@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact, NodeFacts, Route
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.model import Artifact, NodeFacts, Route
 
 F = TypeVar("F")
 F_co = TypeVar("F_co", covariant=True)

@@ -22,12 +22,12 @@ from typing import Protocol
 
 import pytest
 
-from edeliver.adapters.fakes import FakeHost, InMemoryNodeShell, InMemoryNodeShells
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_host import comm
-from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
-from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact
+from edeliver.adapters.node.fakes import FakeHost, InMemoryNodeShell, InMemoryNodeShells
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_host import comm
+from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.model import Artifact
 from edeliver.core.ports import NodeShell
 from tests.support.hello_release import Variant, tarball
 

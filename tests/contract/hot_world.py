@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
-from edeliver.adapters.upgrade_build import build_upgrade
-from edeliver.core.model import Artifact, NodeFacts, Route
+from edeliver.adapters.build.upgrade_build import build_upgrade
+from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult
 from tests.contract.conftest import BROKEN, FleetWorld, HelloReleases, WorldMaker
 from tests.support.hello_release import SOURCE_DIR, Variant

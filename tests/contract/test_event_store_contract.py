@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from eventsourcing.popo import POPOApplicationRecorder
 
-from edeliver.adapters.event_store import open_deployments
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import LockHeldError, NotFoundError, UsageError
-from edeliver.core.service import Deployments
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.environment_lock import EnvironmentLock
+from edeliver.core.domain.errors import LockHeldError, NotFoundError, UsageError
+from edeliver.core.usecases.service import Deployments
 from tests.support.postgres import PostgresServer
 from tests.support.simulation import SharedRecorderDeployments
 
@@ -39,6 +41,13 @@ def new_deployment(
         started_by=by,
         started_at="2026-03-01T10:00:00+00:00",
     )
+
+
+def renamed_topic(topic: str, moved: Mapping[str, str]) -> str:
+    for now, before in moved.items():
+        if topic.startswith(now):
+            return before + topic.removeprefix(now)
+    return topic
 
 
 class EventStoreContract:
@@ -70,6 +79,33 @@ class EventStoreContract:
         assert again.previous == {"web1": "0.9.0"}
         assert again.reasons["web1"] == "prepare: disk full"
         assert again.pending_actions == {}
+
+    def test_events_stored_under_the_modules_earlier_names_still_replay(
+        self, store: Deployments
+    ) -> None:
+        """Topics name a class's module; a log written before the core's modules moved (to
+        core/domain/) replays to the same deployment and lock."""
+        deployment = new_deployment()
+        store.begin(deployment)
+        deployment.transition("web1", "start")
+        store.save(deployment)
+        moved = {
+            "edeliver.core.domain.deployment:": "edeliver.core.deployment:",
+            "edeliver.core.domain.environment_lock:": "edeliver.core.service:",
+        }
+        stored = store.recorder.select_events(deployment.id)
+        renamed = [replace(e, topic=renamed_topic(e.topic, moved)) for e in stored]
+        assert [e.topic for e in renamed] != [e.topic for e in stored]
+        events = [store.mapper.to_domain_event(e) for e in renamed]
+        assert [type(e) for e in events] == [type(store.mapper.to_domain_event(e)) for e in stored]
+        lock_id = EnvironmentLock.create_id("hello", "prod")
+        lock_events = store.recorder.select_events(lock_id)
+        old_lock = [replace(e, topic=renamed_topic(e.topic, moved)) for e in lock_events]
+        assert all(e.topic.startswith("edeliver.core.service:") for e in old_lock)
+        assert [type(store.mapper.to_domain_event(e)).__qualname__ for e in old_lock] == [
+            "EnvironmentLock.Registered",
+            "EnvironmentLock.Locked",
+        ]
 
     def test_a_second_deployment_to_a_locked_environment_is_refused(
         self, store: Deployments

@@ -18,18 +18,18 @@ from typing import Any
 import asyncssh
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
-from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
-from edeliver.core.errors import (
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
+from edeliver.adapters.node.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.errors import (
     HostKeyChanged,
     HostKeyError,
     LockHeldError,
     NodeError,
     NodeUnreachable,
 )
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from edeliver.core.ports import NodeClaim, NodeShell
 from tests.contract.conftest import (
     BROKEN,

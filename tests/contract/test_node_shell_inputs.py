@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import MIX_START, STATUS_FILE_HEALTH, ReleaseCommands
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.adapters.transfer import sha256_of
-from edeliver.core.errors import NodeError
-from edeliver.core.model import Artifact
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import MIX_START, STATUS_FILE_HEALTH, ReleaseCommands
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.node.transfer import sha256_of
+from edeliver.core.domain.errors import NodeError
+from edeliver.core.domain.model import Artifact
 from tests.contract.conftest import FleetWorld, WorldMaker
 from tests.contract.test_node_shell_contract import V1, V2, deploy
 from tests.support.faults_node import modes, tampered_release

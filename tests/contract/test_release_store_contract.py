@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.memory_store import InMemoryReleaseStore
-from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.adapters.ssh_store import SshReleaseStore
-from edeliver.adapters.transfer import sha256_of
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.node.transfer import sha256_of
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
+from edeliver.adapters.store.s3_store import S3ReleaseStore
+from edeliver.adapters.store.ssh_store import SshReleaseStore
 from edeliver.cli.composition import Store
-from edeliver.core.errors import NotFoundError, UsageError
-from edeliver.core.model import Artifact, Platform
+from edeliver.core.domain.errors import NotFoundError, UsageError
+from edeliver.core.domain.model import Artifact, Platform
 from tests.contract.conftest import node_config
 from tests.support.moto import CREDENTIALS, moto_server, s3_client
 

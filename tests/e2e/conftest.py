@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.demo import prepare_project
-from edeliver.core.config import FALLBACKS, STRATEGIES
-from edeliver.core.model import Artifact
+from edeliver.core.domain.config import FALLBACKS, STRATEGIES
+from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions
 

@@ -14,14 +14,14 @@ from unittest import mock
 
 import pytest
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.mix_build import BuildFailed, local_platform
-from edeliver.adapters.remote_build import CACHE_DIR
+from edeliver.adapters.build.mix_build import BuildFailed, local_platform
+from edeliver.adapters.build.remote_build import CACHE_DIR
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import prepare_project
 from edeliver.cli.rollout_commands import build_into_store
-from edeliver.core.errors import UsageError
+from edeliver.core.domain.errors import UsageError
 from tests.e2e.conftest import Project
 from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.moto import CREDENTIALS, free_port, moto_server, s3_client

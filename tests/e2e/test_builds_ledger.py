@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.build_checks import BuildFailed
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.remote_build import CACHE_DIR
+from edeliver.adapters.build.build_checks import BuildFailed
+from edeliver.adapters.build.remote_build import CACHE_DIR
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
 from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_into_store
-from edeliver.core.errors import UsageError
-from edeliver.core.model import Artifact
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import Artifact
 from tests.support.build_image import IMAGE, PODMAN_GLOBAL, RUN_OPTIONS, ensure_image
 from tests.support.ledger_project import (
     FILE_SUBMODULES,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.demo import prepare_project
 from tests.support.faults_tasks import write_tasks
 from tests.support.hello_release import put_in_local_store

@@ -72,7 +72,7 @@ defmodule Hello.Deploy.Second do
 end
 """.replace("MARK", _shared("#{ctx.assigns.vm} #{System.pid()}")).replace("{file}", "vms")
 
-READ_ASSIGN = """from edeliver.core.tasks import task
+READ_ASSIGN = """from edeliver import task
 
 @task("post_extract_release_archive")
 def read(ctx):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 from tests.support.nodes import ssh
 
 APP = "ledger"

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_host import comm
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.core.config import FALLBACKS, STRATEGIES
-from edeliver.core.model import Artifact
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.node.local_host import comm
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.config import FALLBACKS, STRATEGIES
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import BROKEN, GOOD, NEXT, Project
 from tests.support.hello_release import tarball
 

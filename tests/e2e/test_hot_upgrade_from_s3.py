@@ -14,9 +14,9 @@ from unittest import mock
 
 import pytest
 
-from edeliver.adapters.mix_build import local_platform
-from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.core.model import Artifact
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.store.s3_store import S3ReleaseStore
+from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.moto import CREDENTIALS
 from tests.support.nodes import ask, report

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
 from tests.e2e.conftest import Project
 from tests.support.faults_hot import V1, V2, hot_project
 from tests.support.nodes import ssh

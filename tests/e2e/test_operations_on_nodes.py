@@ -22,11 +22,11 @@ from uuid import uuid4
 
 import pytest
 
-from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import STATUS_FILE_HEALTH
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH
 from edeliver.cli.demo import prepare_project
-from edeliver.core.deployment import Deployment
+from edeliver.core.domain.deployment import Deployment
 from tests.e2e.conftest import EDELIVER, GOOD, NEXT, Project
 from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import ssh

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_store import StoreUnreachable
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.adapters.ssh_store import SshReleaseStore
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.store.local_store import StoreUnreachable
+from edeliver.adapters.store.ssh_store import SshReleaseStore
 from edeliver.cli.composition import release_store
-from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import GOOD, NEXT
 from tests.support.moto import free_port
 from tests.support.store_project import STORE_PATH, StoreHostProject, store_host_hello_project

@@ -14,9 +14,9 @@ from unittest import mock
 
 import pytest
 
-from edeliver.adapters.mix_build import local_platform
-from edeliver.adapters.s3_store import S3ReleaseStore
-from edeliver.core.model import Artifact, Platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.store.s3_store import S3ReleaseStore
+from edeliver.core.domain.model import Artifact, Platform
 from tests.e2e.conftest import GOOD, NEXT
 from tests.support.hello_release import tarball
 from tests.support.moto import CREDENTIALS, s3_client

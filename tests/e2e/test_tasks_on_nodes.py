@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.demo import prepare_project
 from tests.support.faults_tasks import write_tasks
 from tests.support.hello_release import put_in_local_store
@@ -90,7 +90,7 @@ WHERE_TASKS = {
         'File.write!(log, "migrated to #{Hello.version()}\\n", [:append])\n'
     ),
     "30_local.py": (
-        "from edeliver.core.tasks import task\n\n"
+        "from edeliver import task\n\n"
         "@task('pre_start_deployed_release', where='local')\n"
         "def note(ctx):\n"
         "    ctx.run(f'echo {ctx.node.name} {ctx.release} >> local_marks')\n"
@@ -101,7 +101,7 @@ WHERE_TASKS = {
         'echo "initial $VERSION" >> "$DEPLOY_PATH/shared/initial"\n'
     ),
     "50_check.py": (
-        "from edeliver.core.tasks import task\n\n"
+        "from edeliver import task\n\n"
         "@task('post_start_deployed_release')\n"
         "def check(ctx):\n"
         "    said = ctx.run(\"cd current && bin/hello rpc 'IO.puts(Hello.version())'\")\n"
@@ -143,7 +143,7 @@ def test_the_task_runs_are_in_the_event_log(project: Project) -> None:
 
 CLEANUP_TASKS = {
     "10_reserve.py": (  # the class form of a task
-        "from edeliver.core.tasks import Task\n\n"
+        "from edeliver import Task\n\n"
         "class Reserve(Task):\n"
         "    stage = 'post_extract_release_archive'\n\n"
         "    def run(self, ctx):\n"

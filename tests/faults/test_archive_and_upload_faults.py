@@ -22,10 +22,10 @@ from unittest import mock
 
 import pytest
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.local.config_file import load_config
 from edeliver.cli.composition import release_store
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import EDELIVER
 from tests.support.faults_node import (
     Partition,

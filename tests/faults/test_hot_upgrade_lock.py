@@ -16,15 +16,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from edeliver.adapters import hot_scripts as hs
-from edeliver.adapters import node_lock
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.node_scripts import Layout
-from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
-from edeliver.core.errors import EdeliverError
-from edeliver.core.model import Artifact
+from edeliver.adapters.node import hot_scripts as hs
+from edeliver.adapters.node import node_lock
+from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.errors import EdeliverError
+from edeliver.core.domain.model import Artifact
 from edeliver.core.ports import NodeClaim
 from tests.contract.conftest import HelloReleases, node_config
 from tests.contract.hot_world import HOT_VARIANTS, V1, V2, store_with_upgrade_package

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import Project
 from tests.support.faults_node import node_state
 from tests.support.hello_release import tarball

@@ -99,7 +99,7 @@ def test_a_hung_non_critical_shell_task_on_the_nodes_is_stopped_there_and_skippe
 
 
 HUNG_PYTHON = (
-    "import time\nfrom edeliver.core.tasks import task\n\n"
+    "import time\nfrom edeliver import task\n\n"
     "@task('pre_start_deployed_release')\n"
     "def hang(ctx):\n"
     "    if ctx.node.name == {first!r}:\n"
@@ -150,7 +150,7 @@ def test_a_task_printing_the_deployers_secrets_leaves_none_in_the_log_or_the_dat
                 'env\necho "the password alone: $PGPASSWORD"\n'
             ),
             "20_echo.py": (
-                "import os\nfrom edeliver.core.tasks import task\n\n"
+                "import os\nfrom edeliver import task\n\n"
                 "@task('post_start_deployed_release')\n"
                 "def echo(ctx):\n"
                 "    ctx.run('echo on the node ' + os.environ['AWS_SECRET_ACCESS_KEY'] + ' '"

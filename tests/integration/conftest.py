@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 
 FleetFactory = Callable[..., LocalFleet]
 

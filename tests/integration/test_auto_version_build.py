@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edeliver.adapters import build_scripts as bs
+from edeliver.adapters.build import build_scripts as bs
 from edeliver.cli.demo import EXAMPLE
 
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from edeliver.adapters.bounded_output import LIMIT, run_local
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.node_scripts import REMOTE_SH
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.adapters.ssh_output import run_bounded
-from edeliver.core.config import NodeConfig
+from edeliver.adapters.local.bounded_output import LIMIT, run_local
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.node_scripts import REMOTE_SH
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.node.ssh_output import run_bounded
+from edeliver.core.domain.config import NodeConfig
 
 PRINTED = 32 * 2**20  # what the command prints on each stream
 MOST_HELD = 8 * 2**20  # what reading it may hold at its peak: a few blocks and SSH windows

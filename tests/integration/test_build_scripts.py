@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters import build_scripts as bs
-from edeliver.adapters import node_scripts as ns
-from edeliver.core.model import Platform
+from edeliver.adapters.build import build_scripts as bs
+from edeliver.adapters.node import node_scripts as ns
+from edeliver.core.domain.model import Platform
 
 
 def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:

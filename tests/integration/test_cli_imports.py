@@ -51,14 +51,16 @@ def test_help_and_version_import_no_io_library_and_no_adapter(project: Path, fla
     assert "edeliver.cli.rollout_commands" in modules  # every command was registered
     assert not modules & {*IO_LIBRARIES, "cryptography", "transitions"}
     adapters = {m for m in modules if m.startswith("edeliver.adapters.")}
-    assert adapters <= {"edeliver.adapters.clock"}
+    assert adapters <= {"edeliver.adapters.local.clock"}
     assert "edeliver.cli.composition" not in modules
 
 
 def test_plan_loads_no_store_build_or_event_store_adapter(project: Path) -> None:
     """`edeliver plan` reads the config and the SSH config, nothing of stores, builds or events."""
     modules = imported_by(project, "plan", "prod")
-    assert "edeliver.adapters.ssh_config" in modules  # the nodes' addresses as ssh resolves them
+    assert (
+        "edeliver.adapters.local.ssh_config" in modules
+    )  # the nodes' addresses as ssh resolves them
     assert not modules & {"eventsourcing", "boto3", "botocore", "psycopg"}
     for heavy in ("ssh", "node_scripts", "build_scripts", "s3_store", "event_store", "ssh_store"):
         assert f"edeliver.adapters.{heavy}" not in modules

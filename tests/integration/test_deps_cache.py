@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from edeliver.adapters.remote_build import keep_deps_script, reuse_deps_script
+from edeliver.adapters.build.remote_build import keep_deps_script, reuse_deps_script
 
 
 def _sh(script: str) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.elixir_tasks import PROTOCOL_FILE
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.adapters.task_files import discover
-from edeliver.core.elixir_tasks import ElixirModule, run_modules
-from edeliver.core.task_context import TaskContext
-from edeliver.core.tasks import TaskError, ordered
+from edeliver.adapters.local.elixir_tasks import PROTOCOL_FILE
+from edeliver.adapters.local.local_commands import LocalCommandHost
+from edeliver.adapters.local.task_files import discover
+from edeliver.core.domain.tasks import TaskError, ordered
+from edeliver.core.usecases.elixir_tasks import ElixirModule, run_modules
+from edeliver.core.usecases.task_context import TaskContext
 from tests.support.faults_tasks import write_tasks
 
 TWO_MODULES = """defmodule Deploy.Digest do
@@ -33,7 +33,7 @@ defmodule Deploy.Migrate do
   def cleanup(ctx), do: ctx
 end
 """
-SEED = """from edeliver.core.tasks import task
+SEED = """from edeliver import task
 
 @task('post_extract_release_archive')
 def seed(ctx):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.git_source import archive, git_source
-from edeliver.core.errors import UsageError
+from edeliver.adapters.build.git_source import archive, git_source
+from edeliver.core.domain.errors import UsageError
 from tests.support.ledger_project import FILE_SUBMODULES, git
 
 FETCH = "`git submodule update --init --recursive` fetches it"

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.adapters.upgrade_build import NotHot, build_upgrade
-from edeliver.core.config import NodeConfig
-from edeliver.core.model import Artifact, Route
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.build.upgrade_build import NotHot, build_upgrade
+from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.model import Artifact, Route
 from tests.integration.conftest import FleetFactory
 from tests.support.hello_release import SOURCE_DIR, tarball
 from tests.support.nodes import ssh

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.ssh import AsyncsshNodeShells
-from edeliver.core.config import NodeConfig
-from edeliver.core.errors import UsageError
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.errors import UsageError
 
 
 @pytest.fixture(scope="module")

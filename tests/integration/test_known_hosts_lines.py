@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from edeliver.adapters.ssh_host_keys import KnownHosts, known_hosts_line, pin_host_key
+from edeliver.adapters.node.ssh_host_keys import KnownHosts, known_hosts_line, pin_host_key
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.build_checks import BuildFailed
-from edeliver.adapters.build_scripts import VERSION_SUFFIX
-from edeliver.adapters.mix_build import MixLocalBuilder
+from edeliver.adapters.build.build_checks import BuildFailed
+from edeliver.adapters.build.build_scripts import VERSION_SUFFIX
+from edeliver.adapters.build.mix_build import MixLocalBuilder
 from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import EXAMPLE
 from edeliver.cli.rollout_commands import build_into_store
-from edeliver.core.errors import UsageError
-from edeliver.core.model import Artifact
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import Artifact
 from tests.support.ledger_project import (
     FILE_SUBMODULES,
     bare_tally,

@@ -13,8 +13,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_host import comm
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_host import comm
 from tests.support.waiting import wait_for_async
 
 FleetFactory = Callable[..., LocalFleet]

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from edeliver.adapters import node_lock
-from edeliver.adapters import node_scripts as ns
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.ssh import AsyncsshNodeShell, AsyncsshNodeShells
-from edeliver.core.errors import LockHeldError, NodeError
+from edeliver.adapters.node import node_lock
+from edeliver.adapters.node import node_scripts as ns
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.core.domain.errors import LockHeldError, NodeError
 from edeliver.core.ports import NodeClaim
 from tests.contract.conftest import node_config
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters import node_scripts as ns
-from edeliver.adapters.archive_check import listing_problems
-from edeliver.adapters.node_scripts import Layout, ReleaseCommands, Switch, Vm
+from edeliver.adapters.node import node_scripts as ns
+from edeliver.adapters.node.archive_check import listing_problems
+from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands, Switch, Vm
 
 PHYS = "/srv/it's here"
 BEAM = [

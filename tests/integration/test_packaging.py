@@ -125,9 +125,12 @@ def project(tmp_path: Path) -> Path:
 def test_the_wheel_holds_every_package_and_the_elixir_scripts(installed: Installed) -> None:
     """core, adapters and cli are in the wheel with the .exs files the builds evaluate."""
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    for module in ("__init__.py", "core/config.py", "adapters/ssh.py", "cli/main.py"):
+    for module in ("__init__.py", "core/domain/config.py", "adapters/node/ssh.py", "cli/main.py"):
         assert f"edeliver/{module}" in names
-    assert {"edeliver/adapters/build_tasks.exs", "edeliver/adapters/upgrade_relup.exs"} <= names
+    assert {
+        "edeliver/adapters/build/build_tasks.exs",
+        "edeliver/adapters/build/upgrade_relup.exs",
+    } <= names
     assert not [name for name in names if name.startswith(("edeliver/tests", "edeliver/bench"))]
 
 

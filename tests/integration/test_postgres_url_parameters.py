@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.event_store import open_deployments
+from edeliver.adapters.events.event_store import open_deployments
 from edeliver.cli.main import Runtime, app
 from tests.support.postgres import PostgresServer
 

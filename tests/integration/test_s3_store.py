@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.s3_store import S3ReleaseStore, StoreUnreachable
+from edeliver.adapters.store.s3_store import S3ReleaseStore, StoreUnreachable
 from edeliver.cli.main import Runtime, app
-from edeliver.core.errors import NodeError, UsageError
-from edeliver.core.model import Artifact, Platform
+from edeliver.core.domain.errors import NodeError, UsageError
+from edeliver.core.domain.model import Artifact, Platform
 from tests.support.moto import CREDENTIALS, free_port, moto_server, s3_client
 
 BUCKET = "releases"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.ssh import AsyncsshNodeShells, fetch_host_key
-from edeliver.adapters.ssh_config import resolve
-from edeliver.core.config import NodeConfig
-from edeliver.core.errors import HostKeyError, NodeUnreachable
+from edeliver.adapters.local.ssh_config import resolve
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.ssh import AsyncsshNodeShells, fetch_host_key
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.errors import HostKeyError, NodeUnreachable
 
 
 def host_block(alias: str, node: FleetNode, key: Path, known_hosts: Path, jump: str = "") -> str:

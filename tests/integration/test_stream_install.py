@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters import node_scripts as ns
-from edeliver.adapters.archive_check import listing_problems
-from edeliver.adapters.node_scripts import Layout
-from edeliver.adapters.stream_install import stream_script, streaming_remote_sh
+from edeliver.adapters.node import node_scripts as ns
+from edeliver.adapters.node.archive_check import listing_problems
+from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.node.stream_install import stream_script, streaming_remote_sh
 
 RUN = "edeliver-run-0123456789abcdef"
 

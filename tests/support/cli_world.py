@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.event_store_faults import CrashingSave, SimulatedCrash
-from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
-from edeliver.adapters.memory_store import InMemoryReleaseStore
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.adapters.events.event_store_faults import CrashingSave, SimulatedCrash
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
 from edeliver.cli.composition import Adapters, Runtime
 from edeliver.cli.main import app
-from edeliver.core.config import Config
-from edeliver.core.service import Deployments
+from edeliver.core.domain.config import Config
+from edeliver.core.usecases.service import Deployments
 from tests.support.simulation import artifact, config_text
 
 runner = CliRunner()

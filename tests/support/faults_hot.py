@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import Project
 from tests.support.hello_release import Variant, tarball
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
 from tests.support.nodes import ssh
 
 

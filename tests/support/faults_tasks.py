@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edeliver.adapters.local_fleet import LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.demo import prepare_project
 from tests.support.hello_release import put_in_local_store
 from tests.support.nodes import running_versions, ssh

@@ -19,9 +19,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_host import free_ports
-from edeliver.adapters.node_scripts import MIX_START, RPC_HEALTH
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_host import free_ports
+from edeliver.adapters.node.node_scripts import MIX_START, RPC_HEALTH
 from edeliver.cli.demo import prepare_project
 from tests.e2e.conftest import Project
 from tests.support import waiting

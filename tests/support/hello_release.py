@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import MixLocalBuilder, local_platform
-from edeliver.core.model import Artifact
+from edeliver.adapters.build.mix_build import MixLocalBuilder, local_platform
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.model import Artifact
 
 Variant = Literal["good", "broken", "v2"]
 

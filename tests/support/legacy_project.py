@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
-from edeliver.adapters.local_host import write_key_pair
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.mix_build import local_platform
-from edeliver.core.model import Artifact
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_host import write_key_pair
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"

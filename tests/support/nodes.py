@@ -7,7 +7,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from edeliver.adapters.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
 
 
 def ssh(

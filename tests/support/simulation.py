@@ -11,22 +11,22 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.popo import POPOApplicationRecorder
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.event_store_faults import CrashingSave
-from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
-from edeliver.adapters.memory_store import InMemoryReleaseStore
-from edeliver.core.config import Config, parse_config
-from edeliver.core.deployment import Deployment
-from edeliver.core.journal import Patience, SaveEvents
-from edeliver.core.loaded_task import LoadedTask
-from edeliver.core.model import Artifact, Route
+from edeliver.adapters.events.event_store import store_settings
+from edeliver.adapters.events.event_store_faults import CrashingSave
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
+from edeliver.core.domain.config import Config, parse_config
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.model import Artifact, Route
+from edeliver.core.domain.redaction import Redactor
+from edeliver.core.domain.tasks import Selection
 from edeliver.core.ports import CommandHost
-from edeliver.core.redaction import Redactor
-from edeliver.core.rollout import deploy, resume
-from edeliver.core.service import Deployments
-from edeliver.core.services import Services
-from edeliver.core.tasks import Selection
+from edeliver.core.usecases.journal import Patience, SaveEvents
+from edeliver.core.usecases.loaded_task import LoadedTask
+from edeliver.core.usecases.rollout import deploy, resume
+from edeliver.core.usecases.service import Deployments
+from edeliver.core.usecases.services import Services
 
 
 class SharedRecorderDeployments(Deployments):

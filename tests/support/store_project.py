@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.local_fleet import LocalFleet
-from edeliver.adapters.local_host import write_key_pair
-from edeliver.adapters.mix_build import local_platform
+from edeliver.adapters.build.mix_build import local_platform
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.local_fleet import LocalFleet
+from edeliver.adapters.node.local_host import write_key_pair
 from edeliver.cli.composition import release_store
 from edeliver.cli.demo import prepare_project
-from edeliver.core.model import Artifact
+from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import Project
 from tests.support.hello_release import Variant, tarball
 from tests.support.moto import CREDENTIALS, moto_server, s3_client

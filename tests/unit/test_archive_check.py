@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.archive_check import (
+from edeliver.adapters.node.archive_check import (
     LISTING,
     listing_problems,
     refusal,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.adapters import build_scripts as bs
-from edeliver.core.auto_version import version_suffix
-from edeliver.core.config import ConfigError, parse_config
-from edeliver.core.versions import version_key
+from edeliver.adapters.build import build_scripts as bs
+from edeliver.core.domain.auto_version import version_suffix
+from edeliver.core.domain.config import ConfigError, parse_config
+from edeliver.core.domain.versions import version_key
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
 FACTS = {"commit_count": "118", "revision": "3f9c2ab", "branch": "feature/login", "date": "x"}

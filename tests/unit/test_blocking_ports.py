@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from edeliver.adapters.blocking import run_blocking
+from edeliver.adapters.local.blocking import run_blocking
 
 
 async def _loop_thread() -> str:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters import build_scripts as bs
-from edeliver.adapters.build_checks import BuildFailed, check_contents, deps_failed
-from edeliver.core.errors import UsageError
-from edeliver.core.model import Platform
+from edeliver.adapters.build import build_scripts as bs
+from edeliver.adapters.build.build_checks import BuildFailed, check_contents, deps_failed
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import Platform
 
 GOOD = bs.BuildFacts(
     "1.1.0", "13.1.5", "25", "1.14.0", Platform("linux", "x86_64", "glibc", "2.36"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.core.config import parse_config
-from edeliver.core.errors import ConfigError
+from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.errors import ConfigError
 
 FILE = ".deliver/edeliver.toml"
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edeliver.cli.app import run
-from edeliver.core.model import Platform
+from edeliver.core.domain.model import Platform
 from edeliver.core.ports import CommandResult, NodeLockHolder
 from tests.support.cli_world import World, crash_deploy
 from tests.support.simulation import config_text

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from edeliver.cli.app import project_option_first
 from edeliver.cli.main import Runtime, app
 from edeliver.cli.output import SCHEMA
-from edeliver.core.config import Config
+from edeliver.core.domain.config import Config
 from tests.support.simulation import config_text
 
 runner = CliRunner()
@@ -262,7 +262,7 @@ def test_an_empty_store_lists_nothing_with_exit_0_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store that exists but holds no deployment: `log` and `history` still exit 0."""
-    from edeliver.adapters.event_store import open_deployments
+    from edeliver.adapters.events.event_store import open_deployments
 
     monkeypatch.delenv("EDELIVER_EVENTS", raising=False)
     open_deployments(tmp_path, "").close()

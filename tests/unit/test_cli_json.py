@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edeliver.cli.main import app
 from edeliver.cli.output import SCHEMA
-from edeliver.core import errors
+from edeliver.core.domain import errors
 from tests.support.cli_world import World, crash_deploy
 
 runner = CliRunner()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.runtime_env_files import write_script
-from edeliver.adapters.ssh_output import log_script
+from edeliver.adapters.node.runtime_env_files import write_script
+from edeliver.adapters.node.ssh_output import log_script
 from edeliver.cli.app import project_option_first
 from edeliver.cli.composition import Runtime
 from edeliver.cli.output import SCRIPTS_TOO, Output, StepLines
-from edeliver.core.config import parse_config
-from edeliver.core.redaction import Redactor
-from edeliver.core.runtime_env import NodeRuntime
+from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.redaction import Redactor
+from edeliver.core.domain.runtime_env import NodeRuntime
 from tests.support.cli_world import World
 from tests.unit.test_runtime_env import FILE, NODES
 

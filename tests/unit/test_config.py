@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.adapters.node_scripts import ReleaseCommands
+from edeliver.adapters.node.node_scripts import ReleaseCommands
+from edeliver.adapters.node.ssh import AsyncsshNodeShells, NodeTimeouts
 from edeliver.adapters.settings import node_timeouts, release_commands
-from edeliver.adapters.ssh import AsyncsshNodeShells, NodeTimeouts
-from edeliver.core.config import Policy, parse_config
-from edeliver.core.errors import ConfigError, NotFoundError
+from edeliver.core.domain.config import Policy, parse_config
+from edeliver.core.domain.errors import ConfigError, NotFoundError
 
 FILE = ".deliver/edeliver.toml"
 VALID = """

@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.project_init import MixProject, NodeSpec, render_config
+from edeliver.adapters.local.project_init import MixProject, NodeSpec, render_config
 from edeliver.cli.main import app
-from edeliver.core.config import parse_config
-from edeliver.core.config_keys import json_schema
-from edeliver.core.errors import ConfigError, ConfigErrors
+from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.config_keys import json_schema
+from edeliver.core.domain.errors import ConfigError, ConfigErrors
 from tests.unit.test_config import VALID
 
 FILE = ".deliver/edeliver.toml"

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edeliver.core.elixir_tasks import (
+from edeliver.core.domain.model import Route
+from edeliver.core.domain.tasks import TaskSpec
+from edeliver.core.ports import CommandResult
+from edeliver.core.usecases.elixir_tasks import (
     PROGRAM_VARIABLE,
     RESULT_MARKER,
     ElixirModule,
@@ -21,11 +24,8 @@ from edeliver.core.elixir_tasks import (
     results,
     vm_for,
 )
-from edeliver.core.loaded_task import LoadedTask
-from edeliver.core.model import Route
-from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import TaskContext, run_build_stage
-from edeliver.core.tasks import TaskSpec
+from edeliver.core.usecases.loaded_task import LoadedTask
+from edeliver.core.usecases.task_runs import TaskContext, run_build_stage
 from tests.support.simulation import Simulation
 
 STAGE = "post_extract_release_archive"

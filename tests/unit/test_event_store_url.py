@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.postgres_events import _connection_kwargs
+from edeliver.adapters.events.event_store import store_settings
+from edeliver.adapters.events.postgres_events import _connection_kwargs
 
 URL = (
     "postgresql://deployer:s3cret@db.example:6432/edeliver"

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters import hot_scripts as hs
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.fakes import FakeHost, InMemoryNodeShells
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.memory_store import InMemoryReleaseStore
-from edeliver.adapters.node_scripts import Layout
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node import hot_scripts as hs
+from edeliver.adapters.node.fakes import FakeHost, InMemoryNodeShells
+from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
 from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
-from edeliver.core.config import Config
-from edeliver.core.model import Artifact
-from edeliver.core.services import Services
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.model import Artifact
+from edeliver.core.usecases.services import Services
 from tests.support.simulation import artifact, config_text
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.config_file import load_config
+from edeliver.adapters.local.config_file import load_config
 from edeliver.cli.main import Runtime, app
 
 runner = CliRunner()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.event_store_faults import SimulatedCrash
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import DeploymentInterrupted, LockHeldError
+from edeliver.adapters.events.event_store_faults import SimulatedCrash
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.errors import DeploymentInterrupted, LockHeldError
 from edeliver.core.ports import NodeLockHolder
-from edeliver.core.rollout import deploy
+from edeliver.core.usecases.rollout import deploy
 from tests.support.simulation import Simulation, artifact
 
 

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.event_store_faults import FlakySave
+from edeliver.adapters.events.event_store_faults import FlakySave
 from edeliver.cli.main import Runtime, app
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import (
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.errors import (
     DeploymentInterrupted,
     EdeliverError,
     EventStoreError,
     HistoryConflict,
 )
-from edeliver.core.journal import Patience
-from edeliver.core.rollout import resume
+from edeliver.core.usecases.journal import Patience
+from edeliver.core.usecases.rollout import resume
 from tests.support.simulation import Simulation, config_text
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.config_file import load_config
-from edeliver.adapters.legacy_config import read_legacy_config
+from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.local.legacy_config import read_legacy_config
 from edeliver.cli.main import Runtime, app
-from edeliver.core.config import Config
-from edeliver.core.errors import ConfigError
-from edeliver.core.legacy_variables import IGNORED
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.errors import ConfigError
+from edeliver.core.domain.legacy_variables import IGNORED
 
 LEGACY = """\
 APP="hello"

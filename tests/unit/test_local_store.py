@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.transfer import sha256_of
-from edeliver.core.errors import NotFoundError
-from edeliver.core.model import Artifact
+from edeliver.adapters.node.transfer import sha256_of
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.core.domain.errors import NotFoundError
+from edeliver.core.domain.model import Artifact
 
 
 def tarball(directory: Path, content: bytes) -> Path:

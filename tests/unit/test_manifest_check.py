@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import open_deployments
-from edeliver.adapters.fakes import FakeHost, Faults, InMemoryNodeShells
-from edeliver.adapters.local_store import LocalDirectoryStore
-from edeliver.adapters.manifest_check import checked_manifest
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
+from edeliver.adapters.store.local_store import LocalDirectoryStore
+from edeliver.adapters.store.manifest_check import checked_manifest
 from edeliver.cli.composition import Adapters
 from edeliver.cli.main import Runtime, app
-from edeliver.core.config import Config
-from edeliver.core.errors import UsageError
-from edeliver.core.model import Artifact
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import Artifact
 from tests.support.simulation import config_text
 
 GOOD: dict[str, Any] = {

@@ -12,18 +12,18 @@ from uuid import UUID, uuid4
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.clock import FakeClock
-from edeliver.adapters.event_store import store_settings
-from edeliver.adapters.fakes import FakeHost, InMemoryNodeControl, InMemoryNodeShells
+from edeliver.adapters.events.event_store import store_settings
+from edeliver.adapters.local.clock import FakeClock
+from edeliver.adapters.node.fakes import FakeHost, InMemoryNodeControl, InMemoryNodeShells
 from edeliver.cli.main import Runtime, app
-from edeliver.core.config import NodeConfig, parse_config
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import ConfigError, LockHeldError, NotFoundError
-from edeliver.core.node_filter import is_subset, selected_nodes
-from edeliver.core.operations import (
-    MIGRATE,
-    RESTART,
-    Operation,
+from edeliver.core.domain.config import NodeConfig, parse_config
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.errors import ConfigError, LockHeldError, NotFoundError
+from edeliver.core.domain.node_filter import is_subset, selected_nodes
+from edeliver.core.domain.operation import MIGRATE, RESTART, Operation
+from edeliver.core.domain.redaction import Redactor
+from edeliver.core.ports import NodeClaim, NodeControl
+from edeliver.core.usecases.operations import (
     OperationRequest,
     abandon_operation,
     find_operation,
@@ -31,9 +31,7 @@ from edeliver.core.operations import (
     operate,
     operation_history,
 )
-from edeliver.core.ports import NodeClaim, NodeControl
-from edeliver.core.redaction import Redactor
-from edeliver.core.service import Deployments
+from edeliver.core.usecases.service import Deployments
 
 NODES = ("a", "b", "c", "d")
 CONFIG = "\n".join(

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from edeliver.cli import render
-from edeliver.core.redaction import MARK, Redactor, is_secret_name, secret_values
+from edeliver.core.domain.redaction import MARK, Redactor, is_secret_name, secret_values
 
 DEPLOYER = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",

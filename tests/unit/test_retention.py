@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.fakes import FakeHost
-from edeliver.adapters.memory_store import InMemoryReleaseStore
-from edeliver.core.errors import UsageError
-from edeliver.core.model import NodeFacts
-from edeliver.core.retention import plan_prune
+from edeliver.adapters.node.fakes import FakeHost
+from edeliver.adapters.store.memory_store import InMemoryReleaseStore
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.model import NodeFacts
+from edeliver.core.usecases.retention import plan_prune
 from tests.support.cli_world import World
 from tests.support.simulation import artifact
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncssh
 import pytest
 
-from edeliver.adapters import ssh
-from edeliver.core.config import NodeConfig
-from edeliver.core.errors import NodeUnreachable
-from edeliver.core.orchestrator import until_reachable
+from edeliver.adapters.node import ssh
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.errors import NodeUnreachable
+from edeliver.core.usecases.orchestrator import until_reachable
 
 NODE = NodeConfig(name="node1", host="10.0.0.1", path="/srv/app")
 

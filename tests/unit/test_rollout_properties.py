@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from edeliver.adapters.event_store_faults import FailingAt, SimulatedCrash
-from edeliver.adapters.fakes import FakeHost
-from edeliver.core.config import FALLBACKS, STRATEGIES
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import EdeliverError, EventStoreError
+from edeliver.adapters.events.event_store_faults import FailingAt, SimulatedCrash
+from edeliver.adapters.node.fakes import FakeHost
+from edeliver.core.domain.config import FALLBACKS, STRATEGIES
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.errors import EdeliverError, EventStoreError
 from tests.support.simulation import Simulation
 
 FAULTY_STEPS = ("prepare", "install", "activate", "verify", "roll_back")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.event_store import open_deployments
-from edeliver.core.deployment import Deployment
-from edeliver.core.errors import UsageError
-from edeliver.core.lifecycle import IllegalTransition, NodeState, Step, Trigger
-from edeliver.core.rollout_states import ROLLOUT, Outcome, RolloutState, RolloutTrigger
+from edeliver.adapters.events.event_store import open_deployments
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.lifecycle import IllegalTransition, NodeState, Step, Trigger
+from edeliver.core.domain.rollout_states import ROLLOUT, Outcome, RolloutState, RolloutTrigger
 
 RUNNING, INTERRUPTED, ENDED = RolloutState
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.event_store_faults import SimulatedCrash
-from edeliver.adapters.fakes import FakeHost
+from edeliver.adapters.events.event_store_faults import SimulatedCrash
+from edeliver.adapters.node.fakes import FakeHost
 from edeliver.cli.rollout_commands import routes_of
-from edeliver.core.model import Route
+from edeliver.core.domain.model import Route
 from tests.support.simulation import Simulation
 
 OLD, NEW = "1.0.0", "2.0.0"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.event_store_faults import SimulatedCrash
-from edeliver.adapters.runtime_env_files import RuntimeEnvFiles, env_file_text, write_script
+from edeliver.adapters.events.event_store_faults import SimulatedCrash
+from edeliver.adapters.node.runtime_env_files import RuntimeEnvFiles, env_file_text, write_script
 from edeliver.cli.composition import deployer_secrets
-from edeliver.core.config import parse_config
-from edeliver.core.errors import ConfigError, RefusedError
-from edeliver.core.runtime_env import NodeRuntime, runtimes, secret_variables
-from edeliver.core.runtime_settings import FromEnv, FromFile
+from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.errors import ConfigError, RefusedError
+from edeliver.core.domain.runtime_env import NodeRuntime, runtimes, secret_variables
+from edeliver.core.domain.runtime_settings import FromEnv, FromFile
 from tests.support.simulation import Simulation, config_text
 
 FILE = ".deliver/edeliver.toml"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edeliver.adapters.ssh_config import resolve
+from edeliver.adapters.local.ssh_config import resolve
 from edeliver.cli.main import Runtime, app
-from edeliver.core.config import NodeConfig
+from edeliver.core.domain.config import NodeConfig
 
 SSH_CONFIG = """\
 Host web1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.adapters.bounded_output import LIMIT, Tail, drain
+from edeliver.adapters.local.bounded_output import LIMIT, Tail, drain
 
 
 @pytest.mark.parametrize("block", [1, 3, 7, 10, 64])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.hot_upgrade import HotUpgradeNodeShells
+from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShells
 from edeliver.cli.composition import real_adapters
-from edeliver.core.config import ConfigError, parse_config
-from edeliver.core.errors import UsageError
+from edeliver.core.domain.config import ConfigError, parse_config
+from edeliver.core.domain.errors import UsageError
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
 

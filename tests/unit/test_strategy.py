@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.core.config import Policy
-from edeliver.core.lifecycle import IllegalTransition, next_state, triggers_from
-from edeliver.core.strategy import (
+from edeliver.core.domain.config import Policy
+from edeliver.core.domain.lifecycle import IllegalTransition, next_state, triggers_from
+from edeliver.core.domain.strategy import (
     CONTINUE,
     HALT,
     HALT_AFTER_STEP,

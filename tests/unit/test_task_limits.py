@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.core.errors import RefusedError
-from edeliver.core.loaded_task import LoadedTask
-from edeliver.core.redaction import MARK, Redactor
-from edeliver.core.task_runs import TaskContext
-from edeliver.core.tasks import TaskSpec
+from edeliver.adapters.local.local_commands import LocalCommandHost
+from edeliver.core.domain.errors import RefusedError
+from edeliver.core.domain.redaction import MARK, Redactor
+from edeliver.core.domain.tasks import TaskSpec
+from edeliver.core.usecases.loaded_task import LoadedTask
+from edeliver.core.usecases.task_runs import TaskContext
 from tests.support.faults_tasks import gone
 from tests.support.simulation import Simulation
 

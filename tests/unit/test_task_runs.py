@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.event_store_faults import SimulatedCrash
-from edeliver.adapters.local_commands import LocalCommandHost
-from edeliver.core.errors import RefusedError
-from edeliver.core.loaded_task import LoadedTask
-from edeliver.core.model import Route
+from edeliver.adapters.events.event_store_faults import SimulatedCrash
+from edeliver.adapters.local.local_commands import LocalCommandHost
+from edeliver.core.domain.errors import RefusedError
+from edeliver.core.domain.model import Route
+from edeliver.core.domain.tasks import Selection, TaskSpec
 from edeliver.core.ports import CommandResult
-from edeliver.core.task_runs import TaskCommandFailed, TaskContext
-from edeliver.core.tasks import Selection, TaskSpec
+from edeliver.core.usecases.loaded_task import LoadedTask
+from edeliver.core.usecases.task_runs import TaskCommandFailed, TaskContext
 from tests.support.simulation import Simulation
 from tests.support.waiting import process_ended, wait_for
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.task_files import discover
+from edeliver.adapters.local.task_files import discover
 from edeliver.cli.main import Runtime, app
-from edeliver.core.tasks import (
+from edeliver.core.domain.tasks import (
     LEGACY_STAGES,
     Selection,
     TaskError,
@@ -125,7 +125,7 @@ def test_python_shell_and_elixir_task_files_are_discovered(tmp_path: Path) -> No
     write(
         tmp_path,
         "30_lb/drain.py",
-        "from edeliver.core.tasks import task\n\n"
+        "from edeliver import task\n\n"
         "@task('pre_start_deployed_release', where='local')\ndef drain(ctx):\n    return ctx\n",
     )
     found = {t.spec.name: t for t in discover(tmp_path)}
@@ -169,7 +169,7 @@ def test_the_tasks_command_shows_order_and_skip_reasons(tmp_path: Path) -> None:
 
 
 def test_the_firing_order_has_every_stage_once() -> None:
-    from edeliver.core.tasks import FIRING_ORDER, STAGES
+    from edeliver.core.domain.tasks import FIRING_ORDER, STAGES
 
     assert sorted(FIRING_ORDER) == sorted(STAGES) and len(FIRING_ORDER) == len(STAGES)
     assert FIRING_ORDER.index("pre_erlang_update") < FIRING_ORDER.index(
@@ -180,7 +180,7 @@ def test_the_firing_order_has_every_stage_once() -> None:
 @pytest.mark.parametrize("mode", ["release", "upgrade"])
 def test_the_firing_order_lists_the_step_stages_as_each_mode_fires_them(mode: str) -> None:
     """In upgrade mode post_start_deployed_release comes after the upgrade's two stages."""
-    from edeliver.core.tasks import FIRING_ORDER, STEP_STAGES
+    from edeliver.core.domain.tasks import FIRING_ORDER, STEP_STAGES
 
     steps = ("prepare", "install", "activate", "verify")
     fired = [s for step in steps for ss in STEP_STAGES[mode].get(step, ((), ())) for s in ss]
@@ -204,7 +204,7 @@ def test_a_task_can_be_a_class_with_settings_run_and_cleanup(tmp_path: Path) -> 
     write(
         tmp_path,
         "20_deploy/migrate.py",
-        "from edeliver.core.tasks import Task\n\n"
+        "from edeliver import Task\n\n"
         "class Migrate(Task):\n"
         "    stage = 'post_extract_release_archive'\n"
         "    where = 'once'\n"
@@ -227,7 +227,9 @@ def test_a_task_can_be_a_class_with_settings_run_and_cleanup(tmp_path: Path) -> 
 
 def test_a_task_class_without_a_stage_is_refused_naming_it(tmp_path: Path) -> None:
     path = write(
-        tmp_path, "x.py", "from edeliver.core.tasks import Task\n\nclass Nothing(Task):\n    pass\n"
+        tmp_path,
+        "x.py",
+        "from edeliver import Task\n\nclass Nothing(Task):\n    pass\n",
     )
     with pytest.raises(TaskError, match=rf"{path}: Nothing: no `stage"):
         discover(tmp_path)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edeliver.core.versions import compare_versions, version_key
+from edeliver.core.domain.versions import compare_versions, version_key
 
 OLDEST_FIRST = [
     "0.9.0",

@@ -1,0 +1,221 @@
+"""The node side of hot upgrades: `sh` scripts that drive `release_handler` in the running VM.
+
+Pure builders and parsers, like `node_scripts`. Every release_handler call runs inside the
+node's own VM (asked by `erl_call`, see `vm_calls`; by `bin/<app> rpc` where it cannot ask),
+where `:code.root_dir()` is the live release root: the root `current` points to, which holds
+every version installed hot (DESIGN §6). Both exit 0 even when release_handler answers
+`{:error, …}`, so each snippet prints `edeliver=…` lines to parse and raises (exit 1) on
+anything unexpected. Versions are checked by `checked_version` (no quotes or backslashes)
+before they go into an Elixir string literal; the whole snippet is
+`shlex.quote`d into the script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edeliver.adapters.node.node_lock import generation_guard
+from edeliver.adapters.node.node_scripts import _VMS, Layout, checked_version, private_cookies, q
+from edeliver.adapters.node.vm_calls import VM_CALLS, eval_words
+
+# Which versions release_handler knows on the node, with their status; first the VM's own
+# boot script (which is what a node without a RELEASES file would be running).
+_RELEASES = (
+    '{_, booted} = :init.script_id(); IO.puts("edeliver=booted #{booted}"); '
+    "for {_, v, _, s} <- :release_handler.which_releases(), "
+    'do: IO.puts("edeliver=release #{v} #{s}")'
+)
+
+# A node started without releases/RELEASES (every node deployed before Edeliver created it at
+# build time) gets a stub that breaks the later downgrade (hot-upgrades.md P1): create it from
+# the booted release, and restart release_handler so it reads it; the node itself keeps running.
+_ENSURE_RELEASES = """
+root = to_string(:code.root_dir())
+dir = Path.join(root, "releases")
+unless File.exists?(Path.join(dir, "RELEASES")) do
+  {name, vsn} = :init.script_id()
+  rel = Path.join([dir, to_string(vsn), "#{name}.rel"])
+  :ok = :release_handler.create_RELEASES(to_charlist(dir), to_charlist(rel), [])
+  :ok = :supervisor.terminate_child(:sasl_sup, :release_handler)
+  {:ok, _} = :supervisor.restart_child(:sasl_sup, :release_handler)
+  IO.puts("edeliver=created RELEASES")
+end
+"""
+
+# runtime.exs values are wiped by install_release unless the new sys.config carries them
+# (P6): evaluate the new runtime.exs here, in the running VM (its environment, its files), and
+# merge it into releases/<vsn>/sys.config, keeping the `%%` header lines mix reads at boot.
+_RENDER_SYS_CONFIG = """
+dir = Path.join([to_string(:code.root_dir()), "releases", vsn])
+runtime = Path.join(dir, "runtime.exs")
+if File.exists?(runtime) do
+  sys = Path.join(dir, "sys.config")
+  {:ok, [config]} = :file.consult(to_charlist(sys))
+  merged = Config.Reader.merge(config, Config.Reader.read!(runtime, env: :prod, target: :host))
+  lines = sys |> File.read!() |> String.split("\\n")
+  header = Enum.take_while(lines, &String.starts_with?(&1, "%%"))
+  term = :io_lib.format(~c"~tp.~n", [merged])
+  File.write!(sys <> ".new", [Enum.join(header, "\\n"), "\\n", term])
+  File.rename!(sys <> ".new", sys)
+  IO.puts("edeliver=rendered runtime.exs")
+end
+"""
+
+_STATUS = """
+status = fn v ->
+  case List.keyfind(:release_handler.which_releases(), to_charlist(v), 1) do
+    {_, _, _, s} -> s
+    nil -> nil
+  end
+end
+"""
+
+_UNPACK = """
+if status.(vsn) == nil do
+  case :release_handler.unpack_release(to_charlist(package)) do
+    {:ok, _} -> IO.puts("edeliver=unpacked")
+    {:error, reason} -> raise "unpack_release #{package} failed: #{inspect(reason)}"
+  end
+end
+"""
+
+_CHECK = """
+if status.(vsn) == :unpacked do
+  case :release_handler.check_install_release(to_charlist(vsn)) do
+    {:ok, _, _} -> IO.puts("edeliver=checked")
+    {:error, reason} -> raise "check_install_release #{vsn} failed: #{inspect(reason)}"
+  end
+end
+"""
+
+# install_release runs the relup (up from the running version, or the down section of the
+# running version's relup); `current` afterwards. An error after the point of no return
+# restarts the node in place into its permanent release (P7): say so, the caller reports it.
+_INSTALL = """
+rels = :release_handler.which_releases()
+running = Enum.find_value(rels, fn {_, v, _, s} -> if s == :current, do: v end) ||
+  Enum.find_value(rels, fn {_, v, _, s} -> if s == :permanent, do: v end)
+if running != to_charlist(vsn) do
+  case :release_handler.install_release(to_charlist(vsn)) do
+    {:ok, from, _} -> IO.puts("edeliver=installed from #{from}")
+    {:error, reason} -> IO.puts("edeliver=failed #{inspect(reason, limit: 20)}")
+  end
+end
+"""
+
+# The app runs the wanted version (its vsn), then make it what a restart boots.
+_PERMANENT = """
+running = with {_, _, v} <- List.keyfind(Application.started_applications(), app, 0), do: v
+if running != to_charlist(vsn), do: raise("#{app} #{vsn} is not running: #{inspect(running)}")
+case status.(vsn) do
+  :permanent -> :ok
+  :current -> :ok = :release_handler.make_permanent(to_charlist(vsn))
+  other -> raise "release #{vsn} is #{inspect(other)}, not current"
+end
+IO.puts("edeliver=permanent #{vsn}")
+"""
+
+
+@dataclass(frozen=True)
+class Releases:
+    """What release_handler on a node says: the booted version and each known release."""
+
+    booted: str | None
+    status: dict[str, str]  # version -> permanent | current | old | unpacked
+
+    @property
+    def running(self) -> str | None:
+        """The version whose code runs: `current` if an install is not yet permanent."""
+        by_status = {s: v for v, s in self.status.items()}
+        return by_status.get("current") or by_status.get("permanent") or self.booted
+
+    @property
+    def permanent(self) -> str | None:
+        return next((v for v, s in self.status.items() if s == "permanent"), self.booted)
+
+    @property
+    def newest_old(self) -> str | None:
+        """The newest release the node ran before (which_releases lists newest first)."""
+        return next((v for v, s in self.status.items() if s == "old"), None)
+
+
+def parse_releases(output: str) -> Releases:
+    booted, status = None, {}
+    for line in _said(output):
+        word, _, rest = line.partition(" ")
+        if word == "booted":
+            booted = rest.strip()
+        elif word == "release" and len(rest.split()) == 2:
+            version, state = rest.split()
+            status[version] = state
+    return Releases(booted, status)
+
+
+def _said(output: str) -> list[str]:
+    return [line[9:] for line in output.splitlines() if line.startswith("edeliver=")]
+
+
+def installed_from(output: str) -> tuple[bool, str]:
+    """(True, from-version) after install_release, (False, the reason it gave) on failure;
+    (True, "") when it was already installed."""
+    for line in _said(output):
+        word, _, rest = line.partition(" ")
+        if word == "installed":
+            return True, rest.removeprefix("from ")
+        if word == "failed":
+            return False, rest
+    return True, ""
+
+
+def _rpc(elixir: str) -> str:
+    """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1).
+    Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask."""
+    return (
+        f'{_VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        f'vm_eval {eval_words(elixir)} || {{ [ $? -eq 2 ] && bin/"$APP" rpc {q(elixir)}; }}\n'
+    )
+
+
+def _bindings(layout: Layout, version: str) -> str:
+    v = checked_version(version)
+    return f'app = :{layout.app}\nvsn = "{v}"\npackage = "{layout.app}-{v}"\n' + _STATUS
+
+
+def releases_script(layout: Layout) -> str:
+    """Print the booted version and release_handler's releases (exit 1: no VM answered)."""
+    return layout.prelude() + _rpc(_RELEASES)
+
+
+def unpack_script(layout: Layout, version: str, upload: str) -> str:
+    """Put the verified package where release_handler looks, unpack, render, check."""
+    elixir = _bindings(layout, version) + _ENSURE_RELEASES + _UNPACK + _RENDER_SYS_CONFIG + _CHECK
+    return layout.prelude() + (
+        f"V={q(checked_version(version))}; F={q(upload)}\n"
+        'ROOT=$(cd "$P/current" && pwd -P) || exit 3\n'
+        # release_handler deletes the tarball it unpacked: give it a copy, keep the upload.
+        'T="$ROOT/releases/$APP-$V.tar.gz"\n'
+        'if [ ! -d "$ROOT/releases/$V" ]; then\n'
+        '  (umask 077 && cp "$F" "$T.partial") && mv -f "$T.partial" "$T" || exit 3\n'
+        "fi\n" + _rpc(elixir).rstrip("\n") + " || exit $?\n" + private_cookies('"$ROOT"')
+    )
+
+
+def install_script(layout: Layout, version: str, generation: int | None = None) -> str:
+    """install_release of `version` unless it is already current or permanent; with a
+    `generation`, only while the node's lock is held at it (else exit 9, nothing changed)."""
+    return _guarded_rpc(layout, _bindings(layout, version) + _INSTALL, generation)
+
+
+def permanent_script(layout: Layout, version: str, generation: int | None = None) -> str:
+    """Check the app runs `version`, then make_permanent (unless it is already); guarded by
+    the lock's `generation` like `install_script`."""
+    return _guarded_rpc(layout, _bindings(layout, version) + _PERMANENT, generation)
+
+
+def _guarded_rpc(layout: Layout, elixir: str, generation: int | None) -> str:
+    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused."""
+    return (
+        layout.prelude()
+        + generation_guard(generation)
+        + f'cd "$P/current" || exit 3\nguarded bin/"$APP" rpc {q(elixir)}\n'
+    )
