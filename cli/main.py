@@ -10,24 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 import typer
 
-from edeliver.cli import (
-    audit_commands,
-    config_commands,
-    demo,
-    init_command,
-    node_commands,
-    operation_commands,
-    plan_command,
-    release_commands,
-    rollout_commands,
-    store_commands,
-    task_commands,
-    upgrade_commands,
-)
 from edeliver.cli.app import app
 from edeliver.cli.failures import say_error
 from edeliver.core.domain.errors import UsageError
@@ -48,20 +35,14 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_COMMANDS = (
-    audit_commands,
-    config_commands,
-    demo,
-    init_command,
-    node_commands,
-    operation_commands,
-    plan_command,
-    release_commands,
-    rollout_commands,
-    store_commands,
-    task_commands,
-    upgrade_commands,
-)  # imported for their commands
+# Each module registers its commands on `app` as it is imported: the one list of them.
+_COMMAND_MODULES = (
+    "audit_commands", "config_commands", "demo", "init_command", "node_commands",
+    "operation_commands", "plan_command", "release_commands", "rollout_commands",
+    "store_commands", "task_commands", "upgrade_commands",
+)  # fmt: skip
+for _module in _COMMAND_MODULES:
+    import_module(f"edeliver.cli.{_module}")
 
 # 1.x words (command + kind) → 2.0's command, and whether an environment follows (1.x: staging
 # when none is given, `to` ignored). None: 2.0 has no such operation yet.
