@@ -15,6 +15,7 @@ from typing import Any
 from edeliver.core.domain.model import Route
 from edeliver.core.domain.tasks import TaskSpec
 from edeliver.core.ports import CommandResult
+from edeliver.core.usecases.build_tasks import run_build_stage
 from edeliver.core.usecases.elixir_tasks import (
     PROGRAM_VARIABLE,
     RESULT_MARKER,
@@ -25,7 +26,7 @@ from edeliver.core.usecases.elixir_tasks import (
     vm_for,
 )
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskContext, run_build_stage
+from edeliver.core.usecases.task_context import TaskContext
 from tests.support.simulation import Simulation
 
 STAGE = "post_extract_release_archive"

@@ -17,7 +17,7 @@ from edeliver.core.domain.errors import RefusedError
 from edeliver.core.domain.redaction import MARK, Redactor
 from edeliver.core.domain.tasks import TaskSpec
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskContext
+from edeliver.core.usecases.task_context import TaskContext
 from tests.support.faults_tasks import gone
 from tests.support.simulation import Simulation
 

@@ -16,7 +16,7 @@ from edeliver.core.domain.model import Route
 from edeliver.core.domain.tasks import Selection, TaskSpec
 from edeliver.core.ports import CommandResult
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskCommandFailed, TaskContext
+from edeliver.core.usecases.task_context import TaskCommandFailed, TaskContext
 from tests.support.simulation import Simulation
 from tests.support.waiting import process_ended, wait_for
 
