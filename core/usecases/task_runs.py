@@ -24,13 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edeliver.core.domain.config import NodeConfig
-from edeliver.core.domain.deployment import (
-    CLEANED,
-    CLEANUP_FAILED,
-    TASK_FAILED,
-    TASK_OK,
-    Deployment,
-)
+from edeliver.core.domain.deployment import Deployment
+from edeliver.core.domain.deployment_reading import CLEANED, CLEANUP_FAILED, TASK_FAILED, TASK_OK
 from edeliver.core.domain.errors import NodeError, NodeUnreachable, RefusedError
 from edeliver.core.domain.model import Artifact
 from edeliver.core.domain.redaction import Redactor
