@@ -293,12 +293,8 @@ class Deployment(DeploymentReading, Aggregate):
 
     @event("Finished")
     def _finished(self, outcome: str, at: str, reason: str = "") -> None:
-        self.rollout_state, self.outcome, self.ended_at, self.end_reason = (
-            ENDED,
-            outcome,
-            at,
-            reason,
-        )
+        self.rollout_state, self.outcome = ENDED, outcome
+        self.ended_at, self.end_reason = at, reason
 
     @event("Abandoned")
     def _abandoned(self, reason: str, by: str, at: str) -> None:

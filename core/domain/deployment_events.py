@@ -47,7 +47,8 @@ class NodeTransitioned(Aggregate.Event):
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        """All three depend on the state: the pending actions, the node's reason before."""
+        """The failures awaiting a decision and the pending actions are the state's, changed;
+        so is a failed rollback's reason, which quotes the node's reason before."""
         state.update(reason=None, undecided=None, pending_actions=None)
 
 
