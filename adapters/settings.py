@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from edeliver.core import ports
-from edeliver.core.domain.config import Config, NodeConfig, ssh_store_address
+from edeliver.core.domain.config import Config, NodeConfig
+from edeliver.core.domain.config_delivery import ssh_store_address
 
 if TYPE_CHECKING:
     from edeliver.adapters.node.ssh import AsyncsshNodeShells, NodeTimeouts, ReleaseCommands

@@ -28,7 +28,7 @@ from edeliver.adapters.events.event_store import store_settings
 from edeliver.adapters.local.clock import FakeClock
 from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.store.memory_store import InMemoryReleaseStore
-from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.tasks import TaskSpec
 from edeliver.core.usecases.loaded_task import LoadedTask
 from edeliver.core.usecases.rollout import deploy

@@ -358,7 +358,8 @@ class Runtime:
         BUILD_AT (the per-build directory, where the sources are) and `__remote` pointing
         at it."""
         from edeliver.adapters.local.local_commands import LocalCommandHost
-        from edeliver.core.usecases.task_runs import legacy_build_env, run_build_stage
+        from edeliver.core.usecases.build_tasks import run_build_stage
+        from edeliver.core.usecases.task_env import legacy_build_env
 
         tasks, here, app = self.tasks, LocalCommandHost(self.project), app_name(self.config)
         remote, secrets = settings.build_host(self.config), deployer_secrets(self.config)

@@ -194,7 +194,7 @@ class Progress:
             self.steps(events)
         if self.silent:
             return
-        from edeliver.core.usecases.task_runs import status_lines
+        from edeliver.core.usecases.build_tasks import status_lines
 
         for domain_event in events:  # legacy hooks' `status` lines, as edeliver 1.x showed them
             if type(domain_event).__name__ == "TaskRan":

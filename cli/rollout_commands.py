@@ -116,7 +116,7 @@ def _rollout(
     tasks: list[LoadedTask] | None = None,
 ) -> None:
     """Run a deploy-like use case and report it; DeploymentFailed (exit 1) unless it succeeded."""
-    from edeliver.core.domain.deployment import SUCCEEDED
+    from edeliver.core.domain.deployment_reading import SUCCEEDED
 
     deployment = rollout_and_report(runtime, as_json, use_case, tasks)
     if deployment.outcome != SUCCEEDED:

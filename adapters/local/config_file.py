@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edeliver.adapters.local.legacy_config import LEGACY_CONFIG, migrate_project
 from edeliver.adapters.local.ssh_config import config_files
-from edeliver.core.domain.config import Config, parse_config
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import ConfigError
 
 CONFIG_FILE = Path(".deliver/edeliver.toml")

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edeliver.adapters.local.bounded_output import Tail, drain
+from edeliver.core.domain.tasks import interpreter
 from edeliver.core.ports import CommandResult
-from edeliver.core.usecases.task_runs import interpreter
 
 
 class LocalCommandHost:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edeliver.adapters.local.config_file import CONFIG_FILE, mix_app_name
-from edeliver.core.domain.config import Config, parse_config
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import UsageError
 
 _NODE = re.compile(

@@ -34,7 +34,7 @@ from edeliver.adapters.node.node_lock import generation_guard
 from edeliver.adapters.node.runtime_env_files import SOURCE_RUNTIME_ENV
 from edeliver.adapters.node.vm_calls import VM_CALLS, VM_HEALTH
 from edeliver.core.domain.model import NodeFacts, Platform
-from edeliver.core.usecases.task_runs import interpreter
+from edeliver.core.domain.tasks import interpreter
 
 # The only command line sent to the login shell: it reads the script from stdin, then runs it
 # with `sh`. Reading it whole first leaves no script on stdin for the commands it starts, and

@@ -1,12 +1,9 @@
 """The Deployment aggregate: one rollout of one version to one environment (DESIGN §3-§5).
 
-Command methods validate against the lifecycle and the strategy, then record events; each
-event's apply body only assigns, because it runs again on every replay. Events hold primitive
-fields only (strings, numbers, lists, dicts), so every store transcodes them.
-
-A node's pending fallback action (`pending_actions`) is recorded with the decision and cleared by
-the transition that carries it out. So an interruption between deciding and acting loses
-nothing: `resume` finds the action still pending and carries it out.
+Command methods validate against the lifecycle and the strategy, compute what changes
+(`deployment_changes`) and record it in events; each event's apply body only assigns, because
+it runs again on every replay. Events hold primitive fields only (strings, numbers, lists,
+dicts), so every store transcodes them. Events of an earlier shape: `deployment_events`.
 """
 
 from __future__ import annotations
@@ -19,14 +16,16 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import register_topic
 
-from edeliver.core.domain import strategy
-from edeliver.core.domain.config import Policy
+from edeliver.core.domain import deployment_events, strategy
+from edeliver.core.domain.deployment_changes import (
+    CARRIED_BY,
+    previous_after_probe,
+)
+from edeliver.core.domain.deployment_reading import DeploymentReading
 from edeliver.core.domain.errors import UsageError
 from edeliver.core.domain.lifecycle import (
-    HALTED,
     PENDING,
     ROLLING_BACK,
-    SKIPPED,
     STEP_OF_STATE,
     UPDATED,
     NodeState,
@@ -41,25 +40,13 @@ from edeliver.core.domain.rollout_states import (
     RUNNING,
     Outcome,
     RolloutTrigger,
-    TaskOutcome,
 )
-from edeliver.core.domain.tasks import AFTER_ROLLOUT, OUTPUT_LIMIT
+from edeliver.core.domain.tasks import OUTPUT_LIMIT
 
-SUCCEEDED, FAILED_OUTCOME = Outcome.SUCCEEDED, Outcome.FAILED
 REFUSED, ABANDONED = Outcome.REFUSED, Outcome.ABANDONED
-TASK_OK, TASK_FAILED = TaskOutcome.OK, TaskOutcome.FAILED
-CLEANED, CLEANUP_FAILED = TaskOutcome.CLEANED, TaskOutcome.CLEANUP_FAILED
-CLEANUP_OUTCOMES = (CLEANED, CLEANUP_FAILED)
-_CARRIED_BY = {  # the trigger that carries out each pending action
-    strategy.SKIP: Trigger.SKIP,
-    strategy.ROLLBACK: Trigger.ROLLBACK,
-    strategy.ROLLBACK_AFTER_STEP: Trigger.ROLLBACK,
-    strategy.HALT: Trigger.HALT,
-    strategy.HALT_AFTER_STEP: Trigger.HALT,
-}
 
 
-class Deployment(Aggregate):
+class Deployment(DeploymentReading, Aggregate):
     """Every node's lifecycle, every failure and fallback decision, and the outcome."""
 
     @staticmethod
@@ -119,62 +106,17 @@ class Deployment(Aggregate):
         return now - self.modified_on < quiet
 
     @property
-    def policy(self) -> Policy:
-        return strategy.policy_of(self.policy_fields)
-
-    @property
     def short_id(self) -> str:
         return str(self.id)[:8]
-
-    @property
-    def finished(self) -> bool:
-        return self.rollout_state == ENDED
-
-    def nodes_in(self, *states: str) -> list[str]:
-        return [n for n in self.order if self.states[n] in states]
-
-    def task_outcome(self, node: str, stage: str, task: str) -> str | None:
-        """How the task last ended there in this deployment, or None if it never ran there."""
-        return self.task_outcomes.get((node, stage, task))
-
-    def once_outcome(self, task: str) -> tuple[str, str] | None:
-        """For a once-per-deployment task: the node it ran for and how it ended, if it ran."""
-        ran = [
-            (n, o) for n, _, t, o, _ in self.task_runs if t == task and o in (TASK_OK, TASK_FAILED)
-        ]
-        return ran[-1] if ran else None
-
-    def cleanups_due(self, node: str) -> list[str]:
-        """Tasks that ran on the node and are not cleaned up yet, the last one first."""
-        cleaned = {t for n, _, t, o, _ in self.task_runs if n == node and o in CLEANUP_OUTCOMES}
-        ran = [t for n, _, t, o, _ in self.task_runs if n == node and o == TASK_OK]
-        return [t for t in reversed(ran) if t not in cleaned]
-
-    @property
-    def tasks_failed_after(self) -> bool:
-        """A critical task failed after every node was updated: the deployment did not succeed."""
-        return any(
-            stage in AFTER_ROLLOUT and outcome == TASK_FAILED and critical
-            for _, stage, _, outcome, critical in self.task_runs
-        )
-
-    def route_of(self, node: str) -> Route | None:
-        """The route the node took (upgrade mode), as recorded when it was decided."""
-        fields = self.routes.get(node)
-        return Route.from_dict(fields) if fields is not None else None
-
-    def rollback_target(self, node: str) -> str | None:
-        """The release a rollback returns the node to: the one it reported with its route,
-        else the one its first probe found `current` on."""
-        route = self.route_of(node)
-        return route.rollback_to if route is not None else self.previous.get(node)
 
     # ---- commands -----------------------------------------------------------------------------
 
     def probed(self, node: str, facts: Mapping[str, object]) -> None:
         """Record what a probe found; the first probe fixes the version to roll back to."""
-        current = facts.get("current_version")
-        self._probed(node, dict(facts), current if isinstance(current, str) else None)
+        found = facts.get("current_version")
+        current = found if isinstance(found, str) else None
+        previous = previous_after_probe(node, current, self.previous)
+        self._probed(node, dict(facts), current, previous)
 
     def routed(self, node: str, route: Route) -> None:
         """Record the route a node takes and the release it would roll back to."""
@@ -186,7 +128,8 @@ class Deployment(Aggregate):
         """Fire a lifecycle trigger on a node and record it; returns the new state."""
         source = self.states[node]
         destination = next_state(source, trigger)
-        self._transitioned(node, str(trigger), source, str(destination), detail)
+        changes = self.transition_changes(node, str(trigger), str(destination), detail)
+        self._transitioned(node, str(trigger), source, str(destination), detail, *changes)
         return destination
 
     def fail(self, node: str, step: str, reason: str) -> None:
@@ -201,8 +144,9 @@ class Deployment(Aggregate):
             decision = strategy.decide(
                 self.policy, self.states, self.order, node, self.failures + 1
             )
-            actions = {n: a for n, a in decision.actions.items() if a in _CARRIED_BY}
-            self._decided(node, list(decision.scope), decision.escalated, actions)
+            actions = {n: a for n, a in decision.actions.items() if a in CARRIED_BY}
+            changes = self.decision_changes(node, decision.escalated, actions)
+            self._decided(node, list(decision.scope), decision.escalated, actions, *changes)
 
     def step_ended(self, node: str, note: str = "") -> str:
         """Record that the node's current step succeeded (with the step's note, if it gave one);
@@ -220,7 +164,7 @@ class Deployment(Aggregate):
         if not self.pending_actions:  # the usual case, checked at every step of every node
             return rollbacks
         for node in [n for n in self.order if n in self.pending_actions and n not in busy]:
-            trigger = _CARRIED_BY[self.pending_actions[node]]
+            trigger = CARRIED_BY[self.pending_actions[node]]
             if self.transition(node, trigger) == ROLLING_BACK:
                 rollbacks.append(node)
         return rollbacks
@@ -240,7 +184,7 @@ class Deployment(Aggregate):
 
     def finish(self, at: str) -> None:
         self.guard(RolloutTrigger.FINISH)
-        self._finished(str(self._outcome()), at)
+        self._finished(str(self.outcome_now()), at)
 
     def refuse(self, reason: str, at: str) -> None:
         self.guard(RolloutTrigger.REFUSE)
@@ -269,15 +213,21 @@ class Deployment(Aggregate):
             raise UsageError(f"deployment {self.short_id} already ended ({self.outcome})")
         ROLLOUT.next_state(self.rollout_state, trigger)
 
-    def _outcome(self) -> Outcome:
-        updated = all(s == UPDATED for s in self.states.values())
-        return SUCCEEDED if updated and not self.tasks_failed_after else FAILED_OUTCOME
-
     # ---- events: apply bodies only assign ----------------------------------------------------
 
-    @event("NodeProbed")
-    def _probed(self, node: str, facts: dict[str, object], current_version: str | None) -> None:
-        self.previous.setdefault(node, current_version)
+    NodeProbed = deployment_events.NodeProbed
+
+    @event(NodeProbed)
+    def _probed(
+        self,
+        node: str,
+        facts: dict[str, object],
+        current_version: str | None,
+        previous: dict[str, str | None] | None,
+    ) -> None:
+        if previous is None:  # stored by version 1 (NodeProbed.upcast_v1_v2)
+            previous = previous_after_probe(node, current_version, self.previous)
+        self.previous = dict(previous)
 
     @event("NodeRouted")
     def _routed(
@@ -291,31 +241,39 @@ class Deployment(Aggregate):
     ) -> None:
         self.routes[node] = Route(hot, why, rollback_to, running, package_from).as_dict()
 
-    @event("NodeTransitioned")
-    def _transitioned(self, node: str, trigger: str, src: str, dest: str, detail: str) -> None:
-        self.states[node] = dest
-        if trigger == Trigger.FAIL:
-            self.reasons[node] = detail
-            # In the same event, so no interruption can separate a failure from its decision.
-            if node not in self.pending_actions:
-                self.undecided.append(node)
-        if trigger == "rollback_failed":  # the loud part first; why the node was rolled back after
-            before = self.reasons.get(node)
-            self.reasons[node] = f"rollback failed: {detail}" + (
-                f"; before: {before}" if before else ""
-            )
-        if dest in (SKIPPED, HALTED, ROLLING_BACK):
-            self.pending_actions.pop(node, None)
+    NodeTransitioned = deployment_events.NodeTransitioned
 
-    @event("FallbackDecided")
+    @event(NodeTransitioned)
+    def _transitioned(
+        self, node: str, trigger: str, src: str, dest: str, detail: str, reason: str | None,
+        undecided: list[str] | None, pending_actions: dict[str, str] | None,
+    ) -> None:  # fmt: skip
+        if undecided is None or pending_actions is None:  # stored by version 1 (upcast_v1_v2)
+            changes = self.transition_changes(node, trigger, dest, detail)
+            reason, undecided, pending_actions = changes
+        self.states[node] = dest
+        if reason is not None:
+            self.reasons[node] = reason
+        self.undecided, self.pending_actions = list(undecided), dict(pending_actions)
+
+    FallbackDecided = deployment_events.FallbackDecided
+
+    @event(FallbackDecided)
     def _decided(
-        self, failed_node: str, scope: list[str], escalated: bool, actions: dict[str, str]
-    ) -> None:
-        self.undecided.remove(failed_node)
-        self.failures += 1
-        self.escalated = self.escalated or escalated
-        for node, action in actions.items():
-            self.pending_actions.setdefault(node, action)
+        self, failed_node: str, scope: list[str], escalated: bool, actions: dict[str, str],
+        failures: int | None, any_escalated: bool | None, undecided: list[str] | None,
+        pending_actions: dict[str, str] | None,
+    ) -> None:  # fmt: skip
+        if (  # stored by version 1 (FallbackDecided.upcast_v1_v2)
+            failures is None
+            or any_escalated is None
+            or undecided is None
+            or pending_actions is None
+        ):
+            changes = self.decision_changes(failed_node, escalated, actions)
+            failures, any_escalated, undecided, pending_actions = changes
+        self.failures, self.escalated = failures, any_escalated
+        self.undecided, self.pending_actions = list(undecided), dict(pending_actions)
 
     @event("PendingActionDropped")
     def _action_dropped(self, node: str) -> None:
@@ -335,12 +293,8 @@ class Deployment(Aggregate):
 
     @event("Finished")
     def _finished(self, outcome: str, at: str, reason: str = "") -> None:
-        self.rollout_state, self.outcome, self.ended_at, self.end_reason = (
-            ENDED,
-            outcome,
-            at,
-            reason,
-        )
+        self.rollout_state, self.outcome = ENDED, outcome
+        self.ended_at, self.end_reason = at, reason
 
     @event("Abandoned")
     def _abandoned(self, reason: str, by: str, at: str) -> None:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edeliver.core.domain.config import store_kind
+from edeliver.core.domain.config_delivery import store_kind
 from edeliver.core.domain.errors import ConfigError
 from edeliver.core.domain.legacy_variables import AUTO_VERSION_PARTS, IGNORED, KNOWN
 from edeliver.core.domain.tasks import LEGACY_STAGES

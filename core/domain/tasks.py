@@ -263,3 +263,9 @@ def plan_by_stage(
         for stage in FIRING_ORDER
         if any(t.stage == stage for t in in_order)
     ]
+
+
+def interpreter(script: str) -> list[str]:
+    """The command line that runs a task script: its `#!` line's, else `sh`."""
+    first = script.partition("\n")[0]
+    return (first[2:].split() if first.startswith("#!") else []) or ["sh"]

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from edeliver.adapters.events.event_store import open_deployments
@@ -48,6 +49,31 @@ def renamed_topic(topic: str, moved: Mapping[str, str]) -> str:
         if topic.startswith(now):
             return before + topic.removeprefix(now)
     return topic
+
+
+# What each event carries since its class_version 2, which version 1 did not.
+VERSION_2_FIELDS = {
+    "NodeProbed": ("previous",),
+    "NodeTransitioned": ("reason", "undecided", "pending_actions"),
+    "FallbackDecided": ("failures", "any_escalated", "undecided", "pending_actions"),
+}
+
+
+def in_version_1_shape(store: Deployments, stored: StoredEvent) -> StoredEvent:
+    """The stored event as version 1 wrote it: no class_version, none of version 2's fields."""
+    added = VERSION_2_FIELDS.get(stored.topic.rpartition(".")[2])
+    if added is None:
+        return stored
+    transcoder = store.mapper.transcoder
+    state = transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2
+    for field in added:
+        del state[field]
+    return replace(stored, state=transcoder.encode(state))
+
+
+def aggregate_state(deployment: Deployment) -> dict[str, object]:
+    return {k: v for k, v in vars(deployment).items() if k != "_pending_events"}
 
 
 class EventStoreContract:
@@ -106,6 +132,36 @@ class EventStoreContract:
             "EnvironmentLock.Registered",
             "EnvironmentLock.Locked",
         ]
+
+    def test_events_stored_in_their_version_1_shape_replay_to_the_same_state(
+        self, store: Deployments
+    ) -> None:
+        """Probes, transitions and decisions written before their events carried what they
+        change (class_version 1) replay to the deployment the new events record."""
+        deployment = new_deployment()
+        store.begin(deployment)
+        deployment.probed("web1", {"current_version": "0.9.0"})
+        deployment.probed("web1", {"current_version": "1.0.0"})  # only the first one counts
+        deployment.probed("web2", {})
+        deployment.transition("web1", "start")
+        deployment.fail("web1", "prepare", "disk full")
+        assert deployment.carry_out_due_actions() == ["web1"]
+        deployment.transition("web1", "rollback_failed", "no release 0.9.0")
+        store.save(deployment)
+        stored = store.recorder.select_events(deployment.id)
+        old = [in_version_1_shape(store, e) for e in stored]
+        reshaped = sum(e.state != o.state for e, o in zip(stored, old, strict=True))
+        assert reshaped == 3 + 5 + 1  # probes, transitions (two carry out actions), decision
+        replayed = None
+        for domain_event in [store.mapper.to_domain_event(e) for e in old]:
+            replayed = domain_event.mutate(replayed)
+        assert isinstance(replayed, Deployment)
+        assert aggregate_state(replayed) == aggregate_state(deployment)
+        assert replayed.previous == {"web1": "0.9.0", "web2": None}
+        assert replayed.reasons["web1"] == (
+            "rollback failed: no release 0.9.0; before: prepare: disk full"
+        )
+        assert (replayed.failures, replayed.undecided, replayed.pending_actions) == (1, [], {})
 
     def test_a_second_deployment_to_a_locked_environment_is_refused(
         self, store: Deployments

@@ -16,7 +16,8 @@ from edeliver.adapters.events.event_store_faults import CrashingSave
 from edeliver.adapters.local.clock import FakeClock
 from edeliver.adapters.node.fakes import FakeHost, Faults, InMemoryNodeShells
 from edeliver.adapters.store.memory_store import InMemoryReleaseStore
-from edeliver.core.domain.config import Config, parse_config
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.deployment import Deployment
 from edeliver.core.domain.model import Artifact, Route
 from edeliver.core.domain.redaction import Redactor

@@ -6,7 +6,8 @@ import pytest
 
 from edeliver.adapters.build import build_scripts as bs
 from edeliver.core.domain.auto_version import version_suffix
-from edeliver.core.domain.config import ConfigError, parse_config
+from edeliver.core.domain.config_parser import parse_config
+from edeliver.core.domain.errors import ConfigError
 from edeliver.core.domain.versions import version_key
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'

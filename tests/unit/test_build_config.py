@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import ConfigError
 
 FILE = ".deliver/edeliver.toml"

@@ -13,7 +13,7 @@ from edeliver.adapters.node.ssh_output import log_script
 from edeliver.cli.app import project_option_first
 from edeliver.cli.composition import Runtime
 from edeliver.cli.output import SCRIPTS_TOO, Output, StepLines
-from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.redaction import Redactor
 from edeliver.core.domain.runtime_env import NodeRuntime
 from tests.support.cli_world import World

@@ -7,7 +7,8 @@ import pytest
 from edeliver.adapters.node.node_scripts import ReleaseCommands
 from edeliver.adapters.node.ssh import AsyncsshNodeShells, NodeTimeouts
 from edeliver.adapters.settings import node_timeouts, release_commands
-from edeliver.core.domain.config import Policy, parse_config
+from edeliver.core.domain.config import Policy
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import ConfigError, NotFoundError
 
 FILE = ".deliver/edeliver.toml"

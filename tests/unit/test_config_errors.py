@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from edeliver.adapters.local.project_init import MixProject, NodeSpec, render_config
 from edeliver.cli.main import app
-from edeliver.core.domain.config import parse_config
 from edeliver.core.domain.config_keys import json_schema
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import ConfigError, ConfigErrors
 from tests.unit.test_config import VALID
 

@@ -15,6 +15,7 @@ from typing import Any
 from edeliver.core.domain.model import Route
 from edeliver.core.domain.tasks import TaskSpec
 from edeliver.core.ports import CommandResult
+from edeliver.core.usecases.build_tasks import run_build_stage
 from edeliver.core.usecases.elixir_tasks import (
     PROGRAM_VARIABLE,
     RESULT_MARKER,
@@ -25,7 +26,8 @@ from edeliver.core.usecases.elixir_tasks import (
     vm_for,
 )
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskContext, run_build_stage
+from edeliver.core.usecases.task_context import TaskContext
+from tests.support.command_hosts import ScriptedCommandHost
 from tests.support.simulation import Simulation
 
 STAGE = "post_extract_release_archive"
@@ -143,24 +145,18 @@ def test_an_elixir_task_after_a_hot_upgrade_goes_into_the_upgraded_vm(tmp_path: 
     ]
 
 
-class RecordingHost:
-    """A build host that notes each script; an Elixir program's tasks all end ok."""
-
-    def __init__(self) -> None:
-        self.scripts: list[str] = []
-
-    async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        self.scripts.append(script)
-        calls = CALL.findall(env.get(PROGRAM_VARIABLE, ""))
-        ended = [{"task": name, "ok": True, "output": "", "assigns": {}} for _, name, _ in calls]
-        return CommandResult(0, "\n".join(RESULT_MARKER + json.dumps(e) for e in ended))
+def every_task_ends_ok(script: str, env: Mapping[str, str]) -> CommandResult:
+    """A build host's answer: an Elixir program's tasks all end ok."""
+    calls = CALL.findall(env.get(PROGRAM_VARIABLE, ""))
+    ended = [{"task": name, "ok": True, "output": "", "assigns": {}} for _, name, _ in calls]
+    return CommandResult(0, "\n".join(RESULT_MARKER + json.dumps(e) for e in ended))
 
 
 def test_a_build_stages_elixir_task_runs_where_the_projects_mix_is(tmp_path: Path) -> None:
     """A container build's Elixir `where: build` task goes to the image's Mix (`mix run`), its
     shell task to the build host (the mounted sources here), a `local` one here; without such
     a Mix of their own, Elixir tasks run on the build host."""
-    build, mix, here = RecordingHost(), RecordingHost(), RecordingHost()
+    build, mix, here = (ScriptedCommandHost(every_task_ends_ok) for _ in range(3))
     stage = "post_erlang_clean_compile"
     tasks = [
         module_task("10_sum", stage=stage, where="build"),

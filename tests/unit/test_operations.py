@@ -16,7 +16,8 @@ from edeliver.adapters.events.event_store import store_settings
 from edeliver.adapters.local.clock import FakeClock
 from edeliver.adapters.node.fakes import FakeHost, InMemoryNodeControl, InMemoryNodeShells
 from edeliver.cli.main import Runtime, app
-from edeliver.core.domain.config import NodeConfig, parse_config
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.deployment import Deployment
 from edeliver.core.domain.errors import ConfigError, LockHeldError, NotFoundError
 from edeliver.core.domain.node_filter import is_subset, selected_nodes

@@ -12,7 +12,7 @@ import pytest
 from edeliver.adapters.events.event_store_faults import SimulatedCrash
 from edeliver.adapters.node.runtime_env_files import RuntimeEnvFiles, env_file_text, write_script
 from edeliver.cli.composition import deployer_secrets
-from edeliver.core.domain.config import parse_config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.errors import ConfigError, RefusedError
 from edeliver.core.domain.runtime_env import NodeRuntime, runtimes, secret_variables
 from edeliver.core.domain.runtime_settings import FromEnv, FromFile

@@ -9,8 +9,8 @@ import pytest
 
 from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShells
 from edeliver.cli.composition import real_adapters
-from edeliver.core.domain.config import ConfigError, parse_config
-from edeliver.core.domain.errors import UsageError
+from edeliver.core.domain.config_parser import parse_config
+from edeliver.core.domain.errors import ConfigError, UsageError
 
 NODE = '[nodes.a]\nhost = "h"\npath = "/srv"\n[environments.prod]\nnodes = ["a"]\n'
 

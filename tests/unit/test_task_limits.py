@@ -1,24 +1,24 @@
-"""Every task run is recorded when it starts, ends at its time limit with its process tree, keeps
-no secret in its output, and a hung Python body never stalls the other nodes (on the fakes)."""
+"""Every task run is recorded when it starts, ends at its time limit, keeps no secret in its
+output, and a hung Python body never stalls the other nodes (on the fakes; a real `sh` killed
+with its process tree: tests/integration/test_local_task_processes.py)."""
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edeliver.adapters.local.local_commands import LocalCommandHost
 from edeliver.core.domain.errors import RefusedError
 from edeliver.core.domain.redaction import MARK, Redactor
 from edeliver.core.domain.tasks import TaskSpec
+from edeliver.core.ports import CommandResult
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskContext
-from tests.support.faults_tasks import gone
+from edeliver.core.usecases.task_context import TaskContext
+from tests.support.command_hosts import ScriptedCommandHost
 from tests.support.simulation import Simulation
 
 NODE_STAGE = "pre_start_deployed_release"
@@ -30,7 +30,7 @@ def spec(name: str, stage: str, **settings: Any) -> TaskSpec:
 
 def simulation(tmp_path: Path, nodes: int, step_timeout: float, **policy: Any) -> Simulation:
     sim = Simulation.create(tmp_path, nodes, in_memory=True, step_timeout=step_timeout, **policy)
-    sim.local = LocalCommandHost(tmp_path)
+    sim.local = ScriptedCommandHost()
     return sim
 
 
@@ -47,16 +47,14 @@ def hang() -> Iterator[threading.Event]:
 
 
 def test_a_hung_local_task_before_the_rollout_is_cut_short_and_refuses(tmp_path: Path) -> None:
-    """pre_erlang_update `sleep` past the step_timeout: killed with its children, the deployment
+    """pre_erlang_update hung past the step_timeout: its command cancelled, the deployment
     refused before any node step, the run recorded as started and as failed."""
     sim = simulation(tmp_path, 2, step_timeout=0.5)
-    script = "sleep 60 & echo $! > child.pid; wait"
-    sim.tasks = [LoadedTask(spec("hang", "pre_erlang_update", where="local"), script=script)]
-    began = time.monotonic()
+    sim.local = here = ScriptedCommandHost(hanging={"sleep 60"})
+    sim.tasks = [LoadedTask(spec("hang", "pre_erlang_update", where="local"), script="sleep 60")]
     with pytest.raises(RefusedError, match="task hang failed at pre_erlang_update"):
         sim.deploy("1.0.0")
-    assert time.monotonic() - began < 30  # ended by its limit, not by the sleep
-    assert gone(int((tmp_path / "child.pid").read_text()))
+    assert here.cancelled == ["sleep 60"]
     assert [e[2] for e in sim.trace if e[0] == "step" and e[2] != "probe"] == []
     [started], [ran] = events(sim, "TaskStarted"), events(sim, "TaskRan")
     assert (started["task"], started["node"], started["timeout"]) == ("hang", "", 0.5)
@@ -139,7 +137,9 @@ def test_output_kept_in_events_and_reasons_hides_the_deployers_secrets(tmp_path:
     """A failing task printing a secret of the deployer and a URL password: neither is kept."""
     sim = simulation(tmp_path, 1, step_timeout=30)
     sim.redact = Redactor.of_environment({"AWS_SECRET_ACCESS_KEY": "aws-secret-value-42"})
-    script = "echo key=aws-secret-value-42 url=postgresql://app:db-pw-77@db/app; exit 3"
+    said = "key=aws-secret-value-42 url=postgresql://app:db-pw-77@db/app"
+    sim.local = ScriptedCommandHost(lambda script, env: CommandResult(3, said))
+    script = f"echo {said}; exit 3"
     sim.tasks = [LoadedTask(spec("leak", NODE_STAGE, where="local"), script=script)]
     deployment = sim.deploy("1.0.0")
     [ran] = events(sim, "TaskRan")

@@ -4,21 +4,22 @@ initial, cleanups in reverse on rollback, output kept bounded in the events, res
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edeliver.adapters.events.event_store_faults import SimulatedCrash
-from edeliver.adapters.local.local_commands import LocalCommandHost
 from edeliver.core.domain.errors import RefusedError
 from edeliver.core.domain.model import Route
 from edeliver.core.domain.tasks import Selection, TaskSpec
 from edeliver.core.ports import CommandResult
 from edeliver.core.usecases.loaded_task import LoadedTask
-from edeliver.core.usecases.task_runs import TaskCommandFailed, TaskContext
+from edeliver.core.usecases.task_context import TaskCommandFailed, TaskContext
+from tests.support.command_hosts import ScriptedCommandHost
 from tests.support.simulation import Simulation
-from tests.support.waiting import process_ended, wait_for
+from tests.support.waiting import wait_for
 
 
 def spec(name: str, stage: str, **settings: Any) -> TaskSpec:
@@ -31,7 +32,7 @@ def shell_task(name: str, stage: str, script: str, **settings: Any) -> LoadedTas
 
 def simulation(tmp_path: Path, nodes: int = 3, **policy: Any) -> Simulation:
     sim = Simulation.create(tmp_path, nodes, in_memory=True, step_timeout=30, **policy)
-    sim.local = LocalCommandHost(tmp_path)
+    sim.local = ScriptedCommandHost()
     return sim
 
 
@@ -261,20 +262,25 @@ def test_a_tasks_output_is_kept_bounded_in_its_event(tmp_path: Path) -> None:
 
 
 def test_local_tasks_run_here_with_edeliver_1_variables(tmp_path: Path) -> None:
+    """A `where = "local"` task runs on this machine once per node, with that node's 1.x
+    variables; nothing runs on the nodes."""
+    here = ScriptedCommandHost()
     sim = simulation(tmp_path, nodes=2)
-    script = 'echo "$NODE $HOSTS $APP $VERSION $DELIVER_TO $STAGE" >> marks'
-    sim.tasks = [shell_task("mark", "pre_start_deployed_release", script, where="local")]
+    sim.local = here
+    sim.tasks = [shell_task("mark", "pre_start_deployed_release", "mark", where="local")]
     assert sim.deploy("1.0.0").outcome == "succeeded"
-    lines = sorted((tmp_path / "marks").read_text().splitlines())
-    assert lines == [
-        "n0 10.0.0.1 hello 1.0.0 /srv pre_start_deployed_release",
-        "n1 10.0.0.1 hello 1.0.0 /srv pre_start_deployed_release",
+    names = ("NODE", "HOSTS", "APP", "VERSION", "DELIVER_TO", "STAGE")
+    seen = sorted(tuple(env[name] for name in names) for _, env in here.ran)
+    assert seen == [
+        ("n0", "10.0.0.1", "hello", "1.0.0", "/srv", "pre_start_deployed_release"),
+        ("n1", "10.0.0.1", "hello", "1.0.0", "/srv", "pre_start_deployed_release"),
     ]
     assert commands(sim) == []  # nothing ran on the nodes
 
 
 def test_a_critical_task_failing_before_the_rollout_refuses_it(tmp_path: Path) -> None:
     sim = simulation(tmp_path, nodes=2)
+    sim.local = ScriptedCommandHost(lambda script, env: CommandResult(7, "closed"))
     sim.tasks = [shell_task("gate", "pre_erlang_update", "exit 7", where="local")]
     with pytest.raises(RefusedError, match=r"task gate failed at pre_erlang_update.*nothing was"):
         sim.deploy("1.0.0")
@@ -301,33 +307,39 @@ def test_resume_never_runs_again_a_task_that_ended(tmp_path: Path) -> None:
 
 
 def test_tasks_run_inside_the_step_timeout(tmp_path: Path) -> None:
+    """A local command still running at the step's end is cancelled; the node fails saying so."""
+    here = ScriptedCommandHost(hanging={"sleep 5"})
     sim = Simulation.create(tmp_path, 1, in_memory=True, step_timeout=0.2)
-    sim.local = LocalCommandHost(tmp_path)
+    sim.local = here
     sim.tasks = [shell_task("slow", "pre_start_deployed_release", "sleep 5", where="local")]
     deployment = sim.deploy("1.0.0")
     assert deployment.outcome == "failed"
     assert "timed out" in deployment.reasons["n0"]
+    assert here.cancelled == ["sleep 5"]
 
 
 def test_a_python_tasks_command_stops_with_its_step_and_no_other_starts(tmp_path: Path) -> None:
-    """The step times out while the task waits on `ctx.run`: the command's whole process group
-    is killed, and the task's next `ctx.run` is refused instead of run."""
+    """The step times out while the task waits on `ctx.run`: the command is cancelled, and the
+    task's next `ctx.run` is refused instead of run (the process group killed with it:
+    tests/integration/test_local_task_processes.py)."""
+    here = ScriptedCommandHost(hanging={"wait"})
     sim = Simulation.create(tmp_path, 1, in_memory=True, step_timeout=0.5)
-    sim.local = LocalCommandHost(tmp_path)
+    sim.local = here
     after: list[str] = []
+    ended = threading.Event()
 
     def slow(ctx: TaskContext) -> TaskContext:
         try:
-            ctx.run("(sleep 2; touch late-mark) & echo $! > late.pid; wait")
+            ctx.run("wait")
         finally:
             with contextlib.suppress(TaskCommandFailed):
-                after.append(ctx.run("touch next-command"))
+                after.append(ctx.run("next-command"))
+            ended.set()
         return ctx
 
     stage = "pre_start_deployed_release"
     sim.tasks = [LoadedTask(spec("slow", stage, where="local"), run=slow)]
     assert sim.deploy("1.0.0").outcome == "failed"
-    late = int((tmp_path / "late.pid").read_text())
-    wait_for(lambda: process_ended(late), 15, "the subshell that would mark late to be killed")
-    assert not (tmp_path / "late-mark").exists()
-    assert after == [] and not (tmp_path / "next-command").exists()
+    wait_for(ended.is_set, 15, "the task's body to end")
+    assert here.cancelled == ["wait"]
+    assert after == [] and here.scripts == ["wait"]
