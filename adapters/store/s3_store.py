@@ -104,19 +104,12 @@ class S3ReleaseStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put(
+    async def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Upload the tarball, then its manifest (create-only); a version is immutable."""
-        stored = replace(
-            artifact,
-            sha256=sha256_of(tarball),
-            size=tarball.stat().st_size,
-            location=self._key(*place_of(artifact), artifact.name),
-        )
         doing = f"storing {artifact.app} {stored_as(artifact)}"
-        self._sync(doing, self._put, tarball, stored, extra)
-        return stored
+        return await self._call(doing, self._put, tarball, artifact, extra)
 
     async def remove(self, app: str, version: str) -> None:
         """Delete the version with its upgrade packages, the version's manifest first, so a
@@ -151,16 +144,18 @@ class S3ReleaseStore:
         url = await self._presigned("put_object", key)
         return key, _curl(url, self.url, "-o", "/dev/null", "-T", path)
 
-    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+    async def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
         """Write the manifest of a tarball a build host put in, once S3 shows it whole."""
         doing = f"storing {stored.app} {stored.version}"
-        head = self._sync(doing, self._s3().head_object, Bucket=self.bucket, Key=stored.location)
+        head = await self._call(
+            doing, self._s3().head_object, Bucket=self.bucket, Key=stored.location
+        )
         if head["ContentLength"] != stored.size:
             raise UsageError(
                 f"store {self.url}: {stored.location} has {head['ContentLength']} bytes, the "
                 f"build host sent {stored.size}; no manifest written, the version is not listed"
             )
-        self._sync(doing, self._write_manifest, stored, extra)
+        await self._call(doing, self._write_manifest, stored, extra)
         return stored
 
     async def _presigned(self, operation: str, key: str) -> str:
@@ -209,12 +204,18 @@ class S3ReleaseStore:
             raise
         return str(body.read().decode())
 
-    def _put(self, tarball: Path, stored: Artifact, extra: dict[str, Any] | None) -> None:
+    def _put(self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None) -> Artifact:
+        stored = replace(
+            artifact,
+            sha256=sha256_of(tarball),
+            size=tarball.stat().st_size,
+            location=self._key(*place_of(artifact), artifact.name),
+        )
         existing = self._read(self._key(*place_of(stored), MANIFEST))
         if existing is not None:
             was = json.loads(existing)["sha256"]
             refuse_another_build(stored.app, stored_as(stored), self.url, was, stored.sha256)
-            return
+            return stored
         self._s3().upload_file(
             str(tarball),
             self.bucket,
@@ -222,6 +223,7 @@ class S3ReleaseStore:
             ExtraArgs={"Metadata": {"sha256": stored.sha256}},
         )
         self._write_manifest(stored, extra)
+        return stored
 
     def _write_manifest(self, stored: Artifact, extra: dict[str, Any] | None) -> None:
         self._s3().put_object(
