@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.store.s3_store import S3ReleaseStore, StoreUnreachable
+from edeliver.adapters.store.local_store import StoreUnreachable
+from edeliver.adapters.store.s3_store import S3ReleaseStore
 from edeliver.cli.main import Runtime, app
 from edeliver.core.domain.errors import NodeError, UsageError
 from edeliver.core.domain.model import Artifact, Platform
