@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edeliver.adapters.build import build_scripts as bs
 from edeliver.adapters.build.build_checks import check_contents, deps_failed
+from edeliver.adapters.build.build_commands import run_build_command
 from edeliver.adapters.build.git_source import archive, describe, git_source
 from edeliver.adapters.build.mix_build import (
     BUILD_DIR,
@@ -28,7 +29,6 @@ from edeliver.adapters.build.mix_build import (
     no_stage_tasks,
     stages_around,
 )
-from edeliver.adapters.local.bounded_output import run_local
 from edeliver.adapters.local.local_commands import LocalCommandHost
 from edeliver.core.domain.errors import UsageError
 
@@ -92,7 +92,7 @@ class ContainerBuilder:
 
     async def _run(self, sources: Path, doing: str, script: str) -> str:
         """One part of the build in a fresh container on the mounted sources; its stdout."""
-        done = await asyncio.to_thread(run_local, self._command(sources, script))
+        done = await run_build_command(self._command(sources, script))
         if done.returncode == bs.DEPS_FAILED and (
             error := deps_failed(f"the {self.image} container", done.stderr)
         ):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edeliver.adapters.build.build_checks import BuildFailed, check_contents, deps_failed
+from edeliver.adapters.build.build_commands import run_build_command
 from edeliver.adapters.build.build_scripts import (
     PROD,
     VERSION_SUFFIX,
@@ -129,8 +130,8 @@ class MixLocalBuilder:
         return Built(tarball, artifact)
 
     async def _build_into(self, release: Path) -> None:
-        """Submodules, deps, compile and release, between their stages; the commands run on
-        worker threads, so the stages' tasks share the event loop with nothing blocking it."""
+        """Submodules, deps, compile and release, between their stages; nothing here blocks
+        the event loop the stages' tasks run on."""
         here = LocalCommandHost(self.project)  # the build host of a local build
         self.task_file.parent.mkdir(parents=True, exist_ok=True)
         self.task_file.write_text(build_tasks())
@@ -160,7 +161,7 @@ class MixLocalBuilder:
                 "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
             )
         env = {**os.environ, "MIX_ENV": self.target.mix_env, **self.env}
-        done = await asyncio.to_thread(run_local, argv, cwd=self.project, env=env)
+        done = await run_build_command(argv, cwd=self.project, env=env)
         if done.returncode == 0:
             return
         log = done.stdout + done.stderr
