@@ -73,8 +73,11 @@ def store_of(project: Path) -> LocalDirectoryStore:
 
 def put_releases(store: LocalDirectoryStore) -> None:
     for version, variant in ((V1, "good"), (V2, "v2")):
-        store.put(
-            tarball(version, variant), Artifact("hello", version, "", 0, platform=local_platform())
+        asyncio.run(
+            store.put(
+                tarball(version, variant),
+                Artifact("hello", version, "", 0, platform=local_platform()),
+            )
         )
 
 
@@ -86,7 +89,7 @@ def time_build(store: LocalDirectoryStore, work: Path) -> tuple[float, Artifact]
         built = build_upgrade(old, new, work, SOURCE_DIR)
         times.append(time.perf_counter() - started)
     assert built is not None
-    return statistics.median(times), store.put(built.tarball, built.artifact)
+    return statistics.median(times), asyncio.run(store.put(built.tarball, built.artifact))
 
 
 class Clients:

@@ -27,6 +27,7 @@ each N is printed too: other work on the machine slows every method alike.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import compileall
 import contextlib
 import os
@@ -239,8 +240,11 @@ def store_releases(project: Path) -> None:
     config = load_config(project)
     store = release_store(project, config)
     for version in VERSIONS:
-        store.put(
-            tarball(version, "good"), Artifact("hello", version, "", 0, platform=local_platform())
+        asyncio.run(
+            store.put(
+                tarball(version, "good"),
+                Artifact("hello", version, "", 0, platform=local_platform()),
+            )
         )
 
 

@@ -98,7 +98,7 @@ def main() -> None:
                 )
             s3_client(endpoint).create_bucket(Bucket=BUCKET)
             artifact = Artifact("hello", VERSION, "", 0, platform=local_platform())
-            release_store(project, load_config(project)).put(release, artifact)
+            asyncio.run(release_store(project, load_config(project)).put(release, artifact))
             for mode in ("push", "pull"):
                 rows.append((mode, *one_deploy(project, mode)))
                 stop_and_wipe(fleet)

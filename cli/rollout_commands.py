@@ -196,7 +196,7 @@ def build_into_store(runtime: Runtime, env: dict[str, str] | None = None) -> Art
     """Build a release with the configured strategy (`env`: extra build variables) and put it
     in the configured store."""
     store = runtime.store()
-    return build_release(runtime.builder(env, store), store, runtime.clock, runtime.user)
+    return run(build_release(runtime.builder(env, store), store, runtime.clock, runtime.user))
 
 
 @app.command(rich_help_panel=DEPLOY)

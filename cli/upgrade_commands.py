@@ -99,7 +99,7 @@ def build_upgrade_command(
     refuse_same_version(app, old, new)
     old, new = run(on_this_machine(store, old)), run(on_this_machine(store, new))
     tarball, artifact, notes = runtime.build_upgrade(old, new)
-    stored = store.put(tarball, artifact, extra=provenance(runtime.clock, runtime.user))
+    stored = run(store.put(tarball, artifact, extra=provenance(runtime.clock, runtime.user)))
     _report(notes, stored, as_json)
 
 

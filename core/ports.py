@@ -198,7 +198,9 @@ class ReleaseArchive(ReleaseStore, Protocol):
 class Shelf(ReleaseStore, Protocol[F]):
     """A store releases are put into and fetched from as files on this machine."""
 
-    def put(self, tarball: F, artifact: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+    async def put(
+        self, tarball: F, artifact: Artifact, extra: dict[str, Any] | None = None
+    ) -> Artifact:
         """Store the tarball with its manifest entry (`extra`: provenance fields)."""
         ...
 
@@ -234,7 +236,7 @@ class DirectStore(Protocol):
         sh command that puts the file at `path` there; refused when the version is stored."""
         ...
 
-    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+    async def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
         """Write the manifest entry of a tarball the build host put in."""
         ...
 
@@ -257,7 +259,7 @@ class Builder(Protocol[F_co]):
     """Builds a release of the project with the configured strategy (here, a build host,
     a container), running its build-stage tasks."""
 
-    def build(self) -> Built[F_co]: ...
+    async def build(self) -> Built[F_co]: ...
 
 
 # ---- time -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ are mounted at /build and the same script as a build host's runs there, as the c
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from edeliver.adapters.build import build_scripts as bs
 from edeliver.adapters.build.build_checks import check_contents, deps_failed
+from edeliver.adapters.build.build_commands import run_build_command
 from edeliver.adapters.build.git_source import archive, describe, git_source
 from edeliver.adapters.build.mix_build import (
     BUILD_DIR,
@@ -27,7 +29,6 @@ from edeliver.adapters.build.mix_build import (
     no_stage_tasks,
     stages_around,
 )
-from edeliver.adapters.local.bounded_output import run_local
 from edeliver.adapters.local.local_commands import LocalCommandHost
 from edeliver.core.domain.errors import UsageError
 
@@ -61,36 +62,37 @@ class ContainerBuilder:
         self.revision, self.env, self.warn = revision, dict(env or {}), warn
         self.build_dir = project / BUILD_DIR
 
-    def build(self) -> Built:
+    async def build(self) -> Built:
         if shutil.which(self.cli) is None:
             raise UsageError(f"build.container: {self.cli!r} is not installed here")
-        sources, revision = self._sources()
+        sources, revision = await asyncio.to_thread(self._sources)
         if sources == self.project:  # not in git: the project keeps its own deps/ and _build/
-            facts = self._build(sources)
+            facts = await self._build(sources)
         else:
             with cached_deps(self.project / DEPS_CACHE, sources):
-                facts = self._build(sources)
+                facts = await self._build(sources)
         tarball = self.build_dir / f"{self.app}-{facts.version}.tar.gz"
         (sources / bs.TARBALL).replace(tarball)
         return Built(tarball, bs.built_artifact(self.app, facts, str(tarball), revision))
 
-    def _build(self, sources: Path) -> bs.BuildFacts:
+    async def _build(self, sources: Path) -> bs.BuildFacts:
         # The build host's files are the mounted sources here: build tasks run on them, Elixir
         # ones by the Mix of the image, where the build compiled the project and its deps.
         mounted, mix = LocalCommandHost(sources), InContainer(sources, self._command)
-        with stages_around(self.at_stage, mounted, DEPS, mix):
-            self._run(sources, "mix deps.get", bs.deps_script(self.env, self.target))
-        with stages_around(self.at_stage, mounted, COMPILE, mix):
-            self._run(sources, "mix compile", bs.compile_script(self.env, self.target))
-        with stages_around(self.at_stage, mounted, GENERATE_RELEASE, mix):
-            said = self._run(sources, "mix release", bs.release_script(self.env, self.target))
+        async with stages_around(self.at_stage, mounted, DEPS, mix):
+            await self._run(sources, "mix deps.get", bs.deps_script(self.env, self.target))
+        async with stages_around(self.at_stage, mounted, COMPILE, mix):
+            await self._run(sources, "mix compile", bs.compile_script(self.env, self.target))
+        async with stages_around(self.at_stage, mounted, GENERATE_RELEASE, mix):
+            releasing = bs.release_script(self.env, self.target)
+            said = await self._run(sources, "mix release", releasing)
         facts = bs.parse_facts(said)
         check_contents(self.app, facts, self.env.get(bs.VERSION_SUFFIX, ""))
         return facts
 
-    def _run(self, sources: Path, doing: str, script: str) -> str:
+    async def _run(self, sources: Path, doing: str, script: str) -> str:
         """One part of the build in a fresh container on the mounted sources; its stdout."""
-        done = run_local(self._command(sources, script))
+        done = await run_build_command(self._command(sources, script))
         if done.returncode == bs.DEPS_FAILED and (
             error := deps_failed(f"the {self.image} container", done.stderr)
         ):

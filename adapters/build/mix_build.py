@@ -6,17 +6,19 @@ and packed with entries `bin/ erts-*/ lib/ releases/`, without a `./` prefix.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import shutil
 import tarfile
-from collections.abc import Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from edeliver.adapters.build.build_checks import BuildFailed, check_contents, deps_failed
+from edeliver.adapters.build.build_commands import run_build_command
 from edeliver.adapters.build.build_scripts import (
     PROD,
     VERSION_SUFFIX,
@@ -30,7 +32,6 @@ from edeliver.adapters.build.build_scripts import (
     release_argv,
 )
 from edeliver.adapters.build.git_source import git_source
-from edeliver.adapters.local.blocking import run_blocking
 from edeliver.adapters.local.bounded_output import run_local
 from edeliver.adapters.local.local_commands import LocalCommandHost
 from edeliver.core.domain.model import Artifact, Platform
@@ -77,17 +78,17 @@ async def no_stage_tasks(stage: str, host: CommandHost, mix: CommandHost | None 
     return None
 
 
-@contextmanager
-def stages_around(
+@asynccontextmanager
+async def stages_around(
     at_stage: BuildStages,
     host: CommandHost,
     stages: tuple[str, str],
     mix: CommandHost | None = None,
-) -> Iterator[None]:
-    """A synchronous build step between its two stages (the step's error skips the second)."""
-    run_blocking(at_stage(stages[0], host, mix))
+) -> AsyncIterator[None]:
+    """A build step between its two stages (the step's error skips the second)."""
+    await at_stage(stages[0], host, mix)
     yield
-    run_blocking(at_stage(stages[1], host, mix))
+    await at_stage(stages[1], host, mix)
 
 
 class MixLocalBuilder:
@@ -108,9 +109,13 @@ class MixLocalBuilder:
         self.at_stage = at_stage or no_stage_tasks
         self.task_file = self.build_dir / "build_tasks.exs"
 
-    def build(self) -> Built:
+    async def build(self) -> Built:
         release = self.build_dir / "release"
-        self._build_into(release)
+        await self._build_into(release)
+        return await asyncio.to_thread(self._packed, release)
+
+    def _packed(self, release: Path) -> Built:
+        """The built release checked, given its RELEASES file and packed into its tarball."""
         facts = toolchain_facts(release)
         check_contents(self.app, facts, self.env.get(VERSION_SUFFIX, ""))
         create_releases_file(release, facts.version)
@@ -124,21 +129,23 @@ class MixLocalBuilder:
         )  # fmt: skip
         return Built(tarball, artifact)
 
-    def _build_into(self, release: Path) -> None:
-        """Submodules, deps, compile and release, between their stages."""
+    async def _build_into(self, release: Path) -> None:
+        """Submodules, deps, compile and release, between their stages; nothing here blocks
+        the event loop the stages' tasks run on."""
         here = LocalCommandHost(self.project)  # the build host of a local build
         self.task_file.parent.mkdir(parents=True, exist_ok=True)
         self.task_file.write_text(build_tasks())
         if (self.project / ".gitmodules").is_file():
-            with stages_around(self.at_stage, here, SUBMODULES):
-                self._update_submodules()
-        with stages_around(self.at_stage, here, DEPS):
-            self._mix(deps_argv(self.target, str(self.task_file)), "mix deps.get")
-        with stages_around(self.at_stage, here, COMPILE):
-            self._mix(compile_argv(str(self.task_file)), "mix compile")
-        with stages_around(self.at_stage, here, GENERATE_RELEASE):
+            async with stages_around(self.at_stage, here, SUBMODULES):
+                await asyncio.to_thread(self._update_submodules)
+        async with stages_around(self.at_stage, here, DEPS):
+            await self._mix(deps_argv(self.target, str(self.task_file)), "mix deps.get")
+        async with stages_around(self.at_stage, here, COMPILE):
+            await self._mix(compile_argv(str(self.task_file)), "mix compile")
+        async with stages_around(self.at_stage, here, GENERATE_RELEASE):
             shutil.rmtree(release, ignore_errors=True)  # no releases/ or lib/ of older builds
-            self._mix(release_argv(self.target, str(self.task_file), str(release)), "mix release")
+            argv = release_argv(self.target, str(self.task_file), str(release))
+            await self._mix(argv, "mix release")
 
     def _update_submodules(self) -> None:
         """The working tree is the build's checkout: its submodules are part of the sources."""
@@ -148,13 +155,13 @@ class MixLocalBuilder:
             said = done.stderr.strip().splitlines()[-1:] or ["no output"]
             raise BuildFailed(f"git submodule update failed in {self.project}: {said[0]}")
 
-    def _mix(self, argv: list[str], doing: str) -> None:
+    async def _mix(self, argv: list[str], doing: str) -> None:
         if shutil.which("mix") is None:
             raise BuildFailed(
                 "mix is not installed here (Debian: apt-get install elixir erlang-dev)"
             )
         env = {**os.environ, "MIX_ENV": self.target.mix_env, **self.env}
-        done = run_local(argv, cwd=self.project, env=env)
+        done = await run_build_command(argv, cwd=self.project, env=env)
         if done.returncode == 0:
             return
         log = done.stdout + done.stderr

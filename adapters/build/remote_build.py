@@ -7,6 +7,7 @@ a node: host key verified, errors mapped once (`AsyncsshNodeShells.connect`).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -27,7 +28,6 @@ from edeliver.adapters.build.mix_build import (
     Built,
     no_stage_tasks,
 )
-from edeliver.adapters.local.blocking import run_blocking
 from edeliver.adapters.node.node_scripts import REMOTE_SH, task_script
 from edeliver.adapters.node.ssh import AsyncsshNodeShells, command_result
 from edeliver.adapters.node.ssh_output import log_script, run_bounded
@@ -103,7 +103,12 @@ class SshBuildHost:
     def where(self) -> str:
         return f"build host {self.host.address}"
 
-    def build(self) -> Built:
+    async def build(self) -> Built:
+        sources, revision = await asyncio.to_thread(self._sources)
+        return await self._build(sources, revision)
+
+    def _sources(self) -> tuple[Path, str]:
+        """`git archive` of the revision to build, and the revision."""
         source = git_source(self.project, self.revision)
         if source is None:
             raise UsageError(
@@ -112,7 +117,7 @@ class SshBuildHost:
         if source.dirty:
             self.warn(f"building {describe(source)}")
         sources = archive(source, self.build_dir / f"{self.app}-{source.revision[:12]}.src.tar.gz")
-        return run_blocking(self._build(sources, source.revision))
+        return sources, source.revision
 
     async def _build(self, sources: Path, revision: str) -> Built:
         try:

@@ -8,6 +8,7 @@ a half-copied release. A hot-upgrade package from FROM to a version lives below 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -61,10 +62,14 @@ class LocalDirectoryStore:
         text = manifest.read_text()
         return package_from_manifest(text, str(manifest), lambda name: str(directory / name))
 
-    def put(
+    async def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
-        """Copy a built tarball in and write its manifest last; returns the stored artifact."""
+        """Copy a built tarball in and write its manifest last; returns the stored artifact.
+        The copy and its checksum run on a worker thread: a release is tens of megabytes."""
+        return await asyncio.to_thread(self._put, tarball, artifact, extra or {})
+
+    def _put(self, tarball: Path, artifact: Artifact, extra: dict[str, Any]) -> Artifact:
         directory = self.root.joinpath(*place_of(artifact))
         self._refuse_another_build(directory, tarball, artifact)
         directory.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ class LocalDirectoryStore:
             artifact, location=str(target), sha256=sha256_of(target), size=target.stat().st_size
         )
         temporary = directory / (MANIFEST + ".partial")
-        temporary.write_text(manifest_text(stored, extra or {}))
+        temporary.write_text(manifest_text(stored, extra))
         os.replace(temporary, directory / MANIFEST)
         return stored
 

@@ -48,7 +48,7 @@ class InMemoryReleaseStore:
     async def upgrade(self, app: str, from_version: str, version: str) -> Artifact | None:
         return self.artifacts.get(upgrade_place(app, from_version, version))
 
-    def put(
+    async def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Keep the tarball's bytes; a version is immutable, as in every store."""

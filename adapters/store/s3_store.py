@@ -3,33 +3,27 @@
 Layout: `<prefix>/<app>/<version>/<app>-<version>.tar.gz` beside `manifest.json`, the manifest
 written last (and create-only), so a listing never shows a half-stored version. A hot-upgrade
 package from FROM lives below the version it upgrades to, as in the local store:
-`<prefix>/<app>/<version>/upgrades/<FROM>/`. Credentials come
-from boto3's own chain (environment, profile, instance role), never from the config; no error
-message carries more than the error code of a refusal, so no secret or signature is ever shown.
+`<prefix>/<app>/<version>/upgrades/<FROM>/`. The boto3 client, its calls on worker threads and
+its errors turned into ours are `s3_calls`'s.
+
 Edeliver's own full-file sha256 is in the manifest (S3's multipart checksums are composite): a
 download is verified against it, on this machine for a push and on the node for a pull.
-boto3 is synchronous: each call runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 from edeliver.adapters.node.transfer import VerifiedCache, sha256_of
 from edeliver.adapters.store.local_store import (
     MANIFEST,
-    StoreUnreachable,
     from_manifest,
     manifest_text,
     package_from_manifest,
@@ -38,11 +32,10 @@ from edeliver.adapters.store.local_store import (
     stored_as,
     upgrade_place,
 )
-from edeliver.core.domain.errors import EdeliverError, NotFoundError, UsageError
+from edeliver.adapters.store.s3_calls import S3Calls, error_code
+from edeliver.core.domain.errors import NotFoundError, UsageError
 from edeliver.core.domain.model import Artifact
 from edeliver.core.domain.versions import version_key
-
-T = TypeVar("T")
 
 
 class S3ReleaseStore:
@@ -62,9 +55,10 @@ class S3ReleaseStore:
     ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.cache, self.url_expiry = VerifiedCache(cache), url_expiry
-        self.endpoint_url, self.region, self.profile = endpoint_url, region, profile
-        self.checksums = checksums
-        self._client: Any = None
+        self.s3 = S3Calls(
+            self.url, bucket, endpoint_url=endpoint_url, region=region, profile=profile,
+            checksums=checksums,
+        )  # fmt: skip
 
     @property
     def url(self) -> str:
@@ -74,14 +68,14 @@ class S3ReleaseStore:
 
     async def versions(self, app: str) -> list[str]:
         base = self._key(app) + "/"
-        keys = await self._call(f"listing {app}", self._list, base)
+        keys = await self.s3.call(f"listing {app}", self._list, base)
         # Only `<version>/manifest.json`: the upgrade packages' manifests lie deeper.
         found = [k[len(base) :].partition("/") for k in keys]
         return sorted((v for v, _, rest in found if rest == MANIFEST), key=version_key)
 
     async def artifact(self, app: str, version: str) -> Artifact:
         key = self._key(app, version, MANIFEST)
-        text = await self._call(f"reading {app} {version}", self._read, key)
+        text = await self.s3.call(f"reading {app} {version}", self._read, key)
         if text is None:
             known = ", ".join(await self.versions(app)) or "none"
             raise NotFoundError(
@@ -96,7 +90,7 @@ class S3ReleaseStore:
         place = upgrade_place(app, from_version, version)
         doing = f"reading the upgrade of {app} from {from_version} to {version}"
         key = self._key(*place, MANIFEST)
-        text = await self._call(doing, self._read, key)
+        text = await self.s3.call(doing, self._read, key)
         if text is None:
             return None
         where = f"s3://{self.bucket}/{key}"
@@ -104,29 +98,22 @@ class S3ReleaseStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put(
+    async def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Upload the tarball, then its manifest (create-only); a version is immutable."""
-        stored = replace(
-            artifact,
-            sha256=sha256_of(tarball),
-            size=tarball.stat().st_size,
-            location=self._key(*place_of(artifact), artifact.name),
-        )
         doing = f"storing {artifact.app} {stored_as(artifact)}"
-        self._sync(doing, self._put, tarball, stored, extra)
-        return stored
+        return await self.s3.call(doing, self._put, tarball, artifact, extra)
 
     async def remove(self, app: str, version: str) -> None:
         """Delete the version with its upgrade packages, the version's manifest first, so a
         half-removed version is never listed, and each package's before its tarball."""
         doing = f"removing {app} {version}"
-        keys = await self._call(doing, self._list, self._key(app, version) + "/")
+        keys = await self.s3.call(doing, self._list, self._key(app, version) + "/")
         manifest = self._key(app, version, MANIFEST)
         first = sorted(keys, key=lambda k: (k != manifest, not k.endswith("/" + MANIFEST), k))
         for key in first:
-            await self._call(doing, self._s3().delete_object, Bucket=self.bucket, Key=key)
+            await self.s3.call(doing, self.s3.client().delete_object, Bucket=self.bucket, Key=key)
 
     # -- getting the bytes to a node ---------------------------------------------------------
 
@@ -151,23 +138,25 @@ class S3ReleaseStore:
         url = await self._presigned("put_object", key)
         return key, _curl(url, self.url, "-o", "/dev/null", "-T", path)
 
-    def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
+    async def record(self, stored: Artifact, extra: dict[str, Any] | None = None) -> Artifact:
         """Write the manifest of a tarball a build host put in, once S3 shows it whole."""
         doing = f"storing {stored.app} {stored.version}"
-        head = self._sync(doing, self._s3().head_object, Bucket=self.bucket, Key=stored.location)
+        head = await self.s3.call(
+            doing, self.s3.client().head_object, Bucket=self.bucket, Key=stored.location
+        )
         if head["ContentLength"] != stored.size:
             raise UsageError(
                 f"store {self.url}: {stored.location} has {head['ContentLength']} bytes, the "
                 f"build host sent {stored.size}; no manifest written, the version is not listed"
             )
-        self._sync(doing, self._write_manifest, stored, extra)
+        await self.s3.call(doing, self._write_manifest, stored, extra)
         return stored
 
     async def _presigned(self, operation: str, key: str) -> str:
         return str(
-            await self._call(
+            await self.s3.call(
                 f"signing a URL for {key}",
-                self._s3().generate_presigned_url,
+                self.s3.client().generate_presigned_url,
                 operation,
                 Params={"Bucket": self.bucket, "Key": key},
                 ExpiresIn=self.url_expiry,
@@ -179,52 +168,46 @@ class S3ReleaseStore:
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
 
-    def _s3(self) -> Any:
-        if self._client is None:
-            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-            config = botocore.config.Config(
-                signature_version="s3v4",  # presigned URLs default to SigV2, which S3 retired
-                request_checksum_calculation=self.checksums,
-                response_checksum_validation=self.checksums,
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=60,
-            )
-            self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
-        return self._client
-
     def _list(self, prefix: str) -> list[str]:
         pages = (
-            self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            self.s3.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix)
         )
         return [item["Key"] for page in pages for item in page.get("Contents", ())]
 
     def _read(self, key: str) -> str | None:
         try:
-            body = self._s3().get_object(Bucket=self.bucket, Key=key)["Body"]
+            body = self.s3.client().get_object(Bucket=self.bucket, Key=key)["Body"]
         except botocore.exceptions.ClientError as error:
-            if _code(error) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
         return str(body.read().decode())
 
-    def _put(self, tarball: Path, stored: Artifact, extra: dict[str, Any] | None) -> None:
+    def _put(self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None) -> Artifact:
+        stored = replace(
+            artifact,
+            sha256=sha256_of(tarball),
+            size=tarball.stat().st_size,
+            location=self._key(*place_of(artifact), artifact.name),
+        )
         existing = self._read(self._key(*place_of(stored), MANIFEST))
         if existing is not None:
             was = json.loads(existing)["sha256"]
             refuse_another_build(stored.app, stored_as(stored), self.url, was, stored.sha256)
-            return
-        self._s3().upload_file(
+            return stored
+        self.s3.client().upload_file(
             str(tarball),
             self.bucket,
             stored.location,
             ExtraArgs={"Metadata": {"sha256": stored.sha256}},
         )
         self._write_manifest(stored, extra)
+        return stored
 
     def _write_manifest(self, stored: Artifact, extra: dict[str, Any] | None) -> None:
-        self._s3().put_object(
+        self.s3.client().put_object(
             Bucket=self.bucket,
             Key=self._key(*place_of(stored), MANIFEST),
             Body=manifest_text(stored, extra or {}).encode(),
@@ -233,60 +216,10 @@ class S3ReleaseStore:
         )
 
     async def _download(self, artifact: Artifact, target: Path) -> None:
-        download = self._s3().download_file
-        await self._call(
+        download = self.s3.client().download_file
+        await self.s3.call(
             f"downloading {artifact.name}", download, self.bucket, artifact.location, str(target)
         )
-
-    async def _call(self, doing: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(self._sync, doing, function, *args, **kwargs)
-
-    def _sync(self, doing: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
-            return function(*args, **kwargs)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-            raise self._error(error, doing) from None
-
-    def _error(self, error: Exception, doing: str) -> EdeliverError:
-        """The one place where boto3's errors become ours: a code, never the request's details."""
-        where = f"store {self.url}: {doing}"
-        if isinstance(error, botocore.exceptions.ClientError):
-            return self._refusal(_code(error), where)
-        if isinstance(error, botocore.exceptions.ProfileNotFound):
-            return UsageError(f"{where}: AWS profile {self.profile!r} is not configured")
-        if isinstance(error, botocore.exceptions.NoCredentialsError):
-            return UsageError(f"{where}: no AWS credentials (set AWS_PROFILE or AWS_* variables)")
-        unreachable = (
-            botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
-        )
-        if isinstance(error, unreachable):
-            return StoreUnreachable(f"{where}: cannot reach {self.endpoint_url or 'AWS S3'}")
-        return EdeliverError(f"{where}: {type(error).__name__}")
-
-    def _refusal(self, code: str, where: str) -> EdeliverError:
-        if code == "NoSuchBucket":
-            return UsageError(f"{where}: bucket {self.bucket!r} does not exist")
-        if code in _CREDENTIAL_CODES:
-            return UsageError(
-                f"{where}: the credentials were refused ({code}); check AWS_PROFILE or "
-                "the AWS_* environment variables"
-            )
-        return EdeliverError(f"{where}: S3 said {code}")
-
-
-_UNREACHABLE = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectTimeoutError,
-)
-_CREDENTIAL_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AccessDenied",
-    "ExpiredToken",
-    "InvalidToken",
-    "InvalidClientTokenId",
-    "403",
-}
 
 
 def _curl(url: str, store: str, *options: str) -> str:
@@ -295,7 +228,3 @@ def _curl(url: str, store: str, *options: str) -> str:
         raise UsageError(f"store {store}: unexpected characters in a presigned URL")
     arguments = " ".join(shlex.quote(o) for o in ("-fsS", "--retry", "3", *options))
     return f"curl {arguments} --config - <<'EDELIVER_CURL'\nurl = \"{url}\"\nEDELIVER_CURL"
-
-
-def _code(error: botocore.exceptions.ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "unknown"))

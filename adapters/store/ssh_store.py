@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncssh
 
-from edeliver.adapters.local.blocking import run_blocking
 from edeliver.adapters.node.node_scripts import APP_NAME, REMOTE_SH, checked_version
 from edeliver.adapters.node.ssh import AsyncsshNodeShells
 from edeliver.adapters.node.ssh_host_keys import known_hosts_line
@@ -110,7 +109,7 @@ class SshReleaseStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put(
+    async def put(
         self, tarball: Path, artifact: Artifact, extra: dict[str, Any] | None = None
     ) -> Artifact:
         """Upload the tarball, then write its manifest last; a version is immutable."""
@@ -121,7 +120,7 @@ class SshReleaseStore:
             size=tarball.stat().st_size,
             location=f"{directory}/{artifact.name}",
         )
-        run_blocking(self._put(tarball, stored, manifest_text(stored, extra or {})))
+        await self._put(tarball, stored, manifest_text(stored, extra or {}))
         return stored
 
     async def _put(self, tarball: Path, stored: Artifact, manifest: str) -> None:

@@ -21,14 +21,14 @@ def provenance(clock: Clock, user: str) -> dict[str, str]:
     return {"built_at": clock.now().isoformat(timespec="seconds"), "built_by": user}
 
 
-def build_release(builder: Builder[F], store: Shelf[F], clock: Clock, user: str) -> Artifact:
+async def build_release(builder: Builder[F], store: Shelf[F], clock: Clock, user: str) -> Artifact:
     """Build a release and put it in the store with its provenance."""
-    built = builder.build()
+    built = await builder.build()
     stamp = provenance(clock, user)
     artifact = dataclasses.replace(built.artifact, built_at=stamp.pop("built_at"))
     if built.tarball is None:  # a build host put it into the store itself
-        return cast(DirectStore, store).record(artifact, stamp)
-    return store.put(built.tarball, artifact, stamp)
+        return await cast(DirectStore, store).record(artifact, stamp)
+    return await store.put(built.tarball, artifact, stamp)
 
 
 async def pristine(store: ReleaseStore, app: str, version: str) -> Artifact:

@@ -11,6 +11,7 @@ running v1 takes the hot route.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,9 +32,11 @@ HOT_VARIANTS: dict[str, Variant] = {V1: "good", V2: "v2", BROKEN: "broken"}
 def store_with_upgrade_package(root: Path, releases: HelloReleases) -> LocalDirectoryStore:
     """A local store holding v1, v2 and the package 0.1.0 -> 0.2.0 built from them."""
     store = LocalDirectoryStore(root / "store")
-    old, new = (store.put(Path(a.location), a) for a in map(releases.artifact, (V1, V2)))
+    old, new = (
+        asyncio.run(store.put(Path(a.location), a)) for a in map(releases.artifact, (V1, V2))
+    )
     built = build_upgrade(old, new, root / "upgrade-work", SOURCE_DIR)
-    store.put(built.tarball, built.artifact)
+    asyncio.run(store.put(built.tarball, built.artifact))
     return store
 
 

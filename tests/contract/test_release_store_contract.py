@@ -69,7 +69,9 @@ def tarball(directory: Path, content: bytes) -> Path:
 
 def test_versions_come_back_in_version_order(store: Store, tmp_path: Path) -> None:
     for version in ("0.10.0", "0.9.0", "0.9.1"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
     assert asyncio.run(store.versions("hello")) == ["0.9.0", "0.9.1", "0.10.0"]
     assert asyncio.run(store.versions("other")) == []
 
@@ -82,7 +84,7 @@ def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Pat
         git_revision="abc", built_at="2026-01-01T00:00:00+00:00", erts="13.1.5", otp="25",
         elixir="1.14.0",
     )  # fmt: skip
-    stored = store.put(tarball(tmp_path, b"release"), built)
+    stored = asyncio.run(store.put(tarball(tmp_path, b"release"), built))
     found = asyncio.run(store.artifact("hello", "1.0.0"))
     assert found == stored and found.sha256 == sha256_of(tmp_path / "t-7.tar.gz")
     assert (found.size, found.kind, found.from_versions, found.otp) == (
@@ -94,7 +96,7 @@ def test_a_stored_artifact_keeps_its_manifest_fields(store: Store, tmp_path: Pat
 
 
 def test_a_missing_version_names_the_versions_there_are(store: Store, tmp_path: Path) -> None:
-    store.put(tarball(tmp_path, b"one"), Artifact("hello", "0.1.0", "", 0))
+    asyncio.run(store.put(tarball(tmp_path, b"one"), Artifact("hello", "0.1.0", "", 0)))
     with pytest.raises(
         NotFoundError, match=r"version 9\.9\.9 of hello is not in the store .*\(it has: 0\.1\.0\)"
     ):
@@ -106,17 +108,21 @@ def test_a_version_is_immutable_but_the_same_build_may_be_put_again(
 ) -> None:
     """Nodes that have a version would never get another build of it: bump the version."""
     first = tarball(tmp_path, b"first build")
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
-    store.put(first, Artifact("hello", "1.0.0", "", 0))
+    asyncio.run(store.put(first, Artifact("hello", "1.0.0", "", 0)))
+    asyncio.run(store.put(first, Artifact("hello", "1.0.0", "", 0)))
     with pytest.raises(
         UsageError, match=r"hello 1\.0\.0 is already in the store .* bump the version"
     ):
-        store.put(tarball(tmp_path, b"second build!"), Artifact("hello", "1.0.0", "", 0))
+        asyncio.run(
+            store.put(tarball(tmp_path, b"second build!"), Artifact("hello", "1.0.0", "", 0))
+        )
 
 
 def test_a_removed_version_is_gone(store: Store, tmp_path: Path) -> None:
     for version in ("0.1.0", "0.2.0"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
     asyncio.run(store.remove("hello", "0.1.0"))
     assert asyncio.run(store.versions("hello")) == ["0.2.0"]
     with pytest.raises(NotFoundError):
@@ -124,7 +130,9 @@ def test_a_removed_version_is_gone(store: Store, tmp_path: Path) -> None:
 
 
 def test_a_local_copy_has_the_stored_bytes(store: Store, tmp_path: Path) -> None:
-    stored = store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
+    stored = asyncio.run(
+        store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
+    )
     local = asyncio.run(store.local_file(stored))
     assert local.read_bytes() == b"release bytes"
 
@@ -140,9 +148,11 @@ def test_an_upgrade_package_is_found_by_its_from_and_to_versions(
     store: Store, tmp_path: Path
 ) -> None:
     for version in ("0.1.0", "0.2.0"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
-    stored = store.put(
-        tarball(tmp_path, b"relup 0.1.0 -> 0.2.0"), upgrade_package("0.2.0", "0.1.0")
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
+    stored = asyncio.run(
+        store.put(tarball(tmp_path, b"relup 0.1.0 -> 0.2.0"), upgrade_package("0.2.0", "0.1.0"))
     )
     found = asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0"))
     assert found == stored and (found.kind, found.from_versions) == ("upgrade", ("0.1.0",))
@@ -159,20 +169,24 @@ def test_an_upgrade_package_is_immutable_and_named_by_its_from_version(
     store: Store, tmp_path: Path
 ) -> None:
     first = tarball(tmp_path, b"first relup")
-    store.put(first, upgrade_package("0.2.0", "0.1.0"))
-    store.put(first, upgrade_package("0.2.0", "0.1.0"))
+    asyncio.run(store.put(first, upgrade_package("0.2.0", "0.1.0")))
+    asyncio.run(store.put(first, upgrade_package("0.2.0", "0.1.0")))
     with pytest.raises(
         UsageError, match=r"hello 0\.2\.0 \(upgrade from 0\.1\.0\) is already in the store"
     ):
-        store.put(tarball(tmp_path, b"another relup!"), upgrade_package("0.2.0", "0.1.0"))
+        asyncio.run(
+            store.put(tarball(tmp_path, b"another relup!"), upgrade_package("0.2.0", "0.1.0"))
+        )
     with pytest.raises(UsageError, match=r"from_versions must name one version"):
-        store.put(first, replace(upgrade_package("0.2.0", "0.1.0"), from_versions=()))
+        asyncio.run(store.put(first, replace(upgrade_package("0.2.0", "0.1.0"), from_versions=())))
 
 
 def test_removing_a_version_removes_its_upgrade_packages(store: Store, tmp_path: Path) -> None:
     for version in ("0.1.0", "0.2.0"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
-    store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0"))
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
+    asyncio.run(store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0")))
     asyncio.run(store.remove("hello", "0.2.0"))
     assert asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0")) is None
     assert asyncio.run(store.versions("hello")) == ["0.1.0"]

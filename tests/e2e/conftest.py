@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -119,7 +120,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         store = LocalDirectoryStore(directory / ".deliver/releases")
         for version, variant in ((GOOD, "good"), (NEXT, "good"), (BROKEN, "broken")):
             built = Artifact("hello", version, "", 0, platform=local_platform())
-            store.put(tarball(version, variant), built)
+            asyncio.run(store.put(tarball(version, variant), built))
         yield Project(directory, fleet)
     finally:
         fleet.stop()

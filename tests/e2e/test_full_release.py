@@ -6,6 +6,7 @@ Edeliver: the event log says what Edeliver believes, the nodes say what is true.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -176,8 +177,10 @@ def test_a_corrupted_artifact_is_refused_before_any_switch(project: Project) -> 
     version = "0.2.7"  # never uploaded anywhere, so no node has a good copy already
     store = LocalDirectoryStore(project.directory / ".deliver/releases")
     stored = Path(
-        store.put(
-            tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+        asyncio.run(
+            store.put(
+                tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+            )
         ).location
     )
     damaged = bytearray(stored.read_bytes())
@@ -224,7 +227,7 @@ def _padded_release(project: Project, version: str) -> None:
             out.addfile(member, original.extractfile(member) if member.isfile() else None)
         out.add(noise, arcname=f"lib/padding-{version}.bin")
     store = LocalDirectoryStore(project.directory / ".deliver/releases")
-    store.put(padded, Artifact("hello", version, "", 0, platform=local_platform()))
+    asyncio.run(store.put(padded, Artifact("hello", version, "", 0, platform=local_platform())))
 
 
 def _kill_sshd_when_upload_is_under_way(project: Project, node: str, version: str) -> int:

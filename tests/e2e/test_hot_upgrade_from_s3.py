@@ -7,6 +7,7 @@ package straight from S3. What runs is asked of the nodes themselves (`bin/hello
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ def hot_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Project]:
         with mock.patch.dict(os.environ, CREDENTIALS):  # as a CI builder would put them
             for version, variant in ((V1, "good"), (V2, "v2")):
                 built = Artifact("hello", version, "", 0, platform=local_platform())
-                store.put(tarball(version, variant), built)
+                asyncio.run(store.put(tarball(version, variant), built))
         yield project
 
 

@@ -75,10 +75,10 @@ def test_the_store_host_keeps_upgrade_packages_below_their_version(
     store = release_store(store_project.directory, load_config(store_project.directory))
     later = "0.9.0"
     (tmp_path / "release.tar.gz").write_bytes(b"release")
-    store.put(tmp_path / "release.tar.gz", Artifact("hello", later, "", 0))
+    asyncio.run(store.put(tmp_path / "release.tar.gz", Artifact("hello", later, "", 0)))
     (tmp_path / "relup.tar.gz").write_bytes(b"relup")
     package = Artifact("hello", later, "", 0, kind="upgrade", from_versions=(GOOD,))
-    stored = store.put(tmp_path / "relup.tar.gz", package)
+    stored = asyncio.run(store.put(tmp_path / "relup.tar.gz", package))
     assert stored.location == f"{STORE_PATH}/hello/{later}/upgrades/{GOOD}/hello-{later}.tar.gz"
     assert asyncio.run(store.upgrade("hello", GOOD, later)) == stored
     assert asyncio.run(store.upgrade("hello", NEXT, later)) is None

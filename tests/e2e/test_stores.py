@@ -5,6 +5,7 @@ What runs is asked of the nodes themselves (OpenSSH + `bin/hello rpc`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -43,9 +44,13 @@ def _put_releases(store: S3ReleaseStore) -> None:
 
 
 def _put_each(store: S3ReleaseStore, platform: Platform) -> None:
-    store.put(tarball(GOOD), Artifact("hello", OLD, "", 0, platform=platform))  # never deployed
+    asyncio.run(
+        store.put(tarball(GOOD), Artifact("hello", OLD, "", 0, platform=platform))
+    )  # never deployed
     for version in (GOOD, NEXT):
-        store.put(tarball(version), Artifact("hello", version, "", 0, platform=platform))
+        asyncio.run(
+            store.put(tarball(version), Artifact("hello", version, "", 0, platform=platform))
+        )
 
 
 def _report(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -130,7 +135,7 @@ def test_a_release_built_for_another_platform_is_refused_before_any_upload(
     )
     store = S3ReleaseStore(BUCKET, PREFIX, tmp_path, endpoint_url=s3_project.endpoint)
     with mock.patch.dict(os.environ, CREDENTIALS):
-        store.put(tarball(GOOD), Artifact("hello", "0.9.0", "", 0, platform=other))
+        asyncio.run(store.put(tarball(GOOD), Artifact("hello", "0.9.0", "", 0, platform=other)))
     result = s3_project.deploy("all", "0.9.0")
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"release built for {other}, but nodes" in result.stderr

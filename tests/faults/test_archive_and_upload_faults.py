@@ -9,6 +9,7 @@ free (`edeliver history` shows it ended). One fleet of three nodes for the whole
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -84,7 +85,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Project]:
         }
         with mock.patch.dict(os.environ, CREDENTIALS):  # as a CI builder would put them
             for version, path in built.items():
-                store.put(path, Artifact("hello", version, "", 0, platform=local_platform()))
+                asyncio.run(
+                    store.put(path, Artifact("hello", version, "", 0, platform=local_platform()))
+                )
         yield project
 
 

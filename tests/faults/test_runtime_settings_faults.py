@@ -8,6 +8,7 @@ free (`edeliver history` shows it ended). One fleet of three nodes for the whole
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 from collections.abc import Iterator
@@ -49,8 +50,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
             config.write(ENVIRONMENTS)
         store = LocalDirectoryStore(directory / ".deliver/releases")
         for version in (OLD, NEW):
-            store.put(
-                tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+            asyncio.run(
+                store.put(
+                    tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+                )
             )
         project = Project(directory, fleet)
         for node in fleet.nodes:

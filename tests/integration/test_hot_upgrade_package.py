@@ -51,14 +51,14 @@ def store(tmp_path: Path) -> LocalDirectoryStore:
     store = LocalDirectoryStore(tmp_path / "store")
     for version, variant in ((V1, "good"), (V2, "v2")):
         built = Artifact("hello", version, "", 0, platform=local_platform())
-        store.put(tarball(version, variant), built)
+        asyncio.run(store.put(tarball(version, variant), built))
     return store
 
 
 async def upgrade_package(store: LocalDirectoryStore, tmp_path: Path) -> Artifact:
     old, new = [await store.artifact("hello", v) for v in (V1, V2)]
     built = build_upgrade(old, new, tmp_path / "work", SOURCE_DIR)
-    return store.put(built.tarball, built.artifact)
+    return await store.put(built.tarball, built.artifact)
 
 
 def test_the_package_has_exactly_what_release_handler_needs(

@@ -4,6 +4,7 @@ and a version changed through the environment or by auto_version really rebuilt.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,8 +114,12 @@ def test_an_auto_version_build_in_a_reused_build_dir_boots_the_new_suffix(
     mix_exs = directory / "mix.exs"
     mix_exs.write_text(mix_exs.read_text().replace("aliases: aliases()", "aliases: []"))
     env = {"HELLO_VERSION": "1.1.0"}
-    MixLocalBuilder(directory, "hello", env={**env, VERSION_SUFFIX: "1.1d013c8"}).build()
-    built = MixLocalBuilder(directory, "hello", env={**env, VERSION_SUFFIX: "2.733a569"}).build()
+    asyncio.run(
+        MixLocalBuilder(directory, "hello", env={**env, VERSION_SUFFIX: "1.1d013c8"}).build()
+    )
+    built = asyncio.run(
+        MixLocalBuilder(directory, "hello", env={**env, VERSION_SUFFIX: "2.733a569"}).build()
+    )
     assert built.artifact.version == "1.1.0+2.733a569" and built.tarball is not None
     assert entries(built.tarball, "lib").count("hello-1.1.0+2.733a569") == 1
     assert booted_version(unpack(built.tarball, tmp_path), "hello") == "1.1.0+2.733a569"

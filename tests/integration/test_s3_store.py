@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edeliver.adapters.store.s3_store import S3ReleaseStore, StoreUnreachable
+from edeliver.adapters.store.local_store import StoreUnreachable
+from edeliver.adapters.store.s3_store import S3ReleaseStore
 from edeliver.cli.main import Runtime, app
 from edeliver.core.domain.errors import NodeError, UsageError
 from edeliver.core.domain.model import Artifact, Platform
@@ -56,7 +57,9 @@ def test_a_put_version_is_listed_in_version_order_with_its_full_manifest(
         built = Artifact(
             "hello", version, "", 0, platform=platform, git_revision="abc123", otp="25"
         )
-        store.put(tarball(tmp_path, version.encode()), built, {"built_by": "ci@runner"})
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), built, {"built_by": "ci@runner"})
+        )
     assert asyncio.run(store.versions("hello")) == ["0.9.0", "0.10.0"]
     found = asyncio.run(store.artifact("hello", "0.10.0"))
     assert (found.size, found.platform, found.git_revision, found.otp) == (
@@ -74,7 +77,9 @@ def test_a_put_version_is_listed_in_version_order_with_its_full_manifest(
 def test_a_removed_version_is_no_longer_listed_nor_stored(endpoint: str, tmp_path: Path) -> None:
     store = store_at(endpoint, tmp_path)
     for version in ("0.1.0", "0.2.0"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
     asyncio.run(store.remove("hello", "0.1.0"))
     assert asyncio.run(store.versions("hello")) == ["0.2.0"]
     left = s3_client(endpoint).list_objects_v2(
@@ -86,7 +91,9 @@ def test_a_removed_version_is_no_longer_listed_nor_stored(endpoint: str, tmp_pat
 def test_a_corrupted_object_is_refused_when_downloaded(endpoint: str, tmp_path: Path) -> None:
     """Neither S3 nor moto re-checks our sha256: the store does, against its manifest."""
     store = store_at(endpoint, tmp_path)
-    stored = store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
+    stored = asyncio.run(
+        store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.1.0", "", 0))
+    )
     s3_client(endpoint).put_object(Bucket=BUCKET, Key=stored.location, Body=b"tampered bytes")
     with pytest.raises(NodeError, match=r"corrupted in the store.*refused before any node"):
         asyncio.run(store.local_file(stored))
@@ -101,8 +108,8 @@ def test_an_upgrade_package_is_kept_below_its_version_manifest_written_and_liste
     endpoint: str, tmp_path: Path
 ) -> None:
     store = store_at(endpoint, tmp_path)
-    store.put(tarball(tmp_path, b"0.2.0"), Artifact("hello", "0.2.0", "", 0))
-    stored = store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0"))
+    asyncio.run(store.put(tarball(tmp_path, b"0.2.0"), Artifact("hello", "0.2.0", "", 0)))
+    stored = asyncio.run(store.put(tarball(tmp_path, b"relup"), upgrade_package("0.2.0", "0.1.0")))
     below = f"{tmp_path.name}/hello/0.2.0/upgrades/0.1.0/"
     assert stored.location == below + "hello-0.2.0.tar.gz"
     keys = s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=below)["Contents"]
@@ -120,7 +127,7 @@ def test_a_corrupted_upgrade_package_is_refused_when_downloaded(
     endpoint: str, tmp_path: Path
 ) -> None:
     store = store_at(endpoint, tmp_path)
-    store.put(tarball(tmp_path, b"relup bytes"), upgrade_package("0.2.0", "0.1.0"))
+    asyncio.run(store.put(tarball(tmp_path, b"relup bytes"), upgrade_package("0.2.0", "0.1.0")))
     package = asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0"))
     assert package is not None
     s3_client(endpoint).put_object(Bucket=BUCKET, Key=package.location, Body=b"tampered")
@@ -159,7 +166,7 @@ def test_an_unreachable_endpoint_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_presigned_fetch_command_keeps_the_url_out_of_argv(endpoint: str, tmp_path: Path) -> None:
     """The node reads the URL from a here-document: no process list shows the signature."""
     store = store_at(endpoint, tmp_path)
-    stored = store.put(tarball(tmp_path, b"x"), Artifact("hello", "0.1.0", "", 0))
+    stored = asyncio.run(store.put(tarball(tmp_path, b"x"), Artifact("hello", "0.1.0", "", 0)))
     command = asyncio.run(store.fetch_command(stored))
     first_line, _, rest = command.partition("\n")
     assert "X-Amz-Signature" not in first_line and "X-Amz-Signature" in rest
@@ -193,7 +200,7 @@ def test_a_manifest_with_a_null_size_is_refused_naming_its_key(
 ) -> None:
     """`"size": null` in S3: one UsageError (exit 2) naming s3://bucket/key and the field."""
     store = store_at(endpoint, tmp_path)
-    store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.2.0", "", 0))
+    asyncio.run(store.put(tarball(tmp_path, b"release bytes"), Artifact("hello", "0.2.0", "", 0)))
     key = f"{tmp_path.name}/hello/0.2.0/manifest.json"
     client = s3_client(endpoint)
     manifest = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())

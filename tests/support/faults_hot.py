@@ -3,6 +3,7 @@ e2e and fault tests."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,4 +46,4 @@ def store_release(project: Path, version: str, variant: Variant) -> None:
     """Put a build of examples/hello into the project's local store."""
     store = LocalDirectoryStore(project / ".deliver/releases")
     built = Artifact("hello", version, "", 0, platform=local_platform())
-    store.put(tarball(version, variant), built)
+    asyncio.run(store.put(tarball(version, variant), built))

@@ -4,6 +4,7 @@ ends with (what the nodes run, the log, the lock)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -208,7 +209,7 @@ def start_project(root: Path, size: int = 3) -> tuple[Project, LocalFleet]:
     store = LocalDirectoryStore(directory / ".deliver/releases")
     for version, variant in ((GOOD, "good"), (NEXT, "good"), (BROKEN, "broken")):
         built = Artifact("hello", version, "", 0, platform=local_platform())
-        store.put(tarball(version, variant), built)
+        asyncio.run(store.put(tarball(version, variant), built))
     return Project(directory, fleet), fleet
 
 

@@ -3,6 +3,7 @@ sharing a node, a node task that sleeps on request and a stop command that dawdl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -65,9 +66,11 @@ class LockLab:
         (tasks / "10_slow.sh").write_text(SLOW_TASK)
         store = LocalDirectoryStore(directory / ".deliver/releases")
         for version in (GOOD, NEXT):
-            store.put(
-                tarball(version, "good"),
-                Artifact("hello", version, "", 0, platform=local_platform()),
+            asyncio.run(
+                store.put(
+                    tarball(version, "good"),
+                    Artifact("hello", version, "", 0, platform=local_platform()),
+                )
             )
         return cls(directory, fleet)
 

@@ -8,6 +8,7 @@ into its root and release_handler mutates `releases/`.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import shutil
@@ -43,7 +44,7 @@ def put_in_local_store(project: Path, releases: Iterable[tuple[str, Variant]]) -
     store = LocalDirectoryStore(project / ".deliver/releases")
     for version, variant in releases:
         built = Artifact("hello", version, "", 0, platform=local_platform())
-        store.put(tarball(version, variant), built)
+        asyncio.run(store.put(tarball(version, variant), built))
 
 
 def _built(version: str, variant: Variant) -> Path:
@@ -96,7 +97,7 @@ def _rebuild(entry: Path, version: str, variant: Variant) -> None:
         "HELLO_VERSION": version,
         "HELLO_VARIANT": variant,
     }
-    built = MixLocalBuilder(SOURCE_DIR, "hello", env=env, build_dir=entry).build()
+    built = asyncio.run(MixLocalBuilder(SOURCE_DIR, "hello", env=env, build_dir=entry).build())
     assert built.artifact.version == version, built.artifact
     (entry / "source.sha256").write_text(source_digest())
 

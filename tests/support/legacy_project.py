@@ -7,6 +7,7 @@ accepts a key of its own. HOME is a temp dir holding `.ssh/config` and `.ssh/kno
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -129,7 +130,11 @@ def make_legacy_project(root: Path, fleet: LocalFleet) -> LegacyProject:
     project.write_legacy_config()
     store = LocalDirectoryStore(directory / ".deliver/releases")
     for version in ("0.1.0", "0.2.0"):
-        store.put(tarball(version), Artifact("hello", version, "", 0, platform=local_platform()))
+        asyncio.run(
+            store.put(
+                tarball(version), Artifact("hello", version, "", 0, platform=local_platform())
+            )
+        )
     return project
 
 

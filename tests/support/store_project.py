@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import re
@@ -120,7 +121,7 @@ class StoreHostProject(StoreProject):
         """A build of examples/hello into the store, as `edeliver build` would put it."""
         store = release_store(self.directory, load_config(self.directory))
         built = Artifact("hello", version, "", 0, platform=local_platform())
-        store.put(tarball(version, variant), built)
+        asyncio.run(store.put(tarball(version, variant), built))
 
 
 @contextmanager

@@ -90,9 +90,9 @@ def test_an_upgrade_package_is_stored_below_its_version_and_found_by_its_from_ve
     store = LocalDirectoryStore(tmp_path / "store")
     (tmp_path / "full").write_bytes(b"full release")
     (tmp_path / "package").write_bytes(b"upgrade package")
-    store.put(tmp_path / "full", Artifact("hello", "0.2.0", "", 0))
+    asyncio.run(store.put(tmp_path / "full", Artifact("hello", "0.2.0", "", 0)))
     package = Artifact("hello", "0.2.0", "", 0, kind="upgrade", from_versions=("0.1.0",))
-    store.put(tmp_path / "package", package)
+    asyncio.run(store.put(tmp_path / "package", package))
     assert asyncio.run(store.versions("hello")) == ["0.2.0"]
     assert asyncio.run(store.artifact("hello", "0.2.0")).kind == "release"
     found = asyncio.run(store.upgrade("hello", "0.1.0", "0.2.0"))

@@ -22,7 +22,9 @@ def tarball(directory: Path, content: bytes) -> Path:
 def test_a_put_version_comes_back_with_its_checksum_in_version_order(tmp_path: Path) -> None:
     store = LocalDirectoryStore(tmp_path / "store")
     for version in ("0.10.0", "0.9.0"):
-        store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        asyncio.run(
+            store.put(tarball(tmp_path, version.encode()), Artifact("hello", version, "", 0))
+        )
     assert asyncio.run(store.versions("hello")) == ["0.9.0", "0.10.0"]
     found = asyncio.run(store.artifact("hello", "0.10.0"))
     assert found.sha256 == sha256_of(Path(found.location)) and found.size == 6

@@ -73,7 +73,7 @@ def store_with(tmp_path: Path, change: dict[str, Any]) -> tuple[LocalDirectorySt
     store = LocalDirectoryStore(tmp_path / "store")
     tarball = tmp_path / "t.tar.gz"
     tarball.write_bytes(b"x")
-    store.put(tarball, Artifact("hello", "0.2.0", "", 0))
+    asyncio.run(store.put(tarball, Artifact("hello", "0.2.0", "", 0)))
     manifest = tmp_path / "store/hello/0.2.0/manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **change}))
     return store, manifest
