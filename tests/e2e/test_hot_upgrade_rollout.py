@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from tests.e2e.conftest import Project
 from tests.support.faults_hot import V1, V2, hot_project
 from tests.support.nodes import ssh
