@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edeliver.adapters.build.mix_build import local_platform
 from edeliver.adapters.build.upgrade_build import build_upgrade
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.composition import Runtime
 from edeliver.cli.demo import prepare_project

@@ -23,7 +23,8 @@ from typing import Protocol
 import pytest
 
 from edeliver.adapters.node.fakes import FakeHost, InMemoryNodeShell, InMemoryNodeShells
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.local_host import comm
 from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.domain.config import NodeConfig

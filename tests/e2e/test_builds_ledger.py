@@ -15,7 +15,8 @@ import pytest
 
 from edeliver.adapters.build.build_checks import BuildFailed
 from edeliver.adapters.build.remote_build import CACHE_DIR
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_into_store
 from edeliver.core.domain.errors import UsageError

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from edeliver.core.domain.config import FALLBACKS, STRATEGIES
 from edeliver.core.domain.model import Artifact
 from tests.e2e.conftest import BROKEN, GOOD, NEXT, Project
 from tests.support.hello_release import tarball
+from tests.support.waiting import wait_for
 
 
 def report(result: Any) -> dict[str, Any]:
@@ -119,13 +119,13 @@ def test_a_release_that_never_boots_is_rolled_back_everywhere(project: Project) 
 
 
 def _wait_for(project: Project, condition: Any, timeout: float = 120) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The events of the latest deployment once `condition` holds of them."""
+
+    def reached() -> list[dict[str, Any]] | None:
         events = project.events()
-        if condition(events):
-            return events
-        time.sleep(0.3)
-    raise AssertionError("the deployment never got there")
+        return events if condition(events) else None
+
+    return wait_for(reached, timeout, "the deployment to get there", every=0.3)
 
 
 def _reached(events: list[dict[str, Any]], environment: str, node: str, state: str) -> bool:
@@ -235,17 +235,17 @@ def _kill_sshd_when_upload_is_under_way(project: Project, node: str, version: st
     partial = (
         project.fleet.node(node).root / ".edeliver/uploads" / f"hello-{version}.tar.gz.partial"
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def upload_under_way() -> int:
         size = partial.stat().st_size if partial.exists() else 0
-        if size > 4 * 2**20:
-            for pid in project.fleet.processes(node):
-                if comm(pid) == "sshd":
-                    with contextlib.suppress(ProcessLookupError):  # a session may end first
-                        os.kill(pid, signal.SIGKILL)
-            return size
-        time.sleep(0.01)
-    raise AssertionError("the upload never started")
+        return size if size > 4 * 2**20 else 0
+
+    size = wait_for(upload_under_way, 120, "the upload to start", every=0.01)
+    for pid in project.fleet.processes(node):
+        if comm(pid) == "sshd":
+            with contextlib.suppress(ProcessLookupError):  # a session may end first
+                os.kill(pid, signal.SIGKILL)
+    return size
 
 
 def test_an_sshd_killed_mid_upload_fails_that_node_and_the_upload_resumes(project: Project) -> None:

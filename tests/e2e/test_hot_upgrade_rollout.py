@@ -10,25 +10,28 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from tests.e2e.conftest import Project
 from tests.support.faults_hot import V1, V2, hot_project
 from tests.support.nodes import ssh
+from tests.support.waiting import wait_for
 
 HOT = 'mode = "upgrade"\nstrategy = "one_for_all"\nfallback = "rollback"\nstep_timeout = 120'
 
 # Runs inside a node's VM until shared/client.stop exists: calls the GenServer back to back and
-# counts answers, failures and the code versions that answered.
+# counts answers, failures and the code versions that answered. Its first answer touches
+# shared/client.calling, so the test knows the loop is under way.
 CLIENT = """
 shared = Path.expand("../../shared", to_string(:code.root_dir()))
 stop = Path.join(shared, "client.stop")
+calling = Path.join(shared, "client.calling")
 call = fn ->
   try do
     {:ok, Hello.Counter.info().code_version}
@@ -42,7 +45,9 @@ loop = fn loop, ok, errors, seen, deadline ->
     for e <- Enum.take(errors, 3), do: IO.puts("error=#{inspect(e)}")
   else
     case call.() do
-      {:ok, v} -> loop.(loop, ok + 1, errors, MapSet.put(seen, v), deadline)
+      {:ok, v} ->
+        if ok == 0, do: File.touch!(calling)
+        loop.(loop, ok + 1, errors, MapSet.put(seen, v), deadline)
       {:error, e} -> loop.(loop, ok, [e | errors], seen, deadline)
     end
   end
@@ -124,8 +129,13 @@ def test_a_hot_upgrade_keeps_pids_state_and_serves_a_client_loop_without_errors(
     pids = each(fleet, "IO.puts(System.pid())")
     for node in fleet.nodes:
         put_shared(node, "client.stop", None)
+        put_shared(node, "client.calling", None)
     clients = [start_client(fleet, node) for node in fleet.nodes]
-    time.sleep(3)  # every client is calling before the upgrade starts
+    wait_for(
+        lambda: all((node.root / "shared/client.calling").exists() for node in fleet.nodes),
+        60,
+        "every client's first answer before the upgrade starts",
+    )
 
     result = hot.edeliver("upgrade", "hot", "--json")
 
@@ -171,24 +181,21 @@ def start_client(fleet: LocalFleet, node: FleetNode) -> subprocess.Popen[str]:
 
 
 def wait_until_down(fleet: LocalFleet, node: FleetNode, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def down() -> bool:
         probe = ssh(fleet, node, "pgrep -f bea[m].smp >/dev/null && echo up || echo down")
-        if probe.stdout.strip() == "down":
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{node.name}: the VM did not stop")
+        return probe.stdout.strip() == "down"
+
+    wait_for(down, seconds, f"{node.name}: the VM to stop", every=0.5)
 
 
 def wait_for_answer(fleet: LocalFleet, node: FleetNode, elixir: str, seconds: float = 30) -> str:
-    deadline = time.monotonic() + seconds
     quoted = elixir.replace("'", "'\\''")
-    while time.monotonic() < deadline:
-        answer = ssh(fleet, node, f"cd {node.path}/current && bin/hello rpc '{quoted}'")
-        if answer.returncode == 0 and answer.stdout.strip():
-            return answer.stdout.strip()
-        time.sleep(0.5)
-    raise AssertionError(f"{node.name}: no answer to {elixir}")
+
+    def answer() -> str:
+        asked = ssh(fleet, node, f"cd {node.path}/current && bin/hello rpc '{quoted}'")
+        return asked.stdout.strip() if asked.returncode == 0 else ""
+
+    return wait_for(answer, seconds, f"{node.name}: an answer to {elixir}", every=0.5)
 
 
 def test_rollback_downgrades_hot(hot: Project) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.composition import Runtime
 from edeliver.cli.rollout_commands import build_into_store
 from tests.e2e.conftest import EDELIVER

@@ -29,6 +29,7 @@ from edeliver.core.ports import NodeClaim
 from tests.contract.conftest import HelloReleases, node_config
 from tests.contract.hot_world import HOT_VARIANTS, V1, V2, store_with_upgrade_package
 from tests.support.nodes import ssh
+from tests.support.waiting import wait_for_async
 
 CLAIM = NodeClaim("33333333-cccc-4000-8000-000000000003", "hot", "alice@ci")
 
@@ -117,17 +118,17 @@ async def test_a_stale_deployer_can_neither_hot_install_nor_make_permanent_after
     current = node.fleet.nodes[0].root / "current"
     assert (current / "releases" / V2 / "start.boot").is_file()  # the root v1's, holding v2
     assert (current / "bin/hello").is_file()
-    assert await _lock_free(full, config)
+    await _wait_until_lock_free(full, config)
 
 
-async def _lock_free(full: AsyncsshNodeShells, config: object) -> bool:
+async def _wait_until_lock_free(full: AsyncsshNodeShells, config: object) -> None:
+    """Ask the node on a fresh connection until its lock is free; fail after 30 s."""
     reader = await full.open(config)  # type: ignore[arg-type]
+
+    async def free() -> bool:
+        return await reader.lock_holder() is None
+
     try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while await reader.lock_holder() is not None:
-            if asyncio.get_running_loop().time() > deadline:
-                return False
-            await asyncio.sleep(0.5)
-        return True
+        await wait_for_async(free, 30, "the node lock to be free", every=0.5)
     finally:
         await reader.close()

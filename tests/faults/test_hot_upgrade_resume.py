@@ -18,7 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from tests.e2e.conftest import Project
 from tests.e2e.test_hot_upgrade_rollout import put_shared, report, rpc, wait_until_down
 from tests.support.faults_hot import V1, V2, deploy_v1_and_build_package, hot_project, store_release

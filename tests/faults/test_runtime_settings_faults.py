@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from edeliver.adapters.build.mix_build import local_platform
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.cli.demo import prepare_project
 from edeliver.core.domain.model import Artifact

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import LOOPBACK_ONLY_ERLANG
+from edeliver.adapters.node.fleet_sshd import LOOPBACK_ONLY_ERLANG
 from tests.support.hello_release import tarball
 
 pytestmark = pytest.mark.slow

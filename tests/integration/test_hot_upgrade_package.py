@@ -15,8 +15,9 @@ import pytest
 
 from edeliver.adapters.build.mix_build import local_platform
 from edeliver.adapters.build.upgrade_build import NotHot, build_upgrade
+from edeliver.adapters.node.fleet_inventory import FleetNode
 from edeliver.adapters.node.hot_upgrade import HotUpgradeNodeShell, HotUpgradeNodeShells
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.ssh import AsyncsshNodeShells
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.core.domain.config import NodeConfig

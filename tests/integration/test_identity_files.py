@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.ssh import AsyncsshNodeShells
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import UsageError

@@ -13,7 +13,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.local_host import comm
 from tests.support.waiting import wait_for_async
 

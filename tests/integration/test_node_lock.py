@@ -14,6 +14,7 @@ from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.core.domain.errors import LockHeldError, NodeError
 from edeliver.core.ports import NodeClaim
 from tests.contract.conftest import node_config
+from tests.support.waiting import wait_for_async
 
 FleetFactory = Callable[..., LocalFleet]
 FIRST = NodeClaim("11111111-aaaa-4000-8000-000000000001", "blue", "alice@ci")
@@ -37,13 +38,13 @@ async def opener(fleet: FleetFactory) -> AsyncIterator[Opener]:
     await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
 
 
-async def _free_within(shell: AsyncsshNodeShell, seconds: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await shell.lock_holder() is None:
-            return True
-        await asyncio.sleep(0.5)
-    return False
+async def _wait_until_free(shell: AsyncsshNodeShell, seconds: float) -> None:
+    """Ask the node every half second until its lock is free; fail after `seconds`."""
+
+    async def free() -> bool:
+        return await shell.lock_holder() is None
+
+    await wait_for_async(free, seconds, "the node lock to be free", every=0.5)
 
 
 async def test_a_second_deployment_is_refused_naming_the_holder_of_the_node(opener: Opener) -> None:
@@ -66,7 +67,7 @@ async def test_the_lock_is_free_once_its_holder_closed_and_the_next_taker_gets_a
     holder = await reader.lock_holder()
     assert holder is not None and holder.deployment_id == FIRST.deployment_id
     await first.close()
-    assert await _free_within(reader, 10)
+    await _wait_until_free(reader, 10)
     await second.hold(SECOND)
     now = await reader.lock_holder()
     assert now is not None and now.deployer == "bob@laptop"
@@ -82,7 +83,7 @@ async def test_a_holder_whose_heartbeats_stop_gives_the_node_up_by_the_nodes_clo
     assert first._lock is not None
     first._lock._beats.cancel()  # the heartbeats stop; the connection stays up
     assert await reader.lock_holder() is not None
-    assert await _free_within(reader, node_lock.BOUND + 10)
+    await _wait_until_free(reader, node_lock.BOUND + 10)
 
 
 async def test_a_switch_script_of_an_older_generation_refuses_to_touch_current(

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from edeliver.cli.demo import prepare_project
 from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
 from tests.support.nodes import running_versions
+from tests.support.waiting import wait_for
 
 EDELIVER = [sys.executable, "-m", "edeliver.cli"]
 GOOD, NEXT = "0.1.0", "0.2.0"
@@ -162,10 +162,7 @@ class LockLab:
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
     """Poll `condition` until it holds; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {seconds:g}s: {what}"
-        time.sleep(0.2)
+    wait_for(condition, seconds, what, every=0.2)
 
 
 def _owner(path: Path) -> tuple[int, int]:

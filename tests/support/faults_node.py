@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from tests.support.nodes import ssh
 
 

@@ -19,7 +19,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.local_host import free_ports
 from edeliver.adapters.node.node_scripts import MIX_START, RPC_HEALTH
 from edeliver.cli.demo import prepare_project

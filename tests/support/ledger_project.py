@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.support.hello_release import REPO_ROOT
+from tests.support.waiting import wait_for
 
 LEDGER = REPO_ROOT / "examples" / "ledger"
 TALLY = REPO_ROOT / "examples" / "deps" / "tally"
@@ -120,17 +121,16 @@ def booted_version(root: Path, app: str = "ledger", deadline_seconds: float = 60
     run = root / "bin" / app
     subprocess.run([str(run), "daemon"], env=env, check=True, timeout=60)
     asked = f"IO.puts(Application.spec(:{app}, :vsn))"
+
+    def answer() -> str:
+        done = subprocess.run(
+            [str(run), "rpc", asked],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
     try:
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            done = subprocess.run(
-                [str(run), "rpc", asked],
-                env=env, capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            if done.returncode == 0 and done.stdout.strip():
-                return done.stdout.strip()
-            time.sleep(0.5)
-        raise AssertionError(f"{name} did not answer within {deadline_seconds}s")
+        return wait_for(answer, deadline_seconds, f"{name} to answer", every=0.5)
     finally:
         _stop(run, env)
 

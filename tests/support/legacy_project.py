@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edeliver.adapters.build.mix_build import local_platform
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.local_host import write_key_pair
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.core.domain.model import Artifact

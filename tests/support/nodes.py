@@ -7,7 +7,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from edeliver.adapters.node.local_fleet import FleetNode, LocalFleet
+from edeliver.adapters.node.fleet_inventory import FleetNode
+from edeliver.adapters.node.local_fleet import LocalFleet
 
 
 def ssh(

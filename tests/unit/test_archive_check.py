@@ -1,20 +1,16 @@
-"""The archive check: one rule, read from GNU tar's listing on a node and by tarfile here."""
+"""The archive check: one rule, read from GNU tar's listing on a node and by tarfile here.
+
+A real GNU tar's listing: tests/integration/test_archive_listing_gnu_tar.py.
+"""
 
 from __future__ import annotations
 
-import io
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.node.archive_check import (
-    LISTING,
-    listing_problems,
-    refusal,
-    tarfile_problems,
-)
+from edeliver.adapters.node.archive_check import listing_problems, refusal, tarfile_problems
+from tests.support.archives import EVIL, FOUND, crafted
 
 NUMERIC_LISTING = [
     ("drwxr-xr-x 0/0         0 2026-11-26 06:40 bin/", None),
@@ -41,43 +37,9 @@ def test_unsafe_entries_are_found_in_a_numeric_listing(line: str, problem: str |
     assert (problem in found[0]) if problem else found == []
 
 
-def crafted(path: Path, members: list[tuple[str, bytes, str]], owner: str = "root") -> Path:
-    """A gzipped tar of (name, type, link target) members, every one owned by `owner`."""
-    with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
-        for name, kind, target in members:
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname, info.uname, info.gname = kind, target, owner, owner
-            tar.addfile(info, io.BytesIO(b""))
-    return path
-
-
-EVIL = [
-    ("bin/ok", tarfile.REGTYPE, ""),
-    ("bin/hello", tarfile.SYMTYPE, "/tmp"),
-    ("lib/up", tarfile.SYMTYPE, "../../../etc"),
-    ("dev/null", tarfile.CHRTYPE, ""),
-    ("../escape", tarfile.REGTYPE, ""),
-]
-FOUND = [
-    "symlink 'bin/hello' points outside the release: '/tmp'",
-    "symlink 'lib/up' points outside the release: '../../../etc'",
-    "special file 'dev/null'",
-    "path outside the release: '../escape'",
-]
-
-
 def test_tarfile_finds_every_unsafe_member_of_an_archive_here(tmp_path: Path) -> None:
     """The deployer's own reading: each escaping link, special file and `..` path named."""
     assert tarfile_problems(crafted(tmp_path / "evil.tar.gz", EVIL)) == FOUND
-
-
-def test_a_node_listing_with_an_owner_name_with_spaces_is_read_right(tmp_path: Path) -> None:
-    """GNU tar's numeric listing of an archive whose owner is "evil user": same problems."""
-    archive = crafted(tmp_path / "evil.tar.gz", EVIL, owner="evil user")
-    listing = subprocess.run(
-        f"{LISTING} {archive}", shell=True, capture_output=True, text=True, check=True
-    ).stdout
-    assert listing_problems(listing.splitlines()) == FOUND
 
 
 def test_a_file_that_is_not_a_gzipped_tar_is_a_problem(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
-"""What every build checks of its tarball, and the one line a failed deps.get becomes (pure)."""
+"""What every build checks of its tarball, and the one line a failed deps.get becomes (pure).
+
+The facts script run by a real sh: tests/integration/test_build_facts_script.py.
+"""
 
 from __future__ import annotations
-
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -63,27 +63,6 @@ def test_an_auto_version_build_without_its_suffix_is_refused() -> None:
     """A release that booted the previous build's version is caught by its missing suffix."""
     with pytest.raises(BuildFailed, match=r"lacks the auto_version suffix 2\.733a569"):
         check_contents("ledger", _with(vsn={}), "2.733a569")
-
-
-def test_the_facts_script_lists_releases_libs_and_app_versions(tmp_path: Path) -> None:
-    """Both .app layouts (OTP's `{vsn, "x"}` and mix's `{vsn,"x"}`) are read."""
-    (tmp_path / "releases/1.1.0").mkdir(parents=True)
-    (tmp_path / "releases/start_erl.data").write_text("13.1.5 1.1.0\n")
-    for app, line in (("kernel-8.5.3", '  {vsn, "8.5.3"},'), ("ledger-1.1.0", '{vsn,"1.1.0"},')):
-        (tmp_path / "lib" / app / "ebin").mkdir(parents=True)
-        name = app.partition("-")[0]
-        (tmp_path / "lib" / app / "ebin" / f"{name}.app").write_text(
-            f"{{application,x,[\n{line}\n]}}.\n"
-        )
-    done = subprocess.run(
-        ["sh", "-c", bs.facts_script()], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    facts = bs.parse_facts(done.stdout)
-    assert facts.releases == ("1.1.0", "start_erl.data")
-    assert facts.lib == ("kernel-8.5.3", "ledger-1.1.0")
-    assert facts.vsn == {
-        "lib/kernel-8.5.3/ebin/kernel.app": "8.5.3", "lib/ledger-1.1.0/ebin/ledger.app": "1.1.0",
-    }  # fmt: skip
 
 
 GIT_FAILURE = """\
