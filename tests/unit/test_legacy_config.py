@@ -4,7 +4,8 @@ edeliver.toml (pure). Sourcing a real config: tests/integration/test_legacy_conf
 
 from __future__ import annotations
 
-from edeliver.core.domain.config import Config, parse_config
+from edeliver.core.domain.config import Config
+from edeliver.core.domain.config_parser import parse_config
 from edeliver.core.domain.legacy import migrate
 from edeliver.core.domain.legacy_variables import IGNORED
 
