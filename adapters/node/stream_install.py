@@ -7,7 +7,7 @@ reads the tarball back (it used to read it three times: hash, listing, unpack). 
 `.partial` is ever booted: only if the hash matches are the upload renamed into place and the
 listing kept beside it (`<upload>.listing`); else the upload, the listing and the unpacked dir
 go. The install step then checks the listing, as for any upload, and renames the dir into
-place (`node_scripts.place_script`).
+place (`install_scripts.place_script`).
 
 The deployer already found the file's entries safe (`sftp_upload.local_problems`) before any
 byte left; GNU tar also refuses `..` members and defers links that leave the root, so an
@@ -22,7 +22,8 @@ from __future__ import annotations
 import shlex
 
 from edeliver.adapters.node.archive_check import LISTING
-from edeliver.adapters.node.node_scripts import PRIVATE_UPLOADS, RUN_NAME, Layout, checked_version
+from edeliver.adapters.node.install_scripts import PRIVATE_UPLOADS
+from edeliver.adapters.node.node_scripts import RUN_NAME, Layout, checked_version
 
 q = shlex.quote
 

@@ -20,7 +20,8 @@ import pytest
 
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
-from edeliver.adapters.node.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
+from edeliver.adapters.node.ssh import AsyncsshNodeShells, pin_host_key
+from edeliver.adapters.node.ssh_connect import fetch_host_key
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.core.domain.errors import (
     HostKeyChanged,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.node import install_scripts
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.archive_check import listing_problems
 from edeliver.adapters.node.node_scripts import Layout
@@ -64,14 +65,14 @@ def test_a_streamed_release_is_kept_verified_listed_and_unpacked_then_placed_by_
     assert done.returncode == 0, done.stderr
     upload = Path(layout.upload("1.0.0"))
     assert upload.read_bytes() == data and stat.S_IMODE(upload.stat().st_mode) == 0o600
-    said = run(ns.install_state_script(layout, "1.0.0")).stdout.splitlines()
+    said = run(install_scripts.install_state_script(layout, "1.0.0")).stdout.splitlines()
     assert said[0] == "streamed" and listing_problems(said[1:]) == []
     assert any(line.endswith(" bin/hello") for line in said[1:])
-    assert run(ns.place_script(layout, "1.0.0")).returncode == 0
+    assert run(install_scripts.place_script(layout, "1.0.0")).returncode == 0
     release = Path(layout.path, "releases", "1.0.0")
     assert (release / "bin" / "hello").is_file()
     assert stat.S_IMODE((release / "releases" / "COOKIE").stat().st_mode) & 0o077 == 0
-    assert run(ns.install_state_script(layout, "1.0.0")).stdout == "installed\n"
+    assert run(install_scripts.install_state_script(layout, "1.0.0")).stdout == "installed\n"
     assert sorted(os.listdir(upload.parent)) == [upload.name]
 
 
@@ -84,7 +85,7 @@ def test_streamed_bytes_that_are_not_the_release_leave_nothing_behind(
     assert (done.returncode, done.stdout.decode().strip()) == (4, hashlib.sha256(data).hexdigest())
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == []
     assert os.listdir(Path(layout.path, "releases")) == []
-    assert run(ns.install_state_script(layout, "1.0.0")).stdout == "missing\n"
+    assert run(install_scripts.install_state_script(layout, "1.0.0")).stdout == "missing\n"
 
 
 def test_a_refused_streamed_upload_goes_with_its_listing_and_unpacked_dir(
@@ -94,7 +95,9 @@ def test_a_refused_streamed_upload_goes_with_its_listing_and_unpacked_dir(
     data, sha = release_tarball(tmp_path, "1.0.0")
     assert streamed(stream_script(layout, "1.0.0", sha, len(data)), data).returncode == 0
     unpacked = f"{layout.path}/releases/.1.0.0.partial"
-    assert run(ns.remove_upload_script(layout.upload("1.0.0"), unpacked)).returncode == 0
+    assert (
+        run(install_scripts.remove_upload_script(layout.upload("1.0.0"), unpacked)).returncode == 0
+    )
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == []
     assert os.listdir(Path(layout.path, "releases")) == []
 
