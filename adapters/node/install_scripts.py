@@ -93,17 +93,43 @@ def parse_failed_upload(output: str) -> UploadSpace | None:
 # -- install ---------------------------------------------------------------------------------
 
 
-def install_state_script(layout: Layout, version: str) -> str:
+def install_state_script(
+    layout: Layout, version: str, then: str = "", checked_listing: str | None = None
+) -> str:
     """`installed`, `missing` (no verified upload), `streamed` then the `LISTING` kept when the
-    upload was unpacked as it came (see `stream_install`), or `listing` then its `LISTING`."""
+    upload was unpacked as it came (see `stream_install`), or `listing` then its `LISTING`.
+
+    When the kept listing is the one the deployer already found safe (`checked_listing`, its
+    sha256), `placed`: the unpacked dir is renamed into place at once (`part=place`). Once the
+    release is installed (or found so), `then` runs: the rest of the install, in one script."""
+    checked = q(checked_listing or "")
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
-        'if complete "$V"; then echo installed; exit 0; fi\n'
+        f"then_install() {{\n{then}:\n}}\n"
+        'if complete "$V"; then echo installed; then_install; exit 0; fi\n'
         'if [ ! -f "$F" ]; then echo missing; exit 0; fi\n'
         'if [ -d "$R/.$V.partial" ] && [ -f "$F.listing" ]; then\n'
+        f"  if [ -n {checked} ] && "
+        f'[ "$(sha256sum <"$F.listing" | cut -c1-64)" = {checked} ]; then\n'
+        '    echo placed; echo part=place; T="$R/.$V.partial"; D="$R/$V"\n'
+        + _PLACE
+        + '    rm -f "$F.listing"; then_install; exit 0\n  fi\n'
         '  echo streamed; cat "$F.listing" && exit 0; exit 5\nfi\n'
         f'echo listing; {LISTING} "$F" || exit 5\n'
     )
+
+
+def script_parts(output: str) -> dict[str, str]:
+    """An install script's output by part: "" (what it found), then each `part=<name>` line's
+    name and what followed it; the last part named is the one that ran last."""
+    parts, name = {"": ""}, ""
+    for line in output.splitlines(keepends=True):
+        if line.startswith("part="):
+            name = line.removeprefix("part=").strip()
+            parts[name] = ""
+        else:
+            parts[name] += line
+    return parts
 
 
 def listing_script(upload: str) -> str:
@@ -127,25 +153,28 @@ def private_cookies(root: str) -> str:
     )
 
 
-def unpack_script(layout: Layout, version: str) -> str:
-    """Unpack into releases/.<v>.partial, check it is that release, rename it into place."""
+def unpack_script(layout: Layout, version: str, then: str = "") -> str:
+    """Unpack into releases/.<v>.partial, check it is that release, rename it into place, then
+    `then` (the rest of the install)."""
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'T="$R/.$V.partial"; D="$R/$V"\n'
         'rm -rf "$T" && mkdir -p "$T" || exit 3\n'
-        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n' + _PLACE
+        'tar -xzf "$F" -C "$T" --no-same-owner >&2 || { rm -rf "$T"; exit 5; }\n' + _PLACE + then
     )
 
 
-def place_script(layout: Layout, version: str) -> str:
+def place_script(layout: Layout, version: str, then: str = "") -> str:
     """Check that releases/.<v>.partial, unpacked as the upload came, is that release, and
-    rename it into place; its listing, read once the deployer found it safe, goes."""
+    rename it into place; its listing, read once the deployer found it safe, goes; then
+    `then` (the rest of the install)."""
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(layout.upload(version))}\n"
         'T="$R/.$V.partial"; D="$R/$V"\n'
         '[ -d "$T" ] || { echo "releases/.$V.partial is gone: install again" >&2; exit 5; }\n'
         + _PLACE
         + 'rm -f "$F.listing"\n'
+        + then
     )
 
 

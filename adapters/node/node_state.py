@@ -62,12 +62,11 @@ vms() {
 """
 
 
-def probe_script(layout: Layout) -> str:
-    """Platform, free disk, current, complete releases (newest first), last record, VMs."""
-    return (
-        layout.prelude()
-        + VMS
-        + r"""
+# The probe after a script's prelude (whose `P`, `R`, `S`, `PHYS` and `complete` it reads): an
+# install ends with it too, so that its activation needs no probe of its own.
+STATE_REPORT = (
+    VMS
+    + r"""
 echo "os=$(uname -s)"
 echo "arch=$(uname -m)"
 echo "getconf=$(getconf GNU_LIBC_VERSION 2>/dev/null)"
@@ -82,7 +81,12 @@ fi
 if [ -f "$S/last" ]; then sed 's/^/last./' "$S/last"; fi
 vms
 """
-    )
+)
+
+
+def probe_script(layout: Layout) -> str:
+    """Platform, free disk, current, complete releases (newest first), last record, VMs."""
+    return layout.prelude() + STATE_REPORT
 
 
 def parse_probe(output: str) -> NodeState:

@@ -1,7 +1,9 @@
 """The NodeShell port over asyncssh: full-release deploys to a node's deploy path (DESIGN §6).
 
-One SSH connection per node carries every step; each step is one or two remote `sh` scripts
-plus, for a resumed upload, SFTP. The shell is built in layers, each a module: connecting
+One SSH connection per node carries every step; a step is one remote `sh` script when it can
+be (a streamed prepare is two: the upload's state, then the stream; an install whose listing
+was not read yet, and an activation whose node changed since the install, are two), plus, for
+a resumed upload, SFTP. The shell is built in layers, each a module: connecting
 (`ssh_connect`, errors mapped in `ssh_errors`), running scripts on the connection
 (`ssh_channel`), upload and install (`ssh_install`), the wait for a healthy release
 (`ssh_health`); here, the port's steps that read the node's state and switch what runs.
@@ -32,7 +34,13 @@ from edeliver.adapters.node.ssh_connect import SshConnections
 from edeliver.adapters.node.ssh_health import HealthWaits
 from edeliver.adapters.node.ssh_host_keys import pin_host_key
 from edeliver.adapters.node.ssh_install import ReleaseInstall
-from edeliver.adapters.node.switch_scripts import Switch, prune, switch_script
+from edeliver.adapters.node.switch_scripts import (
+    STALE,
+    Switch,
+    Unchanged,
+    prune,
+    switch_script,
+)
 from edeliver.adapters.node.transfer import Delivery, FromLocation
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
@@ -150,10 +158,24 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         """A full release has one route only."""
 
     async def activate(self, artifact: Artifact) -> None:
+        """One script when the install just read the node's state and the node still shows it
+        (else the state read again, and a switch planned from it)."""
         layout, v = self._layout(artifact), artifact.version
-        state = await self._state()
+        installed, self._installed = self._installed, None
+        if installed is not None and installed[0] == v and v in installed[1].facts.releases:
+            state = installed[1]
+            switch = self._activation(state, artifact)
+            if switch is None or await self._switch(layout, switch, "activating", state):
+                return
+        switch = self._activation(await self._state(), artifact)
+        if switch is not None:
+            await self._switch(layout, switch, "activating")
+
+    def _activation(self, state: NodeState, artifact: Artifact) -> Switch | None:
+        """The switch that activates `artifact` on a node in `state`; None: it runs already."""
+        v = artifact.version
         if state.facts.current_version == v and state.running == (v,):
-            return
+            return None
         if v not in state.facts.releases:
             raise NodeError(f"{self.name}: release {v} is not installed: run install first")
         old = state.facts.current_version
@@ -167,8 +189,7 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         keep = {v, *state.running, *roots, *([previous] if previous else [])}
         remove = prune(newest_first, self._shells.keep_releases, keep)
         back = previous if previous in state.facts.releases else None
-        switch = Switch(state.vms, v, True, record, tuple(remove), state.launchers, back)
-        await self._switch(layout, switch, "activating")
+        return Switch(state.vms, v, True, record, tuple(remove), state.launchers, back)
 
     async def verify(self, artifact: Artifact) -> None:
         await self._wait_healthy(self._layout(artifact), artifact.version)
@@ -178,6 +199,7 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         reached raises NodeUnreachable marked `passing`: the deployment waits it out
         (`orchestrator.until_reachable`), its rollback tasks included."""
         layout, v = self._layout(artifact), artifact.version
+        self._installed = None  # what runs is read anew: a rollback plans from nothing older
         state = await self._state()
         remove = () if v == previous else (v,)
         record = ("roll_back", previous or "", "", "")
@@ -221,11 +243,22 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         # The probe reads no app-specific path: any valid app name will do.
         return parse_probe(await self.script_output(probe_script(Layout(self.node.path, "app"))))
 
-    async def _switch(self, layout: Layout, switch: Switch, doing: str) -> None:
+    async def _switch(
+        self, layout: Layout, switch: Switch, doing: str, planned_from: NodeState | None = None
+    ) -> bool:
+        """Run the switch; False, with nothing done, when the node no longer shows the state
+        `planned_from` (given when that state was read by an earlier step's script)."""
         shells = self._shells
         generation = await self.lock_generation()
-        script = switch_script(layout, shells.commands, switch, shells.stop_timeout, generation)
-        await self.script_output(script, doing)
+        unchanged = Unchanged.of(planned_from) if planned_from is not None else None
+        script = switch_script(
+            layout, shells.commands, switch, shells.stop_timeout, generation, unchanged
+        )
+        result = await self.run_script(script)
+        if unchanged is not None and result.exit_status == STALE:
+            return False
+        self._check(result, doing)
+        return True
 
 
 def command_result(done: asyncssh.SSHCompletedProcess) -> CommandResult:

@@ -147,9 +147,14 @@ class NodeConnection:
         except (asyncssh.Error, OSError) as error:
             raise ssh_error(self.node, error, "taking the node's lock") from error
 
-    def _check(self, result: asyncssh.SSHCompletedProcess, doing: str) -> None:
+    def _check(
+        self, result: asyncssh.SSHCompletedProcess, doing: str, said: str | None = None
+    ) -> None:
+        """NodeError for a non-zero exit, with its stderr, else its stdout (or `said`, the part
+        of the stdout that is `doing`'s)."""
         if result.exit_status != 0:
-            detail = (str(result.stderr or "").strip() or str(result.stdout or "").strip())[-2000:]
+            out = str(result.stdout or "") if said is None else said
+            detail = (str(result.stderr or "").strip() or out.strip())[-2000:]
             raise NodeError(
                 f"{self.name}: {doing} failed (exit {result.exit_status}): {detail or 'no output'}"
             )

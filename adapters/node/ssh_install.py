@@ -5,9 +5,12 @@ unpacked, placed beside the running release, and the runtime settings written.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
+
+import asyncssh
 
 from edeliver.adapters.node.archive_check import listing_problems, refusal
 from edeliver.adapters.node.install_scripts import (
@@ -20,20 +23,33 @@ from edeliver.adapters.node.install_scripts import (
     parse_failed_upload,
     place_script,
     remove_upload_script,
+    script_parts,
     unpack_script,
     upload_state_script,
 )
 from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.node.node_state import STATE_REPORT, NodeState, parse_probe
+from edeliver.adapters.node.runtime_env_files import WRITING
 from edeliver.adapters.node.sftp_upload import send_file
-from edeliver.adapters.node.ssh_channel import NodeConnection
+from edeliver.adapters.node.ssh_channel import NodeConnection, NodeShellSettings
 from edeliver.adapters.node.ssh_output import run_streaming
 from edeliver.adapters.node.stream_install import stream_script, streaming_remote_sh
+from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError, NodeUnreachable
 from edeliver.core.domain.model import Artifact
 
 
 class ReleaseInstall(NodeConnection):
     """The prepare and install steps of a full release on one node."""
+
+    def __init__(
+        self, node: NodeConfig, shells: NodeShellSettings, conn: asyncssh.SSHClientConnection
+    ) -> None:
+        super().__init__(node, shells, conn)
+        self._streamed_listings: dict[str, str] = {}  # version -> the listing printed then
+        # The version installed last and the node's state right after: what its activation
+        # plans from, if the node still shows it then (`switch_scripts.Unchanged`).
+        self._installed: tuple[str, NodeState] | None = None
 
     async def write_runtime_env(self) -> None:
         """Write the app's runtime settings of the claiming deployment's environment."""
@@ -72,21 +88,51 @@ class ReleaseInstall(NodeConnection):
         self._check(result, f"verifying the upload of {artifact.name}")
 
     async def install(self, artifact: Artifact) -> None:
-        layout = self._layout(artifact)
-        said = await self.script_output(install_state_script(layout, artifact.version))
-        state, _, listing = said.partition("\n")
+        """One script when the release was streamed in by this shell (its listing checked
+        here first) or is installed already; else two: the listing, checked, then the unpack.
+        Either way the runtime settings are written and the node's state read by the same
+        script, after the release is in place (its COOKIE made the environment's too)."""
+        layout, v = self._layout(artifact), artifact.version
+        upload, unpacked = layout.upload(v), f"{layout.path}/releases/.{v}.partial"
+        streamed = self._streamed_listings.pop(v, None)
+        if streamed is not None:
+            await self._refuse_unsafe(streamed, upload, artifact, unpacked)
+        then, checked = self._after_install(), _sha256(streamed)
+        parts = await self._install_part(
+            install_state_script(layout, v, then, checked), artifact, "probing"
+        )
+        state, _, listing = parts[""].partition("\n")
         if state == "missing":
             raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
-        upload, v = layout.upload(artifact.version), artifact.version
         if state == "streamed":  # unpacked as it came: checked, then renamed into place
-            unpacked = f"{layout.path}/releases/.{v}.partial"
             await self._refuse_unsafe(listing, upload, artifact, unpacked)
-            await self.script_output(place_script(layout, v), f"installing {artifact.name}")
-        elif state != "installed":
+            script = place_script(layout, v, then)
+            parts = await self._install_part(script, artifact, f"installing {artifact.name}")
+        elif state not in ("installed", "placed"):  # `listing`, then the upload's
             await self._refuse_unsafe(listing, upload, artifact)
-            await self.script_output(unpack_script(layout, v), f"unpacking {artifact.name}")
-        # After the unpack, so that the new release's COOKIE is the environment's too.
-        await self.write_runtime_env()
+            script = unpack_script(layout, v, then)
+            parts = await self._install_part(script, artifact, f"unpacking {artifact.name}")
+        if "env" in parts:
+            self._hide = None  # the files may have come since: read them again
+        self._installed = (v, parse_probe(parts["state"]))
+
+    def _after_install(self) -> str:
+        """The install's last parts: the runtime settings written, then the node's state."""
+        runtime, env = self._shells.runtime_env, ""
+        if runtime is not None and self._claim is not None:
+            write = runtime.write_script_of(self.node.path, self._claim.environment, self.name)
+            env = f"echo part=env\n(\n{write}) || exit $?\n"
+        return env + "echo part=state\n" + STATE_REPORT
+
+    async def _install_part(self, script: str, artifact: Artifact, found: str) -> dict[str, str]:
+        """Run an install script; a failure named by the part that failed, as when each part
+        was a script of its own (`found`: the doing of what runs before the first part)."""
+        result = await self.run_script(script)
+        parts = script_parts(str(result.stdout))
+        part = list(parts)[-1]
+        doing = {"place": f"installing {artifact.name}", "env": WRITING}.get(part, found)
+        self._check(result, "probing" if part == "state" else doing, parts[part])
+        return parts
 
     async def check_upload(self, upload: str, artifact: Artifact) -> None:
         """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
@@ -139,6 +185,9 @@ class ReleaseInstall(NodeConnection):
             partial = layout.upload(v) + ".partial"
             raise NodeError(await self._failed_upload(partial, artifact, error))
         self._check(result, f"uploading and unpacking {artifact.name}")
+        listing = str(result.stdout)
+        if not listing.startswith("["):  # not cut to its tail (run_bounded): the install reads it
+            self._streamed_listings[v] = listing
 
     def _sent(self, total: int) -> Callable[[int], None]:
         def sent(done: int) -> None:
@@ -184,3 +233,7 @@ class ReleaseInstall(NodeConnection):
                 "the partial upload was removed"
             )
         return f"{error}; the partial upload was removed"
+
+
+def _sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None

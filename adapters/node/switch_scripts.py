@@ -16,7 +16,7 @@ from edeliver.adapters.node.node_scripts import (
     checked_version,
     q,
 )
-from edeliver.adapters.node.node_state import Vm
+from edeliver.adapters.node.node_state import NodeState, Vm
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,53 @@ class Switch:
     launchers: tuple[int, ...] = ()  # run_erl pids of VMs that may still be booting
     back: str | None = None  # the version a rollback will switch back to: its link made now
     getting_back: bool = False  # a rollback: it must work on a full disk
+
+
+STALE = 75  # the exit status of a switch whose node no longer shows the state it was planned from
+
+# What `Unchanged` compares, read as the probe reads it (`node_state`): where current points,
+# the complete releases newest first, and the pids of the release's VMs and launchers (any
+# BEAM or run_erl started from a release: a console VM too, which the probe leaves out, so
+# that one running makes the check fail, never pass wrongly).
+_SEEN = r"""
+seen_current() { c=$(readlink "$P/current" 2>/dev/null); c=${c%/}; echo "${c##*/}"; }
+seen_releases() {
+  [ -d "$R" ] || return 0
+  ls -1t "$R" | while IFS= read -r n; do if complete "$n"; then echo "$n"; fi; done
+}
+seen_pids() {
+  [ -n "$PHYS" ] || return 0
+  for f in $(grep -a -l -F -e "$PHYS/releases/" /proc/[0-9]*/cmdline 2>/dev/null); do
+    a0=$(tr '\000' '\n' <"$f" 2>/dev/null | head -n 1)
+    case "${a0##*/}" in beam*|run_erl) p=${f#/proc/}; echo "${p%/cmdline}" ;; esac
+  done | sort -n
+}
+"""
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """The node state a switch was planned from, read by an earlier script (the install's):
+    the switch runs only if the node still shows it, else exits STALE having changed nothing,
+    for the deployer to read the state again and plan anew."""
+
+    current: str | None
+    releases_by_age: tuple[str, ...]
+    pids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, state: NodeState) -> Unchanged:
+        pids = sorted((*(vm.pid for vm in state.vms), *state.launchers))
+        return cls(state.facts.current_version, state.releases_by_age, tuple(pids))
+
+    def check(self) -> str:
+        releases, pids = "\n".join(self.releases_by_age), " ".join(map(str, self.pids))
+        return _SEEN + (
+            f'if [ "$(seen_current)" != {q(self.current or "")} ] || '
+            f'[ "$(seen_releases)" != {q(releases)} ] || [ "$(echo $(seen_pids))" != {q(pids)} ]; '
+            "then\n"
+            f'  echo "the node changed since its state was read" >&2; exit {STALE}\nfi\n'
+        )
 
 
 # Seconds a VM has to go once sent SIGTERM (a BEAM then runs init:stop), before SIGKILL.
@@ -116,10 +163,12 @@ def switch_script(
     switch: Switch,
     stop_seconds: float = 30.0,
     generation: int | None = None,
+    unchanged: Unchanged | None = None,
 ) -> str:
     """Prepare everything the switch needs, then stop, switch current (or remove it), start,
     record, remove: each part skipped when done. With a `generation`, every part that stops,
-    records, switches, removes or starts runs only while the node's lock is held at it.
+    records, switches, removes or starts runs only while the node's lock is held at it. With
+    `unchanged`, nothing is done (exit STALE) unless the node still shows that state.
 
     What needs disk space (the new `current` link, the link back, the `last` record, the start
     log's header) is written before any VM is stopped, so a full disk fails an activation with
@@ -127,6 +176,8 @@ def switch_script(
     its activation prepared, and its record is best effort). After the stop, only renames."""
     lines = [layout.prelude() + _lifecycle_functions(layout, commands, stop_seconds)]
     lines.append(generation_guard(generation))
+    if unchanged is not None:
+        lines.append(unchanged.check())
     lines += _prepare_switch(switch)
     if switch.to is not None:  # a link through `current`: made before anything stops
         lines.append(legacy_bin_link())

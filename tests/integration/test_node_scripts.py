@@ -462,3 +462,42 @@ def wait_for_cmdline(pid: int, first: str) -> None:
     while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(first.encode()):
         assert time.monotonic() < deadline, "the process never showed its command line"
         time.sleep(0.01)
+
+
+def beam_lookalike(layout: Layout, version: str) -> subprocess.Popen[bytes]:
+    """A process named as a release's BEAM is (`<root>/erts/bin/beam.smp`), without `-root`:
+    the probe does not count it as the release's VM, the switch's check of its pids does."""
+    root = Path(os.path.realpath(layout.path), "releases", version)
+    argv = [f"{root}/erts/bin/beam.smp", "-c", "import time; time.sleep(300)"]
+    return subprocess.Popen(argv, executable=sys.executable)
+
+
+def test_a_switch_planned_from_a_state_the_node_left_changes_nothing(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """With `Unchanged` of an earlier probe, a switch exits STALE before writing anything
+    while a VM runs that the probe did not see; once the node shows that state again, it
+    switches."""
+    archive, sha = release_tarball(tmp_path, "1.0.0")
+    run(install_scripts.upload_state_script(layout, "1.0.0", sha))
+    Path(layout.upload("1.0.0")).write_bytes(archive.read_bytes())
+    assert run(install_scripts.unpack_script(layout, "1.0.0")).returncode == 0
+    unchanged = switch_scripts.Unchanged.of(
+        node_state.parse_probe(run(node_state.probe_script(layout)).stdout)
+    )
+    commands = ReleaseCommands(start="true", stop="true")
+    switch = Switch(to="1.0.0", start=False, record=("activate", "1.0.0", "", sha))
+    script = switch_scripts.switch_script(layout, commands, switch, unchanged=unchanged)
+    vm = beam_lookalike(layout, "1.0.0")
+    try:
+        done = run(script)
+    finally:
+        vm.kill()
+        vm.wait()
+    assert done.returncode == switch_scripts.STALE, done.stderr
+    edeliver = Path(layout.path, ".edeliver")
+    assert not Path(layout.path, "current").is_symlink()
+    assert not (edeliver / "last.new").exists() and not (edeliver / "current.new").exists()
+    done = run(script)
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(f"{layout.path}/current") == "releases/1.0.0"

@@ -112,3 +112,41 @@ def test_an_upload_written_short_is_left_for_the_free_space_report(
     assert done.returncode == 7, done.stderr
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == ["hello-1.0.0.tar.gz.partial"]
     assert os.listdir(Path(layout.path, "releases")) == []
+
+
+def test_a_streamed_release_whose_listing_was_checked_is_installed_by_one_script(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """The stream prints the listing it kept; given that listing's hash, the install's first
+    script places the release and runs the rest of the install (each part marked), and a
+    listing that differs falls back to `streamed`, for the deployer to read it."""
+    data, sha = release_tarball(tmp_path, "1.0.0")
+    done = streamed(stream_script(layout, "1.0.0", sha, len(data)), data)
+    listing = done.stdout.decode()
+    assert listing_problems(listing.splitlines()) == [] and "bin/hello" in listing
+    then = "echo part=rest\necho finished\n"
+    other = hashlib.sha256(b"another listing").hexdigest()
+    said = run(install_scripts.install_state_script(layout, "1.0.0", then, other)).stdout
+    assert said.splitlines()[0] == "streamed"
+    checked = hashlib.sha256(listing.encode()).hexdigest()
+    done_install = run(install_scripts.install_state_script(layout, "1.0.0", then, checked))
+    assert done_install.returncode == 0, done_install.stderr
+    parts = install_scripts.script_parts(done_install.stdout)
+    assert parts == {"": "placed\n", "place": "", "rest": "finished\n"}
+    assert Path(layout.path, "releases", "1.0.0", "bin", "hello").is_file()
+    again = run(install_scripts.install_state_script(layout, "1.0.0", then, checked)).stdout
+    assert install_scripts.script_parts(again) == {"": "installed\n", "rest": "finished\n"}
+
+
+def test_a_failing_part_of_an_install_ends_it_with_its_status(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """The rest of an install (here a part exiting 6, as a missing secret file does) ends
+    the script with that part's status, the part named last in its output."""
+    data, sha = release_tarball(tmp_path, "1.0.0")
+    listing = streamed(stream_script(layout, "1.0.0", sha, len(data)), data).stdout
+    checked = hashlib.sha256(listing).hexdigest()
+    then = "echo part=env\n(\necho missing >&2; exit 6\n) || exit $?\necho part=state\n"
+    done = run(install_scripts.install_state_script(layout, "1.0.0", then, checked))
+    assert (done.returncode, done.stderr) == (6, "missing\n")
+    assert list(install_scripts.script_parts(done.stdout)) == ["", "place", "env"]
