@@ -220,7 +220,7 @@ class Runtime:
     async def host_key(self, node: NodeConfig) -> tuple[str, str, str]:
         """The first unpinned host key on the node's route (a jump host's first): whose it is,
         as a known_hosts line and its fingerprint, for the user to confirm."""
-        from edeliver.adapters.node.ssh import fetch_host_key
+        from edeliver.adapters.node.ssh_connect import fetch_host_key
 
         files = settings.ssh_config_files(self.project, self.config)
         known_hosts = settings.known_hosts_file(self.project, self.config)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edeliver.adapters.node.node_scripts import parse_libc
+from edeliver.adapters.node.node_state import parse_libc
 from edeliver.core.domain.model import Artifact, Platform
 
 q = shlex.quote

@@ -28,7 +28,8 @@ from edeliver.adapters.build.mix_build import (
     Built,
     no_stage_tasks,
 )
-from edeliver.adapters.node.node_scripts import REMOTE_SH, task_script
+from edeliver.adapters.node.command_scripts import task_script
+from edeliver.adapters.node.node_scripts import REMOTE_SH
 from edeliver.adapters.node.ssh import AsyncsshNodeShells, command_result
 from edeliver.adapters.node.ssh_output import log_script, run_bounded
 from edeliver.core.domain.config import NodeConfig

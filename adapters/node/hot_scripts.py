@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edeliver.adapters.node.install_scripts import private_cookies
 from edeliver.adapters.node.node_lock import generation_guard
-from edeliver.adapters.node.node_scripts import _VMS, Layout, checked_version, private_cookies, q
+from edeliver.adapters.node.node_scripts import Layout, checked_version, q
+from edeliver.adapters.node.node_state import VMS
 from edeliver.adapters.node.vm_calls import VM_CALLS, eval_words
 
 # Which versions release_handler knows on the node, with their status; first the VM's own
@@ -171,7 +173,7 @@ def _rpc(elixir: str) -> str:
     """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1).
     Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask."""
     return (
-        f'{_VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
         f'vm_eval {eval_words(elixir)} || {{ [ $? -eq 2 ] && bin/"$APP" rpc {q(elixir)}; }}\n'
     )
 

@@ -28,7 +28,8 @@ from dataclasses import replace
 from edeliver.adapters.node import hot_scripts as hs
 from edeliver.adapters.node.node_lock import REFUSED_BY_LOCK
 from edeliver.adapters.node.node_scripts import Layout
-from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells, poll_pauses
+from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.adapters.node.ssh_health import poll_pauses
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
 from edeliver.core.domain.model import Artifact, NodeFacts, Route

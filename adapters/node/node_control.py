@@ -1,6 +1,6 @@
 """The NodeControl port over asyncssh: the release a node runs, operated outside a deployment.
 
-Start, stop and restart are the lifecycle script of a deployment (`node_scripts.switch_script`)
+Start, stop and restart are the lifecycle script of a deployment (`switch_scripts.switch_script`)
 with `current` left where it points: the same stop (the stop command, then signals), the same
 start, under the node's lock generation, and the same health check as a deployment's verify.
 Ping, eval and rpc read only: they take no lock.
@@ -18,9 +18,13 @@ from collections.abc import Callable
 
 import asyncssh
 
+from edeliver.adapters.node import command_scripts as cs
 from edeliver.adapters.node import node_scripts as ns
-from edeliver.adapters.node.node_scripts import Layout, NodeState, Switch
+from edeliver.adapters.node.health_scripts import health_script, parse_health
+from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.node.node_state import NodeState, parse_probe, probe_script
 from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells, command_result
+from edeliver.adapters.node.switch_scripts import Switch
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
 from edeliver.core.ports import CommandResult, Terminal
@@ -90,8 +94,8 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
 
     async def ping(self) -> str:
         """The version the app runs, once its health check passes; NodeError saying why not."""
-        script = ns.health_script(self.layout, self._shells.commands)
-        health = ns.parse_health(await self.script_output(script, check=False))
+        script = health_script(self.layout, self._shells.commands)
+        health = parse_health(await self.script_output(script, check=False))
         impostor = health.answered_by_another_vm()
         if health.running and health.code == 0 and impostor is None:
             return health.running[0]
@@ -101,12 +105,12 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
     async def in_release(self, command: str, code: str) -> CommandResult:
         """`bin/<app> eval` or `rpc` of `code`, from the current release's root."""
         return command_result(
-            await self.run_script(ns.release_command_script(self.layout, command, code))
+            await self.run_script(cs.release_command_script(self.layout, command, code))
         )
 
     async def log_lines(self, lines: int) -> str:
         """The last `lines` lines of the release's log (see the module's docstring)."""
-        script = ns.release_log_script(self.layout, lines, follow=False)
+        script = cs.release_log_script(self.layout, lines, follow=False)
         return await self.script_output(script, "reading the release's log")
 
     async def follow_log(
@@ -115,7 +119,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
         """Call `on_line` with each line of the log, its last `lines` first, until cancelled;
         `following` once the node follows it. The node's `tail` is stopped when cancelled."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
-        script = ns.release_log_script(self.layout, lines, follow=True)
+        script = cs.release_log_script(self.layout, lines, follow=True)
         try:
             result = await self._on_channel(
                 "following the release's log",
@@ -136,7 +140,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
         process.stdin.write(script)
         process.stdin.write_eof()
         async for line in process.stdout:
-            if line.rstrip("\n") == ns.FOLLOWING:
+            if line.rstrip("\n") == cs.FOLLOWING:
                 following()
             else:
                 on_line(line.rstrip("\n"))
@@ -145,7 +149,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
     async def console(self, terminal: Terminal) -> int:
         """`bin/<app> remote` of the current release on an SSH pty wired to `terminal` (file
         descriptors of our own, closed when the session ends); its exit status."""
-        command = ns.remote_console_command(self.layout)
+        command = cs.remote_console_command(self.layout)
         try:
             process = await self._conn.create_process(
                 command, term_type=terminal.term_type, term_size=terminal.size,
@@ -158,7 +162,7 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
         return done.exit_status if done.exit_status is not None else 255
 
     async def _release_state(self) -> NodeState:
-        return ns.parse_probe(await self.script_output(ns.probe_script(self.layout)))
+        return parse_probe(await self.script_output(probe_script(self.layout)))
 
     async def _current(self, state: NodeState) -> str:
         """The version a start boots: `current`'s permanent one (a hot upgrade makes it newer
@@ -169,5 +173,5 @@ class AsyncsshNodeControl(AsyncsshNodeShell):
                 f"{self.name}: no complete release is current under {self.node.path}: "
                 "deploy one first"
             )
-        said = await self.script_output(ns.boot_version_script(self.layout), check=False)
+        said = await self.script_output(cs.boot_version_script(self.layout), check=False)
         return said.strip() or version

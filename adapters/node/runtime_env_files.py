@@ -42,6 +42,7 @@ ENV_FILE = "shared/.edeliver/env"
 # The one sourcing point: every node script runs it right after setting P, the deploy path.
 SOURCE_RUNTIME_ENV = f'if [ -f "$P/{ENV_FILE}" ]; then . "$P/{ENV_FILE}" || exit 3; fi\n'
 MISSING_FILE = 6  # exit status of the write script: a `from_file` secret is not on the node
+WRITING = "writing the app's runtime settings (shared/.edeliver/env)"  # its failures say so
 
 RunScript = Callable[[str, str], Awaitable[str]]  # script, what it does -> its stdout
 
@@ -173,7 +174,9 @@ class RuntimeEnvFiles:
         said = await run(read_files_script(path, runtime), "reading its file secrets")
         return Redactor(file_secrets(said))
 
+    def write_script_of(self, path: str, environment: str, node: str) -> str:
+        """The script writing the node's runtime settings (an install runs it as its part)."""
+        return write_script(path, self.of(environment, node), self.cookie(environment, node))
+
     async def write(self, run: RunScript, path: str, environment: str, node: str) -> None:
-        runtime = self.of(environment, node)
-        script = write_script(path, runtime, self.cookie(environment, node))
-        await run(script, "writing the app's runtime settings (shared/.edeliver/env)")
+        await run(self.write_script_of(path, environment, node), WRITING)

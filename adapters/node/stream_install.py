@@ -6,8 +6,9 @@ install's safety check reads, and to `tar -x` into `releases/.<v>.partial`, so t
 reads the tarball back (it used to read it three times: hash, listing, unpack). Nothing in
 `.partial` is ever booted: only if the hash matches are the upload renamed into place and the
 listing kept beside it (`<upload>.listing`); else the upload, the listing and the unpacked dir
-go. The install step then checks the listing, as for any upload, and renames the dir into
-place (`node_scripts.place_script`).
+go. The listing is printed too: the install step checks it, as for any upload, and renames
+the dir into place in the same script as its other work (`install_scripts.install_state_script`)
+when the listing on the node is still the one it checked.
 
 The deployer already found the file's entries safe (`sftp_upload.local_problems`) before any
 byte left; GNU tar also refuses `..` members and defers links that leave the root, so an
@@ -22,7 +23,8 @@ from __future__ import annotations
 import shlex
 
 from edeliver.adapters.node.archive_check import LISTING
-from edeliver.adapters.node.node_scripts import PRIVATE_UPLOADS, RUN_NAME, Layout, checked_version
+from edeliver.adapters.node.install_scripts import PRIVATE_UPLOADS
+from edeliver.adapters.node.node_scripts import RUN_NAME, Layout, checked_version
 
 q = shlex.quote
 
@@ -40,7 +42,8 @@ def streaming_remote_sh(run_name: str) -> str:
 
 
 def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
-    """Exit 0: upload verified and kept, release unpacked into .partial, listing kept. Exit 4:
+    """Exit 0: upload verified and kept, release unpacked into .partial, listing kept (and
+    printed, for the deployer to check before the install places the release). Exit 4:
     the bytes were not the release's (the hash printed), everything removed. Exit 5: the unpack
     failed (the verified upload is kept, `.partial` not). Exit 7: the upload could not be
     written whole (a full disk): its partial is left for the caller to measure and remove."""
@@ -68,5 +71,7 @@ def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
             'chmod 600 "$F.partial" && mv -f "$F.partial" "$F" || exit 3\n'
             'if [ "$unpacked" -ne 0 ]; then rm -rf "$T" "$W"; exit 5; fi\n'
             'mv -f "$W/listing" "$F.listing" && rm -rf "$W" || exit 3\n'
+            # For the deployer to check now: the install then places it without reading it back.
+            'cat "$F.listing" || true\n'
         )
     )

@@ -9,7 +9,9 @@ Below them, tests of what only the real adapter has: quoting, host keys, resumed
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,9 @@ import pytest
 
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
-from edeliver.adapters.node.ssh import AsyncsshNodeShells, fetch_host_key, pin_host_key
+from edeliver.adapters.node.ssh import AsyncsshNodeShells, pin_host_key
+from edeliver.adapters.node.ssh_connect import fetch_host_key
+from edeliver.adapters.node.ssh_output import SCRIPTS
 from edeliver.adapters.store.local_store import LocalDirectoryStore
 from edeliver.core.domain.errors import (
     HostKeyChanged,
@@ -46,7 +50,7 @@ from tests.contract.hot_world import (
     open_hot_world,
     store_with_upgrade_package,
 )
-from tests.support.waiting import wait_for_async
+from tests.support.waiting import wait_for, wait_for_async
 
 V1, V2 = "0.1.0", "0.2.0"
 FIRST = NodeClaim("11111111-aaaa-4000-8000-000000000001", "blue", "alice@ci")
@@ -383,6 +387,39 @@ class TestAsyncsshOnly:
         await fleet_world.shell.activate(v1)
         await fleet_world.shell.verify(v1)
         assert fleet_world.beam_pids() == pids and len(pids) == 1
+
+    async def test_a_streamed_install_and_its_activation_take_one_script_each(
+        self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The install places the streamed release (its listing checked), writes the settings
+        and reads the node's state in one script; the activation switches from that state."""
+        v1 = fleet_world.artifact(V1)
+        await fleet_world.shell.prepare(v1)
+        caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+        await fleet_world.shell.install(v1)
+        installing = len(caplog.records)
+        await fleet_world.shell.activate(v1)
+        assert (installing, len(caplog.records) - installing) == (1, 1)
+        await fleet_world.shell.verify(v1)
+        assert await fleet_world.running_version() == V1
+
+    async def test_an_activation_planned_from_a_state_the_node_left_plans_again(
+        self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """v1's VM killed between the install of v2 and its activation: the switch planned
+        from the install's state changes nothing; the state is read again, and v2 comes up."""
+        v1, v2 = fleet_world.artifact(V1), fleet_world.artifact(V2)
+        await deploy(fleet_world.shell, v1)
+        await fleet_world.shell.prepare(v2)
+        await fleet_world.shell.install(v2)
+        for pid in fleet_world.beam_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not fleet_world.beam_pids(), 10, "v1's VM to be gone")
+        caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+        await fleet_world.shell.activate(v2)
+        assert len(caplog.records) == 3  # the switch refused, the probe, the switch
+        await fleet_world.shell.verify(v2)
+        assert await fleet_world.running_version() == V2
 
     async def test_a_half_upload_is_resumed_and_verified(self, fleet_world: FleetWorld) -> None:
         """With half the tarball already on the node, prepare sends only the rest."""

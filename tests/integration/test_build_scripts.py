@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edeliver.adapters.build import build_scripts as bs
+from edeliver.adapters.node import install_scripts
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.core.domain.model import Platform
 
@@ -66,8 +67,8 @@ def test_the_upload_report_gives_checksum_and_size(tmp_path: Path) -> None:
 def test_a_failing_fetch_leaves_no_partial_upload(tmp_path: Path) -> None:
     """Pull mode: the node's fetch command fails; nothing half-fetched stays behind."""
     layout = ns.Layout(str(tmp_path), "hello")
-    failed = sh(ns.fetch_script(layout, "1.0.0", "echo partial; false"), tmp_path)
+    failed = sh(install_scripts.fetch_script(layout, "1.0.0", "echo partial; false"), tmp_path)
     assert failed.returncode == 7 and not list((tmp_path / ".edeliver/uploads").iterdir())
-    ok = sh(ns.fetch_script(layout, "1.0.0", "printf bytes"), tmp_path)
+    ok = sh(install_scripts.fetch_script(layout, "1.0.0", "printf bytes"), tmp_path)
     assert ok.returncode == 0
     assert (tmp_path / ".edeliver/uploads/hello-1.0.0.tar.gz.partial").read_text() == "bytes"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from edeliver.adapters.node import node_lock
+from edeliver.adapters.node import node_lock, switch_scripts
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
@@ -99,8 +99,8 @@ async def test_a_switch_script_of_an_older_generation_refuses_to_touch_current(
     layout = ns.Layout(second.node.path, "hello")
     release = f"{layout.path}/releases/1.0"
     await second.script_output(f"mkdir -p {release}/bin {release}/releases/1.0")
-    switch = ns.Switch((), "1.0", False, None, ())
-    script = ns.switch_script(layout, ns.ReleaseCommands(), switch, 1, stale)
+    switch = switch_scripts.Switch((), "1.0", False, None, ())
+    script = switch_scripts.switch_script(layout, ns.ReleaseCommands(), switch, 1, stale)
     result = await second.run_script(script)
     assert result.exit_status == 9, result.stderr
     assert "a newer deployer holds it" in str(result.stderr)

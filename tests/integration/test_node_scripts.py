@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.node import health_scripts, install_scripts, node_state, switch_scripts
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.archive_check import listing_problems
-from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands, Switch, Vm
+from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands
+from edeliver.adapters.node.node_state import Vm
+from edeliver.adapters.node.switch_scripts import Switch
 
 PHYS = "/srv/it's here"
 BEAM = [
@@ -45,7 +48,7 @@ def test_libc_is_read_from_getconf_or_ldd(
     getconf: str, ldd: str, expected: tuple[str, str]
 ) -> None:
     """glibc from getconf, else glibc or musl from `ldd --version`, else unknown."""
-    assert ns.parse_libc(getconf, ldd) == expected
+    assert node_state.parse_libc(getconf, ldd) == expected
 
 
 @pytest.mark.parametrize(
@@ -78,7 +81,7 @@ def test_a_vm_is_the_releases_own_beam_started_from_a_release_under_the_path(
 ) -> None:
     """Only the release's own BEAM whose -root is <path>/releases/<dir> counts, never a
     console or an rpc/eval VM of that release; the version is the booted one."""
-    assert ns.parse_vm(vm_line(42, argv), PHYS) == expected
+    assert node_state.parse_vm(vm_line(42, argv), PHYS) == expected
 
 
 def test_a_probe_reports_running_and_current_versions_and_complete_releases() -> None:
@@ -88,7 +91,7 @@ def test_a_probe_reports_running_and_current_versions_and_complete_releases() ->
         "current=releases/0.2.0", f"phys={PHYS}", "release=0.2.0", "release=0.1.0",
         "last.previous=0.1.0", "vm=" + vm_line(7, BEAM),
     ])  # fmt: skip
-    state = ns.parse_probe(output)
+    state = node_state.parse_probe(output)
     assert str(state.facts.platform) == "linux/aarch64/glibc-2.36"
     assert state.facts.free_bytes == 2048 * 1024
     assert (state.facts.current_version, state.facts.running_version) == ("0.2.0", "0.1.0")
@@ -101,7 +104,7 @@ def test_a_probe_reports_running_and_current_versions_and_complete_releases() ->
 def test_a_run_erl_of_a_release_under_the_path_means_a_vm_is_launching() -> None:
     """run_erl outlives the boot scripts and lives as long as its VM: the VM is on its way."""
     run_erl = [f"{PHYS}/releases/0.1.0/erts-13.1.5/bin/run_erl", "-daemon", f"{PHYS}/x/"]
-    state = ns.parse_probe(f"phys={PHYS}\nvm={vm_line(8, run_erl)}\n")
+    state = node_state.parse_probe(f"phys={PHYS}\nvm={vm_line(8, run_erl)}\n")
     assert state.launching and state.vms == () and state.launchers == (8,)
 
 
@@ -126,7 +129,7 @@ def test_a_health_check_answered_by_a_vm_that_is_not_this_nodes_release_vm_does_
     answer: str, another: bool
 ) -> None:
     """The default rpc says the answering VM's pid and root inode: both must be this node's."""
-    health = ns.parse_health(health_output(answer))
+    health = health_scripts.parse_health(health_output(answer))
     assert (health.running, health.code) == (("0.1.0",), 0)
     assert (health.answered_by_another_vm() is not None) == another
 
@@ -145,7 +148,7 @@ def test_housekeeping_keeps_the_newest_and_the_protected(
     newest_first: list[str], keep: int, protected: set[str], pruned: list[str]
 ) -> None:
     """All but the `keep` newest go, except the protected (current, previous, running)."""
-    assert ns.prune(newest_first, keep, protected) == pruned
+    assert switch_scripts.prune(newest_first, keep, protected) == pruned
 
 
 def test_commands_fill_in_the_app_and_the_default_health_proves_the_app_started() -> None:
@@ -203,7 +206,7 @@ def release_tarball(tmp_path: Path, version: str) -> tuple[Path, str]:
 
 def test_a_probe_of_a_missing_deploy_path_reports_an_empty_node(layout: Layout) -> None:
     """Free space comes from the nearest existing parent; nothing is current or running."""
-    state = ns.parse_probe(run(ns.probe_script(layout)).stdout)
+    state = node_state.parse_probe(run(node_state.probe_script(layout)).stdout)
     assert state.facts.platform.os == "linux" and state.facts.free_bytes > 0
     assert (state.facts.current_version, state.vms, state.facts.releases) == (None, (), ())
 
@@ -213,20 +216,20 @@ def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
 ) -> None:
     """Verified upload, unpack into place, switch current, then clean up: each twice is fine."""
     archive, sha = release_tarball(tmp_path, "1.0.0")
-    assert run(ns.upload_state_script(layout, "1.0.0", sha)).stdout == ""
+    assert run(install_scripts.upload_state_script(layout, "1.0.0", sha)).stdout == ""
     Path(layout.upload("1.0.0") + ".partial").write_bytes(archive.read_bytes())
-    assert run(ns.finish_upload_script(layout, "1.0.0", sha)).returncode == 0
-    assert run(ns.upload_state_script(layout, "1.0.0", sha)).stdout == "done\n"
+    assert run(install_scripts.finish_upload_script(layout, "1.0.0", sha)).returncode == 0
+    assert run(install_scripts.upload_state_script(layout, "1.0.0", sha)).stdout == "done\n"
     for _ in range(2):
-        state = run(ns.install_state_script(layout, "1.0.0")).stdout
+        state = run(install_scripts.install_state_script(layout, "1.0.0")).stdout
         if state.startswith("listing"):
             assert listing_problems(state.splitlines()[1:]) == []
-            assert run(ns.unpack_script(layout, "1.0.0")).returncode == 0
+            assert run(install_scripts.unpack_script(layout, "1.0.0")).returncode == 0
     assert state == "installed\n"
     commands = ReleaseCommands(start="true", stop="true")
     switch = Switch(to="1.0.0", record=("activate", "1.0.0", "", sha))
     for _ in range(2):
-        done = run(ns.switch_script(layout, commands, switch))
+        done = run(switch_scripts.switch_script(layout, commands, switch))
         assert done.returncode == 0, done.stderr
     assert os.readlink(f"{layout.path}/current") == "releases/1.0.0"
     # edeliver 1.x's path to the release script, through `current` (absolute: see legacy_bin_link)
@@ -235,12 +238,12 @@ def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
         Path(f"{layout.path}/bin/hello").resolve()
         == Path(f"{layout.path}/releases/1.0.0/bin/hello").resolve()
     )
-    state_after = ns.parse_probe(run(ns.probe_script(layout)).stdout)
+    state_after = node_state.parse_probe(run(node_state.probe_script(layout)).stdout)
     assert state_after.facts.releases == ("1.0.0",)
     assert state_after.last["sha256"] == sha
     empty = Switch(to=None, remove=("1.0.0",))
     for _ in range(2):
-        assert run(ns.switch_script(layout, commands, empty)).returncode == 0
+        assert run(switch_scripts.switch_script(layout, commands, empty)).returncode == 0
     assert sorted(os.listdir(layout.path)) == [".edeliver", "bin", "releases", "shared"]
     assert os.listdir(f"{layout.path}/releases") == []
 
@@ -251,19 +254,19 @@ def test_the_1x_script_path_is_made_once_and_never_over_a_users_file(
     """A `bin/hello` of the user's stays as it is; a missing one becomes the link."""
     Path(f"{layout.path}/bin").mkdir(parents=True)
     Path(f"{layout.path}/bin/hello").write_text("mine\n")
-    assert run(layout.prelude() + ns.legacy_bin_link()).returncode == 0
+    assert run(layout.prelude() + switch_scripts.legacy_bin_link()).returncode == 0
     assert Path(f"{layout.path}/bin/hello").read_text() == "mine\n"
     Path(f"{layout.path}/bin/hello").unlink()
-    assert run(layout.prelude() + ns.legacy_bin_link()).returncode == 0
+    assert run(layout.prelude() + switch_scripts.legacy_bin_link()).returncode == 0
     assert os.readlink(f"{layout.path}/bin/hello") == f"{layout.path}/current/bin/hello"
 
 
 def test_a_partial_upload_with_the_wrong_checksum_is_deleted(layout: Layout) -> None:
     """finish_upload exits 4 with the checksum it got, and removes the partial."""
-    run(ns.upload_state_script(layout, "1.0.0", "0" * 64))
+    run(install_scripts.upload_state_script(layout, "1.0.0", "0" * 64))
     partial = Path(layout.upload("1.0.0") + ".partial")
     partial.write_bytes(b"not it")
-    done = run(ns.finish_upload_script(layout, "1.0.0", "0" * 64))
+    done = run(install_scripts.finish_upload_script(layout, "1.0.0", "0" * 64))
     assert (done.returncode, done.stdout.strip()) == (4, hashlib.sha256(b"not it").hexdigest())
     assert not partial.exists()
 
@@ -273,9 +276,9 @@ def test_an_archive_that_is_not_that_release_is_not_installed(
 ) -> None:
     """A tarball without releases/<version> is refused and leaves no partial dir behind."""
     archive, sha = release_tarball(tmp_path, "1.0.0")
-    run(ns.upload_state_script(layout, "2.0.0", sha))
+    run(install_scripts.upload_state_script(layout, "2.0.0", sha))
     Path(layout.upload("2.0.0")).write_bytes(archive.read_bytes())
-    done = run(ns.unpack_script(layout, "2.0.0"))
+    done = run(install_scripts.unpack_script(layout, "2.0.0"))
     assert done.returncode == 6 and "not a release of hello 2.0.0" in done.stderr
     assert os.listdir(f"{layout.path}/releases") == []
 
@@ -285,7 +288,7 @@ def test_the_health_command_is_not_run_while_no_vm_runs(layout: Layout, tmp_path
     marker = tmp_path / "health-ran"
     commands = ns.ReleaseCommands(health=f"touch {marker}")
     Path(layout.path, "current").mkdir(parents=True)
-    health = ns.parse_health(run(ns.health_script(layout, commands)).stdout)
+    health = health_scripts.parse_health(run(health_scripts.health_script(layout, commands)).stdout)
     assert (health.running, health.code) == ((), 1)
     assert "no VM runs yet" in health.said
     assert not marker.exists()
@@ -320,7 +323,7 @@ def test_a_switch_script_acts_only_while_its_generation_holds_the_node(
         if holder:
             wait_for_lock(state / "lock")
         switch = Switch(to="1.0.0", start=False, record=("activate", "1.0.0", "", ""))
-        done = run(ns.switch_script(layout, ReleaseCommands(), switch, 1, given))
+        done = run(switch_scripts.switch_script(layout, ReleaseCommands(), switch, 1, given))
     finally:
         if holder:
             holder.kill()
@@ -356,8 +359,9 @@ def test_a_vm_the_stop_command_cannot_reach_is_sent_sigterm_without_waiting_for_
     root = str(Path(os.path.realpath(layout.path), "releases", "1.0.0"))
     switch = Switch((Vm(vm.pid, root, "1.0.0"),), "1.0.0", False, launchers=(launcher.pid,))
     commands = ReleaseCommands(start="true", stop="false")
+    script = switch_scripts.switch_script(layout, commands, switch, 600.0)
     done = subprocess.run(
-        ns.REMOTE_SH, shell=True, input=ns.switch_script(layout, commands, switch, 600.0),
+        ns.REMOTE_SH, shell=True, input=script,
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -369,7 +373,7 @@ def test_everything_the_switch_writes_is_prepared_before_a_vm_is_stopped(layout:
     stop_vm; after it, only renames: a full disk fails the step while the old VM still runs."""
     record = ("activate", "2.0.0", "1.0.0", "x")
     switch = Switch((Vm(7, "/r", "1.0.0"),), "2.0.0", True, record, back="1.0.0")
-    script = ns.switch_script(layout, ReleaseCommands(), switch)
+    script = switch_scripts.switch_script(layout, ReleaseCommands(), switch)
     body = script[script.index('mkdir -p "$S" || exit 3') :]
     before, after = body.split("stop_vm 7", 1)
     for prepared in ("prepare_link 2.0.0", '"$S/current.back"', "prepare_record", "start.log"):
@@ -394,13 +398,17 @@ def test_a_release_dir_something_still_writes_into_is_removed_without_failing(
     )
     try:
         switch = Switch(to="2.0.0", start=False, remove=("1.0.0",))
-        done = run(ns.switch_script(layout, ReleaseCommands(start="true", stop="true"), switch))
+        done = run(
+            switch_scripts.switch_script(layout, ReleaseCommands(start="true", stop="true"), switch)
+        )
     finally:
         writer.kill()
         writer.wait()
     assert done.returncode == 0, done.stderr
     assert not Path(layout.path, "releases", "1.0.0").exists()
-    again = run(ns.switch_script(layout, ReleaseCommands(), Switch(to="2.0.0", start=False)))
+    again = run(
+        switch_scripts.switch_script(layout, ReleaseCommands(), Switch(to="2.0.0", start=False))
+    )
     assert again.returncode == 0, again.stderr
     assert sorted(os.listdir(Path(layout.path, "releases"))) == ["2.0.0"]
 
@@ -412,10 +420,10 @@ def test_with_no_stop_command_the_vm_alone_is_sent_sigterm(layout: Layout, tmp_p
     vm = fake_vm(layout, "1.0.0")
     root = str(Path(os.path.realpath(layout.path), "releases", "1.0.0"))
     switch = Switch((Vm(vm.pid, root, "1.0.0"),), "1.0.0", False)
-    done = run(ns.switch_script(layout, ReleaseCommands(start="true"), switch, 600.0))
+    done = run(switch_scripts.switch_script(layout, ReleaseCommands(start="true"), switch, 600.0))
     assert done.returncode == 0, done.stderr
     assert vm.wait() == -15
-    assert "stop_command)" not in ns.switch_script(layout, ReleaseCommands(), switch)
+    assert "stop_command)" not in switch_scripts.switch_script(layout, ReleaseCommands(), switch)
 
 
 def test_the_health_command_runs_once_the_vm_is_registered_with_epmd(
@@ -438,7 +446,9 @@ def test_the_health_command_runs_once_the_vm_is_registered_with_epmd(
     registers = subprocess.Popen(["sh", "-c", f"sleep 0.3; echo 'name hello at port 1' >'{names}'"])
     try:
         commands = ReleaseCommands(health=f"grep -q hello '{names}'")
-        health = ns.parse_health(run(ns.health_script(layout, commands, 30)).stdout)
+        health = health_scripts.parse_health(
+            run(health_scripts.health_script(layout, commands, 30)).stdout
+        )
     finally:
         vm.kill()
         vm.wait()
@@ -452,3 +462,42 @@ def wait_for_cmdline(pid: int, first: str) -> None:
     while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(first.encode()):
         assert time.monotonic() < deadline, "the process never showed its command line"
         time.sleep(0.01)
+
+
+def beam_lookalike(layout: Layout, version: str) -> subprocess.Popen[bytes]:
+    """A process named as a release's BEAM is (`<root>/erts/bin/beam.smp`), without `-root`:
+    the probe does not count it as the release's VM, the switch's check of its pids does."""
+    root = Path(os.path.realpath(layout.path), "releases", version)
+    argv = [f"{root}/erts/bin/beam.smp", "-c", "import time; time.sleep(300)"]
+    return subprocess.Popen(argv, executable=sys.executable)
+
+
+def test_a_switch_planned_from_a_state_the_node_left_changes_nothing(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """With `Unchanged` of an earlier probe, a switch exits STALE before writing anything
+    while a VM runs that the probe did not see; once the node shows that state again, it
+    switches."""
+    archive, sha = release_tarball(tmp_path, "1.0.0")
+    run(install_scripts.upload_state_script(layout, "1.0.0", sha))
+    Path(layout.upload("1.0.0")).write_bytes(archive.read_bytes())
+    assert run(install_scripts.unpack_script(layout, "1.0.0")).returncode == 0
+    unchanged = switch_scripts.Unchanged.of(
+        node_state.parse_probe(run(node_state.probe_script(layout)).stdout)
+    )
+    commands = ReleaseCommands(start="true", stop="true")
+    switch = Switch(to="1.0.0", start=False, record=("activate", "1.0.0", "", sha))
+    script = switch_scripts.switch_script(layout, commands, switch, unchanged=unchanged)
+    vm = beam_lookalike(layout, "1.0.0")
+    try:
+        done = run(script)
+    finally:
+        vm.kill()
+        vm.wait()
+    assert done.returncode == switch_scripts.STALE, done.stderr
+    edeliver = Path(layout.path, ".edeliver")
+    assert not Path(layout.path, "current").is_symlink()
+    assert not (edeliver / "last.new").exists() and not (edeliver / "current.new").exists()
+    done = run(script)
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(f"{layout.path}/current") == "releases/1.0.0"

@@ -13,7 +13,8 @@ import pytest
 from edeliver.adapters.local.ssh_config import resolve
 from edeliver.adapters.node.fleet_inventory import FleetNode
 from edeliver.adapters.node.local_fleet import LocalFleet
-from edeliver.adapters.node.ssh import AsyncsshNodeShells, fetch_host_key
+from edeliver.adapters.node.ssh import AsyncsshNodeShells
+from edeliver.adapters.node.ssh_connect import fetch_host_key
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import HostKeyError, NodeUnreachable
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edeliver.adapters.node import install_scripts
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.archive_check import listing_problems
 from edeliver.adapters.node.node_scripts import Layout
@@ -64,14 +65,14 @@ def test_a_streamed_release_is_kept_verified_listed_and_unpacked_then_placed_by_
     assert done.returncode == 0, done.stderr
     upload = Path(layout.upload("1.0.0"))
     assert upload.read_bytes() == data and stat.S_IMODE(upload.stat().st_mode) == 0o600
-    said = run(ns.install_state_script(layout, "1.0.0")).stdout.splitlines()
+    said = run(install_scripts.install_state_script(layout, "1.0.0")).stdout.splitlines()
     assert said[0] == "streamed" and listing_problems(said[1:]) == []
     assert any(line.endswith(" bin/hello") for line in said[1:])
-    assert run(ns.place_script(layout, "1.0.0")).returncode == 0
+    assert run(install_scripts.place_script(layout, "1.0.0")).returncode == 0
     release = Path(layout.path, "releases", "1.0.0")
     assert (release / "bin" / "hello").is_file()
     assert stat.S_IMODE((release / "releases" / "COOKIE").stat().st_mode) & 0o077 == 0
-    assert run(ns.install_state_script(layout, "1.0.0")).stdout == "installed\n"
+    assert run(install_scripts.install_state_script(layout, "1.0.0")).stdout == "installed\n"
     assert sorted(os.listdir(upload.parent)) == [upload.name]
 
 
@@ -84,7 +85,7 @@ def test_streamed_bytes_that_are_not_the_release_leave_nothing_behind(
     assert (done.returncode, done.stdout.decode().strip()) == (4, hashlib.sha256(data).hexdigest())
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == []
     assert os.listdir(Path(layout.path, "releases")) == []
-    assert run(ns.install_state_script(layout, "1.0.0")).stdout == "missing\n"
+    assert run(install_scripts.install_state_script(layout, "1.0.0")).stdout == "missing\n"
 
 
 def test_a_refused_streamed_upload_goes_with_its_listing_and_unpacked_dir(
@@ -94,7 +95,9 @@ def test_a_refused_streamed_upload_goes_with_its_listing_and_unpacked_dir(
     data, sha = release_tarball(tmp_path, "1.0.0")
     assert streamed(stream_script(layout, "1.0.0", sha, len(data)), data).returncode == 0
     unpacked = f"{layout.path}/releases/.1.0.0.partial"
-    assert run(ns.remove_upload_script(layout.upload("1.0.0"), unpacked)).returncode == 0
+    assert (
+        run(install_scripts.remove_upload_script(layout.upload("1.0.0"), unpacked)).returncode == 0
+    )
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == []
     assert os.listdir(Path(layout.path, "releases")) == []
 
@@ -109,3 +112,41 @@ def test_an_upload_written_short_is_left_for_the_free_space_report(
     assert done.returncode == 7, done.stderr
     assert os.listdir(Path(layout.upload("1.0.0")).parent) == ["hello-1.0.0.tar.gz.partial"]
     assert os.listdir(Path(layout.path, "releases")) == []
+
+
+def test_a_streamed_release_whose_listing_was_checked_is_installed_by_one_script(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """The stream prints the listing it kept; given that listing's hash, the install's first
+    script places the release and runs the rest of the install (each part marked), and a
+    listing that differs falls back to `streamed`, for the deployer to read it."""
+    data, sha = release_tarball(tmp_path, "1.0.0")
+    done = streamed(stream_script(layout, "1.0.0", sha, len(data)), data)
+    listing = done.stdout.decode()
+    assert listing_problems(listing.splitlines()) == [] and "bin/hello" in listing
+    then = "echo part=rest\necho finished\n"
+    other = hashlib.sha256(b"another listing").hexdigest()
+    said = run(install_scripts.install_state_script(layout, "1.0.0", then, other)).stdout
+    assert said.splitlines()[0] == "streamed"
+    checked = hashlib.sha256(listing.encode()).hexdigest()
+    done_install = run(install_scripts.install_state_script(layout, "1.0.0", then, checked))
+    assert done_install.returncode == 0, done_install.stderr
+    parts = install_scripts.script_parts(done_install.stdout)
+    assert parts == {"": "placed\n", "place": "", "rest": "finished\n"}
+    assert Path(layout.path, "releases", "1.0.0", "bin", "hello").is_file()
+    again = run(install_scripts.install_state_script(layout, "1.0.0", then, checked)).stdout
+    assert install_scripts.script_parts(again) == {"": "installed\n", "rest": "finished\n"}
+
+
+def test_a_failing_part_of_an_install_ends_it_with_its_status(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """The rest of an install (here a part exiting 6, as a missing secret file does) ends
+    the script with that part's status, the part named last in its output."""
+    data, sha = release_tarball(tmp_path, "1.0.0")
+    listing = streamed(stream_script(layout, "1.0.0", sha, len(data)), data).stdout
+    checked = hashlib.sha256(listing).hexdigest()
+    then = "echo part=env\n(\necho missing >&2; exit 6\n) || exit $?\necho part=state\n"
+    done = run(install_scripts.install_state_script(layout, "1.0.0", then, checked))
+    assert (done.returncode, done.stderr) == (6, "missing\n")
+    assert list(install_scripts.script_parts(done.stdout)) == ["", "place", "env"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncssh
 import pytest
 
-from edeliver.adapters.node import ssh
+from edeliver.adapters.node import ssh_errors
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeUnreachable
 from edeliver.core.usecases.orchestrator import until_reachable
@@ -33,7 +33,7 @@ def test_a_rollback_reconnects_while_the_node_cannot_be_reached_and_only_then(
 ) -> None:
     """Only an unreachable node or a dropped connection is marked passing: waited out until the
     step's timeout; a refused login or session ends the rollback at once."""
-    error = ssh._error(NODE, cause, "connecting")
+    error = ssh_errors.ssh_error(NODE, cause, "connecting")
     assert isinstance(error, NodeUnreachable) and error.passing is waited_out
 
 

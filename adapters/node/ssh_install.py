@@ -1,0 +1,239 @@
+"""A node shell's upload and install: the release pushed (streamed and unpacked as it comes,
+or resumed over SFTP) or pulled by the node, verified, its entries checked before anything is
+unpacked, placed beside the running release, and the runtime settings written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+
+from edeliver.adapters.node.archive_check import listing_problems, refusal
+from edeliver.adapters.node.install_scripts import (
+    UploadSpace,
+    failed_upload_script,
+    fetch_script,
+    finish_upload_script,
+    install_state_script,
+    listing_script,
+    parse_failed_upload,
+    place_script,
+    remove_upload_script,
+    script_parts,
+    unpack_script,
+    upload_state_script,
+)
+from edeliver.adapters.node.node_scripts import Layout
+from edeliver.adapters.node.node_state import STATE_REPORT, NodeState, parse_probe
+from edeliver.adapters.node.runtime_env_files import WRITING
+from edeliver.adapters.node.sftp_upload import send_file
+from edeliver.adapters.node.ssh_channel import NodeConnection, NodeShellSettings
+from edeliver.adapters.node.ssh_output import run_streaming
+from edeliver.adapters.node.stream_install import stream_script, streaming_remote_sh
+from edeliver.core.domain.config import NodeConfig
+from edeliver.core.domain.errors import NodeError, NodeUnreachable
+from edeliver.core.domain.model import Artifact
+
+
+class ReleaseInstall(NodeConnection):
+    """The prepare and install steps of a full release on one node."""
+
+    def __init__(
+        self, node: NodeConfig, shells: NodeShellSettings, conn: asyncssh.SSHClientConnection
+    ) -> None:
+        super().__init__(node, shells, conn)
+        self._streamed_listings: dict[str, str] = {}  # version -> the listing printed then
+        # The version installed last and the node's state right after: what its activation
+        # plans from, if the node still shows it then (`switch_scripts.Unchanged`).
+        self._installed: tuple[str, NodeState] | None = None
+
+    async def write_runtime_env(self) -> None:
+        """Write the app's runtime settings of the claiming deployment's environment."""
+        if self._shells.runtime_env is not None and self._claim is not None:
+            await self._shells.runtime_env.write(
+                self.script_output, self.node.path, self._claim.environment, self.name
+            )
+            self._hide = None  # the files may have come since: read them again
+
+    async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
+        """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes."""
+        layout = self._layout(artifact)
+        fetch = await self._shells.delivery.fetch_command(artifact)
+        # A push is checked before anything touches the node; a pull, on the node at install.
+        local = (
+            await self._shells.checked_local_file(self.name, artifact) if fetch is None else None
+        )
+        said = await self.script_output(
+            upload_state_script(layout, artifact.version, artifact.sha256)
+        )
+        if said.strip() == "done":
+            return
+        offset = int(said.partition("partial=")[2] or 0)
+        if fetch is None and offset == 0 and unpack:
+            assert local is not None
+            return await self._stream(layout, artifact, local)
+        if fetch is None:  # a partial upload left by a lost connection: resumed, then unpacked
+            assert local is not None
+            await self._upload(artifact, local, layout.upload(artifact.version), offset)
+        else:
+            await self._fetch(layout, artifact, fetch)
+        finish = finish_upload_script(layout, artifact.version, artifact.sha256)
+        result = await self.run_script(finish)
+        if result.exit_status == 4:
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
+        self._check(result, f"verifying the upload of {artifact.name}")
+
+    async def install(self, artifact: Artifact) -> None:
+        """One script when the release was streamed in by this shell (its listing checked
+        here first) or is installed already; else two: the listing, checked, then the unpack.
+        Either way the runtime settings are written and the node's state read by the same
+        script, after the release is in place (its COOKIE made the environment's too)."""
+        layout, v = self._layout(artifact), artifact.version
+        upload, unpacked = layout.upload(v), f"{layout.path}/releases/.{v}.partial"
+        streamed = self._streamed_listings.pop(v, None)
+        if streamed is not None:
+            await self._refuse_unsafe(streamed, upload, artifact, unpacked)
+        then, checked = self._after_install(), _sha256(streamed)
+        parts = await self._install_part(
+            install_state_script(layout, v, then, checked), artifact, "probing"
+        )
+        state, _, listing = parts[""].partition("\n")
+        if state == "missing":
+            raise NodeError(f"{self.name}: {artifact.name} was not uploaded: run prepare first")
+        if state == "streamed":  # unpacked as it came: checked, then renamed into place
+            await self._refuse_unsafe(listing, upload, artifact, unpacked)
+            script = place_script(layout, v, then)
+            parts = await self._install_part(script, artifact, f"installing {artifact.name}")
+        elif state not in ("installed", "placed"):  # `listing`, then the upload's
+            await self._refuse_unsafe(listing, upload, artifact)
+            script = unpack_script(layout, v, then)
+            parts = await self._install_part(script, artifact, f"unpacking {artifact.name}")
+        if "env" in parts:
+            self._hide = None  # the files may have come since: read them again
+        self._installed = (v, parse_probe(parts["state"]))
+
+    def _after_install(self) -> str:
+        """The install's last parts: the runtime settings written, then the node's state."""
+        runtime, env = self._shells.runtime_env, ""
+        if runtime is not None and self._claim is not None:
+            write = runtime.write_script_of(self.node.path, self._claim.environment, self.name)
+            env = f"echo part=env\n(\n{write}) || exit $?\n"
+        return env + "echo part=state\n" + STATE_REPORT
+
+    async def _install_part(self, script: str, artifact: Artifact, found: str) -> dict[str, str]:
+        """Run an install script; a failure named by the part that failed, as when each part
+        was a script of its own (`found`: the doing of what runs before the first part)."""
+        result = await self.run_script(script)
+        parts = script_parts(str(result.stdout))
+        part = list(parts)[-1]
+        doing = {"place": f"installing {artifact.name}", "env": WRITING}.get(part, found)
+        self._check(result, "probing" if part == "state" else doing, parts[part])
+        return parts
+
+    async def check_upload(self, upload: str, artifact: Artifact) -> None:
+        """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
+        listing = await self.script_output(listing_script(upload), f"listing {artifact.name}")
+        await self._refuse_unsafe(listing, upload, artifact)
+
+    async def _refuse_unsafe(
+        self, listing: str, upload: str, artifact: Artifact, unpacked: str | None = None
+    ) -> None:
+        if problems := listing_problems(listing.splitlines()):
+            remove = remove_upload_script(upload, unpacked)
+            await self.script_output(remove, "removing a refused upload")
+            why = refusal(artifact.name, artifact.version, problems)
+            raise NodeError(f"{self.name}: {why}; the upload was deleted")
+
+    async def _upload(self, artifact: Artifact, local: Path, upload: str, offset: int) -> None:
+        """Send `local` into `upload`.partial (resumed from `offset`); a write the node refused
+        removes the partial and says why, a full disk by name. A lost connection keeps the
+        partial for the next try to resume (a rollback removes it)."""
+        if not local.is_file():
+            raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
+        total = local.stat().st_size
+        offset = offset if 0 < offset <= total else 0
+        partial = upload + ".partial"
+        try:
+            await self._on_channel(
+                f"uploading {artifact.name}", lambda: self._send(local, partial, offset, total)
+            )
+        except NodeUnreachable:
+            raise
+        except NodeError as error:
+            raise NodeError(await self._failed_upload(partial, artifact, error)) from None
+
+    async def _stream(self, layout: Layout, artifact: Artifact, local: Path) -> None:
+        """Push the release and unpack it as it arrives (see `stream_install`): the node's
+        install is one pass over its bytes."""
+        if not local.is_file():
+            raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
+        size, v = local.stat().st_size, artifact.version
+        script = stream_script(layout, v, artifact.sha256, size)
+        result = await self.run_script(
+            script, lambda run_name, conn: run_streaming(
+                conn, streaming_remote_sh(run_name), script, local, self._sent(size)
+            ),
+        )  # fmt: skip
+        if result.exit_status == 4:
+            raise NodeError(self._mismatch(artifact, str(result.stdout).strip()))
+        if result.exit_status == 7:
+            error = NodeError(f"{self.name}: uploading {artifact.name} failed")
+            partial = layout.upload(v) + ".partial"
+            raise NodeError(await self._failed_upload(partial, artifact, error))
+        self._check(result, f"uploading and unpacking {artifact.name}")
+        listing = str(result.stdout)
+        if not listing.startswith("["):  # not cut to its tail (run_bounded): the install reads it
+            self._streamed_listings[v] = listing
+
+    def _sent(self, total: int) -> Callable[[int], None]:
+        def sent(done: int) -> None:
+            if self._shells.progress:
+                self._shells.progress(self.name, done, total)
+
+        return sent
+
+    def _mismatch(self, artifact: Artifact, got: str) -> str:
+        return (
+            f"{self.name}: checksum mismatch for {artifact.name} on the node: expected "
+            f"{artifact.sha256} got {got}; the upload was deleted, nothing was unpacked"
+        )
+
+    async def _send(self, local: Path, remote: str, offset: int, total: int) -> None:
+        await send_file(self._conn, local, remote, offset, self._sent(total))
+
+    async def _fetch(self, layout: Layout, artifact: Artifact, fetch: str) -> None:
+        """Pull: the node runs the store's fetch command; a failed one leaves no partial."""
+        result = await self.run_script(fetch_script(layout, artifact.version, fetch))
+        if result.exit_status == 7:
+            partial = layout.upload(artifact.version) + ".partial"
+            space = parse_failed_upload(str(result.stdout))
+            detail = str(result.stderr or "").strip()[-1000:] or "no output"
+            error = f"{self.name}: fetching {artifact.name} from the store failed: {detail}"
+            raise NodeError(self._upload_failure(space, partial, artifact, error))
+        self._check(result, f"fetching {artifact.name} from the store")
+
+    async def _failed_upload(self, partial: str, artifact: Artifact, error: NodeError) -> str:
+        """Remove the partial upload; the message: a full disk named as such, else `error`."""
+        said = await self.script_output(failed_upload_script(partial), check=False)
+        return self._upload_failure(parse_failed_upload(said), partial, artifact, str(error))
+
+    def _upload_failure(
+        self, space: UploadSpace | None, partial: str, artifact: Artifact, error: str
+    ) -> str:
+        """Why an upload (or fetch) failed, its partial removed: a full disk by name."""
+        missing = artifact.size - space.partial_bytes if space else 0
+        if space is not None and space.free_bytes < missing:
+            return (
+                f"{self.name}: the disk at {posixpath.dirname(partial)} is full "
+                f"({space.free_bytes} bytes free, {missing} more needed for {artifact.name}); "
+                "the partial upload was removed"
+            )
+        return f"{error}; the partial upload was removed"
+
+
+def _sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
