@@ -159,7 +159,7 @@ def test_the_installed_edeliver_runs_from_the_venv_not_from_this_checkout(
     assert Path(where).is_relative_to(installed.venv)
     script = installed.python(
         "from importlib.resources import files; "
-        "text = files('edeliver.adapters').joinpath('build_tasks.exs').read_text(); "
+        "text = files('edeliver.adapters.build').joinpath('build_tasks.exs').read_text(); "
         "print(text.count('defmodule Mix.Tasks'))",
         tmp_path,
     )
