@@ -342,10 +342,12 @@ def wait_for_lock(lock: Path) -> None:
 
 
 def fake_vm(layout: Layout, version: str) -> subprocess.Popen[bytes]:
-    """A process whose command line names a release root under the path, as a VM's does."""
+    """A process whose command line names a release root under the path, as a VM's does.
+    Python itself, not a `python3` found on PATH: a wrapper script (pyenv's shim) that catches
+    SIGTERM before it execs Python exits 143 instead of dying by the signal."""
     root = Path(os.path.realpath(layout.path), "releases", version)
     code = "import time; time.sleep(300)"
-    return subprocess.Popen(["python3", "-c", code, f"{root}/erts/bin/beam.smp"])
+    return subprocess.Popen([sys.executable, "-c", code, f"{root}/erts/bin/beam.smp"])
 
 
 def test_a_vm_the_stop_command_cannot_reach_is_sent_sigterm_without_waiting_for_it(
