@@ -19,7 +19,7 @@ from eventsourcing.utils import register_topic
 from edeliver.core.domain import deployment_events, strategy
 from edeliver.core.domain.deployment_changes import (
     CARRIED_BY,
-    previous_after_probe,
+    is_first_probe,
 )
 from edeliver.core.domain.deployment_reading import DeploymentReading
 from edeliver.core.domain.errors import UsageError
@@ -115,8 +115,7 @@ class Deployment(DeploymentReading, Aggregate):
         """Record what a probe found; the first probe fixes the version to roll back to."""
         found = facts.get("current_version")
         current = found if isinstance(found, str) else None
-        previous = previous_after_probe(node, current, self.previous)
-        self._probed(node, dict(facts), current, previous)
+        self._probed(node, dict(facts), current, is_first_probe(node, self.previous))
 
     def routed(self, node: str, route: Route) -> None:
         """Record the route a node takes and the release it would roll back to."""
@@ -145,7 +144,7 @@ class Deployment(DeploymentReading, Aggregate):
                 self.policy, self.states, self.order, node, self.failures + 1
             )
             actions = {n: a for n, a in decision.actions.items() if a in CARRIED_BY}
-            changes = self.decision_changes(node, decision.escalated, actions)
+            changes = self.decision_changes(decision.escalated, actions)
             self._decided(node, list(decision.scope), decision.escalated, actions, *changes)
 
     def step_ended(self, node: str, note: str = "") -> str:
@@ -213,21 +212,18 @@ class Deployment(DeploymentReading, Aggregate):
             raise UsageError(f"deployment {self.short_id} already ended ({self.outcome})")
         ROLLOUT.next_state(self.rollout_state, trigger)
 
-    # ---- events: apply bodies only assign ----------------------------------------------------
+    # ---- events: apply bodies only apply what the event says --------------------------------
 
     NodeProbed = deployment_events.NodeProbed
 
     @event(NodeProbed)
     def _probed(
-        self,
-        node: str,
-        facts: dict[str, object],
-        current_version: str | None,
-        previous: dict[str, str | None] | None,
+        self, node: str, facts: dict[str, object], current_version: str | None, first: bool | None
     ) -> None:
-        if previous is None:  # stored by version 1 (NodeProbed.upcast_v1_v2)
-            previous = previous_after_probe(node, current_version, self.previous)
-        self.previous = dict(previous)
+        if first is None:  # stored by version 1 (NodeProbed.upcast_v1_v2)
+            first = is_first_probe(node, self.previous)
+        if first:
+            self.previous[node] = current_version
 
     @event("NodeRouted")
     def _routed(
@@ -246,34 +242,32 @@ class Deployment(DeploymentReading, Aggregate):
     @event(NodeTransitioned)
     def _transitioned(
         self, node: str, trigger: str, src: str, dest: str, detail: str, reason: str | None,
-        undecided: list[str] | None, pending_actions: dict[str, str] | None,
+        awaits_decision: bool | None, clears_pending: bool | None,
     ) -> None:  # fmt: skip
-        if undecided is None or pending_actions is None:  # stored by version 1 (upcast_v1_v2)
-            changes = self.transition_changes(node, trigger, dest, detail)
-            reason, undecided, pending_actions = changes
+        if awaits_decision is None or clears_pending is None:  # version 1 (upcast_v1_v2)
+            reason, awaits_decision, clears_pending = self.transition_changes(
+                node, trigger, dest, detail
+            )
         self.states[node] = dest
         if reason is not None:
             self.reasons[node] = reason
-        self.undecided, self.pending_actions = list(undecided), dict(pending_actions)
+        if awaits_decision:
+            self.undecided.append(node)
+        if clears_pending:
+            self.pending_actions.pop(node, None)
 
     FallbackDecided = deployment_events.FallbackDecided
 
     @event(FallbackDecided)
     def _decided(
         self, failed_node: str, scope: list[str], escalated: bool, actions: dict[str, str],
-        failures: int | None, any_escalated: bool | None, undecided: list[str] | None,
-        pending_actions: dict[str, str] | None,
+        failures: int | None, any_escalated: bool | None, added: dict[str, str] | None,
     ) -> None:  # fmt: skip
-        if (  # stored by version 1 (FallbackDecided.upcast_v1_v2)
-            failures is None
-            or any_escalated is None
-            or undecided is None
-            or pending_actions is None
-        ):
-            changes = self.decision_changes(failed_node, escalated, actions)
-            failures, any_escalated, undecided, pending_actions = changes
+        if failures is None or any_escalated is None or added is None:  # version 1 (upcast)
+            failures, any_escalated, added = self.decision_changes(escalated, actions)
+        self.undecided.remove(failed_node)
         self.failures, self.escalated = failures, any_escalated
-        self.undecided, self.pending_actions = list(undecided), dict(pending_actions)
+        self.pending_actions.update(added)
 
     @event("PendingActionDropped")
     def _action_dropped(self, node: str) -> None:

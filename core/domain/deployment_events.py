@@ -17,23 +17,24 @@ from eventsourcing.domain import Aggregate
 
 
 class NodeProbed(Aggregate.Event):
-    """Version 2 records every node's release before the deployment, as the probe leaves it."""
+    """Version 2 records whether this is the node's first probe, which fixes its release
+    before the deployment."""
 
     class_version = 2
     node: str
     facts: dict[str, object]
     current_version: str | None
-    previous: dict[str, str | None] | None  # None: version 1, derived from the state
+    first: bool | None  # None: version 1, derived from the state
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        """Only a node's first probe fixes its release: whether it was depends on the state."""
-        state["previous"] = None
+        """Whether a probe was the node's first depends on the state."""
+        state["first"] = None
 
 
 class NodeTransitioned(Aggregate.Event):
-    """Version 2 records the node's new reason, the failures awaiting a decision and the
-    pending actions, as the transition leaves them (`transition_changes`)."""
+    """Version 2 records the node's new reason, whether it now awaits a fallback decision and
+    whether its pending action is carried out (`transition_changes`)."""
 
     class_version = 2
     node: str
@@ -42,19 +43,19 @@ class NodeTransitioned(Aggregate.Event):
     dest: str
     detail: str
     reason: str | None  # None: the node keeps its reason
-    undecided: list[str] | None  # None: version 1, derived from the state
-    pending_actions: dict[str, str] | None  # None: version 1, derived from the state
+    awaits_decision: bool | None  # None: version 1, derived from the state
+    clears_pending: bool | None  # None: version 1, derived from the state
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        """The failures awaiting a decision and the pending actions are the state's, changed;
-        so is a failed rollback's reason, which quotes the node's reason before."""
-        state.update(reason=None, undecided=None, pending_actions=None)
+        """Whether the node awaits a decision depends on its pending action; a failed
+        rollback's reason quotes the node's reason before: both are the state's."""
+        state.update(reason=None, awaits_decision=None, clears_pending=None)
 
 
 class FallbackDecided(Aggregate.Event):
-    """Version 2 records the failures decided, whether any decision escalated, the failures
-    still awaiting one and the pending actions, as the decision leaves them."""
+    """Version 2 records the failures decided so far, whether any decision escalated, and the
+    actions it adds to the pending ones (`decision_changes`)."""
 
     class_version = 2
     failed_node: str
@@ -63,10 +64,9 @@ class FallbackDecided(Aggregate.Event):
     actions: dict[str, str]  # this decision's
     failures: int | None  # None: version 1, derived from the state
     any_escalated: bool | None
-    undecided: list[str] | None
-    pending_actions: dict[str, str] | None
+    added: dict[str, str] | None  # this decision's actions where none was pending
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        """All four depend on the state: they count and add to what came before."""
-        state.update(failures=None, any_escalated=None, undecided=None, pending_actions=None)
+        """All three depend on the state: they count and add to what came before."""
+        state.update(failures=None, any_escalated=None, added=None)

@@ -103,15 +103,12 @@ class DeploymentReading:
         """What firing the trigger would change, recorded in its event."""
         return transition_changes(
             node, trigger, dest, detail, reason=self.reasons.get(node),
-            undecided=self.undecided, pending_actions=self.pending_actions,
+            pending_actions=self.pending_actions,
         )  # fmt: skip
 
-    def decision_changes(
-        self, failed_node: str, escalated: bool, actions: dict[str, str]
-    ) -> DecisionChanges:
+    def decision_changes(self, escalated: bool, actions: dict[str, str]) -> DecisionChanges:
         """What recording the decision would change, recorded in its event."""
         return decision_changes(
-            failed_node, escalated, actions, failures=self.failures,
-            escalated_before=self.escalated, undecided=self.undecided,
+            escalated, actions, failures=self.failures, escalated_before=self.escalated,
             pending_actions=self.pending_actions,
         )  # fmt: skip

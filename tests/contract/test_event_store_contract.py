@@ -53,9 +53,9 @@ def renamed_topic(topic: str, moved: Mapping[str, str]) -> str:
 
 # What each event carries since its class_version 2, which version 1 did not.
 VERSION_2_FIELDS = {
-    "NodeProbed": ("previous",),
-    "NodeTransitioned": ("reason", "undecided", "pending_actions"),
-    "FallbackDecided": ("failures", "any_escalated", "undecided", "pending_actions"),
+    "NodeProbed": ("first",),
+    "NodeTransitioned": ("reason", "awaits_decision", "clears_pending"),
+    "FallbackDecided": ("failures", "any_escalated", "added"),
 }
 
 
