@@ -10,10 +10,10 @@ from hypothesis import settings
 
 from tests.support.postgres import PostgresServer
 
-# Property tests: the full search in CI (CI=true), a tenth of it for a quick local run; pick one
+# Property tests: the full search in CI (CI=true), a twentieth of it for a quick local run; pick one
 # with HYPOTHESIS_PROFILE=ci|dev. Tests size their own searches from `settings().max_examples`.
 settings.register_profile("ci", max_examples=300, deadline=None)
-settings.register_profile("dev", max_examples=30, deadline=None)
+settings.register_profile("dev", max_examples=15, deadline=None)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )

@@ -12,6 +12,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from edeliver.adapters.node.fleet_sshd import LOOPBACK_ONLY_ERLANG
+from edeliver.adapters.node.local_host import free_ports
 from tests.support.hello_release import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -117,7 +119,11 @@ def loaded_version(root: Path, app: str) -> str:
 def booted_version(root: Path, app: str = "ledger", deadline_seconds: float = 60) -> str:
     """Start the release as a daemon, ask the running node its app's vsn, stop it."""
     name = f"{app}-{secrets.token_hex(4)}@127.0.0.1"
-    env = {"PATH": "/usr/bin:/bin", "RELEASE_NODE": name, "RELEASE_DISTRIBUTION": "name"}
+    # Its own epmd, on loopback and a free port, stopped after the node: nothing outlives it.
+    env = {
+        "PATH": "/usr/bin:/bin", "RELEASE_NODE": name, "RELEASE_DISTRIBUTION": "name",
+        "ERL_EPMD_PORT": str(free_ports(1)[0]), **LOOPBACK_ONLY_ERLANG,
+    }  # fmt: skip
     run = root / "bin" / app
     subprocess.run([str(run), "daemon"], env=env, check=True, timeout=60)
     asked = f"IO.puts(Application.spec(:{app}, :vsn))"
@@ -133,6 +139,13 @@ def booted_version(root: Path, app: str = "ledger", deadline_seconds: float = 60
         return wait_for(answer, deadline_seconds, f"{name} to answer", every=0.5)
     finally:
         _stop(run, env)
+        _stop_epmd(root, env)
+
+
+def _stop_epmd(root: Path, env: dict[str, str]) -> None:
+    """The epmd the node started on its own port (no node is registered with it any more)."""
+    for epmd in root.glob("erts-*/bin/epmd"):
+        subprocess.run([str(epmd), "-kill"], env=env, capture_output=True, timeout=30, check=False)
 
 
 def _stop(run: Path, env: dict[str, str]) -> None:
