@@ -21,6 +21,10 @@ from pathlib import Path
 
 # GNU tar's verbose listing in a fixed shape: numeric owner, C locale dates, names escaped.
 LISTING = "LC_ALL=C tar --numeric-owner --quoting-style=escape -tzvf"
+# Output a listing is read with: whole, where other output keeps its last 64 KiB. A release of a
+# real app lists thousands of entries (~100 bytes each); a listing cut to its tail would be
+# refused as unreadable.
+LISTING_LIMIT = 32 * 1024 * 1024
 _SHOWN = 5  # problems named in a refusal
 
 

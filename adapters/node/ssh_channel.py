@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 
 import asyncssh
 
+from edeliver.adapters.local.bounded_output import LIMIT
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.node_lock import NodeLock
 from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands
@@ -89,26 +90,29 @@ class NodeConnection:
             await self._take_lock()
         return self._lock.generation if self._lock else None
 
-    async def script_output(self, script: str, doing: str = "", *, check: bool = True) -> str:
+    async def script_output(
+        self, script: str, doing: str = "", *, check: bool = True, limit: int = LIMIT
+    ) -> str:
         """Run a node script; its stdout, after raising NodeError for a non-zero exit if `check`."""
-        result = await self.run_script(script)
+        result = await self.run_script(script, limit=limit)
         if check:
             self._check(result, doing or "probing")
         return str(result.stdout)
 
     async def run_script(
-        self, script: str, run: Runner | None = None
+        self, script: str, run: Runner | None = None, *, limit: int = LIMIT
     ) -> asyncssh.SSHCompletedProcess:
         """Run a node script to its end (by `run`, given the run's name and the connection,
         when it needs more than the script on stdin). A script cut short (by a step's timeout,
         or by the command timeout) is killed on the node with what it started: left running, a
-        stale step could still switch or restart after the rollback that followed it."""
+        stale step could still switch or restart after the rollback that followed it. Output is
+        kept to its last `limit` bytes (a release's listing needs more than a probe's)."""
         run_name = f"edeliver-run-{secrets.token_hex(8)}"
         timeout = self.timeouts.command
         log_script(self.name, script)
 
         def plain(name: str, conn: asyncssh.SSHClientConnection) -> Awaitable[Completed]:
-            return run_bounded(conn, ns.named_remote_sh(name), script)
+            return run_bounded(conn, ns.named_remote_sh(name), script, limit)
 
         runner = run or plain
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncssh
 
-from edeliver.adapters.node.archive_check import listing_problems, refusal
+from edeliver.adapters.node.archive_check import LISTING_LIMIT, listing_problems, refusal
 from edeliver.adapters.node.install_scripts import (
     UploadSpace,
     failed_upload_script,
@@ -127,7 +127,7 @@ class ReleaseInstall(NodeConnection):
     async def _install_part(self, script: str, artifact: Artifact, found: str) -> dict[str, str]:
         """Run an install script; a failure named by the part that failed, as when each part
         was a script of its own (`found`: the doing of what runs before the first part)."""
-        result = await self.run_script(script)
+        result = await self.run_script(script, limit=LISTING_LIMIT)
         parts = script_parts(str(result.stdout))
         part = list(parts)[-1]
         doing = {"place": f"installing {artifact.name}", "env": WRITING}.get(part, found)
@@ -136,7 +136,9 @@ class ReleaseInstall(NodeConnection):
 
     async def check_upload(self, upload: str, artifact: Artifact) -> None:
         """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
-        listing = await self.script_output(listing_script(upload), f"listing {artifact.name}")
+        listing = await self.script_output(
+            listing_script(upload), f"listing {artifact.name}", limit=LISTING_LIMIT
+        )
         await self._refuse_unsafe(listing, upload, artifact)
 
     async def _refuse_unsafe(
@@ -175,7 +177,8 @@ class ReleaseInstall(NodeConnection):
         script = stream_script(layout, v, artifact.sha256, size)
         result = await self.run_script(
             script, lambda run_name, conn: run_streaming(
-                conn, streaming_remote_sh(run_name), script, local, self._sent(size)
+                conn, streaming_remote_sh(run_name), script, local, self._sent(size),
+                LISTING_LIMIT,
             ),
         )  # fmt: skip
         if result.exit_status == 4:
@@ -186,7 +189,7 @@ class ReleaseInstall(NodeConnection):
             raise NodeError(await self._failed_upload(partial, artifact, error))
         self._check(result, f"uploading and unpacking {artifact.name}")
         listing = str(result.stdout)
-        if not listing.startswith("["):  # not cut to its tail (run_bounded): the install reads it
+        if not listing.startswith("["):  # not cut to its tail: else the install reads it
             self._streamed_listings[v] = listing
 
     def _sent(self, total: int) -> Callable[[int], None]:

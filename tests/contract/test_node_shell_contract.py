@@ -9,9 +9,12 @@ Below them, tests of what only the real adapter has: quoting, host keys, resumed
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
+import subprocess
+import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 import asyncssh
 import pytest
 
+from edeliver.adapters.node.archive_check import LISTING
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.node_scripts import STATUS_FILE_HEALTH, ReleaseCommands
 from edeliver.adapters.node.ssh import AsyncsshNodeShells, pin_host_key
@@ -321,6 +325,27 @@ class TestAsyncsshOnly:
         finally:
             await world.shell.close()
 
+    async def test_a_release_listing_more_than_64_kib_installs_and_runs(
+        self, open_world: WorldMaker, tmp_path: Path
+    ) -> None:
+        """A real app's release lists thousands of entries: the node's listing is read whole,
+        not cut to the last 64 KiB other output keeps (a cut one was refused as unreadable)."""
+        world = await open_world()
+        big = padded_release(world.artifact(V1), tmp_path / "big", files=1500)
+        listed = subprocess.run(
+            [*LISTING.split()[1:], big.location], env={"LC_ALL": "C"}, capture_output=True,
+            check=True,
+        )  # fmt: skip
+        assert len(listed.stdout) > 2 * 64 * 1024
+        try:
+            await deploy(world.shell, big)
+            facts = await world.shell.probe()
+            assert (facts.current_version, facts.running_version) == (V1, V1)
+            assert await world.running_version() == V1
+            assert os.path.isfile(world.local(f"releases/{V1}/lib/padding-1.0/priv/f1499"))
+        finally:
+            await world.shell.close()
+
     async def test_task_commands_run_from_the_deploy_path_with_their_env_quoted(
         self, module_fleet: LocalFleet, open_world: WorldMaker
     ) -> None:
@@ -597,3 +622,21 @@ class TestAsyncsshConnecting:
         config = replace(node_config(module_fleet, node), **change)
         with pytest.raises(NodeUnreachable, match=node.name):
             await AsyncsshNodeShells(known_hosts=str(module_fleet.known_hosts)).open(config)
+
+
+def padded_release(release: Artifact, directory: Path, files: int) -> Artifact:
+    """`release` repacked with `files` more small files under lib/, as a bigger app has."""
+    directory.mkdir(parents=True)
+    tree = directory / "tree"
+    with tarfile.open(release.location) as archive:
+        archive.extractall(tree, filter="tar")
+    padding = tree / "lib" / "padding-1.0" / "priv"
+    padding.mkdir(parents=True)
+    for i in range(files):
+        (padding / f"f{i}").write_text(f"{i}\n" + "x" * 40)
+    path = directory / release.location.rpartition("/")[2]
+    with tarfile.open(path, "w:gz") as archive:
+        for entry in sorted(tree.iterdir()):
+            archive.add(entry, arcname=entry.name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return replace(release, sha256=digest, size=path.stat().st_size, location=str(path))
