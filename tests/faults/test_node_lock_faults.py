@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults_lock import GOOD, NEXT, LockLab, wait_until
+from tests.support.faults_lock import GOOD, NEXT, LockLab
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +73,11 @@ def test_a_deployer_killed_mid_rollout_is_resumed_at_once_without_force(lab: Loc
     lab.ensure_all_on(NEXT)
     lab.flag("node1", "slow", "30")
     deployer = lab.start("deploy", "blue", "--version", GOOD)
-    wait_until(lambda: lab.slow_task_running("node1"), 120, "the slow task")
+    wait_for(lambda: lab.slow_task_running("node1"), 120, "the slow task")
     os.kill(deployer.pid, signal.SIGKILL)
     deployer.communicate(timeout=30)
     (lab.shared("node1") / "slow").unlink()  # the resumed step need not sleep again
-    wait_until(lambda: lab.lock_free("node1") and lab.lock_free("node2"), 30, "holders gone")
+    wait_for(lambda: lab.lock_free("node1") and lab.lock_free("node2"), 30, "holders gone")
     killed = _deployment_of(lab, "blue")
     resumed = lab.edeliver("resume", killed[:8])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -91,7 +92,7 @@ def test_a_second_operators_resume_is_refused_while_the_deployer_is_alive(lab: L
     lab.ensure_all_on(GOOD)
     lab.flag("node1", "slow", "15")
     deployer = lab.start("deploy", "blue", "--version", NEXT)
-    wait_until(lambda: lab.slow_task_running("node1"), 120, "the slow task")
+    wait_for(lambda: lab.slow_task_running("node1"), 120, "the slow task")
     live = _deployment_of(lab, "blue")
     resumed = lab.edeliver("resume", live[:8])
     abandoned = lab.edeliver("abandon", live[:8], "--reason", "looks stuck")
@@ -116,9 +117,7 @@ def test_a_switch_left_running_by_a_lost_connection_never_switches_after_the_tak
     lab.flag("node1", "slow_stop", "8")
     before = lab.start_log("node1").count("stopping slowly")
     deployer = lab.start("deploy", "blue", "--version", NEXT)
-    wait_until(
-        lambda: lab.start_log("node1").count("stopping slowly") > before, 120, "the slow stop"
-    )
+    wait_for(lambda: lab.start_log("node1").count("stopping slowly") > before, 120, "the slow stop")
     os.kill(deployer.pid, signal.SIGKILL)  # its connection drops; the script on node1 goes on
     deployer.communicate(timeout=30)
     starts_before = lab.start_log("node1").count("--- start")
@@ -127,7 +126,7 @@ def test_a_switch_left_running_by_a_lost_connection_never_switches_after_the_tak
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # Once no script of any deployer runs on node1 any more, exactly one start was made since
     # the kill: the new deployer's (the stale script, had it gone on, would have made another).
-    wait_until(lambda: "edeliver-run-" not in _processes_of(lab, "node1"), 60, "stale gone")
+    wait_for(lambda: "edeliver-run-" not in _processes_of(lab, "node1"), 60, "stale gone")
     assert lab.start_log("node1").count("--- start") == starts_before + 1
     lab.assert_settled({"node1": NEXT, "node2": NEXT, "node3": GOOD})
     _assert_every_deployment_ended(lab)
@@ -153,7 +152,7 @@ def test_a_deployer_cut_off_loses_its_nodes_to_a_forced_resume_and_can_no_longer
     lab.ensure_all_on(GOOD)
     lab.flag("node1", "slow", "20")
     stale = lab.start("deploy", "blue", "--version", NEXT)
-    wait_until(lambda: lab.slow_task_running("node1"), 120, "the slow task")
+    wait_for(lambda: lab.slow_task_running("node1"), 120, "the slow task")
     stale_id = _deployment_of(lab, "blue")
     os.kill(stale.pid, signal.SIGSTOP)
     try:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,12 +156,7 @@ class LockLab:
         assert self.running() == expected
         for node, version in expected.items():
             assert self.current(node) == version and self.complete(node, version), node
-        wait_until(lambda: all(self.lock_free(n) for n in self.fleet.names), 30, "locks freed")
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `seconds`."""
-    wait_for(condition, seconds, what, every=0.2)
+        wait_for(lambda: all(self.lock_free(n) for n in self.fleet.names), 30, "locks freed")
 
 
 def _owner(path: Path) -> tuple[int, int]:
