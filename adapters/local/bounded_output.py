@@ -42,7 +42,16 @@ class Tail:
 
     def text(self) -> str:
         kept = b"".join(self._blocks).decode(errors="replace")
-        return f"[{self.dropped} earlier bytes of output dropped]\n{kept}" if self.dropped else kept
+        return f"[{self.dropped} {_DROPPED}]\n{kept}" if self.dropped else kept
+
+
+_DROPPED = "earlier bytes of output dropped"
+
+
+def was_cut(text: str) -> bool:
+    """Whether `text` is a tail that `Tail` kept: its beginning dropped, as its first line says."""
+    first = text.partition("\n")[0]
+    return first.startswith("[") and first.endswith(f" {_DROPPED}]")
 
 
 class AsyncStream(Protocol):

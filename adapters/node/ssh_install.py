@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncssh
 
+from edeliver.adapters.local.bounded_output import was_cut
 from edeliver.adapters.node.archive_check import LISTING_LIMIT, listing_problems, refusal
 from edeliver.adapters.node.install_scripts import (
     UploadSpace,
@@ -144,7 +145,9 @@ class ReleaseInstall(NodeConnection):
     async def _refuse_unsafe(
         self, listing: str, upload: str, artifact: Artifact, unpacked: str | None = None
     ) -> None:
-        if problems := listing_problems(listing.splitlines()):
+        too_long = f"its listing is over {LISTING_LIMIT >> 20} MiB, too many entries to check"
+        problems = [too_long] if was_cut(listing) else listing_problems(listing.splitlines())
+        if problems:
             remove = remove_upload_script(upload, unpacked)
             await self.script_output(remove, "removing a refused upload")
             why = refusal(artifact.name, artifact.version, problems)
@@ -189,7 +192,7 @@ class ReleaseInstall(NodeConnection):
             raise NodeError(await self._failed_upload(partial, artifact, error))
         self._check(result, f"uploading and unpacking {artifact.name}")
         listing = str(result.stdout)
-        if not listing.startswith("["):  # not cut to its tail: else the install reads it
+        if not was_cut(listing):  # else the install reads it from the node
             self._streamed_listings[v] = listing
 
     def _sent(self, total: int) -> Callable[[int], None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edeliver.adapters.local.bounded_output import LIMIT, Tail, drain
+from edeliver.adapters.local.bounded_output import LIMIT, Tail, drain, was_cut
 
 
 @pytest.mark.parametrize("block", [1, 3, 7, 10, 64])
@@ -53,3 +53,14 @@ async def test_a_stream_of_many_mebibytes_is_kept_to_the_bound_while_it_is_read(
     await drain(_Printer(64 * 2**20), tail)
     assert max(held) <= LIMIT and tail.kept == LIMIT
     assert tail.text().startswith(f"[{64 * 2**20 - LIMIT} earlier bytes of output dropped]\n")
+
+
+def test_a_tail_that_dropped_its_beginning_says_so_and_nothing_else_does() -> None:
+    """`was_cut` tells a kept tail from whole output, even output whose first line looks alike."""
+    tail = Tail(limit=10)
+    tail.write(b"drwxr-xr-x 0/0 0 2026-01-01 00:00 lib/\n" * 3)
+    assert was_cut(tail.text())
+    whole = Tail(limit=10_000)
+    whole.write(b"[not a note]\n-rw-r--r-- 0/0 1 2026-01-01 00:00 bin/x\n")
+    assert not was_cut(whole.text())
+    assert not was_cut("[12 earlier bytes of output dropped] but said by the script\n")
