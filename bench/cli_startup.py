@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from race import compile_edeliver
+
 from tests.support.one_node_project import one_node_project
 
 EDELIVER = Path(sys.executable).with_name("edeliver")
@@ -55,11 +57,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--imports", type=int, default=0, help="show the N slowest imports")
     options = parser.parse_args()
+    compile_edeliver()
     with tempfile.TemporaryDirectory() as tmp:
         project = one_node_project(Path(tmp))
         print(f"edeliver startup, median of {options.runs} runs (load {os.getloadavg()[0]:.1f})")
         for argv in COMMANDS:
-            timed(argv, project)  # warm-up: bytecode compiled, files in the page cache
+            timed(argv, project)  # warm-up: files in the page cache
             walls, cpus = zip(*(timed(argv, project) for _ in range(options.runs)), strict=True)
             wall, cpu = statistics.median(walls), statistics.median(cpus)
             print(f"  edeliver {' '.join(argv):<12} {wall:6.3f} s wall  {cpu:6.3f} s CPU")

@@ -323,13 +323,14 @@ def main() -> None:
 
 
 def compile_edeliver() -> None:
-    """Byte-compile this tree's modules, as `pip install` does: with PYTHONDONTWRITEBYTECODE set
-    (as on this project's machines), every `edeliver` run would compile them from source
-    again, a cost no installed copy has."""
-    root = Path(__file__).resolve().parents[1]
-    for package in ("adapters", "core", "cli"):
-        compileall.compile_dir(root / package, quiet=1)
-    compileall.compile_file(root / "__init__.py", quiet=1)
+    """Byte-compile the modules where `edeliver` is imported from, as `pip install` does: with
+    PYTHONDONTWRITEBYTECODE set (as on this project's machines), every `edeliver` run would
+    compile them from source again, a cost no installed copy has. An editable install in
+    strict mode imports them from its link tree under build/, whose `__pycache__` is not the
+    source tree's."""
+    import edeliver
+
+    compileall.compile_dir(Path(edeliver.__file__).parent, quiet=1)
 
 
 def tree() -> str:

@@ -191,7 +191,7 @@ def checked_version(version: str) -> str:
 NAP = r"""
 nap() {
   case ${naps:-0} in
-    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; 3) sleep 0.1 ;; 4) sleep 0.2 ;;
+    0) sleep 0.01 ;; 1) sleep 0.02 ;; 2) sleep 0.05 ;; [3-9]|[1-3][0-9]) sleep 0.1 ;;
     *) sleep 0.5 ;;
   esac
   naps=$((${naps:-0} + 1))
