@@ -19,6 +19,7 @@ from edeliver.adapters import settings
 from edeliver.adapters.settings import Store
 from edeliver.core.domain.app import AppNotSet, app_name
 from edeliver.core.domain.config import Config, NodeConfig
+from edeliver.core.domain.model import Artifact
 from edeliver.core.domain.redaction import Redactor
 from edeliver.core.domain.runtime_env import secret_variables
 from edeliver.core.ports import NodeShell, NodeShells
@@ -87,6 +88,9 @@ class _NoHotUpgrades:
 
     async def open(self, node: NodeConfig) -> NodeShell:
         raise AppNotSet(self.config_file)
+
+    def expect(self, artifact: Artifact) -> None:
+        pass  # `open` refuses: nothing will be sent
 
 
 def _upgrade_shells(shells: AsyncsshNodeShells, store: Store, config: Config) -> NodeShells:

@@ -173,6 +173,13 @@ class NodeShells(Protocol):
 
     async def open(self, node: NodeConfig) -> NodeShell: ...
 
+    def expect(self, artifact: Artifact) -> None:
+        """The release this rollout sends, told once before any node is opened, on the event
+        loop: an adapter may start reading it meanwhile (the SSH shells check its archive
+        while the nodes are connected, locked and probed). It raises nothing: what it finds
+        is told by the step that needs it."""
+        ...
+
 
 # ---- stores ---------------------------------------------------------------------------------
 

@@ -78,6 +78,10 @@ class InMemoryNodeShells:
         # The route each node's shell would decide now, as an upgrade-mode shell does.
         self.routes = dict(routes or {})
         self.shells: list[InMemoryNodeShell] = []
+        self.expected: list[str] = []  # the versions rollouts told these shells they send
+
+    def expect(self, artifact: Artifact) -> None:
+        self.expected.append(artifact.version)
 
     async def open(self, node: NodeConfig) -> InMemoryNodeShell:
         host = self.hosts[node.name]

@@ -44,18 +44,27 @@ class Health:
 
 _READY = r"""
 node_name() { node_arg "$1" | sed 's/^[^ ]* //; s/@.*//'; }
+beam_pid() { printf '%s\n' "$1" | awk 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
+  split($1, path, "/"); print path[3]; exit }'; }
 registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
-  e=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1); [ -n "$e" ] || e=epmd
-  names=$("$e" -names 2>/dev/null) || return 0
+  names=$("$epmd_bin" -names 2>/dev/null) || return 0
   case "$names" in *"name $1 at port "*) return 0 ;; esac; return 1
 }
 ready_within() {  # seconds: wait while our VM is launched but not yet registered with epmd
   end=$(($(date +%s) + $1)); naps=0
+  epmd_bin=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1)
+  [ -n "$epmd_bin" ] || epmd_bin=epmd
   while :; do
     running=$(vms)
     case "$running" in
-      *beam.smp*)
-        name=$(node_name "$running"); [ -z "$name" ] || registered "$name" && return ;;
+      *beam.smp*)  # then only epmd is asked, while that VM lasts (polls cost no scan)
+        name=$(node_name "$running"); [ -n "$name" ] || return
+        pid=$(beam_pid "$running")
+        while [ -d "/proc/$pid" ]; do
+          registered "$name" && return
+          [ "$(date +%s)" -lt "$end" ] || return
+          nap
+        done ;;
       *run_erl*) ;;
       *) return ;;
     esac

@@ -45,6 +45,9 @@ class HotUpgradeNodeShells:
     async def open(self, node: NodeConfig) -> HotUpgradeNodeShell:
         return HotUpgradeNodeShell(await self.full.open(node), self)
 
+    def expect(self, artifact: Artifact) -> None:
+        self.full.expect(artifact)  # a node whose VM cannot take it hot gets the full release
+
 
 class HotUpgradeNodeShell:
     """The lifecycle steps on one node, hot where release_handler can, else a full release."""

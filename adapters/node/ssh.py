@@ -99,23 +99,40 @@ class AsyncsshNodeShells(SshConnections):
         self.runtime_env = runtime_env  # None: the nodes get no runtime settings from us
         self._archive_checks: dict[tuple[str, str], list[str]] = {}
         self._checking = asyncio.Lock()
+        self._checks_ahead: dict[str, asyncio.Task[None]] = {}
 
     def timeouts_of(self, node: NodeConfig) -> NodeTimeouts:
         default = NodeTimeouts(self.command_timeout, self.verify_timeout)
         return self.node_timeouts.get(node.name, default)
 
+    def expect(self, artifact: Artifact) -> None:
+        """Check a pushed release's local archive now, beside the connects, locks and probes
+        (network waits), instead of on the first prepare's path."""
+        if artifact.sha256 not in self._checks_ahead:
+            ahead = asyncio.get_running_loop().create_task(self._check_ahead(artifact))
+            self._checks_ahead[artifact.sha256] = ahead
+
+    async def _check_ahead(self, artifact: Artifact) -> None:
+        with suppress(Exception):  # told again, with its node, by the prepare that needs it
+            if await self.delivery.fetch_command(artifact) is None:
+                await self._archive_problems(artifact)
+
     async def checked_local_file(self, node: str, artifact: Artifact) -> Path:
-        """The artifact's local file, once its entries are found safe to unpack: read here,
-        once per file however many nodes ask, before any byte of it leaves this machine."""
+        """The artifact's local file, once its entries are found safe to unpack: read once
+        per file however many nodes ask, before any byte of it leaves this machine."""
+        local, problems = await self._archive_problems(artifact)
+        if problems:
+            raise NodeError(f"{node}: {problems[0]}; nothing was uploaded")
+        return local
+
+    async def _archive_problems(self, artifact: Artifact) -> tuple[Path, list[str]]:
         local = await self.delivery.local_file(artifact)
         key = (str(local), artifact.sha256)
         async with self._checking:
             if key not in self._archive_checks and local.is_file():
                 problems = await asyncio.to_thread(local_problems, local, artifact)
                 self._archive_checks[key] = problems
-        if problems := self._archive_checks.get(key, []):
-            raise NodeError(f"{node}: {problems[0]}; nothing was uploaded")
-        return local
+        return local, self._archive_checks.get(key, [])
 
     async def open(self, node: NodeConfig) -> AsyncsshNodeShell:
         return AsyncsshNodeShell(node, self, await self.connect(node))
@@ -152,7 +169,8 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         return parse_holder(self.name, said)
 
     async def probe(self) -> NodeFacts:
-        return (await self._state()).facts
+        self._probed = await self._state()
+        return self._probed.facts
 
     def take_route(self, route: Route) -> None:
         """A full release has one route only."""

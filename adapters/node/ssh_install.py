@@ -51,6 +51,9 @@ class ReleaseInstall(NodeConnection):
         # The version installed last and the node's state right after: what its activation
         # plans from, if the node still shows it then (`switch_scripts.Unchanged`).
         self._installed: tuple[str, NodeState] | None = None
+        # The node's state as its probe read it, under the lock: a prepare that follows needs
+        # no script when the release is complete on the node already.
+        self._probed: NodeState | None = None
 
     async def write_runtime_env(self) -> None:
         """Write the app's runtime settings of the claiming deployment's environment."""
@@ -61,7 +64,12 @@ class ReleaseInstall(NodeConnection):
             self._hide = None  # the files may have come since: read them again
 
     async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
-        """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes."""
+        """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes.
+        Nothing when the probe just found the release complete on the node (the install
+        finds it there, and needs no upload)."""
+        probed, self._probed = self._probed, None
+        if unpack and probed is not None and artifact.version in probed.facts.releases:
+            return
         layout = self._layout(artifact)
         fetch = await self._shells.delivery.fetch_command(artifact)
         # A push is checked before anything touches the node; a pull, on the node at install.

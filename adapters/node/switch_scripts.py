@@ -107,9 +107,15 @@ def _lifecycle_functions(layout: Layout, commands: ReleaseCommands, stop_seconds
         + f"""
 alive() {{ [ -n "$PHYS" ] && grep -q -a -F -e "$PHYS/releases/" "/proc/$1/cmdline" 2>/dev/null; }}
 {NAP.strip()}
+born() {{  # pid: b = its start time (stat's 22nd field), read by builtins only: no process
+  read -r st 2>/dev/null <"/proc/$1/stat" || return 1
+  set -- ${{st##*) }}; [ "$1" != Z ] || return 1  # a zombie has ended
+  shift 19; b=$1
+}}
 gone_within() {{  # pid tenths-of-seconds (at least): looked at often at first, then less
   end=$(($(date +%s) + ($2 + 9) / 10 + 1)); naps=0
-  while alive "$1"; do [ "$(date +%s)" -ge "$end" ] && return 1; nap; done
+  alive "$1" && born "$1" || return 0; was=$b  # then: the same process, while it lasts
+  while born "$1" && [ "$b" = "$was" ]; do [ "$(date +%s)" -ge "$end" ] && return 1; nap; done
 }}
 terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KILL
   kill -TERM $(tree "$1") 2>/dev/null; gone_within "$1" {_tenths(TERM_GRACE)} && return 0

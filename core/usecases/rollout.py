@@ -140,6 +140,7 @@ def _orchestrator(
         )
     nodes = {name: config.nodes[name] for name in deployment.order}
     shells = services.shells_for(deployment.mode)
+    shells.expect(artifact)
     return Orchestrator(
         deployment, artifact, nodes, shells, journal, env.step_timeout,
         tasks=services.tasks, local=services.local, task_env=services.task_env,

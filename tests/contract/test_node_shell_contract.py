@@ -428,6 +428,25 @@ class TestAsyncsshOnly:
         await fleet_world.shell.verify(v1)
         assert await fleet_world.running_version() == V1
 
+    async def test_a_release_the_probe_found_complete_is_not_uploaded_again(
+        self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Back to a version the node keeps complete: after the probe, prepare sends nothing
+        (no upload, no check of one), and the install finds the release in place."""
+        v1, v2 = fleet_world.artifact(V1), fleet_world.artifact(V2)
+        await deploy(fleet_world.shell, v1)
+        await deploy(fleet_world.shell, v2)
+        assert V1 in (await fleet_world.shell.probe()).releases
+        caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+        await fleet_world.shell.prepare(v1)
+        assert caplog.records == []
+        await fleet_world.shell.prepare(v1)  # the probe's word is used once: now it checks
+        assert len(caplog.records) == 1
+        for step in (fleet_world.shell.install, fleet_world.shell.activate):
+            await step(v1)
+        await fleet_world.shell.verify(v1)
+        assert await fleet_world.running_version() == V1
+
     async def test_an_activation_planned_from_a_state_the_node_left_plans_again(
         self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
     ) -> None:
