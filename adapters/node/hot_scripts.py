@@ -215,9 +215,12 @@ def permanent_script(layout: Layout, version: str, generation: int | None = None
 
 
 def _guarded_rpc(layout: Layout, elixir: str, generation: int | None) -> str:
-    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused."""
+    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused. Asked
+    by `erl_call` like `_rpc` (no VM boots), `bin/<app> rpc` only where it cannot reach the
+    VM (`vm_change`)."""
     return (
         layout.prelude()
         + generation_guard(generation)
-        + f'cd "$P/current" || exit 3\nguarded bin/"$APP" rpc {q(elixir)}\n'
+        + f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        + f"guarded vm_change {eval_words(elixir)} {q(elixir)}\n"
     )
