@@ -158,8 +158,27 @@ def timed_rollout(project: Path, environment: str, version: str) -> dict[str, An
     cpu, started = deployer_cpu(), time.perf_counter()
     deployment = asyncio.run(deploy(services, config, environment, version))
     wall, cpu = time.perf_counter() - started, deployer_cpu() - cpu
+    steps = step_medians(services.deployments.events_of(deployment.id))
     services.deployments.close()
-    return dict(wall=wall, cpu=cpu, outcome=deployment.outcome, load=os.getloadavg()[0])
+    load = os.getloadavg()[0]
+    return dict(wall=wall, cpu=cpu, outcome=deployment.outcome, load=load, steps=steps)
+
+
+def step_medians(events: list[Any]) -> dict[str, float]:
+    """Where a node's time goes, from the events' timestamps: the median over the nodes of the
+    seconds from the deployment's first event to the node's first step ("before"), and of the
+    seconds spent in each state a transition entered (preparing, installing, ...)."""
+    start = events[0].timestamp
+    per_state: dict[str, list[float]] = {}
+    last: dict[str, tuple[str, Any]] = {}
+    for event in events:
+        node, dest = getattr(event, "node", None), getattr(event, "dest", None)
+        if node is None or dest is None:
+            continue
+        state, since = last.get(node, ("before", start))
+        per_state.setdefault(state, []).append((event.timestamp - since).total_seconds())
+        last[node] = (dest, event.timestamp)
+    return {state: statistics.median(times) for state, times in per_state.items()}
 
 
 def loaded_rollout(fleet: LocalFleet, load: str, project: Path, environment: str) -> dict[str, Any]:
@@ -216,6 +235,11 @@ def report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(f"{r['n']:>3} {r['load']:>7} {r['build']:>7.2f} {_cells(r['hot'])} {_cells(r['full'])}"
               f"  first {r['first']}, hot {r['hot']['outcome']}, full {r['full']['outcome']}")  # fmt: skip
+    print("# seconds per node in each state, median over the nodes (from the events' timestamps)")
+    for r in rows:
+        for kind in ("hot", "full"):
+            steps = ", ".join(f"{s} {t:.2f}" for s, t in r[kind]["steps"].items())
+            print(f"# N={r['n']} {r['load']} load, {kind}: {steps}")
 
 
 def _cells(rollout: dict[str, Any]) -> str:
