@@ -6,8 +6,8 @@ median of 3), then per N local sshd nodes and per load: the wall time and the de
 full-release deploy of the same version to the same nodes, with the machine's load. `with`
 load: a client on every node calls the GenServer back to back (2 ms apart) from a separate
 hidden BEAM node, and the row says the calls made, the calls failed and the longest time
-without an answer; `without`: no clients. Between the loads the nodes go back to 0.1.0 by a
-full deploy.
+without an answer; `without`: no clients. Each N and load gets a fresh fleet, on 0.1.0 by a
+full deploy first (a full deploy back to 0.1.0 after 0.2.0 is not what is measured).
 
     .venv/bin/python bench/hot_upgrade.py [--sizes 1,10,40] [--load with,without]
 """
@@ -131,9 +131,11 @@ class Clients:
 
     def _spawn(self, node: FleetNode) -> subprocess.Popen[str]:
         stop = f"{node.path}/shared/bench.stop"
+        # The node's VM runs with its environment's cookie (runtime settings), not mix.exs's.
+        cookie = f"$(cat {shlex.quote(node.path + '/shared/.edeliver/cookie')} || echo {COOKIE})"
         remote = (
             f"BENCH_STOP={shlex.quote(stop)} elixir --sname bench_client_{os.getpid()} "
-            f"--cookie {COOKIE} --erl -hidden -e {shlex.quote(CLIENT)}"
+            f'--cookie "{cookie}" --erl -hidden -e {shlex.quote(CLIENT)}'
         )
         return subprocess.Popen(
             ["ssh", "-i", str(self.fleet.client_key), "-o",
@@ -194,9 +196,9 @@ def loaded_rollout(fleet: LocalFleet, load: str, project: Path, environment: str
     return rollout | {"calls": calls}
 
 
-def one(n: int, root: Path, loads: list[str]) -> list[dict[str, Any]]:
+def one(n: int, root: Path, load: str) -> dict[str, Any]:
+    """A fresh fleet on 0.1.0 (a full deploy), then the hot upgrade and the full deploy."""
     fleet = LocalFleet(root / f"fleet{n}", n)
-    rows = []
     try:
         fleet.start()
         project = prepare_project(root / f"n{n}", fleet, "hot", POLICY)
@@ -206,14 +208,12 @@ def one(n: int, root: Path, loads: list[str]) -> list[dict[str, Any]]:
         store = store_of(project)
         put_releases(store)
         build_s, _ = time_build(store, project / ".deliver" / "build")
-        for load in loads:
-            first = timed_rollout(project, "full", V1)["outcome"]  # every node back on V1
-            hot = loaded_rollout(fleet, load, project, "hot")
-            full = loaded_rollout(fleet, load, project, "full")
-            rows.append(dict(n=n, load=load, build=build_s, first=first, hot=hot, full=full))
+        first = timed_rollout(project, "full", V1)["outcome"]
+        hot = loaded_rollout(fleet, load, project, "hot")
+        full = loaded_rollout(fleet, load, project, "full")
     finally:
         fleet.stop()
-    return rows
+    return dict(n=n, load=load, build=build_s, first=first, hot=hot, full=full)
 
 
 def report(rows: list[dict[str, Any]]) -> None:
@@ -260,12 +260,14 @@ def main() -> None:
         parser.error("--load takes with, without or with,without")
     rows = []
     for n in sizes:
-        root = Path(tempfile.mkdtemp(prefix="edeliver-bench-hot-"))
-        try:
-            rows.extend(one(n, root, loads))
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        print(f"# N={n} done", file=sys.stderr)
+        for load in loads:
+            root = Path(tempfile.mkdtemp(prefix="edeliver-bench-hot-"))
+            try:
+                rows.append(one(n, root, load))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            report(rows[-1:])  # as it comes: a long run killed still said something
+    print("# all rows", file=sys.stderr)
     report(rows)
 
 
