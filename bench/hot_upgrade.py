@@ -1,13 +1,15 @@
 """Hot upgrades of examples/hello 0.1.0 -> 0.2.0 (v2) against a full-release deploy of 0.2.0.
 
 Prints: the time of `build upgrade` (appups + relup + package from the two stored releases,
-median of 3), then per N local sshd nodes: the wall time of the hot upgrade rollout
-(mode = "upgrade") and of a full-release deploy of the same version to the same nodes, each
-measured while a client on every node calls the GenServer back to back (2 ms apart) from a
-separate hidden BEAM node: the calls made, the calls failed and the longest time without an
-answer.
+median of 3), then per N local sshd nodes and per load: the wall time and the deployer's CPU
+(this process and its children) of the hot upgrade rollout (mode = "upgrade") and of a
+full-release deploy of the same version to the same nodes, with the machine's load. `with`
+load: a client on every node calls the GenServer back to back (2 ms apart) from a separate
+hidden BEAM node, and the row says the calls made, the calls failed and the longest time
+without an answer; `without`: no clients. Each N and load gets a fresh fleet, on 0.1.0 by a
+full deploy first (a full deploy back to 0.1.0 after 0.2.0 is not what is measured).
 
-    .venv/bin/python bench/hot_upgrade.py [--sizes 1,5,10]
+    .venv/bin/python bench/hot_upgrade.py [--sizes 1,10,40] [--load with,without]
 """
 
 from __future__ import annotations
@@ -129,9 +131,11 @@ class Clients:
 
     def _spawn(self, node: FleetNode) -> subprocess.Popen[str]:
         stop = f"{node.path}/shared/bench.stop"
+        # The node's VM runs with its environment's cookie (runtime settings), not mix.exs's.
+        cookie = f"$(cat {shlex.quote(node.path + '/shared/.edeliver/cookie')} || echo {COOKIE})"
         remote = (
             f"BENCH_STOP={shlex.quote(stop)} elixir --sname bench_client_{os.getpid()} "
-            f"--cookie {COOKIE} --erl -hidden -e {shlex.quote(CLIENT)}"
+            f'--cookie "{cookie}" --erl -hidden -e {shlex.quote(CLIENT)}'
         )
         return subprocess.Popen(
             ["ssh", "-i", str(self.fleet.client_key), "-o",
@@ -141,17 +145,59 @@ class Clients:
         )  # fmt: skip
 
 
-def timed_rollout(project: Path, environment: str, version: str) -> tuple[float, str]:
+NO_CALLS = {"ok": 0, "failed": 0, "gap_ms": 0}
+
+
+def deployer_cpu() -> float:
+    """CPU seconds of this process and its finished children (ssh, the store's tools)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed_rollout(project: Path, environment: str, version: str) -> dict[str, Any]:
     runtime = Runtime(project=project)
     config, services = runtime.config, runtime.services(None)
-    started = time.perf_counter()
+    cpu, started = deployer_cpu(), time.perf_counter()
     deployment = asyncio.run(deploy(services, config, environment, version))
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, deployer_cpu() - cpu
+    steps = step_medians(services.deployments.events_of(deployment.id))
     services.deployments.close()
-    return wall, deployment.outcome
+    load = os.getloadavg()[0]
+    return dict(wall=wall, cpu=cpu, outcome=deployment.outcome, load=load, steps=steps)
 
 
-def one(n: int, root: Path) -> dict[str, Any]:
+def step_medians(events: list[Any]) -> dict[str, float]:
+    """Where a node's time goes, from the events' timestamps: the median over the nodes of the
+    seconds from the deployment's first event to the node's first step ("before"), and of the
+    seconds spent in each state a transition entered (preparing, installing, ...)."""
+    start = events[0].timestamp
+    per_state: dict[str, list[float]] = {}
+    last: dict[str, tuple[str, Any]] = {}
+    for event in events:
+        node, dest = getattr(event, "node", None), getattr(event, "dest", None)
+        if node is None or dest is None:
+            continue
+        state, since = last.get(node, ("before", start))
+        per_state.setdefault(state, []).append((event.timestamp - since).total_seconds())
+        last[node] = (dest, event.timestamp)
+    return {state: statistics.median(times) for state, times in per_state.items()}
+
+
+def loaded_rollout(fleet: LocalFleet, load: str, project: Path, environment: str) -> dict[str, Any]:
+    """A rollout to V2, with clients calling every node during it when `load` is "with"."""
+    if load == "without":
+        return timed_rollout(project, environment, V2) | {"calls": NO_CALLS}
+    clients = Clients(fleet)
+    clients.start()
+    try:
+        rollout = timed_rollout(project, environment, V2)
+    finally:
+        calls = clients.stop()
+    return rollout | {"calls": calls}
+
+
+def one(n: int, root: Path, load: str) -> dict[str, Any]:
+    """A fresh fleet on 0.1.0 (a full deploy), then the hot upgrade and the full deploy."""
     fleet = LocalFleet(root / f"fleet{n}", n)
     try:
         fleet.start()
@@ -162,55 +208,66 @@ def one(n: int, root: Path) -> dict[str, Any]:
         store = store_of(project)
         put_releases(store)
         build_s, _ = time_build(store, project / ".deliver" / "build")
-        _, first = timed_rollout(project, "full", V1)
-        clients = Clients(fleet)
-        clients.start()
-        hot_s, hot_outcome = timed_rollout(project, "hot", V2)
-        hot_calls = clients.stop()
-        clients.start()
-        full_s, full_outcome = timed_rollout(project, "full", V2)
-        full_calls = clients.stop()
+        first = timed_rollout(project, "full", V1)["outcome"]
+        hot = loaded_rollout(fleet, load, project, "hot")
+        full = loaded_rollout(fleet, load, project, "full")
     finally:
         fleet.stop()
-    return dict(n=n, build=build_s, first=first, hot=hot_s, hot_outcome=hot_outcome,
-                hot_calls=hot_calls, full=full_s, full_outcome=full_outcome,
-                full_calls=full_calls, load=os.getloadavg()[0])  # fmt: skip
+    return dict(n=n, load=load, build=build_s, first=first, hot=hot, full=full)
 
 
 def report(rows: list[dict[str, Any]]) -> None:
-    print(f"# {os.cpu_count()} cores; load = 1-min load average after the run (others count too)")
+    print(
+        f"# {os.cpu_count()} cores; load = 1-min load average after each rollout (others count too)"
+    )
     print(
         "# build = `build upgrade` 0.1.0 -> 0.2.0 (unpack both releases, 1 eval VM for appups + relup, pack), median of 3"
     )
     print(
-        "# calls: a hidden BEAM node per target calls Hello.Counter 2 ms apart during the rollout"
+        "# load with: a hidden BEAM node per target calls Hello.Counter 2 ms apart during the rollout;"
+        " cpu = the deployer's CPU seconds"
     )
     print(
-        f"{'N':>3} {'build s':>8} {'hot s':>7} {'calls':>7} {'failed':>7} {'gap ms':>7}"
-        f" {'full s':>7} {'calls':>7} {'failed':>7} {'gap ms':>7} {'load':>5}  outcomes"
+        f"{'N':>3} {'load':>7} {'build s':>7} {'hot s':>6} {'cpu s':>5} {'calls':>6} {'failed':>6}"
+        f" {'gap ms':>6} {'load':>5} {'full s':>6} {'cpu s':>5} {'calls':>6} {'failed':>6}"
+        f" {'gap ms':>6} {'load':>5}  outcomes"
     )
     for r in rows:
-        h, f = r["hot_calls"], r["full_calls"]
-        print(
-            f"{r['n']:>3} {r['build']:>8.2f} {r['hot']:>7.2f} {h['ok'] + h['failed']:>7}"
-            f" {h['failed']:>7} {h['gap_ms']:>7} {r['full']:>7.2f} {f['ok'] + f['failed']:>7}"
-            f" {f['failed']:>7} {f['gap_ms']:>7} {r['load']:>5.1f}"
-            f"  first {r['first']}, hot {r['hot_outcome']}, full {r['full_outcome']}"
-        )
+        print(f"{r['n']:>3} {r['load']:>7} {r['build']:>7.2f} {_cells(r['hot'])} {_cells(r['full'])}"
+              f"  first {r['first']}, hot {r['hot']['outcome']}, full {r['full']['outcome']}")  # fmt: skip
+    print("# seconds per node in each state, median over the nodes (from the events' timestamps)")
+    for r in rows:
+        for kind in ("hot", "full"):
+            steps = ", ".join(f"{s} {t:.2f}" for s, t in r[kind]["steps"].items())
+            print(f"# N={r['n']} {r['load']} load, {kind}: {steps}")
+
+
+def _cells(rollout: dict[str, Any]) -> str:
+    c = rollout["calls"]
+    return (
+        f"{rollout['wall']:>6.2f} {rollout['cpu']:>5.2f} {c['ok'] + c['failed']:>6}"
+        f" {c['failed']:>6} {c['gap_ms']:>6} {rollout['load']:>5.1f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,5,10")
-    sizes = [int(s) for s in parser.parse_args().sizes.split(",")]
+    parser.add_argument("--sizes", default="1,10,40")
+    parser.add_argument("--load", default="with,without", help="with, without or both")
+    args = parser.parse_args()
+    sizes, loads = [int(s) for s in args.sizes.split(",")], args.load.split(",")
+    if not set(loads) <= {"with", "without"}:
+        parser.error("--load takes with, without or with,without")
     rows = []
     for n in sizes:
-        root = Path(tempfile.mkdtemp(prefix="edeliver-bench-hot-"))
-        try:
-            rows.append(one(n, root))
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        print(f"# N={n} done", file=sys.stderr)
+        for load in loads:
+            root = Path(tempfile.mkdtemp(prefix="edeliver-bench-hot-"))
+            try:
+                rows.append(one(n, root, load))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            report(rows[-1:])  # as it comes: a long run killed still said something
+    print("# all rows", file=sys.stderr)
     report(rows)
 
 

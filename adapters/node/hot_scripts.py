@@ -105,6 +105,16 @@ if running != to_charlist(vsn) do
 end
 """
 
+# Before the first wait for the app: fail at once when release_handler has the version only
+# unpacked (or not at all), listing what it has; waiting cannot make it run.
+_ACTIVATED = """
+unless status.(vsn) in [:current, :permanent] do
+  for {_, v, _, s} <- :release_handler.which_releases(), do: IO.puts("edeliver=release #{v} #{s}")
+  IO.puts("edeliver=unactivated #{status.(vsn)}")
+  raise "#{vsn} was not activated"
+end
+"""
+
 # The app runs the wanted version (its vsn), then make it what a restart boots.
 _PERMANENT = """
 running = with {_, _, v} <- List.keyfind(Application.started_applications(), app, 0), do: v
@@ -208,16 +218,31 @@ def install_script(layout: Layout, version: str, generation: int | None = None) 
     return _guarded_rpc(layout, _bindings(layout, version) + _INSTALL, generation)
 
 
-def permanent_script(layout: Layout, version: str, generation: int | None = None) -> str:
+def permanent_script(
+    layout: Layout, version: str, generation: int | None = None, *, activated: bool = False
+) -> str:
     """Check the app runs `version`, then make_permanent (unless it is already); guarded by
-    the lock's `generation` like `install_script`."""
-    return _guarded_rpc(layout, _bindings(layout, version) + _PERMANENT, generation)
+    the lock's `generation` like `install_script`. With `activated`, first check that
+    release_handler has `version` current or permanent (else `unactivated` says why)."""
+    check = _ACTIVATED if activated else ""
+    return _guarded_rpc(layout, _bindings(layout, version) + check + _PERMANENT, generation)
+
+
+def unactivated(output: str) -> Releases | None:
+    """What release_handler has, when a `permanent_script(..., activated=True)` found the
+    version not activated; None otherwise."""
+    if not any(line.startswith("unactivated") for line in _said(output)):
+        return None
+    return parse_releases(output)
 
 
 def _guarded_rpc(layout: Layout, elixir: str, generation: int | None) -> str:
-    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused."""
+    """An `rpc` that changes what runs: like a switch, a stale deployer's is refused. Asked
+    by `erl_call` like `_rpc` (no VM boots), `bin/<app> rpc` only where it cannot reach the
+    VM (`vm_change`)."""
     return (
         layout.prelude()
         + generation_guard(generation)
-        + f'cd "$P/current" || exit 3\nguarded bin/"$APP" rpc {q(elixir)}\n'
+        + f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        + f"guarded vm_change {eval_words(elixir)} {q(elixir)}\n"
     )

@@ -85,8 +85,8 @@ class HotUpgradeNodeShell:
             upload = layout.upload(_upload_name(artifact.version, route.package_from))
             await self.full.check_upload(upload, await self._package_of(artifact, route))
         script = hs.unpack_script(layout, artifact.version, upload)
-        await self.full.script_output(script, f"unpacking the upgrade to {artifact.version}")
-        await self.full.write_runtime_env()
+        doing = f"unpacking the upgrade to {artifact.version}"
+        await self.full.run_then_write_runtime_env(script, doing)
 
     async def activate(self, artifact: Artifact) -> None:
         if not (await self._route_for(artifact)).hot:
@@ -98,9 +98,7 @@ class HotUpgradeNodeShell:
         if not (await self._route_for(artifact)).hot:
             await self.full.verify(artifact)
             return
-        layout = self._layout()
-        await self._refuse_unactivated(layout, artifact.version)
-        await self._make_permanent(layout, artifact.version)
+        await self._make_permanent(self._layout(), artifact.version, activated=True)
 
     async def roll_back(self, artifact: Artifact, previous: str | None) -> None:
         route = await self._route_for(artifact)
@@ -212,30 +210,30 @@ class HotUpgradeNodeShell:
             "node in place into its permanent release: its in-memory state is lost)"
         )
 
-    async def _refuse_unactivated(self, layout: Layout, version: str) -> None:
-        """Fail at once, not after the verify timeout, when the VM answers that `version` was
-        never installed (only unpacked): waiting cannot make it run."""
-        releases = await self._releases(layout)
-        if releases is None:  # no VM answers yet (it may be restarting): _make_permanent waits
-            return
-        status = releases.status.get(version)
-        if status not in ("current", "permanent"):
-            raise NodeError(f"{self.name}: {version} was not activated: release_handler has it "
-                            f"{status or 'not at all'} ({_listed(releases)})")  # fmt: skip
-
-    async def _make_permanent(self, layout: Layout, version: str) -> None:
-        """Poll until the app runs `version`, then make it permanent; else fail with why."""
+    async def _make_permanent(
+        self, layout: Layout, version: str, *, activated: bool = False
+    ) -> None:
+        """Poll until the app runs `version`, then make it permanent; else fail with why. With
+        `activated`, the first poll fails at once, not after the verify timeout, when the VM
+        answers that `version` was never installed (only unpacked): waiting cannot make it run."""
         loop, shells = asyncio.get_running_loop(), self._shells.full
         deadline = loop.time() + self.full.timeouts.verify
-        script = hs.permanent_script(layout, version, await self.full.lock_generation())
+        generation = await self.full.lock_generation()
+        script = hs.permanent_script(layout, version, generation)
+        first = hs.permanent_script(layout, version, generation, activated=activated)
         pauses = poll_pauses(shells.poll_interval)
         while True:
-            result = await self.full.run_script(script)
+            result = await self.full.run_script(first or script)
             if result.exit_status == 0:
                 return
             if result.exit_status == REFUSED_BY_LOCK:  # waiting cannot give the lock back
                 said = str(result.stderr).strip()[-500:]
                 raise NodeError(f"{self.name}: making {version} permanent was refused: {said}")
+            if first and (releases := hs.unactivated(str(result.stdout) + str(result.stderr))):
+                status = releases.status.get(version)
+                raise NodeError(f"{self.name}: {version} was not activated: release_handler has "
+                                f"it {status or 'not at all'} ({_listed(releases)})")  # fmt: skip
+            first = ""
             if loop.time() > deadline:
                 said = (str(result.stderr) + str(result.stdout)).strip()[-1500:]
                 raise NodeError(f"{self.name}: {version} is not running healthy: {said}")

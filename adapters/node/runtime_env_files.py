@@ -177,6 +177,3 @@ class RuntimeEnvFiles:
     def write_script_of(self, path: str, environment: str, node: str) -> str:
         """The script writing the node's runtime settings (an install runs it as its part)."""
         return write_script(path, self.of(environment, node), self.cookie(environment, node))
-
-    async def write(self, run: RunScript, path: str, environment: str, node: str) -> None:
-        await run(self.write_script_of(path, environment, node), WRITING)

@@ -55,14 +55,6 @@ class ReleaseInstall(NodeConnection):
         # no script when the release is complete on the node already.
         self._probed: NodeState | None = None
 
-    async def write_runtime_env(self) -> None:
-        """Write the app's runtime settings of the claiming deployment's environment."""
-        if self._shells.runtime_env is not None and self._claim is not None:
-            await self._shells.runtime_env.write(
-                self.script_output, self.node.path, self._claim.environment, self.name
-            )
-            self._hide = None  # the files may have come since: read them again
-
     async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
         """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes.
         Nothing when the probe just found the release complete on the node (the install
@@ -125,13 +117,27 @@ class ReleaseInstall(NodeConnection):
             self._hide = None  # the files may have come since: read them again
         self._installed = (v, parse_probe(parts["state"]))
 
+    async def run_then_write_runtime_env(self, script: str, doing: str) -> None:
+        """Run `script`, then write the claiming deployment's environment's runtime settings in
+        the same script (one round trip); a failure is named by the part that failed."""
+        result = await self.run_script(script + self._runtime_env_part())
+        parts = script_parts(str(result.stdout))
+        part = list(parts)[-1]
+        self._check(result, WRITING if part == "env" else doing, parts[part])
+        if "env" in parts:
+            self._hide = None  # the files may have come since: read them again
+
     def _after_install(self) -> str:
         """The install's last parts: the runtime settings written, then the node's state."""
-        runtime, env = self._shells.runtime_env, ""
-        if runtime is not None and self._claim is not None:
-            write = runtime.write_script_of(self.node.path, self._claim.environment, self.name)
-            env = f"echo part=env\n(\n{write}) || exit $?\n"
-        return env + "echo part=state\n" + STATE_REPORT
+        return self._runtime_env_part() + "echo part=state\n" + STATE_REPORT
+
+    def _runtime_env_part(self) -> str:
+        """A script's part writing the claiming environment's runtime settings, if any."""
+        runtime = self._shells.runtime_env
+        if runtime is None or self._claim is None:
+            return ""
+        write = runtime.write_script_of(self.node.path, self._claim.environment, self.name)
+        return f"echo part=env\n(\n{write}) || exit $?\n"
 
     async def _install_part(self, script: str, artifact: Artifact, found: str) -> dict[str, str]:
         """Run an install script; a failure named by the part that failed, as when each part

@@ -15,6 +15,11 @@ few milliseconds. The functions below are pasted into node scripts that also def
 - `vm_eval PRE POST`: evaluates Elixir code in the VM (`PRE` and `POST` from `eval_words`),
   what it printed on stdout; exit 1 when the code raised (what it printed, then the
   exception, on stderr), 2 as above.
+- `vm_change PRE POST ELIXIR`: `vm_eval` for code that changes what runs (install_release,
+  make_permanent); `bin/$APP rpc ELIXIR` only when erl_call could not ask or reach the VM
+  (its connect failed: no VM, no epmd, another cookie), never once the VM may have run the
+  code: an answer lost to a VM restarting is no reason to run an install_release a second
+  time (exit 2, what erl_call said on stderr).
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ vm_eval() {
   vm_call "$1$path$2" || { rm -f "$o"; return 2; }
   if [ "$said" = "{ok, ok}" ]; then cat "$o"; rm -f "$o"; return 0; fi
   cat "$o" >&2; rm -f "$o"; return 1
+}
+vm_change() {
+  said=; vm_eval "$1" "$2"; rc=$?
+  [ "$rc" -eq 2 ] || return "$rc"
+  case "$said" in
+    "" | *"connect"* | *"node is not running"* | *"no epmd"*) bin/"$APP" rpc "$3" ;;
+    *) printf '%s\n' "$said" >&2; return 2 ;;
+  esac
 }
 """
 

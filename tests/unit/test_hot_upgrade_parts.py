@@ -74,6 +74,20 @@ def test_an_install_that_fails_says_why_and_one_that_ran_says_from_what() -> Non
     assert hs.installed_from(failed) == (False, "{:code_change_failed, #PID<0.1.0>, Hello.Counter}")
 
 
+def test_a_version_found_unactivated_comes_with_what_release_handler_has() -> None:
+    """Only the `unactivated` line makes a failed first poll final; its listing says why."""
+    said = (
+        "edeliver=release 0.2.0 unpacked\nedeliver=release 0.1.0 permanent\n"
+        "edeliver=unactivated unpacked\n"
+    )
+    found = hs.unactivated(said + "** (RuntimeError) 0.2.0 was not activated\n")
+    assert found is not None and found.status == {"0.2.0": "unpacked", "0.1.0": "permanent"}
+    assert hs.unactivated('** (RuntimeError) hello 0.2.0 is not running: ~c"0.1.0"\n') is None
+    layout = Layout("/srv/app", "hello")
+    assert "unactivated" in hs.permanent_script(layout, "0.2.0", activated=True)
+    assert "unactivated" not in hs.permanent_script(layout, "0.2.0")
+
+
 def test_every_value_in_a_hot_script_is_quoted_and_versions_are_checked() -> None:
     """A deploy path with spaces and quotes stays one word; a version with a quote is refused."""
     layout = Layout("/srv/it's here", "hello")
