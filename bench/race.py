@@ -223,9 +223,10 @@ def measured(command: list[str]) -> Measure:
     process.returncode = os.waitstatus_to_exitcode(status)
     sampler.join()
     if process.returncode != 0:
-        raise SystemExit(
-            f"{command[:4]}… failed ({process.returncode}):\n{output[-3000:].decode()}"
-        )
+        text = output.decode(errors="replace")
+        # A failed node's line names why; at N = 200 the table's tail shows only rolled-back ones.
+        why = "\n".join([line for line in text.splitlines() if "failed" in line][:20])
+        raise SystemExit(f"{command[:4]}… failed ({process.returncode}):\n{why}\n…\n{text[-3000:]}")
     return Measure(wall, usage.ru_utime + usage.ru_stime, peak[0] / 1024)
 
 
