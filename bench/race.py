@@ -21,7 +21,16 @@ Printed per N and method: median wall seconds, median CPU seconds of the deployi
 every 20 ms), and the ratio of the wall time to the script's. The 1-minute load average before
 each N is printed too: other work on the machine slows every method alike.
 
+With `--release stub` the release is bench/stub_release.py's stub of hello (a tarball with
+`bin/hello` and `releases/<v>/`, whose "VM" is a bash waiting on a `sleep`, seen by the probe as
+the release's VM): its start and health cost no CPU, so the deployer's own overhead shows, up to
+N = 200. The race's project then has `[commands]` start = "bin/{app} daemon", the default stop
+(SIGTERM) and the status file health check; the script and Ansible do the same node-side work
+(stop by SIGTERM, start, check the status file), and each node is asked afterwards, over ssh,
+which version its running stub booted (`bin/hello version`).
+
     .venv/bin/python bench/race.py [--sizes 1,5,10,20,40] [--runs 3] [--methods edeliver,script,ansible]
+        [--release hello|stub]
 """
 
 from __future__ import annotations
@@ -41,20 +50,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import stub_release
 from edeliver.adapters.build.mix_build import local_platform
 from edeliver.adapters.local.config_file import load_config
+from edeliver.adapters.node.fleet_inventory import FleetNode
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.adapters.node.node_scripts import RPC_HEALTH, ReleaseCommands
 from edeliver.cli.composition import release_store
 from edeliver.cli.demo import prepare_project
 from edeliver.core.domain.model import Artifact
 from tests.support.hello_release import tarball
-from tests.support.nodes import running_versions
+from tests.support.nodes import running_versions, ssh
 
 VERSIONS = ("0.1.0", "0.2.0")
 ENV = "race"
@@ -69,21 +81,61 @@ class Measure:
     rss_mib: float
 
 
+@dataclass(frozen=True)
+class Release:
+    """What is raced: the tarball of a version, the script's node-side work, the project's
+    `[commands]` and how a node is asked which version runs."""
+
+    tarball: Callable[[str], Path]
+    node_side: Callable[[str, str], str]
+    commands: str
+    running_versions: Callable[[LocalFleet], dict[str, str | None]]
+
+
+def hello_release() -> Release:
+    return Release(lambda v: tarball(v, "good"), node_side, "", running_versions)
+
+
+def stub(directory: Path) -> Release:
+    return Release(
+        lambda v: stub_release.stub_tarball(directory, v),
+        stub_release.node_side,
+        stub_release.COMMANDS,
+        stub_versions,
+    )
+
+
+def stub_versions(fleet: LocalFleet) -> dict[str, str | None]:
+    """Every node's running stub's version, asked in parallel (`bin/hello version`)."""
+
+    def asked(node: FleetNode) -> tuple[str, str | None]:
+        asking = f"cd {node.path}/current 2>/dev/null && bin/hello version"
+        said = ssh(fleet, node, asking, timeout=120)  # 200 nodes on 2 cores answer slowly
+        return node.name, (said.stdout.strip() or None) if said.returncode == 0 else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(asked, fleet.nodes))
+
+
 @dataclass
 class Race:
     root: Path
     fleet: LocalFleet
     project: Path
+    release: Release
 
     def edeliver(self, version: str) -> list[str]:
         cli = [sys.executable, "-m", "edeliver.cli", "-C", str(self.project)]
         return [*cli, "deploy", ENV, "--version", version]
 
     def script(self, version: str) -> list[str]:
-        return ["bash", "-c", script_text(self.fleet, version)]
+        # From a file: at N = 200 the text is over the kernel's 128 KiB limit of one argument.
+        path = self.root / f"script-{version}.sh"
+        path.write_text(script_text(self.fleet, self.release, version))
+        return ["bash", str(path)]
 
     def ansible(self, version: str) -> list[str]:
-        directory = ansible_files(self.root, self.fleet, version)
+        directory = ansible_files(self.root, self.fleet, self.release, version)
         playbook = [str(VENV_BIN / "ansible-playbook"), "-i", "inventory.ini", "deploy.yml"]
         return ["sh", "-c", f"cd {shlex.quote(str(directory))} && exec {shlex.join(playbook)}"]
 
@@ -114,20 +166,21 @@ def ssh_options(fleet: LocalFleet) -> str:
     )
 
 
-def script_text(fleet: LocalFleet, version: str) -> str:
-    release, opts = tarball(version, "good"), ssh_options(fleet)
+def script_text(fleet: LocalFleet, raced: Release, version: str) -> str:
+    release, opts = raced.tarball(version), ssh_options(fleet)
     lines = ["pids=''"]
     for node in fleet.nodes:
         target = f"{node.user}@{node.host}"
         upload = f"{node.path}/hello-{version}.tar.gz"
         scp = f"scp -q {opts} -P {node.port} {shlex.quote(str(release))} {target}:{upload}"
-        ssh = f"ssh {opts} -p {node.port} {target} {shlex.quote(node_side(node.path, version))}"
+        work = shlex.quote(raced.node_side(node.path, version))
+        ssh = f"ssh {opts} -p {node.port} {target} {work}"
         lines.append(f'( {scp} && {ssh} ) & pids="$pids $!"')
     lines.append('rc=0; for p in $pids; do wait "$p" || rc=1; done; exit "$rc"')
     return "\n".join(lines) + "\n"
 
 
-def ansible_files(root: Path, fleet: LocalFleet, version: str) -> Path:
+def ansible_files(root: Path, fleet: LocalFleet, raced: Release, version: str) -> Path:
     directory = root / "ansible"
     directory.mkdir(exist_ok=True)
     hosts = [
@@ -146,9 +199,9 @@ def ansible_files(root: Path, fleet: LocalFleet, version: str) -> Path:
     path = fleet.nodes[0].path
     (directory / "deploy.yml").write_text(
         "- hosts: nodes\n  gather_facts: false\n  tasks:\n"
-        f"    - copy: {{src: {tarball(version, 'good')}, "
+        f"    - copy: {{src: {raced.tarball(version)}, "
         f"dest: {path}/hello-{version}.tar.gz, mode: '0600'}}\n"
-        f"    - shell: {_yaml_string(node_side(path, version))}\n"
+        f"    - shell: {_yaml_string(raced.node_side(path, version))}\n"
     )
     return directory
 
@@ -173,9 +226,10 @@ def measured(command: list[str]) -> Measure:
     process.returncode = os.waitstatus_to_exitcode(status)
     sampler.join()
     if process.returncode != 0:
-        raise SystemExit(
-            f"{command[:4]}… failed ({process.returncode}):\n{output[-3000:].decode()}"
-        )
+        text = output.decode(errors="replace")
+        # A failed node's line names why; at N = 200 the table's tail shows only rolled-back ones.
+        why = "\n".join([line for line in text.splitlines() if "failed" in line][:20])
+        raise SystemExit(f"{command[:4]}… failed ({process.returncode}):\n{why}\n…\n{text[-3000:]}")
     return Measure(wall, usage.ru_utime + usage.ru_stime, peak[0] / 1024)
 
 
@@ -208,23 +262,29 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def race_one_size(n: int, runs: int, methods: list[str]) -> dict[str, list[Measure]]:
+def race_one_size(n: int, runs: int, methods: list[str], kind: str) -> dict[str, list[Measure]]:
     root = Path(tempfile.mkdtemp(prefix="edeliver-race-"))
     fleet = LocalFleet(root / "fleet", n)
     try:
         fleet.start()
-        race = Race(root, fleet, prepare_project(root, fleet, ENV, POLICY))
-        store_releases(race.project)
+        release = stub(root / "stub") if kind == "stub" else hello_release()
+        race = Race(root, fleet, project(root, fleet, release), release)
+        store_releases(race.project, release)
         subprocess.run(race.edeliver(VERSIONS[0]), check=True, capture_output=True)
-        return timed_runs(race, runs, methods, fleet)
+        return timed_runs(race, runs, methods)
     finally:
         fleet.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def timed_runs(
-    race: Race, runs: int, methods: list[str], fleet: LocalFleet
-) -> dict[str, list[Measure]]:
+def project(root: Path, fleet: LocalFleet, release: Release) -> Path:
+    directory = prepare_project(root, fleet, ENV, POLICY)
+    with (directory / ".deliver/edeliver.toml").open("a") as config:
+        config.write(release.commands)
+    return directory
+
+
+def timed_runs(race: Race, runs: int, methods: list[str]) -> dict[str, list[Measure]]:
     results: dict[str, list[Measure]] = {m: [] for m in methods}
     running = VERSIONS[0]
     for _ in range(runs):
@@ -232,24 +292,24 @@ def timed_runs(
             running = VERSIONS[1] if running == VERSIONS[0] else VERSIONS[0]
             command: Callable[[str], list[str]] = getattr(race, method)
             results[method].append(measured(command(running)))
-            check_every_node_runs(fleet, running, method)
+            check_every_node_runs(race, running, method)
     return results
 
 
-def store_releases(project: Path) -> None:
+def store_releases(project: Path, release: Release) -> None:
     config = load_config(project)
     store = release_store(project, config)
     for version in VERSIONS:
         asyncio.run(
             store.put(
-                tarball(version, "good"),
+                release.tarball(version),
                 Artifact("hello", version, "", 0, platform=local_platform()),
             )
         )
 
 
-def check_every_node_runs(fleet: LocalFleet, version: str, method: str) -> None:
-    wrong = {n: v for n, v in running_versions(fleet).items() if v != version}
+def check_every_node_runs(race: Race, version: str, method: str) -> None:
+    wrong = {n: v for n, v in race.release.running_versions(race.fleet).items() if v != version}
     if wrong:
         raise SystemExit(f"{method} left nodes not on {version}: {wrong}")
 
@@ -305,6 +365,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,5,10,20,40")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--methods", default="edeliver,script,ansible")
+    parser.add_argument("--release", choices=("hello", "stub"), default="hello")
     args = parser.parse_args()
     methods = args.methods.split(",")
     if "ansible" in methods and not (VENV_BIN / "ansible-playbook").exists():
@@ -312,14 +373,17 @@ def main() -> None:
     for version in VERSIONS:
         tarball(version, "good")  # built (or found in the cache) before anything is timed
     compile_edeliver()
-    print(f"# {os.cpu_count()} cores; {tree()}; median of {args.runs} redeploys per method")
+    print(
+        f"# {os.cpu_count()} cores; {tree()}; {args.release} release;"
+        f" median of {args.runs} redeploys per method"
+    )
     print(
         f"{'N':>4} {'method':<9} {'wall s':>8} {'ratio':>6} {'CPU s':>8} {'ms/node':>8}"
         f" {'RSS MiB':>9} {'load':>5}"
     )
     for n in (int(s) for s in args.sizes.split(",")):
         load = os.getloadavg()[0]
-        report(n, load, race_one_size(n, args.runs, methods))
+        report(n, load, race_one_size(n, args.runs, methods, args.release))
 
 
 def compile_edeliver() -> None:

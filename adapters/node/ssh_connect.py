@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from edeliver.adapters.local.ssh_config import (
     DEFAULT_KNOWN_HOSTS,
@@ -30,6 +31,16 @@ from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import HostKeyChanged, HostKeyError, NodeUnreachable, UsageError
 
 JUMP_HOST = "jump host"  # how errors name a ProxyJump hop
+# AES-GCM first, then asyncssh's other defaults in their order: with AES in hardware it costs
+# a sixth of ChaCha20-Poly1305's CPU per packet in asyncssh (~4 µs against ~23 µs, measured),
+# the largest part of the deployer's Python CPU at a few hundred packets per node. Both are
+# AEAD ciphers OpenSSH offers by default; a server offering no GCM cipher gets the others.
+_GCM = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+_DEFAULT_ALGS = [alg.decode() for alg in get_default_encryption_algs()]
+ENCRYPTION_ALGS = [
+    *(alg for alg in _GCM if alg in _DEFAULT_ALGS),
+    *(alg for alg in _DEFAULT_ALGS if alg not in _GCM),
+]
 
 
 class SshConnections:
@@ -102,6 +113,7 @@ class SshConnections:
                         known_hosts=known.match, client_factory=lambda c=client: c,
                         connect_timeout=hop.connect_timeout or self.connect_timeout,
                         keepalive_interval=15, keepalive_count_max=3,
+                        encryption_algs=ENCRYPTION_ALGS,
                     )  # fmt: skip
             except (asyncssh.Error, OSError) as error:
                 if not (retryable(error) and attempt + 1 < RETRIES):
