@@ -23,11 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from race import ENV, POLICY, VERSIONS, check_every_node_runs, compile_edeliver, store_releases
+from race import (
+    ENV,
+    POLICY,
+    VERSIONS,
+    Race,
+    check_every_node_runs,
+    compile_edeliver,
+    hello_release,
+    store_releases,
+)
 
 from edeliver.adapters.node.local_fleet import LocalFleet
 from edeliver.cli.demo import prepare_project
-from tests.support.hello_release import tarball
 
 SENDS = re.compile(r"^(\S+): sends a script:$", re.M)
 
@@ -50,21 +58,23 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    release = hello_release()
     for version in VERSIONS:
-        tarball(version, "good")  # built (or found in the cache) before anything is timed
+        release.tarball(version)  # built (or found in the cache) before anything is timed
     compile_edeliver()
     root = Path(tempfile.mkdtemp(prefix="edeliver-trips-"))
     fleet = LocalFleet(root / "fleet", args.nodes)
     try:
         fleet.start()
         project = prepare_project(root, fleet, ENV, POLICY)
-        store_releases(project)
+        store_releases(project, release)
+        race = Race(root, fleet, project, release)
         _, first = redeploy(project, VERSIONS[0])
         print(f"first deploy: {statistics.median(first.values()):g} scripts per node")
         for run in range(args.runs):
             version = VERSIONS[(run + 1) % 2]
             wall, sent = redeploy(project, version)
-            check_every_node_runs(fleet, version, "edeliver")
+            check_every_node_runs(race, version, "edeliver")
             per_node = sorted(sent[name] for name in fleet.names)
             print(
                 f"redeploy {version}: {wall:6.2f} s wall, scripts per node: median "
