@@ -8,6 +8,9 @@ load: a client on every node calls the GenServer back to back (2 ms apart) from 
 hidden BEAM node, and the row says the calls made, the calls failed and the longest time
 without an answer; `without`: no clients. Each N and load gets a fresh fleet, on 0.1.0 by a
 full deploy first (a full deploy back to 0.1.0 after 0.2.0 is not what is measured).
+Under each row, per rollout: each state's median seconds per node (from the events) and the CPU
+seconds the whole machine spent busy during it, nodes included (/proc/stat): on a machine that
+runs nothing else, that CPU over the cores is the floor of the rollout's wall time.
 
     .venv/bin/python bench/hot_upgrade.py [--sizes 1,10,40] [--load with,without]
 """
@@ -154,16 +157,24 @@ def deployer_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def machine_cpu() -> float:
+    """CPU seconds every core of the machine spent busy so far (/proc/stat: all but idle and
+    iowait): the nodes' sshds, shells and VMs share this machine with the deployer."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_rollout(project: Path, environment: str, version: str) -> dict[str, Any]:
     runtime = Runtime(project=project)
     config, services = runtime.config, runtime.services(None)
-    cpu, started = deployer_cpu(), time.perf_counter()
+    cpu, busy, started = deployer_cpu(), machine_cpu(), time.perf_counter()
     deployment = asyncio.run(deploy(services, config, environment, version))
     wall, cpu = time.perf_counter() - started, deployer_cpu() - cpu
+    busy = machine_cpu() - busy
     steps = step_medians(services.deployments.events_of(deployment.id))
     services.deployments.close()
     load = os.getloadavg()[0]
-    return dict(wall=wall, cpu=cpu, outcome=deployment.outcome, load=load, steps=steps)
+    return dict(wall=wall, cpu=cpu, busy=busy, outcome=deployment.outcome, load=load, steps=steps)
 
 
 def step_medians(events: list[Any]) -> dict[str, float]:
@@ -239,7 +250,10 @@ def report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         for kind in ("hot", "full"):
             steps = ", ".join(f"{s} {t:.2f}" for s, t in r[kind]["steps"].items())
+            busy = r[kind]["busy"]
+            share = busy / (r[kind]["wall"] * (os.cpu_count() or 1))
             print(f"# N={r['n']} {r['load']} load, {kind}: {steps}")
+            print(f"#   the machine busy {busy:.1f} CPU s during it ({share:.0%} of its cores)")
 
 
 def _cells(rollout: dict[str, Any]) -> str:
