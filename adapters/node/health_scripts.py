@@ -44,8 +44,6 @@ class Health:
 
 _READY = r"""
 node_name() { node_arg "$1" | sed 's/^[^ ]* //; s/@.*//'; }
-beam_pid() { printf '%s\n' "$1" | awk 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
-  split($1, path, "/"); print path[3]; exit }'; }
 registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
   names=$("$epmd_bin" -names 2>/dev/null) || return 0
   case "$names" in *"name $1 at port "*) return 0 ;; esac; return 1
@@ -59,7 +57,7 @@ ready_within() {  # seconds: wait while our VM is launched but not yet registere
     case "$running" in
       *beam.smp*)  # then only epmd is asked, while that VM lasts (polls cost no scan)
         name=$(node_name "$running"); [ -n "$name" ] || return
-        pid=$(beam_pid "$running")
+        pid=$(beam_of "$running" pid)
         while [ -d "/proc/$pid" ]; do
           registered "$name" && return
           [ "$(date +%s)" -lt "$end" ] || return

@@ -219,21 +219,20 @@ class HotUpgradeNodeShell:
         loop, shells = asyncio.get_running_loop(), self._shells.full
         deadline = loop.time() + self.full.timeouts.verify
         generation = await self.full.lock_generation()
-        script = hs.permanent_script(layout, version, generation)
-        first = hs.permanent_script(layout, version, generation, activated=activated)
         pauses = poll_pauses(shells.poll_interval)
         while True:
-            result = await self.full.run_script(first or script)
+            script = hs.permanent_script(layout, version, generation, activated=activated)
+            result = await self.full.run_script(script)
             if result.exit_status == 0:
                 return
             if result.exit_status == REFUSED_BY_LOCK:  # waiting cannot give the lock back
                 said = str(result.stderr).strip()[-500:]
                 raise NodeError(f"{self.name}: making {version} permanent was refused: {said}")
-            if first and (releases := hs.unactivated(str(result.stdout) + str(result.stderr))):
+            if activated and (releases := hs.unactivated(str(result.stdout) + str(result.stderr))):
                 status = releases.status.get(version)
                 raise NodeError(f"{self.name}: {version} was not activated: release_handler has "
                                 f"it {status or 'not at all'} ({_listed(releases)})")  # fmt: skip
-            first = ""
+            activated = False  # checked by the first poll; the next ones only wait for the app
             if loop.time() > deadline:
                 said = (str(result.stderr) + str(result.stdout)).strip()[-1500:]
                 raise NodeError(f"{self.name}: {version} is not running healthy: {said}")

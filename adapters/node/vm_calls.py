@@ -6,6 +6,7 @@ loaded machine) for each question. `erl_call`, a small C program every release's
 few milliseconds. The functions below are pasted into node scripts that also define `vms`
 (node_scripts) and set `$S` (the node's `.edeliver` dir); they run from a release root.
 
+- `beam_of RUNNING pid|arg`: the release VM's pid, or what `node_arg` says.
 - `node_arg RUNNING`: the release VM's `-sname NAME` or `-name NAME@HOST`, read from its
   command line in `vms` output (a console's or an rpc VM's is not it).
 - `vm_call EXPR`: evaluates the Erlang expression in that VM; its value, as erl_call prints it,
@@ -27,10 +28,12 @@ from __future__ import annotations
 import shlex
 
 VM_CALLS = r"""
-node_arg() {
-  printf '%s\n' "$1" | awk 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
+beam_of() {  # running what: of the release's VM (no remsh or rpc VM), its "pid" or its "arg"
+  printf '%s\n' "$1" | awk -v what="$2" 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
+    if (what == "pid") { split($1, path, "/"); print path[3]; exit }
     for (i = 2; i < NF; i++) if ($i == "-sname" || $i == "-name") { print $i, $(i + 1); exit } }'
 }
+node_arg() { beam_of "$1" arg; }
 vm_call() {
   e=$(ls erts-*/bin/erl_call 2>/dev/null | head -n 1); arg=$(node_arg "${running:-$(vms)}")
   [ -n "$e" ] && [ -n "$arg" ] && [ -f releases/COOKIE ] || return 2
@@ -51,7 +54,7 @@ vm_change() {
   said=; vm_eval "$1" "$2"; rc=$?
   [ "$rc" -eq 2 ] || return "$rc"
   case "$said" in
-    "" | *"connect"* | *"node is not running"* | *"no epmd"*) bin/"$APP" rpc "$3" ;;
+    "" | *"failed to connect"* | *"node is not running"* | *"no epmd"*) bin/"$APP" rpc "$3" ;;
     *) printf '%s\n' "$said" >&2; return 2 ;;
   esac
 }
