@@ -2,8 +2,9 @@
 
 Per N: one LocalFleet of N sshd nodes, examples/hello 0.1.0 deployed once to warm up (untimed).
 Then, `--runs` times, each method in turn redeploys the version that does not run yet (0.1.0 and
-0.2.0 alternate), so every timed run is a redeploy: upload, unpack, switch `current`, stop the
-old VM, start the new one, check it. All three leave the same layout (`releases/<v>`, `current`),
+0.2.0 alternate), removed from every node first (untimed), so every timed run is a redeploy of a
+version the nodes do not hold: upload, unpack, switch `current`, stop the old VM, start the new
+one, check it. All three leave the same layout (`releases/<v>`, `current`),
 so each starts from what the one before left. After each run every node is asked (`bin/hello
 rpc`) which version it runs; a method that left a node on the wrong one stops the race.
 
@@ -291,9 +292,21 @@ def timed_runs(race: Race, runs: int, methods: list[str]) -> dict[str, list[Meas
         for method in methods:
             running = VERSIONS[1] if running == VERSIONS[0] else VERSIONS[0]
             command: Callable[[str], list[str]] = getattr(race, method)
+            as_a_new_version(race.fleet, running)
             results[method].append(measured(command(running)))
             check_every_node_runs(race, running, method)
     return results
+
+
+def as_a_new_version(fleet: LocalFleet, version: str) -> None:
+    """Remove `version` (not the running one) from every node, untimed, before a method deploys
+    it: users deploy versions their nodes do not hold yet. Kept from two runs before, its
+    unpacked release and upload would spare Edeliver the upload and the unpack that the script
+    and Ansible do every time."""
+    for node in fleet.nodes:
+        shutil.rmtree(node.root / "releases" / version, ignore_errors=True)
+        for upload in (node.root / ".edeliver" / "uploads").glob(f"hello-{version}.tar.gz*"):
+            upload.unlink()
 
 
 def store_releases(project: Path, release: Release) -> None:
