@@ -245,11 +245,11 @@ def _tree(root: int) -> list[int]:
     while queue:
         pid = queue.pop()
         found.append(pid)
-        for task in Path(f"/proc/{pid}/task").glob("*/children"):
-            try:
+        try:  # a process may end between the reads: what it had is gone with it
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
                 queue += [int(c) for c in task.read_text().split()]
-            except OSError:
-                continue
+        except OSError:
+            continue
     return found
 
 
