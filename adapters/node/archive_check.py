@@ -5,7 +5,8 @@ that stay inside the root it is unpacked into: no absolute path, no `..` step, n
 hard link whose target leaves the root, no device, fifo or other special file.
 
 The deployer reads the archive itself with `tarfile` (`tarfile_problems`) before it uploads
-anything; a node lists it with GNU tar (`LISTING`) and `listing_problems` parses that listing.
+anything; a node lists it with GNU tar (`LISTING`, or the unpack that prints the same listing,
+`UNPACK_LISTING`) and `listing_problems` parses that listing.
 The listing is read without guessing: `--numeric-owner` turns owner and group into one
 `uid/gid` field (an owner name may contain spaces, which used to shift every column), and a
 link whose name or target itself holds the arrow is refused as ambiguous, never split.
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # GNU tar's verbose listing in a fixed shape: numeric owner, C locale dates, names escaped.
-LISTING = "LC_ALL=C tar --numeric-owner --quoting-style=escape -tzvf"
+_LISTED = "LC_ALL=C tar --numeric-owner --quoting-style=escape"
+LISTING = f"{_LISTED} -tzvf"
+# The unpack that prints the same listing of what it writes (and a note for each directory it
+# creates that the archive does not list): one read of the archive where a listing and an
+# unpack were two.
+UNPACK_LISTING = f"{_LISTED} -xzvvf"
+_CREATING = ("Creating", "directory:")
 # Output a listing is read with: whole, where other output keeps its last 64 KiB. A release of a
 # real app lists thousands of entries (~100 bytes each); a listing cut to its tail would be
 # refused as unreadable.
@@ -95,8 +102,11 @@ def _entry_of(member: tarfile.TarInfo) -> Entry:
 
 
 def _parsed(line: str) -> Entry | str:
-    """`mode uid/gid size date time name[ -> target | link to target]`, or why it is not."""
+    """`mode uid/gid size date time name[ -> target | link to target]`, or why it is not;
+    an unpack's `mode Creating directory: name`, a directory its members' paths imply."""
     parts = line.split(None, 5)
+    if tuple(parts[1:3]) == _CREATING and len(parts) > 3:
+        return Entry("d", line.split(None, 3)[3])
     if len(parts) < 6 or not _numeric_owner(parts[1]):
         return f"unreadable entry {line!r}"
     kind, rest = parts[0][:1], parts[5]

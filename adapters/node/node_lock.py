@@ -31,7 +31,12 @@ import asyncssh
 from edeliver.core.domain.errors import LockHeldError, NodeError
 from edeliver.core.ports import NodeClaim, NodeLockHolder
 
-INTERVAL = 2.0  # seconds between heartbeats
+# Seconds between heartbeats, and between the holder's looks at the last one: each costs the
+# node a process or two (the clock, the record's rename), for as long as a rollout lasts on
+# every node of it (at 1 s and 2 s, ~5 ms of CPU per node per second: a tenth of 40 nodes'
+# machine during their redeploy).
+INTERVAL = 5.0
+WATCH = 3
 BOUND = 15  # seconds without a heartbeat after which the node's holder gives the lock up
 # A stale holder of the same deployment is waited for this long: its heartbeats have stopped
 # (or it would not be stale), so it is gone within BOUND seconds and a margin.
@@ -80,9 +85,10 @@ beat || exit 3
 main=$$
 (
   exec 9>&-
-  while sleep 1; do
+  while sleep {WATCH}; do
     kill -0 "$main" 2>/dev/null || exit 0
-    last=$(sed -n 's/.*"heartbeat": \\([0-9]*\\).*/\\1/p' "$S/lock.json")
+    last=; read -r last <"$S/lock.json" 2>/dev/null  # builtins: no process but the clock's
+    last=${{last##*'"heartbeat": '}}; last=${{last%%[!0-9]*}}
     [ $(( $(date +%s) - ${{last:-0}} )) -le {BOUND} ] || {{ kill "$main"; exit 0; }}
   done
 ) </dev/null >/dev/null 2>&1 &

@@ -12,11 +12,14 @@ from __future__ import annotations
 import itertools
 import posixpath
 import re
+import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edeliver.adapters.node.node_scripts import Layout
 from edeliver.core.domain.model import NodeFacts, Platform
+
+q = shlex.quote
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class NodeState:
     releases_by_age: tuple[str, ...]  # newest first (mtime)
     last: dict[str, str]  # P/.edeliver/last
     launchers: tuple[int, ...] = ()  # run_erl pids of ours: their VM is starting or running
+    # Per upload path the probe was asked about: `kept`, `partial` or `none` (`upload_report`).
+    uploads: dict[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -84,9 +89,20 @@ vms
 )
 
 
-def probe_script(layout: Layout) -> str:
-    """Platform, free disk, current, complete releases (newest first), last record, VMs."""
-    return layout.prelude() + STATE_REPORT
+def probe_script(layout: Layout, upload: str | None = None) -> str:
+    """Platform, free disk, current, complete releases (newest first), last record, VMs; and
+    what is at the path `upload` (a release's upload), when given."""
+    return layout.prelude() + STATE_REPORT + (upload_report(upload) if upload else "")
+
+
+def upload_report(upload: str) -> str:
+    """`upload=<path> kept|partial|none`: what a prepare would find there, read only (the
+    prepare's own script verifies a kept upload, drops a wrong one and resumes a partial)."""
+    return (
+        f"F={q(upload)}\n"
+        'if [ -f "$F" ]; then u=kept; elif [ -f "$F.partial" ]; then u=partial; else u=none; fi\n'
+        'printf \'upload=%s %s\\n\' "$F" "$u"\n'
+    )
 
 
 def parse_probe(output: str) -> NodeState:
@@ -116,7 +132,9 @@ def parse_probe(output: str) -> NodeState:
         previous_version=(last.get("previous") or None) if last.get("version") == current else None,
     )
     launchers = tuple(pid for line in fields.get("vm", []) if (pid := _run_erl_pid(line, phys)))
-    return NodeState(facts, vms, releases, last, launchers)
+    seen = (line.rpartition(" ") for line in fields.get("upload", []))
+    uploads = {path: what for path, _, what in seen}
+    return NodeState(facts, vms, releases, last, launchers, uploads)
 
 
 def _running_version(vms: Sequence[Vm], current: str | None) -> str | None:

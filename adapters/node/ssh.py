@@ -100,6 +100,7 @@ class AsyncsshNodeShells(SshConnections):
         self._archive_checks: dict[tuple[str, str], list[str]] = {}
         self._checking = asyncio.Lock()
         self._checks_ahead: dict[str, asyncio.Task[None]] = {}
+        self.expected: Artifact | None = None  # the release a probe also reads the upload of
 
     def timeouts_of(self, node: NodeConfig) -> NodeTimeouts:
         default = NodeTimeouts(self.command_timeout, self.verify_timeout)
@@ -107,7 +108,9 @@ class AsyncsshNodeShells(SshConnections):
 
     def expect(self, artifact: Artifact) -> None:
         """Check a pushed release's local archive now, beside the connects, locks and probes
-        (network waits), instead of on the first prepare's path."""
+        (network waits), instead of on the first prepare's path. Each probe then also reads
+        what the node holds at its upload path, sparing a prepare that script."""
+        self.expected = artifact
         if artifact.sha256 not in self._checks_ahead:
             ahead = asyncio.get_running_loop().create_task(self._check_ahead(artifact))
             self._checks_ahead[artifact.sha256] = ahead
@@ -169,7 +172,9 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         return parse_holder(self.name, said)
 
     async def probe(self) -> NodeFacts:
-        self._probed = await self._state()
+        expected = self._shells.expected
+        upload = self._layout(expected).upload(expected.version) if expected else None
+        self._probed = await self._state(upload)
         return self._probed.facts
 
     def take_route(self, route: Route) -> None:
@@ -257,9 +262,10 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
 
     # -- steps' parts ------------------------------------------------------------------------
 
-    async def _state(self) -> NodeState:
-        # The probe reads no app-specific path: any valid app name will do.
-        return parse_probe(await self.script_output(probe_script(Layout(self.node.path, "app"))))
+    async def _state(self, upload: str | None = None) -> NodeState:
+        # The probe reads no app-specific path but `upload`: any valid app name will do.
+        script = probe_script(Layout(self.node.path, "app"), upload)
+        return parse_probe(await self.script_output(script))
 
     async def _switch(
         self, layout: Layout, switch: Switch, doing: str, planned_from: NodeState | None = None

@@ -55,6 +55,7 @@ class NodeShellSettings(Protocol):
     progress: Progress | None
     delivery: Delivery
     runtime_env: RuntimeEnvFiles | None
+    expected: Artifact | None  # the release being rolled out, once told (`NodeShells.expect`)
 
     def timeouts_of(self, node: NodeConfig) -> NodeTimeouts: ...
 

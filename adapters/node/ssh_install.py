@@ -58,7 +58,8 @@ class ReleaseInstall(NodeConnection):
     async def prepare(self, artifact: Artifact, *, unpack: bool = True) -> None:
         """Upload and verify; a full release (`unpack`) pushed whole is unpacked as it comes.
         Nothing when the probe just found the release complete on the node (the install
-        finds it there, and needs no upload)."""
+        finds it there, and needs no upload); no look at the upload path first when the probe
+        found nothing there."""
         probed, self._probed = self._probed, None
         if unpack and probed is not None and artifact.version in probed.facts.releases:
             return
@@ -68,8 +69,13 @@ class ReleaseInstall(NodeConnection):
         local = (
             await self._shells.checked_local_file(self.name, artifact) if fetch is None else None
         )
-        said = await self.script_output(
-            upload_state_script(layout, artifact.version, artifact.sha256)
+        upload = layout.upload(artifact.version)
+        said = (
+            ""  # the probe, under the same lock, found nothing there
+            if probed is not None and probed.uploads.get(upload) == "none"
+            else await self.script_output(
+                upload_state_script(layout, artifact.version, artifact.sha256)
+            )
         )
         if said.strip() == "done":
             return

@@ -1,9 +1,10 @@
 """A pushed release unpacked as it arrives: one pass over its bytes on the node.
 
 The deployer sends one script, then the release, on one channel's stdin. On the node, `tee`
-hands each block at once to the upload file, to `sha256sum`, to the `LISTING` that the
-install's safety check reads, and to `tar -x` into `releases/.<v>.partial`, so the node never
-reads the tarball back (it used to read it three times: hash, listing, unpack). Nothing in
+hands each block at once to the upload file, to `sha256sum`, and to `tar -x` into
+`releases/.<v>.partial`, whose verbose output is the listing the install's safety check reads
+(`UNPACK_LISTING`: the entries it wrote), so the node never reads the tarball back and
+decompresses it once (it used to read it three times: hash, listing, unpack). Nothing in
 `.partial` is ever booted: only if the hash matches are the upload renamed into place and the
 listing kept beside it (`<upload>.listing`); else the upload, the listing and the unpacked dir
 go. The listing is printed too: the install step checks it, as for any upload, and renames
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import shlex
 
-from edeliver.adapters.node.archive_check import LISTING
+from edeliver.adapters.node.archive_check import UNPACK_LISTING
 from edeliver.adapters.node.install_scripts import PRIVATE_UPLOADS
 from edeliver.adapters.node.node_scripts import RUN_NAME, Layout, checked_version
 
@@ -55,13 +56,12 @@ def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
             f"V={q(checked_version(version))}; F={q(layout.upload(version))}; SHA={q(sha256)}\n"
             'T="$R/.$V.partial"; W="$F.stream"\n'
             '(umask "$UM"; rm -rf "$T" && mkdir -p "$T") || exit 3\n'
-            'rm -rf "$W" "$F.listing" && mkdir "$W" && mkfifo "$W/sum" "$W/list" || exit 3\n'
+            'rm -rf "$W" "$F.listing" && mkdir "$W" && mkfifo "$W/sum" || exit 3\n'
             'sha256sum <"$W/sum" >"$W/sha" &\n'
-            # Each reader drains what it does not need, so `tee` never blocks on a full pipe.
-            f'{{ {LISTING} - >"$W/listing"; cat >/dev/null; }} <"$W/list" &\n'
-            'tee "$F.partial" "$W/sum" "$W/list" | {\n'
-            '  (umask "$UM"; tar -xzf - -C "$T" --no-same-owner >&2); rc=$?; cat >/dev/null\n'
-            "  exit $rc\n}\n"
+            # The unpack drains what it does not read, so `tee` never blocks on a full pipe.
+            'tee "$F.partial" "$W/sum" | {\n'
+            f'  (umask "$UM"; {UNPACK_LISTING} - -C "$T" --no-same-owner >"$W/listing")\n'
+            "  rc=$?; cat >/dev/null; exit $rc\n}\n"
             "unpacked=$?; wait\n"
             # A short upload first: on a full disk the hash could not even be written down.
             f'if [ "$(wc -c <"$F.partial")" != {int(size)} ]; then rm -rf "$T" "$W"; exit 7; fi\n'

@@ -447,6 +447,50 @@ class TestAsyncsshOnly:
         await fleet_world.shell.verify(v1)
         assert await fleet_world.running_version() == V1
 
+    async def test_a_new_version_after_a_probe_that_found_no_upload_is_one_script(
+        self, open_world: WorldMaker, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The shells told the release first: the probe reads its upload path too, and a
+        prepare after it sends only the stream (no look at the upload path of its own)."""
+        shells = AsyncsshNodeShells(known_hosts=str(open_world.fleet.known_hosts))
+        world = await open_world(shells=shells)
+        v1, v2 = world.artifact(V1), world.artifact(V2)
+        try:
+            await deploy(world.shell, v1)
+            shells.expect(v2)
+            assert V2 not in (await world.shell.probe()).releases
+            caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+            await world.shell.prepare(v2)
+            assert len(caplog.records) == 1
+            for step in (world.shell.install, world.shell.activate):
+                await step(v2)
+            await world.shell.verify(v2)
+            assert await world.running_version() == V2
+        finally:
+            await world.shell.close()
+
+    async def test_a_half_upload_the_probe_found_is_resumed(self, fleet_world: FleetWorld) -> None:
+        """The probe saw a partial upload: the prepare still asks how far it got, and sends
+        only the rest."""
+        sent: list[int] = []
+        shells = AsyncsshNodeShells(
+            known_hosts=str(fleet_world.fleet.known_hosts),
+            progress=lambda _node, done, _total: sent.append(done),
+        )
+        v1 = fleet_world.artifact(V1)
+        data = Path(v1.location).read_bytes()
+        fleet_world.write_partial_upload(v1, data[: len(data) // 2])
+        shell = await shells.open(fleet_world.config)
+        try:
+            shells.expect(v1)
+            await shell.probe()
+            await shell.prepare(v1)
+            await shell.install(v1)
+        finally:
+            await shell.close()
+        assert sent[0] > len(data) // 2 and sent[-1] == len(data)
+        assert fleet_world.local(f".edeliver/uploads/{v1.name}").read_bytes() == data
+
     async def test_an_activation_planned_from_a_state_the_node_left_plans_again(
         self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
     ) -> None:

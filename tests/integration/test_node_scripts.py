@@ -211,6 +211,25 @@ def test_a_probe_of_a_missing_deploy_path_reports_an_empty_node(layout: Layout) 
     assert (state.facts.current_version, state.vms, state.facts.releases) == (None, (), ())
 
 
+def test_a_probe_says_what_is_at_an_upload_path_and_changes_nothing(layout: Layout) -> None:
+    """Nothing, a partial, a kept upload: each read as such (under a path with quotes), and
+    the probe leaves the files as they were (a wrong upload is the prepare's to drop)."""
+    upload = layout.upload("1.0.0")
+
+    def seen() -> str | None:
+        probed = run(node_state.probe_script(layout, upload)).stdout
+        return node_state.parse_probe(probed).uploads.get(upload)
+
+    assert seen() == "none"
+    Path(upload).parent.mkdir(parents=True)
+    Path(upload + ".partial").write_bytes(b"half")
+    assert seen() == "partial"
+    Path(upload).write_bytes(b"not even the release")
+    assert seen() == "kept"
+    assert Path(upload).read_bytes() == b"not even the release"
+    assert Path(upload + ".partial").read_bytes() == b"half"
+
+
 def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
     layout: Layout, tmp_path: Path
 ) -> None:

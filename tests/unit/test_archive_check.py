@@ -26,6 +26,10 @@ NUMERIC_LISTING = [
     ("crw-r--r-- 0/0       1,3 2026-11-26 06:40 dev/null", "special"),
     ("lrwxrwxrwx evil user/root 0 2026-11-26 06:40 bin/x -> /tmp", "unreadable"),
     ("gibberish", "unreadable"),
+    # an unpack's note of a directory it made for members the archive lists without it
+    ("drwxr-xr-x                  Creating directory: lib/a b", None),
+    ("drwxr-xr-x                  Creating directory: ../up", "outside"),
+    ("drwxr-xr-x Creating directory:", "unreadable"),
 ]
 
 
