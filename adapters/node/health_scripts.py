@@ -60,13 +60,13 @@ ready_within() {  # seconds: wait while our VM is launched but not yet registere
         pid=$(beam_of "$running" pid)
         while [ -d "/proc/$pid" ]; do
           registered "$name" && return
-          [ "$(date +%s)" -lt "$end" ] || return
+          late && return
           nap
         done ;;
       *run_erl*) ;;
       *) return ;;
     esac
-    [ "$(date +%s)" -lt "$end" ] || return
+    late && return
     nap
   done
 }

@@ -196,4 +196,7 @@ nap() {
   esac
   naps=$((${naps:-0} + 1))
 }
+late() {  # past $end (epoch s)? The clock is a process: read at the first nap and every 4th
+  [ $((${naps:-0} % 4)) -eq 0 ] && [ "$(date +%s)" -ge "$end" ]
+}
 """

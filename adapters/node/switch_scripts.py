@@ -115,7 +115,7 @@ born() {{  # pid: b = its start time (stat's 22nd field), read by builtins only:
 gone_within() {{  # pid tenths-of-seconds (at least): looked at often at first, then less
   end=$(($(date +%s) + ($2 + 9) / 10 + 1)); naps=0
   alive "$1" && born "$1" || return 0; was=$b  # then: the same process, while it lasts
-  while born "$1" && [ "$b" = "$was" ]; do [ "$(date +%s)" -ge "$end" ] && return 1; nap; done
+  while born "$1" && [ "$b" = "$was" ]; do late && return 1; nap; done
 }}
 terminate() {{  # pid: TERM (a BEAM stops cleanly, even while booting), then KILL
   kill -TERM $(tree "$1") 2>/dev/null; gone_within "$1" {_tenths(TERM_GRACE)} && return 0
