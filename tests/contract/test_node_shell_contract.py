@@ -469,28 +469,6 @@ class TestAsyncsshOnly:
         finally:
             await world.shell.close()
 
-    async def test_a_half_upload_the_probe_found_is_resumed(self, fleet_world: FleetWorld) -> None:
-        """The probe saw a partial upload: the prepare still asks how far it got, and sends
-        only the rest."""
-        sent: list[int] = []
-        shells = AsyncsshNodeShells(
-            known_hosts=str(fleet_world.fleet.known_hosts),
-            progress=lambda _node, done, _total: sent.append(done),
-        )
-        v1 = fleet_world.artifact(V1)
-        data = Path(v1.location).read_bytes()
-        fleet_world.write_partial_upload(v1, data[: len(data) // 2])
-        shell = await shells.open(fleet_world.config)
-        try:
-            shells.expect(v1)
-            await shell.probe()
-            await shell.prepare(v1)
-            await shell.install(v1)
-        finally:
-            await shell.close()
-        assert sent[0] > len(data) // 2 and sent[-1] == len(data)
-        assert fleet_world.local(f".edeliver/uploads/{v1.name}").read_bytes() == data
-
     async def test_an_activation_planned_from_a_state_the_node_left_plans_again(
         self, fleet_world: FleetWorld, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -509,8 +487,12 @@ class TestAsyncsshOnly:
         await fleet_world.shell.verify(v2)
         assert await fleet_world.running_version() == V2
 
-    async def test_a_half_upload_is_resumed_and_verified(self, fleet_world: FleetWorld) -> None:
-        """With half the tarball already on the node, prepare sends only the rest."""
+    @pytest.mark.parametrize("probed", [False, True], ids=["unprobed", "probed first"])
+    async def test_a_half_upload_is_resumed_and_verified(
+        self, fleet_world: FleetWorld, probed: bool
+    ) -> None:
+        """With half the tarball already on the node, prepare sends only the rest; also after
+        a probe told the release (it saw the partial: the prepare still asks how far it got)."""
         sent: list[int] = []
         shells = AsyncsshNodeShells(
             known_hosts=str(fleet_world.fleet.known_hosts),
@@ -521,6 +503,9 @@ class TestAsyncsshOnly:
         data = Path(v1.location).read_bytes()
         fleet_world.write_partial_upload(v1, data[: len(data) // 2])
         try:
+            if probed:
+                shells.expect(v1)
+                await shell.probe()
             await shell.prepare(v1)
             await shell.install(v1)
         finally:
