@@ -9,6 +9,7 @@ command first asks for its Runtime.
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ import typer
 from typer._click import Command as ClickCommand  # typer vendors its own click
 from typer._click import Context as ClickContext
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
+from typer._click.types import ParamType
 from typer.core import TyperGroup
 
 from edeliver.cli.failures import INTERRUPTED_EXIT_CODE, exits_on_errors, say_error
@@ -81,17 +83,25 @@ def _global_alone(arg: str) -> bool:
 
 
 def _named_not_typed(command: ClickCommand) -> None:
-    """Typer labels each parameter with its Python type (`<bool>`, `<list[str]>`): noise to the
-    reader. A value is labelled by its name (VERSION, TAG) instead, a flag by nothing."""
+    """Typer labels each parameter with its type (`<text>`, `<path>`): noise to the reader. A
+    value is labelled by its name (VERSION, TAG) instead, a flag by nothing, and an argument,
+    whose name is its label already, by nothing beside it."""
     for param in command.get_params(ClickContext(command)):
         named = param.metavar or (param.name or "value").upper()
         flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
-        param.metavar = "" if flag else named
-        # An argument's name is its label already; an option's value is named once.
-        label = "" if param.param_type_name == "argument" else param.metavar
-        setattr(param, "display_type_rich", lambda ctx, label=label: label)  # noqa: B010
+        param.metavar = "" if flag else named  # an option's type column shows its metavar
+        if param.param_type_name == "argument":
+            param.type = _unlabelled(param.type)
     for sub in getattr(command, "commands", {}).values():
         _named_not_typed(sub)
+
+
+def _unlabelled(kind: ParamType) -> ParamType:
+    """A copy of `kind` that gives the help an empty type label (typer shows `<name>` for
+    None); parsing and errors are the type's own."""
+    quiet = copy.copy(kind)
+    setattr(quiet, "get_metavar", lambda param, ctx: "")  # noqa: B010
+    return quiet
 
 
 class _Root(TyperGroup):

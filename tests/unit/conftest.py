@@ -9,6 +9,7 @@ import socket
 import subprocess
 from collections.abc import Callable
 
+import asyncssh  # noqa: F401  (its import runs `ldconfig -p` to find crypto libraries: before the guard)
 import pytest
 
 
