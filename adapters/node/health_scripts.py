@@ -43,21 +43,20 @@ class Health:
 
 
 _READY = r"""
-node_name() { node_arg "$1" | sed 's/^[^ ]* //; s/@.*//'; }
 registered() {  # name: epmd lists it, or no epmd answers (then there is nothing to wait for)
   names=$("$epmd_bin" -names 2>/dev/null) || return 0
   case "$names" in *"name $1 at port "*) return 0 ;; esac; return 1
 }
 ready_within() {  # seconds: wait while our VM is launched but not yet registered with epmd
   end=$(($(date +%s) + $1)); naps=0
-  epmd_bin=$(ls "$P/current"/erts-*/bin/epmd 2>/dev/null | head -n 1)
-  [ -n "$epmd_bin" ] || epmd_bin=epmd
+  epmd_bin=epmd
+  for f in "$P/current"/erts-*/bin/epmd; do [ -x "$f" ] && { epmd_bin=$f; break; }; done
   while :; do
     running=$(vms)
     case "$running" in
       *beam.smp*)  # then only epmd is asked, while that VM lasts (polls cost no scan)
-        name=$(node_name "$running"); [ -n "$name" ] || return
-        pid=$(beam_of "$running" pid)
+        release_vm "$running"; name=${arg#* }; name=${name%%@*}; pid=$vm_pid
+        [ -n "$arg" ] || return
         while [ -d "/proc/$pid" ]; do
           registered "$name" && return
           late && return

@@ -182,10 +182,11 @@ def installed_from(output: str) -> tuple[bool, str]:
 def _rpc(elixir: str) -> str:
     """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1).
     Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask."""
-    return (
-        f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
-        f'vm_eval {eval_words(elixir)} || {{ [ $? -eq 2 ] && bin/"$APP" rpc {q(elixir)}; }}\n'
-    )
+    return f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n{_ask(elixir)}\n'
+
+
+def _ask(elixir: str) -> str:
+    return f'vm_eval {eval_words(elixir)} || {{ [ $? -eq 2 ] && bin/"$APP" rpc {q(elixir)}; }}'
 
 
 def _bindings(layout: Layout, version: str) -> str:
@@ -196,6 +197,25 @@ def _bindings(layout: Layout, version: str) -> str:
 def releases_script(layout: Layout) -> str:
     """Print the booted version and release_handler's releases (exit 1: no VM answered)."""
     return layout.prelude() + _rpc(_RELEASES)
+
+
+def releases_report(layout: Layout) -> str:
+    """To follow a probe (its prelude's variables, its `vms`): when a release VM runs,
+    release_handler's view as `releases_script` prints it, then `releases_rc=<exit>`; nothing
+    when none runs. The script's own exit stays the probe's."""
+    return (
+        f"APP={q(layout.app)}\n{VM_CALLS}"
+        'running=$(vms); release_vm "$running"\n'
+        'if [ -n "$vm_pid" ] && cd "$P/current" 2>/dev/null; then\n'
+        f'  {_ask(_RELEASES)}\n  echo "releases_rc=$?"\nfi\n'
+    )
+
+
+def reported_releases(output: str) -> Releases | None:
+    """release_handler's view from a `releases_report`; None when no VM answered."""
+    codes = [line[12:] for line in output.splitlines() if line.startswith("releases_rc=")]
+    releases = parse_releases(output)
+    return releases if codes == ["0"] and releases.booted else None
 
 
 def unpack_script(layout: Layout, version: str, upload: str) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from edeliver.adapters.node import hot_scripts as hs
 from edeliver.adapters.node.node_lock import REFUSED_BY_LOCK
@@ -34,6 +34,21 @@ from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
 from edeliver.core.domain.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder, UpgradeStore
+
+# How long a probe's answer decides a node's route without asking release_handler again: the
+# node is held by this deployment from before its probe, so only the VM itself (a crash) can
+# change the answer; a prepare later than this (a later batch) asks again.
+PROBE_FRESH = 30.0
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What a node's probe found: release_handler's view (None: no VM answered), the version
+    `current` points to, and when (the event loop's clock)."""
+
+    releases: hs.Releases | None
+    current: str | None
+    at: float
 
 
 class HotUpgradeNodeShells:
@@ -56,10 +71,14 @@ class HotUpgradeNodeShell:
         self.name, self.full, self._shells = full.name, full, shells
         self._route: Route | None = None
         self._package: Artifact | None = None  # the hot route's package, once fetched
+        self._probed: Probed | None = None  # the last probe's answer, for the route
 
     async def probe(self) -> NodeFacts:
         """The full probe, with release_handler's view when a VM runs (see `hot_facts`)."""
-        return await hot_facts(self.full, self._layout())
+        facts, releases = await hot_facts(self.full, self._layout())
+        now = asyncio.get_running_loop().time()
+        self._probed = Probed(releases, facts.current_version, now)
+        return facts
 
     def take_route(self, route: Route) -> None:
         self._route = route
@@ -114,11 +133,13 @@ class HotUpgradeNodeShell:
         await self._make_permanent(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
+        self._probed = None  # a task may change what runs: the route asks again
         return await self.full.run_command(script, env)
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
+        self._probed = None
         # With the full-release dir of the version; a node upgraded hot has none of its own.
         return await self.full.eval_elixir(artifact, code, env)
 
@@ -142,9 +163,12 @@ class HotUpgradeNodeShell:
         """Hot when release_handler can take the node to the target, else the full release;
         with what the node says it would roll back to by that route."""
         target = artifact.version
-        releases = await self._releases(self._layout())
+        probed, self._probed = self._probed, None
+        if probed is None or asyncio.get_running_loop().time() - probed.at > PROBE_FRESH:
+            probed = None
+        releases = probed.releases if probed else await self._releases(self._layout())
         if releases is None:
-            current = (await self.full.probe()).current_version
+            current = await self._current(probed)
             return Route(False, "full release: no VM answers on the node", current)
         running, permanent = releases.running, releases.permanent
         if target in releases.status:
@@ -152,11 +176,15 @@ class HotUpgradeNodeShell:
             return Route(True, why, permanent, running)
         package = await self._shells.store.upgrade(artifact.app, running or "nothing", target)
         if package is None:
-            current = (await self.full.probe()).current_version
+            current = await self._current(probed)
             why = f"full release: no upgrade package from {running} to {target}"
             return Route(False, why, current, running)
         self._package = package
         return Route(True, f"hot upgrade from {running}", permanent, running, running)
+
+    async def _current(self, probed: Probed | None) -> str | None:
+        """The version `current` points to: the fresh probe's, else read now."""
+        return probed.current if probed else (await self.full.probe()).current_version
 
     async def _package_of(self, artifact: Artifact, route: Route) -> Artifact:
         """The package of a hot route, from the store when the route was recorded earlier."""
@@ -246,23 +274,23 @@ async def releases_on(full: AsyncsshNodeShell, layout: Layout) -> hs.Releases | 
     return releases if said.exit_status == 0 and releases.booted else None
 
 
-async def hot_facts(full: AsyncsshNodeShell, layout: Layout) -> NodeFacts:
+async def hot_facts(
+    full: AsyncsshNodeShell, layout: Layout
+) -> tuple[NodeFacts, hs.Releases | None]:
     """The full probe, but when a VM runs, release_handler's view: the version whose code runs,
     the permanent one (what a restart boots) and the newest old one (what a hot rollback
-    returns to). The VM's command line still names the version it booted before any hot
-    upgrade, so it is not asked what runs."""
-    facts = await full.probe()
-    if facts.running_version is None:
-        return facts  # no VM: nothing to ask, and an `rpc` would only start a client VM
-    releases = await releases_on(full, layout)
-    if releases is None:
-        return facts
+    returns to); one script. The VM's command line still names the version it booted before
+    any hot upgrade, so it is not asked what runs. With the view, None when no VM answered."""
+    facts, said = await full.probe_then(hs.releases_report(layout))
+    releases = hs.reported_releases(said)
+    if facts.running_version is None or releases is None:
+        return facts, None  # no VM: nothing asked (an `rpc` would only start a client VM)
     return replace(
         facts,
         running_version=releases.running,
         current_version=releases.permanent,
         previous_version=releases.newest_old or facts.previous_version,
-    )
+    ), releases
 
 
 def _upload_of(package: Artifact) -> Artifact:

@@ -174,7 +174,10 @@ class Layout:
             f"P={q(self.path)}\nAPP={q(self.app)}\n"
             + SOURCE_RUNTIME_ENV
             + 'R="$P/releases"; S="$P/.edeliver"; U="$S/uploads"\n'
-            'PHYS=$(cd "$P" 2>/dev/null && pwd -P) || PHYS=\n'
+            # The physical path, by the shell's own `cd -P` (a `$(...)` would be a process).
+            "PHYS=; here=${PWD:-}\n"
+            'if [ -n "$here" ] && cd -P "$P" 2>/dev/null; then\n'
+            '  PHYS=$PWD; cd "$here" || exit 3\nfi\n'
             # A complete release of version $1: renamed into place with its boot files.
             'complete() { [ -d "$R/$1/bin" ] && [ -d "$R/$1/releases/$1" ]; }\n'
         )

@@ -172,10 +172,16 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         return parse_holder(self.name, said)
 
     async def probe(self) -> NodeFacts:
+        return (await self.probe_then(""))[0]
+
+    async def probe_then(self, then: str) -> tuple[NodeFacts, str]:
+        """The probe, then the read-only script `then` in the same round trip (after the
+        probe's report, with its variables and functions): the facts, and all it printed."""
         expected = self._shells.expected
         upload = self._layout(expected).upload(expected.version) if expected else None
-        self._probed = await self._state(upload)
-        return self._probed.facts
+        said = await self._state_report(upload, then)
+        self._probed = parse_probe(said)
+        return self._probed.facts, said
 
     def take_route(self, route: Route) -> None:
         """A full release has one route only."""
@@ -262,10 +268,12 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
 
     # -- steps' parts ------------------------------------------------------------------------
 
-    async def _state(self, upload: str | None = None) -> NodeState:
+    async def _state(self) -> NodeState:
+        return parse_probe(await self._state_report())
+
+    async def _state_report(self, upload: str | None = None, then: str = "") -> str:
         # The probe reads no app-specific path but `upload`: any valid app name will do.
-        script = probe_script(Layout(self.node.path, "app"), upload)
-        return parse_probe(await self.script_output(script))
+        return await self.script_output(probe_script(Layout(self.node.path, "app"), upload) + then)
 
     async def _switch(
         self, layout: Layout, switch: Switch, doing: str, planned_from: NodeState | None = None

@@ -6,13 +6,14 @@ loaded machine) for each question. `erl_call`, a small C program every release's
 few milliseconds. The functions below are pasted into node scripts that also define `vms`
 (node_scripts) and set `$S` (the node's `.edeliver` dir); they run from a release root.
 
-- `beam_of RUNNING pid|arg`: the release VM's pid, or what `node_arg` says.
-- `node_arg RUNNING`: the release VM's `-sname NAME` or `-name NAME@HOST`, read from its
-  command line in `vms` output (a console's or an rpc VM's is not it).
+- `release_vm RUNNING`: sets `vm_pid` to the release VM's pid and `arg` to its `-sname NAME`
+  or `-name NAME@HOST`, read from `vms` output (a console's or an rpc VM's is not it); both
+  empty when there is none.
 - `vm_call EXPR`: evaluates the Erlang expression in that VM; its value, as erl_call prints it,
   in `$said`. Exit 2 when it cannot ask: no erl_call, no distribution, no `releases/COOKIE`,
   or a cookie set otherwise (`RELEASE_COOKIE`): callers then fall back on `rpc`. The cookie
-  reaches erl_call as `.erlang.cookie` in a private HOME, never on a command line.
+  reaches erl_call as `.erlang.cookie` in a private HOME (`$S/erl_call`, mode 700, copied
+  again when the release's cookie differs), never on a command line.
 - `vm_eval PRE POST`: evaluates Elixir code in the VM (`PRE` and `POST` from `eval_words`),
   what it printed on stdout; exit 1 when the code raised (what it printed, then the
   exception, on stderr), 2 as above.
@@ -21,31 +22,59 @@ few milliseconds. The functions below are pasted into node scripts that also def
   (its connect failed: no VM, no epmd, another cookie), never once the VM may have run the
   code: an answer lost to a VM restarting is no reason to run an install_release a second
   time (exit 2, what erl_call said on stderr).
+
+Every process a script starts costs the node ~1 ms of CPU, and a hot upgrade asks each VM
+several times: these functions start none but erl_call (and `cat` and `rm` of an eval's
+output; the cookie's copy only when it changed), reading with `read`, globs and parameter
+expansion where `ls`, `awk`, `sed` and a fresh HOME per call did.
 """
 
 from __future__ import annotations
 
 import shlex
 
-VM_CALLS = r"""
-beam_of() {  # running what: of the release's VM (no remsh or rpc VM), its "pid" or its "arg"
-  printf '%s\n' "$1" | awk -v what="$2" 'BEGIN { FS = "\037" } $2 ~ /beam/ && !/remsh|rpc-eval/ {
-    if (what == "pid") { split($1, path, "/"); print path[3]; exit }
-    for (i = 2; i < NF; i++) if ($i == "-sname" || $i == "-name") { print $i, $(i + 1); exit } }'
+US = "\037"  # the separator of `vms` fields, as the script's text holds it
+
+VM_CALLS = (
+    r"""
+release_vm() {  # running: sets vm_pid and arg (`-sname NAME`) of the release's VM, or empties
+  vm_pid=; arg=
+  while IFS= read -r vm_line; do
+    case $vm_line in *remsh*|*rpc-eval*) continue ;; esac
+    IFS='"""
+    + US
+    + r"""'; set -f; set -- $vm_line; set +f; unset IFS
+    case ${2-} in *beam*) ;; *) continue ;; esac
+    [ -n "$vm_pid" ] || { vm_pid=${1#vm=/proc/}; vm_pid=${vm_pid%%/*}; }
+    shift
+    while [ $# -gt 1 ]; do
+      case $1 in -sname|-name) arg="$1 $2"; return 0 ;; esac
+      shift
+    done
+  done <<EOF
+$1
+EOF
 }
-node_arg() { beam_of "$1" arg; }
 vm_call() {
-  e=$(ls erts-*/bin/erl_call 2>/dev/null | head -n 1); arg=$(node_arg "${running:-$(vms)}")
+  e=; for f in erts-*/bin/erl_call; do [ -x "$f" ] && { e=$f; break; }; done
+  release_vm "${running:-$(vms)}"
   [ -n "$e" ] && [ -n "$arg" ] && [ -f releases/COOKIE ] || return 2
-  h="$S/erl_call.$$"; rm -rf "$h"
-  (umask 077 && mkdir -p "$h" && cp releases/COOKIE "$h/.erlang.cookie") || return 2
-  said=$(printf '%s\n' "$1" | HOME="$h" "$e" $arg -e 2>&1); rc=$?; rm -rf "$h"
+  h="$S/erl_call"; cookie=; copied=
+  IFS= read -r cookie <releases/COOKIE; IFS= read -r copied 2>/dev/null <"$h/.erlang.cookie"
+  if [ -z "$cookie" ] || [ "$cookie" != "$copied" ]; then
+    (umask 077 && mkdir -p "$h" && cp releases/COOKIE "$h/c.$$" &&
+      mv -f "$h/c.$$" "$h/.erlang.cookie") || return 2
+  fi
+  said=$(HOME="$h" "$e" $arg -e 2>&1 <<EOF
+$1
+EOF
+); rc=$?
   [ "$rc" -eq 0 ] && case "$said" in "{ok, "*) return 0 ;; esac
   return 2
 }
 vm_eval() {
-  o="$S/vm_eval.$$.out"; rm -f "$o"
-  path=$(printf '%s' "$o" | sed 's/[\\"]/\\&/g')
+  o="$S/vm_eval.$$.out"; path=$o
+  case $o in *[\\\"]*) path=$(printf '%s' "$o" | sed 's/[\\"]/\\&/g') ;; esac
   vm_call "$1$path$2" || { rm -f "$o"; return 2; }
   if [ "$said" = "{ok, ok}" ]; then cat "$o"; rm -f "$o"; return 0; fi
   cat "$o" >&2; rm -f "$o"; return 1
@@ -59,6 +88,7 @@ vm_change() {
   esac
 }
 """
+)
 
 # Waits in the VM (up to 10 s) for the app, as RPC_HEALTH does: vsn, OS pid, root inode.
 _HEALTH = (
@@ -69,18 +99,23 @@ _HEALTH = (
 )
 
 # vm_health APP: exit 0 printing what RPC_HEALTH prints (the vsn, `edeliver_vm=<pid> <inode>`),
-# 1 when the VM answered that the app is not started, 2 when it could not be asked.
+# 1 when the VM answered that the app is not started, 2 when it could not be asked. The answer,
+# `{ok, {"<vsn>", "<pid>", <inode>}}`, is taken apart by parameter expansion.
 VM_HEALTH = (
     r"""
 vm_health() {
-  vm_call "$(printf '"""
-    + _HEALTH
-    + r"""' "$1")" || return 2
+  vm_call '"""
+    + _HEALTH.replace("%s", "'\"$1\"'")
+    + r"""' || return 2
   case "$said" in
     "{ok, not_started}") echo "$1 is not started"; return 1 ;;
+    '{ok, {"'*'", "'*'", '*'}}') ;;
+    *) return 0 ;;
   esac
-  printf '%s\n' "$said" |
-    sed -n 's/^{ok, {"\([^"]*\)", *"\([0-9]*\)", *\([0-9]*\)}}$/\1\nedeliver_vm=\2 \3/p'
+  vsn=${said#\{ok, \{\"}; os_pid=${vsn#*\", \"}; vsn=${vsn%%\"*}
+  inode=${os_pid#*\", }; os_pid=${os_pid%%\"*}; inode=${inode%\}\}}
+  case $os_pid$inode in ''|*[!0-9]*) return 0 ;; esac
+  printf '%s\nedeliver_vm=%s %s\n' "$vsn" "$os_pid" "$inode"
 }
 """
 )
