@@ -47,7 +47,7 @@ class ReleaseInstall(NodeConnection):
         self, node: NodeConfig, shells: NodeShellSettings, conn: asyncssh.SSHClientConnection
     ) -> None:
         super().__init__(node, shells, conn)
-        self._streamed_listings: dict[str, str] = {}  # version -> the listing printed then
+        self._streamed_listings: dict[str, str] = {}  # upload path -> the listing printed then
         # The version installed last and the node's state right after: what its activation
         # plans from, if the node still shows it then (`switch_scripts.Unchanged`).
         self._installed: tuple[str, NodeState] | None = None
@@ -80,9 +80,9 @@ class ReleaseInstall(NodeConnection):
         if said.strip() == "done":
             return
         offset = int(said.partition("partial=")[2] or 0)
-        if fetch is None and offset == 0 and unpack:
+        if fetch is None and offset == 0:
             assert local is not None
-            return await self._stream(layout, artifact, local)
+            return await self._stream(layout, artifact, local, unpack)
         if fetch is None:  # a partial upload left by a lost connection: resumed, then unpacked
             assert local is not None
             await self._upload(artifact, local, layout.upload(artifact.version), offset)
@@ -101,7 +101,7 @@ class ReleaseInstall(NodeConnection):
         script, after the release is in place (its COOKIE made the environment's too)."""
         layout, v = self._layout(artifact), artifact.version
         upload, unpacked = layout.upload(v), f"{layout.path}/releases/.{v}.partial"
-        streamed = self._streamed_listings.pop(v, None)
+        streamed = self._streamed_listings.pop(upload, None)
         if streamed is not None:
             await self._refuse_unsafe(streamed, upload, artifact, unpacked)
         then, checked = self._after_install(), _sha256(streamed)
@@ -156,10 +156,13 @@ class ReleaseInstall(NodeConnection):
         return parts
 
     async def check_upload(self, upload: str, artifact: Artifact) -> None:
-        """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe."""
-        listing = await self.script_output(
-            listing_script(upload), f"listing {artifact.name}", limit=LISTING_LIMIT
-        )
+        """Refuse (and delete) the uploaded archive `upload` if an entry of it is unsafe: by
+        the listing its streamed upload printed, else by listing it on the node."""
+        listing = self._streamed_listings.pop(upload, None)
+        if listing is None:
+            listing = await self.script_output(
+                listing_script(upload), f"listing {artifact.name}", limit=LISTING_LIMIT
+            )
         await self._refuse_unsafe(listing, upload, artifact)
 
     async def _refuse_unsafe(
@@ -191,13 +194,15 @@ class ReleaseInstall(NodeConnection):
         except NodeError as error:
             raise NodeError(await self._failed_upload(partial, artifact, error)) from None
 
-    async def _stream(self, layout: Layout, artifact: Artifact, local: Path) -> None:
-        """Push the release and unpack it as it arrives (see `stream_install`): the node's
-        install is one pass over its bytes."""
+    async def _stream(
+        self, layout: Layout, artifact: Artifact, local: Path, unpack: bool = True
+    ) -> None:
+        """Push the release and unpack (or only list) it as it arrives (see `stream_install`):
+        the node's install is one pass over its bytes."""
         if not local.is_file():
             raise NodeError(f"{self.name}: {artifact.name} is not at {artifact.location!r}")
         size, v = local.stat().st_size, artifact.version
-        script = stream_script(layout, v, artifact.sha256, size)
+        script = stream_script(layout, v, artifact.sha256, size, unpack=unpack)
         result = await self.run_script(
             script, lambda run_name, conn: run_streaming(
                 conn, streaming_remote_sh(run_name), script, local, self._sent(size),
@@ -210,10 +215,10 @@ class ReleaseInstall(NodeConnection):
             error = NodeError(f"{self.name}: uploading {artifact.name} failed")
             partial = layout.upload(v) + ".partial"
             raise NodeError(await self._failed_upload(partial, artifact, error))
-        self._check(result, f"uploading and unpacking {artifact.name}")
+        self._check(result, f"uploading and {'unpacking' if unpack else 'listing'} {artifact.name}")
         listing = str(result.stdout)
         if not was_cut(listing):  # else the install reads it from the node
-            self._streamed_listings[v] = listing
+            self._streamed_listings[layout.upload(v)] = listing
 
     def _sent(self, total: int) -> Callable[[int], None]:
         def sent(done: int) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shlex
 
-from edeliver.adapters.node.archive_check import UNPACK_LISTING
+from edeliver.adapters.node.archive_check import LISTING, UNPACK_LISTING
 from edeliver.adapters.node.install_scripts import PRIVATE_UPLOADS
 from edeliver.adapters.node.node_scripts import RUN_NAME, Layout, checked_version
 
@@ -42,12 +42,21 @@ def streaming_remote_sh(run_name: str) -> str:
     )
 
 
-def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
+def stream_script(
+    layout: Layout, version: str, sha256: str, size: int, *, unpack: bool = True
+) -> str:
     """Exit 0: upload verified and kept, release unpacked into .partial, listing kept (and
     printed, for the deployer to check before the install places the release). Exit 4:
     the bytes were not the release's (the hash printed), everything removed. Exit 5: the unpack
     failed (the verified upload is kept, `.partial` not). Exit 7: the upload could not be
-    written whole (a full disk): its partial is left for the caller to measure and remove."""
+    written whole (a full disk): its partial is left for the caller to measure and remove.
+    Without `unpack` (a hot upgrade's package, which release_handler unpacks), the archive is
+    only listed as it comes (exit 5: not a readable gzipped tar); no `.partial` dir."""
+    read = (
+        f'(umask "$UM"; {UNPACK_LISTING} - -C "$T" --no-same-owner >"$W/listing")'
+        if unpack
+        else f'{LISTING} - >"$W/listing"'
+    )
     return (
         layout.prelude()
         + "UM=$(umask)\n"  # the release keeps the user's modes; the upload stays private
@@ -55,12 +64,12 @@ def stream_script(layout: Layout, version: str, sha256: str, size: int) -> str:
         + (
             f"V={q(checked_version(version))}; F={q(layout.upload(version))}; SHA={q(sha256)}\n"
             'T="$R/.$V.partial"; W="$F.stream"\n'
-            '(umask "$UM"; rm -rf "$T" && mkdir -p "$T") || exit 3\n'
-            'rm -rf "$W" "$F.listing" && mkdir "$W" && mkfifo "$W/sum" || exit 3\n'
+            + ('(umask "$UM"; rm -rf "$T" && mkdir -p "$T") || exit 3\n' if unpack else "")
+            + 'rm -rf "$W" "$F.listing" && mkdir "$W" && mkfifo "$W/sum" || exit 3\n'
             'sha256sum <"$W/sum" >"$W/sha" &\n'
             # The unpack drains what it does not read, so `tee` never blocks on a full pipe.
             'tee "$F.partial" "$W/sum" | {\n'
-            f'  (umask "$UM"; {UNPACK_LISTING} - -C "$T" --no-same-owner >"$W/listing")\n'
+            f"  {read}\n"
             "  rc=$?; cat >/dev/null; exit $rc\n}\n"
             "unpacked=$?; wait\n"
             # A short upload first: on a full disk the hash could not even be written down.

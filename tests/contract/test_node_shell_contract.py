@@ -290,6 +290,30 @@ class TestHotUpgradeNodeShell(NodeShellContract):
         assert world.fleet_world.beam_pids() == pids and len(pids) == 1
         assert await world.running_version() == V2
 
+    async def test_a_hot_route_after_its_probe_asks_the_vm_once_and_reads_the_package_once(
+        self, world: HotWorld, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The probe's own script asks release_handler; the prepare decides the route from that
+        answer (no script of its own for it) and streams the package, listed as it comes; the
+        install unpacks it with no second listing. The same BEAM then runs v2."""
+        await deploy(world.shell, world.artifact(V1))
+        pids, v2 = world.fleet_world.beam_pids(), world.artifact(V2)
+        hot = world.shell.of(v2)
+        caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+        assert (await hot.probe()).running_version == V1
+        assert len(caplog.records) == 1
+        caplog.clear()
+        route = await hot.prepare(v2)
+        assert (route.hot, route.package_from) == (True, V1)
+        assert len(caplog.records) == 2  # what is at the package's upload path; the stream
+        caplog.clear()
+        await hot.install(v2)
+        assert len(caplog.records) == 1  # the unpack only: the stream's listing was checked
+        await hot.activate(v2)
+        await hot.verify(v2)
+        assert world.fleet_world.beam_pids() == pids
+        assert await world.running_version() == V2
+
 
 # -- the real adapter only ---------------------------------------------------------------------
 
