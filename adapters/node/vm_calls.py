@@ -45,7 +45,7 @@ release_vm() {  # running: sets vm_pid and arg (`-sname NAME`) of the release's 
     + US
     + r"""'; set -f; set -- $vm_line; set +f; unset IFS
     case ${2-} in *beam*) ;; *) continue ;; esac
-    [ -n "$vm_pid" ] || { vm_pid=${1#vm=/proc/}; vm_pid=${vm_pid%%/*}; }
+    [ -n "$vm_pid" ] || { vm_pid=${1#*/proc/}; vm_pid=${vm_pid%%/*}; }
     shift
     while [ $# -gt 1 ]; do
       case $1 in -sname|-name) arg="$1 $2"; return 0 ;; esac

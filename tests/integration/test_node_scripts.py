@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from edeliver.adapters.node import health_scripts, install_scripts, node_state, switch_scripts
+from edeliver.adapters.node import (
+    health_scripts,
+    install_scripts,
+    node_state,
+    switch_scripts,
+    vm_calls,
+)
 from edeliver.adapters.node import node_scripts as ns
 from edeliver.adapters.node.archive_check import listing_problems
 from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands
@@ -190,6 +196,51 @@ def run(script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ns.REMOTE_SH, shell=True, input=script, capture_output=True, text=True, check=False
     )
+
+
+@pytest.mark.parametrize(
+    ("running", "expected"),
+    [
+        ("", " "),
+        (  # a console's VM first (not the release's), then the release's VM, then another
+            vm_line(7, [*BEAM, "-remsh", "hello@host", "-sname", "rem"])
+            + "\n"
+            + vm_line(42, [*BEAM, "-sname", "hello", "-setcookie"])
+            + "\n"
+            + vm_line(43, [*BEAM, "-sname", "other"]),
+            "42 -sname hello",
+        ),
+        (vm_line(9, [*BEAM, "-name", "hello@h.example"]), "9 -name hello@h.example"),
+        (vm_line(5, ["/usr/bin/run_erl", "-daemon"]), " "),  # not a beam
+        (vm_line(8, BEAM), "8 "),  # a release VM without distribution: no name to ask
+    ],
+)
+def test_the_release_vm_and_its_node_name_are_read_by_the_shell(
+    running: str, expected: str
+) -> None:
+    """`release_vm` (vm_calls) reads `vms` lines with the shell alone: the pid and the
+    `-sname`/`-name` argument of the release's own VM, never a console's."""
+    lines = "\n".join(f"vm={line}" for line in running.splitlines())  # as `vms` prints them
+    script = f'{vm_calls.VM_CALLS}release_vm {ns.q(lines)}\necho "$vm_pid $arg"\n'
+    done = run(script)
+    assert (done.returncode, done.stdout) == (0, expected + "\n"), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ('{ok, {"0.2.0", "4242", 1234567}}', "0.2.0\nedeliver_vm=4242 1234567\n"),
+        ("{ok, not_started}", "hello is not started\n"),
+        ('{ok, {"0.2.0", "42x", 12}}', ""),  # not the answer's shape: nothing said
+        ("{ok, {badrpc, nodedown}}", ""),
+    ],
+)
+def test_the_vms_health_answer_is_taken_apart_by_the_shell(said: str, expected: str) -> None:
+    """`vm_health` turns erl_call's answer into what the health parser reads, by parameter
+    expansion (vm_call stubbed to answer `said`)."""
+    stub = f"vm_call() {{ said={ns.q(said)}; return 0; }}\n"
+    done = run(f"{vm_calls.VM_CALLS}{vm_calls.VM_HEALTH}{stub}vm_health hello\n")
+    assert done.stdout == expected, done.stderr
 
 
 def release_tarball(tmp_path: Path, version: str) -> tuple[Path, str]:

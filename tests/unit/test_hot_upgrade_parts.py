@@ -167,3 +167,13 @@ def test_build_upgrade_refuses_nodes_on_different_versions_and_offers_one_per_ve
     assert "`edeliver build upgrade --from 0.1.0` and `edeliver build upgrade --from 0.1.1`" in (
         result.output.replace("\n", " ")
     )
+
+
+def test_the_view_a_probe_reports_counts_only_when_the_vm_answered() -> None:
+    """A probe's `releases_report`: the view when its ask exited 0 with a booted version;
+    None when it failed, or when no VM ran (no `releases_rc` at all)."""
+    said = "os=Linux\nedeliver=booted 0.1.0\nedeliver=release 0.1.0 permanent\n"
+    assert hs.reported_releases(said + "releases_rc=0\n") == hs.parse_releases(said)
+    assert hs.reported_releases(said + "releases_rc=1\n") is None
+    assert hs.reported_releases(said) is None
+    assert hs.reported_releases("releases_rc=0\n") is None  # answered, but named no boot
