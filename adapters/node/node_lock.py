@@ -50,11 +50,15 @@ HOLD_SH = 'sh -c \'IFS= read -r s; eval "$(printf %s "$s" | base64 -d)"\''
 q = shlex.quote
 
 
-def hold_script(path: str, claim: NodeClaim, wait: int, expect: int | None = None) -> str:
+def hold_script(
+    path: str, claim: NodeClaim, wait: int, expect: int | None = None, then: str = ""
+) -> str:
     """Take the lock (waiting `wait` s only for a holder of the same deployment), bump the
     generation, print `locked generation=N`, then keep the record fresh on each stdin line.
     With `expect` (retaking after a lost connection), print `moved generation=N` instead when
-    the generation is no longer `expect`: another deployer took the node in between."""
+    the generation is no longer `expect`: another deployer took the node in between. `then`,
+    a read-only script run once the lock is held, prints its lines after that one, and
+    `then=end` after them (a script of its own would be a round trip more)."""
     record = json.dumps(
         {"deployment": claim.deployment_id, "environment": claim.environment,
          "deployer": claim.deployer}
@@ -93,7 +97,7 @@ main=$$
   done
 ) </dev/null >/dev/null 2>&1 &
 echo "locked generation=$GEN"
-while IFS= read -r _; do beat; done
+{_then_part(then)}while IFS= read -r _; do beat; done
 rm -f "$S/lock.json"
 """
 
@@ -162,11 +166,18 @@ def parse_holder(node: str, output: str) -> NodeLockHolder | None:
     )
 
 
+def _then_part(then: str) -> str:
+    return f"(\n{then}) </dev/null 2>/dev/null\necho then=end\n" if then else ""
+
+
 class NodeLock:
     """One holder process on one connection, and the heartbeats that keep it."""
 
-    def __init__(self, node: str, process: asyncssh.SSHClientProcess[str], generation: int):
+    def __init__(
+        self, node: str, process: asyncssh.SSHClientProcess[str], generation: int, said: str = ""
+    ):
         self.node, self.generation, self._process = node, generation, process
+        self.said = said  # what the `then` script printed once the lock was held
         self._beats = asyncio.create_task(self._beat())
 
     @classmethod
@@ -177,16 +188,18 @@ class NodeLock:
         path: str,
         claim: NodeClaim,
         expect: int | None = None,
+        then: str = "",
     ) -> NodeLock:
         """The node's lock for `claim`; LockHeldError naming the holder when another has it,
         NodeError when retaking it (`expect`: the generation held before) finds that another
-        deployer took the node since."""
+        deployer took the node since. `then`: see `hold_script`; its output in `said`."""
         process = await conn.create_process(HOLD_SH)
-        script = hold_script(path, claim, SAME_DEPLOYMENT_WAIT, expect)
+        script = hold_script(path, claim, SAME_DEPLOYMENT_WAIT, expect, then)
         process.stdin.write(base64.b64encode(script.encode()).decode() + "\n")
         said = await process.stdout.readline()
         if said.startswith("locked generation="):
-            return cls(node, process, int(said.strip().partition("=")[2]))
+            generation = int(said.strip().partition("=")[2])
+            return cls(node, process, generation, await _then_said(process) if then else "")
         said += await _rest(process)
         process.close()
         if said.startswith("moved generation="):
@@ -217,6 +230,14 @@ class NodeLock:
             while True:
                 await asyncio.sleep(INTERVAL)
                 self._process.stdin.write("beat\n")
+
+
+async def _then_said(process: asyncssh.SSHClientProcess[str]) -> str:
+    """The lines a holder's `then` printed, up to its `then=end` (or the holder's end)."""
+    lines = []
+    while (line := await process.stdout.readline()) and line != "then=end\n":
+        lines.append(line)
+    return "".join(lines)
 
 
 async def _rest(process: asyncssh.SSHClientProcess[str]) -> str:

@@ -135,12 +135,14 @@ class RuntimeEnvFiles:
             self._runtimes[environment] = runtimes(self.config, environment, self.deployer_env)
         return self._runtimes[environment][node]
 
-    async def learn_cookie(self, run: RunScript, path: str, environment: str, node: str) -> None:
-        """Ask the node for the cookie it keeps; refuse when it differs from another node's.
-        A cookie the deployer gives wins over any kept one: then there is nothing to ask."""
-        if self.of(environment, node).cookie is not None:
-            return
-        said = await run(read_cookie_script(path), "reading the cookie it keeps")
+    def asks_cookie(self, environment: str, node: str) -> bool:
+        """Whether the node's kept cookie is to be read (`read_cookie_script`): not when the
+        deployer gives one, which wins over any kept one."""
+        return self.of(environment, node).cookie is None
+
+    async def take_kept_cookie(self, said: str, environment: str, node: str) -> None:
+        """Note the cookie `read_cookie_script` said the node keeps; refuse when it differs
+        from another node's of the environment."""
         kept = said.partition("cookie=")[2].strip()
         async with self._reading:
             seen = self._kept.setdefault(environment, {})

@@ -27,7 +27,7 @@ from edeliver.adapters.node import command_scripts as cs
 from edeliver.adapters.node.node_lock import holder_script, parse_holder
 from edeliver.adapters.node.node_scripts import Layout, ReleaseCommands
 from edeliver.adapters.node.node_state import NodeState, parse_probe, probe_script
-from edeliver.adapters.node.runtime_env_files import RuntimeEnvFiles
+from edeliver.adapters.node.runtime_env_files import RuntimeEnvFiles, read_cookie_script
 from edeliver.adapters.node.sftp_upload import local_problems
 from edeliver.adapters.node.ssh_channel import NodeTimeouts, Progress
 from edeliver.adapters.node.ssh_connect import SshConnections
@@ -150,11 +150,14 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
         if claim == self._claim and self._lock is not None and self._lock.held:
             return
         self._claim = claim
-        await self._take_lock()
-        if self._shells.runtime_env is not None:
-            await self._shells.runtime_env.learn_cookie(
-                self.script_output, self.node.path, claim.environment, self.name
-            )
+        runtime = self._shells.runtime_env
+        if runtime is None or not runtime.asks_cookie(claim.environment, self.name):
+            await self._take_lock()
+            return
+        # The cookie the node keeps is read by the lock's holder, once it holds the lock.
+        await self._take_lock(read_cookie_script(self.node.path))
+        said = self._lock.said if self._lock is not None else ""
+        await runtime.take_kept_cookie(said, claim.environment, self.name)
 
     async def _hidden(self, done: asyncssh.SSHCompletedProcess) -> CommandResult:
         """A command's result with the node's file secrets masked, as the deployer's are."""

@@ -137,9 +137,10 @@ class NodeConnection:
                 stop = ns.stop_run_script(run_name)
                 await run_bounded(self._conn, ns.REMOTE_SH, stop)
 
-    async def _take_lock(self) -> None:
+    async def _take_lock(self, then: str = "") -> None:
         """(Re)take the node's lock on this connection: after a reconnect, a new generation,
-        so that a script still running from the lost connection can no longer switch."""
+        so that a script still running from the lost connection can no longer switch. `then`:
+        a read-only script run by the holder once it holds the lock (`NodeLock.said`)."""
         if self._claim is None:
             return
         expect = None
@@ -148,7 +149,9 @@ class NodeConnection:
             await self._lock.release()
         node = self.node
         try:
-            self._lock = await NodeLock.take(self.name, self._conn, node.path, self._claim, expect)
+            self._lock = await NodeLock.take(
+                self.name, self._conn, node.path, self._claim, expect, then
+            )
         except (asyncssh.Error, OSError) as error:
             raise ssh_error(self.node, error, "taking the node's lock") from error
 

@@ -137,3 +137,29 @@ async def test_a_deployer_reconnecting_to_a_node_nobody_took_holds_it_again(
     holder = await reader.lock_holder()
     assert holder is not None and holder.generation == before + 1
     assert holder.deployment_id == FIRST.deployment_id
+
+
+async def test_the_holder_runs_a_read_only_script_once_it_holds_the_node(
+    fleet: FleetFactory,
+) -> None:
+    """`then` (the kept cookie's read, in `hold`) runs on the lock's own channel once the lock
+    is held: its lines come back with the lock, and the heartbeats that follow still keep it."""
+    local = fleet(1)
+    shells = AsyncsshNodeShells(known_hosts=str(local.known_hosts))
+    config = node_config(local, local.nodes[0])
+    conn = await shells.connect(config)
+    try:
+        then = "echo first\nread -r eaten || echo 'stdin is not the heartbeats'\necho second\n"
+        lock = await node_lock.NodeLock.take(config.name, conn, config.path, FIRST, then=then)
+        assert lock.said == "first\nstdin is not the heartbeats\nsecond\n"
+        await asyncio.sleep(node_lock.INTERVAL + 1)
+        assert lock.held
+        other = await shells.open(config)
+        try:
+            with pytest.raises(LockHeldError):
+                await other.hold(SECOND)
+        finally:
+            await other.close()
+        await lock.release()
+    finally:
+        conn.close()

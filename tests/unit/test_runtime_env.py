@@ -258,23 +258,18 @@ def test_a_resume_missing_a_secret_is_refused_before_any_node(tmp_path: Path) ->
 
 
 def test_nodes_are_asked_for_their_cookie_only_when_the_deployer_gives_none() -> None:
-    """With `cookie = { from_env }` the kept cookies cannot matter: no round trip asks for
-    them; without it, each node is asked once, and disagreeing nodes are refused."""
-    asked: list[str] = []
-
-    async def run(script: str, doing: str) -> str:
-        asked.append(doing)
-        return f"cookie=kept-{len(asked)}\n"
-
+    """With `cookie = { from_env }` the kept cookies cannot matter: no node is asked for
+    them; without it, each is (its lock's holder reads it), and disagreeing nodes are refused."""
     given = RuntimeEnvFiles(_config(), DEPLOYER)
-    asyncio.run(given.learn_cookie(run, "/opt/ledger", "prod", "web1"))
-    asyncio.run(given.learn_cookie(run, "/opt/ledger", "prod", "web2"))
-    assert asked == [] and given.cookie("prod", "web2") == "c00kie-prod"
+    assert not given.asks_cookie("prod", "web1") and not given.asks_cookie("prod", "web2")
+    assert given.cookie("prod", "web2") == "c00kie-prod"
 
     kept = RuntimeEnvFiles(
         _config(PROD.replace('cookie = { from_env = "PROD_COOKIE" }\n', "")), DEPLOYER
     )
-    asyncio.run(kept.learn_cookie(run, "/opt/ledger", "prod", "web1"))
+    assert kept.asks_cookie("prod", "web1")
+    asyncio.run(kept.take_kept_cookie("cookie=kept-1\n", "prod", "web1"))
+    asyncio.run(kept.take_kept_cookie("", "prod", "web3"))  # keeps none: no disagreement
     with pytest.raises(RefusedError, match="differs from web1's"):
-        asyncio.run(kept.learn_cookie(run, "/opt/ledger", "prod", "web2"))
-    assert len(asked) == 2
+        asyncio.run(kept.take_kept_cookie("cookie=kept-2\n", "prod", "web2"))
+    assert kept.cookie("prod", "web3") == "kept-1"
