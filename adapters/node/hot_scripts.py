@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from edeliver.adapters.node.install_scripts import private_cookies
 from edeliver.adapters.node.node_lock import generation_guard
 from edeliver.adapters.node.node_scripts import Layout, checked_version, q
-from edeliver.adapters.node.node_state import VMS
+from edeliver.adapters.node.node_state import VMS, uploads_under
 from edeliver.adapters.node.vm_calls import VM_CALLS, eval_words
 
 # Which versions release_handler knows on the node, with their status; first the VM's own
@@ -199,12 +199,14 @@ def releases_script(layout: Layout) -> str:
     return layout.prelude() + _rpc(_RELEASES)
 
 
-def releases_report(layout: Layout) -> str:
+def releases_report(layout: Layout, version: str | None = None) -> str:
     """To follow a probe (its prelude's variables, its `vms`): when a release VM runs,
     release_handler's view as `releases_script` prints it, then `releases_rc=<exit>`; nothing
-    when none runs. The script's own exit stays the probe's."""
+    when none runs. The script's own exit stays the probe's. With the `version` to upgrade
+    to, first what is at the upload path of any package to it (`node_state.uploads_under`)."""
+    packages = uploads_under(f'"$U/$APP-"{q(checked_version(version))}"-from-"') if version else ""
     return (
-        f"APP={q(layout.app)}\n{VM_CALLS}"
+        f"APP={q(layout.app)}\n{packages}{VM_CALLS}"
         'running=$(vms); release_vm "$running"\n'
         'if [ -n "$vm_pid" ] && cd "$P/current" 2>/dev/null; then\n'
         f'  {_ask(_RELEASES)}\n  echo "releases_rc=$?"\nfi\n'

@@ -75,7 +75,8 @@ class HotUpgradeNodeShell:
 
     async def probe(self) -> NodeFacts:
         """The full probe, with release_handler's view when a VM runs (see `hot_facts`)."""
-        facts, releases = await hot_facts(self.full, self._layout())
+        expected = self._shells.full.expected
+        facts, releases = await hot_facts(self.full, self._layout(), expected)
         now = asyncio.get_running_loop().time()
         self._probed = Probed(releases, facts.current_version, now)
         return facts
@@ -275,13 +276,16 @@ async def releases_on(full: AsyncsshNodeShell, layout: Layout) -> hs.Releases | 
 
 
 async def hot_facts(
-    full: AsyncsshNodeShell, layout: Layout
+    full: AsyncsshNodeShell, layout: Layout, expected: Artifact | None = None
 ) -> tuple[NodeFacts, hs.Releases | None]:
     """The full probe, but when a VM runs, release_handler's view: the version whose code runs,
     the permanent one (what a restart boots) and the newest old one (what a hot rollback
     returns to); one script. The VM's command line still names the version it booted before
-    any hot upgrade, so it is not asked what runs. With the view, None when no VM answered."""
-    facts, said = await full.probe_then(hs.releases_report(layout))
+    any hot upgrade, so it is not asked what runs. With the view, None when no VM answered.
+    Told the release it will be `expected` to take, it also reads what is at the upload path
+    of any package to it, so that the prepare's upload needs no look of its own."""
+    version = expected.version if expected else None
+    facts, said = await full.probe_then(hs.releases_report(layout, version))
     releases = hs.reported_releases(said)
     if facts.running_version is None or releases is None:
         return facts, None  # no VM: nothing asked (an `rpc` would only start a client VM)

@@ -46,6 +46,14 @@ class NodeState:
     launchers: tuple[int, ...] = ()  # run_erl pids of ours: their VM is starting or running
     # Per upload path the probe was asked about: `kept`, `partial` or `none` (`upload_report`).
     uploads: dict[str, str] = field(default_factory=dict)
+    # Path prefixes under which the probe named every upload (`uploads_under`): others, none.
+    listed: tuple[str, ...] = ()
+
+    def upload_state(self, path: str) -> str | None:
+        """`kept`, `partial` or `none` at the upload path `path`; None: not looked at."""
+        if path in self.uploads:
+            return self.uploads[path]
+        return "none" if any(path.startswith(prefix) for prefix in self.listed) else None
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -108,6 +116,19 @@ def upload_report(upload: str) -> str:
     )
 
 
+def uploads_under(prefix: str) -> str:
+    """`upload=<path> kept|partial` for every upload whose path starts with `prefix` (a
+    shell word), then `uploads_under=<prefix>`: what a prepare would find at any such path, read
+    only, when the exact path is not known yet (a hot upgrade's package, named by the version
+    the node runs)."""
+    return (
+        f"for f in {prefix}*.tar.gz {prefix}*.tar.gz.partial; do\n"
+        "  case $f in *.partial) u=partial ;; *) u=kept ;; esac\n"
+        '  [ -f "$f" ] && printf \'upload=%s %s\\n\' "${f%.partial}" "$u"\n'
+        f"done\nprintf 'uploads_under=%s\\n' {prefix}\n"
+    )
+
+
 def parse_probe(output: str) -> NodeState:
     fields: dict[str, list[str]] = {}
     for line in output.splitlines():
@@ -137,7 +158,8 @@ def parse_probe(output: str) -> NodeState:
     launchers = tuple(pid for line in fields.get("vm", []) if (pid := _run_erl_pid(line, phys)))
     seen = (line.rpartition(" ") for line in fields.get("upload", []))
     uploads = {path: what for path, _, what in seen}
-    return NodeState(facts, vms, releases, last, launchers, uploads)
+    listed = tuple(fields.get("uploads_under", []))
+    return NodeState(facts, vms, releases, last, launchers, uploads, listed)
 
 
 def _running_version(vms: Sequence[Vm], current: str | None) -> str | None:

@@ -72,7 +72,7 @@ class ReleaseInstall(NodeConnection):
         upload = layout.upload(artifact.version)
         said = (
             ""  # the probe, under the same lock, found nothing there
-            if probed is not None and probed.uploads.get(upload) == "none"
+            if probed is not None and probed.upload_state(upload) == "none"
             else await self.script_output(
                 upload_state_script(layout, artifact.version, artifact.sha256)
             )

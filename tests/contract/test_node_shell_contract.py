@@ -290,22 +290,27 @@ class TestHotUpgradeNodeShell(NodeShellContract):
         assert world.fleet_world.beam_pids() == pids and len(pids) == 1
         assert await world.running_version() == V2
 
+    @pytest.mark.parametrize("told", [False, True], ids=["not told", "told the release"])
     async def test_a_hot_route_after_its_probe_asks_the_vm_once_and_reads_the_package_once(
-        self, world: HotWorld, caplog: pytest.LogCaptureFixture
+        self, world: HotWorld, caplog: pytest.LogCaptureFixture, told: bool
     ) -> None:
         """The probe's own script asks release_handler; the prepare decides the route from that
         answer (no script of its own for it) and streams the package, listed as it comes; the
-        install unpacks it with no second listing. The same BEAM then runs v2."""
+        install unpacks it with no second listing. The same BEAM then runs v2. Told the
+        release first (as a rollout does), the probe also found no package upload there, so
+        the prepare is the stream alone."""
         await deploy(world.shell, world.artifact(V1))
         pids, v2 = world.fleet_world.beam_pids(), world.artifact(V2)
         hot = world.shell.of(v2)
+        if told:
+            world.shell.shells.expect(v2)
         caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
         assert (await hot.probe()).running_version == V1
         assert len(caplog.records) == 1
         caplog.clear()
         route = await hot.prepare(v2)
         assert (route.hot, route.package_from) == (True, V1)
-        assert len(caplog.records) == 2  # what is at the package's upload path; the stream
+        assert len(caplog.records) == (1 if told else 2)  # (the upload path's look,) the stream
         caplog.clear()
         await hot.install(v2)
         assert len(caplog.records) == 1  # the unpack only: the stream's listing was checked

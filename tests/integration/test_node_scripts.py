@@ -18,6 +18,7 @@ import pytest
 
 from edeliver.adapters.node import (
     health_scripts,
+    hot_scripts,
     install_scripts,
     node_state,
     switch_scripts,
@@ -279,6 +280,28 @@ def test_a_probe_says_what_is_at_an_upload_path_and_changes_nothing(layout: Layo
     assert seen() == "kept"
     assert Path(upload).read_bytes() == b"not even the release"
     assert Path(upload + ".partial").read_bytes() == b"half"
+
+
+def test_a_hot_probe_says_what_is_at_any_package_path_to_a_version(layout: Layout) -> None:
+    """The package's path names the version the node runs, unknown before the probe: the
+    probe lists every upload of a package to the version (under a path with quotes); any
+    other package path to it reads as none, and one to another version as not looked at."""
+    package = layout.upload("2.0.0-from-1.0.0")
+
+    def state() -> node_state.NodeState:
+        script = node_state.probe_script(layout) + hot_scripts.releases_report(layout, "2.0.0")
+        return node_state.parse_probe(run(script).stdout)
+
+    assert state().upload_state(package) == "none"
+    Path(package).parent.mkdir(parents=True)
+    Path(package + ".partial").write_bytes(b"half")
+    assert state().upload_state(package) == "partial"
+    Path(package).write_bytes(b"whole")
+    seen = state()
+    assert seen.upload_state(package) in ("kept", "partial")  # both there: not none
+    assert seen.upload_state(layout.upload("2.0.0-from-0.9.0")) == "none"
+    assert seen.upload_state(layout.upload("3.0.0-from-2.0.0")) is None
+    assert Path(package).read_bytes() == b"whole"
 
 
 def test_upload_install_and_switch_scripts_work_under_a_path_with_quotes(
