@@ -75,12 +75,12 @@ if ! flock -w 2 9; then
 fi
 (
   flock -w {int(wait)} 8 || {{ echo "a script of an earlier holder still switches here"; exit 3; }}
-  g=$(cat "$S/lock.generation" 2>/dev/null) || g=0
+  g=0; read -r g 2>/dev/null <"$S/lock.generation"  # builtins: no process
   if [ -n "$EXPECT" ] && [ "${{g:-0}}" != "$EXPECT" ]; then echo "moved generation=$g"; exit 3; fi
   echo $(( ${{g:-0}} + 1 )) >"$S/lock.generation.new" &&
     mv -f "$S/lock.generation.new" "$S/lock.generation"
 ) 8>>"$S/switch.lock" || exit 3
-GEN=$(cat "$S/lock.generation"); SINCE=$(date +%s)
+read -r GEN <"$S/lock.generation" || exit 3; SINCE=$(date +%s)
 beat() {{
   printf '{{%s, "generation": %s, "since": %s, "heartbeat": %s}}\\n' "$RECORD" "$GEN" "$SINCE" \\
     "$(date +%s)" >"$S/lock.json.new" && mv -f "$S/lock.json.new" "$S/lock.json"
@@ -130,7 +130,7 @@ guarded() {{
         "change what runs" >&2
       exit $REFUSED
     fi
-    now=$(cat "$S/lock.generation" 2>/dev/null)
+    now=; read -r now 2>/dev/null <"$S/lock.generation"
     if [ "$now" != "$GEN" ]; then
       echo "the node's lock moved on to generation $now (this script has $GEN): a newer" \\
         "deployer holds it; refusing to change what runs" >&2

@@ -54,7 +54,7 @@ def read_cookie_script(path: str) -> str:
     """Print `cookie=<value>` when the node keeps a cookie."""
     return (
         f"P={q(path)}\nf={COOKIE_FILE}\n"
-        'if [ -s "$f" ]; then printf "cookie=%s\\n" "$(cat "$f")"; fi\n'
+        'if [ -s "$f" ]; then c=; IFS= read -r c <"$f"; printf "cookie=%s\\n" "$c"; fi\n'
     )
 
 
@@ -146,9 +146,9 @@ class RuntimeEnvFiles:
         kept = said.partition("cookie=")[2].strip()
         async with self._reading:
             seen = self._kept.setdefault(environment, {})
-            if kept:
-                seen[node] = kept
             others = sorted(n for n, c in seen.items() if c != kept and kept)
+            if kept and not others:  # a refused node's cookie is never the environment's
+                seen[node] = kept
         if others:
             raise RefusedError(
                 f"{node}: the Erlang cookie it keeps (shared/.edeliver/cookie) differs from "
@@ -161,9 +161,9 @@ class RuntimeEnvFiles:
         given = self.of(environment, node).cookie
         if given:
             return given
-        kept = set(self._kept.get(environment, {}).values())
+        kept = self._kept.get(environment)
         if kept:
-            return kept.pop()
+            return next(iter(kept.values()))  # all agree: refused otherwise
         return self._generated.setdefault(environment, secrets.token_hex(32))
 
     async def hiding_file_secrets(

@@ -76,8 +76,11 @@ vm_eval() {
   o="$S/vm_eval.$$.out"; path=$o
   case $o in *[\\\"]*) path=$(printf '%s' "$o" | sed 's/[\\"]/\\&/g') ;; esac
   vm_call "$1$path$2" || { rm -f "$o"; return 2; }
-  if [ "$said" = "{ok, ok}" ]; then cat "$o"; rm -f "$o"; return 0; fi
-  cat "$o" >&2; rm -f "$o"; return 1
+  if [ "$said" = "{ok, ok}" ]; then said_out <"$o"; rm -f "$o"; return 0; fi
+  said_out <"$o" >&2; rm -f "$o"; return 1
+}
+said_out() {  # what the evaluation printed (a few lines): by `read`, not a `cat` process
+  while IFS= read -r out_line || [ -n "$out_line" ]; do printf '%s\n' "$out_line"; done
 }
 vm_change() {
   said=; vm_eval "$1" "$2"; rc=$?
