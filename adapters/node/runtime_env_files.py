@@ -151,8 +151,8 @@ class RuntimeEnvFiles:
                 seen[node] = kept
         if others:
             raise RefusedError(
-                f"{node}: the Erlang cookie it keeps (shared/.edeliver/cookie) differs from "
-                f"{others[0]}'s, in environment {environment}; make them one, or set "
+                f"{others[0]} and {node} keep different Erlang cookies "
+                f"(shared/.edeliver/cookie), in environment {environment}; make them one, or set "
                 f'environments.{environment}.cookie = {{ from_env = "..." }}; nothing was changed'
             )
 

@@ -215,3 +215,30 @@ def test_a_secret_missing_from_the_deployer_s_environment_is_refused_before_any_
     assert ledger.edeliver("history", "--json").stdout == history
     for node in ledger.fleet.nodes:
         assert not (node.root / f"releases/{NEW}").exists()
+
+
+def test_a_node_keeping_another_cookie_is_refused_by_name_and_its_cookie_spreads_nowhere(
+    ledger: Ledger, deployed: subprocess.CompletedProcess[str]
+) -> None:
+    """One node's kept cookie changed by hand: the whole deploy is refused in one line naming
+    that node and one it differs from (whichever answered first is the other), the cookie
+    in no output; every node keeps its cookie and still runs 1.0.0."""
+    assert deployed.returncode == 0, deployed.stderr
+    kept = [node.root / "shared/.edeliver/cookie" for node in ledger.fleet.nodes]
+    agreed, odd_file = kept[0].read_text(), kept[-1]
+    odd = "0dd" * 20
+    odd_file.write_text(odd + "\n")
+    try:
+        refused = ledger.edeliver("deploy", "prod", "--version", NEW)
+        assert refused.returncode == 3, refused.stdout + refused.stderr  # refused (DESIGN §9)
+        odd_name, others = ledger.fleet.names[-1], ledger.fleet.names[:-1]
+        said = refused.stderr.strip().splitlines()
+        assert len(said) == 1 and said[0].startswith("edeliver: ")
+        assert " keep different Erlang cookies " in said[0]
+        assert odd_name in said[0] and any(name in said[0] for name in others), said[0]
+        assert odd not in refused.stdout + refused.stderr
+        assert odd_file.read_text() == odd + "\n"
+        assert [path.read_text() for path in kept[:-1]] == [agreed] * (len(kept) - 1)
+        assert {said["vsn"] for said in ledger.ask().values()} == {OLD}
+    finally:
+        odd_file.write_text(agreed)
