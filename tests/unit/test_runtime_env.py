@@ -270,6 +270,6 @@ def test_nodes_are_asked_for_their_cookie_only_when_the_deployer_gives_none() ->
     assert kept.asks_cookie("prod", "web1")
     asyncio.run(kept.take_kept_cookie("cookie=kept-1\n", "prod", "web1"))
     asyncio.run(kept.take_kept_cookie("", "prod", "web3"))  # keeps none: no disagreement
-    with pytest.raises(RefusedError, match="^web1 and web2 keep different Erlang cookies "):
+    with pytest.raises(RefusedError, match=r"^web1 and web2 keep different Erlang cookies "):
         asyncio.run(kept.take_kept_cookie("cookie=kept-2\n", "prod", "web2"))
     assert kept.cookie("prod", "web3") == "kept-1"
