@@ -12,6 +12,7 @@ before they go into an Elixir string literal; the whole snippet is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from edeliver.adapters.node.install_scripts import private_cookies
@@ -179,10 +180,26 @@ def installed_from(output: str) -> tuple[bool, str]:
     return True, ""
 
 
-def _rpc(elixir: str) -> str:
+def _rpc(elixir: str, vm: str | None = None) -> str:
     """Run `elixir` in the node's VM from the live root; a node with no VM fails (exit 1).
-    Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask."""
-    return f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n{_ask(elixir)}\n'
+    Asked by `erl_call` (no VM boots, see `vm_calls`); `bin/<app> rpc` where it cannot ask.
+    `vm`: the VM's distribution flag as the probe found it (`vm_dist`), else it is looked for."""
+    return f'{VMS}{VM_CALLS}{_vm_dist(vm)}cd "$P/current" || exit 3\n{_ask(elixir)}\n'
+
+
+# A VM's distribution flag as erl_call takes it: `-sname NAME` or `-name NAME@HOST`.
+_DIST = re.compile(r"-s?name [A-Za-z0-9_.@-]+")
+
+
+def _vm_dist(vm: str | None) -> str:
+    """`VM_DIST=...` for `vm_call` when `vm` is a distribution flag, else nothing."""
+    return f"VM_DIST={q(vm)}\n" if vm and _DIST.fullmatch(vm) else ""
+
+
+def reported_vm_dist(output: str) -> str | None:
+    """The release VM's distribution flag a `releases_report` printed, when it is one."""
+    said = [line[8:] for line in output.splitlines() if line.startswith("vm_dist=")]
+    return said[0] if said and _DIST.fullmatch(said[0]) else None
 
 
 def _ask(elixir: str) -> str:
@@ -200,16 +217,17 @@ def releases_script(layout: Layout) -> str:
 
 
 def releases_report(layout: Layout, version: str | None = None) -> str:
-    """To follow a probe (its prelude's variables, its `vms`): when a release VM runs,
-    release_handler's view as `releases_script` prints it, then `releases_rc=<exit>`; nothing
-    when none runs. The script's own exit stays the probe's. With the `version` to upgrade
-    to, first what is at the upload path of any package to it (`node_state.uploads_under`)."""
+    """To follow a probe (its prelude's variables, the `running` its `vms` said): when a
+    release VM runs, its distribution flag (`vm_dist=-sname NAME`), release_handler's view as
+    `releases_script` prints it, then `releases_rc=<exit>`; nothing when none runs. The
+    script's own exit stays the probe's. With the `version` to upgrade to, first what is at
+    the upload path of any package to it (`node_state.uploads_under`)."""
     packages = uploads_under(f'"$U/$APP-"{q(checked_version(version))}"-from-"') if version else ""
     return (
         f"APP={q(layout.app)}\n{packages}{VM_CALLS}"
-        'running=$(vms); release_vm "$running"\n'
+        'release_vm "$running"\n'
         'if [ -n "$vm_pid" ] && cd "$P/current" 2>/dev/null; then\n'
-        f'  {_ask(_RELEASES)}\n  echo "releases_rc=$?"\nfi\n'
+        f'  echo "vm_dist=$arg"; {_ask(_RELEASES)}\n  echo "releases_rc=$?"\nfi\n'
     )
 
 
@@ -220,8 +238,9 @@ def reported_releases(output: str) -> Releases | None:
     return releases if codes == ["0"] and releases.booted else None
 
 
-def unpack_script(layout: Layout, version: str, upload: str) -> str:
-    """Put the verified package where release_handler looks, unpack, render, check."""
+def unpack_script(layout: Layout, version: str, upload: str, vm: str | None = None) -> str:
+    """Put the verified package where release_handler looks, unpack, render, check (in the VM
+    `vm` names, see `_rpc`)."""
     elixir = _bindings(layout, version) + _ENSURE_RELEASES + _UNPACK + _RENDER_SYS_CONFIG + _CHECK
     return layout.prelude() + (
         f"V={q(checked_version(version))}; F={q(upload)}\n"
@@ -230,24 +249,32 @@ def unpack_script(layout: Layout, version: str, upload: str) -> str:
         'T="$ROOT/releases/$APP-$V.tar.gz"\n'
         'if [ ! -d "$ROOT/releases/$V" ]; then\n'
         '  (umask 077 && cp "$F" "$T.partial") && mv -f "$T.partial" "$T" || exit 3\n'
-        "fi\n" + _rpc(elixir).rstrip("\n") + " || exit $?\n" + private_cookies('"$ROOT"')
+        "fi\n" + _rpc(elixir, vm).rstrip("\n") + " || exit $?\n" + private_cookies('"$ROOT"')
     )
 
 
-def install_script(layout: Layout, version: str, generation: int | None = None) -> str:
+def install_script(
+    layout: Layout, version: str, generation: int | None = None, vm: str | None = None
+) -> str:
     """install_release of `version` unless it is already current or permanent; with a
     `generation`, only while the node's lock is held at it (else exit 9, nothing changed)."""
-    return _guarded_rpc(layout, _bindings(layout, version) + _INSTALL, generation)
+    return _guarded_rpc(layout, _bindings(layout, version) + _INSTALL, generation, vm)
 
 
 def permanent_script(
-    layout: Layout, version: str, generation: int | None = None, *, activated: bool = False
+    layout: Layout,
+    version: str,
+    generation: int | None = None,
+    *,
+    activated: bool = False,
+    vm: str | None = None,
 ) -> str:
     """Check the app runs `version`, then make_permanent (unless it is already); guarded by
     the lock's `generation` like `install_script`. With `activated`, first check that
     release_handler has `version` current or permanent (else `unactivated` says why)."""
     check = _ACTIVATED if activated else ""
-    return _guarded_rpc(layout, _bindings(layout, version) + check + _PERMANENT, generation)
+    elixir = _bindings(layout, version) + check + _PERMANENT
+    return _guarded_rpc(layout, elixir, generation, vm)
 
 
 def unactivated(output: str) -> Releases | None:
@@ -258,13 +285,13 @@ def unactivated(output: str) -> Releases | None:
     return parse_releases(output)
 
 
-def _guarded_rpc(layout: Layout, elixir: str, generation: int | None) -> str:
+def _guarded_rpc(layout: Layout, elixir: str, generation: int | None, vm: str | None) -> str:
     """An `rpc` that changes what runs: like a switch, a stale deployer's is refused. Asked
     by `erl_call` like `_rpc` (no VM boots), `bin/<app> rpc` only where it cannot reach the
     VM (`vm_change`)."""
     return (
         layout.prelude()
         + generation_guard(generation)
-        + f'{VMS}{VM_CALLS}cd "$P/current" || exit 3\n'
+        + f'{VMS}{VM_CALLS}{_vm_dist(vm)}cd "$P/current" || exit 3\n'
         + f"guarded vm_change {eval_words(elixir)} {q(elixir)}\n"
     )

@@ -72,11 +72,14 @@ class HotUpgradeNodeShell:
         self._route: Route | None = None
         self._package: Artifact | None = None  # the hot route's package, once fetched
         self._probed: Probed | None = None  # the last probe's answer, for the route
+        # The VM's distribution flag the last probe found (`-sname NAME`): the scripts that
+        # ask the VM then need not look for it in /proc; None: they look.
+        self._vm: str | None = None
 
     async def probe(self) -> NodeFacts:
         """The full probe, with release_handler's view when a VM runs (see `hot_facts`)."""
         expected = self._shells.full.expected
-        facts, releases = await hot_facts(self.full, self._layout(), expected)
+        facts, releases, self._vm = await hot_facts(self.full, self._layout(), expected)
         now = asyncio.get_running_loop().time()
         self._probed = Probed(releases, facts.current_version, now)
         return facts
@@ -104,7 +107,7 @@ class HotUpgradeNodeShell:
         if route.package_from is not None:
             upload = layout.upload(_upload_name(artifact.version, route.package_from))
             await self.full.check_upload(upload, await self._package_of(artifact, route))
-        script = hs.unpack_script(layout, artifact.version, upload)
+        script = hs.unpack_script(layout, artifact.version, upload, self._vm)
         doing = f"unpacking the upgrade to {artifact.version}"
         await self.full.run_then_write_runtime_env(script, doing)
 
@@ -134,13 +137,13 @@ class HotUpgradeNodeShell:
         await self._make_permanent(layout, previous)
 
     async def run_command(self, script: str, env: Mapping[str, str]) -> CommandResult:
-        self._probed = None  # a task may change what runs: the route asks again
+        self._probed = self._vm = None  # a task may change what runs: the route asks again
         return await self.full.run_command(script, env)
 
     async def eval_elixir(
         self, artifact: Artifact, code: str, env: Mapping[str, str]
     ) -> CommandResult:
-        self._probed = None
+        self._probed = self._vm = None
         # With the full-release dir of the version; a node upgraded hot has none of its own.
         return await self.full.eval_elixir(artifact, code, env)
 
@@ -227,7 +230,7 @@ class HotUpgradeNodeShell:
     async def _install_release(self, layout: Layout, version: str) -> None:
         generation = await self.full.lock_generation()
         said = await self.full.script_output(
-            hs.install_script(layout, version, generation), f"install_release {version}"
+            hs.install_script(layout, version, generation, self._vm), f"install_release {version}"
         )
         ok, detail = hs.installed_from(said)
         if ok:
@@ -250,7 +253,9 @@ class HotUpgradeNodeShell:
         generation = await self.full.lock_generation()
         pauses = poll_pauses(shells.poll_interval)
         while True:
-            script = hs.permanent_script(layout, version, generation, activated=activated)
+            script = hs.permanent_script(
+                layout, version, generation, activated=activated, vm=self._vm
+            )
             result = await self.full.run_script(script)
             if result.exit_status == 0:
                 return
@@ -277,24 +282,29 @@ async def releases_on(full: AsyncsshNodeShell, layout: Layout) -> hs.Releases | 
 
 async def hot_facts(
     full: AsyncsshNodeShell, layout: Layout, expected: Artifact | None = None
-) -> tuple[NodeFacts, hs.Releases | None]:
+) -> tuple[NodeFacts, hs.Releases | None, str | None]:
     """The full probe, but when a VM runs, release_handler's view: the version whose code runs,
     the permanent one (what a restart boots) and the newest old one (what a hot rollback
     returns to); one script. The VM's command line still names the version it booted before
     any hot upgrade, so it is not asked what runs. With the view, None when no VM answered.
     Told the release it will be `expected` to take, it also reads what is at the upload path
-    of any package to it, so that the prepare's upload needs no look of its own."""
+    of any package to it, so that the prepare's upload needs no look of its own. Last, the
+    VM's distribution flag, for the scripts that ask it next (`hot_scripts.reported_vm_dist`)."""
     version = expected.version if expected else None
     facts, said = await full.probe_then(hs.releases_report(layout, version))
     releases = hs.reported_releases(said)
     if facts.running_version is None or releases is None:
-        return facts, None  # no VM: nothing asked (an `rpc` would only start a client VM)
-    return replace(
-        facts,
-        running_version=releases.running,
-        current_version=releases.permanent,
-        previous_version=releases.newest_old or facts.previous_version,
-    ), releases
+        return facts, None, None  # no VM: nothing asked (an `rpc` would only start a client VM)
+    return (
+        replace(
+            facts,
+            running_version=releases.running,
+            current_version=releases.permanent,
+            previous_version=releases.newest_old or facts.previous_version,
+        ),
+        releases,
+        hs.reported_vm_dist(said),
+    )
 
 
 def _upload_of(package: Artifact) -> Artifact:

@@ -11,7 +11,10 @@ from edeliver.adapters.node.node_scripts import Layout, checked_version, q
 
 # Uploads hold the release's COOKIE: only the deploy user may read them, or list the dir.
 # (The umask comes after the mkdir: the deploy path and shared/ keep the user's own modes.)
-PRIVATE_UPLOADS = 'mkdir -p "$U" "$P/shared" && chmod 700 "$U" || exit 3\numask 077\n'
+PRIVATE_UPLOADS = (
+    '{ [ -d "$U" ] && [ -d "$P/shared" ] || mkdir -p "$U" "$P/shared"; } && chmod 700 "$U" '
+    "|| exit 3\numask 077\n"
+)
 
 
 # Measured before the partial goes: a disk it filled is full now, not after.

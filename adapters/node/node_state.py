@@ -95,7 +95,7 @@ fi
 if [ -f "$S/last" ]; then
   while IFS= read -r l || [ -n "$l" ]; do echo "last.$l"; done <"$S/last"
 fi
-vms
+running=$(vms); [ -z "$running" ] || printf '%s\n' "$running"
 """
 )
 

@@ -67,17 +67,36 @@ def env_file_text(path: str, runtime: NodeRuntime, cookie: str) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _here_document(target: str, text: str) -> str:
-    """`cat > target` fed `text` on stdin, so no value is ever on a command line."""
+def _read_here_document(variable: str, text: str) -> str:
+    """Read `text` into the shell variable `variable` by the shell's own `read`, from a here-
+    document: no value is ever on a command line, and no process starts. Each line read ends
+    with a newline, as `text` must."""
     end = f"{SECRET_BODY_END}{secrets.token_hex(8)}"
     while end in text:
         end = f"{SECRET_BODY_END}{secrets.token_hex(8)}"
-    return f"cat >{target} <<'{end}' || exit 3\n{text}{end}\n"
+    return (
+        f"{variable}=; while IFS= read -r l; do {variable}=\"${variable}$l\n\"; done <<'{end}'\n"
+        f"{text}{end}\n"
+    )
+
+
+# `write_if_changed TEXT FILE`: FILE holds TEXT afterwards, written beside and renamed into place
+# only when it held something else (a redeploy mostly finds its settings unchanged); `read`
+# and `printf` are the shell's own, so no value is on a command line and no process starts.
+_WRITE_IF_CHANGED = r"""write_if_changed() {
+  have=; l=; while IFS= read -r l; do have="$have$l
+"; l=; done 2>/dev/null <"$2"
+  have=$have$l  # a last line without its newline
+  [ "$have" = "$1" ] && return 0
+  printf '%s' "$1" >"$2.new" && mv -f "$2.new" "$2"
+}
+"""
 
 
 def write_script(path: str, runtime: NodeRuntime, cookie: str) -> str:
     """Check the file secrets are there, then write the cookie and the env file atomically
-    (each written beside, then renamed), and the cookie into the installed releases."""
+    (each written beside, then renamed) where they changed, and the cookie into the installed
+    releases."""
     checks = "".join(
         f'[ -r "$P/shared/"{q(file)} ] || '
         f"{{ echo {q(f'shared/{file} (for {name}) is missing or unreadable')} >&2; "
@@ -86,14 +105,15 @@ def write_script(path: str, runtime: NodeRuntime, cookie: str) -> str:
     )
     return (
         f'set -u\nP={q(path)}\nD="$P/shared/.edeliver"\numask 077\n'
-        'mkdir -p "$D" && chmod 700 "$D" || exit 3\n'
+        '{ [ -d "$D" ] || mkdir -p "$D"; } && chmod 700 "$D" || exit 3\n'
         + checks
-        + _here_document(f"{COOKIE_FILE}.new", cookie + "\n")
-        + f"mv -f {COOKIE_FILE}.new {COOKIE_FILE} || exit 3\n"
-        + _here_document('"$D/env.new"', env_file_text(path, runtime, cookie))
-        + 'mv -f "$D/env.new" "$D/env" || exit 3\n'
+        + _WRITE_IF_CHANGED
+        + _read_here_document("cookie", cookie + "\n")
+        + f'write_if_changed "$cookie" {COOKIE_FILE} || exit 3\n'
+        + _read_here_document("env", env_file_text(path, runtime, cookie))
+        + 'write_if_changed "$env" "$D/env" || exit 3\n'
         + 'for c in "$P"/releases/*/releases/COOKIE; do\n'
-        + f'  if [ -f "$c" ]; then cat {COOKIE_FILE} >"$c" || exit 3; fi\ndone\n'
+        + '  if [ -f "$c" ]; then write_if_changed "$cookie" "$c" || exit 3; fi\ndone\n'
     )
 
 

@@ -65,7 +65,8 @@ def stream_script(
             f"V={q(checked_version(version))}; F={q(layout.upload(version))}; SHA={q(sha256)}\n"
             'T="$R/.$V.partial"; W="$F.stream"\n'
             + ('(umask "$UM"; rm -rf "$T" && mkdir -p "$T") || exit 3\n' if unpack else "")
-            + 'rm -rf "$W" "$F.listing" && mkdir "$W" && mkfifo "$W/sum" || exit 3\n'
+            # The upload is written anew, so under the private umask (0600): no chmod.
+            + 'rm -rf "$W" "$F.listing" "$F.partial" && mkdir "$W" && mkfifo "$W/sum" || exit 3\n'
             'sha256sum <"$W/sum" >"$W/sha" &\n'
             # The unpack drains what it does not read, so `tee` never blocks on a full pipe.
             'tee "$F.partial" "$W/sum" | {\n'
@@ -74,10 +75,10 @@ def stream_script(
             "unpacked=$?; wait\n"
             # A short upload first: on a full disk the hash could not even be written down.
             f'if [ "$(wc -c <"$F.partial")" != {int(size)} ]; then rm -rf "$T" "$W"; exit 7; fi\n'
-            'got=$(cut -c1-64 "$W/sha" 2>/dev/null)\n'
+            'got=; { read -r got x <"$W/sha"; } 2>/dev/null\n'
             'if [ "$got" != "$SHA" ]; then\n'
             '  rm -rf "$T" "$W" "$F.partial"; echo "$got"; exit 4\nfi\n'
-            'chmod 600 "$F.partial" && mv -f "$F.partial" "$F" || exit 3\n'
+            'mv -f "$F.partial" "$F" || exit 3\n'
             'if [ "$unpacked" -ne 0 ]; then rm -rf "$T" "$W"; exit 5; fi\n'
             'mv -f "$W/listing" "$F.listing" && rm -rf "$W" || exit 3\n'
             # For the deployer to check now: the install then places it without reading it back.

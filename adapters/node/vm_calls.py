@@ -9,7 +9,9 @@ few milliseconds. The functions below are pasted into node scripts that also def
 - `release_vm RUNNING`: sets `vm_pid` to the release VM's pid and `arg` to its `-sname NAME`
   or `-name NAME@HOST`, read from `vms` output (a console's or an rpc VM's is not it); both
   empty when there is none.
-- `vm_call EXPR`: evaluates the Erlang expression in that VM; its value, as erl_call prints it,
+- `vm_call EXPR`: evaluates the Erlang expression in that VM (the one named by `$VM_DIST`, its
+  `-sname NAME` as a probe found it, when the script sets it: then no process reads `/proc`
+  again); its value, as erl_call prints it,
   in `$said`. Exit 2 when it cannot ask: no erl_call, no distribution, no `releases/COOKIE`,
   or a cookie set otherwise (`RELEASE_COOKIE`): callers then fall back on `rpc`. The cookie
   reaches erl_call as `.erlang.cookie` in a private HOME (`$S/erl_call`, mode 700, copied
@@ -57,7 +59,7 @@ EOF
 }
 vm_call() {
   e=; for f in erts-*/bin/erl_call; do [ -x "$f" ] && { e=$f; break; }; done
-  release_vm "${running:-$(vms)}"
+  if [ -n "${VM_DIST-}" ]; then arg=$VM_DIST; else release_vm "${running:-$(vms)}"; fi
   [ -n "$e" ] && [ -n "$arg" ] && [ -f releases/COOKIE ] || return 2
   h="$S/erl_call"; cookie=; copied=
   IFS= read -r cookie <releases/COOKIE; IFS= read -r copied 2>/dev/null <"$h/.erlang.cookie"

@@ -227,6 +227,34 @@ def test_the_release_vm_and_its_node_name_are_read_by_the_shell(
     assert (done.returncode, done.stdout) == (0, expected + "\n"), done.stderr
 
 
+@pytest.mark.parametrize("dist", ["-sname hello", ""])
+def test_a_vm_named_by_the_probe_is_asked_without_looking_in_proc_again(
+    tmp_path: Path, dist: str
+) -> None:
+    """With `VM_DIST` (the flag a probe found, see hot_scripts), `vm_call` hands it to erl_call
+    and never runs `vms`; without it, it looks (`vms`) and asks the VM it finds."""
+    root = tmp_path / "rel"
+    (root / "erts-13.1.5" / "bin").mkdir(parents=True)
+    (root / "releases").mkdir()
+    (root / "releases" / "COOKIE").write_text("c00kie\n")
+    erl_call = root / "erts-13.1.5" / "bin" / "erl_call"
+    erl_call.write_text('#!/bin/sh\necho "$*" >>"$0.args"; cat >/dev/null; echo "{ok, 42}"\n')
+    erl_call.chmod(0o755)
+    found = vm_line(42, [*BEAM, "-sname", "found"])
+    fake_vms = (
+        f"vms() {{ echo looked >>{ns.q(str(tmp_path / 'vms'))}; echo {ns.q('vm=' + found)}; }}\n"
+    )
+    script = (
+        f"{vm_calls.VM_CALLS}{fake_vms}S={ns.q(str(tmp_path))}; cd {ns.q(str(root))}\n"
+        f"VM_DIST={ns.q(dist)}\nvm_call 'ok.'; echo \"$? $said\"\n"
+    )
+    done = run(script)
+    assert done.stdout == "0 {ok, 42}\n", done.stderr
+    asked = (root / "erts-13.1.5" / "bin" / "erl_call.args").read_text()
+    assert asked == f"{dist or '-sname found'} -e\n"
+    assert (tmp_path / "vms").exists() is (not dist)
+
+
 @pytest.mark.parametrize(
     ("said", "expected"),
     [

@@ -177,3 +177,32 @@ def test_the_view_a_probe_reports_counts_only_when_the_vm_answered() -> None:
     assert hs.reported_releases(said + "releases_rc=1\n") is None
     assert hs.reported_releases(said) is None
     assert hs.reported_releases("releases_rc=0\n") is None  # answered, but named no boot
+
+
+@pytest.mark.parametrize(
+    ("said", "flag"),
+    [
+        ("vm_dist=-sname hello\n", "-sname hello"),
+        ("vm_dist=-name hello@h.example\n", "-name hello@h.example"),
+        ("vm_dist=\n", None),  # a VM without distribution
+        ("vm_dist=-sname hello -eval x\n", None),  # more than a flag: never passed on
+        ("vm_dist=-setcookie x\n", None),
+        ("os=Linux\n", None),  # no VM answered
+    ],
+)
+def test_the_vm_flag_a_probe_found_goes_into_the_scripts_only_when_it_is_a_node_name(
+    said: str, flag: str | None
+) -> None:
+    """The hot scripts name the VM the probe found (`VM_DIST`, so no `vms` runs again), only
+    by a `-sname`/`-name` flag; anything else and they look for the VM themselves."""
+    assert hs.reported_vm_dist(said) == flag
+    layout = Layout("/srv/app", "hello")
+    for script in (
+        hs.install_script(layout, "0.2.0", 3, flag),
+        hs.permanent_script(layout, "0.2.0", 3, vm=flag),
+        hs.unpack_script(layout, "0.2.0", "/srv/app/x.tar.gz", flag),
+    ):
+        assert ("\nVM_DIST=" in script) is (flag is not None)
+        if flag:
+            assert f"\nVM_DIST='{flag}'\n" in script
+    assert "\nVM_DIST=" not in hs.install_script(layout, "0.2.0", 3, "-sname x -eval y")

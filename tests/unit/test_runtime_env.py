@@ -220,14 +220,17 @@ def test_the_env_file_quotes_values_and_reads_file_secrets_on_the_node() -> None
 
 
 def test_the_write_script_feeds_values_on_stdin_and_checks_file_secrets_first() -> None:
-    """Every value is inside one quoted here-document; the file check comes before any write."""
+    """Every value is inside a quoted here-document read by the shell's own `read` (no process,
+    no command line holds it); the file check comes before any write."""
     runtime = NodeRuntime((("DATABASE_URL", "ecto://pw-1234"),), (("SKB", "skb"),), None)
     script = write_script("/opt/ledger", runtime, "c00kie")
     lines = script.splitlines()
     value_line = next(i for i, line in enumerate(lines) if "pw-1234" in line)
     opening = max(i for i, line in enumerate(lines[:value_line]) if "<<'EDELIVER_END_" in line)
-    assert lines[opening].startswith('cat >"$D/env.new"')
-    assert script.index('[ -r "$P/shared/"skb ]') < script.index("cat >")
+    assert lines[opening].endswith("done <<'" + lines[opening].rpartition("<<'")[2])
+    assert "while IFS= read -r l; do env=" in lines[opening - 1]
+    assert "cat >" not in script and "pw-1234" not in "".join(lines[:opening])
+    assert script.index('[ -r "$P/shared/"skb ]') < script.index('write_if_changed "$')
     assert "umask 077" in script and repr(runtime) == "NodeRuntime(DATABASE_URL, SKB)"
 
 
