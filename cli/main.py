@@ -124,7 +124,19 @@ def _with_environment(rest: list[str]) -> list[str]:
 
 
 def main() -> None:
-    spelling = from_1x(sys.argv[1:])
+    """The `edeliver` script: run the command, then leave without the interpreter's teardown
+    (`leaving.exit_now`)."""
+    from edeliver.cli.leaving import exit_now
+
+    try:
+        _command(sys.argv[1:])
+    except SystemExit as leaving:
+        exit_now(leaving)
+    exit_now(SystemExit(0))
+
+
+def _command(argv: list[str]) -> None:
+    spelling = from_1x(argv)
     if spelling.refusal:
         say_error(spelling.refusal, "usage", UsageError.exit_code, "--json" in spelling.argv)
         sys.exit(UsageError.exit_code)

@@ -141,3 +141,45 @@ def test_the_command_prints_the_refusal_and_exits_2(tmp_path: Path) -> None:
         "with `edeliver rpc ENV 'EXPR'` (e.g. Ecto.Migrator.migrations/1)"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+LEAVING = """
+import atexit, sys, threading, time
+from pathlib import Path
+marks = Path(sys.argv[1])
+atexit.register(lambda: marks.with_suffix(".atexit").write_text("ran"))
+def late() -> None:
+    time.sleep(0.3)
+    marks.with_suffix(".thread").write_text("finished")
+threading.Thread(target=late).start()
+sys.argv = ["edeliver", *sys.argv[2:]]
+from edeliver.cli.main import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["--help"], 0),  # a long output, through a pipe
+        (["-C", "/nonexistent/project", "plan", "prod"], None),  # a refusal: its own code
+        (["deploy"], 2),  # a usage error
+    ],
+)
+def test_the_command_leaves_at_once_yet_waits_for_threads_runs_atexit_and_flushes(
+    tmp_path: Path, argv: list[str], status: int | None
+) -> None:
+    """`main` skips the interpreter's teardown (cli/leaving.py), but a thread that is no daemon
+    still finishes, atexit handlers still run, the whole output arrives and the exit code is
+    the command's (the same as the in-process run's)."""
+    marks = tmp_path / "marks"
+    done = subprocess.run(
+        [sys.executable, "-c", LEAVING, str(marks), *argv],
+        capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    in_process = runner.invoke(app, argv)
+    assert done.returncode == (in_process.exit_code if status is None else status)
+    assert done.returncode != 0 or done.stdout == in_process.stdout
+    assert done.returncode == 0 or done.stderr.strip().startswith(("edeliver:", "Usage:")), done
+    assert marks.with_suffix(".thread").read_text() == "finished"
+    assert marks.with_suffix(".atexit").read_text() == "ran"
