@@ -66,7 +66,7 @@ def hold_script(
     mine = json.dumps({"deployment": claim.deployment_id})[1:-1]
     return f"""set -u
 S={q(path + "/.edeliver")}; RECORD={q(record)}; MINE={q(mine)}; EXPECT={q(str(expect or ""))}
-mkdir -p "$S" && exec 9>>"$S/lock" || exit 3
+{{ [ -d "$S" ] || mkdir -p "$S"; }} && exec 9>>"$S/lock" || exit 3
 if ! flock -w 2 9; then
   case "$(cat "$S/lock.json" 2>/dev/null)" in
     *"$MINE"*) flock -w {int(wait)} 9 ;;
@@ -81,11 +81,11 @@ fi
     mv -f "$S/lock.generation.new" "$S/lock.generation"
 ) 8>>"$S/switch.lock" || exit 3
 read -r GEN <"$S/lock.generation" || exit 3; SINCE=$(date +%s)
-beat() {{
+beat() {{  # at the epoch second $1, else the clock's
   printf '{{%s, "generation": %s, "since": %s, "heartbeat": %s}}\\n' "$RECORD" "$GEN" "$SINCE" \\
-    "$(date +%s)" >"$S/lock.json.new" && mv -f "$S/lock.json.new" "$S/lock.json"
+    "${{1:-$(date +%s)}}" >"$S/lock.json.new" && mv -f "$S/lock.json.new" "$S/lock.json"
 }}
-beat || exit 3
+beat "$SINCE" || exit 3
 main=$$
 (
   exec 9>&-
