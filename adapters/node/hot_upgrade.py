@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from edeliver.adapters.node import hot_scripts as hs
 from edeliver.adapters.node.node_lock import REFUSED_BY_LOCK
 from edeliver.adapters.node.node_scripts import Layout
-from edeliver.adapters.node.ssh import AsyncsshNodeShell, AsyncsshNodeShells
+from edeliver.adapters.node.ssh import HELD_PROBE_FRESH, AsyncsshNodeShell, AsyncsshNodeShells
 from edeliver.adapters.node.ssh_health import poll_pauses
 from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
@@ -38,7 +38,7 @@ from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder, Upgrad
 # How long a probe's answer decides a node's route without asking release_handler again: the
 # node is held by this deployment from before its probe, so only the VM itself (a crash) can
 # change the answer; a prepare later than this (a later batch) asks again.
-PROBE_FRESH = 30.0
+PROBE_FRESH = HELD_PROBE_FRESH
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,7 @@ class HotUpgradeNodeShell:
 
     async def probe(self) -> NodeFacts:
         """The full probe, with release_handler's view when a VM runs (see `hot_facts`)."""
-        expected = self._shells.full.expected
-        facts, releases, self._vm = await hot_facts(self.full, self._layout(), expected)
+        facts, releases, self._vm = await hot_facts(self.full, self._layout(), self._expected())
         now = asyncio.get_running_loop().time()
         self._probed = Probed(releases, facts.current_version, now)
         return facts
@@ -148,7 +147,11 @@ class HotUpgradeNodeShell:
         return await self.full.eval_elixir(artifact, code, env)
 
     async def hold(self, claim: NodeClaim) -> None:
-        await self.full.hold(claim)
+        """The full shell's hold, whose holder also runs this shell's probe (`hot_facts`)."""
+        await self.full.hold(claim, hot_probe_then(self._layout(), self._expected()))
+
+    def _expected(self) -> Artifact | None:
+        return self._shells.full.expected
 
     async def lock_holder(self) -> NodeLockHolder | None:
         return await self.full.lock_holder()
@@ -290,8 +293,7 @@ async def hot_facts(
     Told the release it will be `expected` to take, it also reads what is at the upload path
     of any package to it, so that the prepare's upload needs no look of its own. Last, the
     VM's distribution flag, for the scripts that ask it next (`hot_scripts.reported_vm_dist`)."""
-    version = expected.version if expected else None
-    facts, said = await full.probe_then(hs.releases_report(layout, version))
+    facts, said = await full.probe_then(hot_probe_then(layout, expected))
     releases = hs.reported_releases(said)
     if facts.running_version is None or releases is None:
         return facts, None, None  # no VM: nothing asked (an `rpc` would only start a client VM)
@@ -305,6 +307,12 @@ async def hot_facts(
         releases,
         hs.reported_vm_dist(said),
     )
+
+
+def hot_probe_then(layout: Layout, expected: Artifact | None) -> str:
+    """What follows the full probe's report on this route (release_handler's view, the
+    package uploads to the release `expected`), the same text for the holder and the probe."""
+    return hs.releases_report(layout, expected.version if expected else None)
 
 
 def _upload_of(package: Artifact) -> Artifact:

@@ -18,7 +18,7 @@ import asyncio
 import posixpath
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncssh
@@ -46,6 +46,40 @@ from edeliver.core.domain.config import NodeConfig
 from edeliver.core.domain.errors import NodeError
 from edeliver.core.domain.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder
+
+# How long a probe run by the lock's holder (`hold`) stands for the probe that follows (the
+# preflight's, once every node is held): the node is held from before it, so only its VM itself
+# (a crash) can change what it said; a later probe asks again.
+HELD_PROBE_FRESH = 30.0
+
+
+@dataclass(frozen=True)
+class HeldProbe:
+    """What the probe run by the lock's holder printed: with the read-only script `then` that
+    followed its report, and when (the event loop's clock)."""
+
+    then: str
+    said: str
+    at: float
+
+
+def held_reads(cookie: str, probe: str) -> str:
+    """The lock holder's `then`: the cookie read, then the probe in a subshell of its own and
+    its exit code (`split_held_reads` takes them apart)."""
+    if not probe:
+        return cookie
+    return f'{cookie}echo part=probe\n(\n{probe}); echo "probe_rc=$?"\n'
+
+
+def split_held_reads(said: str) -> tuple[str, str | None]:
+    """What the cookie read printed, and what the probe printed when it exited 0 (else None:
+    the probe is run again on its own, for its error to be seen)."""
+    cookie, marker, rest = said.partition("part=probe\n")
+    if not marker:
+        return said, None
+    probed, _, code = rest.rpartition("probe_rc=")
+    return cookie, probed if code.strip() == "0" else None
+
 
 __all__ = [
     "AsyncsshNodeShell",
@@ -146,18 +180,28 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
 
     # -- the port ----------------------------------------------------------------------------
 
-    async def hold(self, claim: NodeClaim) -> None:
+    _held_probe: HeldProbe | None = None
+
+    async def hold(self, claim: NodeClaim, probe_then: str = "") -> None:
+        """Lock the node for `claim`. Once it holds the lock, the holder reads the cookie the
+        node keeps (when the deployer gives none) and, in a rollout (a release expected), runs
+        the probe that comes next, with `probe_then` after its report (see `probe_then`): a
+        round trip each less."""
         if claim == self._claim and self._lock is not None and self._lock.held:
             return
         self._claim = claim
         runtime = self._shells.runtime_env
-        if runtime is None or not runtime.asks_cookie(claim.environment, self.name):
-            await self._take_lock()
-            return
-        # The cookie the node keeps is read by the lock's holder, once it holds the lock.
-        await self._take_lock(read_cookie_script(self.node.path))
-        said = self._lock.said if self._lock is not None else ""
-        await runtime.take_kept_cookie(said, claim.environment, self.name)
+        cookie = runtime is not None and runtime.asks_cookie(claim.environment, self.name)
+        probe = self._probe_script(probe_then) if self._shells.expected else ""
+        await self._take_lock(
+            held_reads(read_cookie_script(self.node.path) if cookie else "", probe)
+        )
+        kept, probed = split_held_reads(self._lock.said if self._lock is not None else "")
+        if probe and probed is not None:
+            now = asyncio.get_running_loop().time()
+            self._held_probe = HeldProbe(probe_then, probed, now)
+        if runtime is not None and cookie:
+            await runtime.take_kept_cookie(kept, claim.environment, self.name)
 
     async def _hidden(self, done: asyncssh.SSHCompletedProcess) -> CommandResult:
         """A command's result with the node's file secrets masked, as the deployer's are."""
@@ -179,12 +223,22 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
 
     async def probe_then(self, then: str) -> tuple[NodeFacts, str]:
         """The probe, then the read-only script `then` in the same round trip (after the
-        probe's report, with its variables and functions): the facts, and all it printed."""
-        expected = self._shells.expected
-        upload = self._layout(expected).upload(expected.version) if expected else None
-        said = await self._state_report(upload, then)
+        probe's report, with its variables and functions): the facts, and all it printed. The
+        first after a `hold` that ran it (with the same `then`) is what the holder printed."""
+        held, self._held_probe = self._held_probe, None
+        now = asyncio.get_running_loop().time()
+        if held is not None and held.then == then and now - held.at <= HELD_PROBE_FRESH:
+            said = held.said
+        else:
+            said = await self.script_output(self._probe_script(then))
         self._probed = parse_probe(said)
         return self._probed.facts, said
+
+    def _probe_script(self, then: str) -> str:
+        """The probe, with what is at the upload path of the release a rollout expects."""
+        expected = self._shells.expected
+        upload = self._layout(expected).upload(expected.version) if expected else None
+        return self._report_script(upload) + then
 
     def take_route(self, route: Route) -> None:
         """A full release has one route only."""
@@ -272,11 +326,11 @@ class AsyncsshNodeShell(ReleaseInstall, HealthWaits):
     # -- steps' parts ------------------------------------------------------------------------
 
     async def _state(self) -> NodeState:
-        return parse_probe(await self._state_report())
+        return parse_probe(await self.script_output(self._report_script(None)))
 
-    async def _state_report(self, upload: str | None = None, then: str = "") -> str:
+    def _report_script(self, upload: str | None) -> str:
         # The probe reads no app-specific path but `upload`: any valid app name will do.
-        return await self.script_output(probe_script(Layout(self.node.path, "app"), upload) + then)
+        return probe_script(Layout(self.node.path, "app"), upload)
 
     async def _switch(
         self, layout: Layout, switch: Switch, doing: str, planned_from: NodeState | None = None

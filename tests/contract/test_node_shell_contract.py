@@ -319,6 +319,29 @@ class TestHotUpgradeNodeShell(NodeShellContract):
         assert world.fleet_world.beam_pids() == pids
         assert await world.running_version() == V2
 
+    async def test_a_rollouts_hold_runs_its_probe_so_the_probe_after_it_sends_no_script(
+        self, world: HotWorld, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Told the release (a rollout), the lock's holder also runs the hot probe once it holds
+        the node (release_handler's view too): the probe after the hold sends no script and says
+        what a probe of its own says; the one after asks again. The hot steps after it reach
+        the VM by the node name that held probe found, and the same BEAM runs v2."""
+        await deploy(world.shell, world.artifact(V1))
+        pids, v2 = world.fleet_world.beam_pids(), world.artifact(V2)
+        hot = world.shell.of(v2)
+        world.shell.shells.expect(v2)
+        await hot.hold(FIRST)
+        caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+        held = await hot.probe()
+        assert caplog.records == []
+        again = await hot.probe()
+        assert len(caplog.records) == 1
+        seen = [(f.running_version, f.current_version, f.releases) for f in (held, again)]
+        assert seen == [(V1, V1, (V1,))] * 2
+        await deploy(hot, v2)
+        assert world.fleet_world.beam_pids() == pids
+        assert await world.running_version() == V2
+
 
 # -- the real adapter only ---------------------------------------------------------------------
 
@@ -494,6 +517,35 @@ class TestAsyncsshOnly:
             for step in (world.shell.install, world.shell.activate):
                 await step(v2)
             await world.shell.verify(v2)
+            assert await world.running_version() == V2
+        finally:
+            await world.shell.close()
+
+    @pytest.mark.parametrize("told", [True, False], ids=["a rollout", "not a rollout"])
+    async def test_the_probe_after_a_rollouts_hold_is_the_holders(
+        self, open_world: WorldMaker, caplog: pytest.LogCaptureFixture, told: bool
+    ) -> None:
+        """A rollout's hold (the release told) has the lock's holder run the probe: the probe
+        right after sends no script of its own and finds the node as it is, its upload path
+        looked at too (the prepare then only streams); without a release told (a day-2
+        command's hold) the holder runs none."""
+        shells = AsyncsshNodeShells(known_hosts=str(open_world.fleet.known_hosts))
+        world = await open_world(shells=shells)
+        v1, v2 = world.artifact(V1), world.artifact(V2)
+        try:
+            await deploy(world.shell, v1)
+            if told:
+                shells.expect(v2)
+            await world.shell.hold(FIRST)
+            caplog.set_level(logging.DEBUG, logger=SCRIPTS.name)
+            facts = await world.shell.probe()
+            assert len(caplog.records) == (0 if told else 1)
+            assert (facts.current_version, facts.running_version) == (V1, V1)
+            caplog.clear()
+            await world.shell.prepare(v2)
+            assert len(caplog.records) == (1 if told else 2)  # (the upload path's look,) the stream
+            for step in (world.shell.install, world.shell.activate, world.shell.verify):
+                await step(v2)
             assert await world.running_version() == V2
         finally:
             await world.shell.close()
