@@ -35,11 +35,6 @@ from edeliver.core.domain.errors import NodeError
 from edeliver.core.domain.model import Artifact, NodeFacts, Route
 from edeliver.core.ports import CommandResult, NodeClaim, NodeLockHolder, UpgradeStore
 
-# How long a probe's answer decides a node's route without asking release_handler again: the
-# node is held by this deployment from before its probe, so only the VM itself (a crash) can
-# change the answer; a prepare later than this (a later batch) asks again.
-PROBE_FRESH = HELD_PROBE_FRESH
-
 
 @dataclass(frozen=True)
 class Probed:
@@ -171,7 +166,9 @@ class HotUpgradeNodeShell:
         with what the node says it would roll back to by that route."""
         target = artifact.version
         probed, self._probed = self._probed, None
-        if probed is None or asyncio.get_running_loop().time() - probed.at > PROBE_FRESH:
+        # The node is held from before its probe: only its VM (a crash) can change the answer;
+        # a prepare later than this (a later batch) asks again.
+        if probed is None or asyncio.get_running_loop().time() - probed.at > HELD_PROBE_FRESH:
             probed = None
         releases = probed.releases if probed else await self._releases(self._layout())
         if releases is None:

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from edeliver.adapters.asyncssh_import import find_in, library_dirs
 
 RECORDED = """
@@ -35,7 +33,6 @@ def processes_started_importing(first: str) -> list[str]:
     return started
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="find_library runs tools on Linux")
 def test_asyncssh_after_the_adapters_starts_no_process_where_alone_it_starts_some() -> None:
     """Alone, asyncssh's import runs ldconfig (and gcc) for liboqs and nettle; after
     `edeliver.adapters` it runs nothing, and asyncssh still imports whole."""
